@@ -1,1 +1,150 @@
+//! Write Yardmaster plugins in Rust.
+//!
+//! A plugin is a WebAssembly component (`wasm32-wasip2`) of one of four kinds:
+//! a [`transport`] reaches routers, a [`notifier`] delivers events, a
+//! [`script_source`] fetches community scripts and a [`generator`] writes scripts. A
+//! plugin is one file: implement the kind's trait on a type and call the kind's export
+//! macro once.
+//!
+//! # Quickstart: a transport in one file
+//!
+//! `Cargo.toml`:
+//!
+//! ```toml
+//! [package]
+//! name = "line-shell"
+//! version = "0.1.0"
+//! edition = "2024"
+//!
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! yardmaster-plugin-sdk = "0.1"
+//! ```
+//!
+//! `src/lib.rs`, a transport that sends each script to a line-oriented shell, over
+//! TLS when the site asks for it:
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use std::time::Duration;
+//!
+//! use yardmaster_plugin_sdk::net::Connection;
+//! use yardmaster_plugin_sdk::transport::{
+//!     BackupResult, CommandReply, ProbeResult, Target, Transport, TransportError,
+//! };
+//! use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config, log};
+//!
+//! /// Output beyond this is cut off rather than held in memory.
+//! const MAX_OUTPUT: u64 = 1024 * 1024;
+//!
+//! struct LineShell;
+//!
+//! impl LineShell {
+//!     fn connect(target: &Target) -> Result<Connection, TransportError> {
+//!         let port = target.port_or(2323);
+//!         let mut conn = match target.tls_options() {
+//!             Some(tls) => Connection::connect(&target.address, port, &tls)?,
+//!             None => {
+//!                 let timeout = target.connect_timeout_or(Duration::from_secs(5));
+//!                 Connection::connect_plain(&target.address, port, Some(timeout))?
+//!             }
+//!         };
+//!         conn.set_read_timeout(Some(target.reply_timeout_or(Duration::from_secs(30))));
+//!         Ok(conn)
+//!     }
+//! }
+//!
+//! impl Transport for LineShell {
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo::new("line-shell", env!("CARGO_PKG_VERSION"), PluginKind::Transport)
+//!             .with_description("Runs scripts on a line-oriented shell")
+//!             .with_config_key(ConfigKey::optional("banner", "Sent before every script"))
+//!     }
+//!
+//!     fn run_command(target: Target, words: Vec<String>) -> Result<CommandReply, TransportError> {
+//!         let output = Self::run_script(target, words.join(" "))?;
+//!         let rows = output.lines().map(|line| vec![("line".to_owned(), line.to_owned())]);
+//!         Ok(CommandReply::from_rows(rows.collect()))
+//!     }
+//!
+//!     fn run_script(target: Target, script: String) -> Result<String, TransportError> {
+//!         log::info!("running {} bytes on {}", script.len(), target.site_id);
+//!         let mut conn = Self::connect(&target)?;
+//!         if let Some(banner) = config::get("banner") {
+//!             writeln!(conn, "{banner}")?;
+//!         }
+//!         writeln!(conn, "{script}")?;
+//!         let mut output = String::new();
+//!         (&mut conn).take(MAX_OUTPUT).read_to_string(&mut output)?;
+//!         if output.starts_with("error:") {
+//!             return Err(TransportError::Script(output));
+//!         }
+//!         Ok(output)
+//!     }
+//!
+//!     fn backup(_: Target, _: Option<String>) -> Result<BackupResult, TransportError> {
+//!         Err(TransportError::Unsupported("a line shell has no configuration export".into()))
+//!     }
+//!
+//!     fn probe(target: Target) -> Result<ProbeResult, TransportError> {
+//!         let online = Self::connect(&target);
+//!         Ok(ProbeResult {
+//!             online: online.is_ok(),
+//!             identity: None,
+//!             version: None,
+//!             board: None,
+//!             uptime: None,
+//!             detail: online.err().map(|e| e.to_string()),
+//!         })
+//!     }
+//! }
+//!
+//! yardmaster_plugin_sdk::export_transport!(LineShell);
+//! # fn main() {}
+//! ```
+//!
+//! Build it and drop the component into the engine's plugins folder:
+//!
+//! ```text
+//! rustup target add wasm32-wasip2
+//! cargo build --release --target wasm32-wasip2
+//! cp target/wasm32-wasip2/release/line_shell.wasm /path/to/yardmaster/plugins/
+//! ```
+//!
+//! # Layout
+//!
+//! - One module per kind, each with its trait under a friendly name and the records of
+//!   its contract: [`transport::Transport`], [`notifier::Notifier`],
+//!   [`script_source::ScriptSource`], [`generator::Generator`]. Their export macros are
+//!   [`export_transport!`], [`export_notifier!`], [`export_script_source!`] and
+//!   [`export_generator!`].
+//! - [`PluginInfo`], [`PluginKind`] and [`ConfigKey`], what every kind's `describe()`
+//!   returns, with builders.
+//! - Helpers over what the engine offers every plugin: [`log`] into the engine's log,
+//!   the plugin's own [`config`], and [`net`] connections with TLS done by the engine.
+//! - [`routeros`], the RouterOS API wire protocol, usable natively as well.
+//!
+//! The bindings are generated from the WIT files in the repository's `wit/`, the
+//! single description of the contract. The SDK also builds natively, so a plugin's
+//! logic can be unit-tested with a plain `cargo test`: there, log lines go to standard
+//! error, no configuration key is set and connections fail.
 
+#[doc(hidden)]
+pub mod bindings;
+pub mod config;
+pub mod generator;
+mod info;
+pub mod log;
+pub mod net;
+pub mod notifier;
+pub mod routeros;
+pub mod script_source;
+pub mod transport;
+
+pub use bindings::generator::export_generator;
+pub use bindings::notifier::export_notifier;
+pub use bindings::script_source::export_script_source;
+pub use bindings::transport::export_transport;
+pub use info::{ConfigKey, PluginInfo, PluginKind};
