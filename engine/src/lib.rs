@@ -1,1 +1,18 @@
+//! Yardmaster: schedules, authorizes and executes RouterOS scripts (and any script
+//! reachable over SSH) across fleets of routers.
+//!
+//! The engine owns what must never be lost or done twice; everything that talks to the
+//! outside world is a WebAssembly component plugin.
+//!
+//! - [`config`]: the TOML file, `YARDMASTER_*` variables and flags, with working defaults.
+//! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
+//!   calls into transports, notifiers, script sources and generators.
+//! - [`api`]: the embedded HTTP API (axum).
+//! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
+//! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 
+pub mod api;
+pub mod client;
+pub mod config;
+pub mod plugins;
+pub mod server;

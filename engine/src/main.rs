@@ -1,1 +1,226 @@
-fn main() {}
+//! The `yardmaster` command: the engine (`serve`) and the tools around it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use yardmaster::config::{Config, Overrides};
+use yardmaster::plugins::{HostOptions, PluginHost};
+
+#[derive(Parser)]
+#[command(
+    name = "yardmaster",
+    version,
+    about = "Schedules, authorizes and executes RouterOS scripts across fleets of routers",
+    long_about = None
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine: load the plugins, serve the HTTP API, reload plugins on change.
+    Serve(ServeArgs),
+    /// Work with plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// The TOML configuration file [env: YARDMASTER_CONFIG; default: ./yardmaster.toml if present]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Where the engine keeps its state [env: YARDMASTER_DATA_DIR; default: ./yardmaster-data]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The folder plugins are loaded from and watched [env: YARDMASTER_PLUGINS_DIR; default: ./plugins]
+    #[arg(long)]
+    plugins_dir: Option<PathBuf>,
+    /// The address the HTTP API listens on [env: YARDMASTER_LISTEN; default: 127.0.0.1:8080]
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// List the plugins of a running engine.
+    List {
+        /// The engine's URL.
+        #[arg(long, env = "YARDMASTER_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Print the engine's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a plugin file is: describe(), contract versions, endpoints. No engine needed.
+    Inspect {
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("YARDMASTER_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let flags = Overrides {
+                data_dir: args.data_dir,
+                plugins_dir: args.plugins_dir,
+                listen: args.listen,
+            };
+            let config = Config::load(args.config.as_deref(), &flags)?;
+            yardmaster::server::run(config, yardmaster::server::termination()).await?;
+            Ok(())
+        }
+        Command::Plugin(PluginCommand::List { url, json }) => plugin_list(&url, json).await,
+        Command::Plugin(PluginCommand::Inspect { file, json }) => plugin_inspect(&file, json).await,
+    }
+}
+
+async fn plugin_list(url: &str, json: bool) -> anyhow::Result<()> {
+    let token = std::env::var("YARDMASTER_TOKEN").ok();
+    let value = yardmaster::client::request("GET", url, "/plugins", token.as_deref(), None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let rows = value.as_array().cloned().unwrap_or_default();
+    if rows.is_empty() {
+        println!("no plugins loaded");
+        return Ok(());
+    }
+    let text = |row: &serde_json::Value, key: &str| {
+        row.get(key)
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_string()
+    };
+    println!(
+        "{:<20} {:<14} {:<10} {:<6} {:<8} {}",
+        "NAME", "KIND", "VERSION", "WIT", "STATUS", "FILE"
+    );
+    for row in &rows {
+        println!(
+            "{:<20} {:<14} {:<10} {:<6} {:<8} {}",
+            text(row, "name"),
+            text(row, "kind"),
+            text(row, "version"),
+            text(row, "wit_version"),
+            text(row, "status"),
+            text(row, "file"),
+        );
+        if let Some(error) = row.get("error").and_then(|e| e.as_str()) {
+            println!("  error: {error}");
+        }
+    }
+    Ok(())
+}
+
+async fn plugin_inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let config = Config::default();
+    let mut options = HostOptions::from_config(&config);
+    options.cache_dir = None;
+    options.max_concurrent_calls = 4;
+    let host = PluginHost::new(options).map_err(anyhow::Error::msg)?;
+    let plugin = host.inspect(file, Arc::new(bytes)).await?;
+    let info = &plugin.info;
+    if json {
+        let value = serde_json::json!({
+            "name": info.name,
+            "version": info.version.to_string(),
+            "kind": info.kind,
+            "description": info.description,
+            "wit_version": plugin.wit_version.to_string(),
+            "sha256": plugin.sha256,
+            "config_keys": info.config_keys,
+            "endpoints": info.endpoints,
+            "imports": plugin.imports,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{} {} ({} plugin)", info.name, info.version, info.kind);
+    if !info.description.is_empty() {
+        println!("  {}", info.description);
+    }
+    println!("contract:  yardmaster:{}@{}", info.kind, plugin.wit_version);
+    println!("sha256:    {}", plugin.sha256);
+    println!("imports:");
+    for import in &plugin.imports {
+        println!("  {import}");
+    }
+    if info.config_keys.is_empty() {
+        println!("config:    none");
+    } else {
+        println!("config:");
+        for key in &info.config_keys {
+            let mut flags = Vec::new();
+            if key.required {
+                flags.push("required");
+            }
+            if key.secret {
+                flags.push("secret");
+            }
+            let flags = if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", flags.join(", "))
+            };
+            println!("  {}{}: {}", key.name, flags, key.description);
+        }
+    }
+    if info.endpoints.is_empty() {
+        println!("endpoints: none beyond the sites it serves");
+    } else {
+        println!(
+            "endpoints (grant them under [plugins.{}] allow = [...]):",
+            info.name
+        );
+        for endpoint in &info.endpoints {
+            println!("  {endpoint}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,154 @@
+//! The API's one error type and the page that documents its codes.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+
+use super::AppState;
+
+/// An error answered to a client: `{type, code, message, doc_url}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+/// Every code the API answers with, and what it means; served at `/docs/errors`.
+const CODES: &[(&str, &str)] = &[
+    (
+        "malformed_json",
+        "The body is not JSON, or not the JSON this route takes.",
+    ),
+    (
+        "validation_failed",
+        "A field has a value the route does not accept; the message names the field.",
+    ),
+    (
+        "not_found",
+        "No such route or resource (in your organization).",
+    ),
+    (
+        "plugin_not_found",
+        "No plugin of that name is loaded; see GET /plugins.",
+    ),
+    (
+        "wrong_plugin_kind",
+        "The plugin is of another kind than the operation needs.",
+    ),
+    (
+        "plugin_error",
+        "The plugin answered with an error of its own (a router refused, a server was down).",
+    ),
+    (
+        "plugin_timeout",
+        "The plugin did not finish within its time limit.",
+    ),
+    (
+        "plugin_crashed",
+        "The plugin trapped or ran out of memory; the engine and other calls are unaffected.",
+    ),
+    ("unavailable", "The engine is starting or shutting down."),
+    (
+        "internal",
+        "Something failed inside the engine; the log has the details.",
+    ),
+];
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn validation(field: &str, message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("{field}: {message}"),
+        )
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "invalid_request",
+            401 => "unauthenticated",
+            403 => "forbidden",
+            404 => "not_found",
+            409 => "conflict",
+            422 => "validation_error",
+            502 | 504 => "plugin_error",
+            503 => "unavailable",
+            _ => "internal_error",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() && self.code == "internal" {
+            // The details stay in the log; the client learns only that it failed.
+            tracing::error!("internal error: {}", self.message);
+        }
+        let kind = self.kind();
+        let message = if self.code == "internal" {
+            "the engine failed to handle this request; its log has the details".to_string()
+        } else {
+            self.message
+        };
+        let body = json!({
+            "type": kind,
+            "code": self.code,
+            "message": message,
+            "doc_url": format!("/docs/errors#{}", self.code),
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        let status = match &rejection {
+            JsonRejection::JsonDataError(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        let code = if status == StatusCode::BAD_REQUEST {
+            "malformed_json"
+        } else {
+            "validation_failed"
+        };
+        ApiError::new(status, code, rejection.body_text())
+    }
+}
+
+pub(super) async fn not_found() -> ApiError {
+    ApiError::not_found("no such route; see /docs/errors and the README for the API")
+}
+
+async fn error_docs() -> Html<String> {
+    let mut page = String::from(
+        "<!doctype html><meta charset=utf-8><title>Yardmaster API errors</title><h1>Yardmaster API errors</h1><p>Every error is answered as <code>{type, code, message, doc_url}</code>.</p><dl>",
+    );
+    for (code, meaning) in CODES {
+        page.push_str(&format!(
+            "<dt id=\"{code}\"><code>{code}</code></dt><dd>{meaning}</dd>"
+        ));
+    }
+    page.push_str("</dl>");
+    Html(page)
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/docs/errors", get(error_docs))
+}

@@ -1,0 +1,47 @@
+//! The embedded HTTP API (axum). [`app`] builds the router, so tests drive it with
+//! `oneshot` and no socket; [`serve`] runs it on a listener until shutdown.
+//!
+//! One file per resource; every error is an [`ApiError`], answered as
+//! `{type, code, message, doc_url}` with the status that fits.
+
+mod error;
+mod health;
+mod plugins;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use axum::Router;
+
+use crate::plugins::PluginHost;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub plugins: PluginHost,
+    /// Set once the plugins folder has been loaded; `/healthz` answers 503 until then.
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .merge(plugins::routes())
+        .merge(error::routes())
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, letting requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

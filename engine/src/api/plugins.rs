@@ -1,0 +1,400 @@
+//! Plugins: `GET /plugins` lists every plugin file and its state, `GET /plugins/{name}`
+//! shows one, and `POST /plugins/{name}/call` runs one operation of a plugin, so an
+//! operator or a plugin author can try a plugin against a running engine.
+
+use std::collections::BTreeMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::plugins::{CallError, Failure, PluginStatus, generator, notifier, transport};
+
+async fn list(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
+    Json(state.plugins.list())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let plugin = state
+        .plugins
+        .get(&name)
+        .ok_or_else(|| plugin_not_found(&name))?;
+    let status = state
+        .plugins
+        .list()
+        .into_iter()
+        .find(|s| s.name.as_deref() == Some(name.as_str()));
+    Ok(Json(json!({
+        "name": plugin.info.name,
+        "version": plugin.info.version.to_string(),
+        "kind": plugin.info.kind,
+        "description": plugin.info.description,
+        "wit_version": plugin.wit_version.to_string(),
+        "sha256": plugin.sha256,
+        "file": status.as_ref().map(|s| s.file.clone()),
+        "error": status.and_then(|s| s.error),
+        "loaded_at": plugin.loaded_at,
+        "config_keys": plugin.info.config_keys,
+        "endpoints": plugin.info.endpoints,
+        "allow": plugin.allow_list(),
+        "imports": plugin.imports,
+        "limits": {
+            "memory_bytes": plugin.limits().memory_bytes,
+            "timeout_ms": plugin.limits().timeout.as_millis() as u64,
+        },
+    })))
+}
+
+fn plugin_not_found(name: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "plugin_not_found",
+        format!("no plugin named `{name}` is loaded; GET /plugins lists them"),
+    )
+}
+
+/// TLS settings of a target, as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsBody {
+    #[serde(default = "yes")]
+    verify: bool,
+    pinned_sha256: Option<String>,
+    server_name: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A site to reach, as JSON.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetBody {
+    #[serde(default)]
+    site_id: String,
+    address: String,
+    #[serde(default)]
+    port: u16,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    tls: Option<TlsBody>,
+    #[serde(default)]
+    connect_timeout_ms: u32,
+    #[serde(default)]
+    reply_timeout_ms: u32,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
+}
+
+impl TargetBody {
+    fn into_target(self) -> Result<transport::Target, ApiError> {
+        if self.address.trim().is_empty() {
+            return Err(ApiError::validation("target.address", "must not be empty"));
+        }
+        Ok(transport::Target {
+            site_id: self.site_id,
+            address: self.address,
+            port: self.port,
+            username: self.username,
+            password: self.password,
+            tls: self.tls.map(|t| transport::TlsSettings {
+                verify: t.verify,
+                pinned_sha256: t.pinned_sha256,
+                server_name: t.server_name,
+            }),
+            connect_timeout_ms: self.connect_timeout_ms,
+            reply_timeout_ms: self.reply_timeout_ms,
+            options: self.options.into_iter().collect(),
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelBody {
+    name: String,
+    #[serde(default)]
+    settings: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecipientBody {
+    name: Option<String>,
+    address: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventBody {
+    id: Option<String>,
+    kind: String,
+    subject: String,
+    #[serde(default)]
+    text: String,
+    html: Option<String>,
+    #[serde(default)]
+    payload: Value,
+    #[serde(default)]
+    recipients: Vec<RecipientBody>,
+}
+
+/// One operation of a plugin, named by `operation`.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "operation", rename_all = "kebab-case", deny_unknown_fields)]
+enum CallBody {
+    Describe,
+    RunCommand {
+        target: TargetBody,
+        words: Vec<String>,
+    },
+    RunScript {
+        target: TargetBody,
+        script: String,
+    },
+    Backup {
+        target: TargetBody,
+        save_as: Option<String>,
+    },
+    Probe {
+        target: TargetBody,
+    },
+    Deliver {
+        channel: ChannelBody,
+        event: EventBody,
+    },
+    Fetch {
+        url: String,
+    },
+    Generate {
+        prompt: String,
+        #[serde(default)]
+        context: BTreeMap<String, String>,
+    },
+    Summarize {
+        script: String,
+    },
+}
+
+fn attributes(pairs: &[(String, String)]) -> Value {
+    Value::Object(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+/// Maps a failed call to the status that says whose fault it was.
+fn failure<E: crate::plugins::Describe>(failure: Failure<E>) -> ApiError {
+    let text = failure.to_string();
+    match failure {
+        Failure::Plugin { error, .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "plugin_error", text).with_detail(error.code())
+        }
+        Failure::Call(call) => call_error(call),
+    }
+}
+
+fn call_error(error: CallError) -> ApiError {
+    let text = error.to_string();
+    match error {
+        CallError::NotFound(name) => plugin_not_found(&name),
+        CallError::WrongKind { .. } => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "wrong_plugin_kind", text)
+        }
+        CallError::Timeout { .. } => {
+            ApiError::new(StatusCode::GATEWAY_TIMEOUT, "plugin_timeout", text)
+        }
+        CallError::OutOfMemory { .. } | CallError::Trap { .. } | CallError::Host { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "plugin_crashed", text)
+        }
+        CallError::ShuttingDown => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
+        }
+    }
+}
+
+impl ApiError {
+    /// Adds the plugin's own error code to the message, e.g. `[refused]`.
+    fn with_detail(mut self, code: &str) -> ApiError {
+        self.message = format!("[{code}] {}", self.message);
+        self
+    }
+}
+
+async fn call(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<CallBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let host = &state.plugins;
+    let plugin = host.get(&name).ok_or_else(|| plugin_not_found(&name))?;
+    let result = match body {
+        CallBody::Describe => json!({
+            "name": plugin.info.name,
+            "version": plugin.info.version.to_string(),
+            "kind": plugin.info.kind,
+            "description": plugin.info.description,
+            "config_keys": plugin.info.config_keys,
+            "endpoints": plugin.info.endpoints,
+        }),
+        CallBody::RunCommand { target, words } => {
+            if words.is_empty() {
+                return Err(ApiError::validation(
+                    "words",
+                    "must hold at least the command word",
+                ));
+            }
+            let reply = host
+                .transport(&name)
+                .map_err(call_error)?
+                .run_command(&target.into_target()?, &words)
+                .await
+                .map_err(failure)?;
+            json!({
+                "rows": reply.rows.iter().map(|r| attributes(r)).collect::<Vec<_>>(),
+                "done": attributes(&reply.done),
+                "empty": reply.empty,
+            })
+        }
+        CallBody::RunScript { target, script } => {
+            let output = host
+                .transport(&name)
+                .map_err(call_error)?
+                .run_script(&target.into_target()?, &script)
+                .await
+                .map_err(failure)?;
+            json!({ "output": output })
+        }
+        CallBody::Backup { target, save_as } => {
+            let backup = host
+                .transport(&name)
+                .map_err(call_error)?
+                .backup(&target.into_target()?, save_as.as_deref())
+                .await
+                .map_err(failure)?;
+            json!({ "config": backup.config, "saved_file": backup.saved_file })
+        }
+        CallBody::Probe { target } => {
+            let probe = host
+                .transport(&name)
+                .map_err(call_error)?
+                .probe(&target.into_target()?)
+                .await
+                .map_err(failure)?;
+            json!({
+                "online": probe.online,
+                "identity": probe.identity,
+                "version": probe.version,
+                "board": probe.board,
+                "uptime": probe.uptime,
+                "detail": probe.detail,
+            })
+        }
+        CallBody::Deliver { channel, event } => {
+            let channel = notifier::Channel {
+                name: channel.name,
+                settings: channel.settings.into_iter().collect(),
+            };
+            let event = notifier::Event {
+                id: event
+                    .id
+                    .unwrap_or_else(|| format!("manual-{}", chrono::Utc::now().timestamp_micros())),
+                kind: event.kind,
+                occurred_at: chrono::Utc::now().to_rfc3339(),
+                subject: event.subject,
+                text: event.text,
+                html: event.html,
+                payload: event.payload.to_string(),
+                recipients: event
+                    .recipients
+                    .into_iter()
+                    .map(|r| notifier::Recipient {
+                        name: r.name,
+                        address: r.address,
+                    })
+                    .collect(),
+            };
+            let receipt = host
+                .notifier(&name)
+                .map_err(call_error)?
+                .deliver(&channel, &event)
+                .await
+                .map_err(failure)?;
+            json!({ "detail": receipt.detail })
+        }
+        CallBody::Fetch { url } => {
+            let fetched = host
+                .script_source(&name)
+                .map_err(call_error)?
+                .fetch(&url)
+                .await
+                .map_err(failure)?;
+            let meta = fetched.meta;
+            json!({
+                "content": fetched.content,
+                "meta": {
+                    "name": meta.name,
+                    "description": meta.description,
+                    "author": meta.author,
+                    "repository": meta.repository,
+                    "commit": meta.commit,
+                    "license": meta.license,
+                    "stars": meta.stars,
+                    "readme": meta.readme,
+                    "source_url": meta.source_url,
+                },
+            })
+        }
+        CallBody::Generate { prompt, context } => {
+            let request = generator::Request {
+                prompt,
+                context: context.into_iter().collect(),
+            };
+            let generated = host
+                .generator(&name)
+                .map_err(call_error)?
+                .generate(&request)
+                .await
+                .map_err(failure)?;
+            json!({
+                "script": generated.script,
+                "explanation": generated.explanation,
+                "model": generated.model,
+            })
+        }
+        CallBody::Summarize { script } => {
+            let summary = host
+                .generator(&name)
+                .map_err(call_error)?
+                .summarize(&script)
+                .await
+                .map_err(failure)?;
+            json!({ "summary": summary })
+        }
+    };
+    Ok(Json(json!({
+        "plugin": plugin.id(),
+        "result": result,
+    })))
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/plugins", get(list))
+        .route("/plugins/{name}", get(show))
+        .route("/plugins/{name}/call", post(call))
+}

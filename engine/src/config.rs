@@ -1,0 +1,487 @@
+//! The engine's configuration: one TOML file, `YARDMASTER_*` environment variables and
+//! command-line flags, in rising order of precedence, over defaults that work as they are.
+//!
+//! ```toml
+//! data_dir = "./yardmaster-data"
+//! plugins_dir = "./plugins"
+//! listen = "127.0.0.1:8080"
+//!
+//! [plugin_defaults]
+//! memory = "64MiB"
+//! timeout = "30s"
+//!
+//! [plugins.webhook]
+//! allow = ["hooks.example.com:443"]
+//! timeout = "10s"
+//! [plugins.webhook.config]
+//! secret = "..."
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the configuration went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Value { key: String, message: String },
+}
+
+/// Settings as written in the TOML file; every field may be left out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    listen: Option<String>,
+    install_bundled_plugins: Option<bool>,
+    max_concurrent_plugin_calls: Option<u32>,
+    #[serde(default)]
+    plugin_defaults: FileLimits,
+    #[serde(default)]
+    plugins: BTreeMap<String, FilePlugin>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    memory: Option<String>,
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePlugin {
+    memory: Option<String>,
+    timeout: Option<String>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    config: BTreeMap<String, toml::Value>,
+}
+
+/// Overrides from the command line (highest precedence) or the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub plugins_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// Resource limits for one plugin's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory one instance may grow to.
+    pub memory_bytes: u64,
+    /// Wall-clock time one call may take, instantiation included.
+    pub timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 * 1024 * 1024,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the operator grants one plugin, by the name it gives in `describe()`.
+#[derive(Debug, Clone, Default)]
+pub struct PluginSettings {
+    pub limits: Limits,
+    /// Allow-list entries, parsed by `plugins::net::Policy`.
+    pub allow: Vec<String>,
+    /// Values the plugin reads through `config.get`.
+    pub config: BTreeMap<String, String>,
+}
+
+/// The complete, resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub plugins_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Copy the first-party plugins into an empty plugins folder on start.
+    pub install_bundled_plugins: bool,
+    /// Plugin calls running at once, across all plugins; more wait their turn.
+    pub max_concurrent_plugin_calls: u32,
+    pub plugin_defaults: Limits,
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./yardmaster-data"),
+            plugins_dir: PathBuf::from("./plugins"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            install_bundled_plugins: true,
+            max_concurrent_plugin_calls: 256,
+            plugin_defaults: Limits::default(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Resolves the configuration: defaults, then the file (from `file`, or
+    /// `YARDMASTER_CONFIG`, or `./yardmaster.toml` when it exists), then the environment,
+    /// then `flags`.
+    pub fn load(file: Option<&Path>, flags: &Overrides) -> Result<Config, ConfigError> {
+        let env = Overrides {
+            data_dir: env_var("YARDMASTER_DATA_DIR").map(PathBuf::from),
+            plugins_dir: env_var("YARDMASTER_PLUGINS_DIR").map(PathBuf::from),
+            listen: env_var("YARDMASTER_LISTEN"),
+        };
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env_var("YARDMASTER_CONFIG").map(PathBuf::from))
+            .or_else(|| {
+                let default = PathBuf::from("yardmaster.toml");
+                default.exists().then_some(default)
+            });
+        let text = match &file {
+            Some(path) => {
+                Some(
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
+        Self::resolve(file.as_deref(), text.as_deref(), &env, flags)
+    }
+
+    /// The pure part of [`Config::load`], so it can be tested without touching the process.
+    fn resolve(
+        path: Option<&Path>,
+        text: Option<&str>,
+        env: &Overrides,
+        flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        let parsed: FileConfig = match text {
+            Some(text) => toml::from_str(text).map_err(|e| ConfigError::Parse {
+                path: path.map(Path::to_path_buf).unwrap_or_default(),
+                message: e.to_string(),
+            })?,
+            None => FileConfig::default(),
+        };
+        let mut config = Config::default();
+        if let Some(dir) = parsed.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(dir) = parsed.plugins_dir {
+            config.plugins_dir = dir;
+        }
+        let mut listen = parsed.listen;
+        if let Some(install) = parsed.install_bundled_plugins {
+            config.install_bundled_plugins = install;
+        }
+        if let Some(max) = parsed.max_concurrent_plugin_calls {
+            if max == 0 {
+                return Err(value_error(
+                    "max_concurrent_plugin_calls",
+                    "must be at least 1",
+                ));
+            }
+            config.max_concurrent_plugin_calls = max;
+        }
+        config.plugin_defaults = limits(
+            "plugin_defaults",
+            &parsed.plugin_defaults.memory,
+            &parsed.plugin_defaults.timeout,
+            Limits::default(),
+        )?;
+        for (name, plugin) in parsed.plugins {
+            let key = format!("plugins.{name}");
+            let settings = PluginSettings {
+                limits: limits(
+                    &key,
+                    &plugin.memory,
+                    &plugin.timeout,
+                    config.plugin_defaults,
+                )?,
+                allow: plugin.allow,
+                config: plugin
+                    .config
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            toml::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        (k, text)
+                    })
+                    .collect(),
+            };
+            config.plugins.insert(name, settings);
+        }
+        for layer in [env, flags] {
+            if let Some(dir) = &layer.data_dir {
+                config.data_dir = dir.clone();
+            }
+            if let Some(dir) = &layer.plugins_dir {
+                config.plugins_dir = dir.clone();
+            }
+            if let Some(addr) = &layer.listen {
+                listen = Some(addr.clone());
+            }
+        }
+        if let Some(addr) = listen {
+            config.listen = addr.parse().map_err(|_| {
+                value_error(
+                    "listen",
+                    &format!("`{addr}` is not an address like 127.0.0.1:8080"),
+                )
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// The settings for the plugin named `name`, or the defaults.
+    pub fn plugin(&self, name: &str) -> PluginSettings {
+        self.plugins.get(name).cloned().unwrap_or(PluginSettings {
+            limits: self.plugin_defaults,
+            ..PluginSettings::default()
+        })
+    }
+
+    /// The largest memory limit any plugin may have; it sizes the instance pool.
+    pub fn max_plugin_memory(&self) -> u64 {
+        self.plugins
+            .values()
+            .map(|p| p.limits.memory_bytes)
+            .chain([self.plugin_defaults.memory_bytes])
+            .max()
+            .unwrap_or(self.plugin_defaults.memory_bytes)
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn value_error(key: &str, message: &str) -> ConfigError {
+    ConfigError::Value {
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn limits(
+    section: &str,
+    memory: &Option<String>,
+    timeout: &Option<String>,
+    base: Limits,
+) -> Result<Limits, ConfigError> {
+    let mut limits = base;
+    if let Some(text) = memory {
+        limits.memory_bytes = parse_size(text).ok_or_else(|| {
+            value_error(
+                &format!("{section}.memory"),
+                &format!("`{text}` is not a size like 64MiB"),
+            )
+        })?;
+        if limits.memory_bytes < 1024 * 1024 || limits.memory_bytes > 4 * 1024 * 1024 * 1024 {
+            return Err(value_error(
+                &format!("{section}.memory"),
+                "must be between 1MiB and 4GiB",
+            ));
+        }
+    }
+    if let Some(text) = timeout {
+        limits.timeout = parse_duration(text).ok_or_else(|| {
+            value_error(
+                &format!("{section}.timeout"),
+                &format!("`{text}` is not a duration like 30s, 500ms or 2m"),
+            )
+        })?;
+        if limits.timeout.is_zero() {
+            return Err(value_error(
+                &format!("{section}.timeout"),
+                "must be more than 0",
+            ));
+        }
+    }
+    Ok(limits)
+}
+
+/// Parses `64MiB`, `512KiB`, `1GiB`, `100MB` or a plain number of bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1024,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1024 * 1024,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// Parses `500ms`, `30s`, `2m`, `1h`, or a combination such as `1m30s`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let number: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let part = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(number),
+            "s" => Duration::from_secs(number),
+            "m" => Duration::from_secs(number.checked_mul(60)?),
+            "h" => Duration::from_secs(number.checked_mul(3600)?),
+            "d" => Duration::from_secs(number.checked_mul(86400)?),
+            _ => return None,
+        };
+        total = total.checked_add(part)?;
+        rest = &rest[unit_len..];
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_a_file() {
+        let config = Config::resolve(None, None, &Overrides::default(), &Overrides::default())
+            .expect("defaults resolve");
+        assert_eq!(config.data_dir, PathBuf::from("./yardmaster-data"));
+        assert_eq!(config.plugins_dir, PathBuf::from("./plugins"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.plugin_defaults.memory_bytes, 64 * 1024 * 1024);
+        assert_eq!(config.plugin_defaults.timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let file =
+            "data_dir = \"/file\"\nplugins_dir = \"/file-plugins\"\nlisten = \"127.0.0.1:1\"\n";
+        let env = Overrides {
+            data_dir: Some("/env".into()),
+            listen: Some("127.0.0.1:2".into()),
+            ..Overrides::default()
+        };
+        let flags = Overrides {
+            listen: Some("127.0.0.1:3".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(None, Some(file), &env, &flags).expect("resolves");
+        assert_eq!(config.data_dir, PathBuf::from("/env"));
+        assert_eq!(config.plugins_dir, PathBuf::from("/file-plugins"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3");
+    }
+
+    #[test]
+    fn plugin_sections_inherit_defaults() {
+        let file = r#"
+            [plugin_defaults]
+            timeout = "5s"
+            [plugins.webhook]
+            memory = "128MiB"
+            allow = ["hooks.example.com:443"]
+            [plugins.webhook.config]
+            secret = "s3cret"
+            retries = 3
+        "#;
+        let config = Config::resolve(
+            None,
+            Some(file),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .expect("resolves");
+        let webhook = config.plugin("webhook");
+        assert_eq!(webhook.limits.memory_bytes, 128 * 1024 * 1024);
+        assert_eq!(webhook.limits.timeout, Duration::from_secs(5));
+        assert_eq!(webhook.allow, vec!["hooks.example.com:443".to_string()]);
+        assert_eq!(
+            webhook.config.get("secret").map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(webhook.config.get("retries").map(String::as_str), Some("3"));
+        assert_eq!(
+            config.plugin("other").limits.timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(config.max_plugin_memory(), 128 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Config::resolve(
+            None,
+            Some("[plugins.x]\ntimeout = \"soon\"\n"),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .expect_err("bad timeout");
+        assert_eq!(
+            err.to_string(),
+            "plugins.x.timeout: `soon` is not a duration like 30s, 500ms or 2m"
+        );
+        let err = Config::resolve(
+            None,
+            Some("lisen = 1\n"),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .expect_err("unknown key");
+        assert!(err.to_string().contains("unknown field `lisen`"), "{err}");
+        let flags = Overrides {
+            listen: Some("localhost".into()),
+            ..Overrides::default()
+        };
+        let err =
+            Config::resolve(None, None, &Overrides::default(), &flags).expect_err("bad listen");
+        assert!(err.to_string().starts_with("listen: `localhost`"), "{err}");
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("1 GiB"), Some(1 << 30));
+        assert_eq!(parse_size("4096"), Some(4096));
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30"), None);
+        assert_eq!(parse_duration(""), None);
+    }
+}

@@ -1,0 +1,55 @@
+//! Host-side bindings of version 1 of the plugin contract, generated from `wit/`.
+//!
+//! The host imports (`log`, `config`, `tls`) are generated once and shared by the four
+//! plugin worlds, so there is one set of host types. A later major version of a kind
+//! gets a module of its own beside these, with its own supported range in
+//! `plugins::version`.
+
+/// `yardmaster:host@1.0.0`: what every plugin may import.
+pub(crate) mod host {
+    wasmtime::component::bindgen!({
+        path: ["../wit/host@1.0.0"],
+        world: "yardmaster:host/imports",
+        imports: { default: async | trappable },
+        with: {
+            "yardmaster:host/tls.connection": crate::plugins::host::Connection,
+        },
+    });
+}
+
+macro_rules! plugin_world {
+    ($module:ident, $dir:literal, $world:literal) => {
+        pub(crate) mod $module {
+            wasmtime::component::bindgen!({
+                path: ["../wit/host@1.0.0", $dir],
+                world: $world,
+                imports: { default: async | trappable },
+                exports: { default: async },
+                with: {
+                    "yardmaster:host": crate::plugins::bindings::host::yardmaster::host,
+                },
+            });
+        }
+    };
+}
+
+plugin_world!(
+    transport,
+    "../wit/transport@1.0.0",
+    "yardmaster:transport/transport"
+);
+plugin_world!(
+    notifier,
+    "../wit/notifier@1.0.0",
+    "yardmaster:notifier/notifier"
+);
+plugin_world!(
+    script_source,
+    "../wit/script-source@1.0.0",
+    "yardmaster:script-source/script-source"
+);
+plugin_world!(
+    generator,
+    "../wit/generator@1.0.0",
+    "yardmaster:generator/generator"
+);

@@ -1,0 +1,457 @@
+//! What a plugin's `Store` holds, and the host side of `yardmaster:host`: logging into
+//! the engine's tracing, the plugin's own configuration, and TCP/TLS connections made by
+//! the host (rustls) under the plugin's allow-list.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::bindings::host::yardmaster::host::{config, log, tls};
+use super::net::Policy;
+use super::tls_client::TlsClients;
+
+/// The most a plugin may ask the host to read or write in one call.
+const MAX_IO_CHUNK: usize = 1024 * 1024;
+/// Log lines are cut here, so a plugin cannot flood the engine's log.
+const MAX_LOG_LINE: usize = 8 * 1024;
+/// Connections one call may hold open at once.
+const MAX_CONNECTIONS: usize = 64;
+const DEFAULT_NET_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who is calling, for log lines and errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub name: String,
+    pub version: String,
+}
+
+/// Caps the linear memory of one instance and remembers whether the cap was hit, so
+/// that the resulting trap can be reported as what it is.
+pub(crate) struct MemoryLimiter {
+    pub cap: usize,
+    pub hit: Arc<AtomicBool>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.hit.store(true, Ordering::Relaxed);
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// The data of one call's `Store`.
+pub(crate) struct HostState {
+    pub caller: Arc<Caller>,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub policy: Policy,
+    pub tls: Arc<TlsClients>,
+    pub limiter: MemoryLimiter,
+    pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
+    pub http_hooks: super::http::Hooks,
+    pub table: ResourceTable,
+    pub connections: usize,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let message = truncate(&message, MAX_LOG_LINE);
+        let (plugin, version) = (&self.caller.name, &self.caller.version);
+        match level {
+            log::Level::Trace => tracing::trace!(target: "plugin", plugin, version, "{message}"),
+            log::Level::Debug => tracing::debug!(target: "plugin", plugin, version, "{message}"),
+            log::Level::Info => tracing::info!(target: "plugin", plugin, version, "{message}"),
+            log::Level::Warn => tracing::warn!(target: "plugin", plugin, version, "{message}"),
+            log::Level::Error => tracing::error!(target: "plugin", plugin, version, "{message}"),
+        }
+        Ok(())
+    }
+}
+
+impl config::Host for HostState {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.config.get(&key).cloned())
+    }
+}
+
+impl tls::Host for HostState {}
+
+impl super::bindings::host::yardmaster::host::types::Host for HostState {}
+
+/// A connection a plugin opened through the host.
+pub struct Connection {
+    host: String,
+    port: u16,
+    stream: Option<Stream>,
+    peer_sha256: Option<String>,
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+fn timeout_of(ms: u32) -> Duration {
+    if ms == 0 {
+        DEFAULT_NET_TIMEOUT
+    } else {
+        Duration::from_millis(u64::from(ms))
+    }
+}
+
+fn io_error(host: &str, port: u16, err: &std::io::Error) -> tls::NetError {
+    use std::io::ErrorKind::*;
+    let text = format!("{host}:{port}: {err}");
+    match err.kind() {
+        ConnectionRefused | HostUnreachable | NetworkUnreachable => tls::NetError::Refused(text),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+            tls::NetError::Reset(text)
+        }
+        TimedOut => tls::NetError::Timeout(text),
+        InvalidData => tls::NetError::Tls(text),
+        _ => tls::NetError::Io(text),
+    }
+}
+
+impl HostState {
+    /// Resolves `host:port` and connects, if the allow-list grants it.
+    async fn open(
+        &mut self,
+        host: &str,
+        port: u16,
+        limit: Duration,
+    ) -> Result<TcpStream, tls::NetError> {
+        if self.connections >= MAX_CONNECTIONS {
+            return Err(tls::NetError::TooLarge(format!(
+                "a call may hold at most {MAX_CONNECTIONS} connections open"
+            )));
+        }
+        let endpoint = format!("{host}:{port}");
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let lookup = tokio::time::timeout(limit, tokio::net::lookup_host((bare, port))).await;
+        let addrs: Vec<std::net::SocketAddr> = match lookup {
+            Err(_) => return Err(tls::NetError::Timeout(format!("resolving {endpoint}"))),
+            Ok(Err(e)) => return Err(tls::NetError::Dns(format!("{endpoint}: {e}"))),
+            Ok(Ok(addrs)) => addrs.collect(),
+        };
+        // A name grant covers whatever the name resolves to; an address grant covers
+        // only that address.
+        let by_name = self.policy.allows_name(host, port);
+        let allowed: Vec<_> = addrs
+            .into_iter()
+            .filter(|a| by_name || self.policy.allows_addr(*a))
+            .collect();
+        if allowed.is_empty() {
+            let what = format!("tls connect to {endpoint}");
+            tracing::warn!(
+                plugin = %self.caller.name,
+                version = %self.caller.version,
+                "refused {what}: not in the plugin's allow-list"
+            );
+            self.policy.record_denial(what);
+            return Err(tls::NetError::Denied(format!(
+                "{endpoint} is not in this plugin's allow-list"
+            )));
+        }
+        let mut last = None;
+        for addr in allowed {
+            match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+                Err(_) => last = Some(tls::NetError::Timeout(format!("connecting to {endpoint}"))),
+                Ok(Err(e)) => last = Some(io_error(host, port, &e)),
+                Ok(Ok(stream)) => {
+                    let _ = stream.set_nodelay(true);
+                    self.connections += 1;
+                    return Ok(stream);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| tls::NetError::Refused(endpoint)))
+    }
+}
+
+async fn handshake(
+    clients: Arc<TlsClients>,
+    host: &str,
+    port: u16,
+    tcp: TcpStream,
+    options: &tls::TlsOptions,
+) -> Result<(tokio_rustls::client::TlsStream<TcpStream>, Option<String>), tls::NetError> {
+    let name = options.server_name.clone().unwrap_or_else(|| {
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
+    let connector = clients
+        .connector(options.verify, options.pinned_sha256.as_deref())
+        .map_err(tls::NetError::Tls)?;
+    let server_name = rustls::pki_types::ServerName::try_from(name.clone())
+        .map_err(|_| tls::NetError::Tls(format!("`{name}` is not a valid TLS server name")))?;
+    let stream = match tokio::time::timeout(
+        timeout_of(options.timeout_ms),
+        connector.connect(server_name, tcp),
+    )
+    .await
+    {
+        Err(_) => {
+            return Err(tls::NetError::Timeout(format!(
+                "TLS handshake with {host}:{port}"
+            )));
+        }
+        Ok(Err(e)) => {
+            return Err(tls::NetError::Tls(format!(
+                "TLS handshake with {host}:{port}: {e}"
+            )));
+        }
+        Ok(Ok(s)) => s,
+    };
+    let fingerprint = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certs| certs.first())
+        .map(|cert| super::tls_client::sha256_hex(cert.as_ref()));
+    Ok((stream, fingerprint))
+}
+
+impl HostState {
+    fn connection(&mut self, this: &Resource<Connection>) -> wasmtime::Result<&mut Connection> {
+        Ok(self.table.get_mut(this)?)
+    }
+}
+
+impl tls::HostConnection for HostState {
+    async fn connect(
+        &mut self,
+        host: String,
+        port: u16,
+        options: tls::TlsOptions,
+    ) -> wasmtime::Result<Result<Resource<Connection>, tls::NetError>> {
+        let tcp = match self.open(&host, port, timeout_of(options.timeout_ms)).await {
+            Ok(tcp) => tcp,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (stream, peer_sha256) =
+            match handshake(self.tls.clone(), &host, port, tcp, &options).await {
+                Ok(done) => done,
+                Err(e) => {
+                    self.connections -= 1;
+                    return Ok(Err(e));
+                }
+            };
+        let conn = Connection {
+            host,
+            port,
+            stream: Some(Stream::Tls(Box::new(stream))),
+            peer_sha256,
+        };
+        Ok(Ok(self.table.push(conn)?))
+    }
+
+    async fn connect_plain(
+        &mut self,
+        host: String,
+        port: u16,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Resource<Connection>, tls::NetError>> {
+        let tcp = match self.open(&host, port, timeout_of(timeout_ms)).await {
+            Ok(tcp) => tcp,
+            Err(e) => return Ok(Err(e)),
+        };
+        let conn = Connection {
+            host,
+            port,
+            stream: Some(Stream::Plain(tcp)),
+            peer_sha256: None,
+        };
+        Ok(Ok(self.table.push(conn)?))
+    }
+
+    async fn start_tls(
+        &mut self,
+        this: Resource<Connection>,
+        options: tls::TlsOptions,
+    ) -> wasmtime::Result<Result<(), tls::NetError>> {
+        let conn = self.connection(&this)?;
+        let (host, port) = (conn.host.clone(), conn.port);
+        let tcp = match conn.stream.take() {
+            Some(Stream::Plain(tcp)) => tcp,
+            Some(tls @ Stream::Tls(_)) => {
+                conn.stream = Some(tls);
+                return Ok(Err(tls::NetError::Tls(
+                    "the connection already uses TLS".into(),
+                )));
+            }
+            None => return Ok(Err(tls::NetError::Io("the connection is closed".into()))),
+        };
+        let result = handshake(self.tls.clone(), &host, port, tcp, &options).await;
+        let conn = self.connection(&this)?;
+        Ok(match result {
+            Ok((stream, fingerprint)) => {
+                conn.stream = Some(Stream::Tls(Box::new(stream)));
+                conn.peer_sha256 = fingerprint;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn read(
+        &mut self,
+        this: Resource<Connection>,
+        max: u32,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, tls::NetError>> {
+        let conn = self.connection(&this)?;
+        let (host, port) = (conn.host.clone(), conn.port);
+        let Some(stream) = conn.stream.as_mut() else {
+            return Ok(Err(tls::NetError::Io("the connection is closed".into())));
+        };
+        let max = (max as usize).clamp(1, MAX_IO_CHUNK);
+        let mut buf = vec![0; max.min(64 * 1024)];
+        let read = async {
+            match stream {
+                Stream::Plain(s) => s.read(&mut buf).await,
+                Stream::Tls(s) => s.read(&mut buf).await,
+            }
+        };
+        let outcome = if timeout_ms == 0 {
+            Ok(read.await)
+        } else {
+            tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), read).await
+        };
+        Ok(match outcome {
+            Err(_) => Err(tls::NetError::Timeout(format!(
+                "reading from {host}:{port}"
+            ))),
+            Ok(Err(e)) => Err(io_error(&host, port, &e)),
+            Ok(Ok(n)) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+        })
+    }
+
+    async fn write(
+        &mut self,
+        this: Resource<Connection>,
+        data: Vec<u8>,
+        timeout_ms: u32,
+    ) -> wasmtime::Result<Result<(), tls::NetError>> {
+        if data.len() > MAX_IO_CHUNK {
+            return Ok(Err(tls::NetError::TooLarge(format!(
+                "a write may carry at most {MAX_IO_CHUNK} bytes, not {}",
+                data.len()
+            ))));
+        }
+        let conn = self.connection(&this)?;
+        let (host, port) = (conn.host.clone(), conn.port);
+        let Some(stream) = conn.stream.as_mut() else {
+            return Ok(Err(tls::NetError::Io("the connection is closed".into())));
+        };
+        let write = async {
+            match stream {
+                Stream::Plain(s) => s.write_all(&data).await,
+                Stream::Tls(s) => {
+                    s.write_all(&data).await?;
+                    s.flush().await
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(timeout_of(timeout_ms), write).await;
+        Ok(match outcome {
+            Err(_) => Err(tls::NetError::Timeout(format!("writing to {host}:{port}"))),
+            Ok(Err(e)) => Err(io_error(&host, port, &e)),
+            Ok(Ok(())) => Ok(()),
+        })
+    }
+
+    async fn peer_sha256(
+        &mut self,
+        this: Resource<Connection>,
+    ) -> wasmtime::Result<Option<String>> {
+        Ok(self.connection(&this)?.peer_sha256.clone())
+    }
+
+    async fn close(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
+        let conn = self.connection(&this)?;
+        if let Some(stream) = conn.stream.take() {
+            self.connections = self.connections.saturating_sub(1);
+            shutdown(stream).await;
+        }
+        Ok(())
+    }
+
+    async fn drop(&mut self, this: Resource<Connection>) -> wasmtime::Result<()> {
+        let conn = self.table.delete(this)?;
+        if let Some(stream) = conn.stream {
+            self.connections = self.connections.saturating_sub(1);
+            shutdown(stream).await;
+        }
+        Ok(())
+    }
+}
+
+async fn shutdown(stream: Stream) {
+    // Best effort: a peer that is gone already needs no goodbye.
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        match stream {
+            Stream::Plain(mut s) => s.shutdown().await,
+            Stream::Tls(mut s) => s.shutdown().await,
+        }
+    })
+    .await;
+}

@@ -1,0 +1,562 @@
+//! Typed calls into the four plugin kinds.
+//!
+//! Each kind has a handle ([`Transport`], [`Notifier`], [`ScriptSource`],
+//! [`Generator`]) got from the [`PluginHost`]. A call answers `Ok` with the plugin's
+//! value, or a [`Failure`]: the plugin's own error (a router refused, a mail server
+//! is down) or a [`CallError`] from the host (trap, timeout, memory).
+
+use std::fmt;
+use std::sync::Arc;
+
+use wasmtime::component::InstancePre;
+
+use super::bindings;
+use super::host::HostState;
+use super::net::Grant;
+use super::{CallError, ConfigKey, LoadedPlugin, PluginHost, PluginInfo, PluginKind};
+
+/// The types of the transport contract.
+pub mod transport {
+    pub use super::bindings::transport::exports::yardmaster::transport::plugin::{
+        BackupResult, CommandReply, ProbeResult, Target, TlsSettings, TransportError, Trap,
+    };
+}
+
+/// The types of the notifier contract.
+pub mod notifier {
+    pub use super::bindings::notifier::exports::yardmaster::notifier::plugin::{
+        Channel, Event, NotifyError, Receipt, Recipient,
+    };
+}
+
+/// The types of the script-source contract.
+pub mod script_source {
+    pub use super::bindings::script_source::exports::yardmaster::script_source::plugin::{
+        Fetched, ScriptMeta, SourceError,
+    };
+}
+
+/// The types of the generator contract.
+pub mod generator {
+    pub use super::bindings::generator::exports::yardmaster::generator::plugin::{
+        GenerateError, Generated, Request,
+    };
+}
+
+/// A cached, linked component, ready to instantiate for the kind it exports.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    Transport(bindings::transport::TransportPre<HostState>),
+    Notifier(bindings::notifier::NotifierPre<HostState>),
+    ScriptSource(bindings::script_source::ScriptSourcePre<HostState>),
+    Generator(bindings::generator::GeneratorPre<HostState>),
+}
+
+impl Pre {
+    pub(crate) fn new(kind: PluginKind, pre: InstancePre<HostState>) -> wasmtime::Result<Pre> {
+        Ok(match kind {
+            PluginKind::Transport => Pre::Transport(bindings::transport::TransportPre::new(pre)?),
+            PluginKind::Notifier => Pre::Notifier(bindings::notifier::NotifierPre::new(pre)?),
+            PluginKind::ScriptSource => {
+                Pre::ScriptSource(bindings::script_source::ScriptSourcePre::new(pre)?)
+            }
+            PluginKind::Generator => Pre::Generator(bindings::generator::GeneratorPre::new(pre)?),
+        })
+    }
+}
+
+/// What went wrong in a call: the plugin said no, or the host stopped it.
+#[derive(Debug, Clone)]
+pub enum Failure<E> {
+    /// The plugin answered with an error of its kind's contract.
+    Plugin {
+        error: E,
+        /// Endpoints the allow-list refused during the call, which often explain it.
+        denied: Vec<String>,
+    },
+    /// The call did not complete: trap, timeout, memory, no such plugin.
+    Call(CallError),
+}
+
+impl<E> From<CallError> for Failure<E> {
+    fn from(error: CallError) -> Self {
+        Failure::Call(error)
+    }
+}
+
+impl<E: Describe> fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Call(error) => write!(f, "{error}"),
+            Failure::Plugin { error, denied } => {
+                write!(f, "{}", error.describe())?;
+                if !denied.is_empty() {
+                    write!(f, " (refused by the allow-list: {})", denied.join(", "))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<E: Describe + fmt::Debug> std::error::Error for Failure<E> {}
+
+/// A one-line description of a plugin's own error, and a stable code for it.
+pub trait Describe {
+    fn code(&self) -> &'static str;
+    fn message(&self) -> &str;
+    fn describe(&self) -> String {
+        format!("{}: {}", self.code(), self.message())
+    }
+}
+
+impl Describe for transport::TransportError {
+    fn code(&self) -> &'static str {
+        use transport::TransportError::*;
+        match self {
+            Denied(_) => "denied",
+            Refused(_) => "refused",
+            Timeout(_) => "timeout",
+            Reset(_) => "reset",
+            Auth(_) => "auth",
+            Protocol(_) => "protocol",
+            Tls(_) => "tls",
+            Trap(_) => "trap",
+            Fatal(_) => "fatal",
+            Script(_) => "script",
+            Unsupported(_) => "unsupported",
+            Other(_) => "other",
+        }
+    }
+
+    fn message(&self) -> &str {
+        use transport::TransportError::*;
+        match self {
+            Denied(m) | Refused(m) | Timeout(m) | Reset(m) | Auth(m) | Protocol(m) | Tls(m)
+            | Fatal(m) | Script(m) | Unsupported(m) | Other(m) => m,
+            Trap(trap) => &trap.message,
+        }
+    }
+}
+
+impl Describe for notifier::NotifyError {
+    fn code(&self) -> &'static str {
+        use notifier::NotifyError::*;
+        match self {
+            Rejected(_) => "rejected",
+            Unavailable(_) => "unavailable",
+            Denied(_) => "denied",
+            Invalid(_) => "invalid",
+        }
+    }
+
+    fn message(&self) -> &str {
+        use notifier::NotifyError::*;
+        match self {
+            Rejected(m) | Unavailable(m) | Denied(m) | Invalid(m) => m,
+        }
+    }
+}
+
+impl Describe for script_source::SourceError {
+    fn code(&self) -> &'static str {
+        use script_source::SourceError::*;
+        match self {
+            InvalidUrl(_) => "invalid-url",
+            NotFound(_) => "not-found",
+            Unavailable(_) => "unavailable",
+            Denied(_) => "denied",
+            TooLarge(_) => "too-large",
+            Other(_) => "other",
+        }
+    }
+
+    fn message(&self) -> &str {
+        use script_source::SourceError::*;
+        match self {
+            InvalidUrl(m) | NotFound(m) | Unavailable(m) | Denied(m) | TooLarge(m) | Other(m) => m,
+        }
+    }
+}
+
+impl Describe for generator::GenerateError {
+    fn code(&self) -> &'static str {
+        use generator::GenerateError::*;
+        match self {
+            Refused(_) => "refused",
+            Unavailable(_) => "unavailable",
+            Denied(_) => "denied",
+            Invalid(_) => "invalid",
+            Other(_) => "other",
+        }
+    }
+
+    fn message(&self) -> &str {
+        use generator::GenerateError::*;
+        match self {
+            Refused(m) | Unavailable(m) | Denied(m) | Invalid(m) | Other(m) => m,
+        }
+    }
+}
+
+fn settle<T, E>(outcome: Result<(Result<T, E>, Vec<String>), CallError>) -> Result<T, Failure<E>> {
+    match outcome {
+        Ok((Ok(value), _)) => Ok(value),
+        Ok((Err(error), denied)) => Err(Failure::Plugin { error, denied }),
+        Err(error) => Err(Failure::Call(error)),
+    }
+}
+
+/// Converts the contract's plugin-info (shared by every kind through the host package).
+fn info_from(
+    raw: bindings::host::yardmaster::host::types::PluginInfo,
+) -> Result<PluginInfo, String> {
+    use bindings::host::yardmaster::host::types::PluginKind as Raw;
+    let version = semver::Version::parse(&raw.version).map_err(|e| {
+        format!(
+            "its version `{}` is not a semantic version: {e}",
+            raw.version
+        )
+    })?;
+    Ok(PluginInfo {
+        name: raw.name,
+        version,
+        kind: match raw.kind {
+            Raw::Transport => PluginKind::Transport,
+            Raw::Notifier => PluginKind::Notifier,
+            Raw::ScriptSource => PluginKind::ScriptSource,
+            Raw::Generator => PluginKind::Generator,
+        },
+        description: raw.description,
+        config_keys: raw
+            .config_keys
+            .into_iter()
+            .map(|k| ConfigKey {
+                name: k.name,
+                description: k.description,
+                required: k.required,
+                secret: k.secret,
+            })
+            .collect(),
+        endpoints: raw.endpoints,
+    })
+}
+
+macro_rules! call {
+    ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
+        let Pre::$variant(pre) = &$plugin.pre else {
+            return Err(CallError::WrongKind {
+                name: $plugin.info.name.clone(),
+                expected: PluginKind::$variant,
+                actual: $plugin.info.kind,
+            }
+            .into());
+        };
+        let pre = pre.clone();
+        $host
+            .invoke(&$plugin, $op, $grants, move |mut store| async move {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let $inst = instance.$getter();
+                let $store = &mut store;
+                $body.await
+            })
+            .await
+    }};
+}
+
+impl PluginHost {
+    /// Calls `describe()` on a plugin of any kind.
+    pub(crate) async fn describe(&self, plugin: &LoadedPlugin) -> Result<PluginInfo, String> {
+        let (raw, _) = self.describe_raw(plugin).await.map_err(|e| e.to_string())?;
+        info_from(raw)
+    }
+
+    async fn describe_raw(
+        &self,
+        plugin: &LoadedPlugin,
+    ) -> Result<
+        (
+            bindings::host::yardmaster::host::types::PluginInfo,
+            Vec<String>,
+        ),
+        CallError,
+    > {
+        match &plugin.pre {
+            Pre::Transport(_) => call!(
+                self,
+                plugin,
+                "describe",
+                Vec::new(),
+                Transport,
+                yardmaster_transport_plugin,
+                |i, s| i.call_describe(s)
+            ),
+            Pre::Notifier(_) => call!(
+                self,
+                plugin,
+                "describe",
+                Vec::new(),
+                Notifier,
+                yardmaster_notifier_plugin,
+                |i, s| i.call_describe(s)
+            ),
+            Pre::ScriptSource(_) => call!(
+                self,
+                plugin,
+                "describe",
+                Vec::new(),
+                ScriptSource,
+                yardmaster_script_source_plugin,
+                |i, s| i.call_describe(s)
+            ),
+            Pre::Generator(_) => call!(
+                self,
+                plugin,
+                "describe",
+                Vec::new(),
+                Generator,
+                yardmaster_generator_plugin,
+                |i, s| i.call_describe(s)
+            ),
+        }
+    }
+
+    /// The transport plugin named `name`.
+    pub fn transport(&self, name: &str) -> Result<Transport, CallError> {
+        Ok(Transport {
+            host: self.clone(),
+            plugin: self.get_kind(name, PluginKind::Transport)?,
+        })
+    }
+
+    /// The notifier plugin named `name`.
+    pub fn notifier(&self, name: &str) -> Result<Notifier, CallError> {
+        Ok(Notifier {
+            host: self.clone(),
+            plugin: self.get_kind(name, PluginKind::Notifier)?,
+        })
+    }
+
+    /// The script-source plugin named `name`.
+    pub fn script_source(&self, name: &str) -> Result<ScriptSource, CallError> {
+        Ok(ScriptSource {
+            host: self.clone(),
+            plugin: self.get_kind(name, PluginKind::ScriptSource)?,
+        })
+    }
+
+    /// The generator plugin named `name`.
+    pub fn generator(&self, name: &str) -> Result<Generator, CallError> {
+        Ok(Generator {
+            host: self.clone(),
+            plugin: self.get_kind(name, PluginKind::Generator)?,
+        })
+    }
+}
+
+/// A transport plugin, pinned to the version that was active when the handle was made.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    host: PluginHost,
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl Transport {
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    /// A transport may reach the site it is asked to serve, for that call only.
+    fn site_grant(target: &transport::Target, default_port: u16) -> Vec<Grant> {
+        let port = if target.port == 0 {
+            default_port
+        } else {
+            target.port
+        };
+        vec![Grant::exact(&target.address, port)]
+    }
+
+    /// The port a transport uses when a site names none; RouterOS API or API-SSL.
+    fn default_port(&self, target: &transport::Target) -> u16 {
+        match (self.plugin.info.name.as_str(), target.tls.is_some()) {
+            ("ssh", _) => 22,
+            (_, true) => 8729,
+            (_, false) => 8728,
+        }
+    }
+
+    pub async fn run_command(
+        &self,
+        target: &transport::Target,
+        words: &[String],
+    ) -> Result<transport::CommandReply, Failure<transport::TransportError>> {
+        let grants = Self::site_grant(target, self.default_port(target));
+        let (target, words) = (target.clone(), words.to_vec());
+        settle(call!(
+            self.host,
+            self.plugin,
+            "run-command",
+            grants,
+            Transport,
+            yardmaster_transport_plugin,
+            |i, s| i.call_run_command(s, &target, &words)
+        ))
+    }
+
+    pub async fn run_script(
+        &self,
+        target: &transport::Target,
+        script: &str,
+    ) -> Result<String, Failure<transport::TransportError>> {
+        let grants = Self::site_grant(target, self.default_port(target));
+        let (target, script) = (target.clone(), script.to_string());
+        settle(call!(
+            self.host,
+            self.plugin,
+            "run-script",
+            grants,
+            Transport,
+            yardmaster_transport_plugin,
+            |i, s| i.call_run_script(s, &target, &script)
+        ))
+    }
+
+    pub async fn backup(
+        &self,
+        target: &transport::Target,
+        save_as: Option<&str>,
+    ) -> Result<transport::BackupResult, Failure<transport::TransportError>> {
+        let grants = Self::site_grant(target, self.default_port(target));
+        let (target, save_as) = (target.clone(), save_as.map(str::to_string));
+        settle(call!(
+            self.host,
+            self.plugin,
+            "backup",
+            grants,
+            Transport,
+            yardmaster_transport_plugin,
+            |i, s| i.call_backup(s, &target, save_as.as_deref())
+        ))
+    }
+
+    pub async fn probe(
+        &self,
+        target: &transport::Target,
+    ) -> Result<transport::ProbeResult, Failure<transport::TransportError>> {
+        let grants = Self::site_grant(target, self.default_port(target));
+        let target = target.clone();
+        settle(call!(
+            self.host,
+            self.plugin,
+            "probe",
+            grants,
+            Transport,
+            yardmaster_transport_plugin,
+            |i, s| i.call_probe(s, &target)
+        ))
+    }
+}
+
+/// A notifier plugin.
+#[derive(Debug, Clone)]
+pub struct Notifier {
+    host: PluginHost,
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl Notifier {
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    pub async fn deliver(
+        &self,
+        channel: &notifier::Channel,
+        event: &notifier::Event,
+    ) -> Result<notifier::Receipt, Failure<notifier::NotifyError>> {
+        let (channel, event) = (channel.clone(), event.clone());
+        settle(call!(
+            self.host,
+            self.plugin,
+            "deliver",
+            Vec::new(),
+            Notifier,
+            yardmaster_notifier_plugin,
+            |i, s| i.call_deliver(s, &channel, &event)
+        ))
+    }
+}
+
+/// A script-source plugin.
+#[derive(Debug, Clone)]
+pub struct ScriptSource {
+    host: PluginHost,
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl ScriptSource {
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    pub async fn fetch(
+        &self,
+        url: &str,
+    ) -> Result<script_source::Fetched, Failure<script_source::SourceError>> {
+        let url = url.to_string();
+        settle(call!(
+            self.host,
+            self.plugin,
+            "fetch",
+            Vec::new(),
+            ScriptSource,
+            yardmaster_script_source_plugin,
+            |i, s| i.call_fetch(s, &url)
+        ))
+    }
+}
+
+/// A generator plugin.
+#[derive(Debug, Clone)]
+pub struct Generator {
+    host: PluginHost,
+    plugin: Arc<LoadedPlugin>,
+}
+
+impl Generator {
+    pub fn plugin(&self) -> &LoadedPlugin {
+        &self.plugin
+    }
+
+    pub async fn generate(
+        &self,
+        request: &generator::Request,
+    ) -> Result<generator::Generated, Failure<generator::GenerateError>> {
+        let request = request.clone();
+        settle(call!(
+            self.host,
+            self.plugin,
+            "generate",
+            Vec::new(),
+            Generator,
+            yardmaster_generator_plugin,
+            |i, s| i.call_generate(s, &request)
+        ))
+    }
+
+    pub async fn summarize(
+        &self,
+        script: &str,
+    ) -> Result<String, Failure<generator::GenerateError>> {
+        let script = script.to_string();
+        settle(call!(
+            self.host,
+            self.plugin,
+            "summarize",
+            Vec::new(),
+            Generator,
+            yardmaster_generator_plugin,
+            |i, s| i.call_summarize(s, &script)
+        ))
+    }
+}

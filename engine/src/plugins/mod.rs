@@ -1,0 +1,612 @@
+//! The plugin host: every integration with the outside world is a WebAssembly component
+//! loaded from the plugins folder.
+//!
+//! - [`PluginHost`] owns the wasmtime engine, the linker and the registry of loaded
+//!   plugins, one slot per `*.wasm` file. Calls go through the kind's handle
+//!   ([`PluginHost::transport`], ...), each on a fresh `Store` made from a cached
+//!   `InstancePre`, under the plugin's memory cap, deadline and network allow-list.
+//! - `loader` compiles (with an on-disk cache keyed by the file's sha256 and the
+//!   engine's compatibility hash) and validates a file: contract versions, `describe()`.
+//! - `watcher` reloads the folder on change: debounced, one task loads and unloads.
+//! - `host`, `http`, `tls_client` and `net` are the host side of `yardmaster:host`,
+//!   wasi:http and the allow-list; `version` says which contract versions are spoken.
+//! - `kinds` holds the typed call wrappers of the four plugin kinds.
+
+mod bindings;
+mod bundled;
+pub(crate) mod host;
+mod http;
+mod kinds;
+mod loader;
+pub mod net;
+mod tls_client;
+mod version;
+mod watcher;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::sockets::SocketAddrUse;
+
+use crate::config::{Config, Limits, PluginSettings};
+use host::{Caller, HostState, MemoryLimiter};
+use net::{Grant, Policy};
+
+pub use bundled::{bundled_names, install_bundled};
+pub use kinds::{
+    Describe, Failure, Generator, Notifier, ScriptSource, Transport, generator, notifier,
+    script_source, transport,
+};
+pub use loader::Change;
+pub use watcher::watch;
+
+/// The four kinds of plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PluginKind {
+    Transport,
+    Notifier,
+    ScriptSource,
+    Generator,
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PluginKind::Transport => "transport",
+            PluginKind::Notifier => "notifier",
+            PluginKind::ScriptSource => "script-source",
+            PluginKind::Generator => "generator",
+        })
+    }
+}
+
+/// A configuration key a plugin reads.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigKey {
+    pub name: String,
+    pub description: String,
+    pub required: bool,
+    pub secret: bool,
+}
+
+/// What a plugin says about itself in `describe()`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: semver::Version,
+    pub kind: PluginKind,
+    pub description: String,
+    pub config_keys: Vec<ConfigKey>,
+    pub endpoints: Vec<String>,
+}
+
+/// Why loading a plugin file failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{file}: {reason}")]
+pub struct LoadError {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Why a call into a plugin failed, as opposed to the plugin answering with an error of
+/// its own (see [`Failure`]).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CallError {
+    #[error("no plugin named `{0}` is loaded")]
+    NotFound(String),
+    #[error("plugin `{name}` is a {actual} plugin, not a {expected} plugin")]
+    WrongKind {
+        name: String,
+        expected: PluginKind,
+        actual: PluginKind,
+    },
+    #[error("plugin {plugin} did not finish {operation} within its time limit of {}", humantime(*.limit))]
+    Timeout {
+        plugin: String,
+        operation: String,
+        limit: Duration,
+    },
+    #[error("plugin {plugin} ran out of memory in {operation}: it may use at most {} MiB", .limit_bytes / (1024 * 1024))]
+    OutOfMemory {
+        plugin: String,
+        operation: String,
+        limit_bytes: u64,
+    },
+    #[error("plugin {plugin} crashed (trap) in {operation}: {message}")]
+    Trap {
+        plugin: String,
+        operation: String,
+        message: String,
+    },
+    #[error("plugin {plugin} failed in {operation}: {message}")]
+    Host {
+        plugin: String,
+        operation: String,
+        message: String,
+    },
+    #[error("the plugin host is shutting down")]
+    ShuttingDown,
+}
+
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+/// The compiled, validated plugin that calls run on. Calls hold an `Arc` to it, so a
+/// reload never pulls it from under a call in flight.
+pub struct LoadedPlugin {
+    pub info: PluginInfo,
+    pub wit_version: semver::Version,
+    pub sha256: String,
+    pub file: PathBuf,
+    pub loaded_at: DateTime<Utc>,
+    pub from_cache: bool,
+    /// The interfaces the component imports, e.g. `yardmaster:host/log@1.0.0`.
+    pub imports: Vec<String>,
+    caller: Arc<Caller>,
+    pre: kinds::Pre,
+    limits: Limits,
+    grants: Vec<Grant>,
+    config: Arc<BTreeMap<String, String>>,
+}
+
+impl fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.info.name)
+            .field("version", &self.info.version)
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPlugin {
+    /// `name@version`, as errors and logs name it.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.info.name, self.info.version)
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The allow-list the operator granted, as written back in canonical form.
+    pub fn allow_list(&self) -> Vec<String> {
+        self.grants.iter().map(ToString::to_string).collect()
+    }
+}
+
+/// One entry of `GET /plugins`: one plugin file and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginStatus {
+    pub name: Option<String>,
+    pub kind: Option<PluginKind>,
+    pub version: Option<String>,
+    pub wit_version: Option<String>,
+    pub sha256: Option<String>,
+    pub file: String,
+    pub status: &'static str,
+    pub error: Option<String>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub description: Option<String>,
+    pub endpoints: Vec<String>,
+    pub allow: Vec<String>,
+}
+
+/// What is known of one file in the plugins folder.
+#[derive(Default)]
+struct Slot {
+    active: Option<Arc<LoadedPlugin>>,
+    /// The last failure for this file, if its newest content did not load.
+    error: Option<String>,
+    /// (length, modified time, sha256) of the content last looked at, so an unchanged
+    /// file is neither rehashed nor retried.
+    seen: Option<loader::Fingerprint>,
+}
+
+/// Options for building a [`PluginHost`].
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    pub plugins_dir: PathBuf,
+    /// Where compiled components are cached; none disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub defaults: Limits,
+    pub plugins: BTreeMap<String, PluginSettings>,
+    pub max_concurrent_calls: u32,
+    /// The largest memory cap any plugin may get; sizes the instance pool.
+    pub max_memory_bytes: u64,
+}
+
+impl HostOptions {
+    pub fn from_config(config: &Config) -> HostOptions {
+        HostOptions {
+            plugins_dir: config.plugins_dir.clone(),
+            cache_dir: Some(config.data_dir.join("plugin-cache")),
+            defaults: config.plugin_defaults,
+            plugins: config.plugins.clone(),
+            max_concurrent_calls: config.max_concurrent_plugin_calls,
+            max_memory_bytes: config.max_plugin_memory(),
+        }
+    }
+
+    fn settings(&self, name: &str) -> PluginSettings {
+        self.plugins.get(name).cloned().unwrap_or(PluginSettings {
+            limits: self.defaults,
+            ..PluginSettings::default()
+        })
+    }
+}
+
+/// The plugin host. Cheap to clone; all clones share one registry.
+#[derive(Clone)]
+pub struct PluginHost {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for PluginHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PluginHost")
+            .field("plugins_dir", &self.inner.options.plugins_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    tls: Arc<tls_client::TlsClients>,
+    options: HostOptions,
+    slots: RwLock<BTreeMap<String, Slot>>,
+    permits: Arc<Semaphore>,
+    reconcile: tokio::sync::Mutex<()>,
+    _ticker: Ticker,
+}
+
+/// Advances the engine's epoch, which makes running guests yield to tokio regularly so
+/// deadlines and other calls are served even while a guest computes.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+impl Ticker {
+    fn start(engine: Engine) -> std::io::Result<Ticker> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("plugin-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(Ticker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Stderr a guest writes (a panic message, typically) is kept up to this size and quoted
+/// in the error of a call that trapped.
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+impl PluginHost {
+    /// Builds the engine and linker. Plugins are loaded by [`PluginHost::reconcile`].
+    pub fn new(options: HostOptions) -> Result<PluginHost, String> {
+        let engine = loader::engine(&options)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("linking wasi: {e}"))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| format!("linking wasi:http: {e}"))?;
+        bindings::host::Imports::add_to_linker::<_, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(|e| format!("linking yardmaster:host: {e}"))?;
+        let ticker = Ticker::start(engine.clone()).map_err(|e| format!("epoch thread: {e}"))?;
+        let tls = Arc::new(tls_client::TlsClients::new()?);
+        let permits = Arc::new(Semaphore::new(options.max_concurrent_calls.max(1) as usize));
+        Ok(PluginHost {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                tls,
+                options,
+                slots: RwLock::default(),
+                permits,
+                reconcile: tokio::sync::Mutex::new(()),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    pub fn plugins_dir(&self) -> &Path {
+        &self.inner.options.plugins_dir
+    }
+
+    /// Every plugin file and its state, ordered by file name.
+    pub fn list(&self) -> Vec<PluginStatus> {
+        let slots = match self.inner.slots.read() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots
+            .iter()
+            .map(|(file, slot)| {
+                let active = slot.active.as_deref();
+                PluginStatus {
+                    name: active.map(|p| p.info.name.clone()),
+                    kind: active.map(|p| p.info.kind),
+                    version: active.map(|p| p.info.version.to_string()),
+                    wit_version: active.map(|p| p.wit_version.to_string()),
+                    sha256: active.map(|p| p.sha256.clone()),
+                    file: file.clone(),
+                    status: if active.is_some() { "active" } else { "failed" },
+                    error: slot.error.clone(),
+                    loaded_at: active.map(|p| p.loaded_at),
+                    description: active.map(|p| p.info.description.clone()),
+                    endpoints: active.map(|p| p.info.endpoints.clone()).unwrap_or_default(),
+                    allow: active
+                        .map(|p| p.grants.iter().map(ToString::to_string).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect()
+    }
+
+    /// The active plugin named `name`.
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        let slots = match self.inner.slots.read() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots
+            .values()
+            .filter_map(|s| s.active.as_ref())
+            .find(|p| p.info.name == name)
+            .cloned()
+    }
+
+    fn get_kind(&self, name: &str, kind: PluginKind) -> Result<Arc<LoadedPlugin>, CallError> {
+        let plugin = self
+            .get(name)
+            .ok_or_else(|| CallError::NotFound(name.to_string()))?;
+        if plugin.info.kind != kind {
+            return Err(CallError::WrongKind {
+                name: name.to_string(),
+                expected: kind,
+                actual: plugin.info.kind,
+            });
+        }
+        Ok(plugin)
+    }
+
+    /// Makes one call's `Store`: fresh WASI state, the plugin's allow-list plus `extra`
+    /// grants, its memory cap and an epoch deadline that yields to tokio.
+    fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>) -> CallContext {
+        let policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
+        let hit = Arc::new(AtomicBool::new(false));
+        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
+        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
+        wasi.allow_tcp(true)
+            .allow_udp(false)
+            .allow_ip_name_lookup(true)
+            .stderr(stderr.clone());
+        let check_policy = policy.clone();
+        let caller = plugin.caller.clone();
+        wasi.socket_addr_check(move |addr, use_| {
+            let policy = check_policy.clone();
+            let caller = caller.clone();
+            Box::pin(async move {
+                match use_ {
+                    SocketAddrUse::TcpConnect => {
+                        if policy.allows_addr(addr) {
+                            return true;
+                        }
+                        let what = format!("tcp connect to {addr}");
+                        tracing::warn!(
+                            plugin = %caller.name,
+                            version = %caller.version,
+                            "refused {what}: not in the plugin's allow-list"
+                        );
+                        policy.record_denial(what);
+                        false
+                    }
+                    // The implicit bind before a connect uses the wildcard address and an
+                    // ephemeral port; plugins never listen or pick their own ports.
+                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                    _ => false,
+                }
+            })
+        });
+        let state = HostState {
+            caller: plugin.caller.clone(),
+            config: plugin.config.clone(),
+            policy: policy.clone(),
+            tls: self.inner.tls.clone(),
+            limiter: MemoryLimiter {
+                cap: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
+                hit: hit.clone(),
+            },
+            wasi: wasi.build(),
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http_hooks: http::Hooks {
+                caller: plugin.caller.clone(),
+                policy: policy.clone(),
+            },
+            table: wasmtime::component::ResourceTable::new(),
+            connections: 0,
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_async_yield_and_update(1);
+        CallContext {
+            store,
+            hit,
+            stderr,
+            policy,
+        }
+    }
+
+    /// Runs one call of `plugin` under its limits and turns wasmtime's failures into
+    /// [`CallError`]s that say what happened.
+    async fn invoke<T, Fut>(
+        &self,
+        plugin: &LoadedPlugin,
+        operation: &str,
+        extra: Vec<Grant>,
+        call: impl FnOnce(Store<HostState>) -> Fut,
+    ) -> Result<(T, Vec<String>), CallError>
+    where
+        Fut: Future<Output = wasmtime::Result<T>>,
+    {
+        let _permit = self
+            .inner
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CallError::ShuttingDown)?;
+        let CallContext {
+            store,
+            hit,
+            stderr,
+            policy,
+        } = self.store(plugin, extra);
+        let limit = plugin.limits.timeout;
+        let outcome = tokio::time::timeout(limit, call(store)).await;
+        let denials = policy.denials();
+        match outcome {
+            Ok(Ok(value)) => Ok((value, denials)),
+            Err(_) => Err(CallError::Timeout {
+                plugin: plugin.id(),
+                operation: operation.to_string(),
+                limit,
+            }),
+            Ok(Err(error)) => {
+                if hit.load(Ordering::Relaxed) {
+                    return Err(CallError::OutOfMemory {
+                        plugin: plugin.id(),
+                        operation: operation.to_string(),
+                        limit_bytes: plugin.limits.memory_bytes,
+                    });
+                }
+                let mut message = error_text(&error);
+                if let Some(said) = last_words(&stderr.contents()) {
+                    message = format!("{said} ({message})");
+                }
+                if !denials.is_empty() {
+                    message.push_str(&format!(
+                        "; refused by the allow-list: {}",
+                        denials.join(", ")
+                    ));
+                }
+                if error.downcast_ref::<wasmtime::Trap>().is_some() {
+                    Err(CallError::Trap {
+                        plugin: plugin.id(),
+                        operation: operation.to_string(),
+                        message,
+                    })
+                } else {
+                    Err(CallError::Host {
+                        plugin: plugin.id(),
+                        operation: operation.to_string(),
+                        message,
+                    })
+                }
+            }
+        }
+    }
+}
+
+struct CallContext {
+    store: Store<HostState>,
+    hit: Arc<AtomicBool>,
+    stderr: MemoryOutputPipe,
+    policy: Policy,
+}
+
+/// The error and its causes on one line, without wasmtime's backtrace.
+fn error_text(error: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        let first = text.lines().next().unwrap_or_default().trim().to_string();
+        if !first.is_empty() && !parts.contains(&first) {
+            parts.push(first);
+        }
+    }
+    parts.join(": ")
+}
+
+/// The last meaningful line a guest wrote to stderr, such as Rust's panic message.
+fn last_words(stderr: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    // Rust prints "thread '<unnamed>' panicked at src/lib.rs:3:5:" then the message.
+    if let Some(i) = lines.iter().rposition(|l| l.contains("panicked at")) {
+        let message = lines.get(i + 1).copied().unwrap_or_default();
+        let place = lines[i]
+            .split("panicked at ")
+            .nth(1)
+            .unwrap_or_default()
+            .trim_end_matches(':');
+        return Some(format!("panicked at {place}: {message}"));
+    }
+    lines.last().map(|l| l.chars().take(500).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_quoted() {
+        let stderr = b"\nthread '<unnamed>' panicked at src/lib.rs:12:9:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            last_words(stderr).as_deref(),
+            Some("panicked at src/lib.rs:12:9: boom")
+        );
+        assert_eq!(last_words(b"").as_deref(), None);
+        assert_eq!(last_words(b"oops\n").as_deref(), Some("oops"));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(humantime(Duration::from_secs(30)), "30s");
+        assert_eq!(humantime(Duration::from_millis(1500)), "1500ms");
+    }
+}

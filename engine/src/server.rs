@@ -1,0 +1,150 @@
+//! `yardmaster serve`: load the plugins, serve the API, reload plugins on change, and
+//! stop cleanly on SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::watch;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::plugins::{self, Change, HostOptions, PluginHost};
+
+/// Why the engine could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot install the bundled plugins into {path}: {source}")]
+    Bundled {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start the plugin host: {0}")]
+    Plugins(String),
+    #[error("the HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// A shutdown signal many tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Shutdown(rx))
+    }
+
+    /// Resolves once shutdown is signalled (or the sender is gone).
+    pub async fn wait(mut self) {
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// Runs the engine until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| ServeError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    if config.install_bundled_plugins {
+        let written =
+            plugins::install_bundled(&config.plugins_dir, &config.data_dir).map_err(|source| {
+                ServeError::Bundled {
+                    path: config.plugins_dir.display().to_string(),
+                    source,
+                }
+            })?;
+        if !written.is_empty() {
+            tracing::info!(
+                "installed the bundled plugins into {}: {}",
+                config.plugins_dir.display(),
+                written.join(", ")
+            );
+        }
+    }
+    std::fs::create_dir_all(&config.plugins_dir).map_err(|source| ServeError::DataDir {
+        path: config.plugins_dir.display().to_string(),
+        source,
+    })?;
+    let host = PluginHost::new(HostOptions::from_config(&config)).map_err(ServeError::Plugins)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().unwrap_or(config.listen);
+    let ready = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = Shutdown::new();
+    let state = AppState {
+        plugins: host.clone(),
+        ready: ready.clone(),
+    };
+    let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));
+    tracing::info!("listening on http://{addr}");
+
+    let changes = host.reconcile().await;
+    let failed = changes
+        .iter()
+        .filter(|c| matches!(c, Change::Failed { .. }))
+        .count();
+    tracing::info!(
+        "loaded {} plugin(s) from {}{}",
+        changes.len() - failed,
+        config.plugins_dir.display(),
+        if failed > 0 {
+            format!(", {failed} failed (see GET /plugins)")
+        } else {
+            String::new()
+        }
+    );
+    let watcher = tokio::spawn(plugins::watch(host.clone(), stopped.clone().wait()));
+    ready.store(true, Ordering::Release);
+    tracing::info!("ready");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    ready.store(false, Ordering::Release);
+    let _ = stop.send(true);
+    let _ = watcher.await;
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(ServeError::Http(e)),
+        Err(e) => Err(ServeError::Http(std::io::Error::other(e.to_string()))),
+    }
+}
