@@ -14,19 +14,8 @@
 
 pub mod host {
     wit_bindgen::generate!({
-        // The host world imports `types` too: kind packages `use` its records, and
-        // generating them here is what lets every kind share them.
-        inline: "
-            package yardmaster:plugin-sdk;
-
-            world host-imports {
-                include yardmaster:host/imports@1.0.0;
-                import yardmaster:host/types@1.0.0;
-            }
-        ",
         path: ["../wit/host@1.0.0"],
-        world: "yardmaster:plugin-sdk/host-imports",
-        generate_all,
+        world: "yardmaster:host/imports@1.0.0",
         // `types` has no functions, so nothing would otherwise pull its records in.
         generate_unused_types: true,
         additional_derives: [PartialEq, Eq],
