@@ -1,1 +1,278 @@
+//! Shared harness for the end-to-end tests: start the real `yardmaster` binary on a
+//! temporary data and plugins folder, talk HTTP to it over loopback, and read its log.
+//!
+//! The tests themselves live in `tests/tests/`, grouped by theme. Fixture plugins are
+//! built once per run by this crate's build script (see [`fixture`]).
 
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a test waits for something the engine does eventually (a reload, a start).
+/// Generous on purpose: speed is the benchmarks' business, not the tests'.
+pub const PATIENCE: Duration = Duration::from_secs(120);
+
+/// The `yardmaster` binary built by this `cargo test` run.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    // target/<profile>/deps/<test> -> target/<profile>/yardmaster
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps");
+    let bin = dir.join(format!("yardmaster{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test` from the workspace root, which builds it",
+        bin.display()
+    );
+    bin
+}
+
+/// A fixture plugin built by the build script, e.g. `fixture("echo")` for `echo.wasm`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("YARDMASTER_FIXTURES_DIR")).join(format!("{name}.wasm"))
+}
+
+/// Waits until `check` gives a value, or panics after [`PATIENCE`] with `what`.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(start.elapsed() < PATIENCE, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// An HTTP response: status and JSON body (or `Null` when the body is not JSON).
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub body: serde_json::Value,
+    pub text: String,
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+    stream.set_read_timeout(Some(PATIENCE))?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
+        payload.len()
+    );
+    if body.is_some() {
+        request.push_str("Content-Type: application/json\r\n");
+    }
+    request.push_str("\r\n");
+    request.push_str(&payload);
+    stream.write_all(request.as_bytes())?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {text:?}")))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("no status in {head:?}")))?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok(Response {
+        status,
+        body: serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        text: body,
+    })
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// A running engine on a temporary folder, killed when dropped.
+pub struct Engine {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+/// How to start an [`Engine`].
+#[derive(Debug, Default)]
+pub struct EngineOptions {
+    /// Extra TOML appended to the generated config file.
+    pub config: String,
+    /// Fixture plugins copied into the plugins folder before start.
+    pub plugins: Vec<String>,
+    /// Keep the bundled first-party plugins (off by default, so tests see only theirs).
+    pub bundled: bool,
+    /// Reuse this folder (data and plugins) instead of a fresh one, as after a restart.
+    pub reuse: Option<tempfile::TempDir>,
+}
+
+impl Engine {
+    pub fn start(options: EngineOptions) -> Engine {
+        let dir = match options.reuse {
+            Some(dir) => dir,
+            None => tempfile::tempdir().expect("temporary folder"),
+        };
+        let plugins = dir.path().join("plugins");
+        std::fs::create_dir_all(&plugins).expect("plugins folder");
+        for name in &options.plugins {
+            std::fs::copy(fixture(name), plugins.join(format!("{name}.wasm")))
+                .expect("copy fixture");
+        }
+        let config = dir.path().join("yardmaster.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "install_bundled_plugins = {}\n{}\n",
+                options.bundled, options.config
+            ),
+        )
+        .expect("config file");
+        let mut child = Command::new(binary())
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--plugins-dir")
+            .arg(&plugins)
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .env("YARDMASTER_LOG", "info,yardmaster=debug")
+            .env_remove("YARDMASTER_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start yardmaster");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            }
+        });
+        let mut engine = Engine {
+            dir,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            child,
+            log,
+        };
+        engine.addr = eventually("the engine to listen", || {
+            if let Ok(Some(status)) = engine.child.try_wait() {
+                panic!("yardmaster exited with {status}:\n{}", engine.log());
+            }
+            let log = engine.log();
+            let line = log.lines().find(|l| l.contains("listening on http://"))?;
+            let addr = line.split("listening on http://").nth(1)?.trim();
+            addr.parse().ok()
+        });
+        eventually("the engine to be ready", || {
+            let r = engine.get("/healthz").ok()?;
+            (r.status == 200).then_some(())
+        });
+        engine
+    }
+
+    pub fn plugins_dir(&self) -> PathBuf {
+        self.dir.path().join("plugins")
+    }
+
+    /// Everything the engine has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        http(self.addr, "GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
+        http(self.addr, "POST", path, Some(body))
+    }
+
+    /// The `/plugins` entry for `file`, if listed.
+    pub fn plugin_file(&self, file: &str) -> Option<serde_json::Value> {
+        let list = self.get("/plugins").ok()?;
+        list.body
+            .as_array()?
+            .iter()
+            .find(|p| p["file"] == file)
+            .cloned()
+    }
+
+    /// Waits until `file` is listed and `check` accepts its entry.
+    pub fn wait_for_file(
+        &self,
+        file: &str,
+        what: &str,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        eventually(what, || self.plugin_file(file).filter(|p| check(p)))
+    }
+
+    /// Stops the engine abruptly and gives back its folder, for a restart.
+    pub fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = tempfile::tempdir().expect("placeholder folder");
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A transport call body for `POST /plugins/{name}/call`.
+pub fn transport_call(operation: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "operation": operation,
+        "target": {"site_id": "site-1", "address": "127.0.0.1", "port": 1},
+    });
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            body.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
