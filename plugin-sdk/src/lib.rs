@@ -20,7 +20,9 @@
 //! crate-type = ["cdylib"]
 //!
 //! [dependencies]
-//! yardmaster-plugin-sdk = "0.1"
+//! # The SDK reads the contract from the repository's `wit/`, so it comes from the
+//! # repository (or a path to a checkout of it).
+//! yardmaster-plugin-sdk = { git = "https://github.com/yardmaster/yardmaster" }
 //! ```
 //!
 //! `src/lib.rs`, a transport that sends each script to a line-oriented shell, over
@@ -119,7 +121,9 @@
 //!   its contract: [`transport::Transport`], [`notifier::Notifier`],
 //!   [`script_source::ScriptSource`], [`generator::Generator`]. Their export macros are
 //!   [`export_transport!`], [`export_notifier!`], [`export_script_source!`] and
-//!   [`export_generator!`].
+//!   [`export_generator!`]; each takes the name of a type in scope that implements the
+//!   trait. The traits have no `self`: the engine makes a fresh instance for every
+//!   call, so a plugin keeps no state between calls.
 //! - [`PluginInfo`], [`PluginKind`] and [`ConfigKey`], what every kind's `describe()`
 //!   returns, with builders.
 //! - Helpers over what the engine offers every plugin: [`log`] into the engine's log,
@@ -143,8 +147,73 @@ pub mod routeros;
 pub mod script_source;
 pub mod transport;
 
-pub use bindings::generator::export_generator;
-pub use bindings::notifier::export_notifier;
-pub use bindings::script_source::export_script_source;
-pub use bindings::transport::export_transport;
 pub use info::{ConfigKey, PluginInfo, PluginKind};
+
+// Natively the export macros only check the trait: a component's export names contain
+// `:`, which a native shared library cannot even link, and nothing native could call
+// them. So `cargo build --workspace` and a plugin's native unit tests still work.
+#[doc(hidden)]
+pub const fn __native_transport<T: transport::Transport>() {}
+#[doc(hidden)]
+pub const fn __native_notifier<T: notifier::Notifier>() {}
+#[doc(hidden)]
+pub const fn __native_script_source<T: script_source::ScriptSource>() {}
+#[doc(hidden)]
+pub const fn __native_generator<T: generator::Generator>() {}
+
+/// Exports a type implementing [`transport::Transport`] as the plugin's transport.
+///
+/// Call it once, at the top level of the plugin crate, with the name of a type in scope
+/// (a path is not accepted). The crate-level documentation has a complete example.
+#[macro_export]
+macro_rules! export_transport {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::transport::export_transport!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__native_transport::<$ty>();
+    };
+}
+
+/// Exports a type implementing [`notifier::Notifier`] as the plugin's notifier.
+///
+/// Call it once, at the top level of the plugin crate, with the name of a type in scope
+/// (a path is not accepted).
+#[macro_export]
+macro_rules! export_notifier {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::notifier::export_notifier!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__native_notifier::<$ty>();
+    };
+}
+
+/// Exports a type implementing [`script_source::ScriptSource`] as the plugin's script
+/// source.
+///
+/// Call it once, at the top level of the plugin crate, with the name of a type in scope
+/// (a path is not accepted).
+#[macro_export]
+macro_rules! export_script_source {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::script_source::export_script_source!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__native_script_source::<$ty>();
+    };
+}
+
+/// Exports a type implementing [`generator::Generator`] as the plugin's generator.
+///
+/// Call it once, at the top level of the plugin crate, with the name of a type in scope
+/// (a path is not accepted).
+#[macro_export]
+macro_rules! export_generator {
+    ($ty:ident) => {
+        #[cfg(target_arch = "wasm32")]
+        $crate::bindings::generator::export_generator!($ty);
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__native_generator::<$ty>();
+    };
+}
