@@ -15,8 +15,9 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 const RESCAN: Duration = Duration::from_secs(10);
 
-/// Watches the plugins folder until `shutdown` resolves. The caller has already done
-/// the first [`PluginHost::reconcile`].
+/// Watches the plugins folder until `shutdown` resolves. It reconciles once as soon as
+/// the watch is in place, so nothing written between an earlier reconcile and the start
+/// of the watch is missed.
 pub async fn watch(host: PluginHost, shutdown: impl Future<Output = ()>) {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let dir = host.plugins_dir().to_path_buf();
@@ -39,6 +40,7 @@ pub async fn watch(host: PluginHost, shutdown: impl Future<Output = ()>) {
         }
     };
     tokio::pin!(shutdown);
+    host.reconcile().await;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
