@@ -7,6 +7,7 @@
 //! - [`config`]: the TOML file, `YARDMASTER_*` variables and flags, with working defaults.
 //! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
 //!   calls into transports, notifiers, script sources and generators.
+//! - [`runner`]: running commands and scripts on sites through their transport.
 //! - [`api`]: the embedded HTTP API (axum).
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
@@ -15,4 +16,5 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod plugins;
+pub mod runner;
 pub mod server;

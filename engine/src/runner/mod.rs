@@ -1,0 +1,4 @@
+//! Running scripts on sites: one site at a time ([`execute`]), and later the fan-out of
+//! one script to many sites with the job lifecycle, backups and retries.
+
+pub mod execute;
