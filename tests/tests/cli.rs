@@ -23,12 +23,22 @@ fn inspect_prints_what_a_plugin_is() {
     let echo = fixture("echo");
     let (ok, stdout, stderr) = yardmaster(&["plugin", "inspect", echo.to_str().expect("path")]);
     assert!(ok, "{stderr}");
-    assert!(stdout.starts_with("echo 1.0.0 (transport plugin)"), "{stdout}");
-    assert!(stdout.contains("contract:  yardmaster:transport@1.0.0"), "{stdout}");
+    assert!(
+        stdout.starts_with("echo 1.0.0 (transport plugin)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("contract:  yardmaster:transport@1.0.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("yardmaster:host/log@1.0.0"), "{stdout}");
-    assert!(stdout.contains("greeting: Put between the version"), "{stdout}");
+    assert!(
+        stdout.contains("greeting: Put between the version"),
+        "{stdout}"
+    );
 
-    let (ok, stdout, stderr) = yardmaster(&["plugin", "inspect", "--json", echo.to_str().expect("path")]);
+    let (ok, stdout, stderr) =
+        yardmaster(&["plugin", "inspect", "--json", echo.to_str().expect("path")]);
     assert!(ok, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(json["name"], "echo");
@@ -63,14 +73,28 @@ fn list_reads_the_running_engine() {
     let url = format!("http://{}", engine.addr);
     let (ok, stdout, stderr) = yardmaster(&["plugin", "list", "--url", &url]);
     assert!(ok, "{stderr}");
-    let echo = stdout.lines().find(|l| l.starts_with("echo ")).unwrap_or_default();
-    assert!(echo.contains("transport") && echo.contains("1.0.0") && echo.contains("active"), "{stdout}");
+    let echo = stdout
+        .lines()
+        .find(|l| l.starts_with("echo "))
+        .unwrap_or_default();
+    assert!(
+        echo.contains("transport") && echo.contains("1.0.0") && echo.contains("active"),
+        "{stdout}"
+    );
     assert!(stdout.contains("wit-v2.wasm"), "{stdout}");
-    assert!(stdout.contains("error: wit-v2.wasm: the component was built against yardmaster:transport@2.0.0"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "error: wit-v2.wasm: the component was built against yardmaster:transport@2.0.0"
+        ),
+        "{stdout}"
+    );
 
     let (ok, _, stderr) = yardmaster(&["plugin", "list", "--url", "http://127.0.0.1:9"]);
     assert!(!ok);
-    assert!(stderr.contains("cannot reach the engine at http://127.0.0.1:9/plugins"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach the engine at http://127.0.0.1:9/plugins"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -80,5 +104,8 @@ fn serve_fails_clearly_on_a_bad_config() {
     std::fs::write(&config, "[plugins.echo]\nmemory = \"lots\"\n").expect("write");
     let (ok, _, stderr) = yardmaster(&["serve", "--config", config.to_str().expect("path")]);
     assert!(!ok);
-    assert!(stderr.contains("plugins.echo.memory: `lots` is not a size like 64MiB"), "{stderr}");
+    assert!(
+        stderr.contains("plugins.echo.memory: `lots` is not a size like 64MiB"),
+        "{stderr}"
+    );
 }
