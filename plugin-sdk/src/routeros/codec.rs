@@ -181,6 +181,13 @@ impl Decoder {
         }
     }
 
+    /// Changes the caps from now on, e.g. to allow larger sentences once a peer has
+    /// logged in. Words already accepted stay.
+    pub fn set_limits(&mut self, max_word: usize, max_sentence: usize) {
+        self.max_word = max_word;
+        self.max_sentence = max_sentence;
+    }
+
     /// Hands the decoder more bytes from the peer.
     pub fn feed(&mut self, bytes: &[u8]) {
         if self.pos > 0 && self.pos == self.buf.len() {
