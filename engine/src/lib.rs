@@ -9,6 +9,7 @@
 //!   calls into transports, notifiers, script sources and generators.
 //! - [`runner`]: running commands and scripts on sites through their transport.
 //! - [`api`]: the embedded HTTP API (axum).
+//! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 
@@ -18,3 +19,4 @@ pub mod config;
 pub mod plugins;
 pub mod runner;
 pub mod server;
+pub mod simulate;

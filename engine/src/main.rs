@@ -29,6 +29,9 @@ enum Command {
     /// Work with plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run a fleet of simulated RouterOS devices on loopback, to try scripts and plugins
+    /// without a real router.
+    Simulate(yardmaster::simulate::SimulateArgs),
 }
 
 #[derive(clap::Args)]
@@ -112,6 +115,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(args.config.as_deref(), &flags)?;
             yardmaster::server::run(config, yardmaster::server::termination()).await?;
+            Ok(())
+        }
+        Command::Simulate(args) => {
+            yardmaster::simulate::run(args, yardmaster::server::termination()).await?;
             Ok(())
         }
         Command::Plugin(PluginCommand::List { url, json }) => plugin_list(&url, json).await,

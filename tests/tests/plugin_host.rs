@@ -382,3 +382,36 @@ fn bad_requests_get_clear_errors() {
     assert_eq!(missing.body["code"], "not_found");
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn the_bundled_plugins_seed_an_empty_folder_once() {
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        ..EngineOptions::default()
+    });
+    let entry = engine.wait_for_file("routeros-api.wasm", "the bundled RouterOS plugin", active);
+    assert_eq!(entry["name"], "routeros-api");
+    assert_eq!(entry["kind"], "transport");
+    let show = engine.get("/plugins/routeros-api").expect("show");
+    assert_eq!(show.status, 200, "{}", show.text);
+    assert!(
+        show.body["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("RouterOS API")),
+        "{}",
+        show.text
+    );
+
+    // The operator removes it; a restart respects that.
+    std::fs::remove_file(engine.plugins_dir().join("routeros-api.wasm")).expect("remove");
+    eventually("the plugin to be unloaded", || {
+        engine.plugin_file("routeros-api.wasm").is_none().then_some(())
+    });
+    let dir = engine.kill();
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        reuse: Some(dir),
+        ..EngineOptions::default()
+    });
+    assert_eq!(engine.get("/plugins").expect("list").body, json!([]));
+}
