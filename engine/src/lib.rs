@@ -10,6 +10,8 @@
 //! - [`runner`]: running commands and scripts on sites through their transport.
 //! - [`api`]: the embedded HTTP API (axum).
 //! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
+//! - [`store`]: the durable state in one redb file: sites (credentials sealed), scheduled
+//!   scripts, runs, the never-twice ledger, jobs, users, audit log and outbox.
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 
@@ -20,3 +22,4 @@ pub mod plugins;
 pub mod runner;
 pub mod server;
 pub mod simulate;
+pub mod store;

@@ -1,0 +1,235 @@
+//! Encryption of site credentials at rest, and the store's random identifiers.
+//!
+//! The key is 32 random bytes in `credentials.key` beside the database, created with mode
+//! 0600 on first start. Each value is sealed with XChaCha20-Poly1305 under a fresh random
+//! 192-bit nonce (large enough that random nonces never collide in practice), and the
+//! record's id is the associated data, so a sealed password copied onto another site does
+//! not decrypt.
+
+use std::io::Write;
+use std::path::Path;
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload, rand_core::RngCore};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+
+pub(crate) const KEY_FILE: &str = "credentials.key";
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 24;
+
+/// A value sealed under the data dir's key, as stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Sealed {
+    nonce: String,
+    ciphertext: String,
+}
+
+impl std::fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sealed(..)")
+    }
+}
+
+/// The data dir's credential key.
+pub(crate) struct Vault {
+    cipher: XChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Vault(<key redacted>)")
+    }
+}
+
+impl Vault {
+    /// Reads the key from `dir`, creating it on first start.
+    pub(crate) fn open(dir: &Path) -> Result<Vault, StoreError> {
+        let path = dir.join(KEY_FILE);
+        let key_err = |reason: String| StoreError::Key {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut key = [0u8; KEY_LEN];
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode_0600()
+            .open(&path)
+        {
+            Ok(mut file) => {
+                OsRng.fill_bytes(&mut key);
+                file.write_all(&key)
+                    .and_then(|()| file.sync_all())
+                    .map_err(|e| key_err(format!("cannot write: {e}")))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                check_private(&path).map_err(key_err)?;
+                let bytes =
+                    std::fs::read(&path).map_err(|e| key_err(format!("cannot read: {e}")))?;
+                if bytes.len() != KEY_LEN {
+                    return Err(key_err(format!(
+                        "holds {} bytes, not {KEY_LEN}; restore the original key file",
+                        bytes.len()
+                    )));
+                }
+                key.copy_from_slice(&bytes);
+            }
+            Err(e) => return Err(key_err(format!("cannot create: {e}"))),
+        }
+        Ok(Vault {
+            cipher: XChaCha20Poly1305::new(&key.into()),
+        })
+    }
+
+    pub(crate) fn seal(&self, record_id: &str, plaintext: &str) -> Sealed {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        // Encryption with a valid key and nonce only fails past 256 GiB of plaintext;
+        // inputs are capped far below that, so an empty ciphertext can never be stored
+        // for a real value, and decryption would refuse it anyway.
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: record_id.as_bytes(),
+                },
+            )
+            .unwrap_or_default();
+        Sealed {
+            nonce: hex::encode(nonce),
+            ciphertext: hex::encode(ciphertext),
+        }
+    }
+
+    /// The plaintext, or `None` if the value was not sealed by this key for this record.
+    pub(crate) fn open_sealed(&self, record_id: &str, sealed: &Sealed) -> Option<String> {
+        let nonce = hex::decode(&sealed.nonce).ok()?;
+        if nonce.len() != NONCE_LEN {
+            return None;
+        }
+        let ciphertext = hex::decode(&sealed.ciphertext).ok()?;
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &ciphertext,
+                    aad: record_id.as_bytes(),
+                },
+            )
+            .ok()?;
+        String::from_utf8(plain).ok()
+    }
+}
+
+trait Mode0600 {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Mode0600 for std::fs::OpenOptions {
+    #[cfg(unix)]
+    fn mode_0600(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+
+    #[cfg(not(unix))]
+    fn mode_0600(&mut self) -> &mut Self {
+        self
+    }
+}
+
+/// Refuses a key file that others can read: the key is worth as much as every password.
+#[cfg(unix)]
+fn check_private(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| format!("cannot stat: {e}"))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "is readable by others (mode {:o}); run `chmod 600` on it",
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path) -> Result<(), String> {
+    Ok(())
+}
+
+/// A new identifier: a UUID version 7 (time-ordered, so ids created later sort later and
+/// index inserts append), with 74 random bits.
+pub(crate) fn new_id() -> String {
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let mut bytes = [0u8; 16];
+    OsRng.fill_bytes(&mut bytes[6..]);
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex::encode(bytes);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_round_trips_and_binds_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = Vault::open(dir.path()).expect("vault");
+        let sealed = vault.seal("site-a", "hunter2");
+        assert!(!sealed.ciphertext.contains(&hex::encode("hunter2")));
+        assert_eq!(
+            vault.open_sealed("site-a", &sealed).as_deref(),
+            Some("hunter2")
+        );
+        assert_eq!(vault.open_sealed("site-b", &sealed), None);
+        let again = vault.seal("site-a", "hunter2");
+        assert_ne!(sealed.nonce, again.nonce);
+        // The same key comes back on the next start.
+        let reopened = Vault::open(dir.path()).expect("reopen");
+        assert_eq!(
+            reopened.open_sealed("site-a", &sealed).as_deref(),
+            Some("hunter2")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_file_is_private_and_a_shared_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        Vault::open(dir.path()).expect("vault");
+        let path = dir.path().join(KEY_FILE);
+        let mode = std::fs::metadata(&path).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let err = Vault::open(dir.path()).expect_err("shared key refused");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+    }
+
+    #[test]
+    fn ids_are_uuid_v7_and_ordered() {
+        let a = new_id();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let b = new_id();
+        assert_eq!(a.len(), 36);
+        assert_eq!(&a[14..15], "7");
+        assert!(a < b);
+    }
+}

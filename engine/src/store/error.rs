@@ -1,0 +1,125 @@
+//! The store's one error type. Every variant names the record it concerns, so the API can
+//! map it to a status (404, 409, 422) and an operator can read it without a backtrace.
+
+use super::records::JobStatus;
+
+/// What went wrong in the store, and on which record.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{kind} not found: {id}")]
+    NotFound { kind: &'static str, id: String },
+
+    #[error("A schedule with the same name already exists: {name}")]
+    ScheduleNameTaken { name: String },
+
+    #[error("A site with the same name already exists: {name}")]
+    SiteNameTaken { name: String },
+
+    #[error("job {id}: cannot go from {from} to {to}")]
+    IllegalTransition {
+        id: String,
+        from: JobStatus,
+        to: JobStatus,
+    },
+
+    #[error("schedule {id}: {reason}")]
+    ScheduleState { id: String, reason: String },
+
+    #[error("{kind} {field}: {reason}")]
+    Invalid {
+        kind: &'static str,
+        field: &'static str,
+        reason: String,
+    },
+
+    #[error(
+        "the database at {path} has schema version {found}, newer than this engine's {supported}; \
+         upgrade the engine or restore a copy made by this version"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: u64,
+        supported: u64,
+    },
+
+    #[error("the database at {path} has schema version {found}, which this engine cannot read")]
+    SchemaUnknown { path: String, found: u64 },
+
+    #[error("credential key {path}: {reason}")]
+    Key { path: String, reason: String },
+
+    #[error("site {site}: its stored password cannot be decrypted with this data dir's key")]
+    Decrypt { site: String },
+
+    #[error("{kind} {id}: stored record is unreadable: {source}")]
+    Corrupt {
+        kind: &'static str,
+        id: String,
+        source: serde_json::Error,
+    },
+
+    #[error("{kind} {id}: cannot encode record: {source}")]
+    Encode {
+        kind: &'static str,
+        id: String,
+        source: serde_json::Error,
+    },
+
+    #[error("data dir {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+
+    #[error("database: {0}")]
+    Db(#[from] redb::Error),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::StorageError,
+    redb::TableError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+impl StoreError {
+    pub(crate) fn not_found(kind: &'static str, id: impl Into<String>) -> Self {
+        StoreError::NotFound {
+            kind,
+            id: id.into(),
+        }
+    }
+
+    pub(crate) fn invalid(
+        kind: &'static str,
+        field: &'static str,
+        reason: impl Into<String>,
+    ) -> Self {
+        StoreError::Invalid {
+            kind,
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// True for the errors a client caused by naming something that is already taken.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            StoreError::ScheduleNameTaken { .. }
+                | StoreError::SiteNameTaken { .. }
+                | StoreError::IllegalTransition { .. }
+                | StoreError::ScheduleState { .. }
+        )
+    }
+}

@@ -1,0 +1,829 @@
+//! Jobs: one script on one site, with a checked state machine, idempotency keys, the
+//! per-site and active-status indexes, backups kept apart, and recovery after a crash.
+//!
+//! Every status change goes through [`apply`], which refuses a transition the lifecycle
+//! does not allow; [`write_change`] then moves the job's index entries, its run's
+//! progress and its notification event in the same transaction.
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, Table, WriteTransaction};
+use serde_json::json;
+
+use super::crypto::new_id;
+use super::error::StoreError;
+use super::records::{
+    INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
+};
+use super::tables::{
+    IDEMPOTENCY, JOB_BACKUPS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META_JOB_SEQ,
+};
+use super::txn::{decode, encode, take_seq};
+use super::{Store, journal, schedules};
+
+const KIND: &str = "job";
+/// Output kept per job; a router that prints more is truncated, not stored whole.
+pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// Largest backup the store keeps for one job.
+pub const MAX_BACKUP_BYTES: usize = 16 * 1024 * 1024;
+const INTERRUPTED_MESSAGE: &str = "the engine stopped while this job was running; it was not retried \
+     because the script may have reached the router";
+
+/// What [`Store::recover`] did to the jobs it found in flight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Ids of jobs that were running with their script possibly sent: now failed as `interrupted`.
+    pub interrupted: Vec<String>,
+    /// Ids of jobs that were loaded or running before their script was sent: now pending.
+    pub requeued: Vec<String>,
+    /// How many jobs are pending after recovery.
+    pub pending: u64,
+}
+
+/// The job tables, opened once per transaction so bulk inserts do not reopen them per job.
+pub(crate) struct JobTables<'txn> {
+    jobs: Table<'txn, u64, &'static [u8]>,
+    ids: Table<'txn, &'static str, u64>,
+    by_site: Table<'txn, (&'static str, u64), ()>,
+    active: Table<'txn, (u8, u64), ()>,
+    idempotency: Table<'txn, (&'static str, &'static str), u64>,
+}
+
+impl<'txn> JobTables<'txn> {
+    pub(crate) fn open(tx: &'txn WriteTransaction) -> Result<Self, StoreError> {
+        Ok(JobTables {
+            jobs: tx.open_table(JOBS)?,
+            ids: tx.open_table(JOB_IDS)?,
+            by_site: tx.open_table(JOBS_BY_SITE)?,
+            active: tx.open_table(JOBS_ACTIVE)?,
+            idempotency: tx.open_table(IDEMPOTENCY)?,
+        })
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Result<Job, StoreError> {
+        match self.jobs.get(seq)? {
+            Some(bytes) => decode(KIND, &seq.to_string(), bytes.value()),
+            None => Err(StoreError::not_found(KIND, seq.to_string())),
+        }
+    }
+
+    fn seq_of(&self, id: &str) -> Result<u64, StoreError> {
+        self.ids
+            .get(id)?
+            .map(|v| v.value())
+            .ok_or_else(|| StoreError::not_found(KIND, id))
+    }
+
+    fn put(&mut self, job: &Job) -> Result<(), StoreError> {
+        let bytes = encode(KIND, &job.id, job)?;
+        self.jobs.insert(job.seq_id, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Writes a new job and every index entry it needs.
+    pub(crate) fn insert(&mut self, job: &Job) -> Result<(), StoreError> {
+        self.put(job)?;
+        self.ids.insert(job.id.as_str(), job.seq_id)?;
+        self.by_site
+            .insert((job.site_id.as_str(), job.seq_id), ())?;
+        if let Some(code) = job.status.active_code() {
+            self.active.insert((code, job.seq_id), ())?;
+        }
+        if let Some(key) = &job.idempotency_key {
+            self.idempotency
+                .insert((job.organization.as_str(), key.as_str()), job.seq_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Creates a job, or returns the job already created under the same idempotency key
+    /// (then `false`: nothing new was written and nothing will run again).
+    pub fn create_job(
+        &self,
+        input: JobInput,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, bool), StoreError> {
+        let mut out = self.create_jobs(vec![input], now)?;
+        out.pop()
+            .ok_or_else(|| StoreError::not_found(KIND, "new job"))
+    }
+
+    /// Creates many jobs in one transaction (bulk loads and benchmarks), with the same
+    /// idempotency rule as [`Store::create_job`] for each.
+    pub fn create_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        inputs.iter().try_for_each(JobInput::validate)?;
+        self.write(|tx| {
+            let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
+            let mut tables = JobTables::open(tx)?;
+            let mut out = Vec::with_capacity(inputs.len());
+            for input in inputs {
+                if let Some(key) = &input.idempotency_key {
+                    let existing = tables
+                        .idempotency
+                        .get((input.organization.as_str(), key.as_str()))?
+                        .map(|v| v.value());
+                    if let Some(existing) = existing {
+                        out.push((tables.get(existing)?, false));
+                        continue;
+                    }
+                }
+                let job = new_job(input, seq, None, now);
+                seq += 1;
+                tables.insert(&job)?;
+                out.push((job, true));
+            }
+            drop(tables);
+            set_job_seq(tx, seq - 1)?;
+            Ok(out)
+        })
+    }
+
+    pub fn get_job(&self, id: &str) -> Result<Job, StoreError> {
+        self.read(|tx| {
+            let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
+            let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+            let jobs = tx.open_table(JOBS)?;
+            let bytes = jobs
+                .get(seq)?
+                .ok_or_else(|| StoreError::not_found(KIND, id))?;
+            decode(KIND, id, bytes.value())
+        })
+    }
+
+    /// The job created under an organization's idempotency key, if any.
+    pub fn job_by_idempotency_key(
+        &self,
+        organization: &str,
+        key: &str,
+    ) -> Result<Option<Job>, StoreError> {
+        self.read(|tx| {
+            let seq = tx
+                .open_table(IDEMPOTENCY)?
+                .get((organization, key))?
+                .map(|v| v.value());
+            let Some(seq) = seq else { return Ok(None) };
+            let jobs = tx.open_table(JOBS)?;
+            let bytes = jobs
+                .get(seq)?
+                .ok_or_else(|| StoreError::not_found(KIND, key))?;
+            decode(KIND, key, bytes.value()).map(Some)
+        })
+    }
+
+    /// A site's jobs, newest first. The cursor is the `seq_id` of the last job of the
+    /// previous page.
+    pub fn jobs_for_site(&self, site_id: &str, page: &Page<u64>) -> Result<Vec<Job>, StoreError> {
+        let limit = page.capped_limit();
+        let before = page.after.unwrap_or(u64::MAX);
+        self.read(|tx| {
+            let jobs = tx.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for entry in tx
+                .open_table(JOBS_BY_SITE)?
+                .range((site_id, 0)..(site_id, before))?
+                .rev()
+            {
+                let (key, _) = entry?;
+                let seq = key.value().1;
+                if let Some(bytes) = jobs.get(seq)? {
+                    out.push(decode(KIND, &seq.to_string(), bytes.value())?);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Jobs in an active status (pending, loaded or running), oldest first; the cursor is
+    /// the last `seq_id` seen. Finished statuses are not indexed and return nothing.
+    pub fn active_jobs(&self, status: JobStatus, page: &Page<u64>) -> Result<Vec<Job>, StoreError> {
+        let Some(code) = status.active_code() else {
+            return Ok(Vec::new());
+        };
+        let limit = page.capped_limit();
+        let from = page.after.map_or(0, |a| a.saturating_add(1));
+        self.read(|tx| {
+            let jobs = tx.open_table(JOBS)?;
+            let mut out = Vec::new();
+            for entry in tx
+                .open_table(JOBS_ACTIVE)?
+                .range((code, from)..=(code, u64::MAX))?
+            {
+                let (key, _) = entry?;
+                let seq = key.value().1;
+                if let Some(bytes) = jobs.get(seq)? {
+                    out.push(decode(KIND, &seq.to_string(), bytes.value())?);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Applies one checked transition and returns the job as it is now.
+    pub fn transition_job(
+        &self,
+        id: &str,
+        transition: JobTransition,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let mut out = self.transition_jobs(vec![(id.to_owned(), transition)], now)?;
+        out.pop().ok_or_else(|| StoreError::not_found(KIND, id))
+    }
+
+    /// Applies several transitions in one transaction: all of them, or none if any is illegal.
+    pub fn transition_jobs(
+        &self,
+        changes: Vec<(String, JobTransition)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(changes.len());
+            for (id, transition) in changes {
+                let seq = JobTables::open(tx)?.seq_of(&id)?;
+                out.push(change(tx, seq, &transition, now)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Stores a job's backup apart from the job, and marks the job as having one.
+    pub fn put_backup(&self, id: &str, backup: &[u8]) -> Result<(), StoreError> {
+        if backup.len() > MAX_BACKUP_BYTES {
+            return Err(StoreError::invalid(
+                KIND,
+                "backup",
+                format!("at most {MAX_BACKUP_BYTES} bytes"),
+            ));
+        }
+        self.write(|tx| {
+            let mut tables = JobTables::open(tx)?;
+            let seq = tables.seq_of(id)?;
+            let mut job = tables.get(seq)?;
+            job.has_backup = true;
+            tables.put(&job)?;
+            tx.open_table(JOB_BACKUPS)?.insert(seq, backup)?;
+            Ok(())
+        })
+    }
+
+    pub fn get_backup(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(|tx| {
+            let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
+            let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+            Ok(tx
+                .open_table(JOB_BACKUPS)?
+                .get(seq)?
+                .map(|b| b.value().to_vec()))
+        })
+    }
+
+    /// Settles the jobs a stopped engine left in flight, reading only the active index:
+    /// running jobs whose script may have been sent fail as `interrupted`; loaded jobs and
+    /// running jobs whose script was never sent go back to pending.
+    pub fn recover(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
+        let in_flight = |code: u8, tx: &WriteTransaction| -> Result<Vec<u64>, StoreError> {
+            tx.open_table(JOBS_ACTIVE)?
+                .range((code, 0)..=(code, u64::MAX))?
+                .map(|e| Ok(e?.0.value().1))
+                .collect()
+        };
+        self.write(|tx| {
+            let mut report = Recovery::default();
+            let loaded = JobStatus::Loaded.active_code().unwrap_or(1);
+            let running = JobStatus::Running.active_code().unwrap_or(2);
+            let pending = JobStatus::Pending.active_code().unwrap_or(0);
+            for seq in in_flight(loaded, tx)?
+                .into_iter()
+                .chain(in_flight(running, tx)?)
+            {
+                let job = JobTables::open(tx)?.get(seq)?;
+                if job.status == JobStatus::Running && job.sent {
+                    let error = JobError {
+                        code: INTERRUPTED.into(),
+                        message: INTERRUPTED_MESSAGE.into(),
+                    };
+                    change(
+                        tx,
+                        seq,
+                        &JobTransition::Fail {
+                            error,
+                            output: None,
+                        },
+                        now,
+                    )?;
+                    report.interrupted.push(job.id);
+                } else {
+                    change(tx, seq, &JobTransition::Requeue, now)?;
+                    report.requeued.push(job.id);
+                }
+            }
+            report.pending = tx
+                .open_table(JOBS_ACTIVE)?
+                .range((pending, 0)..=(pending, u64::MAX))?
+                .count() as u64;
+            Ok(report)
+        })
+    }
+}
+
+pub(crate) fn new_job(
+    input: JobInput,
+    seq_id: u64,
+    origin: Option<JobOrigin>,
+    now: DateTime<Utc>,
+) -> Job {
+    Job {
+        id: new_id(),
+        seq_id,
+        organization: input.organization,
+        site_id: input.site_id,
+        request_id: input.request_id.unwrap_or_else(new_id),
+        idempotency_key: input.idempotency_key,
+        description: input.description,
+        script: input.script,
+        make_backup: input.make_backup,
+        express_execute: input.express_execute,
+        needs_acknowledgement: input.needs_acknowledgement,
+        notify_url: input.notify_url,
+        status: JobStatus::Pending,
+        created_at: now,
+        loaded_at: None,
+        started_at: None,
+        completed_at: None,
+        failed_at: None,
+        deleted_at: None,
+        output: None,
+        error: None,
+        attempts: 0,
+        sent: false,
+        has_backup: false,
+        origin,
+    }
+}
+
+pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreError> {
+    tx.open_table(super::tables::META)?
+        .insert(META_JOB_SEQ, last)?;
+    Ok(())
+}
+
+/// Applies `transition` to the job at `seq` and writes everything that follows from it.
+fn change(
+    tx: &WriteTransaction,
+    seq: u64,
+    transition: &JobTransition,
+    now: DateTime<Utc>,
+) -> Result<Job, StoreError> {
+    let mut tables = JobTables::open(tx)?;
+    let mut job = tables.get(seq)?;
+    let before = job.status;
+    apply(&mut job, transition, now)?;
+    tables.put(&job)?;
+    if before != job.status {
+        if let Some(code) = before.active_code() {
+            tables.active.remove((code, seq))?;
+        }
+        if let Some(code) = job.status.active_code() {
+            tables.active.insert((code, seq), ())?;
+        }
+    }
+    drop(tables);
+    if before.active_code().is_some() && job.status.active_code().is_none() {
+        if let Some(origin) = &job.origin {
+            schedules::record_outcome(tx, origin, &job, now)?;
+        }
+    }
+    if before != job.status && job.status != JobStatus::Pending {
+        if let Some(url) = &job.notify_url {
+            journal::push_event(tx, "job.status", notification(&job, url), now)?;
+        }
+    }
+    Ok(job)
+}
+
+/// The job's lifecycle. Anything not listed here is refused, never written.
+pub(crate) fn apply(
+    job: &mut Job,
+    transition: &JobTransition,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    use JobStatus::*;
+    let illegal = |to: JobStatus| StoreError::IllegalTransition {
+        id: job.id.clone(),
+        from: job.status,
+        to,
+    };
+    match (transition, job.status) {
+        (JobTransition::Load, Pending) => {
+            job.status = Loaded;
+            job.loaded_at = Some(now);
+        }
+        (JobTransition::Load, _) => return Err(illegal(Loaded)),
+        (JobTransition::Start, Pending | Loaded) => {
+            job.status = Running;
+            job.started_at = Some(now);
+            job.attempts = job.attempts.saturating_add(1);
+            job.sent = false;
+        }
+        (JobTransition::Start, _) => return Err(illegal(Running)),
+        (JobTransition::MarkSent, Running) => job.sent = true,
+        (JobTransition::MarkSent, _) => return Err(illegal(Running)),
+        (JobTransition::Complete { output }, Running) => {
+            job.status = Completed;
+            job.completed_at = Some(now);
+            job.output = output.as_deref().map(cap_output);
+        }
+        (JobTransition::Complete { .. }, _) => return Err(illegal(Completed)),
+        (JobTransition::Fail { error, output }, Pending | Loaded | Running) => {
+            job.status = Failed;
+            job.failed_at = Some(now);
+            job.error = Some(error.clone());
+            if let Some(output) = output {
+                job.output = Some(cap_output(output));
+            }
+        }
+        (JobTransition::Fail { .. }, _) => return Err(illegal(Failed)),
+        (JobTransition::Requeue, Loaded) => {
+            job.status = Pending;
+            job.loaded_at = None;
+        }
+        (JobTransition::Requeue, Running) if !job.sent => {
+            job.status = Pending;
+            job.loaded_at = None;
+            job.started_at = None;
+        }
+        (JobTransition::Requeue, _) => return Err(illegal(Pending)),
+        (JobTransition::Delete, Pending | Loaded | Completed | Failed) => {
+            job.status = Deleted;
+            job.deleted_at = Some(now);
+        }
+        (JobTransition::Delete, _) => return Err(illegal(Deleted)),
+    }
+    Ok(())
+}
+
+fn cap_output(output: &str) -> String {
+    if output.len() <= MAX_OUTPUT_BYTES {
+        return output.to_owned();
+    }
+    let mut end = MAX_OUTPUT_BYTES;
+    while !output.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n[output truncated]", &output[..end])
+}
+
+/// Seed 001's notification payload, plus where to post it.
+fn notification(job: &Job, url: &str) -> serde_json::Value {
+    json!({
+        "notify_url": url,
+        "job_id": job.id,
+        "customer_id": job.organization,
+        "description": job.description,
+        "router_id": job.site_id,
+        "idempotency_key": job.idempotency_key,
+        "express_execute": job.express_execute,
+        "needs_acknowledgement": job.needs_acknowledgement,
+        "make_backup": job.make_backup,
+        "seq_id": job.seq_id,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+        "failed_at": job.failed_at,
+        "deleted_at": job.deleted_at,
+        "status": job.status,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::test_support::{open, t};
+
+    pub(crate) fn input(site: &str, key: Option<&str>) -> JobInput {
+        JobInput {
+            organization: "org1".into(),
+            site_id: site.into(),
+            request_id: None,
+            idempotency_key: key.map(str::to_owned),
+            description: "Log test message".into(),
+            script: ":log info test".into(),
+            make_backup: false,
+            express_execute: false,
+            needs_acknowledgement: true,
+            notify_url: Some("https://example.com/notify".into()),
+        }
+    }
+
+    #[test]
+    fn job_round_trip_with_monotonic_seq() {
+        let (_dir, store) = open();
+        let (a, created) = store.create_job(input("s1", None), t(0)).expect("create");
+        assert!(created);
+        let (b, _) = store.create_job(input("s1", None), t(1)).expect("create");
+        assert_eq!(store.get_job(&a.id).expect("get"), a);
+        assert!(b.seq_id > a.seq_id);
+        assert_eq!(a.status, JobStatus::Pending);
+        assert!(!a.request_id.is_empty());
+    }
+
+    #[test]
+    fn idempotency_key_returns_the_same_job_and_creates_nothing() {
+        let (dir, store) = open();
+        let (first, created) = store
+            .create_job(input("s1", Some("k1")), t(0))
+            .expect("create");
+        assert!(created);
+        let (again, created) = store
+            .create_job(input("s1", Some("k1")), t(5))
+            .expect("again");
+        assert!(!created);
+        assert_eq!(again, first);
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        let (after_reopen, created) = store
+            .create_job(input("s1", Some("k1")), t(9))
+            .expect("again");
+        assert!(!created);
+        assert_eq!(after_reopen.id, first.id);
+        assert_eq!(
+            store
+                .jobs_for_site("s1", &Page::first(10))
+                .expect("list")
+                .len(),
+            1
+        );
+        let mut other_org = input("s1", Some("k1"));
+        other_org.organization = "org2".into();
+        assert!(store.create_job(other_org, t(9)).expect("other org").1);
+        // One batch naming the same key twice creates one job.
+        let batch = store
+            .create_jobs(
+                vec![input("s2", Some("k2")), input("s2", Some("k2"))],
+                t(10),
+            )
+            .expect("batch");
+        assert_eq!(batch[0].0.id, batch[1].0.id);
+        assert_eq!((batch[0].1, batch[1].1), (true, false));
+    }
+
+    #[test]
+    fn validation_limits_of_seed_001() {
+        let (_dir, store) = open();
+        let mut long = input("s1", None);
+        long.description = "d".repeat(101);
+        assert!(matches!(
+            store.create_job(long, t(0)),
+            Err(StoreError::Invalid {
+                field: "description",
+                ..
+            })
+        ));
+        let mut long = input("s1", None);
+        long.script = "s".repeat(2001);
+        assert!(matches!(
+            store.create_job(long, t(0)),
+            Err(StoreError::Invalid {
+                field: "script",
+                ..
+            })
+        ));
+        let mut ok = input("s1", None);
+        ok.description = "d".repeat(100);
+        ok.script = "s".repeat(2000);
+        store.create_job(ok, t(0)).expect("limits are inclusive");
+    }
+
+    #[test]
+    fn lifecycle_is_checked_and_events_follow() {
+        let (_dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let err = store
+            .transition_job(&job.id, JobTransition::Complete { output: None }, t(1))
+            .expect_err("pending cannot complete");
+        assert!(matches!(
+            err,
+            StoreError::IllegalTransition {
+                from: JobStatus::Pending,
+                to: JobStatus::Completed,
+                ..
+            }
+        ));
+        assert_eq!(
+            store.get_job(&job.id).expect("get").status,
+            JobStatus::Pending,
+            "nothing written"
+        );
+
+        store
+            .transition_job(&job.id, JobTransition::Load, t(1))
+            .expect("load");
+        let running = store
+            .transition_job(&job.id, JobTransition::Start, t(2))
+            .expect("start");
+        assert_eq!(running.attempts, 1);
+        store
+            .transition_job(&job.id, JobTransition::MarkSent, t(2))
+            .expect("sent");
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Requeue, t(3))
+                .is_err(),
+            "sent jobs are not requeued"
+        );
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Delete, t(3))
+                .is_err(),
+            "running jobs are not deleted"
+        );
+        let done = store
+            .transition_job(
+                &job.id,
+                JobTransition::Complete {
+                    output: Some("ok".into()),
+                },
+                t(4),
+            )
+            .expect("complete");
+        assert_eq!(done.completed_at, Some(t(4)));
+        assert_eq!(done.output.as_deref(), Some("ok"));
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Start, t(5))
+                .is_err()
+        );
+        let deleted = store
+            .transition_job(&job.id, JobTransition::Delete, t(6))
+            .expect("delete");
+        assert_eq!(deleted.deleted_at, Some(t(6)));
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Delete, t(7))
+                .is_err()
+        );
+
+        let events = store.due_events(t(100), 100).expect("events");
+        let statuses: Vec<_> = events
+            .iter()
+            .map(|e| e.payload["status"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(statuses, ["loaded", "running", "completed", "deleted"]);
+        assert_eq!(
+            events[0].payload["notify_url"],
+            "https://example.com/notify"
+        );
+    }
+
+    #[test]
+    fn lists_are_paginated_and_use_the_indexes() {
+        let (_dir, store) = open();
+        let inputs = (0..25)
+            .map(|i| input(if i % 2 == 0 { "even" } else { "odd" }, None))
+            .collect();
+        let jobs = store.create_jobs(inputs, t(0)).expect("bulk");
+        let first = store.jobs_for_site("even", &Page::first(5)).expect("page");
+        assert_eq!(first.len(), 5);
+        assert!(
+            first.windows(2).all(|w| w[0].seq_id > w[1].seq_id),
+            "newest first"
+        );
+        assert_eq!(first[0].seq_id, jobs[24].0.seq_id);
+        let rest = store
+            .jobs_for_site(
+                "even",
+                &Page {
+                    limit: 100,
+                    after: first.last().map(|j| j.seq_id),
+                },
+            )
+            .expect("rest");
+        assert_eq!(rest.len(), 8);
+        assert!(rest.iter().all(|j| j.site_id == "even"));
+
+        store
+            .transition_job(&jobs[3].0.id, JobTransition::Load, t(1))
+            .expect("load");
+        let pending = store
+            .active_jobs(JobStatus::Pending, &Page::first(100))
+            .expect("pending");
+        assert_eq!(pending.len(), 24);
+        assert_eq!(
+            store
+                .active_jobs(JobStatus::Loaded, &Page::first(100))
+                .expect("loaded")[0]
+                .id,
+            jobs[3].0.id
+        );
+        let page2 = store
+            .active_jobs(
+                JobStatus::Pending,
+                &Page {
+                    limit: 100,
+                    after: Some(pending[9].seq_id),
+                },
+            )
+            .expect("p2");
+        assert_eq!(page2.len(), 14);
+        assert!(
+            store
+                .active_jobs(JobStatus::Completed, &Page::first(10))
+                .expect("none")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn backups_are_kept_apart() {
+        let (_dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        assert_eq!(store.get_backup(&job.id).expect("none"), None);
+        store.put_backup(&job.id, b"/export\n").expect("backup");
+        assert!(store.get_job(&job.id).expect("get").has_backup);
+        assert_eq!(
+            store.get_backup(&job.id).expect("some").as_deref(),
+            Some(&b"/export\n"[..])
+        );
+    }
+
+    #[test]
+    fn recovery_fails_sent_jobs_and_requeues_the_rest() {
+        let (dir, store) = open();
+        let ids: Vec<String> = store
+            .create_jobs((0..5).map(|_| input("s1", None)).collect(), t(0))
+            .expect("bulk")
+            .into_iter()
+            .map(|(j, _)| j.id)
+            .collect();
+        store
+            .transition_job(&ids[0], JobTransition::Start, t(1))
+            .expect("start");
+        store
+            .transition_job(&ids[0], JobTransition::MarkSent, t(1))
+            .expect("sent");
+        store
+            .transition_job(&ids[1], JobTransition::Start, t(1))
+            .expect("start");
+        store
+            .transition_job(&ids[2], JobTransition::Load, t(1))
+            .expect("load");
+        store
+            .transition_job(&ids[3], JobTransition::Start, t(1))
+            .expect("start");
+        store
+            .transition_job(&ids[3], JobTransition::MarkSent, t(1))
+            .expect("sent");
+        store
+            .transition_job(&ids[3], JobTransition::Complete { output: None }, t(2))
+            .expect("done");
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let report = store.recover(t(10)).expect("recover");
+        assert_eq!(report.interrupted, vec![ids[0].clone()]);
+        assert_eq!(report.requeued, vec![ids[2].clone(), ids[1].clone()]);
+        assert_eq!(report.pending, 3);
+        let failed = store.get_job(&ids[0]).expect("get");
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(
+            failed.error.as_ref().map(|e| e.code.as_str()),
+            Some(INTERRUPTED)
+        );
+        assert!(
+            failed
+                .error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("may have reached the router"))
+        );
+        assert_eq!(
+            store.get_job(&ids[1]).expect("get").status,
+            JobStatus::Pending
+        );
+        assert_eq!(
+            store.get_job(&ids[3]).expect("get").status,
+            JobStatus::Completed
+        );
+        assert!(
+            store
+                .active_jobs(JobStatus::Running, &Page::first(10))
+                .expect("running")
+                .is_empty()
+        );
+        assert_eq!(
+            store.recover(t(11)).expect("again"),
+            Recovery {
+                pending: 3,
+                ..Recovery::default()
+            }
+        );
+    }
+}

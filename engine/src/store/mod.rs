@@ -1,0 +1,90 @@
+//! The durable store: every record the engine must never lose, in one redb file.
+//!
+//! `Store::open(data_dir)` opens (or creates) `yardmaster.redb` and the credential key
+//! beside it, checks the schema version, and hands out a small set of domain operations.
+//! Each operation is one transaction that writes a state change together with everything
+//! it implies: a launch writes its jobs and their ledger entries, a job's status change
+//! writes its index entries, its run's progress and the outbox event that announces it.
+//! Callers never see a transaction, so the same operations could later be served by a
+//! distributed store.
+//!
+//! Layout: [`tables`](self) holds every table definition; `records` the serde types;
+//! `txn` the one place transactions are opened; `sites`, `schedules`, `jobs` and
+//! `journal` (users, audit log, outbox) the operations; `crypto` the credential key.
+
+mod crypto;
+mod error;
+mod jobs;
+mod journal;
+mod records;
+mod schedules;
+mod sites;
+mod tables;
+mod txn;
+
+#[cfg(test)]
+mod crash_tests;
+
+use std::path::{Path, PathBuf};
+
+pub use error::StoreError;
+pub use jobs::Recovery;
+pub use records::{
+    AuditEntry, AuditInput, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobError, JobInput, JobOrigin,
+    JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS, MAX_NAME_CHARS,
+    MAX_PAGE, MAX_SCHEDULE_SCRIPT_CHARS, MAX_TARGETS, MissedRunPolicy, OutboxEvent, OutboxState,
+    Page, Recurrence, RecurrenceKind, Run, RunStatus, SKIPPED, ScheduleInput, SchedulePatch,
+    ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, TlsSettings, User,
+};
+pub use schedules::{Launch, LaunchPlan};
+
+/// File name of the database inside the data dir.
+pub const DB_FILE: &str = "yardmaster.redb";
+
+/// The engine's durable state. Cheap to share behind an `Arc`; redb serializes writers.
+#[derive(Debug)]
+pub struct Store {
+    db: redb::Database,
+    vault: crypto::Vault,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens the store in `data_dir`, creating the directory, the database and the
+    /// credential key on first start. Refuses a database written by a newer engine.
+    pub fn open(data_dir: impl AsRef<Path>) -> Result<Store, StoreError> {
+        let dir = data_dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let vault = crypto::Vault::open(dir)?;
+        let path = dir.join(DB_FILE);
+        let db = redb::Database::create(&path)?;
+        let store = Store { db, vault, path };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    /// Where the database file lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use chrono::{DateTime, TimeZone, Utc};
+
+    pub(crate) fn t(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + secs, 0)
+            .single()
+            .expect("valid instant")
+    }
+
+    pub(crate) fn open() -> (tempfile::TempDir, super::Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = super::Store::open(dir.path()).expect("open store");
+        (dir, store)
+    }
+}

@@ -1,0 +1,583 @@
+//! The records the store keeps, as serde types whose field names follow the public API
+//! (seeds 000, 001 and 004), plus the inputs that create them.
+//!
+//! A record is what the API may show: a site's password is never part of [`Site`]; it goes
+//! in through [`Secret`] (which has no `Serialize` and a redacting `Debug`) and comes back
+//! out only through `Store::site_password`.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+
+use super::error::StoreError;
+
+/// Longest job description the API accepts (seed 001).
+pub const MAX_JOB_DESCRIPTION_CHARS: usize = 100;
+/// Longest job script the API accepts (seed 001).
+pub const MAX_JOB_SCRIPT_CHARS: usize = 2000;
+/// Longest scheduled script; schedules carry whole maintenance scripts, unlike jobs.
+pub const MAX_SCHEDULE_SCRIPT_CHARS: usize = 64 * 1024;
+/// Longest name (site name, schedule description, tag, idempotency key, id).
+pub const MAX_NAME_CHARS: usize = 200;
+/// Most sites, tags or recipients one schedule may name.
+pub const MAX_TARGETS: usize = 100_000;
+/// Most records one page returns, whatever the caller asks for.
+pub const MAX_PAGE: usize = 1000;
+/// Error code of a job that was running when the engine stopped and may have reached the router.
+pub const INTERRUPTED: &str = "interrupted";
+/// Error code of a job not run because its site was offline and the schedule said to skip it.
+pub const SKIPPED: &str = "skipped";
+
+/// A secret going into the store. It cannot be serialized and never prints.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that must send it (a transport's login).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How the engine speaks TLS to a site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsSettings {
+    pub enabled: bool,
+    /// Verify the certificate chain; routers usually carry self-signed certificates, so
+    /// pinning is the common alternative.
+    pub verify: bool,
+    /// Hex sha256 of the certificate the site must present.
+    pub pinned_sha256: Option<String>,
+    pub server_name: Option<String>,
+}
+
+/// One router or host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    pub id: String,
+    pub organization: String,
+    pub name: String,
+    pub address: String,
+    pub port: Option<u16>,
+    pub transport: String,
+    pub username: String,
+    /// Whether a password is stored; the password itself never leaves through a record.
+    pub has_password: bool,
+    pub tls: TlsSettings,
+    pub tags: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub const DEFAULT_TRANSPORT: &str = "routeros-api";
+
+fn default_transport() -> String {
+    DEFAULT_TRANSPORT.to_owned()
+}
+
+/// What creates or replaces a site. On update, `password: None` keeps the stored one.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SiteInput {
+    pub organization: String,
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl SiteInput {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        check_name("site", "organization", &self.organization)?;
+        check_name("site", "name", &self.name)?;
+        check_name("site", "address", &self.address)?;
+        check_name("site", "transport", &self.transport)?;
+        check_len("site", "username", &self.username, MAX_NAME_CHARS)?;
+        check_list("site", "tags", &self.tags)
+    }
+}
+
+/// A scheduled script's lifecycle (seed 000, plus the outcomes after launch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleStatus {
+    Unauthorized,
+    Scheduled,
+    Launched,
+    Completed,
+    Failed,
+    PartiallyFailed,
+    Cancelled,
+}
+
+/// How often a schedule recurs (seed 004).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RecurrenceKind {
+    OneTime,
+    Hourly,
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+/// A recurrence rule, as data; the calendar arithmetic lives with the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recurrence {
+    pub kind: RecurrenceKind,
+    /// Every N hours (hourly), days, weeks or months; 1 when absent.
+    #[serde(default)]
+    pub interval: Option<u32>,
+    #[serde(default)]
+    pub days_of_week: Vec<Weekday>,
+    #[serde(default)]
+    pub day_of_month: Option<u8>,
+    pub start_date: NaiveDate,
+    #[serde(default)]
+    pub end_date: Option<NaiveDate>,
+    pub start_time: NaiveTime,
+    /// IANA name, such as `Europe/Berlin`.
+    pub timezone: String,
+}
+
+/// What to do with occurrences that fell due while the engine was down.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissedRunPolicy {
+    #[default]
+    Skip,
+    RunOnce,
+}
+
+/// A script to run on many sites at a future time, once or on a recurrence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduledScript {
+    pub id: String,
+    pub organization: String,
+    pub description: String,
+    pub script: String,
+    pub sites: Vec<String>,
+    pub tags: Vec<String>,
+    pub excluded_sites: Vec<String>,
+    pub launch_at: Option<DateTime<Utc>>,
+    pub recurrence: Option<Recurrence>,
+    pub make_backup: bool,
+    pub abort_if_offline: bool,
+    pub test_site_id: Option<String>,
+    pub notify: Vec<String>,
+    pub summary: Option<String>,
+    pub status: ScheduleStatus,
+    pub created_by: String,
+    pub authorization_requested_at: Option<DateTime<Utc>>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub authorized_by: Option<String>,
+    /// Hash of the script, its targets and its window that the approval covers.
+    pub approval: Option<String>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// When the scheduler will launch it next; indexed while the schedule is `scheduled`
+    /// or (recurring) `launched`.
+    pub next_launch_at: Option<DateTime<Utc>>,
+    pub missed_runs: MissedRunPolicy,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What creates a scheduled script.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ScheduleInput {
+    pub organization: String,
+    pub description: String,
+    pub script: String,
+    pub sites: Vec<String>,
+    pub tags: Vec<String>,
+    pub excluded_sites: Vec<String>,
+    pub launch_at: Option<DateTime<Utc>>,
+    pub recurrence: Option<Recurrence>,
+    pub make_backup: bool,
+    pub abort_if_offline: bool,
+    pub test_site_id: Option<String>,
+    pub notify: Vec<String>,
+    pub summary: Option<String>,
+    pub missed_runs: MissedRunPolicy,
+    pub created_by: String,
+}
+
+impl ScheduleInput {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        check_name("schedule", "organization", &self.organization)?;
+        check_name("schedule", "description", &self.description)?;
+        check_name("schedule", "created_by", &self.created_by)?;
+        if self.script.trim().is_empty() {
+            return Err(StoreError::invalid(
+                "schedule",
+                "script",
+                "must not be empty",
+            ));
+        }
+        check_len(
+            "schedule",
+            "script",
+            &self.script,
+            MAX_SCHEDULE_SCRIPT_CHARS,
+        )?;
+        check_list("schedule", "sites", &self.sites)?;
+        check_list("schedule", "tags", &self.tags)?;
+        check_list("schedule", "excluded_sites", &self.excluded_sites)?;
+        check_list("schedule", "notify", &self.notify)?;
+        if self.launch_at.is_none() && self.recurrence.is_none() {
+            return Err(StoreError::invalid(
+                "schedule",
+                "launch_at",
+                "a schedule needs launch_at or a recurrence",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A change to a schedule before its launch; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct SchedulePatch {
+    pub description: Option<String>,
+    pub script: Option<String>,
+    pub sites: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub excluded_sites: Option<Vec<String>>,
+    pub launch_at: Option<Option<DateTime<Utc>>>,
+    pub recurrence: Option<Option<Recurrence>>,
+    pub make_backup: Option<bool>,
+    pub abort_if_offline: Option<bool>,
+    pub test_site_id: Option<Option<String>>,
+    pub notify: Option<Vec<String>>,
+    pub summary: Option<Option<String>>,
+    pub missed_runs: Option<MissedRunPolicy>,
+}
+
+/// The state of one occurrence of a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Launched,
+    Completed,
+    Failed,
+    PartiallyFailed,
+}
+
+/// One occurrence of a schedule, with its own progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Run {
+    pub schedule_id: String,
+    /// Numbered by the scheduler; one-time schedules use 0.
+    pub occurrence: u64,
+    pub scheduled_for: DateTime<Utc>,
+    pub status: RunStatus,
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    pub pending: u64,
+    /// Another batch of this occurrence is still to launch (the fleet after a test site),
+    /// so the run is not over when its pending count reaches zero.
+    pub awaiting_batches: bool,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A job's lifecycle (seed 001).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Loaded,
+    Running,
+    Completed,
+    Failed,
+    Deleted,
+}
+
+impl JobStatus {
+    /// Code in the active-jobs index; only the statuses that still need work have one.
+    pub(crate) fn active_code(self) -> Option<u8> {
+        match self {
+            JobStatus::Pending => Some(0),
+            JobStatus::Loaded => Some(1),
+            JobStatus::Running => Some(2),
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Deleted => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Loaded => "loaded",
+            JobStatus::Running => "running",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Deleted => "deleted",
+        }
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+/// The schedule occurrence a job belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOrigin {
+    pub schedule_id: String,
+    pub occurrence: u64,
+}
+
+/// One script on one site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub seq_id: u64,
+    pub organization: String,
+    pub site_id: String,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub description: String,
+    pub script: String,
+    pub make_backup: bool,
+    pub express_execute: bool,
+    pub needs_acknowledgement: bool,
+    pub notify_url: Option<String>,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub loaded_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub output: Option<String>,
+    pub error: Option<JobError>,
+    pub attempts: u32,
+    /// Whether the script may have reached the router. Set before the first byte of the
+    /// script is written, so a job found running after a crash with `sent == false` is
+    /// known never to have run and can be requeued.
+    pub sent: bool,
+    pub has_backup: bool,
+    pub origin: Option<JobOrigin>,
+}
+
+/// What creates a job (seed 001's asynchronous request, plus its target).
+#[derive(Debug, Clone, Deserialize)]
+pub struct JobInput {
+    pub organization: String,
+    pub site_id: String,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+    pub description: String,
+    pub script: String,
+    #[serde(default)]
+    pub make_backup: bool,
+    #[serde(default)]
+    pub express_execute: bool,
+    #[serde(default = "yes")]
+    pub needs_acknowledgement: bool,
+    #[serde(default)]
+    pub notify_url: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl JobInput {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        check_name("job", "organization", &self.organization)?;
+        check_name("job", "site_id", &self.site_id)?;
+        check_name("job", "description", &self.description)?;
+        check_len(
+            "job",
+            "description",
+            &self.description,
+            MAX_JOB_DESCRIPTION_CHARS,
+        )?;
+        if self.script.trim().is_empty() {
+            return Err(StoreError::invalid("job", "script", "must not be empty"));
+        }
+        check_len("job", "script", &self.script, MAX_JOB_SCRIPT_CHARS)?;
+        if let Some(key) = &self.idempotency_key {
+            check_name("job", "idempotency_key", key)?;
+        }
+        if let Some(id) = &self.request_id {
+            check_name("job", "request_id", id)?;
+        }
+        if let Some(url) = &self.notify_url {
+            check_len("job", "notify_url", url, 2048)?;
+        }
+        Ok(())
+    }
+}
+
+/// A change of a job's state. The store checks each against the job's current status.
+#[derive(Debug, Clone)]
+pub enum JobTransition {
+    /// pending -> loaded: a runner took it.
+    Load,
+    /// pending|loaded -> running; counts an attempt.
+    Start,
+    /// running, before the script's first byte goes out: from here on, a crash fails the
+    /// job as interrupted instead of requeueing it.
+    MarkSent,
+    /// running -> completed.
+    Complete { output: Option<String> },
+    /// pending|loaded|running -> failed.
+    Fail {
+        error: JobError,
+        output: Option<String>,
+    },
+    /// loaded|running (not sent) -> pending, for a retry that is known to be safe.
+    Requeue,
+    /// any status but running -> deleted.
+    Delete,
+}
+
+/// Someone who can create and authorize schedules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub email: String,
+    pub organization: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One line of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub organization: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// What appends an audit line; the store adds its sequence number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditInput {
+    pub at: DateTime<Utc>,
+    pub organization: String,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+}
+
+/// Where an outbox event stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+/// An event to deliver, written in the transaction of the change that caused it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    pub id: u64,
+    pub kind: String,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub attempts: u32,
+    pub next_attempt_at: DateTime<Utc>,
+    pub state: OutboxState,
+    pub last_error: Option<String>,
+}
+
+/// A page of a list: at most `limit` records (capped at [`MAX_PAGE`]), starting after
+/// `after` (a cursor the previous page returned).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page<C> {
+    pub limit: usize,
+    pub after: Option<C>,
+}
+
+impl<C> Page<C> {
+    pub fn first(limit: usize) -> Self {
+        Page { limit, after: None }
+    }
+
+    pub(crate) fn capped_limit(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE)
+    }
+}
+
+fn check_len(
+    kind: &'static str,
+    field: &'static str,
+    value: &str,
+    max: usize,
+) -> Result<(), StoreError> {
+    // Counting stops at max + 1, so an enormous value costs no more than a short one.
+    if value.chars().take(max + 1).count() > max {
+        return Err(StoreError::invalid(
+            kind,
+            field,
+            format!("at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(kind: &'static str, field: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.trim().is_empty() {
+        return Err(StoreError::invalid(kind, field, "must not be empty"));
+    }
+    check_len(kind, field, value, MAX_NAME_CHARS)
+}
+
+fn check_list(
+    kind: &'static str,
+    field: &'static str,
+    values: &[String],
+) -> Result<(), StoreError> {
+    if values.len() > MAX_TARGETS {
+        return Err(StoreError::invalid(
+            kind,
+            field,
+            format!("at most {MAX_TARGETS} entries"),
+        ));
+    }
+    values.iter().try_for_each(|v| check_name(kind, field, v))
+}

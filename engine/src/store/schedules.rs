@@ -1,0 +1,954 @@
+//! Scheduled scripts, their runs, and the never-twice ledger.
+//!
+//! A launch is one transaction: for each site of the occurrence it consults the ledger,
+//! and only where there is no entry yet writes the job and the entry together. A second
+//! launch of the same (schedule, occurrence, site), whether from a retry, a second
+//! scheduler or a restart after `kill -9`, finds the entry and creates nothing. The store
+//! also refuses to launch a schedule whose stored approval is not the one the caller
+//! checked, so an edit that raced the scheduler cannot run unapproved.
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, WriteTransaction};
+use serde_json::json;
+
+use super::Store;
+use super::crypto::new_id;
+use super::error::StoreError;
+use super::jobs::{JobTables, new_job, set_job_seq};
+use super::journal::push_event;
+use super::records::{
+    Job, JobInput, JobOrigin, JobStatus, MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Page, Run,
+    RunStatus, SKIPPED, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
+};
+use super::tables::{
+    JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG, SCHEDULES_DUE,
+};
+use super::txn::{decode, encode, load, millis, take_seq};
+
+const KIND: &str = "schedule";
+
+/// One occurrence's launch, as the scheduler worked it out.
+#[derive(Debug, Clone)]
+pub struct LaunchPlan {
+    pub schedule_id: String,
+    pub occurrence: u64,
+    pub scheduled_for: DateTime<Utc>,
+    /// The approval binding the caller verified against the script and targets it read.
+    pub approval: String,
+    /// The resolved target sites of this batch (explicit sites and tags, less exclusions).
+    pub sites: Vec<String>,
+    /// More batches of this occurrence will follow (a test site first, then the fleet),
+    /// so the run must not be declared finished when this batch is done.
+    pub more_batches: bool,
+    /// The schedule's next launch after this one; `None` when this was the last.
+    pub next_launch_at: Option<DateTime<Utc>>,
+}
+
+/// What a launch did.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub run: Run,
+    /// Jobs created by this launch.
+    pub created: Vec<Job>,
+    /// (site id, job id) of sites this occurrence had already launched on: not run again.
+    pub already_launched: Vec<(String, String)>,
+}
+
+impl Store {
+    /// Creates a scheduled script in `unauthorized`; its description must be new in its
+    /// organization.
+    pub fn create_schedule(
+        &self,
+        input: ScheduleInput,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        input.validate()?;
+        let schedule = ScheduledScript {
+            id: new_id(),
+            organization: input.organization,
+            description: input.description,
+            script: input.script,
+            sites: input.sites,
+            tags: input.tags,
+            excluded_sites: input.excluded_sites,
+            launch_at: input.launch_at,
+            recurrence: input.recurrence,
+            make_backup: input.make_backup,
+            abort_if_offline: input.abort_if_offline,
+            test_site_id: input.test_site_id,
+            notify: input.notify,
+            summary: input.summary,
+            status: ScheduleStatus::Unauthorized,
+            created_by: input.created_by,
+            authorization_requested_at: None,
+            authorized_at: None,
+            authorized_by: None,
+            approval: None,
+            cancelled_at: None,
+            started_at: None,
+            next_launch_at: None,
+            missed_runs: input.missed_runs,
+            created_at: now,
+            updated_at: now,
+        };
+        self.write(|tx| {
+            claim_name(
+                tx,
+                &schedule.organization,
+                &schedule.description,
+                &schedule.id,
+            )?;
+            tx.open_multimap_table(SCHEDULES_BY_ORG)?
+                .insert(schedule.organization.as_str(), schedule.id.as_str())?;
+            save(tx, None, &schedule)?;
+            Ok(schedule)
+        })
+    }
+
+    pub fn get_schedule(&self, id: &str) -> Result<ScheduledScript, StoreError> {
+        self.read(|tx| {
+            load(&tx.open_table(SCHEDULES)?, KIND, id)?
+                .ok_or_else(|| StoreError::not_found(KIND, id))
+        })
+    }
+
+    /// An organization's schedules in creation order; the cursor is the last id seen.
+    pub fn list_schedules(
+        &self,
+        organization: &str,
+        page: &Page<String>,
+    ) -> Result<Vec<ScheduledScript>, StoreError> {
+        let limit = page.capped_limit();
+        self.read(|tx| {
+            let schedules = tx.open_table(SCHEDULES)?;
+            let mut out = Vec::new();
+            for id in tx
+                .open_multimap_table(SCHEDULES_BY_ORG)?
+                .get(organization)?
+            {
+                let id = id?;
+                let id = id.value();
+                if page.after.as_deref().is_some_and(|after| id <= after) {
+                    continue;
+                }
+                if let Some(s) = load(&schedules, KIND, id)? {
+                    out.push(s);
+                }
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Edits a schedule before its launch. Changing what would run (script, targets,
+    /// window, test site) returns it to `unauthorized`: the old approval no longer covers it.
+    pub fn update_schedule(
+        &self,
+        id: &str,
+        patch: SchedulePatch,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            if !matches!(
+                old.status,
+                ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
+            ) {
+                return Err(state(
+                    id,
+                    format!("cannot be edited once {:?}", old.status).to_lowercase(),
+                ));
+            }
+            let mut new = old.clone();
+            let SchedulePatch {
+                description,
+                script,
+                sites,
+                tags,
+                excluded_sites,
+                launch_at,
+                recurrence,
+                make_backup,
+                abort_if_offline,
+                test_site_id,
+                notify,
+                summary,
+                missed_runs,
+            } = patch;
+            if let Some(v) = description {
+                new.description = v;
+            }
+            if let Some(v) = script {
+                new.script = v;
+            }
+            if let Some(v) = sites {
+                new.sites = v;
+            }
+            if let Some(v) = tags {
+                new.tags = v;
+            }
+            if let Some(v) = excluded_sites {
+                new.excluded_sites = v;
+            }
+            if let Some(v) = launch_at {
+                new.launch_at = v;
+            }
+            if let Some(v) = recurrence {
+                new.recurrence = v;
+            }
+            if let Some(v) = make_backup {
+                new.make_backup = v;
+            }
+            if let Some(v) = abort_if_offline {
+                new.abort_if_offline = v;
+            }
+            if let Some(v) = test_site_id {
+                new.test_site_id = v;
+            }
+            if let Some(v) = notify {
+                new.notify = v;
+            }
+            if let Some(v) = summary {
+                new.summary = v;
+            }
+            if let Some(v) = missed_runs {
+                new.missed_runs = v;
+            }
+            as_input(&new).validate()?;
+            let binding_changed = new.script != old.script
+                || new.sites != old.sites
+                || new.tags != old.tags
+                || new.excluded_sites != old.excluded_sites
+                || new.launch_at != old.launch_at
+                || new.recurrence != old.recurrence
+                || new.test_site_id != old.test_site_id;
+            if binding_changed {
+                new.status = ScheduleStatus::Unauthorized;
+                new.authorization_requested_at = None;
+                new.authorized_at = None;
+                new.authorized_by = None;
+                new.approval = None;
+                new.next_launch_at = None;
+            }
+            if new.description != old.description {
+                claim_name(tx, &new.organization, &new.description, id)?;
+                tx.open_table(SCHEDULE_NAMES)?
+                    .remove((old.organization.as_str(), old.description.as_str()))?;
+            }
+            new.updated_at = now;
+            save(tx, Some(&old), &new)?;
+            Ok(new)
+        })
+    }
+
+    /// Records that authorization was requested, and emits the event that notifies the
+    /// recipients.
+    pub fn request_authorization(
+        &self,
+        id: &str,
+        requested_by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            if old.status != ScheduleStatus::Unauthorized {
+                return Err(state(
+                    id,
+                    "only an unauthorized schedule can ask for authorization",
+                ));
+            }
+            let mut new = old.clone();
+            new.authorization_requested_at = Some(now);
+            new.updated_at = now;
+            save(tx, Some(&old), &new)?;
+            push_event(
+                tx,
+                "schedule.authorization_requested",
+                json!({
+                    "schedule_id": id,
+                    "organization": new.organization,
+                    "description": new.description,
+                    "requested_by": requested_by,
+                    "notify": new.notify,
+                }),
+                now,
+            )?;
+            Ok(new)
+        })
+    }
+
+    /// Marks a schedule authorized by `by` under the approval binding `approval`, due at
+    /// `next_launch_at`. Who may authorize (four eyes) is the approval workflow's rule.
+    pub fn authorize_schedule(
+        &self,
+        id: &str,
+        by: &str,
+        approval: &str,
+        next_launch_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            if old.status != ScheduleStatus::Unauthorized {
+                return Err(state(id, "only an unauthorized schedule can be authorized"));
+            }
+            let mut new = old.clone();
+            new.status = ScheduleStatus::Scheduled;
+            new.authorized_at = Some(now);
+            new.authorized_by = Some(by.to_owned());
+            new.approval = Some(approval.to_owned());
+            new.next_launch_at = next_launch_at;
+            new.updated_at = now;
+            save(tx, Some(&old), &new)?;
+            push_event(
+                tx,
+                "schedule.authorized",
+                json!({"schedule_id": id, "authorized_by": by}),
+                now,
+            )?;
+            Ok(new)
+        })
+    }
+
+    /// Cancels a schedule that has not finished; it leaves the due index at once.
+    pub fn cancel_schedule(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            if !matches!(
+                old.status,
+                ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled | ScheduleStatus::Launched
+            ) {
+                return Err(state(id, "is already finished"));
+            }
+            let mut new = old.clone();
+            new.status = ScheduleStatus::Cancelled;
+            new.cancelled_at = Some(now);
+            new.next_launch_at = None;
+            new.updated_at = now;
+            save(tx, Some(&old), &new)?;
+            push_event(tx, "schedule.cancelled", json!({"schedule_id": id}), now)?;
+            Ok(new)
+        })
+    }
+
+    /// Deletes a schedule that is not launched. Its runs and ledger entries stay, so an
+    /// occurrence that ran is still known to have run.
+    pub fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            if old.status == ScheduleStatus::Launched {
+                return Err(state(
+                    id,
+                    "cannot be deleted while launched; cancel it first",
+                ));
+            }
+            unindex_due(tx, &old)?;
+            tx.open_table(SCHEDULE_NAMES)?
+                .remove((old.organization.as_str(), old.description.as_str()))?;
+            tx.open_multimap_table(SCHEDULES_BY_ORG)?
+                .remove(old.organization.as_str(), id)?;
+            tx.open_table(SCHEDULES)?.remove(id)?;
+            Ok(())
+        })
+    }
+
+    /// Schedules whose next launch is at or before `now`, earliest first.
+    pub fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduledScript>, StoreError> {
+        let limit = limit.clamp(1, super::MAX_PAGE);
+        self.read(|tx| {
+            let schedules = tx.open_table(SCHEDULES)?;
+            let mut out = Vec::new();
+            for entry in tx
+                .open_table(SCHEDULES_DUE)?
+                .range(..(millis(now).saturating_add(1), ""))?
+                .take(limit)
+            {
+                let (key, _) = entry?;
+                let id = key.value().1;
+                if let Some(s) = load(&schedules, KIND, id)? {
+                    out.push(s);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Moves a schedule's next launch (missed occurrences skipped, a recurrence ended).
+    pub fn set_next_launch(
+        &self,
+        id: &str,
+        next: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        self.write(|tx| {
+            let old = get(tx, id)?;
+            let mut new = old.clone();
+            new.next_launch_at = next;
+            new.updated_at = now;
+            save(tx, Some(&old), &new)?;
+            Ok(new)
+        })
+    }
+
+    /// Launches one occurrence on the plan's sites: jobs and ledger entries in one
+    /// transaction, skipping every site the ledger says this occurrence already reached.
+    pub fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
+        if plan.sites.len() > MAX_TARGETS {
+            return Err(StoreError::invalid(
+                KIND,
+                "sites",
+                format!("at most {MAX_TARGETS} per launch"),
+            ));
+        }
+        self.write(|tx| {
+            let old = get(tx, &plan.schedule_id)?;
+            if !matches!(old.status, ScheduleStatus::Scheduled | ScheduleStatus::Launched) {
+                return Err(state(&plan.schedule_id, format!("is {:?}, not scheduled", old.status).to_lowercase()));
+            }
+            if old.approval.as_deref() != Some(plan.approval.as_str()) {
+                return Err(state(&plan.schedule_id, "its approval does not cover this launch"));
+            }
+            let run_key = (plan.schedule_id.as_str(), plan.occurrence);
+            let mut run = match tx.open_table(RUNS)?.get(run_key)? {
+                Some(bytes) => decode("run", &plan.schedule_id, bytes.value())?,
+                None => Run {
+                    schedule_id: plan.schedule_id.clone(),
+                    occurrence: plan.occurrence,
+                    scheduled_for: plan.scheduled_for,
+                    status: RunStatus::Launched,
+                    total: 0,
+                    completed: 0,
+                    failed: 0,
+                    skipped: 0,
+                    pending: 0,
+                    awaiting_batches: false,
+                    started_at: now,
+                    finished_at: None,
+                },
+            };
+            let origin = JobOrigin { schedule_id: plan.schedule_id.clone(), occurrence: plan.occurrence };
+            let description: String = old.description.chars().take(MAX_JOB_DESCRIPTION_CHARS).collect();
+            let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
+            let mut created = Vec::new();
+            let mut already = Vec::new();
+            {
+                let mut ledger = tx.open_table(LEDGER)?;
+                let mut jobs = JobTables::open(tx)?;
+                let mut sites = plan.sites.clone();
+                sites.sort();
+                sites.dedup();
+                for site in sites {
+                    let key = (plan.schedule_id.as_str(), plan.occurrence, site.as_str());
+                    let existing = ledger.get(key)?.map(|v| v.value());
+                    if let Some(job_seq) = existing {
+                        already.push((site.clone(), jobs.get(job_seq)?.id));
+                        continue;
+                    }
+                    let input = JobInput {
+                        organization: old.organization.clone(),
+                        site_id: site.clone(),
+                        request_id: None,
+                        idempotency_key: None,
+                        description: description.clone(),
+                        script: old.script.clone(),
+                        make_backup: old.make_backup,
+                        express_execute: true,
+                        needs_acknowledgement: true,
+                        notify_url: None,
+                    };
+                    let job = new_job(input, seq, Some(origin.clone()), now);
+                    seq += 1;
+                    jobs.insert(&job)?;
+                    ledger.insert(key, job.seq_id)?;
+                    created.push(job);
+                }
+            }
+            set_job_seq(tx, seq - 1)?;
+            let added = created.len() as u64;
+            run.total += added;
+            run.pending += added;
+            run.awaiting_batches = plan.more_batches;
+            let mut new = old.clone();
+            new.status = ScheduleStatus::Launched;
+            new.started_at = old.started_at.or(Some(now));
+            new.next_launch_at = plan.next_launch_at;
+            new.updated_at = now;
+            if run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none() {
+                finish_run(&mut run, &mut new, now);
+            }
+            put_run(tx, &run)?;
+            save(tx, Some(&old), &new)?;
+            if added > 0 {
+                push_event(
+                    tx,
+                    "schedule.launched",
+                    json!({"schedule_id": plan.schedule_id, "occurrence": plan.occurrence, "jobs": added}),
+                    now,
+                )?;
+            }
+            Ok(Launch { run, created, already_launched: already })
+        })
+    }
+
+    pub fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError> {
+        self.read(
+            |tx| match tx.open_table(RUNS)?.get((schedule_id, occurrence))? {
+                Some(bytes) => decode("run", schedule_id, bytes.value()),
+                None => Err(StoreError::not_found(
+                    "run",
+                    format!("{schedule_id}#{occurrence}"),
+                )),
+            },
+        )
+    }
+
+    /// A schedule's run history, oldest occurrence first.
+    pub fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError> {
+        let from = page.after.map_or(0, |a| a.saturating_add(1));
+        let limit = page.capped_limit();
+        self.read(|tx| {
+            tx.open_table(RUNS)?
+                .range((schedule_id, from)..=(schedule_id, u64::MAX))?
+                .take(limit)
+                .map(|e| decode("run", schedule_id, e?.1.value()))
+                .collect()
+        })
+    }
+
+    /// The job an occurrence created on a site, if it launched there.
+    pub fn ledger_entry(
+        &self,
+        schedule_id: &str,
+        occurrence: u64,
+        site_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.read(|tx| {
+            let seq = tx
+                .open_table(LEDGER)?
+                .get((schedule_id, occurrence, site_id))?
+                .map(|v| v.value());
+            let Some(seq) = seq else { return Ok(None) };
+            let jobs = tx.open_table(JOBS)?;
+            let bytes = jobs
+                .get(seq)?
+                .ok_or_else(|| StoreError::not_found("job", seq.to_string()))?;
+            let job: Job = decode("job", &seq.to_string(), bytes.value())?;
+            Ok(Some(job.id))
+        })
+    }
+}
+
+/// Counts a finished job of a run, and settles the run (and a schedule with no further
+/// occurrence) when it was the last.
+pub(crate) fn record_outcome(
+    tx: &WriteTransaction,
+    origin: &JobOrigin,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let key = (origin.schedule_id.as_str(), origin.occurrence);
+    let bytes = tx.open_table(RUNS)?.get(key)?.map(|b| b.value().to_vec());
+    let Some(bytes) = bytes else { return Ok(()) };
+    let mut run: Run = decode("run", &origin.schedule_id, &bytes)?;
+    run.pending = run.pending.saturating_sub(1);
+    match job.status {
+        JobStatus::Completed => run.completed += 1,
+        JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
+            run.skipped += 1
+        }
+        _ => run.failed += 1,
+    }
+    if run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none() {
+        let schedule = tx
+            .open_table(SCHEDULES)?
+            .get(origin.schedule_id.as_str())?
+            .map(|b| b.value().to_vec());
+        match schedule {
+            Some(bytes) => {
+                let old: ScheduledScript = decode(KIND, &origin.schedule_id, &bytes)?;
+                let mut new = old.clone();
+                finish_run(&mut run, &mut new, now);
+                save(tx, Some(&old), &new)?;
+            }
+            // A deleted schedule keeps its runs; only the run is settled.
+            None => settle(&mut run, now),
+        }
+        push_event(
+            tx,
+            "schedule.run_finished",
+            json!({
+                "schedule_id": origin.schedule_id,
+                "occurrence": origin.occurrence,
+                "status": run.status,
+                "completed": run.completed,
+                "failed": run.failed,
+                "skipped": run.skipped,
+            }),
+            now,
+        )?;
+    }
+    put_run(tx, &run)
+}
+
+fn settle(run: &mut Run, now: DateTime<Utc>) {
+    run.finished_at = Some(now);
+    run.status = if run.failed == 0 {
+        RunStatus::Completed
+    } else if run.completed == 0 {
+        RunStatus::Failed
+    } else {
+        RunStatus::PartiallyFailed
+    };
+}
+
+/// Settles the run, and a launched schedule with no occurrence after it takes the run's outcome.
+fn finish_run(run: &mut Run, schedule: &mut ScheduledScript, now: DateTime<Utc>) {
+    settle(run, now);
+    if schedule.status == ScheduleStatus::Launched && schedule.next_launch_at.is_none() {
+        schedule.status = match run.status {
+            RunStatus::Completed | RunStatus::Launched => ScheduleStatus::Completed,
+            RunStatus::Failed => ScheduleStatus::Failed,
+            RunStatus::PartiallyFailed => ScheduleStatus::PartiallyFailed,
+        };
+        schedule.updated_at = now;
+    }
+}
+
+fn put_run(tx: &WriteTransaction, run: &Run) -> Result<(), StoreError> {
+    let bytes = encode("run", &run.schedule_id, run)?;
+    tx.open_table(RUNS)?
+        .insert((run.schedule_id.as_str(), run.occurrence), bytes.as_slice())?;
+    Ok(())
+}
+
+fn state(id: &str, reason: impl Into<String>) -> StoreError {
+    StoreError::ScheduleState {
+        id: id.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn claim_name(
+    tx: &WriteTransaction,
+    organization: &str,
+    name: &str,
+    id: &str,
+) -> Result<(), StoreError> {
+    let mut names = tx.open_table(SCHEDULE_NAMES)?;
+    if names.get((organization, name))?.is_some() {
+        return Err(StoreError::ScheduleNameTaken {
+            name: name.to_owned(),
+        });
+    }
+    names.insert((organization, name), id)?;
+    Ok(())
+}
+
+fn get(tx: &WriteTransaction, id: &str) -> Result<ScheduledScript, StoreError> {
+    let bytes = tx
+        .open_table(SCHEDULES)?
+        .get(id)?
+        .map(|b| b.value().to_vec());
+    match bytes {
+        Some(bytes) => decode(KIND, id, &bytes),
+        None => Err(StoreError::not_found(KIND, id)),
+    }
+}
+
+fn due_key(s: &ScheduledScript) -> Option<i64> {
+    match s.status {
+        ScheduleStatus::Scheduled | ScheduleStatus::Launched => s.next_launch_at.map(millis),
+        _ => None,
+    }
+}
+
+fn unindex_due(tx: &WriteTransaction, s: &ScheduledScript) -> Result<(), StoreError> {
+    if let Some(at) = due_key(s) {
+        tx.open_table(SCHEDULES_DUE)?.remove((at, s.id.as_str()))?;
+    }
+    Ok(())
+}
+
+/// Writes a schedule and moves its due-index entry from where `old` had it.
+fn save(
+    tx: &WriteTransaction,
+    old: Option<&ScheduledScript>,
+    new: &ScheduledScript,
+) -> Result<(), StoreError> {
+    if let Some(old) = old {
+        unindex_due(tx, old)?;
+    }
+    if let Some(at) = due_key(new) {
+        tx.open_table(SCHEDULES_DUE)?
+            .insert((at, new.id.as_str()), ())?;
+    }
+    let bytes = encode(KIND, &new.id, new)?;
+    tx.open_table(SCHEDULES)?
+        .insert(new.id.as_str(), bytes.as_slice())?;
+    Ok(())
+}
+
+fn as_input(s: &ScheduledScript) -> ScheduleInput {
+    ScheduleInput {
+        organization: s.organization.clone(),
+        description: s.description.clone(),
+        script: s.script.clone(),
+        sites: s.sites.clone(),
+        tags: s.tags.clone(),
+        excluded_sites: s.excluded_sites.clone(),
+        launch_at: s.launch_at,
+        recurrence: s.recurrence.clone(),
+        make_backup: s.make_backup,
+        abort_if_offline: s.abort_if_offline,
+        test_site_id: s.test_site_id.clone(),
+        notify: s.notify.clone(),
+        summary: s.summary.clone(),
+        missed_runs: s.missed_runs,
+        created_by: s.created_by.clone(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::records::{JobError, JobTransition, MissedRunPolicy, Recurrence, RecurrenceKind};
+    use crate::store::test_support::{open, t};
+
+    pub(crate) fn input(org: &str, name: &str) -> ScheduleInput {
+        ScheduleInput {
+            organization: org.into(),
+            description: name.into(),
+            script: "/routing bgp peer disable [find name=peer1]".into(),
+            sites: vec!["site-a".into(), "site-b".into(), "site-c".into()],
+            launch_at: Some(t(3600)),
+            make_backup: true,
+            abort_if_offline: true,
+            notify: vec!["auth0|5f9d4b3c2e1a0b006f8b4c5d".into()],
+            created_by: "auth0|creator".into(),
+            ..ScheduleInput::default()
+        }
+    }
+
+    pub(crate) fn plan(s: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPlan {
+        LaunchPlan {
+            schedule_id: s.id.clone(),
+            occurrence,
+            scheduled_for: t(3600),
+            approval: s.approval.clone().unwrap_or_default(),
+            sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+            more_batches: false,
+            next_launch_at: None,
+        }
+    }
+
+    fn authorized(store: &Store, name: &str) -> ScheduledScript {
+        let s = store.create_schedule(input("org1", name), t(0)).expect("create");
+        store.authorize_schedule(&s.id, "auth0|approver", "binding-1", Some(t(3600)), t(1)).expect("authorize")
+    }
+
+    #[test]
+    fn schedule_round_trip_with_recurrence() {
+        let (dir, store) = open();
+        let mut i = input("org1", "Nightly BGP peer maintenance");
+        i.recurrence = Some(Recurrence {
+            kind: RecurrenceKind::Weekly,
+            interval: Some(1),
+            days_of_week: vec![chrono::Weekday::Mon, chrono::Weekday::Thu],
+            day_of_month: None,
+            start_date: chrono::NaiveDate::from_ymd_opt(2027, 1, 1).expect("date"),
+            end_date: chrono::NaiveDate::from_ymd_opt(2027, 6, 30),
+            start_time: chrono::NaiveTime::from_hms_opt(4, 0, 0).expect("time"),
+            timezone: "Europe/Berlin".into(),
+        });
+        i.missed_runs = MissedRunPolicy::RunOnce;
+        i.test_site_id = Some("site-a".into());
+        let s = store.create_schedule(i, t(0)).expect("create");
+        assert_eq!(s.status, ScheduleStatus::Unauthorized);
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(store.get_schedule(&s.id).expect("get"), s);
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["recurrence"]["kind"], "WEEKLY");
+        assert_eq!(json["status"], "unauthorized");
+        assert_eq!(json["missed_runs"], "run_once");
+        assert_eq!(store.list_schedules("org1", &Page::first(10)).expect("list"), vec![s]);
+        assert!(store.list_schedules("org2", &Page::first(10)).expect("list").is_empty());
+    }
+
+    #[test]
+    fn names_are_unique_per_organization() {
+        let (_dir, store) = open();
+        let s = store.create_schedule(input("org1", "Weekly firewall rule update"), t(0)).expect("create");
+        let err = store.create_schedule(input("org1", "Weekly firewall rule update"), t(1)).expect_err("dup");
+        assert_eq!(err.to_string(), "A schedule with the same name already exists: Weekly firewall rule update");
+        assert!(err.is_conflict());
+        store.create_schedule(input("org2", "Weekly firewall rule update"), t(1)).expect("other org");
+        let other = store.create_schedule(input("org1", "other"), t(1)).expect("create");
+        let rename = SchedulePatch { description: Some("Weekly firewall rule update".into()), ..Default::default() };
+        assert!(matches!(store.update_schedule(&other.id, rename, t(2)), Err(StoreError::ScheduleNameTaken { .. })));
+        let rename = SchedulePatch { description: Some("renamed".into()), ..Default::default() };
+        store.update_schedule(&s.id, rename, t(2)).expect("rename");
+        store.create_schedule(input("org1", "Weekly firewall rule update"), t(3)).expect("old name free");
+    }
+
+    #[test]
+    fn editing_what_runs_resets_authorization_and_leaves_the_due_index() {
+        let (_dir, store) = open();
+        let s = authorized(&store, "s1");
+        assert_eq!(s.status, ScheduleStatus::Scheduled);
+        assert_eq!(store.due_schedules(t(3600), 10).expect("due").len(), 1);
+        assert!(store.due_schedules(t(3599), 10).expect("not yet").is_empty());
+
+        let cosmetic = SchedulePatch { summary: Some(Some("Disables a peer".into())), ..Default::default() };
+        let s2 = store.update_schedule(&s.id, cosmetic, t(2)).expect("summary");
+        assert_eq!(s2.status, ScheduleStatus::Scheduled, "a summary does not change what runs");
+
+        let edit = SchedulePatch { script: Some(":log info changed".into()), ..Default::default() };
+        let s3 = store.update_schedule(&s.id, edit, t(3)).expect("edit");
+        assert_eq!(s3.status, ScheduleStatus::Unauthorized);
+        assert_eq!((s3.authorized_at, s3.approval, s3.next_launch_at), (None, None, None));
+        assert!(store.due_schedules(t(9999), 10).expect("due").is_empty());
+        assert!(store.launch(plan(&s, 0, &["site-a"]), t(3600)).is_err(), "the old approval is void");
+
+        let retarget = SchedulePatch { sites: Some(vec!["site-z".into()]), ..Default::default() };
+        let s4 = store.authorize_schedule(&s.id, "u2", "binding-2", Some(t(10)), t(4)).expect("again");
+        assert_eq!(s4.status, ScheduleStatus::Scheduled);
+        assert_eq!(store.update_schedule(&s.id, retarget, t(5)).expect("targets").status, ScheduleStatus::Unauthorized);
+    }
+
+    #[test]
+    fn authorization_request_emits_an_event_and_cancel_is_final() {
+        let (_dir, store) = open();
+        let s = store.create_schedule(input("org1", "s1"), t(0)).expect("create");
+        store.request_authorization(&s.id, "auth0|creator", t(1)).expect("request");
+        let events = store.due_events(t(1), 10).expect("events");
+        assert_eq!(events[0].kind, "schedule.authorization_requested");
+        assert_eq!(events[0].payload["notify"][0], "auth0|5f9d4b3c2e1a0b006f8b4c5d");
+        store.authorize_schedule(&s.id, "auth0|approver", "b", Some(t(50)), t(2)).expect("authorize");
+        assert!(store.authorize_schedule(&s.id, "x", "b", None, t(3)).is_err(), "already authorized");
+        let c = store.cancel_schedule(&s.id, t(4)).expect("cancel");
+        assert_eq!((c.status, c.cancelled_at), (ScheduleStatus::Cancelled, Some(t(4))));
+        assert!(store.due_schedules(t(100), 10).expect("due").is_empty());
+        assert!(store.cancel_schedule(&s.id, t(5)).is_err());
+        assert!(store.update_schedule(&s.id, SchedulePatch::default(), t(5)).is_err());
+        assert!(store.launch(plan(&c, 0, &["site-a"]), t(6)).is_err(), "a cancelled schedule never launches");
+        store.delete_schedule(&s.id).expect("delete");
+        assert!(matches!(store.get_schedule(&s.id), Err(StoreError::NotFound { .. })));
+    }
+
+    #[test]
+    fn unauthorized_schedules_never_launch() {
+        let (_dir, store) = open();
+        let s = store.create_schedule(input("org1", "s1"), t(0)).expect("create");
+        let mut p = plan(&s, 0, &["site-a"]);
+        p.approval = "forged".into();
+        assert!(matches!(store.launch(p, t(1)), Err(StoreError::ScheduleState { .. })));
+        assert!(store.active_jobs(JobStatus::Pending, &Page::first(10)).expect("jobs").is_empty());
+    }
+
+    #[test]
+    fn the_ledger_refuses_a_second_launch_even_across_reopen() {
+        let (dir, store) = open();
+        let s = authorized(&store, "s1");
+        let first = store.launch(plan(&s, 7, &["site-a", "site-b", "site-a"]), t(3600)).expect("launch");
+        assert_eq!(first.created.len(), 2, "a site named twice runs once");
+        assert_eq!(first.run.total, 2);
+        assert!(first.created.iter().all(|j| j.origin == Some(JobOrigin { schedule_id: s.id.clone(), occurrence: 7 })));
+        assert!(first.created.iter().all(|j| j.make_backup && j.script == s.script));
+        let again = store.launch(plan(&s, 7, &["site-a", "site-b"]), t(3601)).expect("relaunch");
+        assert!(again.created.is_empty());
+        assert_eq!(again.already_launched.len(), 2);
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let after = store.launch(plan(&s, 7, &["site-a", "site-b", "site-c"]), t(3602)).expect("after reopen");
+        assert_eq!(after.created.len(), 1, "only the site never launched gets a job");
+        assert_eq!(after.created[0].site_id, "site-c");
+        assert_eq!(after.run.total, 3);
+        let ids: Vec<_> = after.already_launched.iter().map(|(_, id)| id.clone()).collect();
+        assert!(ids.iter().all(|id| first.created.iter().any(|j| &j.id == id)));
+        assert_eq!(
+            store.ledger_entry(&s.id, 7, "site-a").expect("ledger"),
+            Some(first.created.iter().find(|j| j.site_id == "site-a").expect("a").id.clone())
+        );
+        assert_eq!(store.ledger_entry(&s.id, 8, "site-a").expect("ledger"), None);
+        let next = store.launch(plan(&s, 8, &["site-a"]), t(7200)).expect("next occurrence");
+        assert_eq!(next.created.len(), 1, "another occurrence is another run");
+        assert_eq!(store.list_runs(&s.id, &Page::first(10)).expect("runs").len(), 2);
+        assert_eq!(store.jobs_for_site("site-a", &Page::first(10)).expect("jobs").len(), 2);
+    }
+
+    #[test]
+    fn job_outcomes_settle_the_run_and_the_schedule() {
+        let (_dir, store) = open();
+        let s = authorized(&store, "s1");
+        let launch = store.launch(plan(&s, 0, &["site-a", "site-b", "site-c"]), t(3600)).expect("launch");
+        let launched = store.get_schedule(&s.id).expect("get");
+        assert_eq!(launched.status, ScheduleStatus::Launched);
+        assert_eq!(launched.started_at, Some(t(3600)));
+        assert!(store.due_schedules(t(999_999), 10).expect("due").is_empty(), "no next launch");
+
+        let [a, b, c] = [&launch.created[0], &launch.created[1], &launch.created[2]];
+        store.transition_job(&a.id, JobTransition::Start, t(3601)).expect("start");
+        store.transition_job(&a.id, JobTransition::Complete { output: None }, t(3602)).expect("done");
+        let fail = |code: &str| JobTransition::Fail {
+            error: JobError { code: code.into(), message: "m".into() },
+            output: None,
+        };
+        store.transition_job(&b.id, fail(SKIPPED), t(3603)).expect("skip");
+        let run = store.get_run(&s.id, 0).expect("run");
+        assert_eq!((run.completed, run.skipped, run.pending, run.status), (1, 1, 1, RunStatus::Launched));
+        store.transition_job(&c.id, fail("script_error"), t(3604)).expect("fail");
+        let run = store.get_run(&s.id, 0).expect("run");
+        assert_eq!((run.failed, run.pending, run.status), (1, 0, RunStatus::PartiallyFailed));
+        assert_eq!(run.finished_at, Some(t(3604)));
+        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::PartiallyFailed);
+        let kinds: Vec<_> = store.due_events(t(999_999), 100).expect("events").into_iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&"schedule.run_finished".to_owned()), "{kinds:?}");
+    }
+
+    #[test]
+    fn a_test_site_batch_does_not_finish_the_run() {
+        let (_dir, store) = open();
+        let s = authorized(&store, "s1");
+        let mut canary = plan(&s, 0, &["site-a"]);
+        canary.more_batches = true;
+        let launch = store.launch(canary, t(3600)).expect("test site");
+        let id = &launch.created[0].id;
+        store.transition_job(id, JobTransition::Start, t(3601)).expect("start");
+        store.transition_job(id, JobTransition::Complete { output: None }, t(3602)).expect("done");
+        let run = store.get_run(&s.id, 0).expect("run");
+        assert_eq!((run.pending, run.finished_at), (0, None));
+        let fleet = store.launch(plan(&s, 0, &["site-a", "site-b"]), t(3603)).expect("fleet");
+        assert_eq!(fleet.created.len(), 1, "the test site is not run twice");
+        store.transition_job(&fleet.created[0].id, JobTransition::Start, t(3604)).expect("start");
+        store.transition_job(&fleet.created[0].id, JobTransition::Complete { output: None }, t(3605)).expect("done");
+        assert_eq!(store.get_run(&s.id, 0).expect("run").status, RunStatus::Completed);
+        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::Completed);
+    }
+
+    #[test]
+    fn recurring_schedules_stay_due_after_a_launch() {
+        let (_dir, store) = open();
+        let s = authorized(&store, "s1");
+        let mut p = plan(&s, 0, &["site-a"]);
+        p.next_launch_at = Some(t(7200));
+        let launch = store.launch(p, t(3600)).expect("launch");
+        assert_eq!(store.due_schedules(t(7200), 10).expect("due")[0].id, s.id);
+        store.transition_job(&launch.created[0].id, JobTransition::Start, t(3601)).expect("start");
+        store.transition_job(&launch.created[0].id, JobTransition::Complete { output: None }, t(3602)).expect("done");
+        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::Launched, "more occurrences follow");
+        store.set_next_launch(&s.id, None, t(3603)).expect("end");
+        assert!(store.due_schedules(t(99_999), 10).expect("due").is_empty());
+    }
+}

@@ -1,0 +1,74 @@
+//! Every redb table of the engine, in one place, so the on-disk layout can be read (and
+//! reviewed for compatibility) at a glance.
+//!
+//! Records are stored as JSON bytes under short keys; indexes are tables whose keys carry
+//! everything a query needs and whose values are empty, so a range scan over an index
+//! never has to decode a record it does not return. Changing a key type or the meaning of
+//! a table is a schema change: bump [`SCHEMA_VERSION`].
+
+use redb::{MultimapTableDefinition, TableDefinition};
+
+/// The layout version written on first open and checked on every open after it.
+pub(crate) const SCHEMA_VERSION: u64 = 1;
+
+/// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const META_SCHEMA_VERSION: &str = "schema_version";
+pub(crate) const META_JOB_SEQ: &str = "job_seq";
+pub(crate) const META_AUDIT_SEQ: &str = "audit_seq";
+pub(crate) const META_OUTBOX_SEQ: &str = "outbox_seq";
+
+/// site id -> stored site (public fields plus the sealed password).
+pub(crate) const SITES: TableDefinition<&str, &[u8]> = TableDefinition::new("sites");
+/// (organization, name) -> site id: names are unique per organization.
+pub(crate) const SITE_NAMES: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("site_names");
+/// organization -> site ids.
+pub(crate) const SITES_BY_ORG: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("sites_by_org");
+/// (organization, tag) -> site ids.
+pub(crate) const SITES_BY_TAG: MultimapTableDefinition<(&str, &str), &str> =
+    MultimapTableDefinition::new("sites_by_tag");
+
+/// schedule id -> scheduled script.
+pub(crate) const SCHEDULES: TableDefinition<&str, &[u8]> = TableDefinition::new("schedules");
+/// (organization, description) -> schedule id: descriptions are unique per organization.
+pub(crate) const SCHEDULE_NAMES: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("schedule_names");
+/// organization -> schedule ids.
+pub(crate) const SCHEDULES_BY_ORG: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("schedules_by_org");
+/// (next launch, unix milliseconds; schedule id) -> (): only schedules that may launch.
+pub(crate) const SCHEDULES_DUE: TableDefinition<(i64, &str), ()> =
+    TableDefinition::new("schedules_due");
+
+/// (schedule id, occurrence) -> run.
+pub(crate) const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("runs");
+/// (schedule id, occurrence, site id) -> job seq_id: the never-twice ledger. Written in the
+/// same transaction as the job it names, and never removed.
+pub(crate) const LEDGER: TableDefinition<(&str, u64, &str), u64> = TableDefinition::new("ledger");
+
+/// seq_id -> job (without its backup). Keyed by the monotonic sequence so inserts append.
+pub(crate) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");
+/// job id -> seq_id.
+pub(crate) const JOB_IDS: TableDefinition<&str, u64> = TableDefinition::new("job_ids");
+/// (site id, seq_id) -> (): a site's jobs, newest last.
+pub(crate) const JOBS_BY_SITE: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("jobs_by_site");
+/// (status code, seq_id) -> (): only the active statuses (pending, loaded, running), so
+/// recovery and the runner read the work in flight without touching finished jobs.
+pub(crate) const JOBS_ACTIVE: TableDefinition<(u8, u64), ()> = TableDefinition::new("jobs_active");
+/// seq_id -> backup bytes, apart from the job so listing jobs stays cheap.
+pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_backups");
+/// (organization, idempotency key) -> seq_id.
+pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
+    TableDefinition::new("idempotency");
+
+/// user id -> user.
+pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// seq -> audit entry; append-only.
+pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
+/// event id -> outbox event.
+pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// (next attempt, unix milliseconds; event id) -> (): only events still to deliver.
+pub(crate) const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due");
