@@ -18,7 +18,13 @@ struct Fleet {
 impl Fleet {
     fn start(bind: &str, routers: usize, extra: &[&str]) -> Fleet {
         let mut child = Command::new(binary())
-            .args(["simulate", "--routers", &routers.to_string(), "--bind", bind])
+            .args([
+                "simulate",
+                "--routers",
+                &routers.to_string(),
+                "--bind",
+                bind,
+            ])
             .args(["--password", "s3cret"])
             .args(extra)
             .env("YARDMASTER_LOG", "warn")
@@ -76,20 +82,30 @@ fn engine() -> Engine {
         bundled: true,
         ..EngineOptions::default()
     });
-    engine.wait_for_file("routeros-api.wasm", "the RouterOS plugin", |p| p["status"] == "active");
+    engine.wait_for_file("routeros-api.wasm", "the RouterOS plugin", |p| {
+        p["status"] == "active"
+    });
     engine
 }
 
 fn call(engine: &Engine, body: Value) -> Response {
-    engine.post("/plugins/routeros-api/call", &body).expect("call")
+    engine
+        .post("/plugins/routeros-api/call", &body)
+        .expect("call")
 }
 
 fn command(engine: &Engine, target: &Value, words: &[&str]) -> Response {
-    call(engine, json!({"operation": "run-command", "target": target, "words": words}))
+    call(
+        engine,
+        json!({"operation": "run-command", "target": target, "words": words}),
+    )
 }
 
 fn script(engine: &Engine, target: &Value, text: &str) -> Response {
-    call(engine, json!({"operation": "run-script", "target": target, "script": text}))
+    call(
+        engine,
+        json!({"operation": "run-script", "target": target, "script": text}),
+    )
 }
 
 fn ok(response: &Response) -> &Value {
@@ -99,8 +115,14 @@ fn ok(response: &Response) -> &Value {
 
 fn failed(response: &Response, code: &str) -> String {
     assert_eq!(response.status, 502, "{}", response.text);
-    let message = response.body["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.starts_with(&format!("[{code}]")), "expected a {code} error, got {message}");
+    let message = response.body["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        message.starts_with(&format!("[{code}]")),
+        "expected a {code} error, got {message}"
+    );
     message
 }
 
@@ -113,21 +135,55 @@ fn every_reply_kind_on_routeros_7() {
     let probe = call(&engine, json!({"operation": "probe", "target": target}));
     let probe = ok(&probe);
     assert_eq!(probe["online"], true);
-    assert!(probe["version"].as_str().is_some_and(|v| v.starts_with("7.18.2")), "{probe}");
-    assert!(probe["identity"].is_string() && probe["board"].is_string(), "{probe}");
+    assert!(
+        probe["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("7.18.2")),
+        "{probe}"
+    );
+    assert!(
+        probe["identity"].is_string() && probe["board"].is_string(),
+        "{probe}"
+    );
 
-    let added = command(&engine, &target, &["/ip/address/add", "=address=10.9.9.1/24", "=interface=ether1"]);
-    let ret = ok(&added)["done"]["ret"].as_str().unwrap_or_default().to_string();
+    let added = command(
+        &engine,
+        &target,
+        &[
+            "/ip/address/add",
+            "=address=10.9.9.1/24",
+            "=interface=ether1",
+        ],
+    );
+    let ret = ok(&added)["done"]["ret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(ret.starts_with('*'), "add answers =ret=*N, got {ret:?}");
 
-    let printed = command(&engine, &target, &["/ip/address/print", "?address=10.9.9.1/24", "=.proplist=.id,address,interface"]);
+    let printed = command(
+        &engine,
+        &target,
+        &[
+            "/ip/address/print",
+            "?address=10.9.9.1/24",
+            "=.proplist=.id,address,interface",
+        ],
+    );
     let rows = ok(&printed)["rows"].as_array().cloned().unwrap_or_default();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0][".id"], ret.as_str());
     assert_eq!(rows[0]["interface"], "ether1");
-    assert!(rows[0].get("network").is_none(), ".proplist limits the columns: {rows:?}");
+    assert!(
+        rows[0].get("network").is_none(),
+        ".proplist limits the columns: {rows:?}"
+    );
 
-    let empty = command(&engine, &target, &["/ip/address/print", "?address=192.0.2.99/32"]);
+    let empty = command(
+        &engine,
+        &target,
+        &["/ip/address/print", "?address=192.0.2.99/32"],
+    );
     assert_eq!(ok(&empty)["empty"], true);
     assert_eq!(ok(&empty)["rows"], json!([]));
 
@@ -135,23 +191,50 @@ fn every_reply_kind_on_routeros_7() {
     let message = failed(&trap, "trap");
     assert!(message.contains("no such command"), "{message}");
 
-    let output = script(&engine, &target, ":log info \"yardmaster was here\"; :put \"hello\"");
+    let output = script(
+        &engine,
+        &target,
+        ":log info \"yardmaster was here\"; :put \"hello\"",
+    );
     assert_eq!(ok(&output)["output"].as_str().map(str::trim), Some("hello"));
-    let log = command(&engine, &target, &["/log/print", "?message=yardmaster was here"]);
-    assert_eq!(ok(&log)["rows"].as_array().map(Vec::len), Some(1), "the script ran exactly once");
+    let log = command(
+        &engine,
+        &target,
+        &["/log/print", "?message=yardmaster was here"],
+    );
+    assert_eq!(
+        ok(&log)["rows"].as_array().map(Vec::len),
+        Some(1),
+        "the script ran exactly once"
+    );
 
     let broken = script(&engine, &target, ":put \"unterminated");
     let message = failed(&broken, "script");
-    assert!(message.contains("syntax error") || message.contains("expected"), "{message}");
+    assert!(
+        message.contains("syntax error") || message.contains("expected"),
+        "{message}"
+    );
     let unknown = script(&engine, &target, "/frobnicate now");
     let message = failed(&unknown, "script");
     assert!(message.contains("bad command name"), "{message}");
 
-    let backup = call(&engine, json!({"operation": "backup", "target": target, "save_as": "before-change"}));
+    let backup = call(
+        &engine,
+        json!({"operation": "backup", "target": target, "save_as": "before-change"}),
+    );
     let backup = ok(&backup);
-    assert!(backup["config"].as_str().is_some_and(|c| c.contains("/ip address")), "{backup}");
+    assert!(
+        backup["config"]
+            .as_str()
+            .is_some_and(|c| c.contains("/ip address")),
+        "{backup}"
+    );
     assert_eq!(backup["saved_file"], "before-change.backup");
-    let files = command(&engine, &target, &["/file/print", "?name=before-change.backup"]);
+    let files = command(
+        &engine,
+        &target,
+        &["/file/print", "?name=before-change.backup"],
+    );
     assert_eq!(ok(&files)["rows"].as_array().map(Vec::len), Some(1));
 }
 
@@ -161,10 +244,23 @@ fn legacy_challenge_login_and_file_output_on_6_42() {
     let engine = engine();
     let target = fleet.target();
     let probe = call(&engine, json!({"operation": "probe", "target": target}));
-    assert!(ok(&probe)["version"].as_str().is_some_and(|v| v.starts_with("6.42.12")), "{}", probe.text);
+    assert!(
+        ok(&probe)["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("6.42.12")),
+        "{}",
+        probe.text
+    );
     let output = script(&engine, &target, ":put \"from an old router\"");
-    assert_eq!(ok(&output)["output"].as_str().map(str::trim), Some("from an old router"));
-    let empty = command(&engine, &target, &["/ip/address/print", "?address=192.0.2.99/32"]);
+    assert_eq!(
+        ok(&output)["output"].as_str().map(str::trim),
+        Some("from an old router")
+    );
+    let empty = command(
+        &engine,
+        &target,
+        &["/ip/address/print", "?address=192.0.2.99/32"],
+    );
     assert_eq!(ok(&empty)["empty"], false, "6.x has no !empty");
     assert_eq!(ok(&empty)["rows"], json!([]));
 }
@@ -175,11 +271,20 @@ fn plain_login_on_6_45_and_bad_credentials() {
     let engine = engine();
     let target = fleet.target();
     let output = script(&engine, &target, ":put \"six four five\"");
-    assert_eq!(ok(&output)["output"].as_str().map(str::trim), Some("six four five"));
+    assert_eq!(
+        ok(&output)["output"].as_str().map(str::trim),
+        Some("six four five")
+    );
     let mut wrong = target.clone();
     wrong["password"] = json!("wrong");
-    let message = failed(&command(&engine, &wrong, &["/system/identity/print"]), "auth");
-    assert!(message.contains("invalid user name or password"), "{message}");
+    let message = failed(
+        &command(&engine, &wrong, &["/system/identity/print"]),
+        "auth",
+    );
+    assert!(
+        message.contains("invalid user name or password"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -198,11 +303,20 @@ fn api_ssl_verified_pinned_or_unverified() {
     assert_eq!(ok(&probe)["online"], true);
 
     target["tls"] = json!({"verify": true});
-    let message = failed(&command(&engine, &target, &["/system/identity/print"]), "tls");
-    assert!(message.contains("certificate"), "a self-signed certificate does not verify: {message}");
+    let message = failed(
+        &command(&engine, &target, &["/system/identity/print"]),
+        "tls",
+    );
+    assert!(
+        message.contains("certificate"),
+        "a self-signed certificate does not verify: {message}"
+    );
 
     target["tls"] = json!({"pinned_sha256": "00".repeat(32)});
-    let message = failed(&command(&engine, &target, &["/system/identity/print"]), "tls");
+    let message = failed(
+        &command(&engine, &target, &["/system/identity/print"]),
+        "tls",
+    );
     assert!(message.contains("does not match the pinned"), "{message}");
 }
 
@@ -211,28 +325,73 @@ fn faults_get_distinct_errors() {
     let engine = engine();
 
     let drop = Fleet::start("127.3.4.1", 1, &["--no-tls", "--fault", "drop"]);
-    let message = failed(&command(&engine, &drop.target(), &["/system/identity/print"]), "reset");
+    let message = failed(
+        &command(&engine, &drop.target(), &["/system/identity/print"]),
+        "reset",
+    );
     assert!(message.contains("middle of a sentence"), "{message}");
 
     let slow = Fleet::start("127.3.5.1", 1, &["--no-tls", "--fault", "delay=3000"]);
     let mut target = slow.target();
     target["reply_timeout_ms"] = json!(500);
-    let message = failed(&command(&engine, &target, &["/system/identity/print"]), "timeout");
+    let message = failed(
+        &command(&engine, &target, &["/system/identity/print"]),
+        "timeout",
+    );
     assert!(message.contains("no reply"), "{message}");
 
     let refusing = Fleet::start("127.3.6.1", 1, &["--no-tls", "--fault", "refuse-login"]);
-    failed(&command(&engine, &refusing.target(), &["/system/identity/print"]), "auth");
+    failed(
+        &command(&engine, &refusing.target(), &["/system/identity/print"]),
+        "auth",
+    );
 
     let fatal = Fleet::start("127.3.7.1", 1, &["--no-tls", "--fault", "fatal"]);
-    failed(&command(&engine, &fatal.target(), &["/system/identity/print"]), "fatal");
+    failed(
+        &command(&engine, &fatal.target(), &["/system/identity/print"]),
+        "fatal",
+    );
 
     let offline = Fleet::start("127.3.8.1", 1, &["--no-tls", "--fault", "offline=600"]);
-    let probe = call(&engine, json!({"operation": "probe", "target": offline.target()}));
+    let probe = call(
+        &engine,
+        json!({"operation": "probe", "target": offline.target()}),
+    );
     assert_eq!(ok(&probe)["online"], false);
     assert!(ok(&probe)["detail"].is_string());
-    failed(&command(&engine, &offline.target(), &["/system/identity/print"]), "refused");
+    failed(
+        &command(&engine, &offline.target(), &["/system/identity/print"]),
+        "refused",
+    );
+
+    // A peer that is no RouterOS: it answers the login with a control byte.
+    let impostor = std::net::TcpListener::bind("127.3.10.1:0").expect("listener");
+    let port = impostor.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        if let Ok((mut conn, _)) = impostor.accept() {
+            let mut buf = [0u8; 256];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(&[0xF8, 0x01, 0x02]);
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    let target =
+        json!({"address": "127.3.10.1", "port": port, "username": "admin", "password": ""});
+    let message = failed(
+        &command(&engine, &target, &["/system/identity/print"]),
+        "protocol",
+    );
+    assert!(
+        message.contains("control byte") || message.contains("0xf8") || message.contains("0xF8"),
+        "{message}"
+    );
+    server.join().expect("impostor");
 
     // Nothing listens there at all.
     let nobody = json!({"address": "127.3.9.1", "username": "admin", "password": ""});
-    failed(&command(&engine, &nobody, &["/system/identity/print"]), "refused");
+    failed(
+        &command(&engine, &nobody, &["/system/identity/print"]),
+        "refused",
+    );
 }
