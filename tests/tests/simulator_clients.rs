@@ -47,12 +47,18 @@ impl Simulator {
                 }
             }
         });
-        let mut sim = Self { child, lines: Vec::new() };
+        let mut sim = Self {
+            child,
+            lines: Vec::new(),
+        };
         loop {
             match rx.recv_timeout(Duration::from_secs(60)) {
                 Ok(line) if line == "ready" => return sim,
                 Ok(line) => sim.lines.push(line),
-                Err(_) => panic!("yardmaster simulate never printed ready; it printed {:?}", sim.lines),
+                Err(_) => panic!(
+                    "yardmaster simulate never printed ready; it printed {:?}",
+                    sim.lines
+                ),
             }
         }
     }
@@ -84,16 +90,30 @@ fn librouteros_available() -> bool {
             std::env::var_os("CI").is_none(),
             "python3 with librouteros is required in CI: pip install librouteros"
         );
-        eprintln!("\n!!!!! SKIPPED: python3 or librouteros is missing (pip install librouteros); the simulator was NOT checked against librouteros !!!!!\n");
+        eprintln!(
+            "\n!!!!! SKIPPED: python3 or librouteros is missing (pip install librouteros); the simulator was NOT checked against librouteros !!!!!\n"
+        );
     }
     ok
 }
 
 fn run_peer(args: &[&str]) -> Value {
-    let out = Command::new("python3").arg(peer_script()).args(args).output().expect("run python3");
+    let out = Command::new("python3")
+        .arg(peer_script())
+        .args(args)
+        .output()
+        .expect("run python3");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "librouteros_check.py failed:\n{stderr}");
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("bad JSON from the peer ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "librouteros_check.py failed:\n{stderr}"
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "bad JSON from the peer ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 #[test]
@@ -102,15 +122,34 @@ fn librouteros_talks_to_the_simulator() {
         return;
     }
     let sim = Simulator::start(&[
-        "--routers", "3", "--bind", "127.1.61.1", "--port", "8728", "--tls-port", "8729", "--password", "s3cret",
+        "--routers",
+        "3",
+        "--bind",
+        "127.1.61.1",
+        "--port",
+        "8728",
+        "--tls-port",
+        "8729",
+        "--password",
+        "s3cret",
     ]);
     let fingerprint = sim.fingerprint();
-    let seen = run_peer(&["127.1.61.2", "8728", "admin", "s3cret", "8729", &fingerprint]);
+    let seen = run_peer(&[
+        "127.1.61.2",
+        "8728",
+        "admin",
+        "s3cret",
+        "8729",
+        &fingerprint,
+    ]);
     let plain = &seen["plain"];
     assert_eq!(plain["identity"][0]["name"], "router-1", "{seen}");
     assert_eq!(plain["resource"][0]["version"], "7.18.2 (stable)");
     assert_eq!(plain["resource"][0]["board-name"], "CHR");
-    assert_eq!(plain["interfaces"], serde_json::json!(["ether1", "ether2", "ether3", "ether4"]));
+    assert_eq!(
+        plain["interfaces"],
+        serde_json::json!(["ether1", "ether2", "ether3", "ether4"])
+    );
     assert_eq!(plain["added_id"], "*1");
     assert_eq!(
         plain["queried"],
@@ -133,7 +172,17 @@ fn librouteros_challenge_login_on_a_6_42_fleet() {
         return;
     }
     let _sim = Simulator::start(&[
-        "--routers", "1", "--bind", "127.1.62.1", "--port", "8728", "--no-tls", "--profile", "6.42", "--password", "pw",
+        "--routers",
+        "1",
+        "--bind",
+        "127.1.62.1",
+        "--port",
+        "8728",
+        "--no-tls",
+        "--profile",
+        "6.42",
+        "--password",
+        "pw",
     ]);
     let seen = run_peer(&["--legacy", "127.1.62.1", "8728", "admin", "pw"]);
     assert_eq!(seen["identity"][0]["name"], "router-0", "{seen}");

@@ -13,7 +13,9 @@ use std::sync::atomic::Ordering;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
-use yardmaster_plugin_sdk::routeros::{Decoder, Sentence, Word, challenge_response, encode_sentence};
+use yardmaster_plugin_sdk::routeros::{
+    Decoder, Sentence, Word, challenge_response, encode_sentence,
+};
 
 use super::state::{COMMAND_MENUS, Ctx, MenuKind, Trap, is_menu_prefix, menu};
 use super::{Profile, Router, script};
@@ -50,7 +52,10 @@ struct Outcome {
 
 impl Outcome {
     fn replies(replies: Vec<Vec<String>>) -> Self {
-        Self { replies, then: Then::Continue }
+        Self {
+            replies,
+            then: Then::Continue,
+        }
     }
     fn done() -> Self {
         Self::replies(vec![vec!["!done".into()]])
@@ -67,7 +72,10 @@ impl Outcome {
         Self::replies(vec![words, vec!["!done".into()]])
     }
     fn fatal(reason: &str) -> Self {
-        Self { replies: vec![vec!["!fatal".into(), reason.into()]], then: Then::Close }
+        Self {
+            replies: vec![vec!["!fatal".into(), reason.into()]],
+            then: Then::Close,
+        }
     }
 }
 
@@ -224,7 +232,9 @@ where
 }
 
 fn attr(sentence: &Sentence, name: &str) -> Option<String> {
-    sentence.attribute(name).map(|v| String::from_utf8_lossy(v).into_owned())
+    sentence
+        .attribute(name)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
 fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome {
@@ -235,7 +245,10 @@ fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome
     let user_ok = name.as_deref() == Some(router.shared.user.as_str());
     let fail = |message: &str| {
         router.stats.failed_logins.fetch_add(1, Ordering::Relaxed);
-        Outcome::replies(vec![vec!["!trap".into(), format!("=message={message}")], vec!["!done".into()]])
+        Outcome::replies(vec![
+            vec!["!trap".into(), format!("=message={message}")],
+            vec!["!done".into()],
+        ])
     };
     let succeed = |session: &mut Session| {
         session.logged_in = true;
@@ -249,9 +262,14 @@ fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome
         let Some(challenge) = session.challenge.take() else {
             return fail("cannot log in");
         };
-        let expected = challenge_response(router.shared.password.as_bytes(), &hex::encode(challenge));
+        let expected =
+            challenge_response(router.shared.password.as_bytes(), &hex::encode(challenge));
         let ok = user_ok && expected.is_ok_and(|e| e == response) && !router.faults.refuse_login;
-        return if ok { succeed(session) } else { fail("cannot log in") };
+        return if ok {
+            succeed(session)
+        } else {
+            fail("cannot log in")
+        };
     }
     // RouterOS before 6.43 answers every login with a challenge; 6.43 to 6.45 still do
     // when no password is given, so old clients keep working.
@@ -260,8 +278,14 @@ fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome
         session.challenge = Some(challenge);
         return Outcome::done_ret(hex::encode(challenge));
     }
-    let ok = user_ok && password.as_deref() == Some(router.shared.password.as_str()) && !router.faults.refuse_login;
-    if ok { succeed(session) } else { fail("invalid user name or password (6)") }
+    let ok = user_ok
+        && password.as_deref() == Some(router.shared.password.as_str())
+        && !router.faults.refuse_login;
+    if ok {
+        succeed(session)
+    } else {
+        fail("invalid user name or password (6)")
+    }
 }
 
 fn handle(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome {
@@ -301,7 +325,10 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
         "quit" => return Outcome::fatal("session terminated on request"),
         "cancel" => {
             let tag = take(&mut attrs, "tag").map(String::into_bytes);
-            return Outcome { replies: vec![vec!["!done".into()]], then: Then::Cancel(tag) };
+            return Outcome {
+                replies: vec![vec!["!done".into()]],
+                then: Then::Cancel(tag),
+            };
         }
         _ => {}
     }
@@ -327,7 +354,11 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                 }
                 let output = script::execute(state, ctx, &source);
                 if let Some(file) = file {
-                    let file = if file.ends_with(".txt") { file } else { format!("{file}.txt") };
+                    let file = if file.ends_with(".txt") {
+                        file
+                    } else {
+                        format!("{file}.txt")
+                    };
                     state.save_file(&file, ".txt file", &output, ctx);
                 }
                 if as_string {
@@ -341,7 +372,11 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                 let text = state.export(ctx);
                 match take(&mut attrs, "file") {
                     Some(file) => {
-                        let file = if file.ends_with(".rsc") { file } else { format!("{file}.rsc") };
+                        let file = if file.ends_with(".rsc") {
+                            file
+                        } else {
+                            format!("{file}.rsc")
+                        };
                         state.save_file(&file, "script", &text, ctx);
                         Outcome::done()
                     }
@@ -355,7 +390,11 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                         return Outcome::trap(Trap::unknown_parameter(n));
                     }
                 }
-                let name = if name.ends_with(".backup") { name } else { format!("{name}.backup") };
+                let name = if name.ends_with(".backup") {
+                    name
+                } else {
+                    format!("{name}.backup")
+                };
                 state.save_file(&name, "backup", "", ctx);
                 Outcome::done()
             }
@@ -365,7 +404,9 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                 Outcome::done()
             }
             ("system/script", "run") => {
-                let refs = take(&mut attrs, ".id").or_else(|| take(&mut attrs, "number")).unwrap_or_default();
+                let refs = take(&mut attrs, ".id")
+                    .or_else(|| take(&mut attrs, "number"))
+                    .unwrap_or_default();
                 ok_or_trap(state.start_script(&refs, ctx).map(|source| {
                     script::execute(state, ctx, &source);
                     Outcome::done()
@@ -376,7 +417,11 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                     let known_menu = menu(menu_path).is_some()
                         || COMMAND_MENUS.iter().any(|(p, _)| *p == menu_path)
                         || (is_menu_prefix(menu_path) && !menu_path.is_empty());
-                    let message = if known_menu { "no such command" } else { "no such command prefix" };
+                    let message = if known_menu {
+                        "no such command"
+                    } else {
+                        "no such command prefix"
+                    };
                     return Outcome::trap(Trap::new(0, message));
                 };
                 ok_or_trap(menu_command(state, ctx, m, verb, attrs, sentence, profile))
@@ -398,13 +443,17 @@ fn menu_command(
         let i = attrs.iter().position(|(n, _)| n == key)?;
         Some(attrs.remove(i).1)
     };
-    let refs = |attrs: &mut Vec<(String, String)>| take(attrs, ".id").or_else(|| take(attrs, "numbers"));
+    let refs =
+        |attrs: &mut Vec<(String, String)>| take(attrs, ".id").or_else(|| take(attrs, "numbers"));
     match verb {
         "print" | "getall" => {
             let proplist = take(&mut attrs, ".proplist");
             let count_only = take(&mut attrs, "count-only").is_some();
             for (name, _) in &attrs {
-                if !matches!(name.as_str(), "detail" | "without-paging" | "terse" | "stats" | "brief") {
+                if !matches!(
+                    name.as_str(),
+                    "detail" | "without-paging" | "terse" | "stats" | "brief"
+                ) {
                     return Err(Trap::unknown_parameter(name));
                 }
             }
@@ -435,13 +484,19 @@ fn menu_command(
         }
         "add" => state.add(m, &attrs, ctx).map(Outcome::done_ret),
         "set" => {
-            let r = if m.kind == MenuKind::Single { None } else { Some(refs(&mut attrs).unwrap_or_default()) };
+            let r = if m.kind == MenuKind::Single {
+                None
+            } else {
+                Some(refs(&mut attrs).unwrap_or_default())
+            };
             state.set(m, r.as_deref(), &attrs).map(|()| Outcome::done())
         }
         "enable" | "disable" => {
             let r = refs(&mut attrs).unwrap_or_default();
             let value = if verb == "disable" { "yes" } else { "no" };
-            state.set(m, Some(&r), &[("disabled".into(), value.into())]).map(|()| Outcome::done())
+            state
+                .set(m, Some(&r), &[("disabled".into(), value.into())])
+                .map(|()| Outcome::done())
         }
         "remove" => {
             let r = refs(&mut attrs).unwrap_or_default();
@@ -450,7 +505,9 @@ fn menu_command(
         "get" => {
             let id = take(&mut attrs, ".id").or_else(|| take(&mut attrs, "number"));
             let value_name = take(&mut attrs, "value-name").unwrap_or_default();
-            state.get(m, id.as_deref(), &value_name, ctx).map(Outcome::done_ret)
+            state
+                .get(m, id.as_deref(), &value_name, ctx)
+                .map(Outcome::done_ret)
         }
         "find" => {
             let ids = state.find(m, &attrs)?;

@@ -36,7 +36,10 @@ pub struct Fault {
 
 impl Fault {
     pub fn all(kind: FaultKind) -> Self {
-        Self { kind, fraction: 1.0 }
+        Self {
+            kind,
+            fraction: 1.0,
+        }
     }
 
     /// Whether router `index` shows this fault: exactly `fraction` of any run of
@@ -95,7 +98,9 @@ impl FromStr for Fault {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (spec, fraction) = match s.split_once('@') {
             Some((spec, fraction)) => {
-                let f: f64 = fraction.parse().map_err(|_| BadFault(format!("bad fraction {fraction:?}")))?;
+                let f: f64 = fraction
+                    .parse()
+                    .map_err(|_| BadFault(format!("bad fraction {fraction:?}")))?;
                 if !(0.0..=1.0).contains(&f) {
                     return Err(BadFault(format!("fraction {f} is not between 0 and 1")));
                 }
@@ -109,7 +114,8 @@ impl FromStr for Fault {
         };
         let number = |unit: &str| -> Result<u64, BadFault> {
             let v = value.ok_or_else(|| BadFault(format!("{name} needs a value in {unit}")))?;
-            v.parse().map_err(|_| BadFault(format!("{name}={v}: not a number of {unit}")))
+            v.parse()
+                .map_err(|_| BadFault(format!("{name}={v}: not a number of {unit}")))
         };
         let kind = match name {
             "drop" | "drop-mid-sentence" => FaultKind::DropMidSentence,
@@ -146,25 +152,43 @@ mod tests {
     #[test]
     fn parses_every_kind() {
         assert_eq!("drop".parse(), Ok(Fault::all(FaultKind::DropMidSentence)));
-        assert_eq!("delay=250".parse(), Ok(Fault::all(FaultKind::Delay(Duration::from_millis(250)))));
+        assert_eq!(
+            "delay=250".parse(),
+            Ok(Fault::all(FaultKind::Delay(Duration::from_millis(250))))
+        );
         assert_eq!(
             "offline=3@0.5".parse(),
-            Ok(Fault { kind: FaultKind::Offline(Duration::from_secs(3)), fraction: 0.5 })
+            Ok(Fault {
+                kind: FaultKind::Offline(Duration::from_secs(3)),
+                fraction: 0.5
+            })
         );
         assert!("delay".parse::<Fault>().is_err());
         assert!("fatal@2".parse::<Fault>().is_err());
         assert!("explode".parse::<Fault>().is_err());
-        assert_eq!("refuse-login@0.25".parse::<Fault>().map(|f| f.to_string()), Ok("refuse-login@0.25".into()));
+        assert_eq!(
+            "refuse-login@0.25".parse::<Fault>().map(|f| f.to_string()),
+            Ok("refuse-login@0.25".into())
+        );
     }
 
     #[test]
     fn fractions_pick_an_even_share() {
-        let f = Fault { kind: FaultKind::Fatal, fraction: 0.1 };
+        let f = Fault {
+            kind: FaultKind::Fatal,
+            fraction: 0.1,
+        };
         assert_eq!((0..1000).filter(|&i| f.applies_to(i)).count(), 100);
-        let half = Fault { kind: FaultKind::Fatal, fraction: 0.5 };
+        let half = Fault {
+            kind: FaultKind::Fatal,
+            fraction: 0.5,
+        };
         assert!(!half.applies_to(0) && half.applies_to(1) && !half.applies_to(2));
         assert!((0..10).all(|i| Fault::all(FaultKind::Fatal).applies_to(i)));
-        let none = Fault { kind: FaultKind::Fatal, fraction: 0.0 };
+        let none = Fault {
+            kind: FaultKind::Fatal,
+            fraction: 0.0,
+        };
         assert!((0..10).all(|i| !none.applies_to(i)));
     }
 }

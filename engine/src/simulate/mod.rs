@@ -77,9 +77,17 @@ pub enum SimulateError {
     #[error(
         "{needed} open files are needed for {routers} routers but the limit is {limit}; raise it (ulimit -n) or use fewer routers{tls_hint}"
     )]
-    TooFewFiles { needed: u64, limit: u64, routers: usize, tls_hint: &'static str },
+    TooFewFiles {
+        needed: u64,
+        limit: u64,
+        routers: usize,
+        tls_hint: &'static str,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot make the API-SSL certificate: {0}")]
     Tls(String),
 }
@@ -165,7 +173,10 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("index", &self.index).field("address", &self.address).finish_non_exhaustive()
+        f.debug_struct("Router")
+            .field("index", &self.index)
+            .field("address", &self.address)
+            .finish_non_exhaustive()
     }
 }
 
@@ -217,7 +228,11 @@ impl Router {
                 .iter()
                 .map(|r| {
                     let v = |i: usize| r.values.get(i).cloned().flatten().unwrap_or_default();
-                    LogEntry { time: v(0), topics: v(1), message: v(2) }
+                    LogEntry {
+                        time: v(0),
+                        topics: v(1),
+                        message: v(2),
+                    }
                 })
                 .collect()
         })
@@ -284,7 +299,9 @@ pub struct Fleet {
 
 impl std::fmt::Debug for Fleet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Fleet").field("routers", &self.routers.len()).finish_non_exhaustive()
+        f.debug_struct("Fleet")
+            .field("routers", &self.routers.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -296,7 +313,9 @@ fn open_files_limit() -> Option<u64> {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, SimulateError> {
-    TcpListener::bind(addr).await.map_err(|source| SimulateError::Bind { addr, source })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimulateError::Bind { addr, source })
 }
 
 impl Fleet {
@@ -315,15 +334,27 @@ impl Fleet {
         let first = u32::from(config.bind);
         let last = u64::from(first) + config.routers as u64 - 1;
         if last > u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 254))) {
-            return Err(SimulateError::RangeTooLarge { bind: config.bind, routers: config.routers });
+            return Err(SimulateError::RangeTooLarge {
+                bind: config.bind,
+                routers: config.routers,
+            });
         }
         let per_router = if config.tls_port.is_some() { 2 } else { 1 };
         let needed = config.routers as u64 * per_router + 256;
         if let Some(limit) = open_files_limit()
             && limit < needed
         {
-            let tls_hint = if config.tls_port.is_some() { ", or serve without API-SSL" } else { "" };
-            return Err(SimulateError::TooFewFiles { needed, limit, routers: config.routers, tls_hint });
+            let tls_hint = if config.tls_port.is_some() {
+                ", or serve without API-SSL"
+            } else {
+                ""
+            };
+            return Err(SimulateError::TooFewFiles {
+                needed,
+                limit,
+                routers: config.routers,
+                tls_hint,
+            });
         }
         let tls = match config.tls_port {
             Some(_) => Some(tls::self_signed(config.bind)?),
@@ -350,7 +381,10 @@ impl Fleet {
                     let listener = bind(SocketAddr::from((ip, port))).await?;
                     let addr = listener
                         .local_addr()
-                        .map_err(|source| SimulateError::Bind { addr: SocketAddr::from((ip, port)), source })?;
+                        .map_err(|source| SimulateError::Bind {
+                            addr: SocketAddr::from((ip, port)),
+                            source,
+                        })?;
                     Some((listener, addr))
                 }
                 None => None,
@@ -371,7 +405,10 @@ impl Fleet {
                 router.go_offline(d);
             }
             let acceptor = tls.as_ref().map(|t| t.acceptor.clone());
-            let listeners = Listeners { plain, secure: secure.map(|(l, _)| l).zip(acceptor) };
+            let listeners = Listeners {
+                plain,
+                secure: secure.map(|(l, _)| l).zip(acceptor),
+            };
             tasks.spawn(router_task(router.clone(), listeners, stop_rx.clone()));
             routers.push(router);
         }
@@ -512,7 +549,10 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
             match (plain, secure) {
                 (Ok(p), Ok(s)) => open = Some((p, s)),
                 (Err(e), _) | (_, Err(e)) => {
-                    tracing::warn!(router = router.index, "cannot listen again after going offline: {e}");
+                    tracing::warn!(
+                        router = router.index,
+                        "cannot listen again after going offline: {e}"
+                    );
                     tokio::select! {
                         () = until(&mut stop, true) => break,
                         () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -521,7 +561,9 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
                 }
             }
         }
-        let Some((plain, secure)) = open.as_ref() else { continue };
+        let Some((plain, secure)) = open.as_ref() else {
+            continue;
+        };
         let conn_stop = stop.clone();
         tokio::select! {
             () = until(&mut stop, true) => break,
@@ -577,7 +619,12 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "admin")]
     pub user: String,
     /// The API user's password.
-    #[arg(long, env = "YARDMASTER_SIMULATE_PASSWORD", default_value = "", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "YARDMASTER_SIMULATE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     pub password: String,
     /// A fault: drop, delay=MS, refuse-login, fatal or offline=SECS, each optionally
     /// followed by @FRACTION of the fleet (e.g. delay=200@0.1). Repeatable.
@@ -603,7 +650,10 @@ impl From<&SimulateArgs> for FleetConfig {
 /// Runs `yardmaster simulate` until `shutdown` completes. Prints one line per fact a
 /// client needs (addresses, certificate fingerprint, credentials, faults), then
 /// `ready` once every router is listening.
-pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), SimulateError> {
+pub async fn run(
+    args: SimulateArgs,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SimulateError> {
     let config = FleetConfig::from(&args);
     let fleet = Fleet::start(config, shutdown).await?;
     let addresses = fleet.addresses();
@@ -618,11 +668,17 @@ pub async fn run(args: SimulateArgs, shutdown: impl Future<Output = ()> + Send +
     );
     match (fleet.tls_addresses(), fleet.tls_fingerprint()) {
         (Some(tls), Some(fingerprint)) => {
-            println!("api-ssl: port {} certificate sha256 {fingerprint}", tls[0].port());
+            println!(
+                "api-ssl: port {} certificate sha256 {fingerprint}",
+                tls[0].port()
+            );
         }
         _ => println!("api-ssl: off"),
     }
-    println!("credentials: user {:?} password {:?}", args.user, args.password);
+    println!(
+        "credentials: user {:?} password {:?}",
+        args.user, args.password
+    );
     if args.faults.is_empty() {
         println!("faults: none");
     } else {

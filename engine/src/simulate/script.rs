@@ -15,7 +15,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use super::Profile;
-use super::state::{COMMAND_MENUS, Ctx, MenuKind, State, Trap, format_id, is_menu_prefix, menu, quote};
+use super::state::{
+    COMMAND_MENUS, Ctx, MenuKind, State, Trap, format_id, is_menu_prefix, menu, quote,
+};
 
 /// Scripts may call scripts; a loop of them must end.
 const MAX_DEPTH: usize = 8;
@@ -39,15 +41,28 @@ struct Arg {
 
 #[derive(Debug, Clone)]
 enum Stmt {
-    Log { level: &'static str, message: Option<Expr> },
+    Log {
+        level: &'static str,
+        message: Option<Expr>,
+    },
     Put(Option<Expr>),
-    Local { name: String, value: Option<Expr> },
-    Assign { name: String, value: Option<Expr> },
+    Local {
+        name: String,
+        value: Option<Expr>,
+    },
+    Assign {
+        name: String,
+        value: Option<Expr>,
+    },
     Error(Option<Expr>),
     Nothing,
     Cd,
     Block(Vec<Stmt>),
-    Menu { path: String, verb: String, args: Vec<Arg> },
+    Menu {
+        path: String,
+        verb: String,
+        args: Vec<Arg>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -60,13 +75,21 @@ impl Value {
     fn text(&self) -> String {
         match self {
             Self::Str(s) => s.clone(),
-            Self::Ids(ids) => ids.iter().map(|&i| format_id(i)).collect::<Vec<_>>().join(";"),
+            Self::Ids(ids) => ids
+                .iter()
+                .map(|&i| format_id(i))
+                .collect::<Vec<_>>()
+                .join(";"),
         }
     }
     fn refs(&self) -> String {
         match self {
             Self::Str(s) => s.clone(),
-            Self::Ids(ids) => ids.iter().map(|&i| format_id(i)).collect::<Vec<_>>().join(","),
+            Self::Ids(ids) => ids
+                .iter()
+                .map(|&i| format_id(i))
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 }
@@ -88,7 +111,10 @@ impl<'s> Parser<'s> {
     fn line_col(&self, pos: usize) -> (usize, usize) {
         let before = &self.src[..pos.min(self.src.len())];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-        let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
         let col = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
         (line, col)
     }
@@ -220,7 +246,11 @@ impl<'s> Parser<'s> {
                     return Err(self.syntax_error(var_at));
                 }
                 let value = self.optional_expr()?;
-                Ok(if name == "set" { Stmt::Assign { name: var, value } } else { Stmt::Local { name: var, value } })
+                Ok(if name == "set" {
+                    Stmt::Assign { name: var, value }
+                } else {
+                    Stmt::Local { name: var, value }
+                })
             }
             "" => Err(self.syntax_error(at)),
             other => Err(self.bad_command(other, at)),
@@ -229,7 +259,11 @@ impl<'s> Parser<'s> {
 
     fn optional_expr(&mut self) -> ParseResult<Option<Expr>> {
         self.skip_blanks();
-        if self.at_end_of_statement() { Ok(None) } else { self.expr().map(Some) }
+        if self.at_end_of_statement() {
+            Ok(None)
+        } else {
+            self.expr().map(Some)
+        }
     }
 
     fn expr(&mut self) -> ParseResult<Expr> {
@@ -252,7 +286,11 @@ impl<'s> Parser<'s> {
                 self.cwd = saved;
                 self.skip_blanks();
                 if self.peek() != Some(b']') {
-                    return Err(if self.peek().is_none() { self.syntax_error(self.pos) } else { self.expected_end(self.pos) });
+                    return Err(if self.peek().is_none() {
+                        self.syntax_error(self.pos)
+                    } else {
+                        self.expected_end(self.pos)
+                    });
                 }
                 self.pos += 1;
                 Ok(Expr::Sub(Box::new(stmt)))
@@ -260,7 +298,10 @@ impl<'s> Parser<'s> {
             _ => {
                 let start = self.pos;
                 while let Some(b) = self.peek() {
-                    if matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b';' | b']' | b'}' | b'"' | b'[') {
+                    if matches!(
+                        b,
+                        b' ' | b'\t' | b'\r' | b'\n' | b';' | b']' | b'}' | b'"' | b'['
+                    ) {
                         break;
                     }
                     self.pos += 1;
@@ -268,7 +309,9 @@ impl<'s> Parser<'s> {
                 if self.pos == start {
                     return Err(self.syntax_error(start));
                 }
-                Ok(Expr::Text(String::from_utf8_lossy(&self.src[start..self.pos]).into_owned()))
+                Ok(Expr::Text(
+                    String::from_utf8_lossy(&self.src[start..self.pos]).into_owned(),
+                ))
             }
         }
     }
@@ -279,12 +322,16 @@ impl<'s> Parser<'s> {
         let mut parts = Vec::new();
         let mut text: Vec<u8> = Vec::new();
         loop {
-            let Some(b) = self.peek() else { return Err(self.syntax_error(open)) };
+            let Some(b) = self.peek() else {
+                return Err(self.syntax_error(open));
+            };
             self.pos += 1;
             match b {
                 b'"' => break,
                 b'\\' => {
-                    let Some(e) = self.peek() else { return Err(self.syntax_error(open)) };
+                    let Some(e) = self.peek() else {
+                        return Err(self.syntax_error(open));
+                    };
                     self.pos += 1;
                     match e {
                         b'n' => text.push(b'\n'),
@@ -294,7 +341,9 @@ impl<'s> Parser<'s> {
                         b'"' | b'\\' | b'$' | b'?' | b'_' => text.push(e),
                         _ => {
                             let hex = self.src.get(self.pos - 1..self.pos + 1);
-                            match hex.and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()) {
+                            match hex.and_then(|h| {
+                                u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+                            }) {
                                 Some(v) => {
                                     text.push(v);
                                     self.pos += 1;
@@ -305,7 +354,9 @@ impl<'s> Parser<'s> {
                     }
                 }
                 b'$' if self.peek().is_some_and(is_name_byte) => {
-                    parts.push(Expr::Text(String::from_utf8_lossy(&std::mem::take(&mut text)).into_owned()));
+                    parts.push(Expr::Text(
+                        String::from_utf8_lossy(&std::mem::take(&mut text)).into_owned(),
+                    ));
                     parts.push(Expr::Var(self.name()));
                 }
                 _ => text.push(b),
@@ -340,12 +391,20 @@ impl<'s> Parser<'s> {
             if self.peek() == Some(b'/') && self.profile != Profile::V7_18 {
                 // RouterOS 6 consoles read only the space-separated form of a path.
                 let mut end = self.pos;
-                while self.src.get(end).is_some_and(|&b| is_name_byte(b) || b == b'/') {
+                while self
+                    .src
+                    .get(end)
+                    .is_some_and(|&b| is_name_byte(b) || b == b'/')
+                {
                     end += 1;
                 }
                 return Err(self.bad_command(&String::from_utf8_lossy(&self.src[at..end]), at));
             }
-            let joined = if path.is_empty() { word.clone() } else { format!("{path}/{word}") };
+            let joined = if path.is_empty() {
+                word.clone()
+            } else {
+                format!("{path}/{word}")
+            };
             if is_menu_prefix(&joined) {
                 path = joined;
                 if self.peek() == Some(b'/') {
@@ -354,7 +413,9 @@ impl<'s> Parser<'s> {
                 continue;
             }
             let known = menu(&path).is_some_and(|m| m.has_command(&word))
-                || COMMAND_MENUS.iter().any(|(p, verbs)| *p == path && verbs.contains(&word.as_str()));
+                || COMMAND_MENUS
+                    .iter()
+                    .any(|(p, verbs)| *p == path && verbs.contains(&word.as_str()));
             if !known {
                 return Err(self.bad_command(&word, at));
             }
@@ -366,7 +427,11 @@ impl<'s> Parser<'s> {
         let outer = std::mem::replace(&mut self.cwd, path.clone());
         let args = self.arguments(&allowed);
         self.cwd = outer;
-        Ok(Stmt::Menu { path, verb, args: args? })
+        Ok(Stmt::Menu {
+            path,
+            verb,
+            args: args?,
+        })
     }
 
     fn arguments(&mut self, allowed: &Allowed) -> ParseResult<Vec<Arg>> {
@@ -383,7 +448,11 @@ impl<'s> Parser<'s> {
                 while self.src.get(end).is_some_and(|&b| is_name_byte(b)) {
                     end += 1;
                 }
-                end > self.pos && (self.src.get(end) == Some(&b'=') || allowed.flags.contains(&&*String::from_utf8_lossy(&self.src[self.pos..end])))
+                end > self.pos
+                    && (self.src.get(end) == Some(&b'=')
+                        || allowed
+                            .flags
+                            .contains(&&*String::from_utf8_lossy(&self.src[self.pos..end])))
             };
             if is_named {
                 let name = self.name();
@@ -400,14 +469,20 @@ impl<'s> Parser<'s> {
                 } else {
                     None
                 };
-                args.push(Arg { name: Some(name), value });
+                args.push(Arg {
+                    name: Some(name),
+                    value,
+                });
             } else {
                 if positional >= allowed.positional {
                     return Err(self.expected_end(at));
                 }
                 positional += 1;
                 let value = self.expr()?;
-                args.push(Arg { name: None, value: Some(value) });
+                args.push(Arg {
+                    name: None,
+                    value: Some(value),
+                });
             }
         }
         Ok(args)
@@ -422,41 +497,95 @@ struct Allowed {
 
 fn allowed_args(path: &str, verb: &str) -> Allowed {
     let m = menu(path);
-    let writable = move |name: &str| m.is_some_and(|m| m.field(name).is_some_and(|(_, f)| f.writable));
+    let writable =
+        move |name: &str| m.is_some_and(|m| m.field(name).is_some_and(|(_, f)| f.writable));
     let any_field = move |name: &str| m.is_some_and(|m| m.field(name).is_some()) || name == ".id";
     let single = m.is_some_and(|m| m.kind == MenuKind::Single);
-    let only = |names: &'static [&'static str]| -> Box<dyn Fn(&str) -> bool> { Box::new(move |n| names.contains(&n)) };
+    let only = |names: &'static [&'static str]| -> Box<dyn Fn(&str) -> bool> {
+        Box::new(move |n| names.contains(&n))
+    };
     match verb {
-        "add" => Allowed { named: Box::new(writable), flags: &[], positional: 0 },
+        "add" => Allowed {
+            named: Box::new(writable),
+            flags: &[],
+            positional: 0,
+        },
         "set" => Allowed {
             named: Box::new(move |n| writable(n) || n == "numbers"),
             flags: &[],
             positional: usize::from(!single),
         },
-        "find" => Allowed { named: Box::new(any_field), flags: &[], positional: 0 },
+        "find" => Allowed {
+            named: Box::new(any_field),
+            flags: &[],
+            positional: 0,
+        },
         "print" | "getall" => Allowed {
             named: only(&["file", "where"]),
-            flags: &["detail", "terse", "without-paging", "count-only", "as-value", "brief"],
+            flags: &[
+                "detail",
+                "terse",
+                "without-paging",
+                "count-only",
+                "as-value",
+                "brief",
+            ],
             positional: 0,
         },
-        "get" => Allowed { named: only(&["number", "value-name"]), flags: &[], positional: if single { 1 } else { 2 } },
-        "remove" | "enable" | "disable" => Allowed { named: only(&["numbers"]), flags: &[], positional: 1 },
-        "run" => Allowed { named: only(&["number"]), flags: &[], positional: 1 },
-        "save" => Allowed { named: only(&["name", "dont-encrypt", "password", "encryption"]), flags: &[], positional: 0 },
+        "get" => Allowed {
+            named: only(&["number", "value-name"]),
+            flags: &[],
+            positional: if single { 1 } else { 2 },
+        },
+        "remove" | "enable" | "disable" => Allowed {
+            named: only(&["numbers"]),
+            flags: &[],
+            positional: 1,
+        },
+        "run" => Allowed {
+            named: only(&["number"]),
+            flags: &[],
+            positional: 1,
+        },
+        "save" => Allowed {
+            named: only(&["name", "dont-encrypt", "password", "encryption"]),
+            flags: &[],
+            positional: 0,
+        },
         "export" => Allowed {
             named: only(&["file"]),
-            flags: &["compact", "verbose", "terse", "hide-sensitive", "show-sensitive"],
+            flags: &[
+                "compact",
+                "verbose",
+                "terse",
+                "hide-sensitive",
+                "show-sensitive",
+            ],
             positional: 0,
         },
-        "info" | "warning" | "error" | "debug" => Allowed { named: only(&["message"]), flags: &[], positional: 1 },
-        _ => Allowed { named: only(&[]), flags: &[], positional: 0 },
+        "info" | "warning" | "error" | "debug" => Allowed {
+            named: only(&["message"]),
+            flags: &[],
+            positional: 1,
+        },
+        _ => Allowed {
+            named: only(&[]),
+            flags: &[],
+            positional: 0,
+        },
     }
 }
 
 /// Runs a script on a router and returns its console output; errors are part of the
 /// output, as they are on the console.
 pub(crate) fn execute(state: &mut State, ctx: &Ctx<'_>, source: &str) -> String {
-    let mut exec = Exec { state, ctx, out: String::new(), vars: HashMap::new(), depth: 0 };
+    let mut exec = Exec {
+        state,
+        ctx,
+        out: String::new(),
+        vars: HashMap::new(),
+        depth: 0,
+    };
     exec.run_source(source);
     exec.out
 }
@@ -478,7 +607,12 @@ impl Exec<'_, '_> {
     }
 
     fn run_source(&mut self, source: &str) {
-        let mut parser = Parser { src: source.as_bytes(), pos: 0, profile: self.ctx.profile, cwd: String::new() };
+        let mut parser = Parser {
+            src: source.as_bytes(),
+            pos: 0,
+            profile: self.ctx.profile,
+            cwd: String::new(),
+        };
         match parser.statements(None) {
             Ok(stmts) => {
                 if let Err(message) = self.run_all(&stmts) {
@@ -497,7 +631,9 @@ impl Exec<'_, '_> {
     }
 
     fn eval(&mut self, expr: &Option<Expr>) -> Result<Value, String> {
-        let Some(expr) = expr else { return Ok(Value::Str(String::new())) };
+        let Some(expr) = expr else {
+            return Ok(Value::Str(String::new()));
+        };
         Ok(match expr {
             Expr::Text(t) => Value::Str(t.clone()),
             Expr::Var(name) => Value::Str(self.vars.get(name).cloned().unwrap_or_default()),
@@ -555,7 +691,11 @@ impl Exec<'_, '_> {
         let ctx = self.ctx;
         if path == "system/backup" {
             let name = take(&mut named, "name").unwrap_or_else(|| self.state.identity.clone());
-            let name = if name.ends_with(".backup") { name } else { format!("{name}.backup") };
+            let name = if name.ends_with(".backup") {
+                name
+            } else {
+                format!("{name}.backup")
+            };
             self.state.save_file(&name, "backup", "", ctx);
             self.line("Configuration backup saved");
             return Ok(Value::Str(String::new()));
@@ -564,7 +704,11 @@ impl Exec<'_, '_> {
             let text = self.state.export(ctx);
             match take(&mut named, "file") {
                 Some(file) => {
-                    let file = if file.ends_with(".rsc") { file } else { format!("{file}.rsc") };
+                    let file = if file.ends_with(".rsc") {
+                        file
+                    } else {
+                        format!("{file}.rsc")
+                    };
                     self.state.save_file(&file, "script", &text, ctx);
                 }
                 None => {
@@ -575,7 +719,9 @@ impl Exec<'_, '_> {
             }
             return Ok(Value::Str(String::new()));
         }
-        let Some(m) = menu(path) else { return Err(format!("bad command name {verb}")) };
+        let Some(m) = menu(path) else {
+            return Err(format!("bad command name {verb}"));
+        };
         let first = positional.first().map(Value::refs);
         match verb {
             "add" => self.state.add(m, &named, ctx).map(Value::Str).map_err(trap),
@@ -587,7 +733,9 @@ impl Exec<'_, '_> {
             "enable" | "disable" => {
                 let refs = take(&mut named, "numbers").or(first).unwrap_or_default();
                 let value = if verb == "disable" { "yes" } else { "no" };
-                self.state.set(m, Some(&refs), &[("disabled".into(), value.into())]).map_err(trap)?;
+                self.state
+                    .set(m, Some(&refs), &[("disabled".into(), value.into())])
+                    .map_err(trap)?;
                 Ok(Value::Str(String::new()))
             }
             "remove" => {
@@ -601,10 +749,17 @@ impl Exec<'_, '_> {
                     (None, take(&mut named, "value-name").or(first))
                 } else {
                     let id = take(&mut named, "number").or(first);
-                    (id, take(&mut named, "value-name").or_else(|| positional.get(1).map(Value::refs)))
+                    (
+                        id,
+                        take(&mut named, "value-name")
+                            .or_else(|| positional.get(1).map(Value::refs)),
+                    )
                 };
                 let value_name = value_name.unwrap_or_default();
-                self.state.get(m, id.as_deref(), &value_name, ctx).map(Value::Str).map_err(trap)
+                self.state
+                    .get(m, id.as_deref(), &value_name, ctx)
+                    .map(Value::Str)
+                    .map_err(trap)
             }
             "print" | "getall" => {
                 let rows = self.state.print(m, &[], None, ctx).map_err(trap)?;
@@ -639,7 +794,12 @@ impl Exec<'_, '_> {
 
     fn print_rows(&mut self, single: bool, rows: &[Vec<(String, String)>]) {
         if single {
-            let width = rows.iter().flatten().map(|(n, _)| n.len()).max().unwrap_or(0);
+            let width = rows
+                .iter()
+                .flatten()
+                .map(|(n, _)| n.len())
+                .max()
+                .unwrap_or(0);
             for (name, value) in rows.iter().flatten() {
                 let line = format!("{name:>width$}: {value}", width = width + 2);
                 self.line(&line);
@@ -662,7 +822,12 @@ mod tests {
     use std::time::Duration;
 
     fn ctx(profile: Profile) -> Ctx<'static> {
-        Ctx { profile, index: 0, user: "admin", uptime: Duration::from_secs(5) }
+        Ctx {
+            profile,
+            index: 0,
+            user: "admin",
+            uptime: Duration::from_secs(5),
+        }
     }
 
     fn run(state: &mut State, source: &str) -> String {
@@ -692,24 +857,48 @@ mod tests {
     #[test]
     fn errors_read_like_the_console() {
         let mut s = State::new(0);
-        assert_eq!(run(&mut s, ":put \"abc"), "syntax error (line 1 column 6)\r\n");
-        assert_eq!(run(&mut s, ":foo"), "bad command name foo (line 1 column 2)\r\n");
-        assert_eq!(run(&mut s, "/foo bar"), "bad command name foo (line 1 column 2)\r\n");
-        assert_eq!(run(&mut s, ":log info \"a\"\n/ip address ad"), "bad command name ad (line 2 column 13)\r\n");
-        assert_eq!(run(&mut s, ":put \"a\" \"b\""), "expected end of command (line 1 column 10)\r\n");
+        assert_eq!(
+            run(&mut s, ":put \"abc"),
+            "syntax error (line 1 column 6)\r\n"
+        );
+        assert_eq!(
+            run(&mut s, ":foo"),
+            "bad command name foo (line 1 column 2)\r\n"
+        );
+        assert_eq!(
+            run(&mut s, "/foo bar"),
+            "bad command name foo (line 1 column 2)\r\n"
+        );
+        assert_eq!(
+            run(&mut s, ":log info \"a\"\n/ip address ad"),
+            "bad command name ad (line 2 column 13)\r\n"
+        );
+        assert_eq!(
+            run(&mut s, ":put \"a\" \"b\""),
+            "expected end of command (line 1 column 10)\r\n"
+        );
         assert_eq!(
             run(&mut s, "/ip address add address=1.1.1.1 bogus=1"),
             "expected end of command (line 1 column 33)\r\n"
         );
-        assert!(log_messages(&s).is_empty(), "nothing runs when the script does not parse");
+        assert!(
+            log_messages(&s).is_empty(),
+            "nothing runs when the script does not parse"
+        );
         assert_eq!(run(&mut s, "/ip address remove *5"), "no such item\r\n");
         assert_eq!(
-            run(&mut s, ":log info one; /ip address add interface=ether1; :log info two"),
+            run(
+                &mut s,
+                ":log info one; /ip address add interface=ether1; :log info two"
+            ),
             "failure: missing value(s) of argument(s) address\r\n"
         );
         assert_eq!(log_messages(&s), ["one"]);
         assert_eq!(run(&mut s, "]"), "syntax error (line 1 column 1)\r\n");
-        assert_eq!(run(&mut s, ":put [/system identity get name"), "syntax error (line 1 column 32)\r\n");
+        assert_eq!(
+            run(&mut s, ":put [/system identity get name"),
+            "syntax error (line 1 column 32)\r\n"
+        );
     }
 
     #[test]
@@ -722,17 +911,32 @@ mod tests {
         assert_eq!(out, "name=wan\r\nedge\r\n");
         assert_eq!(s.identity, "edge");
         let export = run(&mut s, "/export");
-        assert!(export.contains("set [ find default-name=ether1 ] comment=\"up link\" name=wan"), "{export}");
+        assert!(
+            export.contains("set [ find default-name=ether1 ] comment=\"up link\" name=wan"),
+            "{export}"
+        );
     }
 
     #[test]
     fn scripts_run_scripts_and_count() {
         let mut s = State::new(0);
-        run(&mut s, "/system script add name=s1 source=\":log info from-s1\"");
-        assert_eq!(run(&mut s, "/system script run s1; /system script run s1"), "");
+        run(
+            &mut s,
+            "/system script add name=s1 source=\":log info from-s1\"",
+        );
+        assert_eq!(
+            run(&mut s, "/system script run s1; /system script run s1"),
+            ""
+        );
         assert_eq!(log_messages(&s), ["from-s1", "from-s1"]);
-        assert_eq!(run(&mut s, ":put [/system script get s1 run-count]"), "2\r\n");
-        run(&mut s, "/system script add name=loop source=\"/system script run loop\"");
+        assert_eq!(
+            run(&mut s, ":put [/system script get s1 run-count]"),
+            "2\r\n"
+        );
+        run(
+            &mut s,
+            "/system script add name=loop source=\"/system script run loop\"",
+        );
         assert!(run(&mut s, "/system script run loop").contains("too deeply"));
     }
 
@@ -740,7 +944,10 @@ mod tests {
     fn router_os_6_wants_spaces_in_paths() {
         let mut s = State::new(0);
         let out = execute(&mut s, &ctx(Profile::V6_45), "/ip/address/print");
-        assert_eq!(out, "bad command name ip/address/print (line 1 column 2)\r\n");
+        assert_eq!(
+            out,
+            "bad command name ip/address/print (line 1 column 2)\r\n"
+        );
         let out = execute(&mut s, &ctx(Profile::V7_18), "/ip/address/print count-only");
         assert_eq!(out, "0\r\n");
     }
@@ -748,8 +955,14 @@ mod tests {
     #[test]
     fn print_single_and_backup() {
         let mut s = State::new(0);
-        assert_eq!(run(&mut s, "/system identity print"), "  name: router-0\r\n");
-        assert_eq!(run(&mut s, "/system backup save name=b1"), "Configuration backup saved\r\n");
+        assert_eq!(
+            run(&mut s, "/system identity print"),
+            "  name: router-0\r\n"
+        );
+        assert_eq!(
+            run(&mut s, "/system backup save name=b1"),
+            "Configuration backup saved\r\n"
+        );
         assert_eq!(run(&mut s, ":put [/file get b1.backup type]"), "backup\r\n");
     }
 }

@@ -30,7 +30,10 @@ pub(crate) struct Trap {
 
 impl Trap {
     pub fn new(category: u32, message: impl Into<String>) -> Self {
-        Self { message: message.into(), category: Some(category) }
+        Self {
+            message: message.into(),
+            category: Some(category),
+        }
     }
     pub fn no_such_item() -> Self {
         Self::new(0, "no such item")
@@ -50,25 +53,53 @@ pub(crate) struct Field {
 }
 
 const fn w(name: &'static str) -> Field {
-    Field { name, default: None, required: false, writable: true, boolean: false }
+    Field {
+        name,
+        default: None,
+        required: false,
+        writable: true,
+        boolean: false,
+    }
 }
 const fn req(name: &'static str) -> Field {
-    Field { required: true, ..w(name) }
+    Field {
+        required: true,
+        ..w(name)
+    }
 }
 const fn ro(name: &'static str) -> Field {
-    Field { writable: false, ..w(name) }
+    Field {
+        writable: false,
+        ..w(name)
+    }
 }
 const fn def(name: &'static str, default: &'static str) -> Field {
-    Field { default: Some(default), ..w(name) }
+    Field {
+        default: Some(default),
+        ..w(name)
+    }
 }
 const fn ro_def(name: &'static str, default: &'static str) -> Field {
-    Field { default: Some(default), writable: false, ..w(name) }
+    Field {
+        default: Some(default),
+        writable: false,
+        ..w(name)
+    }
 }
 const fn flag(name: &'static str) -> Field {
-    Field { default: Some("false"), boolean: true, ..w(name) }
+    Field {
+        default: Some("false"),
+        boolean: true,
+        ..w(name)
+    }
 }
 const fn ro_flag(name: &'static str) -> Field {
-    Field { default: Some("false"), boolean: true, writable: false, ..w(name) }
+    Field {
+        default: Some("false"),
+        boolean: true,
+        writable: false,
+        ..w(name)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,7 +116,11 @@ const TABLES: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MenuKind {
-    Table { table: TableId, add: bool, remove: bool },
+    Table {
+        table: TableId,
+        add: bool,
+        remove: bool,
+    },
     /// One object, such as `/system/identity`.
     Single,
 }
@@ -118,9 +153,14 @@ impl Menu {
     pub fn has_command(&self, verb: &str) -> bool {
         let generic: &[&str] = match self.kind {
             MenuKind::Table { add, remove, .. } => match (add, remove) {
-                (true, true) => &["print", "getall", "get", "set", "find", "add", "remove", "enable", "disable", "export"],
+                (true, true) => &[
+                    "print", "getall", "get", "set", "find", "add", "remove", "enable", "disable",
+                    "export",
+                ],
                 (false, true) => &["print", "getall", "get", "find", "remove"],
-                (false, false) => &["print", "getall", "get", "set", "find", "enable", "disable", "export"],
+                (false, false) => &[
+                    "print", "getall", "get", "set", "find", "enable", "disable", "export",
+                ],
                 (true, false) => &["print", "getall", "get", "set", "find", "add"],
             },
             MenuKind::Single => &["print", "getall", "get", "set", "export"],
@@ -176,7 +216,10 @@ static FILTER_COMMENT: [Field; 1] = [w("comment")];
 static SCRIPT_FIELDS: [Field; 9] = [
     req("name"),
     ro("owner"),
-    def("policy", "ftp,reboot,read,write,policy,test,password,sniff,sensitive,romon"),
+    def(
+        "policy",
+        "ftp,reboot,read,write,policy,test,password,sniff,sensitive,romon",
+    ),
     flag("dont-require-permissions"),
     ro_def("run-count", "0"),
     def("source", ""),
@@ -185,7 +228,13 @@ static SCRIPT_FIELDS: [Field; 9] = [
     w("comment"),
 ];
 static LOG_FIELDS: [Field; 3] = [ro("time"), ro("topics"), ro("message")];
-static FILE_FIELDS: [Field; 5] = [ro("name"), ro("type"), ro("size"), ro("creation-time"), ro("contents")];
+static FILE_FIELDS: [Field; 5] = [
+    ro("name"),
+    ro("type"),
+    ro("size"),
+    ro("creation-time"),
+    ro("contents"),
+];
 static IDENTITY_FIELDS: [Field; 1] = [w("name")];
 static RESOURCE_FIELDS: [Field; 15] = [
     ro("uptime"),
@@ -219,52 +268,89 @@ static FILTER_ALL: [Field; 21] = {
 pub(crate) static MENUS: [Menu; 8] = [
     Menu {
         path: "interface",
-        kind: MenuKind::Table { table: TableId::Interface, add: false, remove: false },
+        kind: MenuKind::Table {
+            table: TableId::Interface,
+            add: false,
+            remove: false,
+        },
         fields: &INTERFACE_FIELDS,
         key: Some("name"),
         extra: &[],
     },
     Menu {
         path: "ip/address",
-        kind: MenuKind::Table { table: TableId::Address, add: true, remove: true },
+        kind: MenuKind::Table {
+            table: TableId::Address,
+            add: true,
+            remove: true,
+        },
         fields: &ADDRESS_FIELDS,
         key: None,
         extra: &[],
     },
     Menu {
         path: "ip/firewall/filter",
-        kind: MenuKind::Table { table: TableId::Filter, add: true, remove: true },
+        kind: MenuKind::Table {
+            table: TableId::Filter,
+            add: true,
+            remove: true,
+        },
         fields: &FILTER_ALL,
         key: None,
         extra: &[],
     },
     Menu {
         path: "system/script",
-        kind: MenuKind::Table { table: TableId::Script, add: true, remove: true },
+        kind: MenuKind::Table {
+            table: TableId::Script,
+            add: true,
+            remove: true,
+        },
         fields: &SCRIPT_FIELDS,
         key: Some("name"),
         extra: &["run"],
     },
     Menu {
         path: "log",
-        kind: MenuKind::Table { table: TableId::Log, add: false, remove: false },
+        kind: MenuKind::Table {
+            table: TableId::Log,
+            add: false,
+            remove: false,
+        },
         fields: &LOG_FIELDS,
         key: None,
         extra: &["info", "warning", "error", "debug"],
     },
     Menu {
         path: "file",
-        kind: MenuKind::Table { table: TableId::File, add: false, remove: true },
+        kind: MenuKind::Table {
+            table: TableId::File,
+            add: false,
+            remove: true,
+        },
         fields: &FILE_FIELDS,
         key: Some("name"),
         extra: &[],
     },
-    Menu { path: "system/identity", kind: MenuKind::Single, fields: &IDENTITY_FIELDS, key: None, extra: &[] },
-    Menu { path: "system/resource", kind: MenuKind::Single, fields: &RESOURCE_FIELDS, key: None, extra: &[] },
+    Menu {
+        path: "system/identity",
+        kind: MenuKind::Single,
+        fields: &IDENTITY_FIELDS,
+        key: None,
+        extra: &[],
+    },
+    Menu {
+        path: "system/resource",
+        kind: MenuKind::Single,
+        fields: &RESOURCE_FIELDS,
+        key: None,
+        extra: &[],
+    },
 ];
 
 /// Menus that hold only commands: `/system/backup save`.
-pub(crate) static COMMAND_MENUS: [(&str, &[&str]); 2] = [("system/backup", &["save"]), ("", &["export"])];
+pub(crate) static COMMAND_MENUS: [(&str, &[&str]); 2] =
+    [("system/backup", &["save"]), ("", &["export"])];
 
 pub(crate) fn menu(path: &str) -> Option<&'static Menu> {
     MENUS.iter().find(|m| m.path == path)
@@ -272,8 +358,12 @@ pub(crate) fn menu(path: &str) -> Option<&'static Menu> {
 
 /// Whether `path` is a menu or leads to one (`ip`, `system`), for console navigation.
 pub(crate) fn is_menu_prefix(path: &str) -> bool {
-    let all = MENUS.iter().map(|m| m.path).chain(COMMAND_MENUS.iter().map(|(p, _)| *p));
-    all.into_iter().any(|p| p == path || (p.starts_with(path) && p.as_bytes().get(path.len()) == Some(&b'/')))
+    let all = MENUS
+        .iter()
+        .map(|m| m.path)
+        .chain(COMMAND_MENUS.iter().map(|(p, _)| *p));
+    all.into_iter()
+        .any(|p| p == path || (p.starts_with(path) && p.as_bytes().get(path.len()) == Some(&b'/')))
 }
 
 #[derive(Debug, Clone)]
@@ -342,7 +432,11 @@ fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
 }
 
 fn network_of(ip: Ipv4Addr, prefix: u8) -> Ipv4Addr {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix)) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - u32::from(prefix))
+    };
     Ipv4Addr::from(u32::from(ip) & mask)
 }
 
@@ -361,7 +455,9 @@ fn values_equal(a: &str, b: &str) -> bool {
 /// Quotes a value for `/export` and console output where RouterOS would.
 pub(crate) fn quote(value: &str) -> String {
     let plain = !value.is_empty()
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,:/*@+".contains(&b));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/*@+".contains(&b));
     if plain {
         return value.to_owned();
     }
@@ -394,7 +490,11 @@ pub(crate) struct State {
 
 impl State {
     pub fn new(index: usize) -> Self {
-        let mut state = Self { identity: format!("router-{index}"), tables: Default::default(), log_total: 0 };
+        let mut state = Self {
+            identity: format!("router-{index}"),
+            tables: Default::default(),
+            log_total: 0,
+        };
         let mac_base = index as u32;
         for n in 1..=4u8 {
             let name = format!("ether{n}");
@@ -416,7 +516,10 @@ impl State {
     }
 
     fn defaults(menu: &Menu) -> Vec<Option<String>> {
-        menu.fields.iter().map(|f| f.default.map(str::to_owned)).collect()
+        menu.fields
+            .iter()
+            .map(|f| f.default.map(str::to_owned))
+            .collect()
     }
 
     pub fn table(&self, id: TableId) -> &Table {
@@ -440,7 +543,10 @@ impl State {
             Profile::V7_18 => format!("2026-01-01 {}", clock(ctx.uptime)),
             Profile::V6_42 | Profile::V6_45 => clock(ctx.uptime),
         };
-        self.push_row(TableId::Log, vec![Some(time), Some(topics.into()), Some(message.into())]);
+        self.push_row(
+            TableId::Log,
+            vec![Some(time), Some(topics.into()), Some(message.into())],
+        );
         self.log_total += 1;
         let log = self.table_mut(TableId::Log);
         while log.rows.len() > MAX_LOG {
@@ -497,7 +603,8 @@ impl State {
         proplist: Option<&str>,
         ctx: &Ctx<'_>,
     ) -> Result<Vec<Vec<(String, String)>>, Trap> {
-        let wanted: Option<Vec<&str>> = proplist.map(|p| p.split(',').filter(|s| !s.is_empty()).collect());
+        let wanted: Option<Vec<&str>> =
+            proplist.map(|p| p.split(',').filter(|s| !s.is_empty()).collect());
         let keep = |name: &str| wanted.as_ref().is_none_or(|w| w.contains(&name));
         let mut out = Vec::new();
         match menu.table() {
@@ -546,11 +653,12 @@ impl State {
         for r in refs.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let found = if let Some(id) = parse_id(r) {
                 table.rows.iter().find(|row| row.id == id).map(|row| row.id)
-            } else if let Some(row) = menu
-                .key
-                .and_then(|k| menu.field(k))
-                .and_then(|(i, _)| table.rows.iter().find(|row| row.values[i].as_deref() == Some(r)))
-            {
+            } else if let Some(row) = menu.key.and_then(|k| menu.field(k)).and_then(|(i, _)| {
+                table
+                    .rows
+                    .iter()
+                    .find(|row| row.values[i].as_deref() == Some(r))
+            }) {
                 Some(row.id)
             } else if let Ok(n) = r.parse::<usize>() {
                 table.rows.get(n).map(|row| row.id)
@@ -564,7 +672,9 @@ impl State {
 
     /// Rows whose fields equal every given value, for the console's `find`.
     pub fn find(&self, menu: &Menu, filters: &[(String, String)]) -> Result<Vec<u32>, Trap> {
-        let Some(table) = menu.table() else { return Ok(Vec::new()) };
+        let Some(table) = menu.table() else {
+            return Ok(Vec::new());
+        };
         let mut ids = Vec::new();
         for row in &self.table(table).rows {
             let mut all = true;
@@ -583,29 +693,53 @@ impl State {
         Ok(ids)
     }
 
-    pub fn get(&self, menu: &Menu, id: Option<&str>, value_name: &str, ctx: &Ctx<'_>) -> Result<String, Trap> {
+    pub fn get(
+        &self,
+        menu: &Menu,
+        id: Option<&str>,
+        value_name: &str,
+        ctx: &Ctx<'_>,
+    ) -> Result<String, Trap> {
         match menu.table() {
             None => {
-                let (i, _) = menu.field(value_name).ok_or_else(|| Trap::unknown_parameter(value_name))?;
+                let (i, _) = menu
+                    .field(value_name)
+                    .ok_or_else(|| Trap::unknown_parameter(value_name))?;
                 Ok(self.single_values(menu, ctx)[i].clone().unwrap_or_default())
             }
             Some(table) => {
                 let ids = self.resolve(menu, id.unwrap_or(""))?;
-                let [id] = ids[..] else { return Err(Trap::no_such_item()) };
-                let row = self.table(table).rows.iter().find(|r| r.id == id).ok_or_else(Trap::no_such_item)?;
+                let [id] = ids[..] else {
+                    return Err(Trap::no_such_item());
+                };
+                let row = self
+                    .table(table)
+                    .rows
+                    .iter()
+                    .find(|r| r.id == id)
+                    .ok_or_else(Trap::no_such_item)?;
                 let mut buf = String::new();
                 if value_name != ".id" && menu.field(value_name).is_none() {
                     return Err(Trap::unknown_parameter(value_name));
                 }
-                Ok(Self::value(menu, row, value_name, &mut buf).unwrap_or("").to_owned())
+                Ok(Self::value(menu, row, value_name, &mut buf)
+                    .unwrap_or("")
+                    .to_owned())
             }
         }
     }
 
     /// Checks and normalises values for `add` and `set`.
-    fn check(&self, menu: &Menu, values: &mut [Option<String>], given: &[(String, String)]) -> Result<(), Trap> {
+    fn check(
+        &self,
+        menu: &Menu,
+        values: &mut [Option<String>],
+        given: &[(String, String)],
+    ) -> Result<(), Trap> {
         for (name, value) in given {
-            let (i, field) = menu.field(name).ok_or_else(|| Trap::unknown_parameter(name))?;
+            let (i, field) = menu
+                .field(name)
+                .ok_or_else(|| Trap::unknown_parameter(name))?;
             if !field.writable {
                 return Err(Trap::unknown_parameter(name));
             }
@@ -616,7 +750,11 @@ impl State {
             } else {
                 value.clone()
             };
-            values[i] = if value.is_empty() && !field.required { None } else { Some(value) };
+            values[i] = if value.is_empty() && !field.required {
+                None
+            } else {
+                Some(value)
+            };
         }
         let missing: Vec<&str> = menu
             .fields
@@ -626,12 +764,19 @@ impl State {
             .map(|(f, _)| f.name)
             .collect();
         if !missing.is_empty() {
-            return Err(Trap::new(1, format!("failure: missing value(s) of argument(s) {}", missing.join(", "))));
+            return Err(Trap::new(
+                1,
+                format!(
+                    "failure: missing value(s) of argument(s) {}",
+                    missing.join(", ")
+                ),
+            ));
         }
         if menu.path == "ip/address" {
             let address = values[0].clone().unwrap_or_default();
-            let (ip, prefix) =
-                parse_cidr(&address).ok_or_else(|| Trap::new(1, format!("invalid value for argument address: {address}")))?;
+            let (ip, prefix) = parse_cidr(&address).ok_or_else(|| {
+                Trap::new(1, format!("invalid value for argument address: {address}"))
+            })?;
             values[0] = Some(format!("{ip}/{prefix}"));
             values[1] = Some(network_of(ip, prefix).to_string());
             let interface = values[2].clone().unwrap_or_default();
@@ -645,28 +790,44 @@ impl State {
             }
             values[3] = Some(interface);
         }
-        if menu.path == "interface" {
-            if let Some(mtu) = &values[3] {
-                let n: u32 = mtu.parse().map_err(|_| Trap::new(1, "invalid value for argument mtu"))?;
-                if !(68..=65535).contains(&n) {
-                    return Err(Trap::new(1, "invalid value for argument mtu"));
-                }
-                values[4] = Some(n.to_string());
+        if menu.path == "interface"
+            && let Some(mtu) = &values[3]
+        {
+            let n: u32 = mtu
+                .parse()
+                .map_err(|_| Trap::new(1, "invalid value for argument mtu"))?;
+            if !(68..=65535).contains(&n) {
+                return Err(Trap::new(1, "invalid value for argument mtu"));
             }
+            values[4] = Some(n.to_string());
         }
         Ok(())
     }
 
     fn key_taken(&self, menu: &Menu, values: &[Option<String>], except: Option<u32>) -> bool {
-        let (Some(table), Some((i, _))) = (menu.table(), menu.key.and_then(|k| menu.field(k))) else {
+        let (Some(table), Some((i, _))) = (menu.table(), menu.key.and_then(|k| menu.field(k)))
+        else {
             return false;
         };
-        let Some(key) = values[i].as_deref() else { return false };
-        self.table(table).rows.iter().any(|r| Some(r.id) != except && r.values[i].as_deref() == Some(key))
+        let Some(key) = values[i].as_deref() else {
+            return false;
+        };
+        self.table(table)
+            .rows
+            .iter()
+            .any(|r| Some(r.id) != except && r.values[i].as_deref() == Some(key))
     }
 
-    pub fn add(&mut self, menu: &Menu, given: &[(String, String)], ctx: &Ctx<'_>) -> Result<String, Trap> {
-        let MenuKind::Table { table, add: true, .. } = menu.kind else {
+    pub fn add(
+        &mut self,
+        menu: &Menu,
+        given: &[(String, String)],
+        ctx: &Ctx<'_>,
+    ) -> Result<String, Trap> {
+        let MenuKind::Table {
+            table, add: true, ..
+        } = menu.kind
+        else {
             return Err(Trap::new(0, "no such command"));
         };
         if self.table(table).rows.len() >= MAX_ROWS {
@@ -681,7 +842,11 @@ impl State {
             return Err(Trap::new(1, "failure: item with such name already exists"));
         }
         if table == TableId::Address {
-            let dup = self.table(table).rows.iter().any(|r| r.values[0] == values[0] && r.values[2] == values[2]);
+            let dup = self
+                .table(table)
+                .rows
+                .iter()
+                .any(|r| r.values[0] == values[0] && r.values[2] == values[2]);
             if dup {
                 return Err(Trap::new(1, "failure: already have such address"));
             }
@@ -689,7 +854,12 @@ impl State {
         Ok(format_id(self.push_row(table, values)))
     }
 
-    pub fn set(&mut self, menu: &Menu, refs: Option<&str>, given: &[(String, String)]) -> Result<(), Trap> {
+    pub fn set(
+        &mut self,
+        menu: &Menu,
+        refs: Option<&str>,
+        given: &[(String, String)],
+    ) -> Result<(), Trap> {
         match menu.table() {
             None => {
                 let [(name, value)] = given else {
@@ -707,7 +877,9 @@ impl State {
             Some(table) => {
                 let ids = self.resolve(menu, refs.unwrap_or(""))?;
                 for id in ids {
-                    let Some(pos) = self.table(table).rows.iter().position(|r| r.id == id) else { continue };
+                    let Some(pos) = self.table(table).rows.iter().position(|r| r.id == id) else {
+                        continue;
+                    };
                     let mut values = self.table(table).rows[pos].values.clone();
                     self.check(menu, &mut values, given)?;
                     if self.key_taken(menu, &values, Some(id)) {
@@ -721,7 +893,12 @@ impl State {
     }
 
     pub fn remove(&mut self, menu: &Menu, refs: &str) -> Result<(), Trap> {
-        let MenuKind::Table { table, remove: true, .. } = menu.kind else {
+        let MenuKind::Table {
+            table,
+            remove: true,
+            ..
+        } = menu.kind
+        else {
             return Err(Trap::new(0, "no such command"));
         };
         let ids = self.resolve(menu, refs)?;
@@ -733,7 +910,9 @@ impl State {
     pub fn start_script(&mut self, refs: &str, ctx: &Ctx<'_>) -> Result<String, Trap> {
         let menu = menu("system/script").ok_or_else(Trap::no_such_item)?;
         let ids = self.resolve(menu, refs)?;
-        let [id] = ids[..] else { return Err(Trap::no_such_item()) };
+        let [id] = ids[..] else {
+            return Err(Trap::no_such_item());
+        };
         let started = clock(ctx.uptime);
         let row = self
             .table_mut(TableId::Script)
@@ -741,7 +920,10 @@ impl State {
             .iter_mut()
             .find(|r| r.id == id)
             .ok_or_else(Trap::no_such_item)?;
-        let count: u64 = row.values[4].as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let count: u64 = row.values[4]
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         row.values[4] = Some((count + 1).to_string());
         row.values[6] = Some(started);
         Ok(row.values[5].clone().unwrap_or_default())
@@ -782,12 +964,21 @@ impl State {
             .table(TableId::Interface)
             .rows
             .iter()
-            .filter(|r| r.values[0] != r.values[1] || r.values[3].as_deref() != Some("1500") || r.values[7].as_deref() == Some("true") || r.values[8].is_some())
+            .filter(|r| {
+                r.values[0] != r.values[1]
+                    || r.values[3].as_deref() != Some("1500")
+                    || r.values[7].as_deref() == Some("true")
+                    || r.values[8].is_some()
+            })
             .collect();
         if !changed.is_empty() {
             out.push_str("/interface ethernet\r\n");
             for row in changed {
-                let _ = write!(out, "set [ find default-name={} ]", row.values[1].as_deref().unwrap_or(""));
+                let _ = write!(
+                    out,
+                    "set [ find default-name={} ]",
+                    row.values[1].as_deref().unwrap_or("")
+                );
                 let mut pairs: Vec<(&str, String)> = Vec::new();
                 for (i, f) in iface.fields.iter().enumerate() {
                     if !f.writable {
@@ -812,7 +1003,9 @@ impl State {
             ("/ip firewall filter", TableId::Filter),
             ("/system script", TableId::Script),
         ] {
-            let Some(menu) = MENUS.iter().find(|m| m.table() == Some(table)) else { continue };
+            let Some(menu) = MENUS.iter().find(|m| m.table() == Some(table)) else {
+                continue;
+            };
             let rows = &self.table(table).rows;
             if rows.is_empty() {
                 continue;
@@ -827,7 +1020,8 @@ impl State {
                     .filter_map(|(f, v)| {
                         let v = v.as_ref()?;
                         let shown = f.writable || f.name == "network" || f.name == "owner";
-                        (shown && (f.required || f.default != Some(v.as_str()))).then(|| (f.name, export_value(f, v)))
+                        (shown && (f.required || f.default != Some(v.as_str())))
+                            .then(|| (f.name, export_value(f, v)))
                     })
                     .collect();
                 pairs.sort_by(|a, b| a.0.cmp(b.0));
@@ -837,14 +1031,22 @@ impl State {
                 out.push_str("\r\n");
             }
         }
-        let _ = write!(out, "/system identity\r\nset name={}\r\n", quote(&self.identity));
+        let _ = write!(
+            out,
+            "/system identity\r\nset name={}\r\n",
+            quote(&self.identity)
+        );
         out
     }
 }
 
 fn export_value(field: &Field, value: &str) -> String {
     if field.boolean {
-        if value == "true" { "yes".into() } else { "no".into() }
+        if value == "true" {
+            "yes".into()
+        } else {
+            "no".into()
+        }
     } else {
         value.to_owned()
     }
@@ -892,7 +1094,13 @@ fn matches_query(menu: &Menu, row: &Row, queries: &[Query<'_>]) -> Result<bool, 
 
 fn apply_operations(stack: &mut Vec<bool>, ops: &[u8]) -> Result<(), Trap> {
     let pop = |stack: &mut Vec<bool>| stack.pop().unwrap_or(true);
-    let at = |stack: &Vec<bool>, i: usize| if i < stack.len() { stack[stack.len() - 1 - i] } else { true };
+    let at = |stack: &Vec<bool>, i: usize| {
+        if i < stack.len() {
+            stack[stack.len() - 1 - i]
+        } else {
+            true
+        }
+    };
     let mut i = 0;
     while i < ops.len() {
         if ops[i].is_ascii_digit() {
@@ -900,7 +1108,10 @@ fn apply_operations(stack: &mut Vec<bool>, ops: &[u8]) -> Result<(), Trap> {
             while i < ops.len() && ops[i].is_ascii_digit() {
                 i += 1;
             }
-            let index: usize = std::str::from_utf8(&ops[start..i]).ok().and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
+            let index: usize = std::str::from_utf8(&ops[start..i])
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(usize::MAX);
             let value = at(stack, index);
             if i == ops.len() {
                 stack.clear();
@@ -927,7 +1138,12 @@ fn apply_operations(stack: &mut Vec<bool>, ops: &[u8]) -> Result<(), Trap> {
             b'.' => {
                 pop(stack);
             }
-            other => return Err(Trap::new(1, format!("unknown query operation {:?}", other as char))),
+            other => {
+                return Err(Trap::new(
+                    1,
+                    format!("unknown query operation {:?}", other as char),
+                ));
+            }
         }
         i += 1;
     }
@@ -939,7 +1155,12 @@ mod tests {
     use super::*;
     use yardmaster_plugin_sdk::routeros::{Word, parse_word};
 
-    const CTX: Ctx<'static> = Ctx { profile: Profile::V7_18, index: 3, user: "admin", uptime: Duration::from_secs(3723) };
+    const CTX: Ctx<'static> = Ctx {
+        profile: Profile::V7_18,
+        index: 3,
+        user: "admin",
+        uptime: Duration::from_secs(3723),
+    };
 
     fn q(words: &[&'static str]) -> Vec<Query<'static>> {
         words
@@ -952,28 +1173,48 @@ mod tests {
     }
 
     fn names(rows: &[Vec<(String, String)>]) -> Vec<String> {
-        rows.iter().map(|r| r.iter().find(|(n, _)| n == "name").map(|(_, v)| v.clone()).unwrap_or_default()).collect()
+        rows.iter()
+            .map(|r| {
+                r.iter()
+                    .find(|(n, _)| n == "name")
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        list.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn query_stack() {
         let mut s = State::new(0);
         let iface = menu("interface").expect("menu");
-        s.set(iface, Some("ether2"), &pairs(&[("mtu", "1400")])).expect("set");
-        let print = |qs: &[&'static str]| names(&s.print(iface, &q(qs), None, &CTX).expect("print"));
+        s.set(iface, Some("ether2"), &pairs(&[("mtu", "1400")]))
+            .expect("set");
+        let print =
+            |qs: &[&'static str]| names(&s.print(iface, &q(qs), None, &CTX).expect("print"));
         assert_eq!(print(&["?name=ether1"]), ["ether1"]);
-        assert_eq!(print(&["?name=ether1", "?name=ether2", "?#|"]), ["ether1", "ether2"]);
-        assert_eq!(print(&["?name=ether1", "?#!"]), ["ether2", "ether3", "ether4"]);
+        assert_eq!(
+            print(&["?name=ether1", "?name=ether2", "?#|"]),
+            ["ether1", "ether2"]
+        );
+        assert_eq!(
+            print(&["?name=ether1", "?#!"]),
+            ["ether2", "ether3", "ether4"]
+        );
         assert_eq!(print(&["?<mtu=1500"]), ["ether2"]);
         assert_eq!(print(&["?>mtu=1400"]), ["ether1", "ether3", "ether4"]);
         assert_eq!(print(&["?-comment"]).len(), 4);
         assert_eq!(print(&["?comment"]).len(), 0);
         assert_eq!(print(&["?disabled=no"]).len(), 4);
-        assert_eq!(print(&["?name=ether1", "?name=ether3", "?#|", "?mtu=1500", "?#&"]), ["ether1", "ether3"]);
+        assert_eq!(
+            print(&["?name=ether1", "?name=ether3", "?#|", "?mtu=1500", "?#&"]),
+            ["ether1", "ether3"]
+        );
         // `0` at the end of the word keeps only the top value.
         assert_eq!(print(&["?name=nope", "?name=ether4", "?#0"]), ["ether4"]);
         assert_eq!(print(&["?name=ether4", "?name=nope", "?#."]), ["ether4"]);
@@ -984,32 +1225,79 @@ mod tests {
     fn add_set_remove_and_proplist() {
         let mut s = State::new(0);
         let addr = menu("ip/address").expect("menu");
-        let id = s.add(addr, &pairs(&[("address", "10.0.0.1/24"), ("interface", "ether1")]), &CTX).expect("add");
+        let id = s
+            .add(
+                addr,
+                &pairs(&[("address", "10.0.0.1/24"), ("interface", "ether1")]),
+                &CTX,
+            )
+            .expect("add");
         assert_eq!(id, "*1");
-        let rows = s.print(addr, &[], Some(".id,network"), &CTX).expect("print");
+        let rows = s
+            .print(addr, &[], Some(".id,network"), &CTX)
+            .expect("print");
         assert_eq!(rows, vec![pairs(&[(".id", "*1"), ("network", "10.0.0.0")])]);
         assert_eq!(
-            s.add(addr, &pairs(&[("address", "10.0.0.1/24"), ("interface", "ether1")]), &CTX).map_err(|t| t.message),
+            s.add(
+                addr,
+                &pairs(&[("address", "10.0.0.1/24"), ("interface", "ether1")]),
+                &CTX
+            )
+            .map_err(|t| t.message),
             Err("failure: already have such address".into())
         );
-        assert!(s.add(addr, &pairs(&[("address", "10.0.0.300/24"), ("interface", "ether1")]), &CTX).is_err());
-        assert!(s.add(addr, &pairs(&[("address", "10.0.0.2/24"), ("interface", "nope")]), &CTX).is_err());
-        assert!(s.add(addr, &pairs(&[("interface", "ether1")]), &CTX).is_err());
+        assert!(
+            s.add(
+                addr,
+                &pairs(&[("address", "10.0.0.300/24"), ("interface", "ether1")]),
+                &CTX
+            )
+            .is_err()
+        );
+        assert!(
+            s.add(
+                addr,
+                &pairs(&[("address", "10.0.0.2/24"), ("interface", "nope")]),
+                &CTX
+            )
+            .is_err()
+        );
+        assert!(
+            s.add(addr, &pairs(&[("interface", "ether1")]), &CTX)
+                .is_err()
+        );
         assert!(s.add(addr, &pairs(&[("bogus", "1")]), &CTX).is_err());
-        s.set(addr, Some("*1"), &pairs(&[("comment", "uplink"), ("disabled", "yes")])).expect("set");
+        s.set(
+            addr,
+            Some("*1"),
+            &pairs(&[("comment", "uplink"), ("disabled", "yes")]),
+        )
+        .expect("set");
         assert_eq!(s.get(addr, Some("*1"), "disabled", &CTX), Ok("true".into()));
         assert_eq!(s.remove(addr, "*2"), Err(Trap::no_such_item()));
         s.remove(addr, "*1").expect("remove");
         assert!(s.print(addr, &[], None, &CTX).expect("print").is_empty());
-        assert_eq!(s.add(menu("interface").expect("menu"), &[], &CTX).map_err(|t| t.category), Err(Some(0)));
+        assert_eq!(
+            s.add(menu("interface").expect("menu"), &[], &CTX)
+                .map_err(|t| t.category),
+            Err(Some(0))
+        );
     }
 
     #[test]
     fn export_lists_the_configuration() {
         let mut s = State::new(0);
         let addr = menu("ip/address").expect("menu");
-        s.add(addr, &pairs(&[("address", "10.0.0.1/24"), ("interface", "ether1"), ("comment", "two words")]), &CTX)
-            .expect("add");
+        s.add(
+            addr,
+            &pairs(&[
+                ("address", "10.0.0.1/24"),
+                ("interface", "ether1"),
+                ("comment", "two words"),
+            ]),
+            &CTX,
+        )
+        .expect("add");
         let text = s.export(&CTX);
         assert!(text.contains("/ip address\r\nadd address=10.0.0.1/24 comment=\"two words\" interface=ether1 network=10.0.0.0\r\n"), "{text}");
         assert!(text.contains("set name=router-0"));

@@ -16,11 +16,17 @@ struct Client {
 
 impl Client {
     async fn connect(addr: SocketAddr) -> Self {
-        Self { stream: TcpStream::connect(addr).await.expect("connect"), decoder: Decoder::new() }
+        Self {
+            stream: TcpStream::connect(addr).await.expect("connect"),
+            decoder: Decoder::new(),
+        }
     }
 
     async fn send(&mut self, words: &[&str]) {
-        self.stream.write_all(&encode_sentence(words)).await.expect("write");
+        self.stream
+            .write_all(&encode_sentence(words))
+            .await
+            .expect("write");
     }
 
     /// The next reply, or None when the router closed the connection.
@@ -57,7 +63,9 @@ impl Client {
 
     async fn login(addr: SocketAddr, password: &str) -> Self {
         let mut c = Self::connect(addr).await;
-        let r = c.call(&["/login", "=name=admin", &format!("=password={password}")]).await;
+        let r = c
+            .call(&["/login", "=name=admin", &format!("=password={password}")])
+            .await;
         assert!(matches!(r[..], [Reply::Done { .. }]), "{r:?}");
         c
     }
@@ -77,7 +85,9 @@ fn config(bind: [u8; 4], profile: Profile) -> FleetConfig {
 }
 
 async fn fleet(config: FleetConfig) -> Fleet {
-    Fleet::start(config, std::future::pending()).await.expect("fleet starts")
+    Fleet::start(config, std::future::pending())
+        .await
+        .expect("fleet starts")
 }
 
 fn rows(replies: &[Reply]) -> Vec<&Attributes> {
@@ -102,33 +112,102 @@ async fn print_add_execute_and_the_log() {
 
     let r = c.call(&["/system/identity/print"]).await;
     assert_eq!(rows(&r)[0].get("name"), Some("router-1"));
-    let r = c.call(&["/system/resource/print", "=.proplist=version,board-name"]).await;
-    assert_eq!(rows(&r)[0].0, vec![("version".into(), "7.18.2 (stable)".into()), ("board-name".into(), "CHR".into())]);
+    let r = c
+        .call(&["/system/resource/print", "=.proplist=version,board-name"])
+        .await;
+    assert_eq!(
+        rows(&r)[0].0,
+        vec![
+            ("version".into(), "7.18.2 (stable)".into()),
+            ("board-name".into(), "CHR".into())
+        ]
+    );
 
-    let r = c.call(&["/ip/address/add", "=address=10.0.0.1/24", "=interface=ether1"]).await;
-    assert_eq!(r, vec![Reply::Done { tag: None, attributes: Attributes(vec![("ret".into(), "*1".into())]) }]);
+    let r = c
+        .call(&[
+            "/ip/address/add",
+            "=address=10.0.0.1/24",
+            "=interface=ether1",
+        ])
+        .await;
+    assert_eq!(
+        r,
+        vec![Reply::Done {
+            tag: None,
+            attributes: Attributes(vec![("ret".into(), "*1".into())])
+        }]
+    );
     let r = c.call(&["/ip/address/print", "?interface=ether1"]).await;
     assert_eq!(rows(&r)[0].get("network"), Some("10.0.0.0"));
     let r = c.call(&["/ip/address/print", "?interface=ether2"]).await;
-    assert!(matches!(r[..], [Reply::Empty { .. }, Reply::Done { .. }]), "{r:?}");
+    assert!(
+        matches!(r[..], [Reply::Empty { .. }, Reply::Done { .. }]),
+        "{r:?}"
+    );
 
-    let r = c.call(&["/execute", "=script=:log info \"ran\"; :put hello", "=as-string="]).await;
+    let r = c
+        .call(&[
+            "/execute",
+            "=script=:log info \"ran\"; :put hello",
+            "=as-string=",
+        ])
+        .await;
     assert_eq!(r[0].attributes().get("ret"), Some("hello\r\n"));
-    let r = c.call(&["/execute", "=script=:put \"oops", "=as-string="]).await;
-    assert_eq!(r[0].attributes().get("ret"), Some("syntax error (line 1 column 6)\r\n"));
+    let r = c
+        .call(&["/execute", "=script=:put \"oops", "=as-string="])
+        .await;
+    assert_eq!(
+        r[0].attributes().get("ret"),
+        Some("syntax error (line 1 column 6)\r\n")
+    );
     assert_eq!(fleet.router(1).log_messages(), ["ran"]);
-    assert!(fleet.router(0).log_messages().is_empty(), "routers keep their own state");
+    assert!(
+        fleet.router(0).log_messages().is_empty(),
+        "routers keep their own state"
+    );
 
     let r = c.call(&["/ip/adress/print"]).await;
-    assert!(matches!(&r[..], [Reply::Trap { category: Some(0), .. }, Reply::Done { .. }]), "{r:?}");
-    let r = c.call(&["/ip/address/add", "=address=10.0.0.9/24", "=interface=ether1", "=colour=red"]).await;
-    assert!(matches!(&r[0], Reply::Trap { message, category: Some(1), .. } if message == "unknown parameter colour"));
+    assert!(
+        matches!(
+            &r[..],
+            [
+                Reply::Trap {
+                    category: Some(0),
+                    ..
+                },
+                Reply::Done { .. }
+            ]
+        ),
+        "{r:?}"
+    );
+    let r = c
+        .call(&[
+            "/ip/address/add",
+            "=address=10.0.0.9/24",
+            "=interface=ether1",
+            "=colour=red",
+        ])
+        .await;
+    assert!(
+        matches!(&r[0], Reply::Trap { message, category: Some(1), .. } if message == "unknown parameter colour")
+    );
 
     let r = c.call(&["/export"]).await;
-    assert!(r[0].attributes().get("ret").is_some_and(|t| t.contains("add address=10.0.0.1/24")));
+    assert!(
+        r[0].attributes()
+            .get("ret")
+            .is_some_and(|t| t.contains("add address=10.0.0.1/24"))
+    );
     let r = c.call(&["/system/backup/save", "=name=nightly"]).await;
     assert!(matches!(r[..], [Reply::Done { .. }]));
-    assert!(fleet.router(1).rows("/file").expect("menu").iter().any(|row| row.iter().any(|(_, v)| v == "nightly.backup")));
+    assert!(
+        fleet
+            .router(1)
+            .rows("/file")
+            .expect("menu")
+            .iter()
+            .any(|row| row.iter().any(|(_, v)| v == "nightly.backup"))
+    );
 
     let r = c.call(&["/quit"]).await;
     assert!(matches!(&r[..], [Reply::Fatal { .. }]));
@@ -141,21 +220,42 @@ async fn logins_per_profile() {
     let fleet6 = fleet(config([127, 1, 201, 1], Profile::V6_42)).await;
     let mut c = Client::connect(fleet6.addresses()[0]).await;
     let r = c.call(&["/login", "=name=admin", "=password=pw"]).await;
-    let challenge = r[0].attributes().get("ret").expect("a challenge").to_owned();
+    let challenge = r[0]
+        .attributes()
+        .get("ret")
+        .expect("a challenge")
+        .to_owned();
     let response = challenge_response(b"pw", &challenge).expect("hex");
-    let r = c.call(&["/login", "=name=admin", &format!("=response={response}")]).await;
+    let r = c
+        .call(&["/login", "=name=admin", &format!("=response={response}")])
+        .await;
     assert!(matches!(r[..], [Reply::Done { .. }]), "{r:?}");
     let r = c.call(&["/interface/print", "?name=none"]).await;
-    assert!(matches!(r[..], [Reply::Done { .. }]), "6.x has no !empty: {r:?}");
+    assert!(
+        matches!(r[..], [Reply::Done { .. }]),
+        "6.x has no !empty: {r:?}"
+    );
     let r = c.call(&["/execute", "=script=:put 1", "=as-string="]).await;
-    assert!(matches!(&r[0], Reply::Trap { .. }), "6.x has no as-string: {r:?}");
+    assert!(
+        matches!(&r[0], Reply::Trap { .. }),
+        "6.x has no as-string: {r:?}"
+    );
 
     let mut wrong = Client::connect(fleet6.addresses()[0]).await;
     let r = wrong.call(&["/login"]).await;
-    let challenge = r[0].attributes().get("ret").expect("a challenge").to_owned();
+    let challenge = r[0]
+        .attributes()
+        .get("ret")
+        .expect("a challenge")
+        .to_owned();
     let response = challenge_response(b"nope", &challenge).expect("hex");
-    let r = wrong.call(&["/login", "=name=admin", &format!("=response={response}")]).await;
-    assert!(matches!(&r[..], [Reply::Trap { .. }, Reply::Done { .. }]), "{r:?}");
+    let r = wrong
+        .call(&["/login", "=name=admin", &format!("=response={response}")])
+        .await;
+    assert!(
+        matches!(&r[..], [Reply::Trap { .. }, Reply::Done { .. }]),
+        "{r:?}"
+    );
     fleet6.shutdown().await;
 
     let fleet7 = fleet(config([127, 1, 202, 1], Profile::V7_18)).await;
@@ -166,7 +266,12 @@ async fn logins_per_profile() {
         "{r:?}"
     );
     let r = c.call(&["/system/identity/print"]).await;
-    assert_eq!(r, vec![Reply::Fatal { reason: "not logged in".into() }]);
+    assert_eq!(
+        r,
+        vec![Reply::Fatal {
+            reason: "not logged in".into()
+        }]
+    );
     assert!(c.reply().await.is_none());
     assert_eq!(fleet7.router(0).stats().failed_logins, 1);
     fleet7.shutdown().await;
@@ -182,12 +287,37 @@ async fn tags_and_cancel_with_delayed_replies() {
     c.send(&["/system/identity/print", ".tag=b"]).await;
     c.send(&["/cancel", "=tag=a", ".tag=c"]).await;
     let mut seen = Vec::new();
-    while seen.iter().filter(|r: &&Reply| matches!(r, Reply::Done { .. })).count() < 3 {
+    while seen
+        .iter()
+        .filter(|r: &&Reply| matches!(r, Reply::Done { .. }))
+        .count()
+        < 3
+    {
         seen.push(c.reply().await.expect("replies"));
     }
-    let tagged = |t: &str| seen.iter().filter(|r| r.tag() == Some(t)).cloned().collect::<Vec<_>>();
-    assert!(matches!(&tagged("a")[..], [Reply::Trap { category: Some(2), .. }, Reply::Done { .. }]), "{seen:?}");
-    assert!(matches!(&tagged("b")[..], [Reply::Re { .. }, Reply::Done { .. }]), "{seen:?}");
+    let tagged = |t: &str| {
+        seen.iter()
+            .filter(|r| r.tag() == Some(t))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        matches!(
+            &tagged("a")[..],
+            [
+                Reply::Trap {
+                    category: Some(2),
+                    ..
+                },
+                Reply::Done { .. }
+            ]
+        ),
+        "{seen:?}"
+    );
+    assert!(
+        matches!(&tagged("b")[..], [Reply::Re { .. }, Reply::Done { .. }]),
+        "{seen:?}"
+    );
     assert!(matches!(&tagged("c")[..], [Reply::Done { .. }]), "{seen:?}");
     fleet.shutdown().await;
 }
@@ -197,9 +327,18 @@ async fn faults() {
     let mut cfg = config([127, 1, 204, 1], Profile::V7_18);
     cfg.routers = 4;
     cfg.faults = vec![
-        Fault { kind: FaultKind::Fatal, fraction: 0.25 },         // router 3
-        Fault { kind: FaultKind::RefuseLogin, fraction: 0.5 },    // routers 1, 3
-        Fault { kind: FaultKind::DropMidSentence, fraction: 1.0 },
+        Fault {
+            kind: FaultKind::Fatal,
+            fraction: 0.25,
+        }, // router 3
+        Fault {
+            kind: FaultKind::RefuseLogin,
+            fraction: 0.5,
+        }, // routers 1, 3
+        Fault {
+            kind: FaultKind::DropMidSentence,
+            fraction: 1.0,
+        },
     ];
     let fleet = fleet(cfg).await;
     let a = fleet.addresses();
@@ -207,7 +346,10 @@ async fn faults() {
     let mut c = Client::login(a[0], "pw").await;
     c.send(&["/interface/print"]).await;
     let mut buf = Vec::new();
-    c.stream.read_to_end(&mut buf).await.expect("read until closed");
+    c.stream
+        .read_to_end(&mut buf)
+        .await
+        .expect("read until closed");
     let mut d = Decoder::new();
     d.feed(&buf);
     assert_eq!(d.next_sentence(), Ok(None));
@@ -222,7 +364,12 @@ async fn faults() {
     let fatal = self::fleet(cfg).await;
     let mut c = Client::login(fatal.addresses()[0], "pw").await;
     let r = c.call(&["/interface/print"]).await;
-    assert_eq!(r, vec![Reply::Fatal { reason: "session terminated on request".into() }]);
+    assert_eq!(
+        r,
+        vec![Reply::Fatal {
+            reason: "session terminated on request".into()
+        }]
+    );
     assert!(c.reply().await.is_none());
     fatal.shutdown().await;
     fleet.shutdown().await;
@@ -260,10 +407,16 @@ async fn offline_refuses_then_recovers() {
 #[tokio::test]
 async fn refuses_non_loopback_and_empty_fleets() {
     let mut cfg = config([10, 0, 0, 1], Profile::V7_18);
-    assert!(matches!(Fleet::start(cfg.clone(), std::future::pending()).await, Err(SimulateError::NotLoopback(_))));
+    assert!(matches!(
+        Fleet::start(cfg.clone(), std::future::pending()).await,
+        Err(SimulateError::NotLoopback(_))
+    ));
     cfg.bind = Ipv4Addr::new(127, 1, 207, 1);
     cfg.routers = 0;
-    assert!(matches!(Fleet::start(cfg, std::future::pending()).await, Err(SimulateError::NoRouters)));
+    assert!(matches!(
+        Fleet::start(cfg, std::future::pending()).await,
+        Err(SimulateError::NoRouters)
+    ));
 }
 
 #[tokio::test]
@@ -275,7 +428,9 @@ async fn tls_serves_the_printed_certificate() {
     assert_eq!(fingerprint.len(), 64);
     let der = fleet.tls_certificate_der().expect("certificate").to_vec();
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(rustls::pki_types::CertificateDer::from(der)).expect("add root");
+    roots
+        .add(rustls::pki_types::CertificateDer::from(der))
+        .expect("add root");
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let client = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -283,10 +438,14 @@ async fn tls_serves_the_printed_certificate() {
         .with_root_certificates(roots)
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client));
-    let tcp = TcpStream::connect(fleet.tls_addresses().expect("tls")[0]).await.expect("connect");
+    let tcp = TcpStream::connect(fleet.tls_addresses().expect("tls")[0])
+        .await
+        .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
     let mut tls = connector.connect(name, tcp).await.expect("handshake");
-    tls.write_all(&encode_sentence(&["/login", "=name=admin", "=password=pw"])).await.expect("write");
+    tls.write_all(&encode_sentence(&["/login", "=name=admin", "=password=pw"]))
+        .await
+        .expect("write");
     let mut d = Decoder::new();
     let mut buf = [0u8; 512];
     let sentence = loop {

@@ -23,7 +23,11 @@ pub(crate) struct FleetTls {
 
 pub(crate) fn self_signed(first: Ipv4Addr) -> Result<FleetTls, SimulateError> {
     let tls_err = |e: &dyn std::fmt::Display| SimulateError::Tls(e.to_string());
-    let names = vec!["localhost".to_owned(), "yardmaster-simulator".to_owned(), first.to_string()];
+    let names = vec![
+        "localhost".to_owned(),
+        "yardmaster-simulator".to_owned(),
+        first.to_string(),
+    ];
     let key = rcgen::generate_simple_self_signed(names).map_err(|e| tls_err(&e))?;
     let certificate_der = key.cert.der().to_vec();
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
@@ -35,5 +39,9 @@ pub(crate) fn self_signed(first: Ipv4Addr) -> Result<FleetTls, SimulateError> {
         .with_single_cert(vec![CertificateDer::from(certificate_der.clone())], private)
         .map_err(|e| tls_err(&e))?;
     let fingerprint = hex::encode(Sha256::digest(&certificate_der));
-    Ok(FleetTls { acceptor: TlsAcceptor::from(Arc::new(config)), certificate_der, fingerprint })
+    Ok(FleetTls {
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        certificate_der,
+        fingerprint,
+    })
 }

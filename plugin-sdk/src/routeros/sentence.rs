@@ -218,7 +218,7 @@ pub enum Reply {
 impl Reply {
     /// Reads a reply sentence; a first word that is no reply word is a protocol error.
     pub fn parse(sentence: &Sentence) -> Result<Self, ProtocolError> {
-        let tag = sentence.tag().map(|t| lossy(t));
+        let tag = sentence.tag().map(lossy);
         let reply = match sentence.command() {
             b"!re" => Self::Re {
                 tag,
