@@ -398,15 +398,17 @@ fn change(
         }
     }
     drop(tables);
-    if before.active_code().is_some() && job.status.active_code().is_none() {
-        if let Some(origin) = &job.origin {
-            schedules::record_outcome(tx, origin, &job, now)?;
-        }
+    if before.active_code().is_some()
+        && job.status.active_code().is_none()
+        && let Some(origin) = &job.origin
+    {
+        schedules::record_outcome(tx, origin, &job, now)?;
     }
-    if before != job.status && job.status != JobStatus::Pending {
-        if let Some(url) = &job.notify_url {
-            journal::push_event(tx, "job.status", notification(&job, url), now)?;
-        }
+    if before != job.status
+        && job.status != JobStatus::Pending
+        && let Some(url) = &job.notify_url
+    {
+        journal::push_event(tx, "job.status", notification(&job, url), now)?;
     }
     Ok(job)
 }

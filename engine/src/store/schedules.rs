@@ -525,6 +525,31 @@ impl Store {
         })
     }
 
+    /// The jobs of one occurrence, in site order: what its per-site progress is made of.
+    pub fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError> {
+        self.read(|tx| {
+            let jobs = tx.open_table(JOBS)?;
+            let ledger = tx.open_table(LEDGER)?;
+            let from = (schedule_id, occurrence, "");
+            let mut out = Vec::new();
+            let range = match occurrence.checked_add(1) {
+                Some(next) => ledger.range(from..(schedule_id, next, ""))?,
+                None => ledger.range(from..)?,
+            };
+            for entry in range {
+                let (key, seq) = entry?;
+                if key.value().0 != schedule_id {
+                    break;
+                }
+                let seq = seq.value();
+                if let Some(bytes) = jobs.get(seq)? {
+                    out.push(decode("job", &seq.to_string(), bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// The job an occurrence created on a site, if it launched there.
     pub fn ledger_entry(
         &self,
@@ -721,7 +746,9 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::store::records::{JobError, JobTransition, MissedRunPolicy, Recurrence, RecurrenceKind};
+    use crate::store::records::{
+        JobError, JobTransition, MissedRunPolicy, Recurrence, RecurrenceKind,
+    };
     use crate::store::test_support::{open, t};
 
     pub(crate) fn input(org: &str, name: &str) -> ScheduleInput {
@@ -752,8 +779,12 @@ pub(crate) mod tests {
     }
 
     fn authorized(store: &Store, name: &str) -> ScheduledScript {
-        let s = store.create_schedule(input("org1", name), t(0)).expect("create");
-        store.authorize_schedule(&s.id, "auth0|approver", "binding-1", Some(t(3600)), t(1)).expect("authorize")
+        let s = store
+            .create_schedule(input("org1", name), t(0))
+            .expect("create");
+        store
+            .authorize_schedule(&s.id, "auth0|approver", "binding-1", Some(t(3600)), t(1))
+            .expect("authorize")
     }
 
     #[test]
@@ -781,24 +812,56 @@ pub(crate) mod tests {
         assert_eq!(json["recurrence"]["kind"], "WEEKLY");
         assert_eq!(json["status"], "unauthorized");
         assert_eq!(json["missed_runs"], "run_once");
-        assert_eq!(store.list_schedules("org1", &Page::first(10)).expect("list"), vec![s]);
-        assert!(store.list_schedules("org2", &Page::first(10)).expect("list").is_empty());
+        assert_eq!(
+            store
+                .list_schedules("org1", &Page::first(10))
+                .expect("list"),
+            vec![s]
+        );
+        assert!(
+            store
+                .list_schedules("org2", &Page::first(10))
+                .expect("list")
+                .is_empty()
+        );
     }
 
     #[test]
     fn names_are_unique_per_organization() {
         let (_dir, store) = open();
-        let s = store.create_schedule(input("org1", "Weekly firewall rule update"), t(0)).expect("create");
-        let err = store.create_schedule(input("org1", "Weekly firewall rule update"), t(1)).expect_err("dup");
-        assert_eq!(err.to_string(), "A schedule with the same name already exists: Weekly firewall rule update");
+        let s = store
+            .create_schedule(input("org1", "Weekly firewall rule update"), t(0))
+            .expect("create");
+        let err = store
+            .create_schedule(input("org1", "Weekly firewall rule update"), t(1))
+            .expect_err("dup");
+        assert_eq!(
+            err.to_string(),
+            "A schedule with the same name already exists: Weekly firewall rule update"
+        );
         assert!(err.is_conflict());
-        store.create_schedule(input("org2", "Weekly firewall rule update"), t(1)).expect("other org");
-        let other = store.create_schedule(input("org1", "other"), t(1)).expect("create");
-        let rename = SchedulePatch { description: Some("Weekly firewall rule update".into()), ..Default::default() };
-        assert!(matches!(store.update_schedule(&other.id, rename, t(2)), Err(StoreError::ScheduleNameTaken { .. })));
-        let rename = SchedulePatch { description: Some("renamed".into()), ..Default::default() };
+        store
+            .create_schedule(input("org2", "Weekly firewall rule update"), t(1))
+            .expect("other org");
+        let other = store
+            .create_schedule(input("org1", "other"), t(1))
+            .expect("create");
+        let rename = SchedulePatch {
+            description: Some("Weekly firewall rule update".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update_schedule(&other.id, rename, t(2)),
+            Err(StoreError::ScheduleNameTaken { .. })
+        ));
+        let rename = SchedulePatch {
+            description: Some("renamed".into()),
+            ..Default::default()
+        };
         store.update_schedule(&s.id, rename, t(2)).expect("rename");
-        store.create_schedule(input("org1", "Weekly firewall rule update"), t(3)).expect("old name free");
+        store
+            .create_schedule(input("org1", "Weekly firewall rule update"), t(3))
+            .expect("old name free");
     }
 
     #[test]
@@ -807,114 +870,269 @@ pub(crate) mod tests {
         let s = authorized(&store, "s1");
         assert_eq!(s.status, ScheduleStatus::Scheduled);
         assert_eq!(store.due_schedules(t(3600), 10).expect("due").len(), 1);
-        assert!(store.due_schedules(t(3599), 10).expect("not yet").is_empty());
+        assert!(
+            store
+                .due_schedules(t(3599), 10)
+                .expect("not yet")
+                .is_empty()
+        );
 
-        let cosmetic = SchedulePatch { summary: Some(Some("Disables a peer".into())), ..Default::default() };
-        let s2 = store.update_schedule(&s.id, cosmetic, t(2)).expect("summary");
-        assert_eq!(s2.status, ScheduleStatus::Scheduled, "a summary does not change what runs");
+        let cosmetic = SchedulePatch {
+            summary: Some(Some("Disables a peer".into())),
+            ..Default::default()
+        };
+        let s2 = store
+            .update_schedule(&s.id, cosmetic, t(2))
+            .expect("summary");
+        assert_eq!(
+            s2.status,
+            ScheduleStatus::Scheduled,
+            "a summary does not change what runs"
+        );
 
-        let edit = SchedulePatch { script: Some(":log info changed".into()), ..Default::default() };
+        let edit = SchedulePatch {
+            script: Some(":log info changed".into()),
+            ..Default::default()
+        };
         let s3 = store.update_schedule(&s.id, edit, t(3)).expect("edit");
         assert_eq!(s3.status, ScheduleStatus::Unauthorized);
-        assert_eq!((s3.authorized_at, s3.approval, s3.next_launch_at), (None, None, None));
+        assert_eq!(
+            (s3.authorized_at, s3.approval, s3.next_launch_at),
+            (None, None, None)
+        );
         assert!(store.due_schedules(t(9999), 10).expect("due").is_empty());
-        assert!(store.launch(plan(&s, 0, &["site-a"]), t(3600)).is_err(), "the old approval is void");
+        assert!(
+            store.launch(plan(&s, 0, &["site-a"]), t(3600)).is_err(),
+            "the old approval is void"
+        );
 
-        let retarget = SchedulePatch { sites: Some(vec!["site-z".into()]), ..Default::default() };
-        let s4 = store.authorize_schedule(&s.id, "u2", "binding-2", Some(t(10)), t(4)).expect("again");
+        let retarget = SchedulePatch {
+            sites: Some(vec!["site-z".into()]),
+            ..Default::default()
+        };
+        let s4 = store
+            .authorize_schedule(&s.id, "u2", "binding-2", Some(t(10)), t(4))
+            .expect("again");
         assert_eq!(s4.status, ScheduleStatus::Scheduled);
-        assert_eq!(store.update_schedule(&s.id, retarget, t(5)).expect("targets").status, ScheduleStatus::Unauthorized);
+        assert_eq!(
+            store
+                .update_schedule(&s.id, retarget, t(5))
+                .expect("targets")
+                .status,
+            ScheduleStatus::Unauthorized
+        );
     }
 
     #[test]
     fn authorization_request_emits_an_event_and_cancel_is_final() {
         let (_dir, store) = open();
-        let s = store.create_schedule(input("org1", "s1"), t(0)).expect("create");
-        store.request_authorization(&s.id, "auth0|creator", t(1)).expect("request");
+        let s = store
+            .create_schedule(input("org1", "s1"), t(0))
+            .expect("create");
+        store
+            .request_authorization(&s.id, "auth0|creator", t(1))
+            .expect("request");
         let events = store.due_events(t(1), 10).expect("events");
         assert_eq!(events[0].kind, "schedule.authorization_requested");
-        assert_eq!(events[0].payload["notify"][0], "auth0|5f9d4b3c2e1a0b006f8b4c5d");
-        store.authorize_schedule(&s.id, "auth0|approver", "b", Some(t(50)), t(2)).expect("authorize");
-        assert!(store.authorize_schedule(&s.id, "x", "b", None, t(3)).is_err(), "already authorized");
+        assert_eq!(
+            events[0].payload["notify"][0],
+            "auth0|5f9d4b3c2e1a0b006f8b4c5d"
+        );
+        store
+            .authorize_schedule(&s.id, "auth0|approver", "b", Some(t(50)), t(2))
+            .expect("authorize");
+        assert!(
+            store
+                .authorize_schedule(&s.id, "x", "b", None, t(3))
+                .is_err(),
+            "already authorized"
+        );
         let c = store.cancel_schedule(&s.id, t(4)).expect("cancel");
-        assert_eq!((c.status, c.cancelled_at), (ScheduleStatus::Cancelled, Some(t(4))));
+        assert_eq!(
+            (c.status, c.cancelled_at),
+            (ScheduleStatus::Cancelled, Some(t(4)))
+        );
         assert!(store.due_schedules(t(100), 10).expect("due").is_empty());
         assert!(store.cancel_schedule(&s.id, t(5)).is_err());
-        assert!(store.update_schedule(&s.id, SchedulePatch::default(), t(5)).is_err());
-        assert!(store.launch(plan(&c, 0, &["site-a"]), t(6)).is_err(), "a cancelled schedule never launches");
+        assert!(
+            store
+                .update_schedule(&s.id, SchedulePatch::default(), t(5))
+                .is_err()
+        );
+        assert!(
+            store.launch(plan(&c, 0, &["site-a"]), t(6)).is_err(),
+            "a cancelled schedule never launches"
+        );
         store.delete_schedule(&s.id).expect("delete");
-        assert!(matches!(store.get_schedule(&s.id), Err(StoreError::NotFound { .. })));
+        assert!(matches!(
+            store.get_schedule(&s.id),
+            Err(StoreError::NotFound { .. })
+        ));
     }
 
     #[test]
     fn unauthorized_schedules_never_launch() {
         let (_dir, store) = open();
-        let s = store.create_schedule(input("org1", "s1"), t(0)).expect("create");
+        let s = store
+            .create_schedule(input("org1", "s1"), t(0))
+            .expect("create");
         let mut p = plan(&s, 0, &["site-a"]);
         p.approval = "forged".into();
-        assert!(matches!(store.launch(p, t(1)), Err(StoreError::ScheduleState { .. })));
-        assert!(store.active_jobs(JobStatus::Pending, &Page::first(10)).expect("jobs").is_empty());
+        assert!(matches!(
+            store.launch(p, t(1)),
+            Err(StoreError::ScheduleState { .. })
+        ));
+        assert!(
+            store
+                .active_jobs(JobStatus::Pending, &Page::first(10))
+                .expect("jobs")
+                .is_empty()
+        );
     }
 
     #[test]
     fn the_ledger_refuses_a_second_launch_even_across_reopen() {
         let (dir, store) = open();
         let s = authorized(&store, "s1");
-        let first = store.launch(plan(&s, 7, &["site-a", "site-b", "site-a"]), t(3600)).expect("launch");
+        let first = store
+            .launch(plan(&s, 7, &["site-a", "site-b", "site-a"]), t(3600))
+            .expect("launch");
         assert_eq!(first.created.len(), 2, "a site named twice runs once");
         assert_eq!(first.run.total, 2);
-        assert!(first.created.iter().all(|j| j.origin == Some(JobOrigin { schedule_id: s.id.clone(), occurrence: 7 })));
-        assert!(first.created.iter().all(|j| j.make_backup && j.script == s.script));
-        let again = store.launch(plan(&s, 7, &["site-a", "site-b"]), t(3601)).expect("relaunch");
+        assert!(first.created.iter().all(|j| j.origin
+            == Some(JobOrigin {
+                schedule_id: s.id.clone(),
+                occurrence: 7
+            })));
+        assert!(
+            first
+                .created
+                .iter()
+                .all(|j| j.make_backup && j.script == s.script)
+        );
+        let again = store
+            .launch(plan(&s, 7, &["site-a", "site-b"]), t(3601))
+            .expect("relaunch");
         assert!(again.created.is_empty());
         assert_eq!(again.already_launched.len(), 2);
         drop(store);
 
         let store = Store::open(dir.path()).expect("reopen");
-        let after = store.launch(plan(&s, 7, &["site-a", "site-b", "site-c"]), t(3602)).expect("after reopen");
-        assert_eq!(after.created.len(), 1, "only the site never launched gets a job");
+        let after = store
+            .launch(plan(&s, 7, &["site-a", "site-b", "site-c"]), t(3602))
+            .expect("after reopen");
+        assert_eq!(
+            after.created.len(),
+            1,
+            "only the site never launched gets a job"
+        );
         assert_eq!(after.created[0].site_id, "site-c");
         assert_eq!(after.run.total, 3);
-        let ids: Vec<_> = after.already_launched.iter().map(|(_, id)| id.clone()).collect();
-        assert!(ids.iter().all(|id| first.created.iter().any(|j| &j.id == id)));
+        let ids: Vec<_> = after
+            .already_launched
+            .iter()
+            .map(|(_, id)| id.clone())
+            .collect();
+        assert!(
+            ids.iter()
+                .all(|id| first.created.iter().any(|j| &j.id == id))
+        );
         assert_eq!(
             store.ledger_entry(&s.id, 7, "site-a").expect("ledger"),
-            Some(first.created.iter().find(|j| j.site_id == "site-a").expect("a").id.clone())
+            Some(
+                first
+                    .created
+                    .iter()
+                    .find(|j| j.site_id == "site-a")
+                    .expect("a")
+                    .id
+                    .clone()
+            )
         );
-        assert_eq!(store.ledger_entry(&s.id, 8, "site-a").expect("ledger"), None);
-        let next = store.launch(plan(&s, 8, &["site-a"]), t(7200)).expect("next occurrence");
+        assert_eq!(
+            store.ledger_entry(&s.id, 8, "site-a").expect("ledger"),
+            None
+        );
+        let next = store
+            .launch(plan(&s, 8, &["site-a"]), t(7200))
+            .expect("next occurrence");
         assert_eq!(next.created.len(), 1, "another occurrence is another run");
-        assert_eq!(store.list_runs(&s.id, &Page::first(10)).expect("runs").len(), 2);
-        assert_eq!(store.jobs_for_site("site-a", &Page::first(10)).expect("jobs").len(), 2);
+        assert_eq!(
+            store
+                .list_runs(&s.id, &Page::first(10))
+                .expect("runs")
+                .len(),
+            2
+        );
+        assert_eq!(
+            store
+                .jobs_for_site("site-a", &Page::first(10))
+                .expect("jobs")
+                .len(),
+            2
+        );
     }
 
     #[test]
     fn job_outcomes_settle_the_run_and_the_schedule() {
         let (_dir, store) = open();
         let s = authorized(&store, "s1");
-        let launch = store.launch(plan(&s, 0, &["site-a", "site-b", "site-c"]), t(3600)).expect("launch");
+        let launch = store
+            .launch(plan(&s, 0, &["site-a", "site-b", "site-c"]), t(3600))
+            .expect("launch");
         let launched = store.get_schedule(&s.id).expect("get");
         assert_eq!(launched.status, ScheduleStatus::Launched);
         assert_eq!(launched.started_at, Some(t(3600)));
-        assert!(store.due_schedules(t(999_999), 10).expect("due").is_empty(), "no next launch");
+        assert!(
+            store.due_schedules(t(999_999), 10).expect("due").is_empty(),
+            "no next launch"
+        );
 
         let [a, b, c] = [&launch.created[0], &launch.created[1], &launch.created[2]];
-        store.transition_job(&a.id, JobTransition::Start, t(3601)).expect("start");
-        store.transition_job(&a.id, JobTransition::Complete { output: None }, t(3602)).expect("done");
+        store
+            .transition_job(&a.id, JobTransition::Start, t(3601))
+            .expect("start");
+        store
+            .transition_job(&a.id, JobTransition::Complete { output: None }, t(3602))
+            .expect("done");
         let fail = |code: &str| JobTransition::Fail {
-            error: JobError { code: code.into(), message: "m".into() },
+            error: JobError {
+                code: code.into(),
+                message: "m".into(),
+            },
             output: None,
         };
-        store.transition_job(&b.id, fail(SKIPPED), t(3603)).expect("skip");
+        store
+            .transition_job(&b.id, fail(SKIPPED), t(3603))
+            .expect("skip");
         let run = store.get_run(&s.id, 0).expect("run");
-        assert_eq!((run.completed, run.skipped, run.pending, run.status), (1, 1, 1, RunStatus::Launched));
-        store.transition_job(&c.id, fail("script_error"), t(3604)).expect("fail");
+        assert_eq!(
+            (run.completed, run.skipped, run.pending, run.status),
+            (1, 1, 1, RunStatus::Launched)
+        );
+        store
+            .transition_job(&c.id, fail("script_error"), t(3604))
+            .expect("fail");
         let run = store.get_run(&s.id, 0).expect("run");
-        assert_eq!((run.failed, run.pending, run.status), (1, 0, RunStatus::PartiallyFailed));
+        assert_eq!(
+            (run.failed, run.pending, run.status),
+            (1, 0, RunStatus::PartiallyFailed)
+        );
         assert_eq!(run.finished_at, Some(t(3604)));
-        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::PartiallyFailed);
-        let kinds: Vec<_> = store.due_events(t(999_999), 100).expect("events").into_iter().map(|e| e.kind).collect();
-        assert!(kinds.contains(&"schedule.run_finished".to_owned()), "{kinds:?}");
+        assert_eq!(
+            store.get_schedule(&s.id).expect("get").status,
+            ScheduleStatus::PartiallyFailed
+        );
+        let kinds: Vec<_> = store
+            .due_events(t(999_999), 100)
+            .expect("events")
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert!(
+            kinds.contains(&"schedule.run_finished".to_owned()),
+            "{kinds:?}"
+        );
     }
 
     #[test]
@@ -925,16 +1143,36 @@ pub(crate) mod tests {
         canary.more_batches = true;
         let launch = store.launch(canary, t(3600)).expect("test site");
         let id = &launch.created[0].id;
-        store.transition_job(id, JobTransition::Start, t(3601)).expect("start");
-        store.transition_job(id, JobTransition::Complete { output: None }, t(3602)).expect("done");
+        store
+            .transition_job(id, JobTransition::Start, t(3601))
+            .expect("start");
+        store
+            .transition_job(id, JobTransition::Complete { output: None }, t(3602))
+            .expect("done");
         let run = store.get_run(&s.id, 0).expect("run");
         assert_eq!((run.pending, run.finished_at), (0, None));
-        let fleet = store.launch(plan(&s, 0, &["site-a", "site-b"]), t(3603)).expect("fleet");
+        let fleet = store
+            .launch(plan(&s, 0, &["site-a", "site-b"]), t(3603))
+            .expect("fleet");
         assert_eq!(fleet.created.len(), 1, "the test site is not run twice");
-        store.transition_job(&fleet.created[0].id, JobTransition::Start, t(3604)).expect("start");
-        store.transition_job(&fleet.created[0].id, JobTransition::Complete { output: None }, t(3605)).expect("done");
-        assert_eq!(store.get_run(&s.id, 0).expect("run").status, RunStatus::Completed);
-        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::Completed);
+        store
+            .transition_job(&fleet.created[0].id, JobTransition::Start, t(3604))
+            .expect("start");
+        store
+            .transition_job(
+                &fleet.created[0].id,
+                JobTransition::Complete { output: None },
+                t(3605),
+            )
+            .expect("done");
+        assert_eq!(
+            store.get_run(&s.id, 0).expect("run").status,
+            RunStatus::Completed
+        );
+        assert_eq!(
+            store.get_schedule(&s.id).expect("get").status,
+            ScheduleStatus::Completed
+        );
     }
 
     #[test]
@@ -945,9 +1183,21 @@ pub(crate) mod tests {
         p.next_launch_at = Some(t(7200));
         let launch = store.launch(p, t(3600)).expect("launch");
         assert_eq!(store.due_schedules(t(7200), 10).expect("due")[0].id, s.id);
-        store.transition_job(&launch.created[0].id, JobTransition::Start, t(3601)).expect("start");
-        store.transition_job(&launch.created[0].id, JobTransition::Complete { output: None }, t(3602)).expect("done");
-        assert_eq!(store.get_schedule(&s.id).expect("get").status, ScheduleStatus::Launched, "more occurrences follow");
+        store
+            .transition_job(&launch.created[0].id, JobTransition::Start, t(3601))
+            .expect("start");
+        store
+            .transition_job(
+                &launch.created[0].id,
+                JobTransition::Complete { output: None },
+                t(3602),
+            )
+            .expect("done");
+        assert_eq!(
+            store.get_schedule(&s.id).expect("get").status,
+            ScheduleStatus::Launched,
+            "more occurrences follow"
+        );
         store.set_next_launch(&s.id, None, t(3603)).expect("end");
         assert!(store.due_schedules(t(99_999), 10).expect("due").is_empty());
     }
