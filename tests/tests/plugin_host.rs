@@ -191,6 +191,19 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
     let refused = TcpListener::bind("127.0.0.1:0").expect("listener");
     let granted_port = granted.local_addr().expect("addr").port();
     let refused_port = refused.local_addr().expect("addr").port();
+    // The granted endpoint answers HTTP too, so the wasi:http path can succeed.
+    let responder = granted.try_clone().expect("listener");
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut conn in responder.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            if matches!(conn.read(&mut buf), Ok(n) if n > 0) {
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+            }
+        }
+    });
     let engine = Engine::start(EngineOptions {
         plugins: [
             "echo",
@@ -296,13 +309,35 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
         "{message}"
     );
 
-    // The same plugin reaches what it was granted, by both paths.
+    let trespass = engine
+        .post(
+            "/plugins/trespasser/call",
+            &transport_call(
+                "run-command",
+                json!({"words": [format!("http=127.0.0.1:{refused_port}")]}),
+            ),
+        )
+        .expect("call");
+    assert_eq!(trespass.status, 502, "{}", trespass.text);
+    let message = trespass.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "refused by the allow-list: http request to 127.0.0.1:{refused_port}"
+        )),
+        "{message}"
+    );
+
+    // The same plugin reaches what it was granted, by every path.
     let allowed = engine
         .post(
             "/plugins/trespasser/call",
             &transport_call(
                 "run-command",
-                json!({"words": [format!("tcp=127.0.0.1:{granted_port}"), format!("plain=127.0.0.1:{granted_port}")]}),
+                json!({"words": [
+                    format!("tcp=127.0.0.1:{granted_port}"),
+                    format!("plain=127.0.0.1:{granted_port}"),
+                    format!("http=127.0.0.1:{granted_port}"),
+                ]}),
             ),
         )
         .expect("call");
@@ -405,7 +440,10 @@ fn the_bundled_plugins_seed_an_empty_folder_once() {
     // The operator removes it; a restart respects that.
     std::fs::remove_file(engine.plugins_dir().join("routeros-api.wasm")).expect("remove");
     eventually("the plugin to be unloaded", || {
-        engine.plugin_file("routeros-api.wasm").is_none().then_some(())
+        engine
+            .plugin_file("routeros-api.wasm")
+            .is_none()
+            .then_some(())
     });
     let dir = engine.kill();
     let engine = Engine::start(EngineOptions {
