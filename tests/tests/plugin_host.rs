@@ -275,72 +275,40 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
         "{message}"
     );
 
-    let trespass = engine
-        .post(
-            "/plugins/trespasser/call",
-            &transport_call(
-                "run-command",
-                json!({"words": [format!("tcp=127.0.0.1:{refused_port}")]}),
-            ),
-        )
-        .expect("call");
-    assert_eq!(trespass.status, 502, "{}", trespass.text);
-    let message = trespass.body["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(&format!(
-            "refused by the allow-list: tcp connect to 127.0.0.1:{refused_port}"
-        )),
-        "{message}"
-    );
-    let trespass = engine
-        .post(
-            "/plugins/trespasser/call",
-            &transport_call(
-                "run-command",
-                json!({"words": [format!("plain=127.0.0.1:{refused_port}")]}),
-            ),
-        )
-        .expect("call");
-    let message = trespass.body["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(&format!(
-            "127.0.0.1:{refused_port} is not in this plugin's allow-list"
-        )),
-        "{message}"
-    );
-
-    let trespass = engine
-        .post(
-            "/plugins/trespasser/call",
-            &transport_call(
-                "run-command",
-                json!({"words": [format!("http=127.0.0.1:{refused_port}")]}),
-            ),
-        )
-        .expect("call");
-    assert_eq!(trespass.status, 502, "{}", trespass.text);
-    let message = trespass.body["message"].as_str().unwrap_or_default();
-    assert!(
-        message.contains(&format!(
-            "refused by the allow-list: http request to 127.0.0.1:{refused_port}"
-        )),
-        "{message}"
-    );
+    let trespass = |words: Vec<String>| {
+        engine
+            .post(
+                "/plugins/trespasser/call",
+                &transport_call("run-command", json!({ "words": words })),
+            )
+            .expect("call")
+    };
+    for (word, refusal) in [
+        (
+            "tcp",
+            format!("refused by the allow-list: tcp connect to 127.0.0.1:{refused_port}"),
+        ),
+        (
+            "plain",
+            format!("127.0.0.1:{refused_port} is not in this plugin's allow-list"),
+        ),
+        (
+            "http",
+            format!("refused by the allow-list: http request to 127.0.0.1:{refused_port}"),
+        ),
+    ] {
+        let reply = trespass(vec![format!("{word}=127.0.0.1:{refused_port}")]);
+        assert_eq!(reply.status, 502, "{}", reply.text);
+        let message = reply.body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(&refusal), "{word}: {message}");
+    }
 
     // The same plugin reaches what it was granted, by every path.
-    let allowed = engine
-        .post(
-            "/plugins/trespasser/call",
-            &transport_call(
-                "run-command",
-                json!({"words": [
-                    format!("tcp=127.0.0.1:{granted_port}"),
-                    format!("plain=127.0.0.1:{granted_port}"),
-                    format!("http=127.0.0.1:{granted_port}"),
-                ]}),
-            ),
-        )
-        .expect("call");
+    let allowed = trespass(
+        ["tcp", "plain", "http"]
+            .map(|word| format!("{word}=127.0.0.1:{granted_port}"))
+            .to_vec(),
+    );
     assert_eq!(allowed.status, 200, "{}", allowed.text);
     let refusals = engine.log();
     assert!(
