@@ -1,10 +1,12 @@
-//! `yardmaster simulate` checked against a RouterOS client nobody here wrote: PyPI's
-//! librouteros (tests/peers/librouteros_check.py) logs in (plain, challenge, and over
-//! API-SSL with the printed fingerprint pinned), prints with proplists and queries,
-//! adds, sets, removes and runs `/execute`; this test asserts on what it saw.
+//! `yardmaster simulate` checked against RouterOS clients nobody here wrote: PyPI's
+//! librouteros (tests/peers/librouteros_check.py) and npm's node-routeros
+//! (tests/peers/node_routeros_check.js, installed into tests/peers by
+//! `npm ci --prefix tests/peers`) log in (plain, challenge, and over API-SSL with the
+//! printed fingerprint pinned), print with proplists and queries, add, set, remove and
+//! run `/execute`; these tests assert on what they saw.
 //!
-//! Without python3 or librouteros the test says so loudly and passes, except under CI
-//! (`CI` set), where a missing client is a failure.
+//! Without a client's runtime or package its tests say so loudly and pass, except
+//! under CI (`CI` set), where a missing client is a failure.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -77,6 +79,10 @@ fn peer_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/librouteros_check.py")
 }
 
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
+
 /// Whether python3 with librouteros is here; under CI its absence fails the test.
 fn librouteros_available() -> bool {
     let ok = Command::new("python3")
@@ -103,11 +109,44 @@ fn run_peer(args: &[&str]) -> Value {
         .args(args)
         .output()
         .expect("run python3");
+    peer_output("librouteros_check.py", out)
+}
+
+/// Whether node with node-routeros (installed under tests/peers) is here; under CI
+/// its absence fails the test.
+fn node_routeros_available() -> bool {
+    let ok = Command::new("node")
+        .current_dir(peers_dir())
+        .args(["-e", "require('node-routeros')"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node with node-routeros is required in CI: npm ci --prefix tests/peers"
+        );
+        eprintln!(
+            "\n!!!!! SKIPPED: node or node-routeros is missing (npm ci --prefix tests/peers); the simulator was NOT checked against node-routeros !!!!!\n"
+        );
+    }
+    ok
+}
+
+fn run_node_peer(args: &[&str]) -> Value {
+    let out = Command::new("node")
+        .current_dir(peers_dir())
+        .arg("node_routeros_check.js")
+        .args(args)
+        .output()
+        .expect("run node");
+    peer_output("node_routeros_check.js", out)
+}
+
+fn peer_output(peer: &str, out: std::process::Output) -> Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "librouteros_check.py failed:\n{stderr}"
-    );
+    assert!(out.status.success(), "{peer} failed:\n{stderr}");
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "bad JSON from the peer ({e}): {}",
@@ -185,6 +224,117 @@ fn librouteros_challenge_login_on_a_6_42_fleet() {
         "pw",
     ]);
     let seen = run_peer(&["--legacy", "127.1.62.1", "8728", "admin", "pw"]);
+    assert_eq!(seen["identity"][0]["name"], "router-0", "{seen}");
+    assert_eq!(seen["addresses_empty"], serde_json::json!([]));
+}
+
+/// The part of a node-routeros run that every profile answers alike.
+fn assert_node_common(seen: &Value, version: &str) {
+    let plain = &seen["plain"];
+    assert_eq!(plain["identity"][0]["name"], "router-1", "{seen}");
+    assert_eq!(plain["resource"][0]["version"], version);
+    assert_eq!(plain["resource"][0]["board-name"], "CHR");
+    assert_eq!(
+        plain["interfaces"],
+        serde_json::json!(["ether1", "ether2", "ether3", "ether4"])
+    );
+    assert_eq!(plain["added_id"], "*1");
+    assert_eq!(
+        plain["queried"],
+        serde_json::json!([{".id": "*1", "address": "10.9.0.1/24", "network": "10.9.0.0"}])
+    );
+    assert_eq!(plain["comment_after_set"], serde_json::json!(["changed"]));
+    assert_eq!(plain["log"], serde_json::json!(["from node-routeros"]));
+    assert_eq!(plain["trap"], "input does not match any value of interface");
+    // node-routeros replaces the router's login trap with its own wording.
+    assert_eq!(seen["bad_password"], "Username or password is invalid");
+    assert_eq!(seen["tls"]["fingerprint_matches"], true, "{seen}");
+    assert_eq!(seen["tls"]["identity"][0]["name"], "router-1");
+}
+
+#[test]
+fn node_routeros_talks_to_a_7_18_fleet() {
+    if !node_routeros_available() {
+        return;
+    }
+    let sim = Simulator::start(&[
+        "--routers",
+        "2",
+        "--bind",
+        "127.1.63.1",
+        "--port",
+        "8728",
+        "--tls-port",
+        "8729",
+        "--password",
+        "s3cret",
+    ]);
+    let fingerprint = sim.fingerprint();
+    let seen = run_node_peer(&[
+        "--v7",
+        "127.1.63.2",
+        "8728",
+        "admin",
+        "s3cret",
+        "8729",
+        &fingerprint,
+    ]);
+    assert_node_common(&seen, "7.18.2 (stable)");
+    assert_eq!(seen["plain"]["execute_output"], "hello\r\n");
+}
+
+#[test]
+fn node_routeros_talks_to_a_6_45_fleet() {
+    if !node_routeros_available() {
+        return;
+    }
+    let sim = Simulator::start(&[
+        "--routers",
+        "2",
+        "--bind",
+        "127.1.64.1",
+        "--port",
+        "8728",
+        "--tls-port",
+        "8729",
+        "--profile",
+        "6.45",
+        "--password",
+        "s3cret",
+    ]);
+    let fingerprint = sim.fingerprint();
+    let seen = run_node_peer(&[
+        "127.1.64.2",
+        "8728",
+        "admin",
+        "s3cret",
+        "8729",
+        &fingerprint,
+    ]);
+    assert_node_common(&seen, "6.45.9 (long-term)");
+    assert_eq!(seen["plain"]["not_found"], serde_json::json!([]));
+    assert_eq!(seen["plain"]["after_remove"], serde_json::json!([]));
+}
+
+#[test]
+fn node_routeros_challenge_login_on_a_6_42_fleet() {
+    if !node_routeros_available() {
+        return;
+    }
+    let _sim = Simulator::start(&[
+        "--routers",
+        "1",
+        "--bind",
+        "127.1.65.1",
+        "--port",
+        "8728",
+        "--no-tls",
+        "--profile",
+        "6.42",
+        "--password",
+        "pw",
+    ]);
+    let seen = run_node_peer(&["--legacy", "127.1.65.1", "8728", "admin", "pw"]);
     assert_eq!(seen["identity"][0]["name"], "router-0", "{seen}");
     assert_eq!(seen["addresses_empty"], serde_json::json!([]));
 }
