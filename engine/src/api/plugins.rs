@@ -196,12 +196,19 @@ fn attributes(pairs: &[(String, String)]) -> Value {
     )
 }
 
-/// Maps a failed call to the status that says whose fault it was.
+/// Maps a failed call to the status that says whose fault it was. A plugin's own error
+/// reads `[code] message`, with the endpoints the allow-list refused, if any.
 fn failure<E: crate::plugins::Describe>(failure: Failure<E>) -> ApiError {
-    let text = failure.to_string();
     match failure {
-        Failure::Plugin { error, .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "plugin_error", text).with_detail(error.code())
+        Failure::Plugin { error, denied } => {
+            let mut message = format!("[{}] {}", error.code(), error.message());
+            if !denied.is_empty() {
+                message.push_str(&format!(
+                    " (refused by the allow-list: {})",
+                    denied.join(", ")
+                ));
+            }
+            ApiError::new(StatusCode::BAD_GATEWAY, "plugin_error", message)
         }
         Failure::Call(call) => call_error(call),
     }
@@ -223,14 +230,6 @@ fn call_error(error: CallError) -> ApiError {
         CallError::ShuttingDown => {
             ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", text)
         }
-    }
-}
-
-impl ApiError {
-    /// Adds the plugin's own error code to the message, e.g. `[refused]`.
-    fn with_detail(mut self, code: &str) -> ApiError {
-        self.message = format!("[{code}] {}", self.message);
-        self
     }
 }
 

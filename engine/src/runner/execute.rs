@@ -45,9 +45,8 @@ impl ExecError {
 
 impl From<Failure<transport::TransportError>> for ExecError {
     fn from(failure: Failure<transport::TransportError>) -> ExecError {
-        let message = failure.to_string();
         match failure {
-            Failure::Plugin { error, .. } => {
+            Failure::Plugin { error, denied } => {
                 let category = match &error {
                     transport::TransportError::Trap(trap) => trap.category,
                     _ => None,
@@ -61,15 +60,22 @@ impl From<Failure<transport::TransportError>> for ExecError {
                         | transport::TransportError::Auth(_)
                         | transport::TransportError::Tls(_)
                 );
+                let mut message = error.message().to_string();
+                if !denied.is_empty() {
+                    message.push_str(&format!(
+                        " (refused by the allow-list: {})",
+                        denied.join(", ")
+                    ));
+                }
                 ExecError {
                     code: error.code().to_string(),
-                    message: error.message().to_string(),
+                    message,
                     category,
                     maybe_sent,
                 }
-                .with_full(message)
             }
             Failure::Call(call) => {
+                let message = call.to_string();
                 let code = match &call {
                     CallError::NotFound(_) => "plugin-not-found",
                     CallError::WrongKind { .. } => "plugin-wrong-kind",
@@ -91,16 +97,6 @@ impl From<Failure<transport::TransportError>> for ExecError {
                 }
             }
         }
-    }
-}
-
-impl ExecError {
-    /// Keeps the allow-list note the full text carries, if any.
-    fn with_full(mut self, full: String) -> ExecError {
-        if let Some(note) = full.split_once(" (refused by the allow-list: ") {
-            self.message = format!("{} (refused by the allow-list: {}", self.message, note.1);
-        }
-        self
     }
 }
 
