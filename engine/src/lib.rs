@@ -8,6 +8,7 @@
 //! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
 //!   calls into transports, notifiers, script sources and generators.
 //! - [`runner`]: running commands and scripts on sites through their transport.
+//! - [`scheduler`]: when scheduled scripts run: recurrences, occurrence indexes, missed runs.
 //! - [`api`]: the embedded HTTP API (axum).
 //! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
 //! - [`store`]: the durable state in one redb file: sites (credentials sealed), scheduled
@@ -20,6 +21,7 @@ pub mod client;
 pub mod config;
 pub mod plugins;
 pub mod runner;
+pub mod scheduler;
 pub mod server;
 pub mod simulate;
 pub mod store;
