@@ -378,7 +378,7 @@ pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreE
 }
 
 /// Applies `transition` to the job at `seq` and writes everything that follows from it.
-fn change(
+pub(crate) fn change(
     tx: &WriteTransaction,
     seq: u64,
     transition: &JobTransition,

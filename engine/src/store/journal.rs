@@ -122,6 +122,29 @@ impl Store {
         })
     }
 
+    /// Removes up to `limit` delivered or dead events created before `before`, oldest
+    /// first, and returns how many went; pending events are never removed.
+    pub fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let mut events = tx.open_table(OUTBOX)?;
+            let mut done = Vec::new();
+            for entry in events.iter()? {
+                let (k, v) = entry?;
+                let event: OutboxEvent = decode("event", &k.value().to_string(), v.value())?;
+                if event.created_at >= before || done.len() >= limit {
+                    break;
+                }
+                if event.state != OutboxState::Pending {
+                    done.push(event.id);
+                }
+            }
+            for id in &done {
+                events.remove(*id)?;
+            }
+            Ok(done.len())
+        })
+    }
+
     fn update_event(
         &self,
         id: u64,
@@ -287,6 +310,16 @@ mod tests {
         assert!(
             store.mark_event_delivered(a).is_err(),
             "a dead event stays dead"
+        );
+        let c = store.append_event("test.c", json!({}), t(40)).expect("c");
+        assert_eq!(store.prune_events(t(50), 100).expect("prune"), 2);
+        assert!(matches!(
+            store.get_event(a),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            store.get_event(c).expect("pending stays").state,
+            OutboxState::Pending
         );
     }
 }

@@ -24,6 +24,8 @@ pub const MAX_TARGETS: usize = 100_000;
 pub const MAX_PAGE: usize = 1000;
 /// Error code of a job that was running when the engine stopped and may have reached the router.
 pub const INTERRUPTED: &str = "interrupted";
+/// Error code of a job not started because its schedule was cancelled.
+pub const CANCELLED: &str = "cancelled";
 /// Error code of a job not run because its site was offline and the schedule said to skip it.
 pub const SKIPPED: &str = "skipped";
 
@@ -113,6 +115,18 @@ impl SiteInput {
         check_name("site", "address", &self.address)?;
         check_name("site", "transport", &self.transport)?;
         check_len("site", "username", &self.username, MAX_NAME_CHARS)?;
+        if let Some(pin) = &self.tls.pinned_sha256
+            && (pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            return Err(StoreError::invalid(
+                "site",
+                "tls.pinned_sha256",
+                "must be 64 hex digits",
+            ));
+        }
+        if let Some(name) = &self.tls.server_name {
+            check_name("site", "tls.server_name", name)?;
+        }
         check_list("site", "tags", &self.tags)
     }
 }

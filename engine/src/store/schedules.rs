@@ -14,11 +14,12 @@ use serde_json::json;
 use super::Store;
 use super::crypto::new_id;
 use super::error::StoreError;
-use super::jobs::{JobTables, new_job, set_job_seq};
+use super::jobs::{JobTables, change, new_job, set_job_seq};
 use super::journal::push_event;
 use super::records::{
-    Job, JobInput, JobOrigin, JobStatus, MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Page, Run,
-    RunStatus, SKIPPED, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
+    CANCELLED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition,
+    MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Page, Run, RunStatus, SKIPPED, ScheduleInput,
+    SchedulePatch, ScheduleStatus, ScheduledScript,
 };
 use super::tables::{
     JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG, SCHEDULES_DUE,
@@ -332,6 +333,23 @@ impl Store {
             new.next_launch_at = None;
             new.updated_at = now;
             save(tx, Some(&old), &new)?;
+            // Jobs of this schedule that no runner has started never will: they fail now,
+            // in the same transaction, so a restart cannot pick them up.
+            let error = JobError {
+                code: CANCELLED.into(),
+                message: "the schedule was cancelled before this job started".into(),
+            };
+            for seq in unstarted_jobs(tx, id)? {
+                change(
+                    tx,
+                    seq,
+                    &JobTransition::Fail {
+                        error: error.clone(),
+                        output: None,
+                    },
+                    now,
+                )?;
+            }
             push_event(tx, "schedule.cancelled", json!({"schedule_id": id}), now)?;
             Ok(new)
         })
@@ -530,18 +548,8 @@ impl Store {
         self.read(|tx| {
             let jobs = tx.open_table(JOBS)?;
             let ledger = tx.open_table(LEDGER)?;
-            let from = (schedule_id, occurrence, "");
             let mut out = Vec::new();
-            let range = match occurrence.checked_add(1) {
-                Some(next) => ledger.range(from..(schedule_id, next, ""))?,
-                None => ledger.range(from..)?,
-            };
-            for entry in range {
-                let (key, seq) = entry?;
-                if key.value().0 != schedule_id {
-                    break;
-                }
-                let seq = seq.value();
+            for seq in occurrence_jobs(&ledger, schedule_id, occurrence)? {
                 if let Some(bytes) = jobs.get(seq)? {
                     out.push(decode("job", &seq.to_string(), bytes.value())?);
                 }
@@ -647,6 +655,52 @@ fn finish_run(run: &mut Run, schedule: &mut ScheduledScript, now: DateTime<Utc>)
         };
         schedule.updated_at = now;
     }
+}
+
+/// Seq ids of the jobs one occurrence created, in site order.
+fn occurrence_jobs(
+    ledger: &impl ReadableTable<(&'static str, u64, &'static str), u64>,
+    schedule_id: &str,
+    occurrence: u64,
+) -> Result<Vec<u64>, StoreError> {
+    let from = (schedule_id, occurrence, "");
+    let range = match occurrence.checked_add(1) {
+        Some(next) => ledger.range(from..(schedule_id, next, ""))?,
+        None => ledger.range(from..)?,
+    };
+    let mut out = Vec::new();
+    for entry in range {
+        let (key, seq) = entry?;
+        let (schedule, occ, _) = key.value();
+        if schedule != schedule_id || occ != occurrence {
+            break;
+        }
+        out.push(seq.value());
+    }
+    Ok(out)
+}
+
+/// Seq ids of a schedule's jobs still pending or loaded, from its unfinished runs.
+fn unstarted_jobs(tx: &WriteTransaction, schedule_id: &str) -> Result<Vec<u64>, StoreError> {
+    let runs = tx.open_table(RUNS)?;
+    let ledger = tx.open_table(LEDGER)?;
+    let jobs = JobTables::open(tx)?;
+    let mut out = Vec::new();
+    for entry in runs.range((schedule_id, 0)..=(schedule_id, u64::MAX))? {
+        let run: Run = decode("run", schedule_id, entry?.1.value())?;
+        if run.pending == 0 {
+            continue;
+        }
+        for seq in occurrence_jobs(&ledger, schedule_id, run.occurrence)? {
+            if matches!(
+                jobs.get(seq)?.status,
+                JobStatus::Pending | JobStatus::Loaded
+            ) {
+                out.push(seq);
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn put_run(tx: &WriteTransaction, run: &Run) -> Result<(), StoreError> {
@@ -1172,6 +1226,47 @@ pub(crate) mod tests {
         assert_eq!(
             store.get_schedule(&s.id).expect("get").status,
             ScheduleStatus::Completed
+        );
+    }
+
+    #[test]
+    fn cancelling_a_launched_schedule_fails_the_jobs_not_yet_started() {
+        let (_dir, store) = open();
+        let s = authorized(&store, "s1");
+        let launch = store
+            .launch(plan(&s, 0, &["site-a", "site-b", "site-c"]), t(3600))
+            .expect("launch");
+        let [a, b, c] = [&launch.created[0], &launch.created[1], &launch.created[2]];
+        store
+            .transition_job(&a.id, JobTransition::Start, t(3601))
+            .expect("start");
+        store
+            .transition_job(&b.id, JobTransition::Load, t(3601))
+            .expect("load");
+        let cancelled = store.cancel_schedule(&s.id, t(3602)).expect("cancel");
+        assert_eq!(cancelled.status, ScheduleStatus::Cancelled);
+        assert_eq!(
+            store.get_job(&a.id).expect("a").status,
+            JobStatus::Running,
+            "a started job runs to its end"
+        );
+        for id in [&b.id, &c.id] {
+            let job = store.get_job(id).expect("job");
+            assert_eq!(job.status, JobStatus::Failed);
+            assert_eq!(job.error.map(|e| e.code), Some(CANCELLED.to_owned()));
+        }
+        assert_eq!(store.get_run(&s.id, 0).expect("run").pending, 1);
+        store
+            .transition_job(&a.id, JobTransition::Complete { output: None }, t(3603))
+            .expect("done");
+        let run = store.get_run(&s.id, 0).expect("run");
+        assert_eq!(
+            (run.status, run.finished_at),
+            (RunStatus::PartiallyFailed, Some(t(3603)))
+        );
+        assert_eq!(
+            store.get_schedule(&s.id).expect("get").status,
+            ScheduleStatus::Cancelled
         );
     }
 

@@ -380,5 +380,14 @@ mod tests {
         ));
         bad.name = "x".repeat(10_000);
         assert!(store.create_site(bad, t(0)).is_err());
+        let mut pin = input("org1", "r1");
+        pin.tls.pinned_sha256 = Some("not-hex".into());
+        assert!(matches!(
+            store.create_site(pin, t(0)),
+            Err(StoreError::Invalid {
+                field: "tls.pinned_sha256",
+                ..
+            })
+        ));
     }
 }
