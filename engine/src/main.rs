@@ -145,8 +145,8 @@ async fn plugin_list(url: &str, json: bool) -> anyhow::Result<()> {
             .to_string()
     };
     println!(
-        "{:<20} {:<14} {:<10} {:<6} {:<8} {}",
-        "NAME", "KIND", "VERSION", "WIT", "STATUS", "FILE"
+        "{:<20} {:<14} {:<10} {:<6} {:<8} FILE",
+        "NAME", "KIND", "VERSION", "WIT", "STATUS"
     );
     for row in &rows {
         println!(

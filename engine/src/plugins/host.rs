@@ -219,7 +219,7 @@ impl HostState {
                 }
             }
         }
-        Err(last.unwrap_or_else(|| tls::NetError::Refused(endpoint)))
+        Err(last.unwrap_or(tls::NetError::Refused(endpoint)))
     }
 }
 
