@@ -2,3 +2,4 @@
 //! one script to many sites with the job lifecycle, backups and retries.
 
 pub mod execute;
+pub mod fanout;

@@ -256,6 +256,42 @@ impl Store {
         })
     }
 
+    /// Applies each job's transitions in order, all in one commit, with a separate outcome
+    /// per job: a job whose transitions are not all legal is left as it was and gets its
+    /// error, while the others are written. Concurrent callers share one sync this way.
+    /// The outer error is the store's own (the commit itself failed, nothing was written).
+    pub fn transition_each(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.write(|tx| {
+            let mut out = Vec::with_capacity(items.len());
+            for (id, transitions) in items {
+                let seq = match JobTables::open(tx)?.seq_of(&id) {
+                    Ok(seq) => seq,
+                    Err(e @ StoreError::NotFound { .. }) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                // Checked on a copy first, so a refused step leaves no earlier step written.
+                let mut dry = JobTables::open(tx)?.get(seq)?;
+                if let Err(e) = transitions.iter().try_for_each(|t| apply(&mut dry, t, now)) {
+                    out.push(Err(e));
+                    continue;
+                }
+                let mut last = None;
+                for transition in &transitions {
+                    last = Some(change(tx, seq, transition, now)?);
+                }
+                out.push(last.map_or_else(|| JobTables::open(tx)?.get(seq), Ok));
+            }
+            Ok(out)
+        })
+    }
+
     /// Stores a job's backup apart from the job, and marks the job as having one.
     pub fn put_backup(&self, id: &str, backup: &[u8]) -> Result<(), StoreError> {
         if backup.len() > MAX_BACKUP_BYTES {
@@ -440,6 +476,11 @@ pub(crate) fn apply(
         (JobTransition::Start, _) => return Err(illegal(Running)),
         (JobTransition::MarkSent, Running) => job.sent = true,
         (JobTransition::MarkSent, _) => return Err(illegal(Running)),
+        (JobTransition::Retry, Running) => {
+            job.attempts = job.attempts.saturating_add(1);
+            job.sent = false;
+        }
+        (JobTransition::Retry, _) => return Err(illegal(Running)),
         (JobTransition::Complete { output }, Running) => {
             job.status = Completed;
             job.completed_at = Some(now);
@@ -741,6 +782,64 @@ pub(crate) mod tests {
                 .active_jobs(JobStatus::Completed, &Page::first(10))
                 .expect("none")
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn transition_each_settles_each_job_alone_in_one_commit() {
+        let (_dir, store) = open();
+        let ids: Vec<String> = store
+            .create_jobs((0..3).map(|_| input("s1", None)).collect(), t(0))
+            .expect("bulk")
+            .into_iter()
+            .map(|(j, _)| j.id)
+            .collect();
+        store
+            .transition_job(&ids[1], JobTransition::Load, t(1))
+            .expect("someone else took it");
+        let out = store
+            .transition_each(
+                vec![
+                    (
+                        ids[0].clone(),
+                        vec![
+                            JobTransition::Load,
+                            JobTransition::Start,
+                            JobTransition::MarkSent,
+                        ],
+                    ),
+                    (
+                        ids[1].clone(),
+                        vec![JobTransition::Load, JobTransition::Start],
+                    ),
+                    ("missing".into(), vec![JobTransition::Load]),
+                ],
+                t(2),
+            )
+            .expect("commit");
+        let first = out[0].as_ref().expect("legal");
+        assert_eq!(
+            (first.status, first.sent, first.attempts),
+            (JobStatus::Running, true, 1)
+        );
+        assert!(matches!(out[1], Err(StoreError::IllegalTransition { .. })));
+        assert!(matches!(out[2], Err(StoreError::NotFound { .. })));
+        let untouched = store.get_job(&ids[1]).expect("get");
+        assert_eq!(
+            untouched.status,
+            JobStatus::Loaded,
+            "a refused step writes nothing"
+        );
+
+        let retried = store
+            .transition_job(&ids[0], JobTransition::Retry, t(3))
+            .expect("retry");
+        assert_eq!((retried.sent, retried.attempts), (false, 2));
+        assert!(
+            store
+                .transition_job(&ids[2], JobTransition::Retry, t(3))
+                .is_err(),
+            "only a running job is retried"
         );
     }
 

@@ -471,6 +471,10 @@ pub enum JobTransition {
     /// running, before the script's first byte goes out: from here on, a crash fails the
     /// job as interrupted instead of requeueing it.
     MarkSent,
+    /// running -> running with `sent` cleared and one more attempt counted: the transport
+    /// failed before the script went out (refused, auth, TLS, denied), so trying again
+    /// cannot run it twice.
+    Retry,
     /// running -> completed.
     Complete { output: Option<String> },
     /// pending|loaded|running -> failed.

@@ -1,0 +1,1018 @@
+//! The fan-out: runs pending jobs on their sites with bounded concurrency, retries that
+//! cannot run a script twice, per-job timeouts, a canary batch and a failure-rate halt.
+//!
+//! Never twice: a job's `sent` flag is committed (`MarkSent`) before the transport
+//! plugin is called with the script, and nothing that could write the script to a
+//! device happens until that commit has returned. A crash before the commit leaves the
+//! job `running` and unsent, which recovery requeues; a crash after it leaves the job
+//! `running` and sent, which recovery fails as `interrupted` and nothing runs again.
+//! The backup is taken before `MarkSent` because it only reads: a failed backup (or a
+//! crash during it) leaves the job unsent, so it is safe to retry or requeue.
+//! A retry clears `sent` only when the transport said the failure came before the script
+//! was written (refused, auth, TLS, denied, no plugin); any other failure is final.
+//!
+//! Claims: `Load` (pending -> loaded) succeeds for one caller only, so two runners (or a
+//! runner and `resume_pending`) given the same job never both run it.
+//!
+//! Store writes go through one committer task that takes every transition queued while
+//! the previous commit was syncing and writes them in one commit ([`Store::transition_each`]).
+//! A caller waits for its own commit, so a `MarkSent` is never later than the call that
+//! sends the script; batching only shares the sync among concurrent jobs.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::execute::{self, ExecError};
+use crate::plugins::{PluginHost, Transport, transport};
+use crate::server::Shutdown;
+use crate::store::{
+    Job, JobError, JobInput, JobStatus, JobTransition, Page, SKIPPED, Store, StoreError,
+};
+
+/// Error code of a job not started because its run was halted.
+pub const HALTED: &str = "halted";
+/// Error code of a job that did not finish within its timeout.
+pub const JOB_TIMEOUT: &str = "timeout";
+/// Error code of a job whose site no longer exists.
+pub const SITE_NOT_FOUND: &str = "site-not-found";
+/// Most transitions one commit carries; keeps a commit's latency bounded under load.
+const MAX_BATCH: usize = 4096;
+
+/// How the runner behaves; the defaults suit a production fleet.
+#[derive(Debug, Clone)]
+pub struct RunnerSettings {
+    /// Jobs running at once across everything this runner does.
+    pub global_concurrency: usize,
+    /// Jobs running at once within one `run_jobs` call (one schedule run).
+    pub run_concurrency: usize,
+    /// Limit on one job from its start to its end, retries and backoff included.
+    pub job_timeout: Duration,
+    /// Attempts for failures before the script was sent (auth, TLS, denied, no plugin).
+    /// A refused connection (the site is offline) is retried until the job's timeout.
+    pub max_attempts: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// How often `serve` looks for pending jobs when nothing woke it.
+    pub poll_interval: Duration,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            global_concurrency: 256,
+            run_concurrency: 64,
+            job_timeout: Duration::from_secs(300),
+            max_attempts: 5,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What one batch of jobs is run with.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Probe each site first; an offline one is recorded as skipped and sent nothing.
+    pub abort_if_offline: bool,
+    /// Run this many jobs first and wait for them; any failure halts the rest.
+    pub canary: usize,
+    /// Halt when the share of failed jobs among finished ones passes this (0 to 1).
+    pub halt_failure_rate: Option<f64>,
+    /// Finished jobs needed before the failure rate is judged.
+    pub halt_min_finished: u64,
+}
+
+impl RunOptions {
+    /// The options a scheduled script asks for.
+    pub fn for_schedule(schedule: &crate::store::ScheduledScript) -> RunOptions {
+        RunOptions {
+            abort_if_offline: schedule.abort_if_offline,
+            ..RunOptions::default()
+        }
+    }
+}
+
+/// Which jobs to run.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Jobs(Vec<String>),
+    Run {
+        schedule_id: String,
+        occurrence: u64,
+    },
+}
+
+/// What a `run_jobs` call did; the store holds the same, per job and per run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunReport {
+    pub completed: u64,
+    pub failed: u64,
+    pub skipped: u64,
+    /// Failed with `halted` without being started.
+    pub halted: u64,
+    /// Not started or put back to pending because of shutdown.
+    pub left_pending: u64,
+    /// Left `running` and sent (shutdown or an unrecorded outcome); recovery fails them
+    /// as interrupted.
+    pub left_running: u64,
+    /// Not pending when asked, or claimed by someone else: not run here.
+    pub not_run: u64,
+}
+
+/// Why the runner could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the store could not commit: {0}")]
+    Commit(Arc<StoreError>),
+    #[error("the runner's committer stopped")]
+    CommitterGone,
+}
+
+type Items = Vec<(String, Vec<JobTransition>)>;
+type Outcomes = Result<Vec<Result<Job, StoreError>>, Arc<StoreError>>;
+
+struct CommitRequest {
+    items: Items,
+    reply: oneshot::Sender<Outcomes>,
+}
+
+/// Runs jobs. Cheap to clone; clones share limits, the committer and background work.
+#[derive(Clone)]
+pub struct Runner {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("settings", &self.inner.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<Store>,
+    plugins: PluginHost,
+    settings: RunnerSettings,
+    global: Arc<Semaphore>,
+    commits: mpsc::UnboundedSender<CommitRequest>,
+    /// Express jobs started by `submit_async`, awaited by `drain`.
+    background: Mutex<JoinSet<()>>,
+    wake: Notify,
+}
+
+/// Whether the signal has fired, without waiting.
+fn signalled(shutdown: &Shutdown) -> bool {
+    let mut wait = pin!(shutdown.clone().wait());
+    matches!(
+        wait.as_mut().poll(&mut Context::from_waker(Waker::noop())),
+        Poll::Ready(())
+    )
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Takes every queued request and commits them together; ends when the runner is dropped.
+async fn committer(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<CommitRequest>) {
+    while let Some(first) = rx.recv().await {
+        let mut requests = vec![first];
+        let mut count = requests[0].items.len();
+        while count < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => {
+                    count += more.items.len();
+                    requests.push(more);
+                }
+                Err(_) => break,
+            }
+        }
+        let sizes: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
+        let mut replies = Vec::with_capacity(requests.len());
+        let mut items = Vec::with_capacity(count);
+        for request in requests {
+            items.extend(request.items);
+            replies.push(request.reply);
+        }
+        let store = store.clone();
+        let outcome = tokio::task::spawn_blocking(move || store.transition_each(items, Utc::now()))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Io {
+                    path: "commit".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
+        match outcome {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for (reply, size) in replies.into_iter().zip(sizes) {
+                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                }
+            }
+            Err(e) => {
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// How one job ended, as far as this runner is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Completed,
+    Failed,
+    Skipped,
+    LeftPending,
+    LeftRunning,
+    NotRun,
+}
+
+/// Counters of one `run_jobs` call, shared with its tasks.
+#[derive(Default)]
+struct Tally {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    skipped: AtomicU64,
+    left_pending: AtomicU64,
+    left_running: AtomicU64,
+    not_run: AtomicU64,
+    halted: AtomicU64,
+}
+
+impl Tally {
+    fn count(&self, outcome: Outcome) {
+        let counter = match outcome {
+            Outcome::Completed => &self.completed,
+            Outcome::Failed => &self.failed,
+            Outcome::Skipped => &self.skipped,
+            Outcome::LeftPending => &self.left_pending,
+            Outcome::LeftRunning => &self.left_running,
+            Outcome::NotRun => &self.not_run,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed and finished jobs, skipped ones aside: an offline site the schedule said to
+    /// skip is not a failure of the script.
+    fn rate(&self) -> (u64, u64) {
+        let failed = self.failed.load(Ordering::Relaxed);
+        (failed, failed + self.completed.load(Ordering::Relaxed))
+    }
+}
+
+impl Runner {
+    /// Makes a runner and starts its committer; call inside a tokio runtime.
+    pub fn new(store: Arc<Store>, plugins: PluginHost, settings: RunnerSettings) -> Runner {
+        let (commits, rx) = mpsc::unbounded_channel();
+        // The committer ends when the last clone of the runner is dropped.
+        tokio::spawn(committer(store.clone(), rx));
+        Runner {
+            inner: Arc::new(Inner {
+                store,
+                plugins,
+                global: Arc::new(Semaphore::new(settings.global_concurrency.max(1))),
+                settings,
+                commits,
+                background: Mutex::new(JoinSet::new()),
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.inner.settings
+    }
+
+    /// Commits transitions of several jobs together with whatever else is queued.
+    async fn commit(&self, items: Items) -> Result<Vec<Result<Job, StoreError>>, RunnerError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .commits
+            .send(CommitRequest { items, reply })
+            .map_err(|_| RunnerError::CommitterGone)?;
+        rx.await
+            .map_err(|_| RunnerError::CommitterGone)?
+            .map_err(RunnerError::Commit)
+    }
+
+    async fn commit_one(
+        &self,
+        id: &str,
+        transitions: Vec<JobTransition>,
+    ) -> Result<Job, RunnerError> {
+        let mut out = self.commit(vec![(id.to_owned(), transitions)]).await?;
+        match out.pop() {
+            Some(result) => Ok(result?),
+            None => Err(RunnerError::CommitterGone),
+        }
+    }
+
+    /// Runs the pending jobs of a selection to their end (or to shutdown), and reports.
+    /// Jobs not pending are left alone.
+    pub async fn run_jobs(
+        &self,
+        selection: Selection,
+        options: RunOptions,
+        shutdown: Shutdown,
+    ) -> Result<RunReport, RunnerError> {
+        let store = self.inner.store.clone();
+        let jobs = tokio::task::spawn_blocking(move || -> Result<Vec<Job>, StoreError> {
+            match selection {
+                Selection::Run {
+                    schedule_id,
+                    occurrence,
+                } => store.run_jobs(&schedule_id, occurrence),
+                Selection::Jobs(ids) => ids.iter().map(|id| store.get_job(id)).collect(),
+            }
+        })
+        .await
+        .map_err(|e| {
+            RunnerError::Store(StoreError::Io {
+                path: "read jobs".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })??;
+        let (pending, others): (Vec<Job>, Vec<Job>) = jobs
+            .into_iter()
+            .partition(|j| j.status == JobStatus::Pending);
+        let tally = Arc::new(Tally::default());
+        tally
+            .not_run
+            .fetch_add(others.len() as u64, Ordering::Relaxed);
+
+        let run_limit = Arc::new(Semaphore::new(self.inner.settings.run_concurrency.max(1)));
+        let options = Arc::new(options);
+        let mut tasks = JoinSet::new();
+        let mut queue = pending.into_iter();
+        let mut unstarted: Vec<Job> = Vec::new();
+        let mut halt_reason: Option<String> = None;
+
+        // The canary batch: started first, waited for, judged before anything else starts.
+        let canary: Vec<Job> = queue.by_ref().take(options.canary).collect();
+        let canary_size = canary.len() as u64;
+        let mut canary = canary.into_iter();
+        for job in canary.by_ref() {
+            match self
+                .dispatch(
+                    job, &run_limit, &options, &tally, &shutdown, &mut tasks, false,
+                )
+                .await
+            {
+                Dispatch::Started => {}
+                Dispatch::Stopped(job) | Dispatch::Halted(job, _) => {
+                    unstarted.push(job);
+                    break;
+                }
+            }
+        }
+        unstarted.extend(canary);
+        while tasks.join_next().await.is_some() {}
+        let canary_failed = tally.failed.load(Ordering::Relaxed);
+        if canary_size > 0 && canary_failed > 0 {
+            halt_reason = Some(format!(
+                "not started: the canary batch failed on {canary_failed} of {canary_size} sites"
+            ));
+        }
+
+        if halt_reason.is_none() && unstarted.is_empty() {
+            for job in queue.by_ref() {
+                match self
+                    .dispatch(
+                        job, &run_limit, &options, &tally, &shutdown, &mut tasks, true,
+                    )
+                    .await
+                {
+                    Dispatch::Started => while tasks.try_join_next().is_some() {},
+                    Dispatch::Stopped(job) => {
+                        unstarted.push(job);
+                        break;
+                    }
+                    Dispatch::Halted(job, reason) => {
+                        unstarted.push(job);
+                        halt_reason = Some(reason);
+                        break;
+                    }
+                }
+            }
+        }
+        unstarted.extend(queue);
+        match &halt_reason {
+            Some(reason) => self.halt(unstarted, reason, &tally).await,
+            // Only shutdown leaves jobs undispatched: they stay pending for the next start.
+            None => {
+                tally
+                    .left_pending
+                    .fetch_add(unstarted.len() as u64, Ordering::Relaxed);
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+
+        Ok(RunReport {
+            completed: tally.completed.load(Ordering::Relaxed),
+            failed: tally.failed.load(Ordering::Relaxed),
+            skipped: tally.skipped.load(Ordering::Relaxed),
+            halted: tally.halted.load(Ordering::Relaxed),
+            left_pending: tally.left_pending.load(Ordering::Relaxed),
+            left_running: tally.left_running.load(Ordering::Relaxed),
+            not_run: tally.not_run.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Waits for a slot (run, then global) and starts the job in it, unless shutdown came
+    /// first or, with `judge`, the failure rate has passed the threshold meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    async fn dispatch(
+        &self,
+        job: Job,
+        run_limit: &Arc<Semaphore>,
+        options: &Arc<RunOptions>,
+        tally: &Arc<Tally>,
+        shutdown: &Shutdown,
+        tasks: &mut JoinSet<()>,
+        judge: bool,
+    ) -> Dispatch {
+        let permits = async {
+            let run = run_limit.clone().acquire_owned().await.ok()?;
+            let global = self.inner.global.clone().acquire_owned().await.ok()?;
+            Some((run, global))
+        };
+        let permits = tokio::select! {
+            biased;
+            () = shutdown.clone().wait() => None,
+            permits = permits => permits,
+        };
+        let Some(permits) = permits else {
+            return Dispatch::Stopped(job);
+        };
+        if judge && let Some(reason) = failure_rate_halt(options, tally) {
+            return Dispatch::Halted(job, reason);
+        }
+        let runner = self.clone();
+        let (options, tally, shutdown) = (options.clone(), tally.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let outcome = runner.run_one(job, &options, &shutdown).await;
+            tally.count(outcome);
+            drop(permits);
+        });
+        Dispatch::Started
+    }
+
+    /// Fails jobs that were never started, in one commit; one taken meanwhile is left alone.
+    async fn halt(&self, jobs: Vec<Job>, reason: &str, tally: &Tally) {
+        if jobs.is_empty() {
+            return;
+        }
+        let error = JobError {
+            code: HALTED.into(),
+            message: format!("halted: {reason}"),
+        };
+        let items = jobs
+            .iter()
+            .map(|j| {
+                let fail = JobTransition::Fail {
+                    error: error.clone(),
+                    output: None,
+                };
+                (j.id.clone(), vec![fail])
+            })
+            .collect();
+        match self.commit(items).await {
+            Ok(results) => {
+                for result in results {
+                    let counter = if result.is_ok() {
+                        &tally.halted
+                    } else {
+                        &tally.not_run
+                    };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not record halted jobs; they stay pending");
+                tally
+                    .left_pending
+                    .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// The site's target and its transport, read fresh for each attempt so an edited
+    /// site or a reloaded plugin is picked up between retries.
+    fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
+        let store = &self.inner.store;
+        let site = store.get_site(&job.site_id).map_err(|e| ExecError {
+            code: SITE_NOT_FOUND.into(),
+            message: e.to_string(),
+            category: None,
+            maybe_sent: false,
+        })?;
+        let password = store.site_password(&job.site_id).map_err(|e| ExecError {
+            code: "credentials".into(),
+            message: e.to_string(),
+            category: None,
+            maybe_sent: false,
+        })?;
+        let transport = self
+            .inner
+            .plugins
+            .transport(&site.transport)
+            .map_err(|e| ExecError::from(crate::plugins::Failure::Call(e)))?;
+        let tls = site.tls.enabled.then(|| transport::TlsSettings {
+            verify: site.tls.verify,
+            pinned_sha256: site.tls.pinned_sha256.clone(),
+            server_name: site.tls.server_name.clone(),
+        });
+        let target = transport::Target {
+            site_id: site.id,
+            address: site.address,
+            port: site.port.unwrap_or(0),
+            username: site.username,
+            password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
+            tls,
+            connect_timeout_ms: 0,
+            reply_timeout_ms: 0,
+            options: Vec::new(),
+        };
+        Ok((transport, target))
+    }
+
+    /// One job from claim to its recorded end.
+    async fn run_one(&self, job: Job, options: &RunOptions, shutdown: &Shutdown) -> Outcome {
+        if signalled(shutdown) {
+            return Outcome::LeftPending;
+        }
+        let settings = &self.inner.settings;
+        let deadline = Instant::now() + settings.job_timeout;
+        let id = job.id.clone();
+
+        // Reads only; a job whose site is gone fails without being claimed for a run.
+        let mut prepared = self.prepare(&job);
+        if let Err(e) = &prepared
+            && e.code == SITE_NOT_FOUND
+        {
+            return self.finish_failed(&id, vec![JobTransition::Load], e).await;
+        }
+        let direct = prepared.is_ok() && !options.abort_if_offline && !job.make_backup;
+        let mut claim = vec![JobTransition::Load, JobTransition::Start];
+        if direct {
+            claim.push(JobTransition::MarkSent);
+        }
+        match self.commit_one(&id, claim).await {
+            Ok(_) => {}
+            Err(RunnerError::Store(_)) => return Outcome::NotRun,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "could not claim a job; it stays pending");
+                return Outcome::LeftPending;
+            }
+        }
+        let mut marked = direct;
+        let mut backoff = settings.backoff_initial;
+        let mut attempts: u32 = 1;
+        loop {
+            let attempt = self.attempt(&job, prepared, options, marked, deadline, shutdown);
+            let error = match attempt.await {
+                Attempt::Done(run) => return self.finish_completed(&id, run).await,
+                Attempt::Skipped(detail) => {
+                    let error = ExecError {
+                        code: SKIPPED.into(),
+                        message: format!("the site was offline, so nothing was sent: {detail}"),
+                        category: None,
+                        maybe_sent: false,
+                    };
+                    let _ = self.finish_failed(&id, vec![], &error).await;
+                    return Outcome::Skipped;
+                }
+                Attempt::Stopped => return self.requeue(&id).await,
+                // Still running and unsent: recovery requeues it.
+                Attempt::Unrecorded => return Outcome::LeftPending,
+                Attempt::Failed(error) => error,
+            };
+            // An offline site (refused) is waited for until the deadline; anything else
+            // that failed before sending gets a bounded number of attempts.
+            let retry = !error.maybe_sent
+                && error.code != SITE_NOT_FOUND
+                && (error.code == "refused" || attempts < settings.max_attempts)
+                && Instant::now() + backoff < deadline;
+            if !retry {
+                let mut error = error;
+                if !error.maybe_sent && attempts > 1 {
+                    error.message = format!("{} (after {attempts} attempts)", error.message);
+                }
+                return self.finish_failed(&id, vec![], &error).await;
+            }
+            if let Err(e) = self.commit_one(&id, vec![JobTransition::Retry]).await {
+                tracing::error!(job = %id, error = %e, "could not record a retry");
+                return Outcome::LeftRunning;
+            }
+            let slept = tokio::select! {
+                biased;
+                () = shutdown.clone().wait() => false,
+                () = tokio::time::sleep(backoff) => true,
+            };
+            if !slept {
+                return self.requeue(&id).await;
+            }
+            backoff = (backoff * 2).min(settings.backoff_max);
+            attempts += 1;
+            marked = false;
+            prepared = self.prepare(&job);
+        }
+    }
+
+    /// One attempt: probe, backup, `MarkSent`, script, each within the job's deadline.
+    async fn attempt(
+        &self,
+        job: &Job,
+        prepared: Result<(Transport, transport::Target), ExecError>,
+        options: &RunOptions,
+        marked: bool,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Attempt {
+        let (transport, target) = match prepared {
+            Ok(p) => p,
+            Err(e) => return Attempt::Failed(e),
+        };
+        let timed_out = || {
+            Attempt::Failed(ExecError {
+                code: JOB_TIMEOUT.into(),
+                message: format!(
+                    "the job did not finish within {}s",
+                    self.inner.settings.job_timeout.as_secs_f64()
+                ),
+                category: None,
+                // Only reached before the script is handed to the plugin.
+                maybe_sent: false,
+            })
+        };
+        // Until the script is sent, shutdown interrupts waiting on the device.
+        macro_rules! before_send {
+            ($fut:expr) => {
+                tokio::select! {
+                    biased;
+                    () = shutdown.clone().wait() => return Attempt::Stopped,
+                    r = tokio::time::timeout_at(deadline, $fut) => match r {
+                        Ok(v) => v,
+                        Err(_) => return timed_out(),
+                    },
+                }
+            };
+        }
+        if options.abort_if_offline {
+            match before_send!(transport.probe(&target)) {
+                Ok(probe) if !probe.online => {
+                    return Attempt::Skipped(probe.detail.unwrap_or_else(|| "offline".into()));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let e = ExecError::from(e);
+                    if matches!(e.code.as_str(), "refused" | "timeout" | "reset") {
+                        return Attempt::Skipped(e.message);
+                    }
+                }
+            }
+        }
+        let backup = if job.make_backup {
+            match before_send!(transport.backup(&target, None)) {
+                Ok(b) => Some(b.config),
+                Err(e) => {
+                    let mut e = ExecError::from(e);
+                    e.message = format!(
+                        "backup before the script failed, so the script was not run: {}",
+                        e.message
+                    );
+                    e.maybe_sent = false;
+                    return Attempt::Failed(e);
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(config) = &backup {
+            let (store, id, bytes) = (
+                self.inner.store.clone(),
+                job.id.clone(),
+                config.clone().into_bytes(),
+            );
+            let stored = tokio::task::spawn_blocking(move || store.put_backup(&id, &bytes)).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                // A script without the backup that was asked for is not run.
+                return Attempt::Failed(ExecError {
+                    code: "backup".into(),
+                    message: "the backup could not be stored, so the script was not run".into(),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+        }
+        if !marked
+            && let Err(e) = self
+                .commit_one(&job.id, vec![JobTransition::MarkSent])
+                .await
+        {
+            tracing::error!(job = %job.id, error = %e, "could not mark a job sent; not sending");
+            return Attempt::Unrecorded;
+        }
+        // From here the script may reach the device: no shutdown, only the deadline.
+        match tokio::time::timeout_at(
+            deadline,
+            execute::script(&transport, &target, &job.script, false),
+        )
+        .await
+        {
+            Ok(Ok(run)) => Attempt::Done(ScriptOutcome { output: run.output }),
+            Ok(Err(e)) => Attempt::Failed(e),
+            Err(_) => Attempt::Failed(ExecError {
+                code: JOB_TIMEOUT.into(),
+                message: format!(
+                    "the job did not finish within {}s; the script may have run",
+                    self.inner.settings.job_timeout.as_secs_f64()
+                ),
+                category: None,
+                maybe_sent: true,
+            }),
+        }
+    }
+
+    async fn finish_completed(&self, id: &str, run: ScriptOutcome) -> Outcome {
+        let complete = JobTransition::Complete {
+            output: Some(run.output),
+        };
+        match self.commit_one(id, vec![complete]).await {
+            Ok(_) => Outcome::Completed,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "could not record a completed job");
+                Outcome::LeftRunning
+            }
+        }
+    }
+
+    /// Records a failure after `before` (for a job not yet claimed: its claim).
+    async fn finish_failed(
+        &self,
+        id: &str,
+        mut before: Vec<JobTransition>,
+        error: &ExecError,
+    ) -> Outcome {
+        let code = error.code.clone();
+        before.push(JobTransition::Fail {
+            error: JobError {
+                code: error.code.clone(),
+                message: error.message.clone(),
+            },
+            output: None,
+        });
+        match self.commit_one(id, before).await {
+            Ok(_) if code == SKIPPED => Outcome::Skipped,
+            Ok(_) => Outcome::Failed,
+            Err(RunnerError::Store(_)) => Outcome::NotRun,
+            Err(e) => {
+                tracing::error!(job = %id, error = %e, "could not record a failed job");
+                Outcome::LeftRunning
+            }
+        }
+    }
+
+    /// Puts a job whose script was not sent back to pending, for the next start.
+    async fn requeue(&self, id: &str) -> Outcome {
+        match self.commit_one(id, vec![JobTransition::Requeue]).await {
+            Ok(_) => Outcome::LeftPending,
+            Err(e) => {
+                // Still running and unsent: recovery requeues it.
+                tracing::warn!(job = %id, error = %e, "could not requeue a job at shutdown");
+                Outcome::LeftPending
+            }
+        }
+    }
+
+    /// Seed 001's asynchronous job: created once per idempotency key; an express job starts
+    /// now, in the background (await it with [`Runner::drain`]), any other waits for
+    /// [`Runner::serve`]. A job found under the key is returned and never run again.
+    pub async fn submit_async(
+        &self,
+        input: JobInput,
+        shutdown: Shutdown,
+    ) -> Result<(Job, bool), RunnerError> {
+        let store = self.inner.store.clone();
+        let (job, created) =
+            tokio::task::spawn_blocking(move || store.create_job(input, Utc::now()))
+                .await
+                .map_err(|e| {
+                    RunnerError::Store(StoreError::Io {
+                        path: "create job".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })
+                })??;
+        if created {
+            if job.express_execute {
+                let runner = self.clone();
+                let selection = Selection::Jobs(vec![job.id.clone()]);
+                let mut background = lock(&self.inner.background);
+                while background.try_join_next().is_some() {}
+                background.spawn(async move {
+                    if let Err(e) = runner
+                        .run_jobs(selection, RunOptions::default(), shutdown)
+                        .await
+                    {
+                        tracing::error!(error = %e, "an express job could not run");
+                    }
+                });
+            } else {
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok((job, created))
+    }
+
+    /// Waits for every express job started by `submit_async`.
+    pub async fn drain(&self) {
+        loop {
+            let next = {
+                let mut background = lock(&self.inner.background);
+                if background.is_empty() {
+                    return;
+                }
+                // Taken out so the lock is not held across the wait.
+                std::mem::take(&mut *background)
+            };
+            let mut next = next;
+            while next.join_next().await.is_some() {}
+        }
+    }
+
+    /// Runs every pending job once, as the engine does on start after `Store::recover`:
+    /// the jobs of a schedule run with that schedule's options, the others with defaults.
+    /// Jobs left `running` are not touched: recovery has settled them already.
+    pub async fn resume_pending(&self, shutdown: Shutdown) -> Result<RunReport, RunnerError> {
+        let pending = self.pending_ids(true).await?;
+        let mut total = RunReport::default();
+        let mut groups: Vec<(Option<(String, u64)>, Vec<String>)> = Vec::new();
+        for (origin, id) in pending {
+            match groups.iter_mut().find(|(o, _)| *o == origin) {
+                Some((_, ids)) => ids.push(id),
+                None => groups.push((origin, vec![id])),
+            }
+        }
+        let mut runs = JoinSet::new();
+        for (origin, ids) in groups {
+            let options = match &origin {
+                Some((schedule_id, _)) => self
+                    .inner
+                    .store
+                    .get_schedule(schedule_id)
+                    .map(|s| RunOptions::for_schedule(&s))
+                    .unwrap_or_default(),
+                None => RunOptions::default(),
+            };
+            let runner = self.clone();
+            let shutdown = shutdown.clone();
+            runs.spawn(async move {
+                runner
+                    .run_jobs(Selection::Jobs(ids), options, shutdown)
+                    .await
+            });
+        }
+        while let Some(done) = runs.join_next().await {
+            if let Ok(Ok(report)) = done {
+                total.add(&report);
+            }
+        }
+        Ok(total)
+    }
+
+    /// Pending job ids with their schedule occurrence, oldest first; with `scheduled`
+    /// false, only the jobs of seed 001 (those without a schedule).
+    async fn pending_ids(
+        &self,
+        scheduled: bool,
+    ) -> Result<Vec<(Option<(String, u64)>, String)>, RunnerError> {
+        let store = self.inner.store.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            let mut out = Vec::new();
+            let mut page = Page::first(crate::store::MAX_PAGE);
+            loop {
+                let jobs = store.active_jobs(JobStatus::Pending, &page)?;
+                let Some(last) = jobs.last() else { break };
+                page.after = Some(last.seq_id);
+                for job in jobs {
+                    let origin = job.origin.map(|o| (o.schedule_id, o.occurrence));
+                    if scheduled || origin.is_none() {
+                        out.push((origin, job.id));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| {
+            RunnerError::Store(StoreError::Io {
+                path: "pending jobs".into(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        })?
+        .map_err(RunnerError::Store)
+    }
+
+    /// Runs queued seed 001 jobs (not express) until shutdown: woken by `submit_async`,
+    /// and every `poll_interval` for jobs queued by another path. Jobs of schedules are
+    /// left to the scheduler, which runs them with their run's options.
+    pub async fn serve(&self, shutdown: Shutdown) {
+        loop {
+            match self.pending_ids(false).await {
+                Ok(pending) if !pending.is_empty() => {
+                    let ids = pending.into_iter().map(|(_, id)| id).collect();
+                    let run = self.run_jobs(
+                        Selection::Jobs(ids),
+                        RunOptions::default(),
+                        shutdown.clone(),
+                    );
+                    if let Err(e) = run.await {
+                        tracing::error!(error = %e, "queued jobs could not run");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "could not read the pending jobs"),
+            }
+            tokio::select! {
+                biased;
+                () = shutdown.clone().wait() => break,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+            }
+        }
+        self.drain().await;
+    }
+}
+
+impl RunReport {
+    fn add(&mut self, other: &RunReport) {
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.skipped += other.skipped;
+        self.halted += other.halted;
+        self.left_pending += other.left_pending;
+        self.left_running += other.left_running;
+        self.not_run += other.not_run;
+    }
+}
+
+/// The failure-rate halt's reason, once the rate has passed the threshold.
+fn failure_rate_halt(options: &RunOptions, tally: &Tally) -> Option<String> {
+    let threshold = options.halt_failure_rate?;
+    let (failed, finished) = tally.rate();
+    if finished == 0 || finished < options.halt_min_finished {
+        return None;
+    }
+    let rate = failed as f64 / finished as f64;
+    (rate > threshold).then(|| {
+        format!(
+            "not started: {failed} of {finished} finished jobs failed ({:.0}%), above the {:.0}% threshold",
+            rate * 100.0,
+            threshold * 100.0
+        )
+    })
+}
+
+enum Dispatch {
+    Started,
+    Stopped(Job),
+    Halted(Job, String),
+}
+
+struct ScriptOutcome {
+    output: String,
+}
+
+enum Attempt {
+    Done(ScriptOutcome),
+    Skipped(String),
+    Failed(ExecError),
+    /// Shutdown before anything was sent.
+    Stopped,
+    /// The `sent` mark could not be written; nothing was sent, the job stays running.
+    Unrecorded,
+}
+
+#[cfg(test)]
+mod tests;
