@@ -4,6 +4,7 @@
 //! The engine owns what must never be lost or done twice; everything that talks to the
 //! outside world is a WebAssembly component plugin.
 //!
+//! - [`approval`]: authorizing scheduled scripts: four eyes, single-use links, hash-bound.
 //! - [`config`]: the TOML file, `YARDMASTER_*` variables and flags, with working defaults.
 //! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
 //!   calls into transports, notifiers, script sources and generators.
@@ -17,6 +18,7 @@
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 
 pub mod api;
+pub mod approval;
 pub mod client;
 pub mod config;
 pub mod plugins;

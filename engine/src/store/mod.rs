@@ -19,6 +19,7 @@
 //! (A debug build of redb checks every allocated page when it opens a database; measure
 //! restart times with an optimised build.)
 
+pub(crate) mod approvals;
 mod crypto;
 mod error;
 mod jobs;

@@ -72,3 +72,8 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// (next attempt, unix milliseconds; event id) -> (): only events still to deliver.
 pub(crate) const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due");
+
+/// sha256 of an approval token (hex) -> approval token record. The token itself is not
+/// kept here; only the outbox event that delivers its link carries it, until pruned.
+pub(crate) const APPROVAL_TOKENS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("approval_tokens");

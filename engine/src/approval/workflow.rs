@@ -1,0 +1,419 @@
+//! The three steps of the workflow: request, approve, cancel.
+//!
+//! Each step checks everything it can against one read of the schedule, then commits
+//! through the store, whose own transactions re-check the state: a step that raced
+//! another (two approvals, an approval and a cancel) fails with a conflict instead of
+//! doing both. Token checks happen last before the commit, so a refusal for any other
+//! reason (four eyes, state, no future launch) leaves the link usable.
+
+use chacha20poly1305::aead::{OsRng, rand_core::RngCore};
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::{
+    ApprovalError, OrgPolicy, Principal, SCOPE_AUTHORIZE, SCOPE_CREATE, SCOPE_DELETE, SCOPE_UPDATE,
+    approval_hash,
+};
+use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
+use crate::store::approvals::{ApprovalToken, TokenRejection};
+use crate::store::{
+    AuditInput, Recurrence, RecurrenceKind, ScheduleStatus, ScheduledScript, Store,
+};
+
+/// Event announcing an approval request; its payload carries the link to deliver.
+pub const EVENT_REQUESTED: &str = "script.authorization_requested";
+pub const EVENT_AUTHORIZED: &str = "script.authorized";
+pub const EVENT_CANCELLED: &str = "script.cancelled";
+
+/// What [`request`] did. The link is not part of it: it goes only to the recipients,
+/// through the outbox event, so the requester cannot approve with a link handed back.
+#[derive(Debug, Clone)]
+pub struct Requested {
+    pub schedule: ScheduledScript,
+    /// The outbox event that carries the link.
+    pub event_id: u64,
+    pub recipients: Vec<String>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What [`approve`] did.
+#[derive(Debug, Clone)]
+pub struct Approved {
+    pub schedule: ScheduledScript,
+    pub next_launch_at: DateTime<Utc>,
+    /// Approved through a link rather than the `script:authorize` scope.
+    pub via_link: bool,
+}
+
+/// Asks for approval of an unauthorized schedule: records the request, issues a link
+/// valid for `link_ttl`, and emits [`EVENT_REQUESTED`] naming the recipients (the
+/// schedule's `notify` users or, when it names none, every user of its organization).
+///
+/// Requires `script:create` or `script:update`: whoever may write a schedule may ask
+/// for it to be approved.
+pub fn request(
+    store: &Store,
+    schedule_id: &str,
+    requester: &Principal,
+    now: DateTime<Utc>,
+    link_ttl: TimeDelta,
+) -> Result<Requested, ApprovalError> {
+    let current = load(store, schedule_id, requester)?;
+    if !requester.has_scope(SCOPE_CREATE) && !requester.has_scope(SCOPE_UPDATE) {
+        return Err(ApprovalError::Forbidden {
+            scope: SCOPE_UPDATE,
+        });
+    }
+    if link_ttl <= TimeDelta::zero() {
+        return Err(ApprovalError::Invalid {
+            field: "link_ttl",
+            reason: "must be positive".into(),
+        });
+    }
+    let expires_at = now
+        .checked_add_signed(link_ttl)
+        .ok_or_else(|| ApprovalError::Invalid {
+            field: "link_ttl",
+            reason: "ends beyond the calendar".into(),
+        })?;
+    if current.status != ScheduleStatus::Unauthorized {
+        return Err(conflict(
+            schedule_id,
+            format!(
+                "is {}; only an unauthorized schedule asks for approval",
+                status_name(current.status)
+            ),
+        ));
+    }
+    let schedule = store
+        .request_authorization(schedule_id, &requester.user_id, now)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    // Bound to the version the request recorded: an edit after this point changes the
+    // hash, and the link stops approving.
+    let approval = approval_hash(&schedule);
+
+    let (recipients, recipients_from) = if schedule.notify.is_empty() {
+        let users = store
+            .organization_users(&schedule.organization)
+            .map_err(ApprovalError::Store)?;
+        (users.into_iter().map(|u| u.id).collect(), "organization")
+    } else {
+        (schedule.notify.clone(), "notify")
+    };
+
+    let token = new_token();
+    let record = ApprovalToken {
+        digest: digest(&token),
+        schedule_id: schedule.id.clone(),
+        organization: schedule.organization.clone(),
+        approval: approval.clone(),
+        requested_by: requester.user_id.clone(),
+        created_at: now,
+        expires_at,
+        used_at: None,
+        used_by: None,
+    };
+    let audit = AuditInput {
+        at: now,
+        organization: schedule.organization.clone(),
+        actor: requester.user_id.clone(),
+        action: EVENT_REQUESTED.into(),
+        target: schedule.id.clone(),
+        detail: json!({
+            "approval": approval,
+            "recipients": recipients,
+            "expires_at": expires_at,
+        }),
+    };
+    // The outbox holds the link until the event is delivered and pruned; the token
+    // table holds only its digest.
+    let payload = json!({
+        "schedule_id": schedule.id,
+        "organization": schedule.organization,
+        "description": schedule.description,
+        "created_by": schedule.created_by,
+        "requested_by": requester.user_id,
+        "recipients": recipients,
+        "recipients_from": recipients_from,
+        "link": format!("/scripts/scheduled/{}/authorize?token={token}", schedule.id),
+        "expires_at": expires_at,
+        "approval": approval,
+    });
+    let event_id = store
+        .issue_approval_token(&record, audit, EVENT_REQUESTED, payload, now)
+        .map_err(ApprovalError::Store)?;
+    Ok(Requested {
+        schedule,
+        event_id,
+        recipients,
+        expires_at,
+    })
+}
+
+/// Approves an unauthorized schedule as it stands, and schedules its next launch.
+///
+/// The approver needs `script:authorize`, or a link (`token`) issued for this schedule
+/// and still matching it. A link that is presented is always checked and used up, even
+/// by a holder of the scope, so that the link's single use is never in doubt. The
+/// creator may approve only when `policy` allows self-approval.
+pub fn approve(
+    store: &Store,
+    schedule_id: &str,
+    approver: &Principal,
+    token: Option<&str>,
+    policy: OrgPolicy,
+    now: DateTime<Utc>,
+) -> Result<Approved, ApprovalError> {
+    let current = load(store, schedule_id, approver)?;
+    if token.is_none() && !approver.has_scope(SCOPE_AUTHORIZE) {
+        return Err(ApprovalError::Forbidden {
+            scope: SCOPE_AUTHORIZE,
+        });
+    }
+    if current.status != ScheduleStatus::Unauthorized {
+        return Err(conflict(
+            schedule_id,
+            format!(
+                "is {}; only an unauthorized schedule can be approved",
+                status_name(current.status)
+            ),
+        ));
+    }
+    let self_approval = current.created_by == approver.user_id;
+    if self_approval && !policy.allow_self_approval {
+        return Err(ApprovalError::SelfApproval);
+    }
+    let approval = approval_hash(&current);
+    let next_launch_at = next_launch(&current, now)?;
+
+    if let Some(token) = token {
+        let used = store
+            .consume_approval_token(
+                &digest(token),
+                schedule_id,
+                &approval,
+                &approver.user_id,
+                now,
+            )
+            .map_err(ApprovalError::Store)?;
+        match used {
+            Ok(_) => {}
+            Err(TokenRejection::Expired) => return Err(ApprovalError::ExpiredToken),
+            Err(TokenRejection::Used) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "it has already been used",
+                });
+            }
+            Err(TokenRejection::Stale) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "the scheduled script changed after the link was sent; request authorization again",
+                });
+            }
+            Err(TokenRejection::Unknown) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "it does not belong to this scheduled script",
+                });
+            }
+        }
+    }
+
+    let schedule = store
+        .authorize_schedule(
+            schedule_id,
+            &approver.user_id,
+            &approval,
+            Some(next_launch_at),
+            now,
+        )
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    let stale = approval_hash(&schedule) != approval;
+    let via = if token.is_some() { "link" } else { "scope" };
+    let audit = AuditInput {
+        at: now,
+        organization: schedule.organization.clone(),
+        actor: approver.user_id.clone(),
+        action: EVENT_AUTHORIZED.into(),
+        target: schedule.id.clone(),
+        detail: json!({
+            "approval": approval,
+            "via": via,
+            "self_approval": self_approval,
+            "next_launch_at": next_launch_at,
+            "stale": stale,
+        }),
+    };
+    let payload = json!({
+        "schedule_id": schedule.id,
+        "organization": schedule.organization,
+        "description": schedule.description,
+        "created_by": schedule.created_by,
+        "authorized_by": approver.user_id,
+        "authorized_at": now,
+        "approval": approval,
+        "next_launch_at": next_launch_at,
+        "notify": schedule.notify,
+    });
+    store
+        .record_decision(audit, EVENT_AUTHORIZED, payload, now)
+        .map_err(ApprovalError::Store)?;
+    if stale {
+        // An edit landed between the read above and the store's commit. The store will
+        // not launch under an approval that does not match, so nothing runs unapproved;
+        // the approver is told their approval does not cover the schedule as it is now.
+        return Err(conflict(
+            schedule_id,
+            "changed while it was being approved; the approval does not cover the change".into(),
+        ));
+    }
+    Ok(Approved {
+        schedule,
+        next_launch_at,
+        via_link: token.is_some(),
+    })
+}
+
+/// Cancels a schedule that has not finished; a launched one stops before its unstarted
+/// jobs. Requires `script:update` or `script:delete`: editing already de-authorizes a
+/// schedule, and deleting a launched one requires cancelling it first.
+pub fn cancel(
+    store: &Store,
+    schedule_id: &str,
+    actor: &Principal,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, ApprovalError> {
+    let current = load(store, schedule_id, actor)?;
+    if !actor.has_scope(SCOPE_UPDATE) && !actor.has_scope(SCOPE_DELETE) {
+        return Err(ApprovalError::Forbidden {
+            scope: SCOPE_UPDATE,
+        });
+    }
+    let schedule = store
+        .cancel_schedule(schedule_id, now)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    let audit = AuditInput {
+        at: now,
+        organization: schedule.organization.clone(),
+        actor: actor.user_id.clone(),
+        action: EVENT_CANCELLED.into(),
+        target: schedule.id.clone(),
+        detail: json!({"previous_status": current.status}),
+    };
+    let payload = json!({
+        "schedule_id": schedule.id,
+        "organization": schedule.organization,
+        "description": schedule.description,
+        "cancelled_by": actor.user_id,
+        "cancelled_at": now,
+        "previous_status": current.status,
+        "notify": schedule.notify,
+    });
+    store
+        .record_decision(audit, EVENT_CANCELLED, payload, now)
+        .map_err(ApprovalError::Store)?;
+    Ok(schedule)
+}
+
+/// The schedule, if it exists and belongs to the caller's organization; any other
+/// schedule is not found, so ids of other organizations cannot be probed.
+fn load(store: &Store, id: &str, who: &Principal) -> Result<ScheduledScript, ApprovalError> {
+    match store.get_schedule(id) {
+        Ok(s) if s.organization == who.organization => Ok(s),
+        Ok(_) => Err(ApprovalError::NotFound { id: id.to_owned() }),
+        Err(e) => Err(ApprovalError::from_store(id, e)),
+    }
+}
+
+/// When an approved schedule first launches: its recurrence's next occurrence after
+/// `now`, or its `launch_at` if that is still ahead.
+fn next_launch(s: &ScheduledScript, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApprovalError> {
+    if let Some(rule) = &s.recurrence {
+        return scheduler_rule(rule)?
+            .next_after(now)
+            .map(|o| o.at)
+            .ok_or_else(|| ApprovalError::Invalid {
+                field: "recurrence",
+                reason: "has no occurrence in the future".into(),
+            });
+    }
+    match s.launch_at {
+        Some(at) if at > now => Ok(at),
+        Some(at) => Err(ApprovalError::Invalid {
+            field: "launch_at",
+            reason: format!("{} is not in the future", at.to_rfc3339()),
+        }),
+        None => Err(ApprovalError::Invalid {
+            field: "launch_at",
+            reason: "a schedule needs launch_at or a recurrence".into(),
+        }),
+    }
+}
+
+/// The store's recurrence as the scheduler's validated rule.
+pub(crate) fn scheduler_rule(r: &Recurrence) -> Result<scheduler::Recurrence, ApprovalError> {
+    let schedule_type = match r.kind {
+        RecurrenceKind::OneTime => ScheduleType::OneTime,
+        RecurrenceKind::Hourly => ScheduleType::Hourly,
+        RecurrenceKind::Daily => ScheduleType::Daily,
+        RecurrenceKind::Weekly => ScheduleType::Weekly,
+        RecurrenceKind::Monthly => ScheduleType::Monthly,
+    };
+    let hourly_interval = match (schedule_type, r.interval) {
+        (ScheduleType::Hourly, n) => Some(n.unwrap_or(1)),
+        (_, None | Some(1)) => None,
+        (_, Some(_)) => {
+            return Err(ApprovalError::Invalid {
+                field: "recurrence.interval",
+                reason: "only an HOURLY recurrence repeats every N; use 1 or leave it out".into(),
+            });
+        }
+    };
+    let spec = RecurrenceSpec {
+        schedule_type,
+        start_date: r.start_date,
+        end_date: r.end_date,
+        start_time: r.start_time,
+        timezone: r.timezone.clone(),
+        hourly_interval,
+        days_of_week: r
+            .days_of_week
+            .iter()
+            .map(|d| d.number_from_monday())
+            .collect(),
+        recurrence_date: r.day_of_month.map(u32::from),
+    };
+    scheduler::Recurrence::new(spec).map_err(|e| ApprovalError::Invalid {
+        field: "recurrence",
+        reason: e.to_string(),
+    })
+}
+
+fn conflict(id: &str, reason: String) -> ApprovalError {
+    ApprovalError::Conflict {
+        id: id.to_owned(),
+        reason,
+    }
+}
+
+fn status_name(s: ScheduleStatus) -> &'static str {
+    match s {
+        ScheduleStatus::Unauthorized => "unauthorized",
+        ScheduleStatus::Scheduled => "scheduled",
+        ScheduleStatus::Launched => "launched",
+        ScheduleStatus::Completed => "completed",
+        ScheduleStatus::Failed => "failed",
+        ScheduleStatus::PartiallyFailed => "partially failed",
+        ScheduleStatus::Cancelled => "cancelled",
+    }
+}
+
+/// 256 random bits from the operating system, as 64 hex digits for a URL.
+fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}

@@ -1,0 +1,208 @@
+//! Approval tokens and the records of approval decisions, for `crate::approval`.
+//!
+//! A token is kept only as its sha256, bound to one schedule and to the approval hash of
+//! the version that was sent out for approval. Consuming it is one transaction that
+//! checks it and marks it used, so two clicks on the same link cannot both approve.
+//! The table is created on first write: it is newer than the schema's other tables, and
+//! a database written before it simply has no tokens.
+
+use chrono::{DateTime, Utc};
+use redb::ReadableTable;
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use super::error::StoreError;
+use super::journal::{push_audit, push_event};
+use super::records::{AuditInput, User};
+use super::tables::{APPROVAL_TOKENS, USERS};
+use super::txn::{decode, encode};
+
+const KIND: &str = "approval token";
+
+/// One approval link's token, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ApprovalToken {
+    /// Hex sha256 of the token; the key of the record.
+    pub(crate) digest: String,
+    pub(crate) schedule_id: String,
+    pub(crate) organization: String,
+    /// The approval hash of the schedule when the token was issued.
+    pub(crate) approval: String,
+    pub(crate) requested_by: String,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) used_at: Option<DateTime<Utc>>,
+    pub(crate) used_by: Option<String>,
+}
+
+/// Why a presented token does not approve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenRejection {
+    /// No such token, or one issued for another schedule: the caller learns nothing more.
+    Unknown,
+    Used,
+    Expired,
+    /// Issued for an earlier version of the schedule.
+    Stale,
+}
+
+impl Store {
+    /// Stores a new token, its audit line and the event that carries its link, in one
+    /// commit: the link is announced if and only if the token exists.
+    pub(crate) fn issue_approval_token(
+        &self,
+        token: &ApprovalToken,
+        audit: AuditInput,
+        event_kind: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let bytes = encode(KIND, &token.schedule_id, token)?;
+        self.write(|tx| {
+            tx.open_table(APPROVAL_TOKENS)?
+                .insert(token.digest.as_str(), bytes.as_slice())?;
+            push_audit(tx, audit)?;
+            push_event(tx, event_kind, payload, now)
+        })
+    }
+
+    /// Checks the token with digest `digest` against the schedule and its current
+    /// approval hash and, when it approves, marks it used by `by`.
+    pub(crate) fn consume_approval_token(
+        &self,
+        digest: &str,
+        schedule_id: &str,
+        approval: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<ApprovalToken, TokenRejection>, StoreError> {
+        self.write(|tx| {
+            let mut tokens = tx.open_table(APPROVAL_TOKENS)?;
+            let found: Option<ApprovalToken> = match tokens.get(digest)? {
+                Some(bytes) => Some(decode(KIND, schedule_id, bytes.value())?),
+                None => None,
+            };
+            let mut token = match found {
+                Some(t) if t.schedule_id == schedule_id => t,
+                _ => return Ok(Err(TokenRejection::Unknown)),
+            };
+            if token.used_at.is_some() {
+                return Ok(Err(TokenRejection::Used));
+            }
+            if now >= token.expires_at {
+                return Ok(Err(TokenRejection::Expired));
+            }
+            if token.approval != approval {
+                return Ok(Err(TokenRejection::Stale));
+            }
+            token.used_at = Some(now);
+            token.used_by = Some(by.to_owned());
+            tokens.insert(digest, encode(KIND, schedule_id, &token)?.as_slice())?;
+            Ok(Ok(token))
+        })
+    }
+
+    /// Appends an audit line and an outbox event in one commit.
+    pub(crate) fn record_decision(
+        &self,
+        audit: AuditInput,
+        event_kind: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            push_audit(tx, audit)?;
+            push_event(tx, event_kind, payload, now)?;
+            Ok(())
+        })
+    }
+
+    /// The users of one organization, in id order. Reads every user: organizations are
+    /// small and this runs once per authorization request.
+    pub(crate) fn organization_users(&self, organization: &str) -> Result<Vec<User>, StoreError> {
+        self.read(|tx| {
+            let mut out = Vec::new();
+            for entry in tx.open_table(USERS)?.iter()? {
+                let (key, value) = entry?;
+                let user: User = decode("user", key.value(), value.value())?;
+                if user.organization == organization {
+                    out.push(user);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{open, t};
+
+    fn audit() -> AuditInput {
+        AuditInput {
+            at: t(0),
+            organization: "org1".into(),
+            actor: "u1".into(),
+            action: "test".into(),
+            target: "s1".into(),
+            detail: serde_json::json!({}),
+        }
+    }
+
+    fn token(digest: &str) -> ApprovalToken {
+        ApprovalToken {
+            digest: digest.into(),
+            schedule_id: "s1".into(),
+            organization: "org1".into(),
+            approval: "h1".into(),
+            requested_by: "u1".into(),
+            created_at: t(0),
+            expires_at: t(100),
+            used_at: None,
+            used_by: None,
+        }
+    }
+
+    #[test]
+    fn a_token_approves_once_for_its_schedule_and_hash_until_it_expires() {
+        let (_dir, store) = open();
+        for d in ["d1", "d2"] {
+            store
+                .issue_approval_token(
+                    &token(d),
+                    audit(),
+                    "test.token",
+                    serde_json::json!({}),
+                    t(0),
+                )
+                .expect("issue");
+        }
+        let consume = |d: &str, s: &str, h: &str, at: i64| {
+            store
+                .consume_approval_token(d, s, h, "u2", t(at))
+                .expect("consume")
+        };
+        assert_eq!(consume("nope", "s1", "h1", 1), Err(TokenRejection::Unknown));
+        assert_eq!(consume("d1", "s2", "h1", 1), Err(TokenRejection::Unknown));
+        assert_eq!(consume("d1", "s1", "h2", 1), Err(TokenRejection::Stale));
+        assert_eq!(consume("d2", "s1", "h1", 100), Err(TokenRejection::Expired));
+        let used = consume("d1", "s1", "h1", 1).expect("approves");
+        assert_eq!(used.used_by.as_deref(), Some("u2"));
+        assert_eq!(consume("d1", "s1", "h1", 2), Err(TokenRejection::Used));
+    }
+
+    #[test]
+    fn decisions_write_audit_and_event_together() {
+        let (_dir, store) = open();
+        store
+            .record_decision(audit(), "test.decided", serde_json::json!({"x": 1}), t(0))
+            .expect("record");
+        let lines = store
+            .list_audit(&crate::store::Page::first(10))
+            .expect("audit");
+        assert_eq!(lines.len(), 1);
+        let events = store.due_events(t(0), 10).expect("events");
+        assert!(events.iter().any(|e| e.kind == "test.decided"));
+    }
+}
