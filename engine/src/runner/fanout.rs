@@ -141,6 +141,8 @@ pub enum RunnerError {
 }
 
 type Items = Vec<(String, Vec<JobTransition>)>;
+/// The schedule occurrence of a pending job, `None` for seed 001's jobs.
+type Origin = Option<(String, u64)>;
 type Outcomes = Result<Vec<Result<Job, StoreError>>, Arc<StoreError>>;
 
 struct CommitRequest {
@@ -867,7 +869,7 @@ impl Runner {
     pub async fn resume_pending(&self, shutdown: Shutdown) -> Result<RunReport, RunnerError> {
         let pending = self.pending_ids(true).await?;
         let mut total = RunReport::default();
-        let mut groups: Vec<(Option<(String, u64)>, Vec<String>)> = Vec::new();
+        let mut groups: Vec<(Origin, Vec<String>)> = Vec::new();
         for (origin, id) in pending {
             match groups.iter_mut().find(|(o, _)| *o == origin) {
                 Some((_, ids)) => ids.push(id),
@@ -903,10 +905,7 @@ impl Runner {
 
     /// Pending job ids with their schedule occurrence, oldest first; with `scheduled`
     /// false, only the jobs of seed 001 (those without a schedule).
-    async fn pending_ids(
-        &self,
-        scheduled: bool,
-    ) -> Result<Vec<(Option<(String, u64)>, String)>, RunnerError> {
+    async fn pending_ids(&self, scheduled: bool) -> Result<Vec<(Origin, String)>, RunnerError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut out = Vec::new();
