@@ -20,7 +20,9 @@ fn main() {
     let plugins_dir = workspace.join("plugins");
 
     // A new plugin directory must rerun this script.
-    println!("cargo:rerun-if-changed={}", plugins_dir.display());
+    // Not the whole plugins/ folder: `yardmaster serve` run from the repository root
+    // installs .wasm files there. A new plugin crate is a new workspace member, and the
+    // workspace manifest is watched.
     let components = first_party_plugins(&plugins_dir);
     let built = wasm_build::build(workspace, &components, &out_dir.join("plugins"));
 
