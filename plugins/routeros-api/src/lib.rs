@@ -118,7 +118,10 @@ fn execute(session: &mut Session<Connection>, script: &str) -> Result<String, Tr
         .and_then(|r| r.iter().find(|(k, _)| k == "contents"))
         .map(|(_, v)| v.clone())
         .unwrap_or_default();
-    if let Some(id) = row.and_then(|r| r.iter().find(|(k, _)| k == ".id")).map(|(_, v)| v.clone()) {
+    if let Some(id) = row
+        .and_then(|r| r.iter().find(|(k, _)| k == ".id"))
+        .map(|(_, v)| v.clone())
+    {
         let _ = session.command(&["/file/remove".to_owned(), format!("=.id={id}")]);
     }
     Ok(contents)
@@ -147,7 +150,9 @@ impl Transport for RouterOsApi {
 
     fn run_command(target: Target, words: Vec<String>) -> Result<CommandReply, TransportError> {
         let Some(command) = words.first() else {
-            return Err(TransportError::Other("no command word was given".to_owned()));
+            return Err(TransportError::Other(
+                "no command word was given".to_owned(),
+            ));
         };
         if !command.starts_with('/') {
             return Err(TransportError::Other(format!(
@@ -159,7 +164,11 @@ impl Transport for RouterOsApi {
     }
 
     fn run_script(target: Target, script: String) -> Result<String, TransportError> {
-        log::debug!("running {} bytes of script on {}", script.len(), target.site_id);
+        log::debug!(
+            "running {} bytes of script on {}",
+            script.len(),
+            target.site_id
+        );
         let output = with_session(&target, |session| execute(session, &script))?;
         if let Some(error) = script_error(&output) {
             return Err(TransportError::Script(error));
@@ -189,7 +198,11 @@ impl Transport for RouterOsApi {
                     session
                         .command(&["/system/backup/save".to_owned(), format!("=name={name}")])?
                         .into_reply()?;
-                    Some(if name.ends_with(".backup") { name } else { format!("{name}.backup") })
+                    Some(if name.ends_with(".backup") {
+                        name
+                    } else {
+                        format!("{name}.backup")
+                    })
                 }
                 None => None,
             };
@@ -223,8 +236,12 @@ impl Transport for RouterOsApi {
         let result = (|| {
             let identity = session.send(&["/system/identity/print".to_owned()])?;
             let resource = session.send(&["/system/resource/print".to_owned()])?;
-            let identity = session.collect(&identity, "to /system/identity/print")?.into_reply()?;
-            let resource = session.collect(&resource, "to /system/resource/print")?.into_reply()?;
+            let identity = session
+                .collect(&identity, "to /system/identity/print")?
+                .into_reply()?;
+            let resource = session
+                .collect(&resource, "to /system/resource/print")?
+                .into_reply()?;
             let field = |rows: &[Vec<(String, String)>], name: &str| {
                 rows.first()
                     .and_then(|r| r.iter().find(|(k, _)| k == name))

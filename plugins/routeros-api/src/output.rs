@@ -57,7 +57,12 @@ mod tests {
 
     #[test]
     fn ordinary_output_passes() {
-        for output in ["", "hello\r\n", "Configuration backup saved\r\n", "10.0.0.1/24"] {
+        for output in [
+            "",
+            "hello\r\n",
+            "Configuration backup saved\r\n",
+            "10.0.0.1/24",
+        ] {
             assert_eq!(script_error(output), None, "{output}");
         }
     }

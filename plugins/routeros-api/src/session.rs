@@ -57,7 +57,9 @@ pub struct Session<S> {
 /// Turns a failed read into the error that says what happened, and while doing what.
 pub fn read_failure(error: ReadError, doing: &str) -> TransportError {
     match error {
-        ReadError::Io(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
+        ReadError::Io(e)
+            if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock =>
+        {
             TransportError::Timeout(format!("no reply {doing}"))
         }
         ReadError::Io(e) => match TransportError::from(e) {
@@ -70,9 +72,9 @@ pub fn read_failure(error: ReadError, doing: &str) -> TransportError {
         ReadError::Closed { mid_sentence: true } => TransportError::Reset(format!(
             "the router closed the connection in the middle of a sentence {doing}"
         )),
-        ReadError::Closed { mid_sentence: false } => {
-            TransportError::Reset(format!("the router closed the connection {doing}"))
-        }
+        ReadError::Closed {
+            mid_sentence: false,
+        } => TransportError::Reset(format!("the router closed the connection {doing}")),
     }
 }
 
@@ -114,7 +116,11 @@ impl<S: Read + Write> Session<S> {
 
     /// Sends one command untagged and reads its replies (only used for login, before
     /// anything else is in flight).
-    fn untagged<W: AsRef<[u8]>>(&mut self, words: &[W], doing: &str) -> Result<Collected, TransportError> {
+    fn untagged<W: AsRef<[u8]>>(
+        &mut self,
+        words: &[W],
+        doing: &str,
+    ) -> Result<Collected, TransportError> {
         write_sentence(&mut self.stream, words).map_err(|e| write_failure(e, doing))?;
         let mut collected = Collected::default();
         loop {
@@ -152,7 +158,10 @@ impl<S: Read + Write> Session<S> {
             .collect();
         let tag_word = format!(".tag={tag}");
         sentence.push(&tag_word);
-        let doing = format!("sending {}", words.first().map(String::as_str).unwrap_or("a command"));
+        let doing = format!(
+            "sending {}",
+            words.first().map(String::as_str).unwrap_or("a command")
+        );
         write_sentence(&mut self.stream, &sentence).map_err(|e| write_failure(e, &doing))?;
         self.pending.insert(tag.clone(), Collected::default());
         Ok(tag)
@@ -343,7 +352,9 @@ mod tests {
             &["!trap", "=message=invalid user name or password (6)"],
             &["!done"],
         ]);
-        let err = Session::login(stream, "admin", "nope").err().expect("refused");
+        let err = Session::login(stream, "admin", "nope")
+            .err()
+            .expect("refused");
         assert_eq!(
             err,
             TransportError::Auth(
@@ -362,8 +373,12 @@ mod tests {
             &["!done", ".tag=1"],
         ]);
         let mut session = Session::login(stream, "a", "").expect("login");
-        let identity = session.send(&words(&["/system/identity/print"])).expect("send");
-        let resource = session.send(&words(&["/system/resource/print"])).expect("send");
+        let identity = session
+            .send(&words(&["/system/identity/print"]))
+            .expect("send");
+        let resource = session
+            .send(&words(&["/system/resource/print"]))
+            .expect("send");
         let first = session.collect(&identity, "identity").expect("identity");
         let second = session.collect(&resource, "resource").expect("resource");
         assert_eq!(first.rows[0][0].1, "r1");
@@ -393,10 +408,15 @@ mod tests {
                 category: Some(0)
             })
         );
-        let empty = session.command(&words(&["/ip/address/print"])).expect("empty");
+        let empty = session
+            .command(&words(&["/ip/address/print"]))
+            .expect("empty");
         assert!(empty.empty && empty.rows.is_empty());
         let fatal = session.command(&words(&["/x"])).expect_err("fatal");
-        assert_eq!(fatal, TransportError::Fatal("session terminated on request".into()));
+        assert_eq!(
+            fatal,
+            TransportError::Fatal("session terminated on request".into())
+        );
     }
 
     #[test]
@@ -409,7 +429,9 @@ mod tests {
             written: Vec::new(),
         };
         let mut session = Session::login(stream, "a", "").expect("login");
-        let err = session.command(&words(&["/system/identity/print"])).expect_err("reset");
+        let err = session
+            .command(&words(&["/system/identity/print"]))
+            .expect_err("reset");
         assert!(
             matches!(&err, TransportError::Reset(m) if m.contains("middle of a sentence")),
             "{err:?}"
