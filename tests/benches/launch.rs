@@ -1,0 +1,228 @@
+//! Launch benchmark with durable state: jobs for N simulated routers (default 10,000) in
+//! a store on disk, run by the engine's runner through the RouterOS plugin with the
+//! default limits; prints launch-to-done and jobs per second. Then restart time:
+//! `Store::open` plus `recover` over M stored jobs (default 1,000,000; all pending, the
+//! worst case for recovery's count, with 1,000 left running and sent to be interrupted).
+//!
+//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS]]`
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use yardmaster::config::Limits;
+use yardmaster::plugins::{HostOptions, PluginHost};
+use yardmaster::runner::fanout::{RunOptions, Runner, RunnerSettings, Selection};
+use yardmaster::server::Shutdown;
+use yardmaster::simulate::{Fleet, FleetConfig, Profile};
+use yardmaster::store::{JobInput, JobTransition, Secret, SiteInput, Store, TlsSettings};
+
+const PASSWORD: &str = "bench";
+const MARKER: &str = "launch-bench";
+
+/// A fixed instant for the store's timestamps; this crate does not depend on chrono, and
+/// the store takes any `DateTime<Utc>` through its serde form.
+macro_rules! instant {
+    () => {
+        serde_json::from_str("\"2030-01-01T00:00:00Z\"").map_err(|e| e.to_string())?
+    };
+}
+
+fn job(site: &str) -> JobInput {
+    JobInput {
+        organization: "bench".into(),
+        site_id: site.into(),
+        request_id: None,
+        idempotency_key: None,
+        description: "launch benchmark".into(),
+        script: format!(":log info \"{MARKER}\""),
+        make_backup: false,
+        express_execute: false,
+        needs_acknowledgement: false,
+        notify_url: None,
+    }
+}
+
+async fn launch(routers: usize) -> Result<(), String> {
+    let (fleet_stop, stopped) = tokio::sync::watch::channel(false);
+    let fleet = Fleet::start(
+        FleetConfig {
+            routers,
+            bind: Ipv4Addr::new(127, 6, 0, 1),
+            port: 8728,
+            tls_port: None,
+            profile: Profile::V7_18,
+            user: "admin".into(),
+            password: PASSWORD.into(),
+            faults: Vec::new(),
+        },
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let plugins = dir.path().join("plugins");
+    yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data"))
+        .map_err(|e| e.to_string())?;
+    let host = PluginHost::new(HostOptions {
+        plugins_dir: plugins,
+        cache_dir: Some(dir.path().join("cache")),
+        defaults: Limits::default(),
+        plugins: BTreeMap::new(),
+        max_concurrent_calls: 256,
+        max_memory_bytes: Limits::default().memory_bytes,
+    })
+    .map_err(|e| e.to_string())?;
+    host.reconcile().await;
+    let store = Arc::new(Store::open(dir.path().join("data")).map_err(|e| e.to_string())?);
+
+    let setup = Instant::now();
+    let mut inputs = Vec::with_capacity(routers);
+    for router in fleet.routers() {
+        let addr = router.address();
+        let site = store
+            .create_site(
+                SiteInput {
+                    organization: "bench".into(),
+                    name: format!("r{}", router.index()),
+                    address: addr.ip().to_string(),
+                    port: Some(addr.port()),
+                    transport: "routeros-api".into(),
+                    username: "admin".into(),
+                    password: Some(Secret::new(PASSWORD)),
+                    tls: TlsSettings::default(),
+                    tags: Vec::new(),
+                },
+                instant!(),
+            )
+            .map_err(|e| e.to_string())?;
+        inputs.push(job(&site.id));
+    }
+    let ids: Vec<String> = store
+        .create_jobs(inputs, instant!())
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(j, _)| j.id)
+        .collect();
+    println!(
+        "setup: {routers} sites and jobs stored in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let settings = RunnerSettings::default();
+    println!(
+        "limits: global {}, per run {}",
+        settings.global_concurrency, settings.run_concurrency
+    );
+    let runner = Runner::new(store.clone(), host, settings);
+    let (_signal, shutdown) = Shutdown::new();
+    let started = Instant::now();
+    let report = runner
+        .run_jobs(Selection::Jobs(ids), RunOptions::default(), shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "launch-to-done: {routers} jobs in {elapsed:.2} s, {:.0} jobs/s ({report:?})",
+        routers as f64 / elapsed
+    );
+    let once = fleet.routers().all(|r| {
+        r.log_messages()
+            .iter()
+            .filter(|m| m.as_str() == MARKER)
+            .count()
+            == 1
+    });
+    if report.completed != routers as u64 || !once {
+        return Err(format!(
+            "not every router ran the script exactly once: {report:?}"
+        ));
+    }
+    let _ = fleet_stop.send(true);
+    fleet.wait().await;
+    Ok(())
+}
+
+fn restart(stored: usize) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let fill = Instant::now();
+    {
+        let store = Store::open(dir.path()).map_err(|e| e.to_string())?;
+        let mut first = Vec::new();
+        let chunk = 100_000;
+        let mut done = 0;
+        while done < stored {
+            let n = chunk.min(stored - done);
+            let created = store
+                .create_jobs(
+                    (0..n)
+                        .map(|i| job(&format!("site-{}", (done + i) % 10_000)))
+                        .collect(),
+                    instant!(),
+                )
+                .map_err(|e| e.to_string())?;
+            if first.is_empty() {
+                first = created.into_iter().take(1000).map(|(j, _)| j.id).collect();
+            }
+            done += n;
+        }
+        let crash_state = first
+            .into_iter()
+            .map(|id| {
+                let steps = vec![
+                    JobTransition::Load,
+                    JobTransition::Start,
+                    JobTransition::MarkSent,
+                ];
+                (id, steps)
+            })
+            .collect();
+        store
+            .transition_each(crash_state, instant!())
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "restart setup: {stored} jobs stored in {:.1} s",
+        fill.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let store = Store::open(dir.path()).map_err(|e| e.to_string())?;
+    let opened = started.elapsed().as_secs_f64();
+    let recovery = store.recover(instant!()).map_err(|e| e.to_string())?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "restart: Store::open {opened:.3} s, open + recover {elapsed:.3} s with {stored} jobs \
+         ({} interrupted, {} pending)",
+        recovery.interrupted.len(),
+        recovery.pending
+    );
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let routers = args.first().copied().unwrap_or(10_000);
+    let stored = args.get(1).copied().unwrap_or(1_000_000);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start a runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(launch(routers)) {
+        eprintln!("launch: {e}");
+        std::process::exit(1);
+    }
+    if let Err(e) = restart(stored) {
+        eprintln!("restart: {e}");
+        std::process::exit(1);
+    }
+}
