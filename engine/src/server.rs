@@ -3,12 +3,15 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::plugins::{self, Change, HostOptions, PluginHost};
+use crate::runner::fanout::{RunReport, Runner, RunnerSettings};
+use crate::scheduler::launcher::Launcher;
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,11 @@ pub enum ServeError {
     Plugins(String),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
+    #[error("cannot open the state in {path}: {source}")]
+    Store {
+        path: String,
+        source: crate::store::StoreError,
+    },
 }
 
 /// A shutdown signal many tasks can wait on.
@@ -101,6 +109,27 @@ pub async fn run(
         path: config.plugins_dir.display().to_string(),
         source,
     })?;
+    let store =
+        crate::store::Store::open(&config.data_dir).map_err(|source| ServeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    // Before anything runs: a job left running by a crash is failed as interrupted when
+    // its script may have reached the router, and queued again when it cannot have.
+    let recovery = store
+        .recover(chrono::Utc::now())
+        .map_err(|source| ServeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+    if !recovery.interrupted.is_empty() || !recovery.requeued.is_empty() {
+        tracing::warn!(
+            interrupted = recovery.interrupted.len(),
+            requeued = recovery.requeued.len(),
+            "recovered jobs left running by the last stop"
+        );
+    }
+    let store = Arc::new(store);
     let host = PluginHost::new(HostOptions::from_config(&config)).map_err(ServeError::Plugins)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -134,6 +163,25 @@ pub async fn run(
         }
     );
     let watcher = tokio::spawn(plugins::watch(host.clone(), stopped.clone().wait()));
+    let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
+    let jobs = {
+        let (runner, stopped) = (runner.clone(), stopped.clone());
+        tokio::spawn(async move {
+            match runner.resume_pending(stopped.clone()).await {
+                Ok(report) if report != RunReport::default() => {
+                    tracing::info!(?report, "resumed the jobs pending at start");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "cannot resume pending jobs"),
+            }
+            runner.serve(stopped).await;
+        })
+    };
+    let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_secs(1));
+    let scheduler = {
+        let stopped = stopped.clone();
+        tokio::spawn(async move { launcher.serve(stopped).await })
+    };
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
 
@@ -142,6 +190,9 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     let _ = stop.send(true);
     let _ = watcher.await;
+    let _ = scheduler.await;
+    let _ = jobs.await;
+    runner.drain().await;
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Http(e)),

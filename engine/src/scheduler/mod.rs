@@ -4,9 +4,11 @@
 //! hourly, daily, weekly, monthly, in an IANA time zone) tells when each occurrence
 //! falls, gives each one a stable [`Occurrence::index`] that keys the run ledger,
 //! decides what to launch after downtime ([`Recurrence::due`]) and words the
-//! `t_minus` countdown. It is pure computation: the clock and the store are the
+//! `t_minus` countdown. [`launcher`] launches due schedules through the store and
+//! the runner, a test site first when one is named. It is pure computation: the clock and the store are the
 //! caller's, so two engines, or one restarted, agree on every occurrence.
 
+pub mod launcher;
 mod recurrence;
 
 pub use recurrence::{

@@ -1,0 +1,345 @@
+//! Scheduled scripts end to end in one process: simulated routers, the durable store,
+//! the approval workflow, the launcher and the runner with the real RouterOS plugin.
+//! Each router's own log proves how often the script ran.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use yardmaster::approval::{self, OrgPolicy, Principal};
+use yardmaster::config::Limits;
+use yardmaster::plugins::{HostOptions, PluginHost};
+use yardmaster::runner::fanout::{Runner, RunnerSettings};
+use yardmaster::scheduler::launcher::{Launcher, Outcome};
+use yardmaster::server::Shutdown;
+use yardmaster::simulate::{Fleet, FleetConfig, Profile};
+use yardmaster::store::{JobStatus, ScheduleInput, ScheduleStatus, Secret, SiteInput, Store, User};
+
+struct World {
+    fleet: Fleet,
+    store: Arc<Store>,
+    launcher: Launcher,
+    sites: Vec<String>,
+    shutdown: Shutdown,
+    _stop: tokio::sync::watch::Sender<bool>,
+    _fleet_stop: tokio::sync::watch::Sender<bool>,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(bind: Ipv4Addr, routers: usize) -> World {
+    let (fleet_stop, fleet_stopped) = tokio::sync::watch::channel(false);
+    let fleet = Fleet::start(
+        FleetConfig {
+            routers,
+            bind,
+            port: 8728,
+            tls_port: None,
+            profile: Profile::V7_18,
+            user: "admin".into(),
+            password: "pw".into(),
+            faults: Vec::new(),
+        },
+        async move {
+            let mut stopped = fleet_stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .expect("fleet");
+    let dir = tempfile::tempdir().expect("tmp");
+    let plugins = dir.path().join("plugins");
+    yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data")).expect("bundled");
+    let host = PluginHost::new(HostOptions {
+        plugins_dir: plugins,
+        cache_dir: Some(dir.path().join("cache")),
+        defaults: Limits::default(),
+        plugins: BTreeMap::new(),
+        max_concurrent_calls: 64,
+        max_memory_bytes: Limits::default().memory_bytes,
+    })
+    .expect("host");
+    host.reconcile().await;
+    let store = Arc::new(Store::open(dir.path().join("data")).expect("store"));
+    let now = Utc::now();
+    for (id, name) in [("alice", "Alice"), ("bob", "Bob")] {
+        store
+            .put_user(&User {
+                id: id.into(),
+                name: name.into(),
+                email: format!("{id}@example.com"),
+                organization: "acme".into(),
+                created_at: now,
+            })
+            .expect("user");
+    }
+    let mut sites = Vec::new();
+    for (i, addr) in fleet.addresses().iter().enumerate() {
+        let site = store
+            .create_site(
+                SiteInput {
+                    organization: "acme".into(),
+                    name: format!("router-{i}"),
+                    address: addr.ip().to_string(),
+                    port: Some(addr.port()),
+                    transport: "routeros-api".into(),
+                    username: "admin".into(),
+                    password: Some(Secret::new("pw")),
+                    tls: Default::default(),
+                    tags: vec!["edge".into()],
+                },
+                now,
+            )
+            .expect("site");
+        sites.push(site.id);
+    }
+    let runner = Runner::new(
+        store.clone(),
+        host,
+        RunnerSettings {
+            job_timeout: Duration::from_secs(30),
+            ..RunnerSettings::default()
+        },
+    );
+    let launcher = Launcher::new(store.clone(), runner, Duration::from_millis(200));
+    let (stop, shutdown) = Shutdown::new();
+    World {
+        fleet,
+        store,
+        launcher,
+        sites,
+        shutdown,
+        _stop: stop,
+        _fleet_stop: fleet_stop,
+        _dir: dir,
+    }
+}
+
+fn person(id: &str, scopes: &[&str]) -> Principal {
+    Principal {
+        user_id: id.into(),
+        organization: "acme".into(),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn runs_of(world: &World, message: &str) -> Vec<usize> {
+    world
+        .fleet
+        .routers()
+        .map(|r| r.log_messages().iter().filter(|m| *m == message).count())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorized_by_a_second_user_then_launched_once_on_every_site() {
+    let w = world(Ipv4Addr::new(127, 6, 0, 1), 5).await;
+    let now = Utc::now();
+    let schedule = w
+        .store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: "rotate the log".into(),
+                script: ":log info \"rotated\"".into(),
+                tags: vec!["edge".into()],
+                excluded_sites: vec![w.sites[4].clone()],
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    assert_eq!(schedule.status, ScheduleStatus::Unauthorized);
+
+    // Unauthorized: the launcher refuses.
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            now + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+
+    let creator = person("alice", &["script:create", "script:authorize"]);
+    let err = approval::approve(
+        &w.store,
+        &schedule.id,
+        &creator,
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect_err("four eyes");
+    assert!(
+        err.to_string().to_lowercase().contains("creator") || err.http_status() == 403,
+        "{err}"
+    );
+    let approved = approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved by bob");
+    assert_eq!(approved.schedule.status, ScheduleStatus::Scheduled);
+
+    let schedule = w.store.get_schedule(&schedule.id).expect("schedule");
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            now + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert_eq!(
+        outcome,
+        Outcome::Launched {
+            occurrence: 0,
+            sites: 4
+        }
+    );
+    assert_eq!(
+        runs_of(&w, "rotated"),
+        vec![1, 1, 1, 1, 0],
+        "excluded site untouched"
+    );
+    let jobs = w.store.run_jobs(&schedule.id, 0).expect("jobs");
+    assert_eq!(jobs.len(), 4);
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Completed),
+        "{jobs:?}"
+    );
+    let run = w.store.get_run(&schedule.id, 0).expect("run");
+    assert_eq!((run.completed, run.failed, run.pending), (4, 0, 0));
+
+    // Launching the same occurrence again runs nothing anywhere.
+    let again = w
+        .launcher
+        .launch(schedule, now + TimeDelta::seconds(4), w.shutdown.clone())
+        .await;
+    assert!(
+        !matches!(again, Ok(Outcome::Launched { sites, .. }) if sites > 0),
+        "{again:?}"
+    );
+    assert_eq!(runs_of(&w, "rotated"), vec![1, 1, 1, 1, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_test_site_keeps_the_fleet_untouched() {
+    let w = world(Ipv4Addr::new(127, 6, 1, 1), 4).await;
+    let now = Utc::now();
+    let schedule = w
+        .store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: "broken change".into(),
+                script: ":log info \"fleet touched\"; /frobnicate now".into(),
+                sites: w.sites.clone(),
+                test_site_id: Some(w.sites[0].clone()),
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved");
+    let schedule = w.store.get_schedule(&schedule.id).expect("schedule");
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            now + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(
+        matches!(&outcome, Outcome::Refused(reason) if reason.contains("test site")),
+        "{outcome:?}"
+    );
+    // RouterOS parses a whole script before running it, so the test site refused it
+    // outright; the fleet never saw it.
+    assert_eq!(runs_of(&w, "fleet touched"), vec![0, 0, 0, 0]);
+    let jobs = w.store.run_jobs(&schedule.id, 0).expect("jobs");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(jobs[0].status, JobStatus::Failed);
+    assert!(
+        jobs[0]
+            .error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("bad command name")),
+        "{jobs:?}"
+    );
+    let run = w.store.get_run(&schedule.id, 0).expect("run");
+    assert_eq!((run.completed, run.failed, run.pending), (0, 1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_after_approval_is_not_launched() {
+    let w = world(Ipv4Addr::new(127, 6, 2, 1), 2).await;
+    let now = Utc::now();
+    let schedule = w
+        .store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: "edited".into(),
+                script: ":log info \"v1\"".into(),
+                sites: w.sites.clone(),
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved");
+    let edited = w
+        .store
+        .update_schedule(
+            &schedule.id,
+            yardmaster::store::SchedulePatch {
+                script: Some(":log info \"v2\"".into()),
+                ..Default::default()
+            },
+            now,
+        )
+        .expect("edit");
+    assert_eq!(edited.status, ScheduleStatus::Unauthorized);
+    let outcome = w
+        .launcher
+        .launch(edited, now + TimeDelta::seconds(3), w.shutdown.clone())
+        .await
+        .expect("launch");
+    assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+    assert_eq!(runs_of(&w, "v1"), vec![0, 0]);
+    assert_eq!(runs_of(&w, "v2"), vec![0, 0]);
+}
