@@ -1,0 +1,254 @@
+//! Crash safety of a launch: a 2,000-router schedule, the engine killed with SIGKILL at
+//! arbitrary moments several times and restarted. The routers' own logs must show the
+//! script at most once each, exactly once where the store says it completed, and the
+//! store must account for every job.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use yardmaster::approval::{self, OrgPolicy, Principal};
+use yardmaster::store::{JobStatus, ScheduleInput, Secret, SiteInput, Store, User};
+use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
+use yardmaster_tests::{Engine, EngineOptions, binary, eventually};
+
+const ROUTERS: usize = 2_000;
+const MESSAGE: &str = "crash-test-ran";
+const FIRST: [u8; 4] = [127, 8, 0, 1];
+
+struct Simulator(Child);
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn router_addr(i: usize) -> SocketAddr {
+    let base = u32::from_be_bytes(FIRST) + i as u32;
+    SocketAddr::from((base.to_be_bytes(), 8728))
+}
+
+/// How many times router `i` logged the script, asked over the RouterOS API.
+fn runs_on(i: usize) -> usize {
+    let mut stream =
+        TcpStream::connect_timeout(&router_addr(i), Duration::from_secs(5)).expect("router");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut decoder = Decoder::new();
+    let send = |words: &[&str], stream: &mut TcpStream| {
+        stream.write_all(&encode_sentence(words)).expect("write");
+    };
+    let mut read_until_done = |stream: &mut TcpStream| -> usize {
+        let mut rows = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(sentence) = decoder.next_sentence().expect("protocol") {
+                match Reply::parse(&sentence).expect("reply") {
+                    Reply::Re { .. } => rows += 1,
+                    Reply::Done { .. } => return rows,
+                    Reply::Trap { message, .. } => panic!("router {i}: {message}"),
+                    _ => {}
+                }
+            }
+            let n = stream.read(&mut buf).expect("read");
+            assert!(n > 0, "router {i} closed the connection");
+            decoder.feed(&buf[..n]);
+        }
+    };
+    send(&["/login", "=name=admin", "=password=pw"], &mut stream);
+    read_until_done(&mut stream);
+    send(&["/log/print", &format!("?message={MESSAGE}")], &mut stream);
+    read_until_done(&mut stream)
+}
+
+/// A small deterministic spread of kill moments, different on every run.
+fn kill_after(round: u32) -> Duration {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(7);
+    let spread = (seed.wrapping_mul(2_654_435_761).wrapping_add(round * 97) % 2_500) as u64;
+    Duration::from_millis(300 + spread)
+}
+
+#[test]
+fn sigkill_during_a_launch_never_runs_a_script_twice() {
+    let simulator = Simulator(
+        Command::new(binary())
+            .args([
+                "simulate",
+                "--routers",
+                &ROUTERS.to_string(),
+                "--bind",
+                "127.8.0.1",
+                "--no-tls",
+            ])
+            .args(["--password", "pw"])
+            .env("YARDMASTER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("simulator"),
+    );
+    eventually("the last simulated router to answer", || {
+        TcpStream::connect_timeout(&router_addr(ROUTERS - 1), Duration::from_millis(200))
+            .ok()
+            .map(|_| ())
+    });
+
+    // Seed the engine's state as an admin would have: sites, a schedule, a second
+    // person's approval.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut sites: BTreeMap<String, usize> = BTreeMap::new();
+    let schedule_id = {
+        let store = Store::open(dir.path().join("data")).expect("store");
+        let now = Utc::now();
+        for id in ["alice", "bob"] {
+            store
+                .put_user(&User {
+                    id: id.into(),
+                    name: id.into(),
+                    email: format!("{id}@example.com"),
+                    organization: "acme".into(),
+                    created_at: now,
+                })
+                .expect("user");
+        }
+        for i in 0..ROUTERS {
+            let addr = router_addr(i);
+            let site = store
+                .create_site(
+                    SiteInput {
+                        organization: "acme".into(),
+                        name: format!("router-{i}"),
+                        address: addr.ip().to_string(),
+                        port: Some(addr.port()),
+                        transport: "routeros-api".into(),
+                        username: "admin".into(),
+                        password: Some(Secret::new("pw")),
+                        tls: Default::default(),
+                        tags: vec!["fleet".into()],
+                    },
+                    now,
+                )
+                .expect("site");
+            sites.insert(site.id, i);
+        }
+        let schedule = store
+            .create_schedule(
+                ScheduleInput {
+                    organization: "acme".into(),
+                    description: "crash test".into(),
+                    script: format!(":log info \"{MESSAGE}\""),
+                    tags: vec!["fleet".into()],
+                    launch_at: Some(now + TimeDelta::seconds(3)),
+                    created_by: "alice".into(),
+                    ..ScheduleInput::default()
+                },
+                now,
+            )
+            .expect("schedule");
+        let bob = Principal {
+            user_id: "bob".into(),
+            organization: "acme".into(),
+            scopes: vec!["script:authorize".into()],
+        };
+        approval::approve(&store, &schedule.id, &bob, None, OrgPolicy::default(), now)
+            .expect("approved");
+        schedule.id
+    };
+
+    // Kill the engine at arbitrary moments around and during the launch.
+    let mut dir = Some(dir);
+    for round in 0..4 {
+        let engine = Engine::start(EngineOptions {
+            bundled: true,
+            reuse: dir.take(),
+            ..EngineOptions::default()
+        });
+        std::thread::sleep(
+            if round == 0 {
+                Duration::from_secs(3)
+            } else {
+                Duration::ZERO
+            } + kill_after(round),
+        );
+        dir = Some(engine.kill());
+    }
+
+    // Let it finish, then count.
+    let mut finished = false;
+    for _ in 0..6 {
+        let engine = Engine::start(EngineOptions {
+            bundled: true,
+            reuse: dir.take(),
+            ..EngineOptions::default()
+        });
+        std::thread::sleep(Duration::from_secs(10));
+        let folder = engine.kill();
+        let store = Store::open(folder.path().join("data")).expect("store");
+        store.recover(Utc::now()).expect("recover");
+        let jobs = store.run_jobs(&schedule_id, 0).expect("jobs");
+        drop(store);
+        dir = Some(folder);
+        if jobs.len() == ROUTERS
+            && jobs
+                .iter()
+                .all(|j| matches!(j.status, JobStatus::Completed | JobStatus::Failed))
+        {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "the launch never finished");
+
+    let folder = dir.take().expect("folder");
+    let store = Store::open(folder.path().join("data")).expect("store");
+    let jobs = store.run_jobs(&schedule_id, 0).expect("jobs");
+    assert_eq!(jobs.len(), ROUTERS, "one job per site, no more");
+    let mut by_site: BTreeMap<String, JobStatus> = BTreeMap::new();
+    for job in &jobs {
+        assert!(
+            by_site.insert(job.site_id.clone(), job.status).is_none(),
+            "two jobs for {}",
+            job.site_id
+        );
+    }
+    let (mut completed, mut interrupted) = (0, 0);
+    for job in &jobs {
+        let i = sites[&job.site_id];
+        let runs = runs_on(i);
+        assert!(runs <= 1, "router {i} ran the script {runs} times");
+        match job.status {
+            JobStatus::Completed => {
+                completed += 1;
+                assert_eq!(
+                    runs, 1,
+                    "router {i}: completed in the store but not on the router"
+                );
+            }
+            JobStatus::Failed => {
+                let code = job
+                    .error
+                    .as_ref()
+                    .map(|e| e.code.as_str())
+                    .unwrap_or_default();
+                assert_eq!(code, "interrupted", "router {i}: {:?}", job.error);
+                interrupted += 1;
+            }
+            other => panic!("router {i}: job left {other:?}"),
+        }
+    }
+    eprintln!(
+        "crash test: {completed} completed, {interrupted} interrupted (run at most once), every router at most once"
+    );
+    assert!(completed > 0);
+    drop(simulator);
+}
