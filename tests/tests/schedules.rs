@@ -15,12 +15,15 @@ use yardmaster::runner::fanout::{Runner, RunnerSettings};
 use yardmaster::scheduler::launcher::{Launcher, Outcome};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
-use yardmaster::store::{JobStatus, ScheduleInput, ScheduleStatus, Secret, SiteInput, Store, User};
+use yardmaster::store::{
+    JobInput, JobStatus, ScheduleInput, ScheduleStatus, Secret, SiteInput, Store, User,
+};
 
 struct World {
     fleet: Fleet,
     store: Arc<Store>,
     launcher: Launcher,
+    runner: Runner,
     sites: Vec<String>,
     shutdown: Shutdown,
     _stop: tokio::sync::watch::Sender<bool>,
@@ -102,12 +105,13 @@ async fn world(bind: Ipv4Addr, routers: usize) -> World {
             ..RunnerSettings::default()
         },
     );
-    let launcher = Launcher::new(store.clone(), runner, Duration::from_millis(200));
+    let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_millis(200));
     let (stop, shutdown) = Shutdown::new();
     World {
         fleet,
         store,
         launcher,
+        runner,
         sites,
         shutdown,
         _stop: stop,
@@ -342,4 +346,95 @@ async fn an_edit_after_approval_is_not_launched() {
     assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
     assert_eq!(runs_of(&w, "v1"), vec![0, 0]);
     assert_eq!(runs_of(&w, "v2"), vec![0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_before_launch_never_runs() {
+    let w = world(Ipv4Addr::new(127, 6, 3, 1), 2).await;
+    let now = Utc::now();
+    let schedule = w
+        .store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: "called off".into(),
+                script: ":log info \"called off\"".into(),
+                sites: w.sites.clone(),
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved");
+    let cancelled = approval::cancel(
+        &w.store,
+        &schedule.id,
+        &person("alice", &["script:update"]),
+        now,
+    )
+    .expect("cancelled");
+    assert_eq!(cancelled.status, ScheduleStatus::Cancelled);
+    assert!(cancelled.cancelled_at.is_some());
+    assert!(
+        w.store
+            .due_schedules(now + TimeDelta::seconds(10), 10)
+            .expect("due")
+            .is_empty()
+    );
+    let outcome = w
+        .launcher
+        .launch(cancelled, now + TimeDelta::seconds(3), w.shutdown.clone())
+        .await;
+    assert!(
+        !matches!(outcome, Ok(Outcome::Launched { .. })),
+        "{outcome:?}"
+    );
+    assert_eq!(runs_of(&w, "called off"), vec![0, 0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
+    let w = world(Ipv4Addr::new(127, 6, 4, 1), 1).await;
+    let input = JobInput {
+        organization: "acme".into(),
+        site_id: w.sites[0].clone(),
+        request_id: None,
+        idempotency_key: Some("7bbb8378-1675-515d-8ef4-ddb784fd0e52".into()),
+        description: "Log test message".into(),
+        script: ":log info \"once only\"".into(),
+        make_backup: false,
+        express_execute: true,
+        needs_acknowledgement: false,
+        notify_url: None,
+    };
+    let (first, created) = w
+        .runner
+        .submit_async(input.clone(), w.shutdown.clone())
+        .await
+        .expect("submit");
+    assert!(created);
+    w.runner.drain().await;
+    let (second, created) = w
+        .runner
+        .submit_async(input, w.shutdown.clone())
+        .await
+        .expect("submit");
+    assert!(!created, "the same key must not create a second job");
+    assert_eq!(first.id, second.id);
+    w.runner.drain().await;
+    assert_eq!(
+        w.store.get_job(&first.id).expect("job").status,
+        JobStatus::Completed
+    );
+    assert_eq!(runs_of(&w, "once only"), vec![1]);
 }
