@@ -276,3 +276,67 @@ pub fn transport_call(operation: &str, extra: serde_json::Value) -> serde_json::
     }
     body
 }
+
+/// A simulated fleet running in this process, stopped when dropped.
+pub struct InProcessFleet {
+    pub fleet: yardmaster::simulate::Fleet,
+    _stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for InProcessFleet {
+    type Target = yardmaster::simulate::Fleet;
+    fn deref(&self) -> &Self::Target {
+        &self.fleet
+    }
+}
+
+/// Starts `routers` simulated routers from `bind`, API only (port 8728), user `admin`
+/// with `password`.
+pub async fn fleet(
+    bind: std::net::Ipv4Addr,
+    routers: usize,
+    profile: yardmaster::simulate::Profile,
+    password: &str,
+) -> InProcessFleet {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let fleet = yardmaster::simulate::Fleet::start(
+        yardmaster::simulate::FleetConfig {
+            routers,
+            bind,
+            port: 8728,
+            tls_port: None,
+            profile,
+            user: "admin".into(),
+            password: password.into(),
+            faults: Vec::new(),
+        },
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .expect("the simulated fleet starts");
+    InProcessFleet { fleet, _stop: stop }
+}
+
+/// A plugin host on `dir` serving the bundled plugins (the RouterOS transport).
+pub async fn bundled_host(
+    dir: &Path,
+    max_concurrent_calls: u32,
+) -> yardmaster::plugins::PluginHost {
+    use yardmaster::config::Limits;
+    let plugins = dir.join("plugins");
+    yardmaster::plugins::install_bundled(&plugins, &dir.join("data")).expect("bundled plugins");
+    let host = yardmaster::plugins::PluginHost::new(yardmaster::plugins::HostOptions {
+        plugins_dir: plugins,
+        cache_dir: Some(dir.join("cache")),
+        defaults: Limits::default(),
+        plugins: std::collections::BTreeMap::new(),
+        max_concurrent_calls,
+        max_memory_bytes: Limits::default().memory_bytes,
+    })
+    .expect("plugin host");
+    host.reconcile().await;
+    host
+}

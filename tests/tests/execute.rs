@@ -2,59 +2,27 @@
 //! with a backup first) through the RouterOS plugin against simulated routers, in one
 //! process.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use yardmaster::config::Limits;
-use yardmaster::plugins::{HostOptions, PluginHost, Transport, transport};
+use yardmaster::plugins::{Transport, transport};
 use yardmaster::runner::execute;
-use yardmaster::simulate::{Fleet, FleetConfig, Profile};
+use yardmaster::simulate::{Fleet, Profile};
+use yardmaster_tests::{InProcessFleet, bundled_host, fleet};
 
 struct Setup {
-    fleet: Fleet,
+    fleet: InProcessFleet,
     routeros: Transport,
-    _stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
 async fn setup(bind: Ipv4Addr, profile: Profile) -> Setup {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let fleet = Fleet::start(
-        FleetConfig {
-            routers: 1,
-            bind,
-            port: 8728,
-            tls_port: None,
-            profile,
-            user: "admin".into(),
-            password: "pw".into(),
-            faults: Vec::new(),
-        },
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
-    )
-    .await
-    .expect("fleet");
+    let fleet = fleet(bind, 1, profile, "pw").await;
     let dir = tempfile::tempdir().expect("tmp");
-    let plugins = dir.path().join("plugins");
-    yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data")).expect("bundled");
-    let host = PluginHost::new(HostOptions {
-        plugins_dir: plugins,
-        cache_dir: Some(dir.path().join("cache")),
-        defaults: Limits::default(),
-        plugins: BTreeMap::new(),
-        max_concurrent_calls: 16,
-        max_memory_bytes: Limits::default().memory_bytes,
-    })
-    .expect("host");
-    host.reconcile().await;
+    let host = bundled_host(dir.path(), 16).await;
     let routeros = host.transport("routeros-api").expect("bundled transport");
     Setup {
         fleet,
         routeros,
-        _stop: stop,
         _dir: dir,
     }
 }

@@ -2,68 +2,37 @@
 //! the approval workflow, the launcher and the runner with the real RouterOS plugin.
 //! Each router's own log proves how often the script ran.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use yardmaster::approval::{self, OrgPolicy, Principal};
-use yardmaster::config::Limits;
-use yardmaster::plugins::{HostOptions, PluginHost};
 use yardmaster::runner::fanout::{Runner, RunnerSettings};
 use yardmaster::scheduler::launcher::{Launcher, Outcome};
 use yardmaster::server::Shutdown;
-use yardmaster::simulate::{Fleet, FleetConfig, Profile};
+use yardmaster::simulate::Profile;
 use yardmaster::store::{
-    JobInput, JobStatus, ScheduleInput, ScheduleStatus, Secret, SiteInput, Store, User,
+    JobInput, JobStatus, ScheduleInput, ScheduleStatus, ScheduledScript, Secret, SiteInput, Store,
+    User,
 };
+use yardmaster_tests::{InProcessFleet, bundled_host, fleet};
 
 struct World {
-    fleet: Fleet,
+    fleet: InProcessFleet,
     store: Arc<Store>,
     launcher: Launcher,
     runner: Runner,
     sites: Vec<String>,
     shutdown: Shutdown,
     _stop: tokio::sync::watch::Sender<bool>,
-    _fleet_stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
 async fn world(bind: Ipv4Addr, routers: usize) -> World {
-    let (fleet_stop, fleet_stopped) = tokio::sync::watch::channel(false);
-    let fleet = Fleet::start(
-        FleetConfig {
-            routers,
-            bind,
-            port: 8728,
-            tls_port: None,
-            profile: Profile::V7_18,
-            user: "admin".into(),
-            password: "pw".into(),
-            faults: Vec::new(),
-        },
-        async move {
-            let mut stopped = fleet_stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
-    )
-    .await
-    .expect("fleet");
+    let fleet = fleet(bind, routers, Profile::V7_18, "pw").await;
     let dir = tempfile::tempdir().expect("tmp");
-    let plugins = dir.path().join("plugins");
-    yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data")).expect("bundled");
-    let host = PluginHost::new(HostOptions {
-        plugins_dir: plugins,
-        cache_dir: Some(dir.path().join("cache")),
-        defaults: Limits::default(),
-        plugins: BTreeMap::new(),
-        max_concurrent_calls: 64,
-        max_memory_bytes: Limits::default().memory_bytes,
-    })
-    .expect("host");
-    host.reconcile().await;
+    let host = bundled_host(dir.path(), 64).await;
     let store = Arc::new(Store::open(dir.path().join("data")).expect("store"));
     let now = Utc::now();
     for (id, name) in [("alice", "Alice"), ("bob", "Bob")] {
@@ -115,7 +84,6 @@ async fn world(bind: Ipv4Addr, routers: usize) -> World {
         sites,
         shutdown,
         _stop: stop,
-        _fleet_stop: fleet_stop,
         _dir: dir,
     }
 }
@@ -126,6 +94,35 @@ fn person(id: &str, scopes: &[&str]) -> Principal {
         organization: "acme".into(),
         scopes: scopes.iter().map(|s| s.to_string()).collect(),
     }
+}
+
+/// A schedule created by alice and authorized by bob, launching in two seconds.
+fn authorized(w: &World, description: &str, script: &str, input: ScheduleInput) -> ScheduledScript {
+    let now = Utc::now();
+    let schedule = w
+        .store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: description.into(),
+                script: script.into(),
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..input
+            },
+            now,
+        )
+        .expect("schedule");
+    approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved by bob");
+    w.store.get_schedule(&schedule.id).expect("schedule")
 }
 
 fn runs_of(world: &World, message: &str) -> Vec<usize> {
@@ -242,32 +239,16 @@ async fn authorized_by_a_second_user_then_launched_once_on_every_site() {
 async fn a_failing_test_site_keeps_the_fleet_untouched() {
     let w = world(Ipv4Addr::new(127, 6, 1, 1), 4).await;
     let now = Utc::now();
-    let schedule = w
-        .store
-        .create_schedule(
-            ScheduleInput {
-                organization: "acme".into(),
-                description: "broken change".into(),
-                script: ":log info \"fleet touched\"; /frobnicate now".into(),
-                sites: w.sites.clone(),
-                test_site_id: Some(w.sites[0].clone()),
-                launch_at: Some(now + TimeDelta::seconds(2)),
-                created_by: "alice".into(),
-                ..ScheduleInput::default()
-            },
-            now,
-        )
-        .expect("schedule");
-    approval::approve(
-        &w.store,
-        &schedule.id,
-        &person("bob", &["script:authorize"]),
-        None,
-        OrgPolicy::default(),
-        now,
-    )
-    .expect("approved");
-    let schedule = w.store.get_schedule(&schedule.id).expect("schedule");
+    let schedule = authorized(
+        &w,
+        "broken change",
+        ":log info \"fleet touched\"; /frobnicate now",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            test_site_id: Some(w.sites[0].clone()),
+            ..ScheduleInput::default()
+        },
+    );
     let outcome = w
         .launcher
         .launch(
@@ -302,30 +283,15 @@ async fn a_failing_test_site_keeps_the_fleet_untouched() {
 async fn an_edit_after_approval_is_not_launched() {
     let w = world(Ipv4Addr::new(127, 6, 2, 1), 2).await;
     let now = Utc::now();
-    let schedule = w
-        .store
-        .create_schedule(
-            ScheduleInput {
-                organization: "acme".into(),
-                description: "edited".into(),
-                script: ":log info \"v1\"".into(),
-                sites: w.sites.clone(),
-                launch_at: Some(now + TimeDelta::seconds(2)),
-                created_by: "alice".into(),
-                ..ScheduleInput::default()
-            },
-            now,
-        )
-        .expect("schedule");
-    approval::approve(
-        &w.store,
-        &schedule.id,
-        &person("bob", &["script:authorize"]),
-        None,
-        OrgPolicy::default(),
-        now,
-    )
-    .expect("approved");
+    let schedule = authorized(
+        &w,
+        "edited",
+        ":log info \"v1\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            ..ScheduleInput::default()
+        },
+    );
     let edited = w
         .store
         .update_schedule(
@@ -352,30 +318,15 @@ async fn an_edit_after_approval_is_not_launched() {
 async fn cancelled_before_launch_never_runs() {
     let w = world(Ipv4Addr::new(127, 6, 3, 1), 2).await;
     let now = Utc::now();
-    let schedule = w
-        .store
-        .create_schedule(
-            ScheduleInput {
-                organization: "acme".into(),
-                description: "called off".into(),
-                script: ":log info \"called off\"".into(),
-                sites: w.sites.clone(),
-                launch_at: Some(now + TimeDelta::seconds(2)),
-                created_by: "alice".into(),
-                ..ScheduleInput::default()
-            },
-            now,
-        )
-        .expect("schedule");
-    approval::approve(
-        &w.store,
-        &schedule.id,
-        &person("bob", &["script:authorize"]),
-        None,
-        OrgPolicy::default(),
-        now,
-    )
-    .expect("approved");
+    let schedule = authorized(
+        &w,
+        "called off",
+        ":log info \"called off\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            ..ScheduleInput::default()
+        },
+    );
     let cancelled = approval::cancel(
         &w.store,
         &schedule.id,
