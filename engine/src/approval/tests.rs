@@ -756,6 +756,7 @@ fn a_schedule_never_launches_under_an_approval_its_edit_made_stale() {
             t(30),
         )
         .expect("edit");
+    assert_eq!(edited.status, crate::store::ScheduleStatus::Unauthorized);
     assert_ne!(approval_hash(&edited), approval_hash(&done.schedule));
     let plan = LaunchPlan {
         schedule_id: s.id.clone(),

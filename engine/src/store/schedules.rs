@@ -224,7 +224,8 @@ impl Store {
                 || new.excluded_sites != old.excluded_sites
                 || new.launch_at != old.launch_at
                 || new.recurrence != old.recurrence
-                || new.test_site_id != old.test_site_id;
+                || new.test_site_id != old.test_site_id
+                || new.missed_runs != old.missed_runs;
             if binding_changed {
                 new.status = ScheduleStatus::Unauthorized;
                 new.authorization_requested_at = None;

@@ -59,7 +59,11 @@ fn open(target: &Target) -> Result<Session<Connection>, TransportError> {
                 "{m}; if the router's {service} has no certificate it offers only anonymous Diffie-Hellman, which is not supported: give it a certificate"
             )),
             TransportError::Refused(m) => TransportError::Refused(format!("{context}: {m}")),
-            TransportError::Timeout(m) => TransportError::Timeout(format!("{context}: {m}")),
+            // No answer to the connection attempt: the router is unreachable, and nothing
+            // was sent, so the job may safely be tried again.
+            TransportError::Timeout(m) => {
+                TransportError::Refused(format!("{context}: unreachable ({m})"))
+            }
             other => other,
         }
     })?;
