@@ -234,10 +234,12 @@ mod tests {
         assert_eq!(approval_hash(&with_rule), approval_hash(&with_rule.clone()));
     }
 
+    type Edit = fn(&mut ScheduledScript);
+
     #[test]
     fn what_does_not_change_what_runs_does_not_change_the_hash() {
         let base = approval_hash(&schedule());
-        let same: Vec<(&str, fn(&mut ScheduledScript))> = vec![
+        let same: Vec<(&str, Edit)> = vec![
             ("site order", |s| s.sites.reverse()),
             ("repeated site", |s| s.sites.push("site-a".into())),
             ("description", |s| s.description = "Renamed".into()),
