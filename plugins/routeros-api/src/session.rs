@@ -192,10 +192,10 @@ impl<S: Read + Write> Session<S> {
                 // A late reply to a command cancelled earlier: nothing waits for it.
                 continue;
             };
-            if absorb(collected, reply)? {
-                if let Some(done) = self.pending.remove(&reply_tag) {
-                    self.finished.insert(reply_tag, done);
-                }
+            if absorb(collected, reply)?
+                && let Some(done) = self.pending.remove(&reply_tag)
+            {
+                self.finished.insert(reply_tag, done);
             }
         }
     }
