@@ -389,3 +389,74 @@ async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
     );
     assert_eq!(runs_of(&w, "once only"), vec![1]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_between_the_test_site_and_the_fleet_is_picked_up_again() {
+    let w = world(Ipv4Addr::new(127, 6, 5, 1), 3).await;
+    let schedule = authorized(
+        &w,
+        "resumed",
+        ":log info \"resumed\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            test_site_id: Some(w.sites[0].clone()),
+            ..ScheduleInput::default()
+        },
+    );
+    // What an engine that stopped right after its test site had done: the test batch
+    // launched (the schedule kept due at this occurrence) and ran.
+    let approval = schedule.approval.clone().expect("authorized");
+    let at = schedule.launch_at.expect("launch_at");
+    w.store
+        .launch(
+            yardmaster::store::LaunchPlan {
+                schedule_id: schedule.id.clone(),
+                occurrence: 0,
+                scheduled_for: at,
+                approval,
+                sites: vec![w.sites[0].clone()],
+                more_batches: true,
+                next_launch_at: Some(at),
+            },
+            Utc::now(),
+        )
+        .expect("test batch");
+    w.runner
+        .run_jobs(
+            yardmaster::runner::fanout::Selection::Run {
+                schedule_id: schedule.id.clone(),
+                occurrence: 0,
+            },
+            Default::default(),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("test site ran");
+    assert_eq!(runs_of(&w, "resumed"), vec![1, 0, 0]);
+
+    // The restarted engine finds the schedule due and finishes the occurrence.
+    let later = at + TimeDelta::seconds(5);
+    let due = w.store.due_schedules(later, 10).expect("due");
+    assert_eq!(due.len(), 1, "still due: {due:?}");
+    let outcome = w
+        .launcher
+        .launch(due[0].clone(), later, w.shutdown.clone())
+        .await
+        .expect("launch");
+    assert_eq!(
+        outcome,
+        Outcome::Launched {
+            occurrence: 0,
+            sites: 2
+        }
+    );
+    assert_eq!(
+        runs_of(&w, "resumed"),
+        vec![1, 1, 1],
+        "the test site did not run twice"
+    );
+    let run = w.store.get_run(&schedule.id, 0).expect("run");
+    assert_eq!((run.completed, run.failed, run.pending), (3, 0, 0));
+    assert!(run.finished_at.is_some());
+    assert!(w.store.due_schedules(later, 10).expect("due").is_empty());
+}

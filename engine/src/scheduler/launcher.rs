@@ -4,7 +4,8 @@
 //! jobs to the runner. With a test site, the script runs there first and the fleet is
 //! launched only if it succeeded.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
@@ -14,7 +15,7 @@ use crate::approval;
 use crate::runner::fanout::{RunOptions, Runner, Selection};
 use crate::server::Shutdown;
 use crate::store::{
-    JobStatus, LaunchPlan, MissedRunPolicy, Page, ScheduledScript, Store, StoreError,
+    JobStatus, LaunchPlan, MissedRunPolicy, Page, Run, ScheduledScript, Store, StoreError,
 };
 
 use super::MissedRuns;
@@ -39,6 +40,23 @@ pub struct Launcher {
     store: Arc<Store>,
     runner: Runner,
     tick: Duration,
+    /// Schedules being launched by this process; a schedule stays due while its test
+    /// site runs, and must not be launched a second time meanwhile.
+    in_flight: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Takes a schedule out of `in_flight` when its launch task ends, however it ends.
+struct InFlight {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut set) = self.set.lock() {
+            set.remove(&self.id);
+        }
+    }
 }
 
 impl std::fmt::Debug for Launcher {
@@ -55,6 +73,7 @@ impl Launcher {
             store,
             runner,
             tick,
+            in_flight: Arc::default(),
         }
     }
 
@@ -71,8 +90,21 @@ impl Launcher {
             match due {
                 Ok(Ok(schedules)) => {
                     for schedule in schedules {
+                        let fresh = self
+                            .in_flight
+                            .lock()
+                            .map(|mut set| set.insert(schedule.id.clone()))
+                            .unwrap_or(false);
+                        if !fresh {
+                            continue;
+                        }
+                        let guard = InFlight {
+                            set: self.in_flight.clone(),
+                            id: schedule.id.clone(),
+                        };
                         let (launcher, shutdown) = (self.clone(), shutdown.clone());
                         runs.spawn(async move {
+                            let _guard = guard;
                             let id = schedule.id.clone();
                             match launcher.launch(schedule, now, shutdown).await {
                                 Ok(outcome) => {
@@ -112,15 +144,15 @@ impl Launcher {
         Ok(sites)
     }
 
-    /// The last occurrence of this schedule that was launched.
-    fn last_launched(&self, schedule_id: &str) -> Result<Option<u64>, StoreError> {
+    /// The last run of this schedule, if it ever launched.
+    fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
         let mut last = None;
         let mut page = Page::first(crate::store::MAX_PAGE);
         loop {
-            let runs = self.store.list_runs(schedule_id, &page)?;
-            let Some(run) = runs.last() else { break };
-            last = Some(run.occurrence);
+            let mut runs = self.store.list_runs(schedule_id, &page)?;
+            let Some(run) = runs.pop() else { break };
             page.after = Some(run.occurrence);
+            last = Some(run);
         }
         Ok(last)
     }
@@ -142,19 +174,34 @@ impl Launcher {
                 "the script or its targets changed since it was authorized".into(),
             ));
         }
-        let (occurrence, scheduled_for, next) = match &schedule.recurrence {
-            None => match schedule.launch_at.or(schedule.next_launch_at) {
+        let policy = match schedule.missed_runs {
+            MissedRunPolicy::Skip => MissedRuns::Skip,
+            MissedRunPolicy::RunOnce => MissedRuns::RunOnce,
+        };
+        let rule = match &schedule.recurrence {
+            Some(rule) => Some(
+                approval::scheduler_rule(rule).map_err(|e| LaunchError::Schedule(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let last = self.last_run(&schedule.id)?;
+        // A run whose test site went first and whose fleet batch never launched (the
+        // engine stopped in between) is finished before anything new starts.
+        let unfinished = last
+            .as_ref()
+            .filter(|run| run.awaiting_batches && run.finished_at.is_none());
+        let (occurrence, scheduled_for, next) = match (unfinished, &rule) {
+            (Some(run), None) => (run.occurrence, run.scheduled_for, None),
+            (Some(run), Some(rule)) => {
+                let next = rule.due(Some(run.occurrence), now, policy, GRACE).next;
+                (run.occurrence, run.scheduled_for, next.map(|o| o.at))
+            }
+            (None, None) => match schedule.launch_at.or(schedule.next_launch_at) {
                 Some(at) => (0, at, None),
                 None => return Ok(Outcome::Refused("no launch time".into())),
             },
-            Some(rule) => {
-                let rule = approval::scheduler_rule(rule)
-                    .map_err(|e| LaunchError::Schedule(e.to_string()))?;
-                let policy = match schedule.missed_runs {
-                    MissedRunPolicy::Skip => MissedRuns::Skip,
-                    MissedRunPolicy::RunOnce => MissedRuns::RunOnce,
-                };
-                let due = rule.due(self.last_launched(&schedule.id)?, now, policy, GRACE);
+            (None, Some(rule)) => {
+                let due = rule.due(last.map(|r| r.occurrence), now, policy, GRACE);
                 let next = due.next.map(|o| o.at);
                 match due.launch {
                     Some(o) => (o.index, o.at, next),
@@ -167,6 +214,8 @@ impl Launcher {
         };
         let mut fleet = self.targets(&schedule)?;
         let options = RunOptions::for_schedule(&schedule);
+        // While the test site runs, the schedule stays due at this occurrence, so that
+        // an engine stopped before the fleet batch picks the run up again on start.
         let plan = |sites: Vec<String>, more_batches: bool| LaunchPlan {
             schedule_id: schedule.id.clone(),
             occurrence,
@@ -174,7 +223,11 @@ impl Launcher {
             approval: approval.clone(),
             sites,
             more_batches,
-            next_launch_at: next,
+            next_launch_at: if more_batches {
+                Some(scheduled_for)
+            } else {
+                next
+            },
         };
         let run = Selection::Run {
             schedule_id: schedule.id.clone(),
