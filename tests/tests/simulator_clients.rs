@@ -75,73 +75,72 @@ impl Simulator {
     }
 }
 
-fn peer_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/librouteros_check.py")
-}
-
 fn peers_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
 }
 
-/// Whether python3 with librouteros is here; under CI its absence fails the test.
-fn librouteros_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import librouteros"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with librouteros is required in CI: pip install librouteros"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPED: python3 or librouteros is missing (pip install librouteros); the simulator was NOT checked against librouteros !!!!!\n"
-        );
+/// A client of another maker, run as a peer process.
+struct Peer {
+    program: &'static str,
+    /// What proves the client is installed, e.g. `["-c", "import librouteros"]`.
+    probe: [&'static str; 2],
+    script: &'static str,
+    client: &'static str,
+    install: &'static str,
+}
+
+const LIBROUTEROS: Peer = Peer {
+    program: "python3",
+    probe: ["-c", "import librouteros"],
+    script: "librouteros_check.py",
+    client: "librouteros",
+    install: "pip install librouteros",
+};
+
+const NODE_ROUTEROS: Peer = Peer {
+    program: "node",
+    probe: ["-e", "require('node-routeros')"],
+    script: "node_routeros_check.js",
+    client: "node-routeros",
+    install: "npm ci --prefix tests/peers",
+};
+
+impl Peer {
+    /// Whether the client is here; under CI its absence fails the test.
+    fn available(&self) -> bool {
+        let ok = Command::new(self.program)
+            .current_dir(peers_dir())
+            .args(self.probe)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} with {} is required in CI: {}",
+                self.program,
+                self.client,
+                self.install
+            );
+            eprintln!(
+                "\n!!!!! SKIPPED: {} or {} is missing ({}); the simulator was NOT checked against {} !!!!!\n",
+                self.program, self.client, self.install, self.client
+            );
+        }
+        ok
     }
-    ok
-}
 
-fn run_peer(args: &[&str]) -> Value {
-    let out = Command::new("python3")
-        .arg(peer_script())
-        .args(args)
-        .output()
-        .expect("run python3");
-    peer_output("librouteros_check.py", out)
-}
-
-/// Whether node with node-routeros (installed under tests/peers) is here; under CI
-/// its absence fails the test.
-fn node_routeros_available() -> bool {
-    let ok = Command::new("node")
-        .current_dir(peers_dir())
-        .args(["-e", "require('node-routeros')"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "node with node-routeros is required in CI: npm ci --prefix tests/peers"
-        );
-        eprintln!(
-            "\n!!!!! SKIPPED: node or node-routeros is missing (npm ci --prefix tests/peers); the simulator was NOT checked against node-routeros !!!!!\n"
-        );
+    /// Runs the peer's check script and returns what it reports.
+    fn run(&self, args: &[&str]) -> Value {
+        let out = Command::new(self.program)
+            .current_dir(peers_dir())
+            .arg(self.script)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", self.program));
+        peer_output(self.script, out)
     }
-    ok
-}
-
-fn run_node_peer(args: &[&str]) -> Value {
-    let out = Command::new("node")
-        .current_dir(peers_dir())
-        .arg("node_routeros_check.js")
-        .args(args)
-        .output()
-        .expect("run node");
-    peer_output("node_routeros_check.js", out)
 }
 
 fn peer_output(peer: &str, out: std::process::Output) -> Value {
@@ -157,7 +156,7 @@ fn peer_output(peer: &str, out: std::process::Output) -> Value {
 
 #[test]
 fn librouteros_talks_to_the_simulator() {
-    if !librouteros_available() {
+    if !LIBROUTEROS.available() {
         return;
     }
     let sim = Simulator::start(&[
@@ -173,7 +172,7 @@ fn librouteros_talks_to_the_simulator() {
         "s3cret",
     ]);
     let fingerprint = sim.fingerprint();
-    let seen = run_peer(&[
+    let seen = LIBROUTEROS.run(&[
         "127.1.61.2",
         "8728",
         "admin",
@@ -207,7 +206,7 @@ fn librouteros_talks_to_the_simulator() {
 
 #[test]
 fn librouteros_challenge_login_on_a_6_42_fleet() {
-    if !librouteros_available() {
+    if !LIBROUTEROS.available() {
         return;
     }
     let _sim = Simulator::start(&[
@@ -223,7 +222,7 @@ fn librouteros_challenge_login_on_a_6_42_fleet() {
         "--password",
         "pw",
     ]);
-    let seen = run_peer(&["--legacy", "127.1.62.1", "8728", "admin", "pw"]);
+    let seen = LIBROUTEROS.run(&["--legacy", "127.1.62.1", "8728", "admin", "pw"]);
     assert_eq!(seen["identity"][0]["name"], "router-0", "{seen}");
     assert_eq!(seen["addresses_empty"], serde_json::json!([]));
 }
@@ -254,7 +253,7 @@ fn assert_node_common(seen: &Value, version: &str) {
 
 #[test]
 fn node_routeros_talks_to_a_7_18_fleet() {
-    if !node_routeros_available() {
+    if !NODE_ROUTEROS.available() {
         return;
     }
     let sim = Simulator::start(&[
@@ -270,7 +269,7 @@ fn node_routeros_talks_to_a_7_18_fleet() {
         "s3cret",
     ]);
     let fingerprint = sim.fingerprint();
-    let seen = run_node_peer(&[
+    let seen = NODE_ROUTEROS.run(&[
         "--v7",
         "127.1.63.2",
         "8728",
@@ -285,7 +284,7 @@ fn node_routeros_talks_to_a_7_18_fleet() {
 
 #[test]
 fn node_routeros_talks_to_a_6_45_fleet() {
-    if !node_routeros_available() {
+    if !NODE_ROUTEROS.available() {
         return;
     }
     let sim = Simulator::start(&[
@@ -303,7 +302,7 @@ fn node_routeros_talks_to_a_6_45_fleet() {
         "s3cret",
     ]);
     let fingerprint = sim.fingerprint();
-    let seen = run_node_peer(&[
+    let seen = NODE_ROUTEROS.run(&[
         "127.1.64.2",
         "8728",
         "admin",
@@ -318,7 +317,7 @@ fn node_routeros_talks_to_a_6_45_fleet() {
 
 #[test]
 fn node_routeros_challenge_login_on_a_6_42_fleet() {
-    if !node_routeros_available() {
+    if !NODE_ROUTEROS.available() {
         return;
     }
     let _sim = Simulator::start(&[
@@ -334,7 +333,7 @@ fn node_routeros_challenge_login_on_a_6_42_fleet() {
         "--password",
         "pw",
     ]);
-    let seen = run_node_peer(&["--legacy", "127.1.65.1", "8728", "admin", "pw"]);
+    let seen = NODE_ROUTEROS.run(&["--legacy", "127.1.65.1", "8728", "admin", "pw"]);
     assert_eq!(seen["identity"][0]["name"], "router-0", "{seen}");
     assert_eq!(seen["addresses_empty"], serde_json::json!([]));
 }
