@@ -140,9 +140,16 @@ pub async fn run(
     let addr = listener.local_addr().unwrap_or(config.listen);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = Shutdown::new();
+    let plugin_calls = addr.ip().is_loopback();
+    if !plugin_calls {
+        tracing::warn!(
+            "listening on {addr}, which is not loopback: POST /plugins/{{name}}/call is refused until callers are authenticated"
+        );
+    }
     let state = AppState {
         plugins: host.clone(),
         ready: ready.clone(),
+        plugin_calls,
     };
     let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));
     tracing::info!("listening on http://{addr}");

@@ -52,6 +52,10 @@ const CODES: &[(&str, &str)] = &[
         "plugin_crashed",
         "The plugin trapped or ran out of memory; the engine and other calls are unaffected.",
     ),
+    (
+        "plugin_calls_disabled",
+        "Trying plugins through the API is served only when the engine listens on loopback, until callers are authenticated.",
+    ),
     ("unavailable", "The engine is starting or shutting down."),
     (
         "internal",

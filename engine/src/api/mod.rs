@@ -23,6 +23,10 @@ pub struct AppState {
     pub plugins: PluginHost,
     /// Set once the plugins folder has been loaded; `/healthz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
+    /// Serve `POST /plugins/{name}/call`. Until the API authenticates callers, the engine
+    /// turns it on only when it listens on loopback: a transport call reaches whatever
+    /// target it is given, which must not be open to a network.
+    pub plugin_calls: bool,
 }
 
 /// The whole API.

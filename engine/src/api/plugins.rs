@@ -238,6 +238,13 @@ async fn call(
     Path(name): Path<String>,
     body: Result<Json<CallBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    if !state.plugin_calls {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "plugin_calls_disabled",
+            "plugin calls are served only on a loopback listener until callers are authenticated",
+        ));
+    }
     let Json(body) = body?;
     let host = &state.plugins;
     let plugin = host.get(&name).ok_or_else(|| plugin_not_found(&name))?;
@@ -396,4 +403,60 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/plugins", get(list))
         .route("/plugins/{name}", get(show))
         .route("/plugins/{name}/call", post(call))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use crate::api::{AppState, app};
+    use crate::config::Config;
+    use crate::plugins::{HostOptions, PluginHost};
+
+    fn state(plugin_calls: bool) -> AppState {
+        let dir = std::env::temp_dir().join("yardmaster-api-test-empty-plugins");
+        let mut options = HostOptions::from_config(&Config::default());
+        options.plugins_dir = dir;
+        options.cache_dir = None;
+        options.max_concurrent_calls = 2;
+        AppState {
+            plugins: PluginHost::new(options).expect("plugin host"),
+            ready: Arc::new(AtomicBool::new(true)),
+            plugin_calls,
+        }
+    }
+
+    async fn post_call(state: AppState) -> (StatusCode, serde_json::Value) {
+        let request = Request::post("/plugins/routeros-api/call")
+            .header("content-type", "application/json")
+            .body(Body::from(r#"{"operation": "describe"}"#))
+            .expect("request");
+        let response = app(state).oneshot(request).await.expect("response");
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn plugin_calls_are_refused_off_loopback() {
+        let (status, body) = post_call(state(false)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["code"], "plugin_calls_disabled");
+        assert_eq!(body["doc_url"], "/docs/errors#plugin_calls_disabled");
+    }
+
+    #[tokio::test]
+    async fn on_loopback_an_unknown_plugin_is_a_404() {
+        let (status, body) = post_call(state(true)).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["code"], "plugin_not_found");
+        assert_eq!(body["type"], "not_found");
+    }
 }
