@@ -14,9 +14,7 @@ use tokio::task::JoinSet;
 use crate::approval;
 use crate::runner::fanout::{RunOptions, Runner, Selection};
 use crate::server::Shutdown;
-use crate::store::{
-    JobStatus, LaunchPlan, MissedRunPolicy, Page, Run, ScheduledScript, Store, StoreError,
-};
+use crate::store::{JobStatus, LaunchPlan, MissedRunPolicy, ScheduledScript, Store, StoreError};
 
 use super::MissedRuns;
 
@@ -144,19 +142,6 @@ impl Launcher {
         Ok(sites)
     }
 
-    /// The last run of this schedule, if it ever launched.
-    fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
-        let mut last = None;
-        let mut page = Page::first(crate::store::MAX_PAGE);
-        loop {
-            let mut runs = self.store.list_runs(schedule_id, &page)?;
-            let Some(run) = runs.pop() else { break };
-            page.after = Some(run.occurrence);
-            last = Some(run);
-        }
-        Ok(last)
-    }
-
     /// Launches the due occurrence of one schedule, if any, and runs it to its end.
     pub async fn launch(
         &self,
@@ -184,7 +169,7 @@ impl Launcher {
             ),
             None => None,
         };
-        let last = self.last_run(&schedule.id)?;
+        let last = self.store.last_run(&schedule.id)?;
         // A run whose test site went first and whose fleet batch never launched (the
         // engine stopped in between) is finished before anything new starts.
         let unfinished = last

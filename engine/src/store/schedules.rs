@@ -531,6 +531,21 @@ impl Store {
         )
     }
 
+    /// The run of a schedule's latest occurrence, if it ever launched; read from the end
+    /// of its range, so a long history costs nothing.
+    pub fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
+        self.read(|tx| {
+            match tx
+                .open_table(RUNS)?
+                .range((schedule_id, 0)..=(schedule_id, u64::MAX))?
+                .next_back()
+            {
+                Some(entry) => Ok(Some(decode("run", schedule_id, entry?.1.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// A schedule's run history, oldest occurrence first.
     pub fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError> {
         let from = page.after.map_or(0, |a| a.saturating_add(1));
