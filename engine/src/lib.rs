@@ -5,6 +5,7 @@
 //! outside world is a WebAssembly component plugin.
 //!
 //! - [`approval`]: authorizing scheduled scripts: four eyes, single-use links, hash-bound.
+//! - [`auth`]: JWT bearer tokens, scopes and organizations: who is calling.
 //! - [`config`]: the TOML file, `YARDMASTER_*` variables and flags, with working defaults.
 //! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
 //!   calls into transports, notifiers, script sources and generators.
@@ -19,6 +20,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod auth;
 pub mod client;
 pub mod config;
 pub mod plugins;

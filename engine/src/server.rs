@@ -33,6 +33,8 @@ pub enum ServeError {
     },
     #[error("cannot start the plugin host: {0}")]
     Plugins(String),
+    #[error("cannot read the token key: {0}")]
+    Auth(String),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("cannot open the state in {path}: {source}")]
@@ -146,7 +148,13 @@ pub async fn run(
             "listening on {addr}, which is not loopback: POST /plugins/{{name}}/call is refused until callers are authenticated"
         );
     }
+    let auth = crate::auth::Authenticator::open(&config.data_dir)
+        .map_err(|e| ServeError::Auth(e.to_string()))?;
+    let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
     let state = AppState {
+        store: store.clone(),
+        runner: runner.clone(),
+        auth: Arc::new(auth),
         plugins: host.clone(),
         ready: ready.clone(),
         plugin_calls,
@@ -170,7 +178,6 @@ pub async fn run(
         }
     );
     let watcher = tokio::spawn(plugins::watch(host.clone(), stopped.clone().wait()));
-    let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
     let jobs = {
         let (runner, stopped) = (runner.clone(), stopped.clone());
         tokio::spawn(async move {

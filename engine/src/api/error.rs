@@ -56,6 +56,22 @@ const CODES: &[(&str, &str)] = &[
         "plugin_calls_disabled",
         "Trying plugins through the API is served only when the engine listens on loopback, until callers are authenticated.",
     ),
+    (
+        "missing_token",
+        "The request has no `Authorization: Bearer <token>` header; `yardmaster token create` issues tokens.",
+    ),
+    (
+        "invalid_token",
+        "The bearer token is malformed, signed with another key or algorithm, or its claims are unusable.",
+    ),
+    (
+        "token_expired",
+        "The bearer token has expired; ask for a new one.",
+    ),
+    (
+        "missing_scope",
+        "The token is valid but lacks the scope this request needs; the message names it.",
+    ),
     ("unavailable", "The engine is starting or shutting down."),
     (
         "internal",

@@ -4,8 +4,10 @@
 //! One file per resource; every error is an [`ApiError`], answered as
 //! `{type, code, message, doc_url}` with the status that fits.
 
+mod auth;
 mod error;
 mod health;
+mod openapi;
 mod plugins;
 
 use std::sync::Arc;
@@ -13,13 +15,22 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 
+use crate::auth::Authenticator;
 use crate::plugins::PluginHost;
+use crate::runner::fanout::Runner;
+use crate::store::Store;
 
+pub use auth::Caller;
 pub use error::ApiError;
+pub use openapi::document as openapi_document;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
+    pub store: Arc<Store>,
+    /// Runs jobs; asynchronous submissions and synchronous calls go through it.
+    pub runner: Runner,
+    pub auth: Arc<Authenticator>,
     pub plugins: PluginHost,
     /// Set once the plugins folder has been loaded; `/healthz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
@@ -35,6 +46,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(plugins::routes())
         .merge(error::routes())
+        .merge(openapi::routes())
         .fallback(error::not_found)
         .with_state(state)
 }

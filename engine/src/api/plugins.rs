@@ -424,8 +424,18 @@ mod tests {
         options.plugins_dir = dir;
         options.cache_dir = None;
         options.max_concurrent_calls = 2;
+        let plugins = PluginHost::new(options).expect("plugin host");
+        let dir = tempfile::tempdir().expect("data dir").keep();
+        let store = Arc::new(crate::store::Store::open(&dir).expect("store"));
         AppState {
-            plugins: PluginHost::new(options).expect("plugin host"),
+            runner: crate::runner::fanout::Runner::new(
+                store.clone(),
+                plugins.clone(),
+                Default::default(),
+            ),
+            store,
+            auth: Arc::new(crate::auth::Authenticator::from_secret(b"test")),
+            plugins,
             ready: Arc::new(AtomicBool::new(true)),
             plugin_calls,
         }

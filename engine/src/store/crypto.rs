@@ -51,33 +51,9 @@ impl Vault {
             path: path.display().to_string(),
             reason,
         };
+        let bytes = read_or_create_secret(&path, KEY_LEN).map_err(key_err)?;
         let mut key = [0u8; KEY_LEN];
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode_0600()
-            .open(&path)
-        {
-            Ok(mut file) => {
-                OsRng.fill_bytes(&mut key);
-                file.write_all(&key)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| key_err(format!("cannot write: {e}")))?;
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                check_private(&path).map_err(key_err)?;
-                let bytes =
-                    std::fs::read(&path).map_err(|e| key_err(format!("cannot read: {e}")))?;
-                if bytes.len() != KEY_LEN {
-                    return Err(key_err(format!(
-                        "holds {} bytes, not {KEY_LEN}; restore the original key file",
-                        bytes.len()
-                    )));
-                }
-                key.copy_from_slice(&bytes);
-            }
-            Err(e) => return Err(key_err(format!("cannot create: {e}"))),
-        }
+        key.copy_from_slice(&bytes);
         Ok(Vault {
             cipher: XChaCha20Poly1305::new(&key.into()),
         })
@@ -122,6 +98,39 @@ impl Vault {
             )
             .ok()?;
         String::from_utf8(plain).ok()
+    }
+}
+
+/// Reads the secret of `len` random bytes in `path`, creating it (mode 0600, synced) if
+/// the file does not exist. A file of another length, or one others can read, is refused
+/// with the reason, so a damaged or exposed key is never used silently.
+pub(crate) fn read_or_create_secret(path: &Path, len: usize) -> Result<Vec<u8>, String> {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_0600()
+        .open(path)
+    {
+        Ok(mut file) => {
+            let mut key = vec![0u8; len];
+            OsRng.fill_bytes(&mut key);
+            file.write_all(&key)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| format!("cannot write: {e}"))?;
+            Ok(key)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            check_private(path)?;
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+            if bytes.len() != len {
+                return Err(format!(
+                    "holds {} bytes, not {len}; restore the original key file",
+                    bytes.len()
+                ));
+            }
+            Ok(bytes)
+        }
+        Err(e) => Err(format!("cannot create: {e}")),
     }
 }
 

@@ -35,6 +35,7 @@ mod crash_tests;
 
 use std::path::{Path, PathBuf};
 
+pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
 pub use jobs::Recovery;
 pub use records::{
