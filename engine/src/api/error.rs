@@ -72,6 +72,30 @@ const CODES: &[(&str, &str)] = &[
         "missing_scope",
         "The token is valid but lacks the scope this request needs; the message names it.",
     ),
+    (
+        "name_taken",
+        "Another resource of your organization already has that name.",
+    ),
+    (
+        "state_conflict",
+        "The resource's state does not allow this step (for example, editing a launched schedule).",
+    ),
+    (
+        "self_approval",
+        "The creator of a scheduled script cannot approve it; another user must (four eyes).",
+    ),
+    (
+        "invalid_approval_link",
+        "The approval link is not valid for this schedule as it stands now.",
+    ),
+    (
+        "approval_link_expired",
+        "The approval link has expired; request authorization again.",
+    ),
+    (
+        "storage_full",
+        "The engine's data disk is full; nothing was written. Free space and retry.",
+    ),
     ("unavailable", "The engine is starting or shutting down."),
     (
         "internal",
@@ -109,7 +133,9 @@ impl ApiError {
             409 => "conflict",
             422 => "validation_error",
             502 | 504 => "plugin_error",
+            410 => "gone",
             503 => "unavailable",
+            507 => "storage_full",
             _ => "internal_error",
         }
     }
@@ -171,4 +197,54 @@ async fn error_docs() -> Html<String> {
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/docs/errors", get(error_docs))
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> ApiError {
+        use crate::store::StoreError as E;
+        match &e {
+            E::NotFound { .. } => ApiError::not_found(e.to_string()),
+            E::ScheduleNameTaken { .. } | E::SiteNameTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "name_taken", e.to_string())
+            }
+            E::IllegalTransition { .. } | E::ScheduleState { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "state_conflict", e.to_string())
+            }
+            E::Invalid { field, reason, .. } => ApiError::validation(field, reason),
+            E::Db(redb::Error::Io(io)) | E::Io { source: io, .. }
+                if io.raw_os_error() == Some(28) =>
+            {
+                // ENOSPC: the operator must act; nothing was written.
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "storage_full",
+                    "the data dir's disk is full; nothing was written, free space and retry",
+                )
+            }
+            _ => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        }
+    }
+}
+
+impl From<crate::approval::ApprovalError> for ApiError {
+    fn from(e: crate::approval::ApprovalError) -> ApiError {
+        use crate::approval::ApprovalError as E;
+        let e = match e {
+            E::Store(inner) => return ApiError::from(inner),
+            E::Invalid { field, reason } => return ApiError::validation(field, reason),
+            other => other,
+        };
+        let code = match &e {
+            E::Forbidden { .. } => "missing_scope",
+            E::SelfApproval => "self_approval",
+            E::InvalidToken { .. } => "invalid_approval_link",
+            E::NotFound { .. } => "not_found",
+            E::Conflict { .. } => "state_conflict",
+            E::ExpiredToken => "approval_link_expired",
+            E::Invalid { .. } | E::Store(_) => "internal",
+        };
+        let status =
+            StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        ApiError::new(status, code, e.to_string())
+    }
 }
