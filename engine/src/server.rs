@@ -156,6 +156,7 @@ pub async fn run(
         runner: runner.clone(),
         auth: Arc::new(auth),
         plugins: host.clone(),
+        shutdown: stopped.clone(),
         ready: ready.clone(),
         plugin_calls,
     };

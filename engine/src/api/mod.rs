@@ -32,6 +32,9 @@ pub struct AppState {
     pub runner: Runner,
     pub auth: Arc<Authenticator>,
     pub plugins: PluginHost,
+    /// Resolves when the engine stops; work started by a request (an express job) ends
+    /// with it.
+    pub shutdown: crate::server::Shutdown,
     /// Set once the plugins folder has been loaded; `/healthz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
     /// Serve `POST /plugins/{name}/call`. Until the API authenticates callers, the engine
@@ -60,4 +63,64 @@ pub async fn serve(
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// An application state over a fresh data dir and an empty plugins folder, for route
+/// tests that drive [`app`] with `oneshot`.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::AppState;
+    use crate::auth::{Authenticator, Claims};
+    use crate::config::Config;
+    use crate::plugins::{HostOptions, PluginHost};
+    use crate::runner::fanout::Runner;
+    use crate::store::Store;
+
+    /// The state, and what must live as long as it does.
+    pub(crate) struct TestState {
+        pub(crate) state: AppState,
+        /// The data dir, removed when the test ends.
+        #[allow(dead_code)]
+        pub(crate) dir: tempfile::TempDir,
+        /// Dropping it would stop the engine's work at once.
+        #[allow(dead_code)]
+        pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    }
+
+    impl TestState {
+        /// A bearer token for `sub` of `org` with `scopes`, valid for an hour.
+        pub(crate) fn token(&self, sub: &str, org: &str, scopes: &[&str]) -> String {
+            self.state.auth.issue(&Claims::new(
+                sub,
+                org,
+                scopes.iter().map(|s| s.to_string()).collect(),
+                chrono::Utc::now(),
+                chrono::TimeDelta::hours(1),
+            ))
+        }
+    }
+
+    pub(crate) fn state() -> TestState {
+        let dir = tempfile::tempdir().expect("data dir");
+        let mut options = HostOptions::from_config(&Config::default());
+        options.plugins_dir = dir.path().join("plugins");
+        options.cache_dir = None;
+        options.max_concurrent_calls = 2;
+        let plugins = PluginHost::new(options).expect("plugin host");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let (stop, shutdown) = crate::server::Shutdown::new();
+        let state = AppState {
+            runner: Runner::new(store.clone(), plugins.clone(), Default::default()),
+            store,
+            auth: Arc::new(Authenticator::from_secret(b"test key")),
+            plugins,
+            shutdown,
+            ready: Arc::new(AtomicBool::new(true)),
+            plugin_calls: true,
+        };
+        TestState { state, dir, stop }
+    }
 }

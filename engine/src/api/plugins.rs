@@ -407,41 +407,22 @@ pub(super) fn routes() -> Router<AppState> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::AtomicBool;
 
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
-    use crate::api::{AppState, app};
-    use crate::config::Config;
-    use crate::plugins::{HostOptions, PluginHost};
+    use crate::api::app;
+    use crate::api::test_support::TestState;
 
-    fn state(plugin_calls: bool) -> AppState {
-        let dir = std::env::temp_dir().join("yardmaster-api-test-empty-plugins");
-        let mut options = HostOptions::from_config(&Config::default());
-        options.plugins_dir = dir;
-        options.cache_dir = None;
-        options.max_concurrent_calls = 2;
-        let plugins = PluginHost::new(options).expect("plugin host");
-        let dir = tempfile::tempdir().expect("data dir").keep();
-        let store = Arc::new(crate::store::Store::open(&dir).expect("store"));
-        AppState {
-            runner: crate::runner::fanout::Runner::new(
-                store.clone(),
-                plugins.clone(),
-                Default::default(),
-            ),
-            store,
-            auth: Arc::new(crate::auth::Authenticator::from_secret(b"test")),
-            plugins,
-            ready: Arc::new(AtomicBool::new(true)),
-            plugin_calls,
-        }
+    fn state(plugin_calls: bool) -> TestState {
+        let mut test = crate::api::test_support::state();
+        test.state.plugin_calls = plugin_calls;
+        test
     }
 
-    async fn post_call(state: AppState) -> (StatusCode, serde_json::Value) {
+    async fn post_call(test: TestState) -> (StatusCode, serde_json::Value) {
+        let state = test.state.clone();
         let request = Request::post("/plugins/routeros-api/call")
             .header("content-type", "application/json")
             .body(Body::from(r#"{"operation": "describe"}"#))
