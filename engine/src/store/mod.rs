@@ -24,6 +24,7 @@ mod crypto;
 mod error;
 mod jobs;
 mod journal;
+pub mod listing;
 mod records;
 mod schedules;
 mod sites;
