@@ -19,6 +19,8 @@
 //! "recurrence"      opt(kind, interval, days, day_of_month, start_date, end_date,
 //!                       start_time, timezone)
 //! "missed_runs"     str("skip" | "run_once")
+//! "rollout"         u32(canary) opt(u32(halt_failure_percent)) u32(halt_min_finished)
+//!                   opt(u32(max_concurrency))      only when not the default rollout
 //! ```
 //!
 //! - every field name is written as `str(name)` before its value;
@@ -35,13 +37,17 @@
 //!   u32 nanoseconds; `str(timezone)` as written;
 //! - the result is 64 lowercase hex digits.
 //!
+//! The rollout is bound because an approver judges the risk with it (a canary of ten
+//! sites, a halt at 20%); it is written only when set, so the hashes of schedules
+//! without one are those of the first canonical form.
+//!
 //! Targets are bound as declared: tags are resolved to sites when an occurrence
 //! launches, so a site tagged after the approval is covered by it.
 
 use chrono::{DateTime, Timelike, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::store::{MissedRunPolicy, Recurrence, RecurrenceKind, ScheduledScript};
+use crate::store::{MissedRunPolicy, Recurrence, RecurrenceKind, Rollout, ScheduledScript};
 
 /// Prefix of the encoding; a new canonical form gets a new version, and with it new hashes.
 const DOMAIN: &str = "yardmaster/approval-binding/v1";
@@ -74,6 +80,19 @@ pub fn approval_hash(schedule: &ScheduledScript) -> String {
         MissedRunPolicy::Skip => "skip",
         MissedRunPolicy::RunOnce => "run_once",
     });
+    let rollout = schedule.rollout;
+    if rollout != Rollout::default() {
+        c.field("rollout").u32(rollout.canary);
+        match rollout.halt_failure_percent {
+            Some(p) => c.some().u32(u32::from(p)),
+            None => c.none(),
+        };
+        c.u32(rollout.halt_min_finished);
+        match rollout.max_concurrency {
+            Some(n) => c.some().u32(n),
+            None => c.none(),
+        };
+    }
     hex::encode(c.0.finalize())
 }
 
@@ -192,6 +211,7 @@ mod tests {
             started_at: None,
             next_launch_at: None,
             missed_runs: MissedRunPolicy::Skip,
+            rollout: Rollout::default(),
             created_at: t(0),
             updated_at: t(0),
         }
@@ -292,6 +312,10 @@ mod tests {
             ("no launch_at", |s| s.launch_at = None),
             ("recurrence added", |s| s.recurrence = Some(weekly())),
             ("missed runs", |s| s.missed_runs = MissedRunPolicy::RunOnce),
+            ("canary", |s| s.rollout.canary = 5),
+            ("halt threshold", |s| {
+                s.rollout.halt_failure_percent = Some(20)
+            }),
             // A site id that moves between lists must not hash like the original.
             ("site to excluded", |s| {
                 s.sites = vec!["site-a".into()];

@@ -90,14 +90,20 @@ pub struct RunOptions {
     pub halt_failure_rate: Option<f64>,
     /// Finished jobs needed before the failure rate is judged.
     pub halt_min_finished: u64,
+    /// Jobs of this call running at once, below the runner's own `run_concurrency`.
+    pub max_concurrency: Option<usize>,
 }
 
 impl RunOptions {
     /// The options a scheduled script asks for.
     pub fn for_schedule(schedule: &crate::store::ScheduledScript) -> RunOptions {
+        let rollout = schedule.rollout;
         RunOptions {
             abort_if_offline: schedule.abort_if_offline,
-            ..RunOptions::default()
+            canary: rollout.canary as usize,
+            halt_failure_rate: rollout.halt_failure_percent.map(|p| f64::from(p) / 100.0),
+            halt_min_finished: u64::from(rollout.halt_min_finished),
+            max_concurrency: rollout.max_concurrency.map(|n| n as usize),
         }
     }
 }
@@ -363,7 +369,12 @@ impl Runner {
             .not_run
             .fetch_add(others.len() as u64, Ordering::Relaxed);
 
-        let run_limit = Arc::new(Semaphore::new(self.inner.settings.run_concurrency.max(1)));
+        let run_concurrency = options
+            .max_concurrency
+            .map_or(self.inner.settings.run_concurrency, |n| {
+                n.min(self.inner.settings.run_concurrency)
+            });
+        let run_limit = Arc::new(Semaphore::new(run_concurrency.max(1)));
         let options = Arc::new(options);
         let mut tasks = JoinSet::new();
         let mut queue = pending.into_iter();

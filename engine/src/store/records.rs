@@ -183,6 +183,51 @@ pub enum MissedRunPolicy {
     RunOnce,
 }
 
+/// How one launch of a schedule is rolled out over its sites. The default runs every
+/// site with the runner's limits, no canary and no halt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rollout {
+    /// Sites run first and waited for; a failure among them halts the rest. 0: none.
+    pub canary: u32,
+    /// Halt the sites not yet started once more than this percentage of the finished
+    /// ones have failed (1 to 100).
+    pub halt_failure_percent: Option<u8>,
+    /// Finished sites needed before the failure rate is judged.
+    pub halt_min_finished: u32,
+    /// Sites of this schedule running at once; the runner's own limits still apply.
+    pub max_concurrency: Option<u32>,
+}
+
+impl Rollout {
+    pub(crate) fn validate(&self, kind: &'static str) -> Result<(), StoreError> {
+        if self.canary as usize > MAX_TARGETS {
+            return Err(StoreError::invalid(
+                kind,
+                "rollout.canary",
+                format!("must be at most {MAX_TARGETS}"),
+            ));
+        }
+        if let Some(p) = self.halt_failure_percent
+            && !(1..=100).contains(&p)
+        {
+            return Err(StoreError::invalid(
+                kind,
+                "rollout.halt_failure_percent",
+                "must be between 1 and 100",
+            ));
+        }
+        if self.max_concurrency == Some(0) {
+            return Err(StoreError::invalid(
+                kind,
+                "rollout.max_concurrency",
+                "must be at least 1 (leave it out for the runner's limit)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A script to run on many sites at a future time, once or on a recurrence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduledScript {
@@ -213,6 +258,8 @@ pub struct ScheduledScript {
     /// or (recurring) `launched`.
     pub next_launch_at: Option<DateTime<Utc>>,
     pub missed_runs: MissedRunPolicy,
+    #[serde(default)]
+    pub rollout: Rollout,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -235,6 +282,7 @@ pub struct ScheduleInput {
     pub notify: Vec<String>,
     pub summary: Option<String>,
     pub missed_runs: MissedRunPolicy,
+    pub rollout: Rollout,
     pub created_by: String,
 }
 
@@ -260,6 +308,7 @@ impl ScheduleInput {
         check_list("schedule", "tags", &self.tags)?;
         check_list("schedule", "excluded_sites", &self.excluded_sites)?;
         check_list("schedule", "notify", &self.notify)?;
+        self.rollout.validate("schedule")?;
         if self.launch_at.is_none() && self.recurrence.is_none() {
             return Err(StoreError::invalid(
                 "schedule",
@@ -288,6 +337,7 @@ pub struct SchedulePatch {
     pub notify: Option<Vec<String>>,
     pub summary: Option<Option<String>>,
     pub missed_runs: Option<MissedRunPolicy>,
+    pub rollout: Option<Rollout>,
 }
 
 /// The state of one occurrence of a schedule.

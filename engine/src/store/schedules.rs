@@ -89,6 +89,7 @@ impl Store {
             started_at: None,
             next_launch_at: None,
             missed_runs: input.missed_runs,
+            rollout: input.rollout,
             created_at: now,
             updated_at: now,
         };
@@ -177,6 +178,7 @@ impl Store {
                 notify,
                 summary,
                 missed_runs,
+                rollout,
             } = patch;
             if let Some(v) = description {
                 new.description = v;
@@ -217,6 +219,9 @@ impl Store {
             if let Some(v) = missed_runs {
                 new.missed_runs = v;
             }
+            if let Some(v) = rollout {
+                new.rollout = v;
+            }
             as_input(&new).validate()?;
             let binding_changed = new.script != old.script
                 || new.sites != old.sites
@@ -225,7 +230,8 @@ impl Store {
                 || new.launch_at != old.launch_at
                 || new.recurrence != old.recurrence
                 || new.test_site_id != old.test_site_id
-                || new.missed_runs != old.missed_runs;
+                || new.missed_runs != old.missed_runs
+                || new.rollout != old.rollout;
             if binding_changed {
                 new.status = ScheduleStatus::Unauthorized;
                 new.authorization_requested_at = None;
@@ -809,6 +815,7 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
         notify: s.notify.clone(),
         summary: s.summary.clone(),
         missed_runs: s.missed_runs,
+        rollout: s.rollout,
         created_by: s.created_by.clone(),
     }
 }
@@ -932,6 +939,43 @@ pub(crate) mod tests {
         store
             .create_schedule(input("org1", "Weekly firewall rule update"), t(3))
             .expect("old name free");
+    }
+
+    #[test]
+    fn a_rollout_is_validated_and_changing_it_needs_a_new_approval() {
+        let (_dir, store) = open();
+        let mut bad = input("org1", "bad rollout");
+        bad.rollout.halt_failure_percent = Some(0);
+        let err = store.create_schedule(bad, t(0)).expect_err("0%");
+        assert!(
+            err.to_string().contains("rollout.halt_failure_percent"),
+            "{err}"
+        );
+
+        let s = authorized(&store, "s1");
+        let rollout = crate::store::Rollout {
+            canary: 2,
+            halt_failure_percent: Some(25),
+            halt_min_finished: 4,
+            max_concurrency: Some(8),
+        };
+        let patch = SchedulePatch {
+            rollout: Some(rollout),
+            ..Default::default()
+        };
+        let s2 = store.update_schedule(&s.id, patch, t(2)).expect("edit");
+        assert_eq!(s2.status, ScheduleStatus::Unauthorized);
+        assert_eq!(s2.rollout, rollout);
+        let options = crate::runner::fanout::RunOptions::for_schedule(&s2);
+        assert_eq!(
+            (
+                options.canary,
+                options.halt_min_finished,
+                options.max_concurrency
+            ),
+            (2, 4, Some(8))
+        );
+        assert_eq!(options.halt_failure_rate, Some(0.25));
     }
 
     #[test]
