@@ -9,6 +9,7 @@ mod error;
 mod health;
 mod openapi;
 mod plugins;
+mod scripts;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -48,6 +49,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(plugins::routes())
+        .merge(scripts::routes())
         .merge(error::routes())
         .merge(openapi::routes())
         .fallback(error::not_found)

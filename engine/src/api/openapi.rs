@@ -40,7 +40,8 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole document.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let doc = Root::openapi();
+    let mut doc = Root::openapi();
+    doc.merge(super::scripts::Doc::openapi());
     // Resource modules merge their own `Doc` here as they are described.
     doc
 }

@@ -1,0 +1,910 @@
+//! Scheduled scripts (seed 000, seed 003's listing, seed 004's recurrences):
+//!
+//! - `GET /scripts/scheduled` lists with pagination and filters, `POST` creates,
+//!   `DELETE` deletes several by id (all or none);
+//! - `GET`, `PUT` (before launch; an edit of what runs returns it to `unauthorized`) and
+//!   `DELETE /scripts/scheduled/{id}`;
+//! - `GET /scripts/scheduled/{id}/authorize` asks for approval: the recipients are sent a
+//!   single-use link. Opening that link (`?token=...`) shows a confirm page whose button
+//!   POSTs the token; a GET never approves. `POST .../authorize` approves, with the
+//!   `script:authorize` scope (never the creator: four eyes) or the link's token;
+//! - `POST .../cancel`, `GET .../occurrences?count=N` (the next N launches) and
+//!   `GET .../runs` (the run history, each run with its jobs).
+//!
+//! Scopes: `script:view` to read, `script:create`, `script:update`, `script:delete`,
+//! `script:authorize`. A schedule of another organization is answered 404.
+//!
+//! Store and approval calls block on disk, so handlers run them on the blocking pool.
+
+mod model;
+mod query;
+
+#[cfg(test)]
+mod tests;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi};
+
+use super::{ApiError, AppState, Caller};
+use crate::approval::{self, OrgPolicy};
+use crate::auth::scopes;
+use crate::store::{Page, ScheduleInput, SchedulePatch, ScheduledScript, Store, StoreError};
+use model::{
+    ApproveBody, AuthorizationRequestData, AuthorizationRequested, BulkDeleteBody, BulkDeleted,
+    CreateBody, ErrorResponse, ListData, ListResponse, OccurrenceView, OccurrencesView, RunView,
+    RunsPage, ScheduleView, UpdateBody,
+};
+use query::{ListParams, ListQuery};
+
+/// Occurrences previewed when the caller does not say how many.
+const DEFAULT_PREVIEW: usize = 5;
+/// Runs per page of the history when the caller does not say.
+const DEFAULT_RUNS: usize = 20;
+/// Most runs per page of the history: each run carries all its jobs.
+const MAX_RUNS: usize = 100;
+/// Most schedules one bulk delete may name.
+const MAX_BULK: usize = 1000;
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        list,
+        create,
+        bulk_delete,
+        show,
+        update,
+        delete_one,
+        request_authorization,
+        approve,
+        cancel,
+        occurrences,
+        runs
+    ),
+    components(schemas(
+        ErrorResponse,
+        CreateBody,
+        UpdateBody,
+        ApproveBody,
+        BulkDeleteBody,
+        ScheduleView,
+        ListResponse,
+        RunsPage,
+        OccurrencesView,
+        AuthorizationRequested,
+        BulkDeleted
+    )),
+    tags((name = "Scheduled scripts", description = "Scripts run on many sites at a future time, once or on a recurrence, after a second person approves them."))
+)]
+pub(super) struct Doc;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/scripts/scheduled",
+            get(list).post(create).delete(bulk_delete),
+        )
+        .route(
+            "/scripts/scheduled/{id}",
+            get(show).put(update).delete(delete_one),
+        )
+        .route(
+            "/scripts/scheduled/{id}/authorize",
+            get(request_authorization).post(approve),
+        )
+        .route("/scripts/scheduled/{id}/cancel", post(cancel))
+        .route("/scripts/scheduled/{id}/occurrences", get(occurrences))
+        .route("/scripts/scheduled/{id}/runs", get(runs))
+}
+
+/// Runs store work on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("a store task failed: {e}"),
+        )
+    })?
+}
+
+fn bad_query(rejection: QueryRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+        rejection.body_text(),
+    )
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::from(StoreError::not_found("schedule", id))
+}
+
+/// The schedule, if it belongs to the caller's organization; any other is not found.
+fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, ApiError> {
+    match store.get_schedule(id) {
+        Ok(s) if s.organization == caller.org() => Ok(s),
+        Ok(_) => Err(not_found(id)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The schedule as the API shows it, with the progress of its latest run.
+fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<ScheduleView, ApiError> {
+    let run = store.last_run(&s.id)?;
+    let jobs = match &run {
+        Some(run) => store.run_jobs(&s.id, run.occurrence)?,
+        None => Vec::new(),
+    };
+    let awaiting = run
+        .as_ref()
+        .is_none_or(|r| r.awaiting_batches && r.finished_at.is_none());
+    let mut tagged = Vec::new();
+    if awaiting {
+        for tag in &s.tags {
+            tagged.extend(store.site_ids_with_tag(&s.organization, tag)?);
+        }
+    }
+    let progress = model::progress(&s, run.as_ref(), &jobs, &tagged);
+    Ok(ScheduleView::new(s, progress, now))
+}
+
+/// Every site named must be a site of the organization; a schedule must target something.
+fn check_targets(
+    store: &Store,
+    org: &str,
+    sites: &[String],
+    tags: &[String],
+    test_site: Option<&str>,
+) -> Result<(), ApiError> {
+    if sites.is_empty() && tags.is_empty() {
+        return Err(ApiError::validation(
+            "sites",
+            "name at least one site (or a tag in `tags`)",
+        ));
+    }
+    let known = |id: &str| match store.get_site(id) {
+        Ok(site) => Ok(site.organization == org),
+        Err(StoreError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(ApiError::from(e)),
+    };
+    for id in sites {
+        if !known(id)? {
+            return Err(ApiError::validation(
+                "sites",
+                format!("no site `{id}` in your organization"),
+            ));
+        }
+    }
+    if let Some(id) = test_site
+        && !known(id)?
+    {
+        return Err(ApiError::validation(
+            "test_site_id",
+            format!("no site `{id}` in your organization"),
+        ));
+    }
+    Ok(())
+}
+
+fn future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    if at <= now {
+        return Err(ApiError::validation(
+            "launch_at",
+            format!("{} is not in the future", at.to_rfc3339()),
+        ));
+    }
+    Ok(())
+}
+
+fn recurrence(
+    spec: crate::scheduler::RecurrenceSpec,
+) -> Result<crate::store::Recurrence, ApiError> {
+    model::recurrence_of(spec).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            format!("recurrence.{e}"),
+        )
+    })
+}
+
+/// List scheduled scripts, paginated and filtered (seed 003).
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled",
+    tag = "Scheduled scripts",
+    params(ListParams),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of schedules in creation order", body = ListResponse),
+        (status = 400, description = "A pagination field or filter is not valid; the message names it", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<ListResponse>, ApiError> {
+    caller.require(scopes::SCRIPT_VIEW)?;
+    let Query(pairs) = pairs.map_err(bad_query)?;
+    let query = ListQuery::parse(&pairs)?;
+    let org = caller.org().to_owned();
+    let store = state.store.clone();
+    let now = Utc::now();
+    let data = blocking(move || {
+        let (offset, limit) = match query.paging {
+            Some((page, size)) => (page.saturating_sub(1).saturating_mul(size), Some(size)),
+            None => (0, None),
+        };
+        let listing = store.filter_schedules(&org, &query.filter, offset, limit)?;
+        let registries = listing
+            .items
+            .into_iter()
+            .map(|s| view(&store, s, now))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ListData {
+            registries,
+            paginate: query.paging.is_some(),
+            page: query.paging.map(|(p, _)| p as u64),
+            page_size: query.paging.map(|(_, s)| s as u64),
+            total: listing.total,
+            pages: query.paging.map(|(_, s)| listing.total.div_ceil(s as u64)),
+        })
+    })
+    .await?;
+    Ok(Json(ListResponse {
+        status: "ok".into(),
+        message: "List of scheduled scripts".into(),
+        data,
+    }))
+}
+
+/// Schedule a script: it starts `unauthorized` until another user approves it.
+#[utoipa::path(
+    post,
+    path = "/scripts/scheduled",
+    tag = "Scheduled scripts",
+    request_body = CreateBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The scheduled script, unauthorized", body = ScheduleView),
+        (status = 400, description = "The body is not JSON", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:create", body = ErrorResponse),
+        (status = 409, description = "A schedule with the same name already exists: <name>", body = ErrorResponse),
+        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site); the message names it", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full; nothing was written", body = ErrorResponse),
+    )
+)]
+async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    caller.require(scopes::SCRIPT_CREATE)?;
+    let Json(body) = body?;
+    let now = Utc::now();
+    let recurrence = body.recurrence.map(recurrence).transpose()?;
+    if let Some(at) = body.launch_at {
+        future(at, now)?;
+    } else if recurrence.is_none() {
+        return Err(ApiError::validation(
+            "launch_at",
+            "required (a future UTC time) unless a recurrence is given",
+        ));
+    }
+    let input = ScheduleInput {
+        organization: caller.org().to_owned(),
+        description: body.description,
+        script: body.script,
+        sites: body.sites,
+        tags: body.tags,
+        excluded_sites: body.excluded_sites,
+        launch_at: body.launch_at,
+        recurrence,
+        make_backup: body.make_backup,
+        abort_if_offline: body.abort_if_offline,
+        test_site_id: body.test_site_id,
+        notify: body.notify,
+        summary: body.summary,
+        missed_runs: body.missed_runs.map(Into::into).unwrap_or_default(),
+        created_by: caller.user_id().to_owned(),
+        ..ScheduleInput::default()
+    };
+    let store = state.store.clone();
+    let view = blocking(move || {
+        check_targets(
+            &store,
+            &input.organization,
+            &input.sites,
+            &input.tags,
+            input.test_site_id.as_deref(),
+        )?;
+        let created = store.create_schedule(input, now)?;
+        view(&store, created, now)
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Delete several scheduled scripts by id (seed 003): all of them, or none when one is
+/// missing or launched.
+#[utoipa::path(
+    delete,
+    path = "/scripts/scheduled",
+    tag = "Scheduled scripts",
+    request_body = BulkDeleteBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Schedules successfully deleted", body = BulkDeleted),
+        (status = 400, description = "The body is not JSON", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:delete", body = ErrorResponse),
+        (status = 404, description = "An id names no schedule of your organization; nothing was deleted", body = ErrorResponse),
+        (status = 409, description = "A schedule is launched (cancel it first); nothing was deleted", body = ErrorResponse),
+        (status = 422, description = "The list is empty or too long", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn bulk_delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: Result<Json<BulkDeleteBody>, JsonRejection>,
+) -> Result<Json<BulkDeleted>, ApiError> {
+    caller.require(scopes::SCRIPT_DELETE)?;
+    let Json(body) = body?;
+    let mut ids = body.schedules_ids;
+    ids.sort();
+    ids.dedup();
+    if ids.is_empty() {
+        return Err(ApiError::validation(
+            "schedules_ids",
+            "name at least one id",
+        ));
+    }
+    if ids.len() > MAX_BULK {
+        return Err(ApiError::validation(
+            "schedules_ids",
+            format!("at most {MAX_BULK} ids at once"),
+        ));
+    }
+    let store = state.store.clone();
+    let deleted = blocking(move || {
+        for id in &ids {
+            let s = owned(&store, id, &caller)?;
+            if s.status == crate::store::ScheduleStatus::Launched {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "state_conflict",
+                    format!("schedule {id} is launched; cancel it first. Nothing was deleted"),
+                ));
+            }
+        }
+        for id in &ids {
+            store.delete_schedule(id)?;
+        }
+        Ok(ids)
+    })
+    .await?;
+    Ok(Json(BulkDeleted {
+        status: "ok".into(),
+        message: "Schedules successfully deleted".into(),
+        deleted,
+    }))
+}
+
+/// One scheduled script, with the progress of its latest run.
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled/{id}",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The scheduled script", body = ScheduleView),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+    )
+)]
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    caller.require(scopes::SCRIPT_VIEW)?;
+    let store = state.store.clone();
+    let now = Utc::now();
+    let view = blocking(move || {
+        let s = owned(&store, &id, &caller)?;
+        view(&store, s, now)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// Edit a scheduled script before its launch. Changing the script, its targets, launch
+/// time, recurrence, test site or missed-run policy returns it to `unauthorized`.
+#[utoipa::path(
+    put,
+    path = "/scripts/scheduled/{id}",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    request_body = UpdateBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The scheduled script as edited", body = ScheduleView),
+        (status = 400, description = "The body is not JSON", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:update", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 409, description = "Launched, finished or cancelled schedules cannot be edited; or the new name is taken", body = ErrorResponse),
+        (status = 422, description = "A field is not valid; the message names it", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Result<Json<UpdateBody>, JsonRejection>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    caller.require(scopes::SCRIPT_UPDATE)?;
+    let Json(body) = body?;
+    let now = Utc::now();
+    if let Some(Some(at)) = body.launch_at {
+        future(at, now)?;
+    }
+    let recurrence = match body.recurrence {
+        Some(Some(spec)) => Some(Some(recurrence(spec)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    let patch = SchedulePatch {
+        description: body.description,
+        script: body.script,
+        sites: body.sites,
+        tags: body.tags,
+        excluded_sites: body.excluded_sites,
+        launch_at: body.launch_at,
+        recurrence,
+        make_backup: body.make_backup,
+        abort_if_offline: body.abort_if_offline,
+        test_site_id: body.test_site_id,
+        notify: body.notify,
+        summary: body.summary,
+        missed_runs: body.missed_runs.map(Into::into),
+        ..SchedulePatch::default()
+    };
+    let store = state.store.clone();
+    let view = blocking(move || {
+        let current = owned(&store, &id, &caller)?;
+        if patch.sites.is_some() || patch.tags.is_some() || patch.test_site_id.is_some() {
+            let sites = patch.sites.as_ref().unwrap_or(&current.sites);
+            let tags = patch.tags.as_ref().unwrap_or(&current.tags);
+            let test_site = match &patch.test_site_id {
+                Some(t) => t.as_deref(),
+                None => current.test_site_id.as_deref(),
+            };
+            check_targets(&store, caller.org(), sites, tags, test_site)?;
+        }
+        let updated = store.update_schedule(&id, patch, now)?;
+        view(&store, updated, now)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// Delete a scheduled script that is not launched (cancel a launched one first). Its run
+/// history stays.
+#[utoipa::path(
+    delete,
+    path = "/scripts/scheduled/{id}",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:delete", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 409, description = "The schedule is launched; cancel it first", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn delete_one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(scopes::SCRIPT_DELETE)?;
+    let store = state.store.clone();
+    blocking(move || {
+        owned(&store, &id, &caller)?;
+        store.delete_schedule(&id)?;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AuthorizeQuery {
+    /// The token of an approval link: answers the page that confirms the approval
+    /// (it POSTs the token) instead of requesting authorization. A GET never approves.
+    token: Option<String>,
+}
+
+/// Request authorization (seed route): records the request and sends the recipients
+/// (`notify`, or everyone in the organization) a single-use link that expires. Opened
+/// with the link's `token`, it answers a page that confirms the approval with a POST.
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled/{id}/authorize",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id"), AuthorizeQuery),
+    security(("bearer" = []), ()),
+    responses(
+        (status = 200, description = "Authorization requested; or, with `token`, the confirm page", content(
+            (AuthorizationRequested = "application/json"),
+            (String = "text/html")
+        )),
+        (status = 400, description = "The query is not valid (a malformed token)", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token (needed without `token`)", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:create and script:update", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 409, description = "Only an unauthorized schedule asks for approval", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn request_authorization(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    Path(id): Path<String>,
+    query: Result<Query<AuthorizeQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(bad_query)?;
+    if let Some(token) = query.token {
+        return confirm_page(&id, &token);
+    }
+    let caller = caller?;
+    let store = state.store.clone();
+    let now = Utc::now();
+    let data = blocking(move || {
+        let requested = approval::request(&store, &id, &caller.0, now, approval::DEFAULT_LINK_TTL)?;
+        Ok(AuthorizationRequestData {
+            schedule: view(&store, requested.schedule, now)?,
+            recipients: requested.recipients,
+            expires_at: requested.expires_at,
+        })
+    })
+    .await?;
+    Ok(Json(AuthorizationRequested {
+        status: "ok".into(),
+        message: format!(
+            "Authorization requested; {} recipient(s) are sent a link to approve",
+            data.recipients.len()
+        ),
+        data,
+    })
+    .into_response())
+}
+
+/// The page an approval link opens: it shows what the link is for and approves only
+/// when its button POSTs the token with the approver's bearer token. Nothing about the
+/// schedule is shown, since the page itself needs no authentication.
+fn confirm_page(id: &str, token: &str) -> Result<Response, ApiError> {
+    let plain = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !plain(token, 256) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "token: not the token of an approval link",
+        ));
+    }
+    if !plain(id, crate::store::MAX_NAME_CHARS) {
+        return Err(not_found(id));
+    }
+    let page = format!(
+        r#"<!doctype html>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Approve scheduled script</title>
+<h1>Approve scheduled script</h1>
+<p>Scheduled script <code>{id}</code> is waiting for approval. Approving lets it run at its launch time on its sites.</p>
+<form id="approve">
+  <label>Your API token <input id="bearer" type="password" autocomplete="off" required></label>
+  <button type="submit">Approve</button>
+</form>
+<p id="result" role="status"></p>
+<p>Or from a shell:</p>
+<pre>curl -X POST -H "Authorization: Bearer $YARDMASTER_TOKEN" -H "Content-Type: application/json" \
+  -d '{{"token":"{token}"}}' "$YARDMASTER_URL/scripts/scheduled/{id}/authorize"</pre>
+<script>
+document.getElementById("approve").addEventListener("submit", async (event) => {{
+  event.preventDefault();
+  const out = document.getElementById("result");
+  const bearer = document.getElementById("bearer").value.trim();
+  const response = await fetch("/scripts/scheduled/{id}/authorize", {{
+    method: "POST",
+    headers: {{"Content-Type": "application/json", "Authorization": "Bearer " + bearer}},
+    body: JSON.stringify({{token: "{token}"}}),
+  }});
+  const body = await response.json().catch(() => ({{}}));
+  out.textContent = response.ok
+    ? "Approved: \u201c" + body.description + "\u201d launches " + (body.t_minus || "as scheduled") + "."
+    : "Not approved: " + (body.message || ("HTTP " + response.status));
+}});
+</script>
+"#
+    );
+    let mut response = Html(page).into_response();
+    let headers = response.headers_mut();
+    // The URL carries the token: keep it out of caches and other sites' logs.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    Ok(response)
+}
+
+/// Approve a scheduled script: with the `script:authorize` scope (never the creator's
+/// own: four eyes), or with the token of an approval link in the body.
+#[utoipa::path(
+    post,
+    path = "/scripts/scheduled/{id}/authorize",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    request_body(content = Option<ApproveBody>, description = "Optional: the approval link's token"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Approved: the schedule is `scheduled`", body = ScheduleView),
+        (status = 400, description = "The body is not JSON", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "Without a link, the token lacks script:authorize; the creator cannot approve; or the link is not valid for this schedule", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorResponse),
+        (status = 410, description = "The approval link has expired", body = ErrorResponse),
+        (status = 422, description = "The schedule has no launch in the future; or a body field is not valid", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let body = if body.iter().all(u8::is_ascii_whitespace) {
+        ApproveBody::default()
+    } else {
+        serde_json::from_slice::<ApproveBody>(&body).map_err(|e| {
+            if e.is_data() {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("body: {e}"),
+                )
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "malformed_json",
+                    format!("the body is not JSON: {e}"),
+                )
+            }
+        })?
+    };
+    let store = state.store.clone();
+    let now = Utc::now();
+    let view = blocking(move || {
+        let approved = approval::approve(
+            &store,
+            &id,
+            &caller.0,
+            body.token.as_deref(),
+            OrgPolicy::default(),
+            now,
+        )?;
+        view(&store, approved.schedule, now)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+/// Cancel a scheduled script that has not finished; a launched one stops before the
+/// jobs it has not started.
+#[utoipa::path(
+    post,
+    path = "/scripts/scheduled/{id}/cancel",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Cancelled", body = ScheduleView),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:update and script:delete", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 409, description = "The schedule has already finished or been cancelled", body = ErrorResponse),
+        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+    )
+)]
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let store = state.store.clone();
+    let now = Utc::now();
+    let view = blocking(move || {
+        let cancelled = approval::cancel(&store, &id, &caller.0, now)?;
+        view(&store, cancelled, now)
+    })
+    .await?;
+    Ok(Json(view))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PreviewQuery {
+    /// How many occurrences, 1 to 1000 (default 5).
+    #[param(minimum = 1, maximum = 1000)]
+    count: Option<usize>,
+}
+
+/// The next launches of a scheduled script: its recurrence's next occurrences, or its
+/// `launch_at` while that is ahead. A cancelled or finished schedule has none.
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled/{id}/occurrences",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id"), PreviewQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Upcoming occurrences, earliest first", body = OccurrencesView),
+        (status = 400, description = "`count` is not from 1 to 1000", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+    )
+)]
+async fn occurrences(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<PreviewQuery>, QueryRejection>,
+) -> Result<Json<OccurrencesView>, ApiError> {
+    caller.require(scopes::SCRIPT_VIEW)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let count = query.count.unwrap_or(DEFAULT_PREVIEW);
+    if !(1..=crate::scheduler::MAX_PREVIEW).contains(&count) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!(
+                "count: must be from 1 to {}, not {count}",
+                crate::scheduler::MAX_PREVIEW
+            ),
+        ));
+    }
+    let store = state.store.clone();
+    let now = Utc::now();
+    let s = blocking(move || owned(&store, &id, &caller)).await?;
+    use crate::store::ScheduleStatus as S;
+    let over = matches!(
+        s.status,
+        S::Cancelled | S::Completed | S::Failed | S::PartiallyFailed
+    );
+    let mut upcoming = Vec::new();
+    if !over {
+        match &s.recurrence {
+            Some(rule) => {
+                let rule = approval::scheduler_rule(rule)?;
+                upcoming.extend(
+                    rule.preview(now, count)
+                        .into_iter()
+                        .map(|o| (o.index, o.at)),
+                );
+            }
+            None => {
+                if let Some(at) = s.launch_at.filter(|at| *at > now) {
+                    upcoming.push((0, at));
+                }
+            }
+        }
+    }
+    Ok(Json(OccurrencesView {
+        schedule_id: s.id,
+        occurrences: upcoming
+            .into_iter()
+            .map(|(index, at)| OccurrenceView {
+                index,
+                at,
+                t_minus: crate::scheduler::t_minus(now, at),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct RunsQuery {
+    /// Only runs after this occurrence number (the previous page's `next_after`).
+    after: Option<u64>,
+    /// Runs per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<usize>,
+}
+
+/// The run history of a scheduled script, oldest occurrence first, each run with its
+/// jobs: site, status, timestamps and error.
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled/{id}/runs",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id"), RunsQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of runs", body = RunsPage),
+        (status = 400, description = "`after` or `limit` is not valid", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
+        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+    )
+)]
+async fn runs(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<RunsPage>, ApiError> {
+    caller.require(scopes::SCRIPT_VIEW)?;
+    let Query(query) = query.map_err(bad_query)?;
+    let limit = query.limit.unwrap_or(DEFAULT_RUNS);
+    if !(1..=MAX_RUNS).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("limit: must be from 1 to {MAX_RUNS}, not {limit}"),
+        ));
+    }
+    let store = state.store.clone();
+    let page = blocking(move || {
+        owned(&store, &id, &caller)?;
+        let runs = store.list_runs(
+            &id,
+            &Page {
+                limit,
+                after: query.after,
+            },
+        )?;
+        let next_after = (runs.len() == limit)
+            .then(|| runs.last().map(|r| r.occurrence))
+            .flatten();
+        let runs = runs
+            .into_iter()
+            .map(|run| {
+                let jobs = store.run_jobs(&id, run.occurrence)?;
+                Ok(RunView::new(run, jobs))
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(RunsPage { runs, next_after })
+    })
+    .await?;
+    Ok(Json(page))
+}

@@ -1,0 +1,629 @@
+//! The bodies of the scheduled-script routes, spelled as the public API spells them
+//! (seed 000 and `seeds/README.md`; recurrences as seed 004 in snake_case), and their
+//! conversions from and to the store's records.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, NaiveDate, Utc, Weekday};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
+use crate::store::{
+    Job, JobStatus, MissedRunPolicy, Recurrence, RecurrenceKind, Run, RunStatus, SKIPPED,
+    ScheduleStatus, ScheduledScript,
+};
+
+/// An error answered by the API (described here for `/openapi.json`; `ApiError` writes it).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErrorResponse {
+    /// A broad category, such as `validation_error`.
+    #[schema(example = "validation_error")]
+    pub r#type: String,
+    /// A short string naming the error; `/docs/errors` lists them all.
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    #[schema(example = "launch_at: 2025-01-01T00:00:00+00:00 is not in the future")]
+    pub message: String,
+    #[schema(example = "/docs/errors#validation_failed")]
+    pub doc_url: String,
+}
+
+/// A recurrence (seed 004): `ONE_TIME`, `HOURLY` every `hourly_interval` hours, `DAILY`,
+/// `WEEKLY` on `days_of_week`, `MONTHLY` on day `recurrence_date` (a month without that
+/// day is skipped); local `start_time` in `timezone`. The seed's camelCase names
+/// (`scheduleType`, `startDate`, ...) are accepted too.
+#[derive(Debug, ToSchema)]
+#[schema(as = Recurrence)]
+#[allow(dead_code)]
+pub(crate) struct RecurrenceDoc {
+    pub schedule_type: ScheduleTypeDoc,
+    /// First local date an occurrence may fall on.
+    pub start_date: NaiveDate,
+    /// Last local date an occurrence may fall on (inclusive).
+    pub end_date: Option<NaiveDate>,
+    /// Local time of day, `HH:MM:SS` (or `HH:MM`).
+    #[schema(example = "04:00:00")]
+    pub start_time: String,
+    /// IANA time zone name; UTC when absent.
+    #[schema(example = "Europe/Berlin")]
+    pub timezone: Option<String>,
+    /// `HOURLY` only: hours between occurrences (1 to 8784).
+    pub hourly_interval: Option<u32>,
+    /// `WEEKLY` only: ISO days, 1 = Monday to 7 = Sunday.
+    pub days_of_week: Option<Vec<u32>>,
+    /// `MONTHLY` only: day of the month, 1 to 31.
+    pub recurrence_date: Option<u32>,
+}
+
+#[derive(Debug, ToSchema)]
+#[schema(as = ScheduleType)]
+#[allow(dead_code, clippy::upper_case_acronyms, non_camel_case_types)]
+pub(crate) enum ScheduleTypeDoc {
+    ONE_TIME,
+    HOURLY,
+    DAILY,
+    WEEKLY,
+    MONTHLY,
+}
+
+/// What to do with an occurrence that fell due while the engine was down.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum MissedRuns {
+    /// It does not run; the schedule waits for its next occurrence.
+    Skip,
+    /// It runs once, if the engine is back within the grace window.
+    RunOnce,
+}
+
+impl From<MissedRuns> for MissedRunPolicy {
+    fn from(m: MissedRuns) -> Self {
+        match m {
+            MissedRuns::Skip => MissedRunPolicy::Skip,
+            MissedRuns::RunOnce => MissedRunPolicy::RunOnce,
+        }
+    }
+}
+
+impl From<MissedRunPolicy> for MissedRuns {
+    fn from(m: MissedRunPolicy) -> Self {
+        match m {
+            MissedRunPolicy::Skip => MissedRuns::Skip,
+            MissedRunPolicy::RunOnce => MissedRuns::RunOnce,
+        }
+    }
+}
+
+/// `POST /scripts/scheduled`: a script to run on many sites at a future UTC time.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CreateBody {
+    /// A human-readable name, unique in the organization.
+    #[schema(example = "Nightly BGP peer maintenance")]
+    pub description: String,
+    /// The full RouterOS script.
+    #[schema(example = "/routing bgp peer disable [find name=peer1]")]
+    pub script: String,
+    /// When to run, UTC; must be in the future. Required unless `recurrence` is given.
+    #[serde(default)]
+    pub launch_at: Option<DateTime<Utc>>,
+    /// Site ids to run on.
+    #[serde(default)]
+    pub sites: Vec<String>,
+    /// Also run on every site carrying one of these tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Sites never to run on, even when a tag names them.
+    #[serde(default)]
+    pub excluded_sites: Vec<String>,
+    /// User ids to notify about authorization requests and progress.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// A site that runs the script first; the fleet waits for it and does not run if it fails.
+    #[serde(default)]
+    pub test_site_id: Option<String>,
+    /// Export each router's configuration before the script runs.
+    #[serde(default)]
+    pub make_backup: bool,
+    /// Skip sites that are offline at launch instead of trying them until the job's timeout.
+    #[serde(default)]
+    pub abort_if_offline: bool,
+    /// What the script does, in a sentence.
+    #[serde(default)]
+    pub summary: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<RecurrenceDoc>)]
+    pub recurrence: Option<RecurrenceSpec>,
+    #[serde(default)]
+    pub missed_runs: Option<MissedRuns>,
+}
+
+/// `PUT /scripts/scheduled/{id}`: the fields to change; absent fields keep their value,
+/// `null` clears an optional one. Changing the script, targets, launch time, recurrence,
+/// test site or missed-run policy returns the schedule to `unauthorized`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct UpdateBody {
+    pub description: Option<String>,
+    pub script: Option<String>,
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    pub launch_at: Option<Option<DateTime<Utc>>>,
+    pub sites: Option<Vec<String>>,
+    pub tags: Option<Vec<String>>,
+    pub excluded_sites: Option<Vec<String>>,
+    pub notify: Option<Vec<String>>,
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub test_site_id: Option<Option<String>>,
+    pub make_backup: Option<bool>,
+    pub abort_if_offline: Option<bool>,
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub summary: Option<Option<String>>,
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<RecurrenceDoc>)]
+    pub recurrence: Option<Option<RecurrenceSpec>>,
+    pub missed_runs: Option<MissedRuns>,
+}
+
+/// A field that is present (possibly `null`) becomes `Some`; an absent one stays `None`
+/// through `#[serde(default)]`.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// `POST /scripts/scheduled/{id}/authorize`: no body to approve with the
+/// `script:authorize` scope, or the token of an approval link.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApproveBody {
+    /// The token of the approval link sent to the recipients.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// `DELETE /scripts/scheduled`: the schedules to delete, all or none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BulkDeleteBody {
+    /// Ids of the schedules (`id_list` is accepted too).
+    #[serde(alias = "id_list")]
+    pub schedules_ids: Vec<String>,
+}
+
+/// Where a scheduled script stands (seed 000).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    Unauthorized,
+    Scheduled,
+    Launched,
+    Cancelled,
+}
+
+/// How a launched schedule ended (its last run, once no occurrence follows).
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Outcome {
+    Completed,
+    Failed,
+    PartiallyFailed,
+}
+
+/// Progress of the latest occurrence across its target sites: site ids by state.
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
+pub(crate) struct Progress {
+    pub completed: Vec<String>,
+    pub failed: Vec<String>,
+    /// Not finished yet, including sites the occurrence has not launched on.
+    pub pending: Vec<String>,
+    /// Offline at launch and skipped (`abort_if_offline`).
+    pub skipped: Vec<String>,
+    pub counts: Counts,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
+pub(crate) struct Counts {
+    pub total: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub skipped: u64,
+}
+
+/// A scheduled script (seed 000's response, plus targets by tag, the recurrence and
+/// who authorized it).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct ScheduleView {
+    #[schema(example = "018f5bda-4690-7432-8472-358b2734f19b")]
+    pub id: String,
+    pub created_by: String,
+    pub test_site_id: Option<String>,
+    pub make_backup: bool,
+    pub abort_if_offline: bool,
+    pub description: String,
+    pub summary: Option<String>,
+    pub script: String,
+    pub status: Status,
+    /// Set once a launched schedule has finished: completed, failed or partially failed.
+    pub outcome: Option<Outcome>,
+    pub authorization_requested_at: Option<DateTime<Utc>>,
+    pub authorized_at: Option<DateTime<Utc>>,
+    pub authorized_by: Option<String>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub launch_at: Option<DateTime<Utc>>,
+    /// When it launches next (the next occurrence of a recurrence).
+    pub next_launch_at: Option<DateTime<Utc>>,
+    /// A countdown to the next launch such as "in 2 days" (or since the launch: "2 hours ago").
+    #[schema(example = "in 2 days")]
+    pub t_minus: Option<String>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub sites: Vec<String>,
+    pub tags: Vec<String>,
+    pub excluded_sites: Vec<String>,
+    pub notify: Vec<String>,
+    pub progress: Progress,
+    #[schema(value_type = Option<RecurrenceDoc>)]
+    pub recurrence: Option<RecurrenceSpec>,
+    pub missed_runs: MissedRuns,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl ScheduleView {
+    pub(crate) fn new(s: ScheduledScript, progress: Progress, now: DateTime<Utc>) -> Self {
+        let (status, outcome) = match s.status {
+            ScheduleStatus::Unauthorized => (Status::Unauthorized, None),
+            ScheduleStatus::Scheduled => (Status::Scheduled, None),
+            ScheduleStatus::Launched => (Status::Launched, None),
+            ScheduleStatus::Completed => (Status::Launched, Some(Outcome::Completed)),
+            ScheduleStatus::Failed => (Status::Launched, Some(Outcome::Failed)),
+            ScheduleStatus::PartiallyFailed => (Status::Launched, Some(Outcome::PartiallyFailed)),
+            ScheduleStatus::Cancelled => (Status::Cancelled, None),
+        };
+        let countdown_to = match s.status {
+            ScheduleStatus::Cancelled => None,
+            _ => s.next_launch_at.or(s.launch_at),
+        };
+        ScheduleView {
+            t_minus: countdown_to.map(|at| scheduler::t_minus(now, at)),
+            recurrence: s.recurrence.as_ref().map(spec_of),
+            id: s.id,
+            created_by: s.created_by,
+            test_site_id: s.test_site_id,
+            make_backup: s.make_backup,
+            abort_if_offline: s.abort_if_offline,
+            description: s.description,
+            summary: s.summary,
+            script: s.script,
+            status,
+            outcome,
+            authorization_requested_at: s.authorization_requested_at,
+            authorized_at: s.authorized_at,
+            authorized_by: s.authorized_by,
+            cancelled_at: s.cancelled_at,
+            launch_at: s.launch_at,
+            next_launch_at: s.next_launch_at,
+            started_at: s.started_at,
+            sites: s.sites,
+            tags: s.tags,
+            excluded_sites: s.excluded_sites,
+            notify: s.notify,
+            progress,
+            missed_runs: s.missed_runs.into(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// The progress of `s` from the jobs of its latest run; sites the run has not reached
+/// (or every target, before the first launch) are pending while more is to launch.
+pub(crate) fn progress(
+    s: &ScheduledScript,
+    run: Option<&Run>,
+    jobs: &[Job],
+    tagged: &[String],
+) -> Progress {
+    let mut p = Progress::default();
+    let mut seen = BTreeSet::new();
+    for job in jobs {
+        seen.insert(job.site_id.as_str());
+        let list = match job.status {
+            JobStatus::Completed => &mut p.completed,
+            JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
+                &mut p.skipped
+            }
+            JobStatus::Failed | JobStatus::Deleted => &mut p.failed,
+            JobStatus::Pending | JobStatus::Loaded | JobStatus::Running => &mut p.pending,
+        };
+        list.push(job.site_id.clone());
+    }
+    let more_to_launch = match run {
+        None => !matches!(s.status, ScheduleStatus::Cancelled),
+        Some(run) => run.awaiting_batches && run.finished_at.is_none(),
+    };
+    if more_to_launch {
+        let targets: BTreeSet<&str> = s
+            .test_site_id
+            .iter()
+            .chain(&s.sites)
+            .chain(tagged)
+            .map(String::as_str)
+            .filter(|id| !s.excluded_sites.iter().any(|x| x == id))
+            .collect();
+        for site in targets {
+            if seen.insert(site) {
+                p.pending.push(site.to_owned());
+            }
+        }
+    }
+    p.counts = Counts {
+        total: (p.completed.len() + p.failed.len() + p.pending.len() + p.skipped.len()) as u64,
+        completed: p.completed.len() as u64,
+        failed: p.failed.len() as u64,
+        pending: p.pending.len() as u64,
+        skipped: p.skipped.len() as u64,
+    };
+    p
+}
+
+/// The store's recurrence as the API spells it.
+pub(crate) fn spec_of(r: &Recurrence) -> RecurrenceSpec {
+    let schedule_type = match r.kind {
+        RecurrenceKind::OneTime => ScheduleType::OneTime,
+        RecurrenceKind::Hourly => ScheduleType::Hourly,
+        RecurrenceKind::Daily => ScheduleType::Daily,
+        RecurrenceKind::Weekly => ScheduleType::Weekly,
+        RecurrenceKind::Monthly => ScheduleType::Monthly,
+    };
+    RecurrenceSpec {
+        schedule_type,
+        start_date: r.start_date,
+        end_date: r.end_date,
+        start_time: r.start_time,
+        timezone: r.timezone.clone(),
+        hourly_interval: match schedule_type {
+            ScheduleType::Hourly => Some(r.interval.unwrap_or(1)),
+            _ => None,
+        },
+        days_of_week: r
+            .days_of_week
+            .iter()
+            .map(|d| d.number_from_monday())
+            .collect(),
+        recurrence_date: r.day_of_month.map(u32::from),
+    }
+}
+
+/// A recurrence from the API, validated by the scheduler's rules, as the store keeps it.
+/// The error is the scheduler's, naming the field.
+pub(crate) fn recurrence_of(
+    spec: RecurrenceSpec,
+) -> Result<Recurrence, scheduler::RecurrenceError> {
+    let rule = scheduler::Recurrence::new(spec)?;
+    let spec = rule.spec();
+    const DAYS: [Weekday; 7] = [
+        Weekday::Mon,
+        Weekday::Tue,
+        Weekday::Wed,
+        Weekday::Thu,
+        Weekday::Fri,
+        Weekday::Sat,
+        Weekday::Sun,
+    ];
+    Ok(Recurrence {
+        kind: match spec.schedule_type {
+            ScheduleType::OneTime => RecurrenceKind::OneTime,
+            ScheduleType::Hourly => RecurrenceKind::Hourly,
+            ScheduleType::Daily => RecurrenceKind::Daily,
+            ScheduleType::Weekly => RecurrenceKind::Weekly,
+            ScheduleType::Monthly => RecurrenceKind::Monthly,
+        },
+        interval: spec.hourly_interval,
+        // Validated: every day is 1 to 7, every date 1 to 31.
+        days_of_week: spec
+            .days_of_week
+            .iter()
+            .filter_map(|d| DAYS.get((*d as usize).wrapping_sub(1)).copied())
+            .collect(),
+        day_of_month: spec.recurrence_date.and_then(|d| u8::try_from(d).ok()),
+        start_date: spec.start_date,
+        end_date: spec.end_date,
+        start_time: spec.start_time,
+        timezone: spec.timezone.clone(),
+    })
+}
+
+/// A job of a run: where it ran and how it went.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct RunJob {
+    pub id: String,
+    pub site_id: String,
+    pub status: JobState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub failed_at: Option<DateTime<Utc>>,
+    pub error: Option<JobFailure>,
+    /// Whether a configuration export was taken before the script.
+    pub has_backup: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum JobState {
+    Pending,
+    Loaded,
+    Running,
+    Completed,
+    Failed,
+    Deleted,
+}
+
+/// Why a job failed: `skipped` (offline), `cancelled`, `interrupted`, or the transport's code.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct JobFailure {
+    pub code: String,
+    pub message: String,
+}
+
+impl From<Job> for RunJob {
+    fn from(j: Job) -> Self {
+        RunJob {
+            status: match j.status {
+                JobStatus::Pending => JobState::Pending,
+                JobStatus::Loaded => JobState::Loaded,
+                JobStatus::Running => JobState::Running,
+                JobStatus::Completed => JobState::Completed,
+                JobStatus::Failed => JobState::Failed,
+                JobStatus::Deleted => JobState::Deleted,
+            },
+            id: j.id,
+            site_id: j.site_id,
+            attempts: j.attempts,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            completed_at: j.completed_at,
+            failed_at: j.failed_at,
+            error: j.error.map(|e| JobFailure {
+                code: e.code,
+                message: e.message,
+            }),
+            has_backup: j.has_backup,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RunState {
+    Launched,
+    Completed,
+    Failed,
+    PartiallyFailed,
+}
+
+/// One occurrence of a schedule and its jobs.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(crate) struct RunView {
+    /// The occurrence's number in its recurrence (0 for a one-time schedule).
+    pub occurrence: u64,
+    pub scheduled_for: DateTime<Utc>,
+    pub status: RunState,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub counts: Counts,
+    pub jobs: Vec<RunJob>,
+}
+
+impl RunView {
+    pub(crate) fn new(run: Run, jobs: Vec<Job>) -> Self {
+        RunView {
+            occurrence: run.occurrence,
+            scheduled_for: run.scheduled_for,
+            status: match run.status {
+                RunStatus::Launched => RunState::Launched,
+                RunStatus::Completed => RunState::Completed,
+                RunStatus::Failed => RunState::Failed,
+                RunStatus::PartiallyFailed => RunState::PartiallyFailed,
+            },
+            started_at: run.started_at,
+            finished_at: run.finished_at,
+            counts: Counts {
+                total: run.total,
+                completed: run.completed,
+                failed: run.failed,
+                pending: run.pending,
+                skipped: run.skipped,
+            },
+            jobs: jobs.into_iter().map(RunJob::from).collect(),
+        }
+    }
+}
+
+/// `GET /scripts/scheduled/{id}/runs`: a page of the run history, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RunsPage {
+    pub runs: Vec<RunView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<u64>,
+}
+
+/// One upcoming occurrence.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OccurrenceView {
+    /// The occurrence's number in its recurrence; it keys the run history.
+    pub index: u64,
+    pub at: DateTime<Utc>,
+    #[schema(example = "in 3 hours")]
+    pub t_minus: String,
+}
+
+/// `GET /scripts/scheduled/{id}/occurrences`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OccurrencesView {
+    pub schedule_id: String,
+    pub occurrences: Vec<OccurrenceView>,
+}
+
+/// `GET /scripts/scheduled/{id}/authorize`: the request is recorded and the recipients
+/// are sent a single-use link that expires.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuthorizationRequested {
+    #[schema(example = "ok")]
+    pub status: String,
+    pub message: String,
+    pub data: AuthorizationRequestData,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AuthorizationRequestData {
+    pub schedule: ScheduleView,
+    /// User ids the approval link goes to: `notify`, or everyone in the organization.
+    pub recipients: Vec<String>,
+    /// When the link stops approving.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The listing envelope (seed 003).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ListResponse {
+    #[schema(example = "ok")]
+    pub status: String,
+    #[schema(example = "List of scheduled scripts")]
+    pub message: String,
+    pub data: ListData,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ListData {
+    /// The schedules of this page, in creation order.
+    pub registries: Vec<ScheduleView>,
+    pub paginate: bool,
+    /// Page number from 1; absent when not paginated.
+    pub page: Option<u64>,
+    pub page_size: Option<u64>,
+    /// Schedules that match the filters, on every page.
+    pub total: u64,
+    /// Number of pages; absent when not paginated.
+    pub pages: Option<u64>,
+}
+
+/// `DELETE /scripts/scheduled`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkDeleted {
+    #[schema(example = "ok")]
+    pub status: String,
+    #[schema(example = "Schedules successfully deleted")]
+    pub message: String,
+    pub deleted: Vec<String>,
+}
