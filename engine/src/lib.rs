@@ -17,12 +17,16 @@
 //!   scripts, runs, the never-twice ledger, jobs, users, audit log and outbox.
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
+//! - [`cli`]: the client commands (`site`, `script`, `job`, `token create`).
+//! - [`demo`]: `yardmaster demo`, the engine with a simulated fleet registered as sites.
 
 pub mod api;
 pub mod approval;
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod plugins;
 pub mod runner;
 pub mod scheduler;

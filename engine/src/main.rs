@@ -32,6 +32,18 @@ enum Command {
     /// Run a fleet of simulated RouterOS devices on loopback, to try scripts and plugins
     /// without a real router.
     Simulate(yardmaster::simulate::SimulateArgs),
+    /// Issue bearer tokens with the engine's key.
+    #[command(subcommand)]
+    Token(yardmaster::cli::TokenCommand),
+    /// Sites: the routers and hosts scripts run on (through a running engine).
+    Site(yardmaster::cli::SiteArgs),
+    /// Scheduled scripts: schedule, authorize, cancel, show, watch.
+    Script(yardmaster::cli::ScriptArgs),
+    /// Jobs on one router: run a script, call a command, list.
+    Job(yardmaster::cli::JobArgs),
+    /// Start the engine with 50 simulated routers registered as sites, print tokens and
+    /// commands to try; Ctrl-C stops everything.
+    Demo(yardmaster::demo::DemoArgs),
 }
 
 #[derive(clap::Args)]
@@ -97,7 +109,8 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -105,8 +118,17 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs a command; false when it ran but did not succeed (a watched script that failed).
+async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
+        Command::Token(command) => yardmaster::cli::token::run(command).map(|()| true),
+        Command::Site(args) => yardmaster::cli::site(args).await,
+        Command::Script(args) => yardmaster::cli::script(args).await,
+        Command::Job(args) => yardmaster::cli::job(args).await,
+        Command::Demo(args) => {
+            yardmaster::demo::run(args, yardmaster::server::termination()).await?;
+            Ok(true)
+        }
         Command::Serve(args) => {
             let flags = Overrides {
                 data_dir: args.data_dir,
@@ -115,14 +137,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let config = Config::load(args.config.as_deref(), &flags)?;
             yardmaster::server::run(config, yardmaster::server::termination()).await?;
-            Ok(())
+            Ok(true)
         }
         Command::Simulate(args) => {
             yardmaster::simulate::run(args, yardmaster::server::termination()).await?;
-            Ok(())
+            Ok(true)
         }
-        Command::Plugin(PluginCommand::List { url, json }) => plugin_list(&url, json).await,
-        Command::Plugin(PluginCommand::Inspect { file, json }) => plugin_inspect(&file, json).await,
+        Command::Plugin(PluginCommand::List { url, json }) => {
+            plugin_list(&url, json).await.map(|()| true)
+        }
+        Command::Plugin(PluginCommand::Inspect { file, json }) => {
+            plugin_inspect(&file, json).await.map(|()| true)
+        }
     }
 }
 
