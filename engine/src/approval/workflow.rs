@@ -3,8 +3,10 @@
 //! Each step checks everything it can against one read of the schedule, then commits
 //! through the store, whose own transactions re-check the state: a step that raced
 //! another (two approvals, an approval and a cancel) fails with a conflict instead of
-//! doing both. Token checks happen last before the commit, so a refusal for any other
-//! reason (four eyes, state, no future launch) leaves the link usable.
+//! doing both. A step's audit line and outbox event are written in the transaction that
+//! makes it, and an approval link is used up in the transaction that approves, so a
+//! refusal for any reason (four eyes, state, an edit since the read, no future launch)
+//! leaves the link usable and records nothing.
 
 use chacha20poly1305::aead::{OsRng, rand_core::RngCore};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -16,7 +18,7 @@ use super::{
     approval_hash,
 };
 use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
-use crate::store::approvals::{ApprovalToken, TokenRejection};
+use crate::store::approvals::{ApprovalToken, Decision, TokenRejection};
 use crate::store::{
     AuditInput, Recurrence, RecurrenceKind, ScheduleStatus, ScheduledScript, Store,
 };
@@ -86,11 +88,9 @@ pub fn request(
             ),
         ));
     }
-    let schedule = store
-        .request_authorization(schedule_id, &requester.user_id, now)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    // Bound to the version the request recorded: an edit after this point changes the
+    // Bound to the version this request reads: an edit after this point changes the
     // hash, and the link stops approving.
+    let schedule = current;
     let approval = approval_hash(&schedule);
 
     let (recipients, recipients_from) = if schedule.notify.is_empty() {
@@ -140,9 +140,14 @@ pub fn request(
         "expires_at": expires_at,
         "approval": approval,
     });
-    let event_id = store
-        .issue_approval_token(&record, audit, EVENT_REQUESTED, payload, now)
-        .map_err(ApprovalError::Store)?;
+    let decision = Decision {
+        audit,
+        event: EVENT_REQUESTED,
+        payload,
+    };
+    let (schedule, event_id) = store
+        .request_authorization(schedule_id, &record, decision, now)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     Ok(Requested {
         schedule,
         event_id,
@@ -187,85 +192,67 @@ pub fn approve(
     let approval = approval_hash(&current);
     let next_launch_at = next_launch(&current, now)?;
 
-    if let Some(token) = token {
-        let used = store
-            .consume_approval_token(
-                &digest(token),
-                schedule_id,
-                &approval,
-                &approver.user_id,
-                now,
-            )
-            .map_err(ApprovalError::Store)?;
-        match used {
-            Ok(_) => {}
-            Err(TokenRejection::Expired) => return Err(ApprovalError::ExpiredToken),
-            Err(TokenRejection::Used) => {
-                return Err(ApprovalError::InvalidToken {
-                    reason: "it has already been used",
-                });
-            }
-            Err(TokenRejection::Stale) => {
-                return Err(ApprovalError::InvalidToken {
-                    reason: "the scheduled script changed after the link was sent; request authorization again",
-                });
-            }
-            Err(TokenRejection::Unknown) => {
-                return Err(ApprovalError::InvalidToken {
-                    reason: "it does not belong to this scheduled script",
-                });
-            }
-        }
-    }
-
-    let schedule = store
-        .authorize_schedule(
-            schedule_id,
-            &approver.user_id,
-            &approval,
-            Some(next_launch_at),
-            now,
-        )
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    let stale = approval_hash(&schedule) != approval;
     let via = if token.is_some() { "link" } else { "scope" };
     let audit = AuditInput {
         at: now,
-        organization: schedule.organization.clone(),
+        organization: current.organization.clone(),
         actor: approver.user_id.clone(),
         action: EVENT_AUTHORIZED.into(),
-        target: schedule.id.clone(),
+        target: current.id.clone(),
         detail: json!({
             "approval": approval,
             "via": via,
             "self_approval": self_approval,
             "next_launch_at": next_launch_at,
-            "stale": stale,
         }),
     };
     let payload = json!({
-        "schedule_id": schedule.id,
-        "organization": schedule.organization,
-        "description": schedule.description,
-        "created_by": schedule.created_by,
+        "schedule_id": current.id,
+        "organization": current.organization,
+        "description": current.description,
+        "created_by": current.created_by,
         "authorized_by": approver.user_id,
         "authorized_at": now,
         "approval": approval,
         "next_launch_at": next_launch_at,
-        "notify": schedule.notify,
+        "notify": current.notify,
     });
-    store
-        .record_decision(audit, EVENT_AUTHORIZED, payload, now)
-        .map_err(ApprovalError::Store)?;
-    if stale {
-        // An edit landed between the read above and the store's commit. The store will
-        // not launch under an approval that does not match, so nothing runs unapproved;
-        // the approver is told their approval does not cover the schedule as it is now.
-        return Err(conflict(
+    let decision = Decision {
+        audit,
+        event: EVENT_AUTHORIZED,
+        payload,
+    };
+    let token_digest = token.map(digest);
+    let schedule = match store
+        .authorize_schedule(
             schedule_id,
-            "changed while it was being approved; the approval does not cover the change".into(),
-        ));
-    }
+            &approver.user_id,
+            &approval,
+            Some(next_launch_at),
+            token_digest.as_deref(),
+            decision,
+            now,
+        )
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?
+    {
+        Ok(schedule) => schedule,
+        Err(TokenRejection::Expired) => return Err(ApprovalError::ExpiredToken),
+        Err(TokenRejection::Used) => {
+            return Err(ApprovalError::InvalidToken {
+                reason: "it has already been used",
+            });
+        }
+        Err(TokenRejection::Stale) => {
+            return Err(ApprovalError::InvalidToken {
+                reason: "the scheduled script changed after the link was sent; request authorization again",
+            });
+        }
+        Err(TokenRejection::Unknown) => {
+            return Err(ApprovalError::InvalidToken {
+                reason: "it does not belong to this scheduled script",
+            });
+        }
+    };
     Ok(Approved {
         schedule,
         next_launch_at,
@@ -288,29 +275,31 @@ pub fn cancel(
             scope: SCOPE_UPDATE,
         });
     }
-    let schedule = store
-        .cancel_schedule(schedule_id, now)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     let audit = AuditInput {
         at: now,
-        organization: schedule.organization.clone(),
+        organization: current.organization.clone(),
         actor: actor.user_id.clone(),
         action: EVENT_CANCELLED.into(),
-        target: schedule.id.clone(),
+        target: current.id.clone(),
         detail: json!({"previous_status": current.status}),
     };
     let payload = json!({
-        "schedule_id": schedule.id,
-        "organization": schedule.organization,
-        "description": schedule.description,
+        "schedule_id": current.id,
+        "organization": current.organization,
+        "description": current.description,
         "cancelled_by": actor.user_id,
         "cancelled_at": now,
         "previous_status": current.status,
-        "notify": schedule.notify,
+        "notify": current.notify,
     });
-    store
-        .record_decision(audit, EVENT_CANCELLED, payload, now)
-        .map_err(ApprovalError::Store)?;
+    let decision = Decision {
+        audit,
+        event: EVENT_CANCELLED,
+        payload,
+    };
+    let schedule = store
+        .cancel_schedule(schedule_id, decision, now)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     Ok(schedule)
 }
 

@@ -7,7 +7,7 @@
 //! a database written before it simply has no tokens.
 
 use chrono::{DateTime, Utc};
-use redb::ReadableTable;
+use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
@@ -46,77 +46,62 @@ pub(crate) enum TokenRejection {
     Stale,
 }
 
-impl Store {
-    /// Stores a new token, its audit line and the event that carries its link, in one
-    /// commit: the link is announced if and only if the token exists.
-    pub(crate) fn issue_approval_token(
-        &self,
-        token: &ApprovalToken,
-        audit: AuditInput,
-        event_kind: &str,
-        payload: serde_json::Value,
+/// What a decision on a schedule leaves behind, written by the store in the transaction
+/// that makes the decision: its audit line and the outbox event that announces it.
+#[derive(Debug, Clone)]
+pub(crate) struct Decision {
+    pub(crate) audit: AuditInput,
+    pub(crate) event: &'static str,
+    pub(crate) payload: serde_json::Value,
+}
+
+impl Decision {
+    pub(crate) fn write(
+        self,
+        tx: &WriteTransaction,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        let bytes = encode(KIND, &token.schedule_id, token)?;
-        self.write(|tx| {
-            tx.open_table(APPROVAL_TOKENS)?
-                .insert(token.digest.as_str(), bytes.as_slice())?;
-            push_audit(tx, audit)?;
-            push_event(tx, event_kind, payload, now)
-        })
+        push_audit(tx, self.audit)?;
+        push_event(tx, self.event, self.payload, now)
     }
+}
 
-    /// Checks the token with digest `digest` against the schedule and its current
-    /// approval hash and, when it approves, marks it used by `by`.
-    pub(crate) fn consume_approval_token(
-        &self,
-        digest: &str,
-        schedule_id: &str,
-        approval: &str,
-        by: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Result<ApprovalToken, TokenRejection>, StoreError> {
-        self.write(|tx| {
-            let mut tokens = tx.open_table(APPROVAL_TOKENS)?;
-            let found: Option<ApprovalToken> = match tokens.get(digest)? {
-                Some(bytes) => Some(decode(KIND, schedule_id, bytes.value())?),
-                None => None,
-            };
-            let mut token = match found {
-                Some(t) if t.schedule_id == schedule_id => t,
-                _ => return Ok(Err(TokenRejection::Unknown)),
-            };
-            if token.used_at.is_some() {
-                return Ok(Err(TokenRejection::Used));
-            }
-            if now >= token.expires_at {
-                return Ok(Err(TokenRejection::Expired));
-            }
-            if token.approval != approval {
-                return Ok(Err(TokenRejection::Stale));
-            }
-            token.used_at = Some(now);
-            token.used_by = Some(by.to_owned());
-            tokens.insert(digest, encode(KIND, schedule_id, &token)?.as_slice())?;
-            Ok(Ok(token))
-        })
+/// Checks the token with digest `digest` against the schedule and the approval hash it
+/// must carry and, when it approves, marks it used by `by`. Writes nothing when it does
+/// not approve.
+pub(crate) fn use_approval_token(
+    tx: &WriteTransaction,
+    digest: &str,
+    schedule_id: &str,
+    approval: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Result<ApprovalToken, TokenRejection>, StoreError> {
+    let mut tokens = tx.open_table(APPROVAL_TOKENS)?;
+    let found: Option<ApprovalToken> = match tokens.get(digest)? {
+        Some(bytes) => Some(decode(KIND, schedule_id, bytes.value())?),
+        None => None,
+    };
+    let mut token = match found {
+        Some(t) if t.schedule_id == schedule_id => t,
+        _ => return Ok(Err(TokenRejection::Unknown)),
+    };
+    if token.used_at.is_some() {
+        return Ok(Err(TokenRejection::Used));
     }
-
-    /// Appends an audit line and an outbox event in one commit.
-    pub(crate) fn record_decision(
-        &self,
-        audit: AuditInput,
-        event_kind: &str,
-        payload: serde_json::Value,
-        now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        self.write(|tx| {
-            push_audit(tx, audit)?;
-            push_event(tx, event_kind, payload, now)?;
-            Ok(())
-        })
+    if now >= token.expires_at {
+        return Ok(Err(TokenRejection::Expired));
     }
+    if token.approval != approval {
+        return Ok(Err(TokenRejection::Stale));
+    }
+    token.used_at = Some(now);
+    token.used_by = Some(by.to_owned());
+    tokens.insert(digest, encode(KIND, schedule_id, &token)?.as_slice())?;
+    Ok(Ok(token))
+}
 
+impl Store {
     /// The users of one organization, in id order. Reads every user: organizations are
     /// small and this runs once per authorization request.
     pub(crate) fn organization_users(&self, organization: &str) -> Result<Vec<User>, StoreError> {
@@ -167,20 +152,18 @@ mod tests {
     #[test]
     fn a_token_approves_once_for_its_schedule_and_hash_until_it_expires() {
         let (_dir, store) = open();
-        for d in ["d1", "d2"] {
-            store
-                .issue_approval_token(
-                    &token(d),
-                    audit(),
-                    "test.token",
-                    serde_json::json!({}),
-                    t(0),
-                )
-                .expect("issue");
-        }
+        store
+            .write(|tx| {
+                let mut tokens = tx.open_table(APPROVAL_TOKENS)?;
+                for d in ["d1", "d2"] {
+                    tokens.insert(d, encode(KIND, "s1", &token(d))?.as_slice())?;
+                }
+                Ok(())
+            })
+            .expect("issue");
         let consume = |d: &str, s: &str, h: &str, at: i64| {
             store
-                .consume_approval_token(d, s, h, "u2", t(at))
+                .write(|tx| use_approval_token(tx, d, s, h, "u2", t(at)))
                 .expect("consume")
         };
         assert_eq!(consume("nope", "s1", "h1", 1), Err(TokenRejection::Unknown));
@@ -195,9 +178,12 @@ mod tests {
     #[test]
     fn decisions_write_audit_and_event_together() {
         let (_dir, store) = open();
-        store
-            .record_decision(audit(), "test.decided", serde_json::json!({"x": 1}), t(0))
-            .expect("record");
+        let decision = Decision {
+            audit: audit(),
+            event: "test.decided",
+            payload: serde_json::json!({"x": 1}),
+        };
+        store.write(|tx| decision.write(tx, t(0))).expect("record");
         let lines = store
             .list_audit(&crate::store::Page::first(10))
             .expect("audit");

@@ -25,7 +25,6 @@ use super::txn::decode;
 const CHILD_DIR: &str = "YARDMASTER_STORE_CRASH_CHILD";
 const SITES: usize = 12;
 const SCHEDULE: &str = "crash schedule";
-const APPROVAL: &str = "crash-approval";
 
 /// Runs only as the child of `kill_9_at_random_moments_leaves_the_store_consistent`.
 #[test]
@@ -56,8 +55,7 @@ fn crash_child() {
                     t(0),
                 )
                 .expect("create schedule");
-            store
-                .authorize_schedule(&s.id, "approver", APPROVAL, Some(t(10)), t(1))
+            crate::store::schedules::tests::authorize(&store, &s.id, "approver", Some(t(10)), t(1))
                 .expect("authorize")
         }
     };
@@ -77,7 +75,7 @@ fn crash_child() {
                     schedule_id: schedule.id.clone(),
                     occurrence,
                     scheduled_for: t(10),
-                    approval: APPROVAL.into(),
+                    approval: schedule.approval.clone().unwrap_or_default(),
                     sites: (0..SITES).map(site).collect(),
                     more_batches: false,
                     next_launch_at: Some(t(20)),

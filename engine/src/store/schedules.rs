@@ -12,6 +12,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde_json::json;
 
 use super::Store;
+use super::approvals::{ApprovalToken, Decision, TokenRejection, use_approval_token};
 use super::crypto::new_id;
 use super::error::StoreError;
 use super::jobs::{JobTables, change, new_job, set_job_seq};
@@ -22,7 +23,8 @@ use super::records::{
     SchedulePatch, ScheduleStatus, ScheduledScript,
 };
 use super::tables::{
-    JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG, SCHEDULES_DUE,
+    APPROVAL_TOKENS, JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG,
+    SCHEDULES_DUE,
 };
 use super::txn::{decode, encode, load, millis, take_seq};
 
@@ -251,14 +253,17 @@ impl Store {
         })
     }
 
-    /// Records that authorization was requested, and emits the event that notifies the
-    /// recipients.
-    pub fn request_authorization(
+    /// Records that authorization was requested, with the approval link's token and the
+    /// decision's audit line and event, in one commit: the link is announced if and only
+    /// if the request and its token exist. Returns the schedule and the event's id.
+    pub(crate) fn request_authorization(
         &self,
         id: &str,
-        requested_by: &str,
+        token: &ApprovalToken,
+        decision: Decision,
         now: DateTime<Utc>,
-    ) -> Result<ScheduledScript, StoreError> {
+    ) -> Result<(ScheduledScript, u64), StoreError> {
+        let token_bytes = encode("approval token", id, token)?;
         self.write(|tx| {
             let old = get(tx, id)?;
             if old.status != ScheduleStatus::Unauthorized {
@@ -271,36 +276,45 @@ impl Store {
             new.authorization_requested_at = Some(now);
             new.updated_at = now;
             save(tx, Some(&old), &new)?;
-            push_event(
-                tx,
-                "schedule.authorization_requested",
-                json!({
-                    "schedule_id": id,
-                    "organization": new.organization,
-                    "description": new.description,
-                    "requested_by": requested_by,
-                    "notify": new.notify,
-                }),
-                now,
-            )?;
-            Ok(new)
+            tx.open_table(APPROVAL_TOKENS)?
+                .insert(token.digest.as_str(), token_bytes.as_slice())?;
+            let event_id = decision.write(tx, now)?;
+            Ok((new, event_id))
         })
     }
 
     /// Marks a schedule authorized by `by` under the approval binding `approval`, due at
-    /// `next_launch_at`. Who may authorize (four eyes) is the approval workflow's rule.
-    pub fn authorize_schedule(
+    /// `next_launch_at`, using up the approval link `token` (a digest) when one was
+    /// presented, and writing the decision, all in one commit. A schedule that no longer
+    /// hashes to `approval` (edited since the caller read it) is refused, and so is a
+    /// link that does not approve: then nothing is written. Who may authorize (four
+    /// eyes) is the approval workflow's rule.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn authorize_schedule(
         &self,
         id: &str,
         by: &str,
         approval: &str,
         next_launch_at: Option<DateTime<Utc>>,
+        token: Option<&str>,
+        decision: Decision,
         now: DateTime<Utc>,
-    ) -> Result<ScheduledScript, StoreError> {
+    ) -> Result<Result<ScheduledScript, TokenRejection>, StoreError> {
         self.write(|tx| {
             let old = get(tx, id)?;
             if old.status != ScheduleStatus::Unauthorized {
                 return Err(state(id, "only an unauthorized schedule can be authorized"));
+            }
+            if crate::approval::approval_hash(&old) != approval {
+                return Err(state(
+                    id,
+                    "changed while it was being approved; review it again",
+                ));
+            }
+            if let Some(digest) = token
+                && let Err(rejection) = use_approval_token(tx, digest, id, approval, by, now)?
+            {
+                return Ok(Err(rejection));
             }
             let mut new = old.clone();
             new.status = ScheduleStatus::Scheduled;
@@ -310,20 +324,17 @@ impl Store {
             new.next_launch_at = next_launch_at;
             new.updated_at = now;
             save(tx, Some(&old), &new)?;
-            push_event(
-                tx,
-                "schedule.authorized",
-                json!({"schedule_id": id, "authorized_by": by}),
-                now,
-            )?;
-            Ok(new)
+            decision.write(tx, now)?;
+            Ok(Ok(new))
         })
     }
 
-    /// Cancels a schedule that has not finished; it leaves the due index at once.
-    pub fn cancel_schedule(
+    /// Cancels a schedule that has not finished, writing the decision with it; it leaves
+    /// the due index at once.
+    pub(crate) fn cancel_schedule(
         &self,
         id: &str,
+        decision: Decision,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
         self.write(|tx| {
@@ -357,7 +368,7 @@ impl Store {
                     now,
                 )?;
             }
-            push_event(tx, "schedule.cancelled", json!({"schedule_id": id}), now)?;
+            decision.write(tx, now)?;
             Ok(new)
         })
     }
@@ -516,7 +527,7 @@ impl Store {
             if added > 0 {
                 push_event(
                     tx,
-                    "schedule.launched",
+                    "script.launched",
                     json!({"schedule_id": plan.schedule_id, "occurrence": plan.occurrence, "jobs": added}),
                     now,
                 )?;
@@ -640,7 +651,7 @@ pub(crate) fn record_outcome(
         }
         push_event(
             tx,
-            "schedule.run_finished",
+            "script.run_finished",
             json!({
                 "schedule_id": origin.schedule_id,
                 "occurrence": origin.occurrence,
@@ -859,9 +870,58 @@ pub(crate) mod tests {
         let s = store
             .create_schedule(input("org1", name), t(0))
             .expect("create");
-        store
-            .authorize_schedule(&s.id, "auth0|approver", "binding-1", Some(t(3600)), t(1))
-            .expect("authorize")
+        authorize(store, &s.id, "auth0|approver", Some(t(3600)), t(1)).expect("authorize")
+    }
+
+    /// A decision with an empty audit line, for store-level tests of the state changes.
+    pub(crate) fn decision(event: &'static str) -> Decision {
+        Decision {
+            audit: crate::store::AuditInput {
+                at: t(0),
+                organization: "org1".into(),
+                actor: "test".into(),
+                action: event.into(),
+                target: "test".into(),
+                detail: json!({}),
+            },
+            event,
+            payload: json!({"event": event}),
+        }
+    }
+
+    /// Authorizes a schedule as it stands, as the approval workflow would.
+    pub(crate) fn authorize(
+        store: &Store,
+        id: &str,
+        by: &str,
+        next_launch_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        let approval = crate::approval::approval_hash(&store.get_schedule(id)?);
+        let decided = store.authorize_schedule(
+            id,
+            by,
+            &approval,
+            next_launch_at,
+            None,
+            decision("script.authorized"),
+            now,
+        )?;
+        Ok(decided.expect("no token was presented"))
+    }
+
+    fn token(schedule: &ScheduledScript, digest: &str) -> ApprovalToken {
+        ApprovalToken {
+            digest: digest.into(),
+            schedule_id: schedule.id.clone(),
+            organization: schedule.organization.clone(),
+            approval: crate::approval::approval_hash(schedule),
+            requested_by: schedule.created_by.clone(),
+            created_at: t(0),
+            expires_at: t(100),
+            used_at: None,
+            used_by: None,
+        }
     }
 
     #[test]
@@ -1024,9 +1084,7 @@ pub(crate) mod tests {
             sites: Some(vec!["site-z".into()]),
             ..Default::default()
         };
-        let s4 = store
-            .authorize_schedule(&s.id, "u2", "binding-2", Some(t(10)), t(4))
-            .expect("again");
+        let s4 = authorize(&store, &s.id, "u2", Some(t(10)), t(4)).expect("again");
         assert_eq!(s4.status, ScheduleStatus::Scheduled);
         assert_eq!(
             store
@@ -1043,31 +1101,86 @@ pub(crate) mod tests {
         let s = store
             .create_schedule(input("org1", "s1"), t(0))
             .expect("create");
-        store
-            .request_authorization(&s.id, "auth0|creator", t(1))
+        let (_, event_id) = store
+            .request_authorization(
+                &s.id,
+                &token(&s, "d1"),
+                decision("script.authorization_requested"),
+                t(1),
+            )
             .expect("request");
         let events = store.due_events(t(1), 10).expect("events");
-        assert_eq!(events[0].kind, "schedule.authorization_requested");
         assert_eq!(
-            events[0].payload["notify"][0],
-            "auth0|5f9d4b3c2e1a0b006f8b4c5d"
+            (events[0].id, events[0].kind.as_str()),
+            (event_id, "script.authorization_requested")
         );
+        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 1);
+
+        // An edit between the caller's read and the commit: refused, nothing written,
+        // and the link is not used up.
+        let stale = crate::approval::approval_hash(&s);
         store
-            .authorize_schedule(&s.id, "auth0|approver", "b", Some(t(50)), t(2))
-            .expect("authorize");
+            .update_schedule(
+                &s.id,
+                SchedulePatch {
+                    script: Some(":log info edited".into()),
+                    ..Default::default()
+                },
+                t(1),
+            )
+            .expect("edit");
+        let refused = store.authorize_schedule(
+            &s.id,
+            "auth0|approver",
+            &stale,
+            Some(t(50)),
+            Some("d1"),
+            decision("script.authorized"),
+            t(2),
+        );
         assert!(
-            store
-                .authorize_schedule(&s.id, "x", "b", None, t(3))
-                .is_err(),
+            matches!(refused, Err(StoreError::ScheduleState { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 1);
+
+        // The link was issued for the old version: it does not approve the new one.
+        let current = crate::approval::approval_hash(&store.get_schedule(&s.id).expect("s"));
+        let by_link = store
+            .authorize_schedule(
+                &s.id,
+                "auth0|approver",
+                &current,
+                Some(t(50)),
+                Some("d1"),
+                decision("script.authorized"),
+                t(2),
+            )
+            .expect("store");
+        assert_eq!(by_link.err(), Some(TokenRejection::Stale));
+        assert_eq!(
+            store.get_schedule(&s.id).expect("s").status,
+            ScheduleStatus::Unauthorized
+        );
+
+        authorize(&store, &s.id, "auth0|approver", Some(t(50)), t(2)).expect("authorize");
+        assert!(
+            authorize(&store, &s.id, "x", None, t(3)).is_err(),
             "already authorized"
         );
-        let c = store.cancel_schedule(&s.id, t(4)).expect("cancel");
+        let c = store
+            .cancel_schedule(&s.id, decision("script.cancelled"), t(4))
+            .expect("cancel");
         assert_eq!(
             (c.status, c.cancelled_at),
             (ScheduleStatus::Cancelled, Some(t(4)))
         );
         assert!(store.due_schedules(t(100), 10).expect("due").is_empty());
-        assert!(store.cancel_schedule(&s.id, t(5)).is_err());
+        assert!(
+            store
+                .cancel_schedule(&s.id, decision("script.cancelled"), t(5))
+                .is_err()
+        );
         assert!(
             store
                 .update_schedule(&s.id, SchedulePatch::default(), t(5))
@@ -1244,7 +1357,7 @@ pub(crate) mod tests {
             .map(|e| e.kind)
             .collect();
         assert!(
-            kinds.contains(&"schedule.run_finished".to_owned()),
+            kinds.contains(&"script.run_finished".to_owned()),
             "{kinds:?}"
         );
     }
@@ -1303,7 +1416,9 @@ pub(crate) mod tests {
         store
             .transition_job(&b.id, JobTransition::Load, t(3601))
             .expect("load");
-        let cancelled = store.cancel_schedule(&s.id, t(3602)).expect("cancel");
+        let cancelled = store
+            .cancel_schedule(&s.id, decision("script.cancelled"), t(3602))
+            .expect("cancel");
         assert_eq!(cancelled.status, ScheduleStatus::Cancelled);
         assert_eq!(
             store.get_job(&a.id).expect("a").status,
