@@ -35,7 +35,7 @@ pub(crate) struct ErrorResponse {
 /// day is skipped); local `start_time` in `timezone`. The seed's camelCase names
 /// (`scheduleType`, `startDate`, ...) are accepted too.
 #[derive(Debug, ToSchema)]
-#[schema(as = Recurrence)]
+#[schema(as = ScheduleRecurrence)]
 #[allow(dead_code)]
 pub(crate) struct RecurrenceDoc {
     pub schedule_type: ScheduleTypeDoc,
@@ -58,7 +58,7 @@ pub(crate) struct RecurrenceDoc {
 }
 
 #[derive(Debug, ToSchema)]
-#[schema(as = ScheduleType)]
+#[schema(as = RecurrenceScheduleType)]
 #[allow(dead_code, clippy::upper_case_acronyms, non_camel_case_types)]
 pub(crate) enum ScheduleTypeDoc {
     ONE_TIME,
@@ -70,6 +70,7 @@ pub(crate) enum ScheduleTypeDoc {
 
 /// What to do with an occurrence that fell due while the engine was down.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[schema(as = MissedRunPolicy)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum MissedRuns {
     /// It does not run; the schedule waits for its next occurrence.
@@ -200,6 +201,7 @@ pub(crate) struct BulkDeleteBody {
 
 /// Where a scheduled script stands (seed 000).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[schema(as = ScheduledScriptStatus)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Status {
     Unauthorized,
@@ -210,6 +212,7 @@ pub(crate) enum Status {
 
 /// How a launched schedule ended (its last run, once no occurrence follows).
 #[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[schema(as = ScheduledScriptOutcome)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Outcome {
     Completed,
@@ -219,6 +222,7 @@ pub(crate) enum Outcome {
 
 /// Progress of the latest occurrence across its target sites: site ids by state.
 #[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
+#[schema(as = ScheduledScriptProgress)]
 pub(crate) struct Progress {
     pub completed: Vec<String>,
     pub failed: Vec<String>,
@@ -230,6 +234,7 @@ pub(crate) struct Progress {
 }
 
 #[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
+#[schema(as = ProgressCounts)]
 pub(crate) struct Counts {
     pub total: u64,
     pub completed: u64,
@@ -459,6 +464,7 @@ pub(crate) struct RunJob {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(as = RunJobStatus)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum JobState {
     Pending,
@@ -471,6 +477,7 @@ pub(crate) enum JobState {
 
 /// Why a job failed: `skipped` (offline), `cancelled`, `interrupted`, or the transport's code.
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = RunJobError)]
 pub(crate) struct JobFailure {
     pub code: String,
     pub message: String,
@@ -504,6 +511,7 @@ impl From<Job> for RunJob {
 }
 
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[schema(as = RunStatus)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum RunState {
     Launched,

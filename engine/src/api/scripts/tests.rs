@@ -1001,4 +1001,29 @@ async fn the_openapi_document_describes_every_route() {
     }
     let error = &doc["components"]["schemas"]["ErrorResponse"]["properties"];
     assert!(error["type"].is_object(), "{error}");
+
+    // Every schema referenced is defined.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc["paths"], &mut all);
+    refs(&doc["components"], &mut all);
+    assert!(!all.is_empty());
+    for r in all {
+        let name = r.trim_start_matches("#/components/schemas/");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "{r} is referenced but not defined"
+        );
+    }
 }
