@@ -96,6 +96,47 @@ const CODES: &[(&str, &str)] = &[
         "storage_full",
         "The engine's data disk is full; nothing was written. Free space and retry.",
     ),
+    (
+        "invalid_query",
+        "A query parameter is malformed or out of range (for example `page=0`); the message names it.",
+    ),
+    (
+        "body_too_large",
+        "The request body is larger than the route accepts (32 MiB for an import, 2 MiB otherwise).",
+    ),
+    ("malformed_body", "The request body could not be read."),
+    (
+        "malformed_csv",
+        "The CSV body is not valid CSV (an unclosed quote, text after a closing quote, not UTF-8) or has no header row.",
+    ),
+    (
+        "unsupported_media_type",
+        "The body's Content-Type is not one the route takes (an import takes application/json or text/csv).",
+    ),
+    (
+        "import_rejected",
+        "Some rows of an import are bad; `errors` lists each by row and field, and nothing was imported.",
+    ),
+    (
+        "user_exists",
+        "A user with that id already exists; a user's id is the `sub` of their tokens and stays with its first owner.",
+    ),
+    (
+        "router_unreachable",
+        "The router refused the connection or is offline; nothing was sent to it.",
+    ),
+    (
+        "router_auth_failed",
+        "The router refused the site's username or password; nothing was run.",
+    ),
+    (
+        "router_trap",
+        "The router answered the command with an error (`!trap`, such as `no such command`); the message quotes it.",
+    ),
+    (
+        "idempotency_conflict",
+        "The idempotency key was already used for a job with another router, script or description; use a new key.",
+    ),
     ("unavailable", "The engine is starting or shutting down."),
     (
         "internal",

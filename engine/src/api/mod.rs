@@ -7,9 +7,12 @@
 mod auth;
 mod error;
 mod health;
+mod jobs;
 mod openapi;
 mod plugins;
 mod scripts;
+mod sites;
+mod users;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -50,6 +53,9 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(plugins::routes())
         .merge(scripts::routes())
+        .merge(sites::routes())
+        .merge(users::routes())
+        .merge(jobs::routes())
         .merge(error::routes())
         .merge(openapi::routes())
         .fallback(error::not_found)

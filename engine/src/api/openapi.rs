@@ -41,6 +41,9 @@ impl utoipa::Modify for BearerAuth {
 /// The whole document.
 pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = Root::openapi();
+    doc.merge(super::sites::Doc::openapi());
+    doc.merge(super::users::Doc::openapi());
+    doc.merge(super::jobs::Doc::openapi());
     doc.merge(super::scripts::Doc::openapi());
     // Resource modules merge their own `Doc` here as they are described.
     doc

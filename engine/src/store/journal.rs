@@ -24,6 +24,21 @@ impl Store {
         })
     }
 
+    /// Adds a user unless one with the same id exists, in any organization; `false` then,
+    /// and nothing is written. A user's id is the `sub` of their tokens, so an id stays
+    /// with its first owner.
+    pub fn create_user(&self, user: &User) -> Result<bool, StoreError> {
+        let bytes = encode("user", &user.id, user)?;
+        self.write(|tx| {
+            let mut users = tx.open_table(USERS)?;
+            if users.get(user.id.as_str())?.is_some() {
+                return Ok(false);
+            }
+            users.insert(user.id.as_str(), bytes.as_slice())?;
+            Ok(true)
+        })
+    }
+
     pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
         self.read(|tx| {
             load(&tx.open_table(USERS)?, "user", id)?
@@ -237,6 +252,22 @@ mod tests {
             store.get_user("nobody"),
             Err(StoreError::NotFound { kind: "user", .. })
         ));
+        let other = User {
+            organization: "org2".into(),
+            name: "Mallory".into(),
+            ..user.clone()
+        };
+        assert!(
+            !store.create_user(&other).expect("create"),
+            "an id in use stays with its owner"
+        );
+        assert_eq!(store.get_user(&user.id).expect("get"), user);
+        let new = User {
+            id: "u2".into(),
+            ..other
+        };
+        assert!(store.create_user(&new).expect("create"));
+        assert_eq!(store.get_user("u2").expect("get"), new);
     }
 
     #[test]

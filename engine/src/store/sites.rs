@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use super::crypto::{Sealed, new_id};
 use super::error::StoreError;
-use super::records::{Page, Secret, Site, SiteInput};
-use super::tables::{SITE_NAMES, SITES, SITES_BY_ORG, SITES_BY_TAG};
+use super::records::{Job, Page, Secret, Site, SiteInput};
+use super::tables::{JOBS, JOBS_BY_SITE, SITE_NAMES, SITES, SITES_BY_ORG, SITES_BY_TAG};
 use super::txn::{decode, encode, load};
 
 const KIND: &str = "site";
@@ -27,39 +27,109 @@ impl Store {
     /// Adds a site; its name must be new in its organization.
     pub fn create_site(&self, input: SiteInput, now: DateTime<Utc>) -> Result<Site, StoreError> {
         input.validate()?;
-        let id = new_id();
+        self.write(|tx| self.insert_site(tx, input, now))
+    }
+
+    /// Adds many sites of one organization in one transaction: all of them, or none.
+    ///
+    /// Every input is checked first (its fields, its name against the organization's
+    /// sites and against the other inputs), and every refused input is reported with its
+    /// index, so a caller can list all the bad rows of an import at once; then nothing is
+    /// written (`Ok(Err(..))`). Otherwise all the sites are written in one commit.
+    pub fn import_sites(
+        &self,
+        organization: &str,
+        inputs: Vec<SiteInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Result<Vec<Site>, Vec<(usize, StoreError)>>, StoreError> {
+        let refused = self.check_import(organization, &inputs)?;
+        if !refused.is_empty() {
+            return Ok(Err(refused));
+        }
+        // A site created meanwhile under one of the names fails the whole transaction
+        // with `SiteNameTaken`; nothing is written then either.
         self.write(|tx| {
-            claim_name(tx, &input.organization, &input.name, &id)?;
-            let password = input
-                .password
-                .as_ref()
-                .map(|p| self.vault.seal(&id, p.expose()));
-            let site = Site {
-                id: id.clone(),
-                organization: input.organization,
-                name: input.name,
-                address: input.address,
-                port: input.port,
-                transport: input.transport,
-                username: input.username,
-                has_password: password.is_some(),
-                tls: input.tls,
-                tags: dedup(input.tags),
-                created_at: now,
-                updated_at: now,
-            };
-            tx.open_multimap_table(SITES_BY_ORG)?
-                .insert(site.organization.as_str(), id.as_str())?;
-            index_tags(tx, &site, true)?;
-            put(
-                tx,
-                &StoredSite {
-                    site: site.clone(),
-                    password,
-                },
-            )?;
-            Ok(site)
+            inputs
+                .into_iter()
+                .map(|input| self.insert_site(tx, input, now))
+                .collect::<Result<Vec<_>, _>>()
         })
+        .map(Ok)
+    }
+
+    /// The inputs [`Store::import_sites`] would refuse, by index: bad fields, names
+    /// already taken in the organization, names repeated among the inputs (the later
+    /// ones). Nothing is written.
+    pub fn check_import(
+        &self,
+        organization: &str,
+        inputs: &[SiteInput],
+    ) -> Result<Vec<(usize, StoreError)>, StoreError> {
+        let mut refused = Vec::new();
+        let mut seen = std::collections::HashSet::with_capacity(inputs.len());
+        self.read(|tx| {
+            let names = tx.open_table(SITE_NAMES)?;
+            for (i, input) in inputs.iter().enumerate() {
+                if let Err(e) = input.validate() {
+                    refused.push((i, e));
+                } else if input.organization != organization {
+                    refused.push((
+                        i,
+                        StoreError::invalid(KIND, "organization", "differs from the import's"),
+                    ));
+                } else if !seen.insert(input.name.as_str())
+                    || names.get((organization, input.name.as_str()))?.is_some()
+                {
+                    refused.push((
+                        i,
+                        StoreError::SiteNameTaken {
+                            name: input.name.clone(),
+                        },
+                    ));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(refused)
+    }
+
+    fn insert_site(
+        &self,
+        tx: &WriteTransaction,
+        input: SiteInput,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        let id = new_id();
+        claim_name(tx, &input.organization, &input.name, &id)?;
+        let password = input
+            .password
+            .as_ref()
+            .map(|p| self.vault.seal(&id, p.expose()));
+        let site = Site {
+            id: id.clone(),
+            organization: input.organization,
+            name: input.name,
+            address: input.address,
+            port: input.port,
+            transport: input.transport,
+            username: input.username,
+            has_password: password.is_some(),
+            tls: input.tls,
+            tags: dedup(input.tags),
+            created_at: now,
+            updated_at: now,
+        };
+        tx.open_multimap_table(SITES_BY_ORG)?
+            .insert(site.organization.as_str(), id.as_str())?;
+        index_tags(tx, &site, true)?;
+        put(
+            tx,
+            &StoredSite {
+                site: site.clone(),
+                password,
+            },
+        )?;
+        Ok(site)
     }
 
     /// Replaces a site's fields. `input.password == None` keeps the stored password; the
@@ -172,6 +242,97 @@ impl Store {
                 }
             }
             Ok(out)
+        })
+    }
+
+    /// One page of an organization's sites in name order, with how many match in all.
+    /// `name_contains` matches part of the name, ignoring case; `tag` keeps the sites
+    /// that carry it. Filtering reads only the name index (and the tag index), so only
+    /// the returned sites are decoded.
+    pub fn search_sites(
+        &self,
+        organization: &str,
+        name_contains: Option<&str>,
+        tag: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Site>, usize), StoreError> {
+        let limit = limit.clamp(1, super::records::MAX_PAGE);
+        let needle = name_contains.map(str::to_lowercase);
+        self.read(|tx| {
+            let tagged: Option<std::collections::HashSet<String>> = match tag {
+                Some(tag) => Some(
+                    tx.open_multimap_table(SITES_BY_TAG)?
+                        .get((organization, tag))?
+                        .map(|id| Ok(id?.value().to_owned()))
+                        .collect::<Result<_, StoreError>>()?,
+                ),
+                None => None,
+            };
+            let mut total = 0;
+            let mut ids = Vec::new();
+            for entry in tx.open_table(SITE_NAMES)?.range((organization, "")..)? {
+                let (key, id) = entry?;
+                let (org, name) = key.value();
+                if org != organization {
+                    break;
+                }
+                if needle
+                    .as_deref()
+                    .is_some_and(|n| !name.to_lowercase().contains(n))
+                {
+                    continue;
+                }
+                let id = id.value();
+                if tagged.as_ref().is_some_and(|t| !t.contains(id)) {
+                    continue;
+                }
+                if total >= offset && ids.len() < limit {
+                    ids.push(id.to_owned());
+                }
+                total += 1;
+            }
+            let sites = tx.open_table(SITES)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in &ids {
+                if let Some(stored) = load::<StoredSite>(&sites, KIND, id)? {
+                    out.push(stored.site);
+                }
+            }
+            Ok((out, total))
+        })
+    }
+
+    /// One page of a site's jobs, newest first, with how many the site has in all.
+    pub fn site_jobs(
+        &self,
+        site_id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Job>, usize), StoreError> {
+        let limit = limit.clamp(1, super::records::MAX_PAGE);
+        self.read(|tx| {
+            let mut total = 0;
+            let mut seqs = Vec::new();
+            for entry in tx
+                .open_table(JOBS_BY_SITE)?
+                .range((site_id, 0)..=(site_id, u64::MAX))?
+                .rev()
+            {
+                let seq = entry?.0.value().1;
+                if total >= offset && seqs.len() < limit {
+                    seqs.push(seq);
+                }
+                total += 1;
+            }
+            let jobs = tx.open_table(JOBS)?;
+            let mut out = Vec::with_capacity(seqs.len());
+            for seq in seqs {
+                if let Some(bytes) = jobs.get(seq)? {
+                    out.push(decode("job", &seq.to_string(), bytes.value())?);
+                }
+            }
+            Ok((out, total))
         })
     }
 
@@ -368,6 +529,62 @@ mod tests {
                 .map(|p| p.expose().to_owned()),
             Some("correct horse battery staple".to_owned())
         );
+    }
+
+    #[test]
+    fn import_is_all_or_nothing_and_reports_every_bad_row() {
+        let (_dir, store) = open();
+        store
+            .create_site(input("org1", "taken"), t(0))
+            .expect("create");
+        let mut rows: Vec<SiteInput> = (0..500)
+            .map(|i| input("org1", &format!("r{i:04}")))
+            .collect();
+        rows[3].name = "taken".into();
+        rows[7].address = " ".into();
+        rows[9].name = "r0001".into();
+        let refused = store
+            .import_sites("org1", rows.clone(), t(1))
+            .expect("import")
+            .expect_err("bad rows");
+        let found: Vec<(usize, String)> =
+            refused.iter().map(|(i, e)| (*i, e.to_string())).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found[0].0, 3);
+        assert_eq!(found[1], (7, "site address: must not be empty".into()));
+        assert_eq!(found[2].0, 9);
+        let (_, total) = store
+            .search_sites("org1", None, None, 0, 10)
+            .expect("search");
+        assert_eq!(total, 1, "nothing of a refused import is written");
+
+        rows[3].name = "r-three".into();
+        rows[7].address = "10.0.0.7".into();
+        rows[9].name = "r-nine".into();
+        let sites = store
+            .import_sites("org1", rows, t(2))
+            .expect("import")
+            .expect("all good");
+        assert_eq!(sites.len(), 500);
+        assert!(store.site_password(&sites[0].id).expect("pw").is_some());
+
+        let (page, total) = store
+            .search_sites("org1", Some("R00"), None, 5, 3)
+            .expect("search");
+        assert_eq!(
+            total, 98,
+            "r0000..r0099 but r0003, r0007 and r0009 renamed; case ignored"
+        );
+        let names: Vec<&str> = page.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["r0006", "r0007", "r0008"]);
+        let (_, tagged) = store
+            .search_sites("org1", None, Some("edge"), 0, 1000)
+            .expect("tag");
+        assert_eq!(tagged, 501);
+        let (none, zero) = store
+            .search_sites("org2", None, None, 0, 10)
+            .expect("other org");
+        assert!(none.is_empty() && zero == 0);
     }
 
     #[test]
