@@ -15,7 +15,19 @@
 //! timeout = "10s"
 //! [plugins.webhook.config]
 //! secret = "..."
+//!
+//! # Accept RS256 tokens from an external issuer, beside the engine's own HS256 tokens.
+//! [auth]
+//! issuer = "https://sso.example.com/"       # must equal the token's `iss`
+//! audience = "yardmaster"                    # optional; then `aud` must name it
+//! jwks_file = "/etc/yardmaster/jwks.json"    # RSA keys (`n`, `e`) chosen by `kid`
+//! # or: public_key_pem = "/etc/yardmaster/issuer.pem" (SPKI PEM, its path or the text)
 //! ```
+//!
+//! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
+//! `YARDMASTER_AUTH_AUDIENCE`, `YARDMASTER_AUTH_JWKS_FILE` and
+//! `YARDMASTER_AUTH_PUBLIC_KEY_PEM`. A key source set in the environment replaces the
+//! file's, so `jwks_file` from one and `public_key_pem` from the other never mix.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +63,105 @@ struct FileConfig {
     plugin_defaults: FileLimits,
     #[serde(default)]
     plugins: BTreeMap<String, FilePlugin>,
+    #[serde(default)]
+    notify: crate::notify::NotifyConfig,
+    #[serde(default)]
+    auth: FileAuth,
+}
+
+/// The `[auth]` section, and its `YARDMASTER_AUTH_*` environment variables.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAuth {
+    issuer: Option<String>,
+    audience: Option<String>,
+    jwks_file: Option<PathBuf>,
+    public_key_pem: Option<String>,
+}
+
+impl FileAuth {
+    fn from_env() -> FileAuth {
+        FileAuth {
+            issuer: env_var("YARDMASTER_AUTH_ISSUER"),
+            audience: env_var("YARDMASTER_AUTH_AUDIENCE"),
+            jwks_file: env_var("YARDMASTER_AUTH_JWKS_FILE").map(PathBuf::from),
+            public_key_pem: env_var("YARDMASTER_AUTH_PUBLIC_KEY_PEM"),
+        }
+    }
+
+    /// `over` on top of `self`: its values win, and a key source in `over` replaces both
+    /// of `self`'s.
+    fn layered(self, over: FileAuth) -> FileAuth {
+        let source_over = over.jwks_file.is_some() || over.public_key_pem.is_some();
+        FileAuth {
+            issuer: over.issuer.or(self.issuer),
+            audience: over.audience.or(self.audience),
+            jwks_file: if source_over {
+                over.jwks_file
+            } else {
+                self.jwks_file
+            },
+            public_key_pem: if source_over {
+                over.public_key_pem
+            } else {
+                self.public_key_pem
+            },
+        }
+    }
+
+    fn resolve(self) -> Result<Option<IssuerSettings>, ConfigError> {
+        let keys = match (self.jwks_file, self.public_key_pem) {
+            (Some(_), Some(_)) => {
+                return Err(value_error(
+                    "auth",
+                    "give either jwks_file or public_key_pem, not both",
+                ));
+            }
+            (Some(path), None) => Some(IssuerKeys::JwksFile(path)),
+            (None, Some(pem)) => Some(IssuerKeys::PublicKeyPem(pem)),
+            (None, None) => None,
+        };
+        let issuer = self.issuer.filter(|i| !i.trim().is_empty());
+        match (issuer, keys) {
+            (Some(issuer), Some(keys)) => Ok(Some(IssuerSettings {
+                issuer,
+                audience: self.audience.filter(|a| !a.trim().is_empty()),
+                keys,
+            })),
+            (Some(_), None) => Err(value_error(
+                "auth",
+                "an issuer needs its public keys: set jwks_file or public_key_pem",
+            )),
+            (None, Some(_)) => Err(value_error(
+                "auth.issuer",
+                "must be set with the issuer's keys; it is checked against each token's `iss`",
+            )),
+            (None, None) if self.audience.is_some() => Err(value_error(
+                "auth.audience",
+                "applies to an external issuer; set issuer and its keys too",
+            )),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// An external issuer whose RS256 tokens the engine accepts, beside its own HS256 ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerSettings {
+    /// Must equal each token's `iss`.
+    pub issuer: String,
+    /// When set, each token's `aud` must name it.
+    pub audience: Option<String>,
+    pub keys: IssuerKeys,
+}
+
+/// Where an issuer's public keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuerKeys {
+    /// A JWKS document of RSA keys, chosen by each token's `kid`.
+    JwksFile(PathBuf),
+    /// One SPKI PEM public key: its text, or the path of a file holding it.
+    PublicKeyPem(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -119,6 +230,10 @@ pub struct Config {
     pub max_concurrent_plugin_calls: u32,
     pub plugin_defaults: Limits,
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Notification delivery (`[notify]`): retries and plain-http receivers.
+    pub notify: crate::notify::NotifyConfig,
+    /// An external issuer of RS256 tokens (`[auth]`); none by default.
+    pub auth: Option<IssuerSettings>,
 }
 
 impl Default for Config {
@@ -131,6 +246,8 @@ impl Default for Config {
             max_concurrent_plugin_calls: 256,
             plugin_defaults: Limits::default(),
             plugins: BTreeMap::new(),
+            notify: crate::notify::NotifyConfig::default(),
+            auth: None,
         }
     }
 }
@@ -163,15 +280,33 @@ impl Config {
             }
             None => None,
         };
-        Self::resolve(file.as_deref(), text.as_deref(), &env, flags)
+        Self::resolve_with(
+            file.as_deref(),
+            text.as_deref(),
+            &env,
+            flags,
+            FileAuth::from_env(),
+        )
     }
 
     /// The pure part of [`Config::load`], so it can be tested without touching the process.
+    #[cfg(test)]
     fn resolve(
         path: Option<&Path>,
         text: Option<&str>,
         env: &Overrides,
         flags: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        Self::resolve_with(path, text, env, flags, FileAuth::default())
+    }
+
+    /// [`Config::resolve`] with the `YARDMASTER_AUTH_*` values of the environment.
+    fn resolve_with(
+        path: Option<&Path>,
+        text: Option<&str>,
+        env: &Overrides,
+        flags: &Overrides,
+        env_auth: FileAuth,
     ) -> Result<Config, ConfigError> {
         let parsed: FileConfig = match text {
             Some(text) => toml::from_str(text).map_err(|e| ConfigError::Parse {
@@ -180,7 +315,10 @@ impl Config {
             })?,
             None => FileConfig::default(),
         };
-        let mut config = Config::default();
+        let mut config = Config {
+            auth: parsed.auth.layered(env_auth).resolve()?,
+            ..Config::default()
+        };
         if let Some(dir) = parsed.data_dir {
             config.data_dir = dir;
         }
@@ -230,6 +368,7 @@ impl Config {
             };
             config.plugins.insert(name, settings);
         }
+        config.notify = parsed.notify;
         for layer in [env, flags] {
             if let Some(dir) = &layer.data_dir {
                 config.data_dir = dir.clone();
@@ -471,6 +610,65 @@ mod tests {
         let err =
             Config::resolve(None, None, &Overrides::default(), &flags).expect_err("bad listen");
         assert!(err.to_string().starts_with("listen: `localhost`"), "{err}");
+    }
+
+    #[test]
+    fn an_issuer_comes_from_the_file_and_the_environment() {
+        let file = "[auth]\nissuer = \"https://sso.example.com/\"\naudience = \"yardmaster\"\njwks_file = \"/etc/jwks.json\"\n";
+        let none = Overrides::default();
+        let config = Config::resolve(None, Some(file), &none, &none).expect("resolves");
+        assert_eq!(
+            config.auth,
+            Some(IssuerSettings {
+                issuer: "https://sso.example.com/".into(),
+                audience: Some("yardmaster".into()),
+                keys: IssuerKeys::JwksFile("/etc/jwks.json".into()),
+            })
+        );
+        assert_eq!(Config::default().auth, None);
+
+        // A key source from the environment replaces the file's.
+        let env = FileAuth {
+            public_key_pem: Some("/etc/issuer.pem".into()),
+            ..FileAuth::default()
+        };
+        let config = Config::resolve_with(None, Some(file), &none, &none, env).expect("resolves");
+        let auth = config.auth.expect("issuer");
+        assert_eq!(
+            auth.keys,
+            IssuerKeys::PublicKeyPem("/etc/issuer.pem".into())
+        );
+        assert_eq!(auth.issuer, "https://sso.example.com/");
+
+        let env = FileAuth {
+            issuer: Some("https://env.example.com/".into()),
+            jwks_file: Some("/env/jwks.json".into()),
+            ..FileAuth::default()
+        };
+        let auth = Config::resolve_with(None, None, &none, &none, env)
+            .expect("resolves")
+            .auth
+            .expect("issuer");
+        assert_eq!(auth.issuer, "https://env.example.com/");
+        assert_eq!(auth.audience, None);
+    }
+
+    #[test]
+    fn an_incomplete_issuer_is_refused() {
+        let none = Overrides::default();
+        let refused = |text: &str| {
+            Config::resolve(None, Some(text), &none, &none)
+                .expect_err(text)
+                .to_string()
+        };
+        assert!(refused("[auth]\nissuer = \"x\"\n").contains("jwks_file or public_key_pem"));
+        assert!(refused("[auth]\njwks_file = \"k.json\"\n").starts_with("auth.issuer:"));
+        assert!(
+            refused("[auth]\nissuer = \"x\"\njwks_file = \"a\"\npublic_key_pem = \"b\"\n")
+                .contains("not both")
+        );
+        assert!(refused("[auth]\naudience = \"y\"\n").starts_with("auth.audience:"));
+        assert!(refused("[auth]\nkey = \"y\"\n").contains("unknown field `key`"));
     }
 
     #[test]

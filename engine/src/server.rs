@@ -148,8 +148,11 @@ pub async fn run(
             "listening on {addr}, which is not loopback: POST /plugins/{{name}}/call is refused until callers are authenticated"
         );
     }
-    let auth = crate::auth::Authenticator::open(&config.data_dir)
+    let auth = crate::auth::Authenticator::open_with_issuer(&config.data_dir, config.auth.as_ref())
         .map_err(|e| ServeError::Auth(e.to_string()))?;
+    if let Some(issuer) = auth.issuer() {
+        tracing::info!("accepting RS256 tokens issued by {issuer}");
+    }
     let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
     let state = AppState {
         store: store.clone(),

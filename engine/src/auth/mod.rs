@@ -7,8 +7,16 @@
 //! 0600); `yardmaster token create` issues them. [`Authenticator::verify`] turns a token
 //! into the [`Principal`] that every authorization decision takes.
 //!
-//! Nothing here trusts the token's header beyond its algorithm: an `alg` the engine was
-//! not configured for (including `none`) is refused before any signature is checked.
+//! An operator may also trust an external issuer (`[auth]` in the config): its RS256
+//! tokens are verified against its public keys (a JWKS file or one PEM key, see
+//! [`issuer`]), and must carry its `iss` (and the configured `aud`, when one is set).
+//!
+//! Nothing here trusts the token's header beyond its algorithm and key id: an `alg` the
+//! engine was not configured for (including `none`) is refused before any signature is
+//! checked, and each algorithm has its own keys, so an issuer's RSA public key can never
+//! be used as an HMAC secret.
+
+mod issuer;
 
 use std::path::Path;
 
@@ -18,6 +26,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::approval::Principal;
+use crate::config::{IssuerKeys, IssuerSettings};
 
 /// File name of the HS256 signing key inside the data dir.
 pub const KEY_FILE: &str = "jwt.key";
@@ -65,8 +74,14 @@ pub enum AuthError {
     Malformed(&'static str),
     #[error("the token is signed with {0}, which this engine does not accept")]
     Algorithm(String),
-    #[error("the token's signature does not verify with this engine's key")]
+    #[error("the token's signature does not verify: signed with another key, or altered")]
     Signature,
+    #[error("the token names the key `{0}`, which its issuer's keys do not hold")]
+    UnknownKey(String),
+    #[error("the token was issued by `{found}`, not by the issuer this engine trusts")]
+    Issuer { found: String },
+    #[error("the token is not meant for this engine: its `aud` does not name `{expected}`")]
+    Audience { expected: String },
     #[error("the token expired at {0}; ask for a new one")]
     Expired(DateTime<Utc>),
     #[error("the token is not valid before {0}")]
@@ -88,7 +103,8 @@ pub struct KeyError {
 pub struct Claims {
     pub sub: String,
     pub org: String,
-    #[serde(deserialize_with = "scope_list")]
+    /// `scope` is the spelling of OAuth servers, whose tokens an external issuer signs.
+    #[serde(deserialize_with = "scope_list", alias = "scope")]
     pub scopes: Vec<String>,
     pub iat: i64,
     pub exp: i64,
@@ -157,6 +173,8 @@ pub fn parse_scopes(text: &str) -> Result<Vec<String>, String> {
 /// Signs and verifies tokens.
 pub struct Authenticator {
     hs256: ring::hmac::Key,
+    /// The external issuer whose RS256 tokens are accepted, if the operator named one.
+    issuer: Option<issuer::Issuer>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -177,11 +195,37 @@ impl Authenticator {
         Ok(Authenticator::from_secret(&key))
     }
 
+    /// [`Authenticator::open`], also trusting the RS256 tokens of `issuer` when set; its
+    /// keys are read now, so a wrong file stops the engine at start with its reason.
+    pub fn open_with_issuer(
+        data_dir: &Path,
+        issuer: Option<&IssuerSettings>,
+    ) -> Result<Authenticator, KeyError> {
+        let mut auth = Authenticator::open(data_dir)?;
+        if let Some(settings) = issuer {
+            let loaded = issuer::Issuer::load(settings).map_err(|reason| KeyError {
+                path: match &settings.keys {
+                    IssuerKeys::JwksFile(_) => "auth.jwks_file".to_owned(),
+                    IssuerKeys::PublicKeyPem(_) => "auth.public_key_pem".to_owned(),
+                },
+                reason,
+            })?;
+            auth.issuer = Some(loaded);
+        }
+        Ok(auth)
+    }
+
     /// An authenticator for an HS256 secret held in memory.
     pub fn from_secret(secret: &[u8]) -> Authenticator {
         Authenticator {
             hs256: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret),
+            issuer: None,
         }
+    }
+
+    /// The `iss` of the external issuer this engine trusts, if any.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_ref().map(|i| i.name.as_str())
     }
 
     /// A signed HS256 token carrying `claims`.
@@ -206,17 +250,30 @@ impl Authenticator {
             return Err(AuthError::Malformed("a JWT has three dot-separated parts"));
         };
         let header: Header = decode_part(header)?;
-        if header.alg != "HS256" {
-            return Err(AuthError::Algorithm(header.alg));
-        }
         let signature = URL_SAFE_NO_PAD
             .decode(signature)
             .map_err(|_| AuthError::Malformed("the signature is not base64url"))?;
         let signing_input = token.rsplit_once('.').map_or("", |(input, _)| input);
-        ring::hmac::verify(&self.hs256, signing_input.as_bytes(), &signature)
-            .map_err(|_| AuthError::Signature)?;
+        // The algorithm picks the key: the engine's own secret for HS256, the issuer's
+        // RSA keys for RS256, and never one for the other.
+        let issuer = match (header.alg.as_str(), &self.issuer) {
+            ("HS256", _) => {
+                ring::hmac::verify(&self.hs256, signing_input.as_bytes(), &signature)
+                    .map_err(|_| AuthError::Signature)?;
+                None
+            }
+            ("RS256", Some(issuer)) => {
+                issuer.verify(header.kid.as_deref(), signing_input.as_bytes(), &signature)?;
+                Some(issuer)
+            }
+            _ => return Err(AuthError::Algorithm(header.alg)),
+        };
         let claims: Claims = decode_part(body)?;
         check_claims(&claims, now)?;
+        if let Some(issuer) = issuer {
+            let registered: Registered = decode_part(body)?;
+            check_issuer(issuer, &registered)?;
+        }
         Ok(Principal {
             user_id: claims.sub,
             organization: claims.org,
@@ -228,6 +285,56 @@ impl Authenticator {
 #[derive(Deserialize)]
 struct Header {
     alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+}
+
+/// The registered claims an external issuer's token is checked for.
+#[derive(Deserialize)]
+struct Registered {
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    aud: Option<Audience>,
+}
+
+/// `aud` is one string or a list of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn names(&self, wanted: &str) -> bool {
+        match self {
+            Audience::One(one) => one == wanted,
+            Audience::Many(many) => many.iter().any(|a| a == wanted),
+        }
+    }
+}
+
+fn check_issuer(issuer: &issuer::Issuer, claims: &Registered) -> Result<(), AuthError> {
+    if claims.iss.as_deref() != Some(issuer.name.as_str()) {
+        return Err(AuthError::Issuer {
+            found: claims
+                .iss
+                .as_deref()
+                .unwrap_or("(no `iss`)")
+                .chars()
+                .take(200)
+                .collect(),
+        });
+    }
+    if let Some(expected) = &issuer.audience
+        && !claims.aud.as_ref().is_some_and(|aud| aud.names(expected))
+    {
+        return Err(AuthError::Audience {
+            expected: expected.clone(),
+        });
+    }
+    Ok(())
 }
 
 fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthError> {
@@ -342,6 +449,301 @@ mod tests {
                 .contains("script:fly")
         );
         assert!(parse_scopes("").is_err());
+    }
+
+    mod rs256 {
+        use super::*;
+        use serde_json::{Value, json};
+
+        const ISSUER: &str = "https://sso.example.com/";
+        const ISSUER_KEY: &[u8] = include_bytes!("testdata/issuer.key.der");
+        const OTHER_KEY: &[u8] = include_bytes!("testdata/other.key.der");
+        const ISSUER_PEM: &str = include_str!("testdata/issuer.pub.pem");
+        const ISSUER_JWKS: &str = include_str!("testdata/issuer.jwks.json");
+        const BOTH_JWKS: &str = include_str!("testdata/both.jwks.json");
+
+        fn claims(extra: Value) -> Value {
+            let mut claims = json!({
+                "iss": ISSUER,
+                "sub": "carol",
+                "org": "acme",
+                "scope": "plugin:view site:view",
+                "iat": now().timestamp(),
+                "exp": now().timestamp() + 300,
+            });
+            for (k, v) in extra.as_object().expect("object") {
+                if v.is_null() {
+                    claims.as_object_mut().expect("object").remove(k);
+                } else {
+                    claims[k] = v.clone();
+                }
+            }
+            claims
+        }
+
+        /// A token with `header`, `claims`, signed RS256 with the PKCS #1 private key `der`.
+        fn rs256(der: &[u8], header: Value, claims: &Value) -> String {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let key = ring::signature::RsaKeyPair::from_der(der).expect("test key");
+            let mut signature = vec![0; key.public().modulus_len()];
+            key.sign(
+                &ring::signature::RSA_PKCS1_SHA256,
+                &ring::rand::SystemRandom::new(),
+                input.as_bytes(),
+                &mut signature,
+            )
+            .expect("sign");
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+        }
+
+        fn hs256(secret: &[u8], header: Value, claims: &Value) -> String {
+            let input = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header.to_string()),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+            let tag = ring::hmac::sign(&key, input.as_bytes());
+            format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+        }
+
+        fn with_issuer(dir: &Path, keys: IssuerKeys, audience: Option<&str>) -> Authenticator {
+            Authenticator::open_with_issuer(
+                dir,
+                Some(&IssuerSettings {
+                    issuer: ISSUER.into(),
+                    audience: audience.map(str::to_owned),
+                    keys,
+                }),
+            )
+            .expect("authenticator")
+        }
+
+        fn jwks(dir: &Path, text: &str) -> IssuerKeys {
+            let path = dir.join("jwks.json");
+            std::fs::write(&path, text).expect("write jwks");
+            IssuerKeys::JwksFile(path)
+        }
+
+        fn kid(kid: &str) -> Value {
+            json!({"alg": "RS256", "typ": "JWT", "kid": kid})
+        }
+
+        #[test]
+        fn a_token_of_the_issuer_verifies_by_its_kid() {
+            let dir = tempfile::tempdir().expect("dir");
+            let auth = with_issuer(dir.path(), jwks(dir.path(), ISSUER_JWKS), None);
+            assert_eq!(auth.issuer(), Some(ISSUER));
+            let token = rs256(ISSUER_KEY, kid("issuer-2026"), &claims(json!({})));
+            let principal = auth.verify(&token, now()).expect("valid");
+            assert_eq!(principal.user_id, "carol");
+            assert_eq!(principal.organization, "acme");
+            assert!(principal.has_scope(scopes::PLUGIN_VIEW));
+            assert!(!principal.has_scope(scopes::PLUGIN_MANAGE));
+            // Without a `kid`, any of the issuer's keys may verify it.
+            let token = rs256(ISSUER_KEY, json!({"alg": "RS256"}), &claims(json!({})));
+            assert!(auth.verify(&token, now()).is_ok());
+            // The engine's own tokens are still accepted beside the issuer's.
+            let own = super::token(&auth, TimeDelta::hours(1));
+            assert!(auth.verify(&own, now()).is_ok());
+        }
+
+        #[test]
+        fn a_pem_key_verifies_as_text_or_as_a_file() {
+            let dir = tempfile::tempdir().expect("dir");
+            let token = rs256(ISSUER_KEY, kid("any"), &claims(json!({})));
+            let inline = with_issuer(
+                dir.path(),
+                IssuerKeys::PublicKeyPem(ISSUER_PEM.into()),
+                None,
+            );
+            assert!(inline.verify(&token, now()).is_ok());
+            let path = dir.path().join("issuer.pem");
+            std::fs::write(&path, ISSUER_PEM).expect("write pem");
+            let from_file = with_issuer(
+                dir.path(),
+                IssuerKeys::PublicKeyPem(path.display().to_string()),
+                None,
+            );
+            assert!(from_file.verify(&token, now()).is_ok());
+            let wrong = rs256(OTHER_KEY, kid("any"), &claims(json!({})));
+            assert_eq!(from_file.verify(&wrong, now()), Err(AuthError::Signature));
+        }
+
+        #[test]
+        fn another_key_or_an_unknown_kid_is_refused() {
+            let dir = tempfile::tempdir().expect("dir");
+            let auth = with_issuer(dir.path(), jwks(dir.path(), ISSUER_JWKS), None);
+            let forged = rs256(OTHER_KEY, kid("issuer-2026"), &claims(json!({})));
+            assert_eq!(auth.verify(&forged, now()), Err(AuthError::Signature));
+            let unnamed = rs256(OTHER_KEY, json!({"alg": "RS256"}), &claims(json!({})));
+            assert_eq!(auth.verify(&unnamed, now()), Err(AuthError::Signature));
+            let unknown = rs256(OTHER_KEY, kid("other-2026"), &claims(json!({})));
+            assert_eq!(
+                auth.verify(&unknown, now()),
+                Err(AuthError::UnknownKey("other-2026".into()))
+            );
+            // A tampered body fails, even with a valid signature of the original.
+            let good = rs256(ISSUER_KEY, kid("issuer-2026"), &claims(json!({})));
+            let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+            parts[1] = URL_SAFE_NO_PAD.encode(claims(json!({"org": "globex"})).to_string());
+            assert_eq!(
+                auth.verify(&parts.join("."), now()),
+                Err(AuthError::Signature)
+            );
+        }
+
+        #[test]
+        fn a_rotated_jwks_file_is_read_again_for_an_unknown_kid() {
+            let dir = tempfile::tempdir().expect("dir");
+            let keys = jwks(dir.path(), ISSUER_JWKS);
+            let auth = with_issuer(dir.path(), keys.clone(), None);
+            let rotated = rs256(OTHER_KEY, kid("other-2026"), &claims(json!({})));
+            jwks(dir.path(), BOTH_JWKS);
+            // Too soon after the last read: the file is not read on every request.
+            assert!(matches!(
+                auth.verify(&rotated, now()),
+                Err(AuthError::UnknownKey(_))
+            ));
+            auth.issuer.as_ref().expect("issuer").allow_reload_now();
+            assert!(auth.verify(&rotated, now()).is_ok());
+            let still = rs256(ISSUER_KEY, kid("issuer-2026"), &claims(json!({})));
+            assert!(auth.verify(&still, now()).is_ok());
+        }
+
+        #[test]
+        fn issuer_audience_and_expiry_are_checked() {
+            let dir = tempfile::tempdir().expect("dir");
+            let auth = with_issuer(
+                dir.path(),
+                jwks(dir.path(), ISSUER_JWKS),
+                Some("yardmaster"),
+            );
+            let sign = |extra: Value| rs256(ISSUER_KEY, kid("issuer-2026"), &claims(extra));
+
+            assert!(
+                auth.verify(&sign(json!({"aud": "yardmaster"})), now())
+                    .is_ok()
+            );
+            assert!(
+                auth.verify(&sign(json!({"aud": ["grafana", "yardmaster"]})), now())
+                    .is_ok()
+            );
+            let expected = Err(AuthError::Audience {
+                expected: "yardmaster".into(),
+            });
+            assert_eq!(
+                auth.verify(&sign(json!({"aud": "grafana"})), now()),
+                expected
+            );
+            assert_eq!(auth.verify(&sign(json!({})), now()), expected);
+
+            assert_eq!(
+                auth.verify(
+                    &sign(json!({"aud": "yardmaster", "iss": "https://evil.example.com/"})),
+                    now()
+                ),
+                Err(AuthError::Issuer {
+                    found: "https://evil.example.com/".into()
+                })
+            );
+            assert!(matches!(
+                auth.verify(&sign(json!({"aud": "yardmaster", "iss": null})), now()),
+                Err(AuthError::Issuer { .. })
+            ));
+            assert!(matches!(
+                auth.verify(
+                    &sign(json!({"aud": "yardmaster", "exp": now().timestamp() - 1})),
+                    now()
+                ),
+                Err(AuthError::Expired(_))
+            ));
+            assert!(matches!(
+                auth.verify(
+                    &sign(json!({"aud": "yardmaster", "nbf": now().timestamp() + 60})),
+                    now()
+                ),
+                Err(AuthError::NotYetValid(_))
+            ));
+            assert!(matches!(
+                auth.verify(&sign(json!({"aud": "yardmaster", "org": null})), now()),
+                Err(AuthError::Claims(_))
+            ));
+        }
+
+        #[test]
+        fn the_issuer_key_is_never_an_hmac_secret() {
+            let dir = tempfile::tempdir().expect("dir");
+            let auth = with_issuer(
+                dir.path(),
+                IssuerKeys::PublicKeyPem(ISSUER_PEM.into()),
+                None,
+            );
+            let body = claims(json!({}));
+            // What an attacker knows of the issuer: its PEM text, its DER, its modulus.
+            let der = base64::engine::general_purpose::STANDARD
+                .decode(
+                    ISSUER_PEM
+                        .lines()
+                        .filter(|l| !l.starts_with("-----"))
+                        .collect::<String>(),
+                )
+                .expect("der");
+            let jwk: Value = serde_json::from_str(ISSUER_JWKS).expect("jwks");
+            let n = jwk["keys"][0]["n"].as_str().expect("n").as_bytes().to_vec();
+            for secret in [ISSUER_PEM.as_bytes().to_vec(), der, n] {
+                let as_hs256 = hs256(&secret, json!({"alg": "HS256"}), &body);
+                assert_eq!(auth.verify(&as_hs256, now()), Err(AuthError::Signature));
+                let as_rs256 = hs256(&secret, json!({"alg": "RS256"}), &body);
+                assert_eq!(auth.verify(&as_rs256, now()), Err(AuthError::Signature));
+            }
+            for alg in ["none", "rs256", "PS256", "ES256", "HS512"] {
+                let token = rs256(ISSUER_KEY, json!({"alg": alg}), &body);
+                assert_eq!(
+                    auth.verify(&token, now()),
+                    Err(AuthError::Algorithm(alg.into()))
+                );
+            }
+            // Without a configured issuer, RS256 is not accepted at all.
+            let plain = Authenticator::from_secret(b"k");
+            let token = rs256(ISSUER_KEY, kid("issuer-2026"), &body);
+            assert_eq!(
+                plain.verify(&token, now()),
+                Err(AuthError::Algorithm("RS256".into()))
+            );
+        }
+
+        #[test]
+        fn a_bad_key_file_stops_the_start_with_its_reason() {
+            let dir = tempfile::tempdir().expect("dir");
+            let open = |keys: IssuerKeys| {
+                Authenticator::open_with_issuer(
+                    dir.path(),
+                    Some(&IssuerSettings {
+                        issuer: ISSUER.into(),
+                        audience: None,
+                        keys,
+                    }),
+                )
+                .expect_err("refused")
+                .to_string()
+            };
+            let missing = open(IssuerKeys::JwksFile(dir.path().join("nope.json")));
+            assert!(
+                missing.contains("nope.json") && missing.contains("cannot read"),
+                "{missing}"
+            );
+            let garbage = open(jwks(dir.path(), "{\"keys\": 3}"));
+            assert!(garbage.contains("not a JWKS document"), "{garbage}");
+            let pem = open(IssuerKeys::PublicKeyPem(
+                "-----BEGIN PUBLIC KEY-----\n!!\n-----END PUBLIC KEY-----".into(),
+            ));
+            assert!(pem.contains("not base64"), "{pem}");
+        }
     }
 
     #[test]
