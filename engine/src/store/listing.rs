@@ -61,9 +61,7 @@ impl ScheduleFilter {
         } else {
             ScheduleType::Recurring
         };
-        self.ids
-            .as_ref()
-            .is_none_or(|ids| ids.iter().any(|id| *id == s.id))
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&s.id))
             && self
                 .name
                 .as_ref()

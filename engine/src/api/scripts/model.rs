@@ -102,10 +102,17 @@ impl From<MissedRunPolicy> for MissedRuns {
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateBody {
     /// A human-readable name, unique in the organization.
-    #[schema(example = "Nightly BGP peer maintenance")]
+    #[schema(
+        example = "Nightly BGP peer maintenance",
+        min_length = 1,
+        max_length = 200
+    )]
     pub description: String,
-    /// The full RouterOS script.
-    #[schema(example = "/routing bgp peer disable [find name=peer1]")]
+    /// The full RouterOS script (at most 65,536 characters).
+    #[schema(
+        example = "/routing bgp peer disable [find name=peer1]",
+        min_length = 1
+    )]
     pub script: String,
     /// When to run, UTC; must be in the future. Required unless `recurrence` is given.
     #[serde(default)]

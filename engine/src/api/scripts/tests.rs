@@ -987,7 +987,7 @@ async fn the_openapi_document_describes_every_route() {
         for method in methods {
             let op = &doc["paths"][path][method];
             assert!(op.is_object(), "{method} {path} is not described");
-            for status in ["401"] {
+            for status in ["401", "403"] {
                 assert!(
                     op["responses"][status].is_object(),
                     "{method} {path} {status}"
