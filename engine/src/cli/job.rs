@@ -41,9 +41,10 @@ pub struct RunArgs {
     /// Run now rather than on the next pass of the job queue.
     #[arg(long)]
     pub express: bool,
-    /// Wait for the router to confirm the outcome before marking the job completed.
+    /// Mark the job completed as soon as the script is handed over, without waiting for
+    /// its outcome (for a reboot, which cuts the connection).
     #[arg(long)]
-    pub needs_acknowledgement: bool,
+    pub no_acknowledgement: bool,
     /// An https URL the job's status changes are posted to.
     #[arg(long)]
     pub notify_url: Option<String>,
@@ -80,20 +81,16 @@ pub(super) async fn run(api: &ApiArgs, command: JobCommand) -> anyhow::Result<bo
             body.insert("express_execute".into(), json!(args.express));
             body.insert(
                 "needs_acknowledgement".into(),
-                json!(args.needs_acknowledgement),
+                json!(!args.no_acknowledgement),
             );
             if let Some(url) = &args.notify_url {
                 body.insert("notify_url".into(), json!(url));
             }
-            let mut headers = Vec::new();
             if let Some(key) = &args.idempotency_key {
                 body.insert("idempotency_key".into(), json!(key));
-                headers.push(("idempotency-key", key.as_str()));
             }
             let path = format!("/api/asynchronous/{}", encode(&args.site));
-            let value = client
-                .send("POST", &path, Some(&Value::Object(body)), &headers)
-                .await?;
+            let value = client.post(&path, &Value::Object(body)).await?;
             let data = payload(&value).clone();
             if api.json && !args.wait {
                 return print_json(&value).map(|()| true);
@@ -132,17 +129,27 @@ pub(super) async fn run(api: &ApiArgs, command: JobCommand) -> anyhow::Result<bo
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
             let status = cell(&job, "status");
+            // The job in full (its output) when the engine serves it; the summary otherwise.
+            let detail = match client
+                .get(&format!("/api/jobs/{}", encode(&cell(&job, "id"))))
+                .await
+            {
+                Ok(value) => payload(&value).clone(),
+                Err(_) => job.clone(),
+            };
             if api.json {
-                print_json(&job)?;
+                print_json(&detail)?;
             } else {
                 println!("job {} {status}", cell(&job, "id"));
+                if let Some(output) = detail
+                    .get("output")
+                    .and_then(Value::as_str)
+                    .filter(|o| !o.trim().is_empty())
+                {
+                    println!("output:\n{}", output.trim_end());
+                }
                 if let Some(error) = job.get("error").filter(|e| !e.is_null()) {
-                    println!(
-                        "error: {}",
-                        error
-                            .as_str()
-                            .map_or_else(|| error.to_string(), str::to_string)
-                    );
+                    println!("error: {}: {}", cell(error, "code"), cell(error, "message"));
                 }
             }
             Ok(status == "completed")

@@ -164,41 +164,40 @@ pub(crate) fn encode(text: &str) -> String {
     out
 }
 
-/// Parses a duration such as `90s`, `15m`, `24h`, `7d`, `2w` or `1h30m`.
+/// Parses a duration such as `500ms`, `90s`, `15m`, `24h`, `7d`, `2w` or `1h30m`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || {
         format!("`{text}` is not a duration; write a number and a unit, like 30s, 15m, 24h or 7d")
     };
-    let text_trim = text.trim();
-    if text_trim.is_empty() {
+    let mut rest = text.trim();
+    if rest.is_empty() {
         return Err(bad());
     }
-    let mut total: u64 = 0;
-    let mut number = String::new();
-    for c in text_trim.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit: u64 = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            'w' => 7 * 86_400,
+    let mut total_ms: u64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let letters = rest[digits..]
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .map_or(rest.len(), |i| digits + i);
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        let unit_ms: u64 = match &rest[digits..letters] {
+            "ms" => 1,
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            "w" => 7 * 86_400_000,
             _ => return Err(bad()),
         };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        number.clear();
-        total = n
-            .checked_mul(unit)
-            .and_then(|v| total.checked_add(v))
+        total_ms = n
+            .checked_mul(unit_ms)
+            .and_then(|v| total_ms.checked_add(v))
             .ok_or_else(bad)?;
+        rest = &rest[letters..];
     }
-    if !number.is_empty() {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs(total))
+    Ok(Duration::from_millis(total_ms))
 }
 
 #[cfg(test)]
@@ -211,7 +210,17 @@ mod tests {
         assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
         assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5_400)));
         assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
-        for bad in ["", "24", "h", "1y", "-1h", "1.5h", "99999999999999999999d"] {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        for bad in [
+            "",
+            "24",
+            "h",
+            "1y",
+            "-1h",
+            "1.5h",
+            "1h 2m",
+            "99999999999999999999d",
+        ] {
             let e = parse_duration(bad).unwrap_err();
             assert!(e.contains("not a duration"), "{bad}: {e}");
         }
