@@ -113,6 +113,29 @@ impl Store {
                         }
                     }
                 }
+                None if *filter == ScheduleFilter::default() => {
+                    // No condition: count the index, decode only the page.
+                    let mut unfiltered = 0u64;
+                    let mut page = Vec::new();
+                    for id in tx
+                        .open_multimap_table(SCHEDULES_BY_ORG)?
+                        .get(organization)?
+                    {
+                        let id = id?;
+                        let index = usize::try_from(unfiltered).unwrap_or(usize::MAX);
+                        unfiltered += 1;
+                        if index >= offset
+                            && limit.is_none_or(|l| page.len() < l)
+                            && let Some(s) = load(&schedules, KIND, id.value())?
+                        {
+                            page.push(s);
+                        }
+                    }
+                    return Ok(ScheduleListing {
+                        items: page,
+                        total: unfiltered,
+                    });
+                }
                 None => {
                     for id in tx
                         .open_multimap_table(SCHEDULES_BY_ORG)?

@@ -23,7 +23,7 @@ mod query;
 mod tests;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -675,8 +675,9 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved: the schedule is `scheduled`", body = ScheduleView),
-        (status = 400, description = "The body is not JSON", body = ErrorResponse),
+        (status = 400, description = "The body is not JSON, or could not be read", body = ErrorResponse),
         (status = 401, description = "No valid bearer token", body = ErrorResponse),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorResponse),
         (status = 403, description = "Without a link, the token lacks script:authorize; the creator cannot approve; or the link is not valid for this schedule", body = ErrorResponse),
         (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
         (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorResponse),
@@ -689,8 +690,15 @@ async fn approve(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), "body_too_large", e.body_text())
+        } else {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", e.body_text())
+        }
+    })?;
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveBody::default()
     } else {

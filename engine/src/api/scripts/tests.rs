@@ -1027,3 +1027,46 @@ async fn the_openapi_document_describes_every_route() {
         );
     }
 }
+
+#[tokio::test]
+async fn extreme_dates_are_answered_without_a_server_error() {
+    let w = world();
+    let bodies = [
+        json!({"launch_at": "+262142-12-31T23:59:59Z"}),
+        json!({"launch_at": null, "recurrence": {"schedule_type": "HOURLY", "hourly_interval": 8784,
+            "start_date": "+262142-12-31", "start_time": "23:59:59", "timezone": "Pacific/Kiritimati"}}),
+        json!({"launch_at": null, "recurrence": {"schedule_type": "MONTHLY", "recurrence_date": 31,
+            "start_date": "-262143-01-01", "start_time": "00:00", "timezone": "Etc/GMT+12"}}),
+        json!({"launch_at": null, "recurrence": {"schedule_type": "DAILY",
+            "start_date": "1970-01-01", "end_date": "1970-01-02", "start_time": "00:00"}}),
+    ];
+    for (i, patch) in bodies.into_iter().enumerate() {
+        let mut body = w.body(&format!("Extreme {i}"));
+        for (k, v) in patch.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let (status, created) = w
+            .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
+            .await;
+        assert!(!status.is_server_error(), "{status} {created}");
+        if status != StatusCode::CREATED {
+            continue;
+        }
+        let id = created["id"].as_str().expect("id");
+        for (method, path) in [
+            (
+                "GET",
+                format!("/scripts/scheduled/{id}/occurrences?count=1000"),
+            ),
+            ("POST", format!("/scripts/scheduled/{id}/authorize")),
+            ("GET", format!("/scripts/scheduled/{id}")),
+            ("GET", "/scripts/scheduled".to_owned()),
+        ] {
+            let (status, answer) = w.call(method, &path, &w.bob(), None).await;
+            assert!(
+                !status.is_server_error(),
+                "{method} {path}: {status} {answer}"
+            );
+        }
+    }
+}
