@@ -940,3 +940,107 @@ mod tests {
         assert_eq!(super::redacted("é ?type=ether"), "é ?type=ether");
     }
 }
+
+#[cfg(test)]
+mod document {
+    use serde_json::Value;
+
+    /// Every route of sites, users and jobs is described, with the statuses it answers,
+    /// and the password is write-only in the schema.
+    #[test]
+    fn the_openapi_document_describes_sites_users_and_jobs() {
+        let doc = serde_json::to_value(crate::api::openapi_document()).expect("json");
+        for (path, method, statuses) in [
+            ("/sites", "get", &["200", "400", "401", "403"][..]),
+            (
+                "/sites",
+                "post",
+                &["201", "400", "401", "403", "409", "413", "422"],
+            ),
+            ("/sites/{id}", "get", &["200", "401", "403", "404"]),
+            (
+                "/sites/{id}",
+                "put",
+                &["200", "400", "401", "403", "404", "409", "413", "422"],
+            ),
+            ("/sites/{id}", "delete", &["204", "401", "403", "404"]),
+            (
+                "/sites/import",
+                "post",
+                &["201", "400", "401", "403", "409", "413", "415", "422"],
+            ),
+            ("/users", "get", &["200", "400", "401"]),
+            (
+                "/users",
+                "post",
+                &["201", "400", "401", "403", "409", "413", "422"],
+            ),
+            ("/users/{id}", "get", &["200", "401", "404"]),
+            (
+                "/api/synchronous/{router_id}",
+                "post",
+                &[
+                    "200", "400", "401", "403", "404", "413", "422", "502", "503", "504",
+                ],
+            ),
+            (
+                "/api/asynchronous/{router_id}",
+                "post",
+                &[
+                    "200", "202", "400", "401", "403", "404", "409", "413", "422",
+                ],
+            ),
+            (
+                "/api/routers/{router_id}/jobs",
+                "get",
+                &["200", "400", "401", "403", "404"],
+            ),
+            ("/api/jobs/{id}", "get", &["200", "401", "403", "404"]),
+        ] {
+            let op = &doc["paths"][path][method];
+            assert!(op.is_object(), "{method} {path} is not described");
+            assert!(op["security"].is_array(), "{method} {path} has no security");
+            for status in statuses {
+                assert!(
+                    op["responses"][status].is_object(),
+                    "{method} {path} {status}"
+                );
+            }
+        }
+        let site = &doc["components"]["schemas"]["SiteBody"]["properties"];
+        assert_eq!(site["password"]["writeOnly"], true, "{site}");
+        let view = &doc["components"]["schemas"]["SiteView"]["properties"];
+        assert!(view.get("password").is_none() && view["has_password"].is_object());
+        let job = &doc["components"]["schemas"]["JobSummary"]["properties"];
+        for field in [
+            "id",
+            "token",
+            "idempotency_key",
+            "description",
+            "express_execute",
+            "needs_acknowledgement",
+            "make_backup",
+            "started_at",
+            "completed_at",
+            "failed_at",
+            "deleted_at",
+            "status",
+        ] {
+            assert!(job[field].is_object(), "{field}");
+        }
+        let accepted = &doc["components"]["schemas"]["Accepted"]["properties"];
+        for field in [
+            "idempotency_key",
+            "request_id",
+            "target",
+            "notify_url",
+            "date",
+        ] {
+            assert!(accepted[field].is_object(), "{field}");
+        }
+        assert!(matches!(
+            &doc["components"]["schemas"]["ErrorBody"]["properties"]["type"],
+            Value::Object(_)
+        ));
+    }
+}

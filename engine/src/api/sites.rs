@@ -654,16 +654,34 @@ fn rejected(total_rows: usize, mut errors: Vec<RowError>) -> Response {
     } else {
         String::new()
     };
+    refused_import(
+        format!("{bad} of {total_rows} rows cannot be imported{listed}; nothing was imported"),
+        errors,
+    )
+}
+
+/// A 422 for the import as a whole, in the same shape as one listing bad rows.
+fn refused_import(message: String, errors: Vec<RowError>) -> Response {
     let body = ImportRejected {
         kind: "validation_error".into(),
         code: "import_rejected".into(),
-        message: format!(
-            "{bad} of {total_rows} rows cannot be imported{listed}; nothing was imported"
-        ),
+        message,
         doc_url: "/docs/errors#import_rejected".into(),
         errors,
     };
     (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+}
+
+/// The CSV's header is refused: row 0, field `header`.
+fn bad_header(message: String) -> Response {
+    refused_import(
+        format!("the CSV header is refused: {message}; nothing was imported"),
+        vec![RowError {
+            row: 0,
+            field: Some("header".into()),
+            message,
+        }],
+    )
 }
 
 #[utoipa::path(
@@ -717,7 +735,10 @@ async fn import(
         .to_ascii_lowercase();
     let rows = match essence.as_str() {
         "application/json" => json_rows(&bytes)?,
-        "text/csv" => csv_rows(&bytes)?,
+        "text/csv" => match csv_rows(&bytes)? {
+            Ok(rows) => rows,
+            Err(refused) => return Ok(refused),
+        },
         other => {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -729,12 +750,12 @@ async fn import(
         }
     };
     if rows.len() > MAX_IMPORT_ROWS {
-        return Err(ApiError::validation(
-            "rows",
+        return Ok(refused_import(
             format!(
-                "an import may carry at most {MAX_IMPORT_ROWS} sites, this one has {}",
+                "an import may carry at most {MAX_IMPORT_ROWS} sites, this one has {}; nothing was imported",
                 rows.len()
             ),
+            Vec::new(),
         ));
     }
     let total = rows.len();
@@ -846,7 +867,9 @@ const CSV_COLUMNS: &[&str] = &[
     "tls_server_name",
 ];
 
-fn csv_rows(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
+/// The CSV's records as site bodies; a refused header is answered at once (the inner
+/// error), unreadable CSV is 400.
+fn csv_rows(bytes: &[u8]) -> Result<Result<Vec<Row>, Response>, ApiError> {
     let text = std::str::from_utf8(bytes).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -871,26 +894,20 @@ fn csv_rows(bytes: &[u8]) -> Result<Vec<Row>, ApiError> {
         .collect();
     for (i, column) in header.iter().enumerate() {
         if !CSV_COLUMNS.contains(&column.as_str()) {
-            return Err(ApiError::validation(
-                "header",
-                format!(
-                    "column {} `{column}` is unknown; the columns are {}",
-                    i + 1,
-                    CSV_COLUMNS.join(", ")
-                ),
-            ));
+            return Ok(Err(bad_header(format!(
+                "column {} `{column}` is unknown; the columns are {}",
+                i + 1,
+                CSV_COLUMNS.join(", ")
+            ))));
         }
         if header[..i].contains(column) {
-            return Err(ApiError::validation(
-                "header",
-                format!("column `{column}` appears twice"),
-            ));
+            return Ok(Err(bad_header(format!("column `{column}` appears twice"))));
         }
     }
-    Ok(records
+    Ok(Ok(records
         .into_iter()
         .map(|record| csv_record(&header, record))
-        .collect())
+        .collect()))
 }
 
 fn csv_bool(column: &str, value: &str) -> Result<bool, FieldError> {
@@ -1481,6 +1498,9 @@ mod tests {
         )
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(err["code"], "import_rejected");
+        assert_eq!(err["errors"][0]["row"], 0);
+        assert_eq!(err["errors"][0]["field"], "header");
         assert!(
             err["message"]
                 .as_str()

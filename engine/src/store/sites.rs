@@ -16,6 +16,9 @@ use super::txn::{decode, encode, load};
 
 const KIND: &str = "site";
 
+/// The inputs of an import that were refused, by index, and why.
+pub type Refused = Vec<(usize, StoreError)>;
+
 #[derive(Serialize, Deserialize)]
 struct StoredSite {
     #[serde(flatten)]
@@ -41,7 +44,7 @@ impl Store {
         organization: &str,
         inputs: Vec<SiteInput>,
         now: DateTime<Utc>,
-    ) -> Result<Result<Vec<Site>, Vec<(usize, StoreError)>>, StoreError> {
+    ) -> Result<Result<Vec<Site>, Refused>, StoreError> {
         let refused = self.check_import(organization, &inputs)?;
         if !refused.is_empty() {
             return Ok(Err(refused));
@@ -64,7 +67,7 @@ impl Store {
         &self,
         organization: &str,
         inputs: &[SiteInput],
-    ) -> Result<Vec<(usize, StoreError)>, StoreError> {
+    ) -> Result<Refused, StoreError> {
         let mut refused = Vec::new();
         let mut seen = std::collections::HashSet::with_capacity(inputs.len());
         self.read(|tx| {
