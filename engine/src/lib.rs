@@ -11,6 +11,8 @@
 //!   calls into transports, notifiers, script sources and generators.
 //! - [`runner`]: running commands and scripts on sites through their transport.
 //! - [`scheduler`]: when scheduled scripts run: recurrences, occurrence indexes, missed runs.
+//! - [`notify`]: outbox events delivered through the webhook and e-mail plugins, with
+//!   retries, per-job order and dead letters.
 //! - [`api`]: the embedded HTTP API (axum).
 //! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
 //! - [`store`]: the durable state in one redb file: sites (credentials sealed), scheduled
@@ -27,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod notify;
 pub mod plugins;
 pub mod runner;
 pub mod scheduler;

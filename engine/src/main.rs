@@ -60,6 +60,13 @@ struct ServeArgs {
     /// The address the HTTP API listens on [env: YARDMASTER_LISTEN; default: 127.0.0.1:8080]
     #[arg(long)]
     listen: Option<String>,
+    /// Hosts whose notification URLs may use plain http; https is required otherwise
+    #[arg(
+        long,
+        env = "YARDMASTER_ALLOW_HTTP_NOTIFY",
+        value_name = "HOST[,HOST...]"
+    )]
+    allow_http_notify: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -135,7 +142,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 plugins_dir: args.plugins_dir,
                 listen: args.listen,
             };
-            let config = Config::load(args.config.as_deref(), &flags)?;
+            let mut config = Config::load(args.config.as_deref(), &flags)?;
+            if let Some(hosts) = &args.allow_http_notify {
+                config.notify.set_allow_http(hosts);
+            }
             yardmaster::server::run(config, yardmaster::server::termination()).await?;
             Ok(true)
         }

@@ -35,6 +35,8 @@ pub enum ServeError {
     Plugins(String),
     #[error("cannot read the token key: {0}")]
     Auth(String),
+    #[error("cannot read the notification signing key: {0}")]
+    Notify(String),
     #[error("the HTTP server failed: {0}")]
     Http(std::io::Error),
     #[error("cannot open the state in {path}: {source}")]
@@ -154,6 +156,12 @@ pub async fn run(
         tracing::info!("accepting RS256 tokens issued by {issuer}");
     }
     let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
+    let notifications = crate::notify::Notifications::open(
+        config.notify.clone(),
+        &config.data_dir,
+        format!("http://{addr}"),
+    )
+    .map_err(ServeError::Notify)?;
     let state = AppState {
         store: store.clone(),
         runner: runner.clone(),
@@ -162,6 +170,7 @@ pub async fn run(
         shutdown: stopped.clone(),
         ready: ready.clone(),
         plugin_calls,
+        notifications: notifications.clone(),
     };
     let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));
     tracing::info!("listening on http://{addr}");
@@ -200,6 +209,14 @@ pub async fn run(
         let stopped = stopped.clone();
         tokio::spawn(async move { launcher.serve(stopped).await })
     };
+    let deliverer = {
+        let deliverer = Arc::new(crate::notify::Deliverer::new(
+            store.clone(),
+            host.clone(),
+            notifications,
+        ));
+        tokio::spawn(deliverer.serve(stopped.clone()))
+    };
     ready.store(true, Ordering::Release);
     tracing::info!("ready");
 
@@ -209,6 +226,7 @@ pub async fn run(
     let _ = stop.send(true);
     let _ = watcher.await;
     let _ = scheduler.await;
+    let _ = deliverer.await;
     let _ = jobs.await;
     runner.drain().await;
     match server.await {

@@ -45,6 +45,9 @@ pub struct AppState {
     /// turns it on only when it listens on loopback: a transport call reaches whatever
     /// target it is given, which must not be open to a network.
     pub plugin_calls: bool,
+    /// Notification settings: which receivers may use plain http, and the secret that
+    /// signs deliveries to jobs' notify URLs.
+    pub notifications: crate::notify::Notifications,
 }
 
 /// The whole API.
@@ -128,6 +131,11 @@ pub(crate) mod test_support {
             shutdown,
             ready: Arc::new(AtomicBool::new(true)),
             plugin_calls: true,
+            notifications: crate::notify::Notifications::with_key(
+                Default::default(),
+                b"test key",
+                "http://127.0.0.1:8080".into(),
+            ),
         };
         TestState { state, dir, stop }
     }

@@ -438,6 +438,21 @@ pub(crate) fn change(
         && job.status.active_code().is_none()
         && let Some(origin) = &job.origin
     {
+        // The site's own outcome comes first, so it reaches receivers before the run's.
+        journal::push_event(
+            tx,
+            "schedule.site_finished",
+            json!({
+                "schedule_id": origin.schedule_id,
+                "occurrence": origin.occurrence,
+                "organization": job.organization,
+                "site_id": job.site_id,
+                "job_id": job.id,
+                "status": job.status,
+                "error": job.error,
+            }),
+            now,
+        )?;
         schedules::record_outcome(tx, origin, &job, now)?;
     }
     if before != job.status

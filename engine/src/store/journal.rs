@@ -10,7 +10,9 @@ use redb::{ReadableTable, WriteTransaction};
 use super::Store;
 use super::error::StoreError;
 use super::records::{AuditEntry, AuditInput, OutboxEvent, OutboxState, Page, User};
-use super::tables::{AUDIT, META_AUDIT_SEQ, META_OUTBOX_SEQ, OUTBOX, OUTBOX_DUE, USERS};
+use super::tables::{
+    AUDIT, META_AUDIT_SEQ, META_OUTBOX_SEQ, OUTBOX, OUTBOX_DEAD, OUTBOX_DUE, USERS,
+};
 use super::txn::{decode, encode, load, millis, take_seq};
 
 impl Store {
@@ -126,19 +128,150 @@ impl Store {
         error: &str,
         retry_at: Option<DateTime<Utc>>,
     ) -> Result<OutboxEvent, StoreError> {
-        let error: String = error.chars().take(1000).collect();
+        self.record_event_attempt(
+            id,
+            &EventAttempt {
+                error: Some(error),
+                retry_at,
+                organization: None,
+                delivered_to: &[],
+                now: retry_at.unwrap_or_else(Utc::now),
+            },
+        )
+    }
+
+    /// Records one attempt at an event: the deliveries it completed, its organization, and
+    /// then delivered (no error), retried at `retry_at`, or dead.
+    pub fn record_event_attempt(
+        &self,
+        id: u64,
+        attempt: &EventAttempt<'_>,
+    ) -> Result<OutboxEvent, StoreError> {
+        let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
         self.update_event(id, |e| {
             e.attempts = e.attempts.saturating_add(1);
-            e.last_error = Some(error);
-            match retry_at {
-                Some(at) => e.next_attempt_at = at,
-                None => e.state = OutboxState::Dead,
+            if let Some(org) = attempt.organization {
+                e.organization = Some(org.to_owned());
+            }
+            for done in attempt.delivered_to {
+                if !e.delivered_to.contains(done) {
+                    e.delivered_to.push(done.clone());
+                }
+            }
+            match (error, attempt.retry_at) {
+                (None, _) => e.state = OutboxState::Delivered,
+                (Some(error), Some(at)) => {
+                    e.last_error = Some(error);
+                    e.next_attempt_at = at;
+                }
+                (Some(error), None) => {
+                    e.last_error = Some(error);
+                    e.state = OutboxState::Dead;
+                    e.dead_at = Some(attempt.now);
+                }
             }
         })
     }
 
-    /// Removes up to `limit` delivered or dead events created before `before`, oldest
-    /// first, and returns how many went; pending events are never removed.
+    /// Moves a pending event's next attempt to `at` without counting an attempt: it
+    /// waits for an earlier event of the same job that is being retried.
+    pub fn defer_event(&self, id: u64, at: DateTime<Utc>) -> Result<OutboxEvent, StoreError> {
+        self.update_event(id, |e| e.next_attempt_at = at)
+    }
+
+    /// Every pending event, due or waiting for a retry, in due order; at most `limit`.
+    pub fn pending_events(&self, limit: usize) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(|tx| {
+            let events = tx.open_table(OUTBOX)?;
+            let mut out = Vec::new();
+            for entry in tx.open_table(OUTBOX_DUE)?.iter()?.take(limit) {
+                let id = entry?.0.value().1;
+                if let Some(bytes) = events.get(id)? {
+                    out.push(decode("event", &id.to_string(), bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Every event still stored, in id order; the cursor is the last id seen.
+    pub fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError> {
+        let from = page.after.map_or(0, |a| a.saturating_add(1));
+        let limit = page.capped_limit();
+        self.read(|tx| {
+            tx.open_table(OUTBOX)?
+                .range(from..)?
+                .take(limit)
+                .map(|e| {
+                    let (k, v) = e?;
+                    decode("event", &k.value().to_string(), v.value())
+                })
+                .collect()
+        })
+    }
+
+    /// An organization's dead letters, oldest first; the cursor is the last id seen.
+    pub fn dead_events(
+        &self,
+        organization: &str,
+        page: &Page<u64>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let from = page.after.map_or(0, |a| a.saturating_add(1));
+        let limit = page.capped_limit();
+        self.read(|tx| {
+            let dead = match tx.open_table(OUTBOX_DEAD) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let events = tx.open_table(OUTBOX)?;
+            let mut out = Vec::new();
+            for entry in dead
+                .range((organization, from)..=(organization, u64::MAX))?
+                .take(limit)
+            {
+                let id = entry?.0.value().1;
+                if let Some(bytes) = events.get(id)? {
+                    out.push(decode("event", &id.to_string(), bytes.value())?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Puts a dead letter of `organization` back in the queue, due at `now`, with a fresh
+    /// count of attempts. Deliveries it already completed are not repeated.
+    pub fn retry_dead_event(
+        &self,
+        organization: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxEvent, StoreError> {
+        let key = id.to_string();
+        self.write(|tx| {
+            let mut events = tx.open_table(OUTBOX)?;
+            let mut event: OutboxEvent = match events.get(id)? {
+                Some(bytes) => decode("event", &key, bytes.value())?,
+                None => return Err(StoreError::not_found("dead letter", key)),
+            };
+            let org = event.organization.clone().unwrap_or_default();
+            if event.state != OutboxState::Dead || org != organization {
+                return Err(StoreError::not_found("dead letter", key));
+            }
+            tx.open_table(OUTBOX_DEAD)?.remove((org.as_str(), id))?;
+            event.state = OutboxState::Pending;
+            event.attempts = 0;
+            event.next_attempt_at = now;
+            event.dead_at = None;
+            tx.open_table(OUTBOX_DUE)?.insert((millis(now), id), ())?;
+            events.insert(id, encode("event", &key, &event)?.as_slice())?;
+            Ok(event)
+        })
+    }
+
+    /// Removes up to `limit` delivered events created before `before`, oldest first, and
+    /// returns how many went; pending events and dead letters are never removed (a dead
+    /// letter stays until it is retried and delivered).
     pub fn prune_events(&self, before: DateTime<Utc>, limit: usize) -> Result<usize, StoreError> {
         self.write(|tx| {
             let mut events = tx.open_table(OUTBOX)?;
@@ -149,7 +282,7 @@ impl Store {
                 if event.created_at >= before || done.len() >= limit {
                     break;
                 }
-                if event.state != OutboxState::Pending {
+                if event.state == OutboxState::Delivered {
                     done.push(event.id);
                 }
             }
@@ -185,10 +318,27 @@ impl Store {
             if event.state == OutboxState::Pending {
                 due.insert((millis(event.next_attempt_at), id), ())?;
             }
+            if event.state == OutboxState::Dead {
+                let org = event.organization.clone().unwrap_or_default();
+                tx.open_table(OUTBOX_DEAD)?.insert((org.as_str(), id), ())?;
+            }
             events.insert(id, encode("event", &key, &event)?.as_slice())?;
             Ok(event)
         })
     }
+}
+
+/// One attempt at delivering an event, as [`Store::record_event_attempt`] records it.
+#[derive(Debug, Clone)]
+pub struct EventAttempt<'a> {
+    /// `None` when every delivery of the event is done.
+    pub error: Option<&'a str>,
+    /// When to try again; `None` with an error makes the event a dead letter.
+    pub retry_at: Option<DateTime<Utc>>,
+    pub organization: Option<&'a str>,
+    /// Deliveries completed by this attempt.
+    pub delivered_to: &'a [String],
+    pub now: DateTime<Utc>,
 }
 
 pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64, StoreError> {
@@ -223,6 +373,9 @@ pub(crate) fn push_event(
         next_attempt_at: now,
         state: OutboxState::Pending,
         last_error: None,
+        organization: None,
+        delivered_to: Vec::new(),
+        dead_at: None,
     };
     tx.open_table(OUTBOX)?
         .insert(id, encode("event", &id.to_string(), &event)?.as_slice())?;
@@ -343,11 +496,15 @@ mod tests {
             "a dead event stays dead"
         );
         let c = store.append_event("test.c", json!({}), t(40)).expect("c");
-        assert_eq!(store.prune_events(t(50), 100).expect("prune"), 2);
+        assert_eq!(store.prune_events(t(50), 100).expect("prune"), 1);
         assert!(matches!(
-            store.get_event(a),
+            store.get_event(b),
             Err(StoreError::NotFound { .. })
         ));
+        assert_eq!(
+            store.get_event(a).expect("a dead letter stays").state,
+            OutboxState::Dead
+        );
         assert_eq!(
             store.get_event(c).expect("pending stays").state,
             OutboxState::Pending

@@ -20,6 +20,7 @@
 //! restart times with an optimised build.)
 
 pub(crate) mod approvals;
+mod channels;
 mod crypto;
 mod error;
 mod jobs;
@@ -36,9 +37,11 @@ mod crash_tests;
 
 use std::path::{Path, PathBuf};
 
+pub use channels::{Channel, ChannelInput, ChannelKind, MAX_CHANNELS_PER_ORG};
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
 pub use jobs::Recovery;
+pub use journal::EventAttempt;
 pub use records::{
     AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobError, JobInput,
     JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,

@@ -591,6 +591,17 @@ pub struct OutboxEvent {
     pub next_attempt_at: DateTime<Utc>,
     pub state: OutboxState,
     pub last_error: Option<String>,
+    /// The organization the event concerns, once the deliverer has worked it out; dead
+    /// letters are listed per organization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    /// Deliveries (channels, the job's notify URL) already done, so a retry repeats only
+    /// the ones that failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub delivered_to: Vec<String>,
+    /// When the event gave up and became a dead letter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_at: Option<DateTime<Utc>>,
 }
 
 /// A page of a list: at most `limit` records (capped at [`MAX_PAGE`]), starting after

@@ -72,6 +72,16 @@ pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audi
 pub(crate) const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// (next attempt, unix milliseconds; event id) -> (): only events still to deliver.
 pub(crate) const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::new("outbox_due");
+/// (organization, event id) -> (): dead letters, listed and retried per organization.
+/// Created on first write, like the tables below: a database written before them has none.
+pub(crate) const OUTBOX_DEAD: TableDefinition<(&str, u64), ()> =
+    TableDefinition::new("outbox_dead");
+
+/// channel id -> notification channel (settings, with its secrets sealed).
+pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// organization -> channel ids.
+pub(crate) const CHANNELS_BY_ORG: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("channels_by_org");
 
 /// sha256 of an approval token (hex) -> approval token record. The token itself is not
 /// kept here; only the outbox event that delivers its link carries it, until pruned.

@@ -1,0 +1,394 @@
+//! Notifications: outbox events delivered through notifier plugins.
+//!
+//! The store writes an event in the same transaction as the change it announces (see
+//! `store::journal`). The [`Deliverer`] reads the due ones, works out where each goes
+//! (`route`: the organization's channels, a job's `notify_url`, the users it concerns),
+//! renders what people read (`render`), and calls the channel's notifier plugin
+//! (`webhook`, `email`). A delivery that fails for now is retried with exponential
+//! backoff and jitter; after `max_attempts`, or at once when the far end refuses for
+//! good, the event becomes a dead letter, listed and retryable through the API.
+//!
+//! Guarantees: at least once (an event is marked delivered only after its deliveries
+//! succeeded, so a crash in between delivers it again; receivers drop duplicates by the
+//! event id, which every delivery carries); and per job (and per schedule), events in
+//! order: a later event waits while an earlier one of the same job is being retried.
+//!
+//! `settings` is the `[notify]` configuration and the https rule for receivers.
+
+mod render;
+mod route;
+mod settings;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chacha20poly1305::aead::{OsRng, rand_core::RngCore};
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::task::JoinSet;
+
+use crate::plugins::{Describe, Failure, PluginHost};
+use crate::server::Shutdown;
+use crate::store::{EventAttempt, OutboxEvent, Store, StoreError};
+
+pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
+pub use settings::{NotifyConfig, check_url};
+
+/// The file in the data dir holding the key that signs deliveries to notify URLs.
+pub const SIGNING_KEY_FILE: &str = "notify.key";
+/// Events read per round.
+const BATCH: usize = 256;
+/// Events of different jobs delivered at once.
+const CONCURRENCY: usize = 32;
+/// How often the outbox is looked at when it was empty.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+/// Delivered events are kept this long, then pruned.
+const RETENTION_DAYS: i64 = 7;
+
+/// What the API needs of the notification settings: the plain-http rule and the
+/// per-organization signing secret. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifications {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NotifyConfig,
+    signing_key: ring::hmac::Key,
+    public_url: String,
+}
+
+impl std::fmt::Debug for Notifications {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifications")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifications {
+    /// Reads (or creates) the signing key in `data_dir`.
+    pub fn open(
+        config: NotifyConfig,
+        data_dir: &std::path::Path,
+        public_url: String,
+    ) -> Result<Notifications, String> {
+        let path = data_dir.join(SIGNING_KEY_FILE);
+        let key = crate::store::read_or_create_secret(&path, 32)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Notifications::with_key(config, &key, public_url))
+    }
+
+    /// Settings over a key held in memory (tests).
+    pub fn with_key(config: NotifyConfig, key: &[u8], public_url: String) -> Notifications {
+        let public_url = config.public_url.clone().unwrap_or(public_url);
+        Notifications {
+            inner: Arc::new(Inner {
+                config,
+                signing_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key),
+                public_url,
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &NotifyConfig {
+        &self.inner.config
+    }
+
+    /// Whether `url` may receive notifications (https, or allowed plain http).
+    pub fn check_url(&self, url: &str) -> Result<(), String> {
+        self.inner.config.check_url(url)
+    }
+
+    /// The secret that signs deliveries to the notify URLs of `organization`'s jobs.
+    pub fn signing_secret(&self, organization: &str) -> String {
+        let tag = ring::hmac::sign(
+            &self.inner.signing_key,
+            format!("notify-url:{organization}").as_bytes(),
+        );
+        hex::encode(tag.as_ref())
+    }
+}
+
+/// What became of one attempt at an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    Delivered,
+    Retry { error: String, at: DateTime<Utc> },
+    Dead { error: String },
+}
+
+/// Delivers outbox events until shutdown.
+pub struct Deliverer {
+    store: Arc<Store>,
+    plugins: PluginHost,
+    notifications: Notifications,
+    /// Per order key, the earliest event being retried: later events of the key wait
+    /// for it.
+    blocked: Mutex<HashMap<String, (u64, DateTime<Utc>)>>,
+}
+
+impl Deliverer {
+    pub fn new(store: Arc<Store>, plugins: PluginHost, notifications: Notifications) -> Deliverer {
+        Deliverer {
+            store,
+            plugins,
+            notifications,
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs until `shutdown`. A delivery cut short by it is made again after a restart.
+    pub async fn serve(self: Arc<Self>, shutdown: Shutdown) {
+        if let Err(e) = self.recover_order() {
+            tracing::error!(error = %e, "cannot read the pending notifications");
+        }
+        let stop = shutdown.wait();
+        tokio::pin!(stop);
+        let mut last_prune = Utc::now() - TimeDelta::days(1);
+        loop {
+            let round = self.clone().round();
+            let handled = tokio::select! {
+                _ = &mut stop => return,
+                handled = round => handled,
+            };
+            let pause = match handled {
+                Ok(n) if n >= BATCH => Duration::ZERO,
+                Ok(_) => IDLE_POLL,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the outbox");
+                    Duration::from_secs(1)
+                }
+            };
+            if Utc::now() - last_prune > TimeDelta::hours(1) {
+                last_prune = Utc::now();
+                let before = Utc::now() - TimeDelta::days(RETENTION_DAYS);
+                match self.store.prune_events(before, 10_000) {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(pruned = n, "pruned delivered notifications"),
+                    Err(e) => tracing::warn!(error = %e, "cannot prune delivered notifications"),
+                }
+            }
+            if !pause.is_zero() {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+
+    /// After a restart: the earliest pending event of each key holds back the later ones.
+    fn recover_order(&self) -> Result<(), StoreError> {
+        let mut pending = self.store.pending_events(usize::MAX)?;
+        pending.sort_by_key(|e| e.id);
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        for event in pending {
+            blocked
+                .entry(route::order_key(&event))
+                .or_insert((event.id, event.next_attempt_at));
+        }
+        Ok(())
+    }
+
+    /// One round: the due events, grouped by order key; groups run at once, each in order.
+    /// Returns how many events were read.
+    async fn round(self: Arc<Self>) -> Result<usize, StoreError> {
+        let due = self.store.due_events(Utc::now(), BATCH)?;
+        let read = due.len();
+        let mut groups: Vec<(String, Vec<OutboxEvent>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for event in due {
+            let key = route::order_key(&event);
+            match index.get(&key) {
+                Some(&i) => groups[i].1.push(event),
+                None => {
+                    index.insert(key.clone(), groups.len());
+                    groups.push((key, vec![event]));
+                }
+            }
+        }
+        let mut tasks = JoinSet::new();
+        for (key, mut events) in groups {
+            events.sort_by_key(|e| e.id);
+            while tasks.len() >= CONCURRENCY {
+                let _ = tasks.join_next().await;
+            }
+            let this = self.clone();
+            tasks.spawn(async move { this.run_group(&key, events).await });
+        }
+        while tasks.join_next().await.is_some() {}
+        Ok(read)
+    }
+
+    async fn run_group(&self, key: &str, events: Vec<OutboxEvent>) {
+        let mut hold: Option<DateTime<Utc>> = None;
+        for event in events {
+            if hold.is_none() {
+                hold = self.held_back(key, event.id);
+            }
+            if let Some(at) = hold {
+                if let Err(e) = self.store.defer_event(event.id, at) {
+                    tracing::warn!(event = event.id, error = %e, "cannot defer a notification");
+                }
+                continue;
+            }
+            let (outcome, organization, done) = self.attempt(&event).await;
+            let (error, retry_at) = match &outcome {
+                Outcome::Delivered => (None, None),
+                Outcome::Retry { error, at } => (Some(error.as_str()), Some(*at)),
+                Outcome::Dead { error } => (Some(error.as_str()), None),
+            };
+            let recorded = self.store.record_event_attempt(
+                event.id,
+                &EventAttempt {
+                    error,
+                    retry_at,
+                    organization: organization.as_deref(),
+                    delivered_to: &done,
+                    now: Utc::now(),
+                },
+            );
+            if let Err(e) = recorded {
+                tracing::error!(event = event.id, error = %e, "cannot record a notification attempt");
+                return;
+            }
+            let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            match &outcome {
+                Outcome::Retry { at, error } => {
+                    tracing::info!(event = event.id, kind = %event.kind, attempt = event.attempts + 1, retry_at = %at, %error, "notification will be retried");
+                    blocked.insert(key.to_owned(), (event.id, *at));
+                    hold = Some(*at);
+                }
+                Outcome::Dead { error } => {
+                    tracing::warn!(event = event.id, kind = %event.kind, %error, "notification is a dead letter");
+                    if blocked.get(key).is_some_and(|(id, _)| *id == event.id) {
+                        blocked.remove(key);
+                    }
+                }
+                Outcome::Delivered => {
+                    tracing::debug!(event = event.id, kind = %event.kind, "notification delivered");
+                    if blocked.get(key).is_some_and(|(id, _)| *id == event.id) {
+                        blocked.remove(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// When an earlier event of `key` is still waiting, the time `id` must wait for.
+    fn held_back(&self, key: &str, id: u64) -> Option<DateTime<Utc>> {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let (first, at) = *blocked.get(key)?;
+        if first >= id {
+            return None;
+        }
+        match self.store.get_event(first) {
+            Ok(e) if e.state == crate::store::OutboxState::Pending => {
+                let soon = Utc::now() + TimeDelta::milliseconds(500);
+                Some(at.max(e.next_attempt_at).max(soon))
+            }
+            // Delivered, dead or pruned by someone else: it holds nothing back any more.
+            _ => {
+                blocked.remove(key);
+                None
+            }
+        }
+    }
+
+    /// Makes every delivery of `event` not already done. Returns the outcome, the
+    /// organization it concerns and the deliveries done now.
+    async fn attempt(&self, event: &OutboxEvent) -> (Outcome, Option<String>, Vec<String>) {
+        let notifications = self.notifications.clone();
+        let secret = move |org: &str| notifications.signing_secret(org);
+        let routing = route::Routing {
+            store: &self.store,
+            public_url: &self.notifications.inner.public_url,
+            allow_http: &self.notifications.inner.config.allow_http,
+            signing_secret: &secret,
+        };
+        let plan = match route::plan(&routing, event) {
+            Ok(plan) => plan,
+            Err(e) => {
+                return (
+                    self.retry_or_dead(event, format!("cannot route the event: {e}"), true),
+                    event.organization.clone(),
+                    Vec::new(),
+                );
+            }
+        };
+        let mut done = Vec::new();
+        let mut transient = Vec::new();
+        let mut permanent = Vec::new();
+        for delivery in plan
+            .deliveries
+            .iter()
+            .filter(|d| !event.delivered_to.contains(&d.key))
+        {
+            let result = match self.plugins.notifier(&delivery.plugin) {
+                Ok(plugin) => plugin.deliver(&delivery.channel, &delivery.event).await,
+                Err(e) => Err(Failure::Call(e)),
+            };
+            let what = format!("{} ({})", delivery.channel.name, delivery.plugin);
+            match result {
+                Ok(receipt) => {
+                    tracing::debug!(event = event.id, to = %what, detail = %receipt.detail, "delivered");
+                    done.push(delivery.key.clone());
+                }
+                Err(Failure::Plugin { error, denied }) => {
+                    let mut message = format!("{what}: {}", error.describe());
+                    if !denied.is_empty() {
+                        message.push_str(&format!(
+                            " (refused by the allow-list: {})",
+                            denied.join(", ")
+                        ));
+                    }
+                    match error {
+                        crate::plugins::notifier::NotifyError::Unavailable(_) => {
+                            transient.push(message)
+                        }
+                        _ => permanent.push(message),
+                    }
+                }
+                // Not loaded (yet), trapped, timed out: may clear up.
+                Err(Failure::Call(e)) => transient.push(format!("{what}: {e}")),
+            }
+        }
+        let outcome = if transient.is_empty() && permanent.is_empty() {
+            Outcome::Delivered
+        } else {
+            let mut errors = permanent.clone();
+            errors.extend(transient.iter().cloned());
+            self.retry_or_dead(event, errors.join("; "), !transient.is_empty())
+        };
+        (outcome, plan.organization, done)
+    }
+
+    fn retry_or_dead(&self, event: &OutboxEvent, error: String, retryable: bool) -> Outcome {
+        let attempts = event.attempts.saturating_add(1);
+        if retryable && attempts < self.notifications.inner.config.max_attempts {
+            let at = Utc::now() + backoff(&self.notifications.inner.config, attempts);
+            Outcome::Retry { error, at }
+        } else {
+            Outcome::Dead { error }
+        }
+    }
+}
+
+/// The wait after `attempts` failed attempts: the base doubled per attempt, capped, then
+/// drawn between half and all of it so receivers that failed together do not retry
+/// together.
+fn backoff(config: &NotifyConfig, attempts: u32) -> TimeDelta {
+    let exp = attempts.saturating_sub(1).min(30);
+    let full = config
+        .backoff
+        .saturating_mul(1u32 << exp)
+        .min(config.max_backoff);
+    let millis = u64::try_from(full.as_millis()).unwrap_or(u64::MAX).max(1);
+    let half = millis / 2;
+    let jitter = OsRng.next_u64() % (millis - half + 1);
+    TimeDelta::milliseconds(i64::try_from(half + jitter).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

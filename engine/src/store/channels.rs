@@ -1,0 +1,316 @@
+//! Notification channels: where an organization's events go (a webhook, a mail server)
+//! and which events each one takes.
+//!
+//! Secret settings (a webhook's signing secret, an SMTP password) are sealed with the
+//! data dir's key, bound to the channel's id, and never returned by a read that serves
+//! the API: [`Store::channel_secrets`] is for the deliverer alone. The tables are created
+//! on first write, so a database written before them simply has no channels.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use redb::{ReadableMultimapTable, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+use super::Store;
+use super::crypto::{Sealed, new_id};
+use super::error::StoreError;
+use super::tables::{CHANNELS, CHANNELS_BY_ORG};
+use super::txn::{decode, encode};
+
+const KIND: &str = "channel";
+/// Channels one organization may have.
+pub const MAX_CHANNELS_PER_ORG: usize = 100;
+
+/// What a channel is: which notifier plugin delivers to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelKind {
+    Webhook,
+    Email,
+}
+
+impl ChannelKind {
+    /// The first-party plugin that serves this kind.
+    pub fn default_plugin(self) -> &'static str {
+        match self {
+            ChannelKind::Webhook => "webhook",
+            ChannelKind::Email => "email",
+        }
+    }
+}
+
+/// A channel as stored and as the API shows it: every setting but the secret ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: String,
+    pub organization: String,
+    pub name: String,
+    pub kind: ChannelKind,
+    /// The notifier plugin that delivers, by its name.
+    pub plugin: String,
+    /// Event kinds the channel takes: exact (`job.status`), a prefix (`schedule.*`), or
+    /// `*`. Empty means every event.
+    pub events: Vec<String>,
+    /// Settings passed to the plugin (URL, server, sender...), secrets excluded.
+    pub settings: BTreeMap<String, String>,
+    /// Names of the secret settings that are set; their values are never shown.
+    pub secret_settings: Vec<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Channel {
+    /// Whether the channel takes events of `kind`.
+    pub fn takes(&self, kind: &str) -> bool {
+        self.events.is_empty()
+            || self.events.iter().any(|pattern| {
+                pattern == "*"
+                    || pattern == kind
+                    || pattern
+                        .strip_suffix('*')
+                        .is_some_and(|prefix| kind.starts_with(prefix))
+            })
+    }
+}
+
+/// A new channel: its public part and its secret settings in the clear.
+#[derive(Debug, Clone)]
+pub struct ChannelInput {
+    pub organization: String,
+    pub name: String,
+    pub kind: ChannelKind,
+    pub plugin: Option<String>,
+    pub events: Vec<String>,
+    pub settings: BTreeMap<String, String>,
+    pub secrets: BTreeMap<String, String>,
+    pub created_by: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    channel: Channel,
+    secrets: BTreeMap<String, Sealed>,
+}
+
+impl Store {
+    /// Stores a new channel; names are unique within an organization.
+    pub fn create_channel(
+        &self,
+        input: ChannelInput,
+        now: DateTime<Utc>,
+    ) -> Result<Channel, StoreError> {
+        let id = new_id();
+        let secrets: BTreeMap<String, Sealed> = input
+            .secrets
+            .iter()
+            .map(|(k, v)| (k.clone(), self.vault.seal(&id, v)))
+            .collect();
+        let channel = Channel {
+            id: id.clone(),
+            organization: input.organization,
+            name: input.name,
+            kind: input.kind,
+            plugin: input
+                .plugin
+                .unwrap_or_else(|| input.kind.default_plugin().to_owned()),
+            events: input.events,
+            settings: input.settings,
+            secret_settings: secrets.keys().cloned().collect(),
+            created_by: input.created_by,
+            created_at: now,
+        };
+        let bytes = encode(
+            KIND,
+            &id,
+            &Stored {
+                channel: channel.clone(),
+                secrets,
+            },
+        )?;
+        self.write(|tx| {
+            let mut by_org = tx.open_multimap_table(CHANNELS_BY_ORG)?;
+            let mut channels = tx.open_table(CHANNELS)?;
+            let mut count = 0;
+            for entry in by_org.get(channel.organization.as_str())? {
+                let other_id = entry?.value().to_owned();
+                count += 1;
+                if let Some(bytes) = channels.get(other_id.as_str())? {
+                    let other: Stored = decode(KIND, &other_id, bytes.value())?;
+                    if other.channel.name == channel.name {
+                        return Err(StoreError::invalid(
+                            KIND,
+                            "name",
+                            format!(
+                                "the organization already has a channel named `{}`",
+                                channel.name
+                            ),
+                        ));
+                    }
+                }
+            }
+            if count >= MAX_CHANNELS_PER_ORG {
+                return Err(StoreError::invalid(
+                    KIND,
+                    "name",
+                    format!("an organization has at most {MAX_CHANNELS_PER_ORG} channels"),
+                ));
+            }
+            channels.insert(id.as_str(), bytes.as_slice())?;
+            by_org.insert(channel.organization.as_str(), id.as_str())?;
+            Ok(())
+        })?;
+        Ok(channel)
+    }
+
+    /// An organization's channels, in creation order.
+    pub fn list_channels(&self, organization: &str) -> Result<Vec<Channel>, StoreError> {
+        self.read(|tx| {
+            let by_org = match tx.open_multimap_table(CHANNELS_BY_ORG) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+                Err(e) => return Err(e.into()),
+            };
+            let channels = tx.open_table(CHANNELS)?;
+            let mut out = Vec::new();
+            for entry in by_org.get(organization)? {
+                let id = entry?.value().to_owned();
+                if let Some(bytes) = channels.get(id.as_str())? {
+                    let stored: Stored = decode(KIND, &id, bytes.value())?;
+                    out.push(stored.channel);
+                }
+            }
+            out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            Ok(out)
+        })
+    }
+
+    /// One channel of `organization`; another organization's is not found.
+    pub fn get_channel(&self, organization: &str, id: &str) -> Result<Channel, StoreError> {
+        self.stored_channel(organization, id).map(|s| s.channel)
+    }
+
+    /// The channel's secret settings in the clear, for the deliverer.
+    pub fn channel_secrets(
+        &self,
+        organization: &str,
+        id: &str,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let stored = self.stored_channel(organization, id)?;
+        stored
+            .secrets
+            .iter()
+            .map(|(k, sealed)| {
+                self.vault
+                    .open_sealed(id, sealed)
+                    .map(|v| (k.clone(), v))
+                    .ok_or_else(|| StoreError::Decrypt {
+                        site: format!("channel {id}"),
+                    })
+            })
+            .collect()
+    }
+
+    /// Removes a channel of `organization`.
+    pub fn delete_channel(&self, organization: &str, id: &str) -> Result<Channel, StoreError> {
+        let channel = self.get_channel(organization, id)?;
+        self.write(|tx| {
+            tx.open_table(CHANNELS)?.remove(id)?;
+            tx.open_multimap_table(CHANNELS_BY_ORG)?
+                .remove(organization, id)?;
+            Ok(())
+        })?;
+        Ok(channel)
+    }
+
+    fn stored_channel(&self, organization: &str, id: &str) -> Result<Stored, StoreError> {
+        self.read(|tx| {
+            let channels = match tx.open_table(CHANNELS) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Err(StoreError::not_found(KIND, id));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let stored: Stored = match channels.get(id)? {
+                Some(bytes) => decode(KIND, id, bytes.value())?,
+                None => return Err(StoreError::not_found(KIND, id)),
+            };
+            if stored.channel.organization != organization {
+                return Err(StoreError::not_found(KIND, id));
+            }
+            Ok(stored)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{open, t};
+
+    fn input(org: &str, name: &str) -> ChannelInput {
+        ChannelInput {
+            organization: org.into(),
+            name: name.into(),
+            kind: ChannelKind::Webhook,
+            plugin: None,
+            events: vec!["schedule.*".into()],
+            settings: BTreeMap::from([("url".into(), "https://h.example/x".into())]),
+            secrets: BTreeMap::from([("secret".into(), "s3cret".into())]),
+            created_by: "u1".into(),
+        }
+    }
+
+    #[test]
+    fn channels_per_organization_with_sealed_secrets() {
+        let (_dir, store) = open();
+        let a = store.create_channel(input("org1", "ops"), t(0)).expect("a");
+        assert_eq!(a.plugin, "webhook");
+        assert_eq!(a.secret_settings, ["secret"]);
+        assert!(matches!(
+            store.create_channel(input("org1", "ops"), t(1)),
+            Err(StoreError::Invalid { field: "name", .. })
+        ));
+        let b = store.create_channel(input("org2", "ops"), t(2)).expect("b");
+        assert_eq!(store.list_channels("org1").expect("list"), vec![a.clone()]);
+        assert!(matches!(
+            store.get_channel("org1", &b.id),
+            Err(StoreError::NotFound { .. })
+        ));
+        assert_eq!(
+            store.channel_secrets("org1", &a.id).expect("secrets")["secret"],
+            "s3cret"
+        );
+        let raw = std::fs::read(store.path()).expect("db file");
+        assert!(!raw.windows(6).any(|w| w == b"s3cret"));
+        assert!(store.delete_channel("org2", &a.id).is_err());
+        store.delete_channel("org1", &a.id).expect("delete");
+        assert!(store.list_channels("org1").expect("list").is_empty());
+    }
+
+    #[test]
+    fn event_filters() {
+        let mut c = store_free_channel();
+        assert!(c.takes("job.status"));
+        c.events = vec!["schedule.*".into(), "script.authorization_requested".into()];
+        assert!(c.takes("schedule.launched"));
+        assert!(c.takes("script.authorization_requested"));
+        assert!(!c.takes("job.status"));
+    }
+
+    fn store_free_channel() -> Channel {
+        Channel {
+            id: "c".into(),
+            organization: "o".into(),
+            name: "n".into(),
+            kind: ChannelKind::Email,
+            plugin: "email".into(),
+            events: Vec::new(),
+            settings: BTreeMap::new(),
+            secret_settings: Vec::new(),
+            created_by: "u".into(),
+            created_at: t(0),
+        }
+    }
+}
