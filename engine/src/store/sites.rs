@@ -51,13 +51,7 @@ impl Store {
         }
         // A site created meanwhile under one of the names fails the whole transaction
         // with `SiteNameTaken`; nothing is written then either.
-        self.write(|tx| {
-            inputs
-                .into_iter()
-                .map(|input| self.insert_site(tx, input, now))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map(Ok)
+        self.write(|tx| self.insert_sites(tx, inputs, now)).map(Ok)
     }
 
     /// The inputs [`Store::import_sites`] would refuse, by index: bad fields, names
@@ -102,37 +96,62 @@ impl Store {
         input: SiteInput,
         now: DateTime<Utc>,
     ) -> Result<Site, StoreError> {
-        let id = new_id();
-        claim_name(tx, &input.organization, &input.name, &id)?;
-        let password = input
-            .password
-            .as_ref()
-            .map(|p| self.vault.seal(&id, p.expose()));
-        let site = Site {
-            id: id.clone(),
-            organization: input.organization,
-            name: input.name,
-            address: input.address,
-            port: input.port,
-            transport: input.transport,
-            username: input.username,
-            has_password: password.is_some(),
-            tls: input.tls,
-            tags: dedup(input.tags),
-            created_at: now,
-            updated_at: now,
-        };
-        tx.open_multimap_table(SITES_BY_ORG)?
-            .insert(site.organization.as_str(), id.as_str())?;
-        index_tags(tx, &site, true)?;
-        put(
-            tx,
-            &StoredSite {
+        self.insert_sites(tx, vec![input], now)?
+            .pop()
+            .ok_or_else(|| StoreError::not_found(KIND, "new site"))
+    }
+
+    /// Writes new sites with every table opened once, however many there are.
+    fn insert_sites(
+        &self,
+        tx: &WriteTransaction,
+        inputs: Vec<SiteInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Site>, StoreError> {
+        let mut names = tx.open_table(SITE_NAMES)?;
+        let mut by_org = tx.open_multimap_table(SITES_BY_ORG)?;
+        let mut by_tag = tx.open_multimap_table(SITES_BY_TAG)?;
+        let mut sites = tx.open_table(SITES)?;
+        let mut out = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let id = new_id();
+            let name_key = (input.organization.as_str(), input.name.as_str());
+            if names.get(name_key)?.is_some() {
+                return Err(StoreError::SiteNameTaken {
+                    name: input.name.clone(),
+                });
+            }
+            names.insert(name_key, id.as_str())?;
+            let password = input
+                .password
+                .as_ref()
+                .map(|p| self.vault.seal(&id, p.expose()));
+            let site = Site {
+                id: id.clone(),
+                organization: input.organization,
+                name: input.name,
+                address: input.address,
+                port: input.port,
+                transport: input.transport,
+                username: input.username,
+                has_password: password.is_some(),
+                tls: input.tls,
+                tags: dedup(input.tags),
+                created_at: now,
+                updated_at: now,
+            };
+            by_org.insert(site.organization.as_str(), id.as_str())?;
+            for tag in &site.tags {
+                by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
+            }
+            let stored = StoredSite {
                 site: site.clone(),
                 password,
-            },
-        )?;
-        Ok(site)
+            };
+            sites.insert(id.as_str(), encode(KIND, &id, &stored)?.as_slice())?;
+            out.push(site);
+        }
+        Ok(out)
     }
 
     /// Replaces a site's fields. `input.password == None` keeps the stored password; the
