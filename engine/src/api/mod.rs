@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod health;
 mod jobs;
+mod notifications;
 mod openapi;
 mod plugins;
 mod scripts;
@@ -59,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .merge(sites::routes())
         .merge(users::routes())
         .merge(jobs::routes())
+        .merge(notifications::routes())
         .merge(error::routes())
         .merge(openapi::routes())
         .fallback(error::not_found)
