@@ -42,7 +42,7 @@ use model::{
     CreateBody, ErrorResponse, ListData, ListResponse, OccurrenceView, OccurrencesView, RunView,
     RunsPage, ScheduleView, UpdateBody,
 };
-use query::{ListParams, ListQuery};
+use query::{FrequencyParam, ListParams, ListQuery, TypeParam};
 
 /// Occurrences previewed when the caller does not say how many.
 const DEFAULT_PREVIEW: usize = 5;
@@ -79,7 +79,9 @@ const MAX_BULK: usize = 1000;
         RunsPage,
         OccurrencesView,
         AuthorizationRequested,
-        BulkDeleted
+        BulkDeleted,
+        TypeParam,
+        FrequencyParam
     )),
     tags((name = "Scheduled scripts", description = "Scripts run on many sites at a future time, once or on a recurrence, after a second person approves them."))
 )]
@@ -462,35 +464,36 @@ async fn update(
     body: Result<Json<UpdateBody>, JsonRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     caller.require(scopes::SCRIPT_UPDATE)?;
-    let Json(body) = body?;
     let now = Utc::now();
-    if let Some(Some(at)) = body.launch_at {
-        future(at, now)?;
-    }
-    let recurrence = match body.recurrence {
-        Some(Some(spec)) => Some(Some(recurrence(spec)?)),
-        Some(None) => Some(None),
-        None => None,
-    };
-    let patch = SchedulePatch {
-        description: body.description,
-        script: body.script,
-        sites: body.sites,
-        tags: body.tags,
-        excluded_sites: body.excluded_sites,
-        launch_at: body.launch_at,
-        recurrence,
-        make_backup: body.make_backup,
-        abort_if_offline: body.abort_if_offline,
-        test_site_id: body.test_site_id,
-        notify: body.notify,
-        summary: body.summary,
-        missed_runs: body.missed_runs.map(Into::into),
-        ..SchedulePatch::default()
-    };
     let store = state.store.clone();
     let view = blocking(move || {
+        // A schedule that is not the caller's is not found, whatever the body says.
         let current = owned(&store, &id, &caller)?;
+        let Json(body) = body?;
+        if let Some(Some(at)) = body.launch_at {
+            future(at, now)?;
+        }
+        let recurrence = match body.recurrence {
+            Some(Some(spec)) => Some(Some(recurrence(spec)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let patch = SchedulePatch {
+            description: body.description,
+            script: body.script,
+            sites: body.sites,
+            tags: body.tags,
+            excluded_sites: body.excluded_sites,
+            launch_at: body.launch_at,
+            recurrence,
+            make_backup: body.make_backup,
+            abort_if_offline: body.abort_if_offline,
+            test_site_id: body.test_site_id,
+            notify: body.notify,
+            summary: body.summary,
+            missed_runs: body.missed_runs.map(Into::into),
+            ..SchedulePatch::default()
+        };
         if patch.sites.is_some() || patch.tags.is_some() || patch.test_site_id.is_some() {
             let sites = patch.sites.as_ref().unwrap_or(&current.sites);
             let tags = patch.tags.as_ref().unwrap_or(&current.tags);
@@ -545,6 +548,7 @@ async fn delete_one(
 struct AuthorizeQuery {
     /// The token of an approval link: answers the page that confirms the approval
     /// (it POSTs the token) instead of requesting authorization. A GET never approves.
+    #[param(pattern = "^[A-Za-z0-9_-]{1,256}$")]
     token: Option<String>,
 }
 
@@ -702,21 +706,24 @@ async fn approve(
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         ApproveBody::default()
     } else {
-        serde_json::from_slice::<ApproveBody>(&body).map_err(|e| {
-            if e.is_data() {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    format!("body: {e}"),
-                )
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "malformed_json",
-                    format!("the body is not JSON: {e}"),
-                )
-            }
-        })?
+        // `null` is no body too.
+        serde_json::from_slice::<Option<ApproveBody>>(&body)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| {
+                if e.is_data() {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "validation_failed",
+                        format!("body: {e}"),
+                    )
+                } else {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("the body is not JSON: {e}"),
+                    )
+                }
+            })?
     };
     let store = state.store.clone();
     let now = Utc::now();

@@ -203,6 +203,7 @@ pub(crate) struct ApproveBody {
 pub(crate) struct BulkDeleteBody {
     /// Ids of the schedules (`id_list` is accepted too).
     #[serde(alias = "id_list")]
+    #[schema(min_items = 1, max_items = 1000)]
     pub schedules_ids: Vec<String>,
 }
 

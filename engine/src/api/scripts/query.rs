@@ -22,8 +22,8 @@ pub(crate) struct ListParams {
     /// Whether to paginate (default `true`); `false` returns every match.
     paginate: Option<bool>,
     /// Page number, from 1 (default 1).
-    #[param(minimum = 1)]
-    page: Option<u64>,
+    #[param(minimum = 1, maximum = 9223372036854775807_i64)]
+    page: Option<i64>,
     /// Schedules per page, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     page_size: Option<u64>,
@@ -34,17 +34,43 @@ pub(crate) struct ListParams {
     id_list: Option<Vec<String>>,
     /// Only schedules whose description contains this text (any case).
     name: Option<String>,
-    /// `one_time` (a single launch) or `recurring`.
+    /// `one_time` (a single launch) or `recurring` (any case).
+    #[param(value_type = Option<TypeParam>)]
     r#type: Option<String>,
-    /// Frequency: `ONE_TIME`, `HOURLY`, `DAILY`, `WEEKLY` or `MONTHLY` (any case).
+    /// Frequency (any case).
+    #[param(value_type = Option<FrequencyParam>)]
     schedule: Option<String>,
-    /// Only schedules created at or after this instant: UNIX microseconds or RFC 3339.
+    /// Only schedules created at or after this instant, in UNIX microseconds (an RFC 3339
+    /// time is read too).
+    #[param(value_type = Option<i64>)]
     scheduled_at_start: Option<String>,
-    /// Only schedules created at or before this instant: UNIX microseconds or RFC 3339
-    /// (`scheduled_by_end` is read too).
+    /// Only schedules created at or before this instant, in UNIX microseconds (an RFC 3339
+    /// time is read too; so is the seed's spelling `scheduled_by_end`).
+    #[param(value_type = Option<i64>)]
     scheduled_at_end: Option<String>,
     /// Only schedules created by this user id.
     scheduled_by: Option<String>,
+}
+
+/// The values of `type`, as documented.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ScheduleKindFilter)]
+#[allow(dead_code, non_camel_case_types)]
+pub(crate) enum TypeParam {
+    one_time,
+    recurring,
+}
+
+/// The values of `schedule`, as documented.
+#[derive(utoipa::ToSchema)]
+#[schema(as = FrequencyFilter)]
+#[allow(dead_code, non_camel_case_types, clippy::upper_case_acronyms)]
+pub(crate) enum FrequencyParam {
+    ONE_TIME,
+    HOURLY,
+    DAILY,
+    WEEKLY,
+    MONTHLY,
 }
 
 /// What the query asks for.
@@ -76,8 +102,14 @@ fn number(param: &str, value: &str, max: usize) -> Result<usize, ApiError> {
 fn instant(param: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
     let value = value.trim();
     if let Ok(micros) = value.parse::<i64>() {
-        return DateTime::from_timestamp_micros(micros)
-            .ok_or_else(|| bad(param, format!("{micros} microseconds is out of range")));
+        // Beyond the calendar's range a bound excludes nothing (or everything).
+        return Ok(
+            DateTime::from_timestamp_micros(micros).unwrap_or(if micros < 0 {
+                DateTime::<Utc>::MIN_UTC
+            } else {
+                DateTime::<Utc>::MAX_UTC
+            }),
+        );
     }
     DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&Utc))
@@ -98,6 +130,10 @@ impl ListQuery {
         let mut filter = ScheduleFilter::default();
         let mut ids: Option<Vec<String>> = None;
         for (key, value) in pairs {
+            // An empty value is an absent parameter, as forms send them.
+            if value.trim().is_empty() {
+                continue;
+            }
             match key.as_str() {
                 "paginate" => {
                     paginate = match value.trim().to_ascii_lowercase().as_str() {
@@ -108,7 +144,7 @@ impl ListQuery {
                         }
                     }
                 }
-                "page" => page = Some(number("page", value, usize::MAX / 2)?),
+                "page" => page = Some(number("page", value, i64::MAX as usize)?),
                 "page_size" => {
                     page_size = Some(number("page_size", value, crate::store::MAX_PAGE)?)
                 }
