@@ -110,9 +110,10 @@ pub(crate) enum TableId {
     Script = 3,
     Log = 4,
     File = 5,
+    Arp = 6,
 }
 
-const TABLES: usize = 6;
+const TABLES: usize = 7;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MenuKind {
@@ -227,6 +228,18 @@ static SCRIPT_FIELDS: [Field; 9] = [
     ro_flag("invalid"),
     w("comment"),
 ];
+/// `/ip/arp`, as seed 001's synchronous example prints it.
+static ARP_FIELDS: [Field; 9] = [
+    req("address"),
+    w("mac-address"),
+    req("interface"),
+    ro_flag("published"),
+    ro_flag("invalid"),
+    ro_flag("DHCP"),
+    ro_flag("dynamic"),
+    ro_flag("complete"),
+    flag("disabled"),
+];
 static LOG_FIELDS: [Field; 3] = [ro("time"), ro("topics"), ro("message")];
 static FILE_FIELDS: [Field; 5] = [
     ro("name"),
@@ -265,7 +278,7 @@ static FILTER_ALL: [Field; 21] = {
     all
 };
 
-pub(crate) static MENUS: [Menu; 8] = [
+pub(crate) static MENUS: [Menu; 9] = [
     Menu {
         path: "interface",
         kind: MenuKind::Table {
@@ -296,6 +309,17 @@ pub(crate) static MENUS: [Menu; 8] = [
             remove: true,
         },
         fields: &FILTER_ALL,
+        key: None,
+        extra: &[],
+    },
+    Menu {
+        path: "ip/arp",
+        kind: MenuKind::Table {
+            table: TableId::Arp,
+            add: true,
+            remove: true,
+        },
+        fields: &ARP_FIELDS,
         key: None,
         extra: &[],
     },
@@ -511,6 +535,21 @@ impl State {
             values[5] = Some(mac);
             values[6] = Some("true".into());
             state.push_row(TableId::Interface, values);
+        }
+        // One dynamic neighbour on the LAN port, as a router that has seen a client.
+        let arp = menu("ip/arp").map(Self::defaults);
+        if let Some(mut values) = arp {
+            values[0] = Some(format!("192.168.88.{}", 2 + index % 250));
+            values[1] = Some(format!(
+                "50:32:37:{:02X}:{:02X}:{:02X}",
+                (mac_base >> 16) & 0xFF,
+                (mac_base >> 8) & 0xFF,
+                mac_base & 0xFF
+            ));
+            values[2] = Some("ether2".into());
+            values[6] = Some("true".into());
+            values[7] = Some("true".into());
+            state.push_row(TableId::Arp, values);
         }
         state
     }

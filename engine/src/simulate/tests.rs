@@ -112,6 +112,13 @@ async fn print_add_execute_and_the_log() {
 
     let r = c.call(&["/system/identity/print"]).await;
     assert_eq!(rows(&r)[0].get("name"), Some("router-1"));
+    // Seed 001's example of a synchronous call.
+    let r = c.call(&["/ip/arp/print"]).await;
+    let arp = rows(&r);
+    assert_eq!(arp.len(), 1);
+    assert_eq!(arp[0].get("interface"), Some("ether2"));
+    assert_eq!(arp[0].get("dynamic"), Some("true"));
+    assert_eq!(arp[0].get("published"), Some("false"));
     let r = c
         .call(&["/system/resource/print", "=.proplist=version,board-name"])
         .await;
