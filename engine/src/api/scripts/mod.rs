@@ -778,8 +778,30 @@ async fn cancel(
 #[into_params(parameter_in = Query)]
 struct PreviewQuery {
     /// How many occurrences, 1 to 1000 (default 5).
-    #[param(minimum = 1, maximum = 1000)]
-    count: Option<usize>,
+    #[param(minimum = 1, maximum = 1000, value_type = Option<u32>)]
+    count: Option<String>,
+}
+
+/// A whole number in `min..=max` from a query parameter; anything else (an empty value
+/// too) is a 400 naming it.
+fn whole(
+    param: &str,
+    value: Option<&str>,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ApiError> {
+    let Some(value) = value else {
+        return Ok(default);
+    };
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            format!("{param}: `{value}` is not a whole number from {min} to {max}"),
+        )),
+    }
 }
 
 /// The next launches of a scheduled script: its recurrence's next occurrences, or its
@@ -806,17 +828,13 @@ async fn occurrences(
 ) -> Result<Json<OccurrencesView>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
     let Query(query) = query.map_err(bad_query)?;
-    let count = query.count.unwrap_or(DEFAULT_PREVIEW);
-    if !(1..=crate::scheduler::MAX_PREVIEW).contains(&count) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!(
-                "count: must be from 1 to {}, not {count}",
-                crate::scheduler::MAX_PREVIEW
-            ),
-        ));
-    }
+    let count = whole(
+        "count",
+        query.count.as_deref(),
+        DEFAULT_PREVIEW as u64,
+        1,
+        crate::scheduler::MAX_PREVIEW as u64,
+    )? as usize;
     let store = state.store.clone();
     let now = Utc::now();
     let s = blocking(move || owned(&store, &id, &caller)).await?;
@@ -860,10 +878,11 @@ async fn occurrences(
 #[into_params(parameter_in = Query)]
 struct RunsQuery {
     /// Only runs after this occurrence number (the previous page's `next_after`).
-    after: Option<u64>,
+    #[param(value_type = Option<u64>, minimum = 0)]
+    after: Option<String>,
     /// Runs per page, 1 to 100 (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    limit: Option<usize>,
+    #[param(minimum = 1, maximum = 100, value_type = Option<u32>)]
+    limit: Option<String>,
 }
 
 /// The run history of a scheduled script, oldest occurrence first, each run with its
@@ -890,24 +909,21 @@ async fn runs(
 ) -> Result<Json<RunsPage>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
     let Query(query) = query.map_err(bad_query)?;
-    let limit = query.limit.unwrap_or(DEFAULT_RUNS);
-    if !(1..=MAX_RUNS).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            format!("limit: must be from 1 to {MAX_RUNS}, not {limit}"),
-        ));
-    }
+    let limit = whole(
+        "limit",
+        query.limit.as_deref(),
+        DEFAULT_RUNS as u64,
+        1,
+        MAX_RUNS as u64,
+    )? as usize;
+    let after = match query.after.as_deref() {
+        Some(after) => Some(whole("after", Some(after), 0, 0, u64::MAX)?),
+        None => None,
+    };
     let store = state.store.clone();
     let page = blocking(move || {
         owned(&store, &id, &caller)?;
-        let runs = store.list_runs(
-            &id,
-            &Page {
-                limit,
-                after: query.after,
-            },
-        )?;
+        let runs = store.list_runs(&id, &Page { limit, after })?;
         let next_after = (runs.len() == limit)
             .then(|| runs.last().map(|r| r.occurrence))
             .flatten();

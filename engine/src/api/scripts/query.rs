@@ -130,10 +130,6 @@ impl ListQuery {
         let mut filter = ScheduleFilter::default();
         let mut ids: Option<Vec<String>> = None;
         for (key, value) in pairs {
-            // An empty value is an absent parameter, as forms send them.
-            if value.trim().is_empty() {
-                continue;
-            }
             match key.as_str() {
                 "paginate" => {
                     paginate = match value.trim().to_ascii_lowercase().as_str() {
@@ -165,7 +161,6 @@ impl ListQuery {
                 "type" => {
                     let norm = value.trim().to_ascii_lowercase().replace('-', "_");
                     filter.schedule_type = match norm.as_str() {
-                        "" => None,
                         "one_time" | "onetime" | "once" => Some(ScheduleType::OneTime),
                         "recurring" | "recurrent" => Some(ScheduleType::Recurring),
                         _ => {
@@ -179,7 +174,6 @@ impl ListQuery {
                 "schedule" => {
                     let norm = value.trim().to_ascii_uppercase().replace('-', "_");
                     filter.frequency = match norm.as_str() {
-                        "" => None,
                         "ONE_TIME" | "ONCE" => Some(RecurrenceKind::OneTime),
                         "HOURLY" => Some(RecurrenceKind::Hourly),
                         "DAILY" => Some(RecurrenceKind::Daily),
@@ -263,6 +257,8 @@ mod tests {
             ("type", "sometimes"),
             ("schedule", "YEARLY"),
             ("scheduled_at_start", "yesterday"),
+            ("type", ""),
+            ("page", ""),
         ] {
             let e = parse(&[(key, value)]).expect_err(value);
             assert_eq!(e.status.as_u16(), 400);
