@@ -15,6 +15,8 @@ pub(crate) struct Context<'a> {
     pub description: &'a str,
     /// The approval link, absolute; only for authorization requests.
     pub link: Option<&'a str>,
+    /// The script asked to be authorized, so the approver reads what they approve.
+    pub script: Option<&'a str>,
 }
 
 fn field<'a>(payload: &'a Value, name: &str) -> &'a str {
@@ -43,6 +45,10 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 "Review it and approve it here (the link works once):".into(),
                 ctx.link.unwrap_or_default().to_owned(),
                 format!("The link expires at {}.", field(payload, "expires_at")),
+                match ctx.script {
+                    Some(script) => format!("The script:\n\n{script}"),
+                    None => String::new(),
+                },
             ],
         ),
         "schedule.authorized" => (
@@ -116,12 +122,15 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
             vec![format!("Event {other}.")],
         ),
     };
+    let lines: Vec<String> = lines.into_iter().filter(|l| !l.is_empty()).collect();
     let text = lines.join("\n\n") + "\n";
     let mut html = String::from("<!DOCTYPE html>\n<html><body>\n");
     for line in &lines {
         if ctx.link.is_some_and(|l| l == line) {
             let href = escape(line);
             html.push_str(&format!("<p><a href=\"{href}\">{href}</a></p>\n"));
+        } else if line.contains('\n') {
+            html.push_str(&format!("<pre>{}</pre>\n", escape(line)));
         } else {
             html.push_str(&format!("<p>{}</p>\n", escape(line)));
         }
@@ -162,6 +171,7 @@ mod tests {
             &Context {
                 description: "Nightly <backup>",
                 link: Some("https://ym.example/scripts/scheduled/s1/authorize?token=t&x=1"),
+                script: Some(":log info one\n.two"),
             },
         );
         assert_eq!(m.subject, "Authorization requested: Nightly <backup>");
@@ -170,6 +180,7 @@ mod tests {
             "href=\"https://ym.example/scripts/scheduled/s1/authorize?token=t&amp;x=1\""
         ));
         assert!(m.html.contains("Nightly &lt;backup&gt;"));
+        assert!(m.text.contains("\n.two"));
     }
 
     #[test]
@@ -180,6 +191,7 @@ mod tests {
             &Context {
                 description: "Rotate keys",
                 link: None,
+                script: None,
             },
         );
         assert_eq!(m.subject, "Partially failed: Rotate keys");

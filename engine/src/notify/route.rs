@@ -124,6 +124,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         &Context {
             description,
             link: link.as_deref(),
+            script: schedule.as_ref().map(|s| s.script.as_str()),
         },
     );
     // Without the link, for every delivery but the authorizers' e-mail.
@@ -133,6 +134,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         &Context {
             description,
             link: None,
+            script: None,
         },
     );
     let occurred_at = event.created_at.to_rfc3339();

@@ -1,0 +1,818 @@
+//! Notifications end to end: the real `yardmaster` binary, its bundled webhook and email
+//! plugins, and real receivers on loopback (127.12.x.x, used by no other test): a webhook
+//! receiver in this file that checks signatures and answers the first attempts with
+//! 500, one that never answers, and aiosmtpd (`tests/peers/smtp_sink.py`), which parses
+//! the mail with Python's email package.
+//!
+//! Work is put in the store before the engine starts (users, sites on a simulated fleet,
+//! jobs with a `notify_url`, channels, an approval request), so the engine's own runner
+//! and deliverer produce every event.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use yardmaster::approval::{self, Principal};
+use yardmaster::auth::{Authenticator, Claims};
+use yardmaster::simulate::Profile;
+use yardmaster::store::{
+    ChannelInput, ChannelKind, JobInput, OutboxState, Page, ScheduleInput, Secret, SiteInput,
+    Store, User,
+};
+use yardmaster_tests::{Engine, EngineOptions, InProcessFleet, Response, eventually, fleet};
+
+const ORG: &str = "acme";
+/// The fields of seed 001's notification payload.
+const SEED_FIELDS: &[&str] = &[
+    "job_id",
+    "customer_id",
+    "description",
+    "router_id",
+    "idempotency_key",
+    "express_execute",
+    "needs_acknowledgement",
+    "make_backup",
+    "seq_id",
+    "started_at",
+    "completed_at",
+    "failed_at",
+    "deleted_at",
+    "status",
+];
+
+/// One request the webhook receiver got, and what it answered.
+#[derive(Debug, Clone)]
+struct Hit {
+    headers: HashMap<String, String>,
+    body: String,
+    answered: u16,
+}
+
+impl Hit {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+    fn event_id(&self) -> u64 {
+        self.header("x-yardmaster-event-id").parse().unwrap_or(0)
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// A webhook receiver: HTTP/1.1 on loopback, one thread per connection.
+struct Receiver {
+    addr: SocketAddr,
+    hits: Arc<Mutex<Vec<Hit>>>,
+    /// Answer nothing at all while set.
+    silent: Arc<AtomicBool>,
+}
+
+impl Receiver {
+    /// `failures`: how many attempts of each event id get a 500 before a 200.
+    fn start(ip: Ipv4Addr, failures: usize) -> Receiver {
+        let listener = TcpListener::bind((ip, 0)).expect("bind receiver");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(Mutex::new(Vec::<Hit>::new()));
+        let silent = Arc::new(AtomicBool::new(false));
+        let (h, s) = (hits.clone(), silent.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (hits, silent) = (h.clone(), s.clone());
+                std::thread::spawn(move || serve(stream, &hits, &silent, failures));
+            }
+        });
+        Receiver { addr, hits, silent }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook?source=yardmaster", self.addr)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// Event ids answered 200.
+    fn delivered(&self) -> BTreeSet<u64> {
+        self.hits()
+            .iter()
+            .filter(|h| h.answered == 200)
+            .map(Hit::event_id)
+            .collect()
+    }
+}
+
+fn serve(stream: TcpStream, hits: &Mutex<Vec<Hit>>, silent: &AtomicBool, failures: usize) {
+    let mut reader = BufReader::new(match stream.try_clone() {
+        Ok(s) => s,
+        Err(_) => return,
+    });
+    let mut stream = stream;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut headers = HashMap::new();
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
+            let header = header.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = header.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if silent.load(Ordering::SeqCst) {
+            // Never answer; hold the connection until the sender gives up.
+            std::thread::sleep(Duration::from_secs(600));
+            return;
+        }
+        let mut hits = match hits.lock() {
+            Ok(h) => h,
+            Err(_) => return,
+        };
+        let id = headers
+            .get("x-yardmaster-event-id")
+            .cloned()
+            .unwrap_or_default();
+        let earlier = hits
+            .iter()
+            .filter(|h| h.header("x-yardmaster-event-id") == id)
+            .count();
+        let status = if earlier < failures { 500 } else { 200 };
+        hits.push(Hit {
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            answered: status,
+        });
+        drop(hits);
+        let reason = if status == 200 {
+            "OK"
+        } else {
+            "Internal Server Error"
+        };
+        let reply = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\n\r\nok");
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// The SMTP sink, killed when dropped.
+struct Smtp {
+    child: Child,
+    addr: SocketAddr,
+    out: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Smtp {
+    fn start(ip: Ipv4Addr, extra: &[&str]) -> Smtp {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = dir.path().join("mail.jsonl");
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/smtp_sink.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(ip.to_string())
+            .arg(&out)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs tests/peers/smtp_sink.py (pip install aiosmtpd)");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("the SMTP sink says where it listens");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| {
+                panic!("the SMTP sink did not start (is aiosmtpd installed?): {line:?}")
+            });
+        Smtp {
+            child,
+            addr,
+            out,
+            _dir: dir,
+        }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn config(allow_http: &[SocketAddr]) -> String {
+    let hosts: Vec<String> = allow_http
+        .iter()
+        .map(|a| format!("\"{}\"", a.ip()))
+        .collect();
+    format!(
+        r#"
+[notify]
+max_attempts = 5
+backoff = "100ms"
+max_backoff = "400ms"
+allow_http = [{}]
+
+[plugins.webhook]
+allow = ["127.12.0.0/16"]
+
+[plugins.email]
+allow = ["127.12.0.0/16"]
+"#,
+        hosts.join(", ")
+    )
+}
+
+/// The store of a not-yet-started engine's folder.
+fn store_of(dir: &tempfile::TempDir) -> Store {
+    Store::open(dir.path().join("data")).expect("store")
+}
+
+fn user(id: &str) -> User {
+    User {
+        id: id.into(),
+        name: id.to_uppercase(),
+        email: format!("{id}@example.com"),
+        organization: ORG.into(),
+        created_at: Utc::now(),
+    }
+}
+
+/// Sites on `fleet` and `per_site` jobs on each, all reporting to `notify_url`.
+fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str) -> Vec<String> {
+    let now = Utc::now();
+    let mut inputs = Vec::new();
+    for (i, addr) in fleet.addresses().iter().enumerate() {
+        let site = store
+            .create_site(
+                SiteInput {
+                    organization: ORG.into(),
+                    name: format!("router-{i}"),
+                    address: addr.ip().to_string(),
+                    port: Some(addr.port()),
+                    transport: "routeros-api".into(),
+                    username: "admin".into(),
+                    password: Some(Secret::new("pw")),
+                    tls: Default::default(),
+                    tags: Vec::new(),
+                },
+                now,
+            )
+            .expect("site");
+        for j in 0..per_site {
+            inputs.push(JobInput {
+                organization: ORG.into(),
+                site_id: site.id.clone(),
+                request_id: None,
+                idempotency_key: Some(format!("job-{i}-{j}")),
+                description: format!("Log test message {i}/{j}"),
+                script: format!(":log info \"notify test {i} {j}\""),
+                make_backup: false,
+                express_execute: false,
+                needs_acknowledgement: true,
+                notify_url: Some(notify_url.to_owned()),
+            });
+        }
+    }
+    store
+        .create_jobs(inputs, now)
+        .expect("jobs")
+        .into_iter()
+        .map(|(job, _)| job.id)
+        .collect()
+}
+
+fn token(engine: &Engine, scopes: &[&str]) -> String {
+    let auth = Authenticator::open(&engine.dir.path().join("data")).expect("token key");
+    auth.issue(&Claims::new(
+        "admin",
+        ORG,
+        scopes.iter().map(|s| s.to_string()).collect(),
+        Utc::now(),
+        TimeDelta::hours(1),
+    ))
+}
+
+/// One request to the engine with a bearer token.
+fn call(engine: &Engine, method: &str, path: &str, token: &str) -> Response {
+    let mut stream = TcpStream::connect(engine.addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+        engine.addr
+    );
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).expect("read");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    Response {
+        status,
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+        text: body.to_owned(),
+    }
+}
+
+fn signed(secret: &str, hit: &Hit) -> bool {
+    let Some(hex_sig) = hit.header("x-yardmaster-signature").strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+    mac.update(hit.header("x-yardmaster-timestamp").as_bytes());
+    mac.update(b".");
+    mac.update(hit.body.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
+const LIFECYCLE: &[&str] = &[
+    "pending",
+    "loaded",
+    "running",
+    "completed",
+    "failed",
+    "deleted",
+];
+
+fn rank(status: &str) -> usize {
+    LIFECYCLE
+        .iter()
+        .position(|s| *s == status)
+        .map(|p| p.min(3))
+        .unwrap_or(usize::MAX)
+}
+
+/// Per job: no request for a later event before every earlier event of the job was
+/// answered 200, and statuses in lifecycle order.
+fn assert_in_order(hits: &[Hit]) {
+    let mut by_job: BTreeMap<String, Vec<&Hit>> = BTreeMap::new();
+    for hit in hits {
+        let job = hit.json()["job_id"].as_str().unwrap_or("").to_owned();
+        by_job.entry(job).or_default().push(hit);
+    }
+    for (job, hits) in by_job {
+        let mut acknowledged: BTreeSet<u64> = BTreeSet::new();
+        let mut last_rank = 0;
+        for hit in hits {
+            let id = hit.event_id();
+            let status = hit.json()["status"].as_str().unwrap_or("").to_owned();
+            assert!(
+                acknowledged.iter().all(|a| *a < id) || acknowledged.contains(&id),
+                "job {job}: event {id} ({status}) arrived after a later event was delivered"
+            );
+            if !acknowledged.contains(&id) {
+                assert!(
+                    rank(&status) >= last_rank,
+                    "job {job}: {status} arrived after a later status"
+                );
+                last_rank = rank(&status);
+            }
+            if hit.answered == 200 {
+                acknowledged.insert(id);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn job_updates_are_signed_retried_after_500s_and_in_order() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 1, 1), 3, Profile::V7_18, "pw").await;
+    let receiver = Receiver::start(Ipv4Addr::new(127, 12, 0, 1), 2);
+    let dir = tempfile::tempdir().expect("tmp");
+    let ids = {
+        let store = store_of(&dir);
+        jobs(&store, &routers, 2, &receiver.url())
+    };
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: config(&[receiver.addr]),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let done = tokio::task::block_in_place(|| {
+        eventually("every job's completion to be delivered", || {
+            let hits = receiver.hits();
+            let completed: BTreeSet<String> = hits
+                .iter()
+                .filter(|h| h.answered == 200 && h.json()["status"] == "completed")
+                .map(|h| h.json()["job_id"].as_str().unwrap_or("").to_owned())
+                .collect();
+            (completed.len() == ids.len()).then_some(hits)
+        })
+    });
+    let secret = tokio::task::block_in_place(|| {
+        let t = token(&engine, &["plugin:manage"]);
+        let r = call(&engine, "GET", "/notifications/signing-secret", &t);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["secret"].as_str().expect("secret").to_owned()
+    });
+    assert!(!done.is_empty());
+    let mut attempts: BTreeMap<u64, Vec<u16>> = BTreeMap::new();
+    for hit in &done {
+        assert!(signed(&secret, hit), "bad signature on {hit:?}");
+        assert!(!signed("another secret", hit));
+        assert_eq!(hit.header("x-yardmaster-event"), "job.status");
+        assert!(hit.header("x-yardmaster-timestamp").parse::<u64>().is_ok());
+        assert_eq!(hit.header("content-type"), "application/json");
+        let body = hit.json();
+        let keys: BTreeSet<&str> = body
+            .as_object()
+            .expect("a JSON object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, SEED_FIELDS.iter().copied().collect::<BTreeSet<_>>());
+        assert_eq!(body["customer_id"], ORG);
+        assert!(ids.contains(&body["job_id"].as_str().unwrap_or("").to_owned()));
+        attempts
+            .entry(hit.event_id())
+            .or_default()
+            .push(hit.answered);
+    }
+    for (id, answers) in &attempts {
+        assert_eq!(
+            &answers[..3],
+            [500, 500, 200],
+            "event {id}: two 500s, then delivered"
+        );
+    }
+    assert_in_order(&done);
+    // Statuses the seed names, each job ending completed.
+    for job in &ids {
+        let statuses: Vec<String> = done
+            .iter()
+            .filter(|h| h.answered == 200 && h.json()["job_id"] == job.as_str())
+            .map(|h| h.json()["status"].as_str().unwrap_or("").to_owned())
+            .collect();
+        assert_eq!(statuses.last().map(String::as_str), Some("completed"));
+        assert!(statuses.contains(&"running".to_owned()), "{statuses:?}");
+    }
+    let t = token(&engine, &["plugin:view"]);
+    let dead =
+        tokio::task::block_in_place(|| call(&engine, "GET", "/notifications/dead-letters", &t));
+    assert_eq!(dead.body["data"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
+    let smtp = tokio::task::block_in_place(|| {
+        Smtp::start(
+            Ipv4Addr::new(127, 12, 0, 2),
+            &["--user", "mailer", "--password", "s3cret pass"],
+        )
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let schedule_id = {
+        let store = store_of(&dir);
+        for u in ["alice", "bob", "carol", "dave"] {
+            store.put_user(&user(u)).expect("user");
+        }
+        let now = Utc::now();
+        let schedule = store
+            .create_schedule(
+                ScheduleInput {
+                    organization: ORG.into(),
+                    description: "Rotate the backup keys".into(),
+                    script: "/system script run rotate\n.dot-line stays\n.\n:log info done".into(),
+                    launch_at: Some(now + TimeDelta::days(1)),
+                    notify: vec!["bob".into(), "carol".into()],
+                    created_by: "alice".into(),
+                    ..ScheduleInput::default()
+                },
+                now,
+            )
+            .expect("schedule");
+        store
+            .create_channel(
+                ChannelInput {
+                    organization: ORG.into(),
+                    name: "mail".into(),
+                    kind: ChannelKind::Email,
+                    plugin: None,
+                    events: vec!["script.authorization_requested".into()],
+                    settings: BTreeMap::from([
+                        ("host".into(), smtp.addr.ip().to_string()),
+                        ("port".into(), smtp.addr.port().to_string()),
+                        ("security".into(), "opportunistic".into()),
+                        ("username".into(), "mailer".into()),
+                        ("auth".into(), "login".into()),
+                        ("auth_without_tls".into(), "true".into()),
+                        ("from".into(), "yardmaster@example.com".into()),
+                        ("from_name".into(), "Yardmaster".into()),
+                        ("to".into(), "ops@example.com".into()),
+                    ]),
+                    secrets: BTreeMap::from([("password".into(), "s3cret pass".into())]),
+                    created_by: "alice".into(),
+                },
+                now,
+            )
+            .expect("channel");
+        approval::request(
+            &store,
+            &schedule.id,
+            &Principal {
+                user_id: "alice".into(),
+                organization: ORG.into(),
+                scopes: vec!["script:update".into()],
+            },
+            now,
+            TimeDelta::hours(24),
+        )
+        .expect("requested");
+        schedule.id
+    };
+    let _engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: config(&[]),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let mail = tokio::task::block_in_place(|| {
+        eventually("the approval request to arrive by mail", || {
+            smtp.messages().into_iter().next()
+        })
+    });
+    assert_eq!(mail["mail_from"], "yardmaster@example.com");
+    let mut to: Vec<&str> = mail["rcpt_tos"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    to.sort_unstable();
+    // Those asked to authorize, not the channel's own list: the link is theirs alone.
+    assert_eq!(to, ["bob@example.com", "carol@example.com"]);
+    assert_eq!(
+        mail["auth_user"], "mailer",
+        "AUTH LOGIN with the channel's password"
+    );
+    let headers = &mail["headers"];
+    assert_eq!(
+        headers["Subject"],
+        "Authorization requested: Rotate the backup keys"
+    );
+    assert_eq!(headers["From"], "Yardmaster <yardmaster@example.com>");
+    assert_eq!(headers["MIME-Version"], "1.0");
+    assert!(
+        headers["X-Yardmaster-Event-Id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(mail["content_type"], "multipart/alternative");
+    let parts = mail["parts"].as_array().expect("parts");
+    let part = |kind: &str| {
+        parts
+            .iter()
+            .find(|p| p["content_type"] == kind)
+            .and_then(|p| p["text"].as_str())
+            .unwrap_or_else(|| panic!("no {kind} part in {mail}"))
+            .replace("\r\n", "\n")
+    };
+    let text = part("text/plain");
+    let html = part("text/html");
+    let link = format!("/scripts/scheduled/{schedule_id}/authorize?token=");
+    assert!(text.contains(&link), "{text}");
+    assert!(html.contains(&link), "{html}");
+    assert!(text.contains("alice asks you to authorize"), "{text}");
+    // Lines that start with a dot survive SMTP's DATA: they were dot-stuffed.
+    assert!(
+        text.contains("\n.dot-line stays\n.\n:log info done"),
+        "{text}"
+    );
+    assert!(html.contains("<a href=\""), "{html}");
+    assert_eq!(smtp.messages().len(), 1, "one message for all recipients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_never_answers_ends_in_a_dead_letter_that_can_be_retried() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 2, 1), 1, Profile::V7_18, "pw").await;
+    let receiver = Receiver::start(Ipv4Addr::new(127, 12, 0, 3), 0);
+    receiver.silent.store(true, Ordering::SeqCst);
+    let dir = tempfile::tempdir().expect("tmp");
+    let ids = {
+        let store = store_of(&dir);
+        jobs(&store, &routers, 1, &receiver.url())
+    };
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            // Each attempt is cut off by the plugin's time limit.
+            config: config(&[receiver.addr]).replace(
+                "[plugins.webhook]\n",
+                "[plugins.webhook]\ntimeout = \"1s\"\n",
+            ),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let view = token(&engine, &["plugin:view"]);
+    let dead = tokio::task::block_in_place(|| {
+        eventually("the job's updates to become dead letters", || {
+            let r = call(&engine, "GET", "/notifications/dead-letters", &view);
+            let data = r.body["data"].as_array()?.clone();
+            // loaded, running, completed: each gives up in turn, in order.
+            (data.len() >= 3).then_some(data)
+        })
+    });
+    for letter in &dead {
+        assert_eq!(letter["kind"], "job.status");
+        assert_eq!(letter["attempts"], 5);
+        assert!(
+            letter["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("time limit"),
+            "{letter}"
+        );
+        assert_eq!(letter["payload"]["job_id"], ids[0].as_str());
+    }
+    assert!(receiver.delivered().is_empty());
+
+    // The receiver recovers; the operator retries every dead letter.
+    receiver.silent.store(false, Ordering::SeqCst);
+    let manage = token(&engine, &["plugin:manage"]);
+    tokio::task::block_in_place(|| {
+        let other = Authenticator::open(&engine.dir.path().join("data"))
+            .expect("key")
+            .issue(&Claims::new(
+                "eve",
+                "other-org",
+                vec!["plugin:manage".into()],
+                Utc::now(),
+                TimeDelta::hours(1),
+            ));
+        let first = dead[0]["id"].as_u64().expect("id");
+        let r = call(
+            &engine,
+            "POST",
+            &format!("/notifications/dead-letters/{first}/retry"),
+            &other,
+        );
+        assert_eq!(
+            r.status, 404,
+            "another organization's dead letter is not found"
+        );
+        let r = call(
+            &engine,
+            "POST",
+            &format!("/notifications/dead-letters/{first}/retry"),
+            &view,
+        );
+        assert_eq!(r.status, 403, "retrying needs plugin:manage");
+        for letter in &dead {
+            let id = letter["id"].as_u64().expect("id");
+            let r = call(
+                &engine,
+                "POST",
+                &format!("/notifications/dead-letters/{id}/retry"),
+                &manage,
+            );
+            assert_eq!(r.status, 202, "{}", r.text);
+        }
+        let wanted: BTreeSet<u64> = dead.iter().filter_map(|d| d["id"].as_u64()).collect();
+        eventually("the retried letters to be delivered", || {
+            (receiver.delivered() == wanted).then_some(())
+        });
+        eventually("the dead letters list to empty", || {
+            let r = call(&engine, "GET", "/notifications/dead-letters", &view);
+            (r.body["data"] == json!([])).then_some(())
+        });
+    });
+    let delivered: Vec<Hit> = receiver
+        .hits()
+        .into_iter()
+        .filter(|h| h.answered == 200)
+        .collect();
+    let statuses: Vec<String> = delivered
+        .iter()
+        .map(|h| h.json()["status"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        statuses.ends_with(&["completed".to_owned()]),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_a_burst_loses_no_notification() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 3, 1), 10, Profile::V7_18, "pw").await;
+    let receiver = Receiver::start(Ipv4Addr::new(127, 12, 0, 4), 0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let ids = {
+        let store = store_of(&dir);
+        jobs(&store, &routers, 4, &receiver.url())
+    };
+    let options = |dir| EngineOptions {
+        config: config(&[receiver.addr]),
+        bundled: true,
+        reuse: Some(dir),
+        ..Default::default()
+    };
+    let engine = tokio::task::block_in_place(|| Engine::start(options(dir)));
+    tokio::task::block_in_place(|| {
+        eventually("a burst of notifications to be under way", || {
+            (receiver.delivered().len() >= 10).then_some(())
+        })
+    });
+    let dir = engine.kill();
+    let before = receiver.delivered().len();
+    let engine = tokio::task::block_in_place(|| Engine::start(options(dir)));
+    tokio::task::block_in_place(|| {
+        eventually("every job's last update to be delivered", || {
+            let finished: BTreeSet<String> = receiver
+                .hits()
+                .iter()
+                .filter(|h| h.answered == 200)
+                .filter(|h| matches!(h.json()["status"].as_str(), Some("completed" | "failed")))
+                .map(|h| h.json()["job_id"].as_str().unwrap_or("").to_owned())
+                .collect();
+            (finished.len() == ids.len()).then_some(())
+        })
+    });
+    let dir = engine.kill();
+    let store = store_of(&dir);
+    let mut events = Vec::new();
+    let mut page = Page::first(1000);
+    loop {
+        let batch = store.list_events(&page).expect("events");
+        let Some(last) = batch.last().map(|e| e.id) else {
+            break;
+        };
+        events.extend(batch);
+        page.after = Some(last);
+    }
+    let delivered = receiver.delivered();
+    let job_events: Vec<_> = events.iter().filter(|e| e.kind == "job.status").collect();
+    assert!(
+        job_events.len() >= ids.len() * 2,
+        "{} events",
+        job_events.len()
+    );
+    for event in &job_events {
+        assert_eq!(event.state, OutboxState::Delivered, "{event:?}");
+        assert!(
+            delivered.contains(&event.id),
+            "event {} ({}) was never received",
+            event.id,
+            event.payload["status"]
+        );
+    }
+    eprintln!(
+        "{} job events, {} received before the kill, {} requests in all",
+        job_events.len(),
+        before,
+        receiver.hits().len()
+    );
+    assert_in_order(&receiver.hits());
+}
