@@ -434,10 +434,11 @@ fn the_demo_serves_fifty_sites_and_stops_on_ctrl_c() {
     assert!(stderr.contains("missing_scope"), "{stderr}");
 
     let pid = child.id().to_string();
-    let status = Command::new("kill")
-        .args(["-INT", &pid])
+    // Ctrl-C is SIGINT; the shell's own `kill` sends it.
+    let status = Command::new("sh")
+        .args(["-c", &format!("kill -INT {pid}")])
         .status()
-        .expect("kill");
+        .expect("sh");
     assert!(status.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "the demo exited with {status}");
