@@ -878,7 +878,7 @@ async fn occurrences(
 #[into_params(parameter_in = Query)]
 struct RunsQuery {
     /// Only runs after this occurrence number (the previous page's `next_after`).
-    #[param(value_type = Option<u64>, minimum = 0)]
+    #[param(value_type = Option<i64>, minimum = 0)]
     after: Option<String>,
     /// Runs per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100, value_type = Option<u32>)]
@@ -917,7 +917,7 @@ async fn runs(
         MAX_RUNS as u64,
     )? as usize;
     let after = match query.after.as_deref() {
-        Some(after) => Some(whole("after", Some(after), 0, 0, u64::MAX)?),
+        Some(after) => Some(whole("after", Some(after), 0, 0, i64::MAX as u64)?),
         None => None,
     };
     let store = state.store.clone();

@@ -49,11 +49,13 @@ pub(crate) struct RecurrenceDoc {
     /// IANA time zone name; UTC when absent.
     #[schema(example = "Europe/Berlin")]
     pub timezone: Option<String>,
-    /// `HOURLY` only: hours between occurrences (1 to 8784).
+    /// `HOURLY` only (required there): hours between occurrences.
+    #[schema(minimum = 1, maximum = 8784)]
     pub hourly_interval: Option<u32>,
-    /// `WEEKLY` only: ISO days, 1 = Monday to 7 = Sunday.
+    /// `WEEKLY` only (at least one there): ISO days, 1 = Monday to 7 = Sunday.
     pub days_of_week: Option<Vec<u32>>,
-    /// `MONTHLY` only: day of the month, 1 to 31.
+    /// `MONTHLY` only (required there): day of the month.
+    #[schema(minimum = 1, maximum = 31)]
     pub recurrence_date: Option<u32>,
 }
 
