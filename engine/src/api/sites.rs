@@ -6,6 +6,9 @@
 //! write-only: it goes in with a create, an update or an import and is sealed by the
 //! store; no response carries it (a site says only `has_password`), and it is never
 //! logged. `PUT` replaces the site's fields; leaving `password` out keeps the stored one.
+//! Every write is recorded in the audit log in its own commit (`site.created`,
+//! `site.updated`, `site.deleted`, `site.imported`), saying whether a password came with
+//! it but never what it is.
 //!
 //! A body's fields are read one by one, so a wrong value is answered 422 naming its
 //! field (`port: must be a port number from 1 to 65535`); fields a `GET` returns but a
@@ -507,8 +510,13 @@ async fn create(
     caller.require(SITE_MANAGE)?;
     let input = site_input(json_body(body)?, caller.org()).map_err(FieldError::into_api)?;
     let store = state.store.clone();
-    let site =
-        blocking(move || store.create_site(input, Utc::now()).map_err(ApiError::from)).await?;
+    let actor = caller.user_id().to_owned();
+    let site = blocking(move || {
+        store
+            .create_site_by(input, &actor, Utc::now())
+            .map_err(ApiError::from)
+    })
+    .await?;
     tracing::info!(site = %site.id, name = %site.name, actor = caller.user_id(), "site added");
     Ok((StatusCode::CREATED, Json(site.into())))
 }
@@ -568,9 +576,10 @@ async fn update(
     let site = site_of(&state, &caller, id).await?;
     let input = site_input(body, caller.org()).map_err(FieldError::into_api)?;
     let store = state.store.clone();
+    let actor = caller.user_id().to_owned();
     let site = blocking(move || {
         store
-            .update_site(&site.id, input, Utc::now())
+            .update_site_by(&site.id, input, &actor, Utc::now())
             .map_err(ApiError::from)
     })
     .await?;
@@ -602,7 +611,13 @@ async fn remove(
     let site = site_of(&state, &caller, id).await?;
     let store = state.store.clone();
     let id = site.id.clone();
-    blocking(move || store.delete_site(&id).map_err(ApiError::from)).await?;
+    let actor = caller.user_id().to_owned();
+    blocking(move || {
+        store
+            .delete_site_by(&id, &actor, Utc::now())
+            .map_err(ApiError::from)
+    })
+    .await?;
     tracing::info!(site = %site.id, name = %site.name, actor = caller.user_id(), "site removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -795,9 +810,10 @@ async fn import(
         return Ok(rejected(total, errors));
     }
     let store = state.store.clone();
+    let actor = caller.user_id().to_owned();
     let outcome = blocking(move || {
         store
-            .import_sites(&org, inputs, Utc::now())
+            .import_sites(&org, inputs, &actor, Utc::now())
             .map_err(ApiError::from)
     })
     .await?;
@@ -1228,6 +1244,36 @@ mod tests {
             json(&t.state, "GET", &format!("/sites/{id}"), Some(&token), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["code"], "not_found");
+
+        let audit = t
+            .state
+            .store
+            .list_audit(&crate::store::Page::first(10))
+            .expect("audit");
+        let actions: Vec<(&str, &str, bool)> = audit
+            .iter()
+            .map(|e| {
+                (
+                    e.action.as_str(),
+                    e.actor.as_str(),
+                    e.detail["password_set"] == true,
+                )
+            })
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("site.created", "alice", true),
+                ("site.updated", "alice", false),
+                ("site.deleted", "alice", false)
+            ]
+        );
+        assert!(
+            audit
+                .iter()
+                .all(|e| e.target == id && e.organization == "acme")
+        );
+        assert!(!format!("{audit:?}").contains(SECRET));
     }
 
     #[tokio::test]

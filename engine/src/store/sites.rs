@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::Store;
 use super::crypto::{Sealed, new_id};
 use super::error::StoreError;
-use super::records::{Job, Page, Secret, Site, SiteInput};
+use super::journal::push_audit;
+use super::records::{AuditInput, Job, Page, Secret, Site, SiteInput};
 use super::tables::{JOBS, JOBS_BY_SITE, SITE_NAMES, SITES, SITES_BY_ORG, SITES_BY_TAG};
 use super::txn::{decode, encode, load};
 
@@ -38,11 +39,13 @@ impl Store {
     /// Every input is checked first (its fields, its name against the organization's
     /// sites and against the other inputs), and every refused input is reported with its
     /// index, so a caller can list all the bad rows of an import at once; then nothing is
-    /// written (`Ok(Err(..))`). Otherwise all the sites are written in one commit.
+    /// written (`Ok(Err(..))`). Otherwise all the sites are written in one commit, with
+    /// one audit line by `actor` (`site.imported`) naming them.
     pub fn import_sites(
         &self,
         organization: &str,
         inputs: Vec<SiteInput>,
+        actor: &str,
         now: DateTime<Utc>,
     ) -> Result<Result<Vec<Site>, Refused>, StoreError> {
         let refused = self.check_import(organization, &inputs)?;
@@ -51,7 +54,24 @@ impl Store {
         }
         // A site created meanwhile under one of the names fails the whole transaction
         // with `SiteNameTaken`; nothing is written then either.
-        self.write(|tx| self.insert_sites(tx, inputs, now)).map(Ok)
+        // One audit line for the import, naming every site it created.
+        self.write(|tx| {
+            let sites = self.insert_sites(tx, inputs, now)?;
+            let audit = AuditInput {
+                at: now,
+                organization: organization.to_owned(),
+                actor: actor.to_owned(),
+                action: "site.imported".to_owned(),
+                target: organization.to_owned(),
+                detail: serde_json::json!({
+                    "count": sites.len(),
+                    "sites": sites.iter().map(|s| &s.id).collect::<Vec<_>>(),
+                }),
+            };
+            push_audit(tx, audit)?;
+            Ok(sites)
+        })
+        .map(Ok)
     }
 
     /// The inputs [`Store::import_sites`] would refuse, by index: bad fields, names
@@ -163,43 +183,107 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Site, StoreError> {
         input.validate()?;
+        self.write(|tx| self.replace_site(tx, id, input, now))
+    }
+
+    /// [`Store::create_site`] by `actor`, with its audit line (`site.created`) in the
+    /// same commit. The line names the fields, never the password.
+    pub fn create_site_by(
+        &self,
+        input: SiteInput,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        input.validate()?;
+        let password_set = input.password.is_some();
         self.write(|tx| {
-            let old: StoredSite = get(tx, id)?;
-            if old.site.organization != input.organization {
-                return Err(StoreError::not_found(KIND, id));
-            }
-            if old.site.name != input.name {
-                claim_name(tx, &input.organization, &input.name, id)?;
-                tx.open_table(SITE_NAMES)?
-                    .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
-            }
-            index_tags(tx, &old.site, false)?;
-            let password = match &input.password {
-                Some(p) => Some(self.vault.seal(id, p.expose())),
-                None => old.password,
-            };
-            let site = Site {
-                name: input.name,
-                address: input.address,
-                port: input.port,
-                transport: input.transport,
-                username: input.username,
-                has_password: password.is_some(),
-                tls: input.tls,
-                tags: dedup(input.tags),
-                updated_at: now,
-                ..old.site
-            };
-            index_tags(tx, &site, true)?;
-            put(
+            let site = self.insert_site(tx, input, now)?;
+            push_audit(
                 tx,
-                &StoredSite {
-                    site: site.clone(),
-                    password,
-                },
+                site_audit("site.created", &site, actor, password_set, now),
             )?;
             Ok(site)
         })
+    }
+
+    /// [`Store::update_site`] by `actor`, with its audit line (`site.updated`) in the
+    /// same commit; the line says whether the password was replaced, never what it is.
+    pub fn update_site_by(
+        &self,
+        id: &str,
+        input: SiteInput,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        input.validate()?;
+        let password_set = input.password.is_some();
+        self.write(|tx| {
+            let site = self.replace_site(tx, id, input, now)?;
+            push_audit(
+                tx,
+                site_audit("site.updated", &site, actor, password_set, now),
+            )?;
+            Ok(site)
+        })
+    }
+
+    /// [`Store::delete_site`] by `actor`, with its audit line (`site.deleted`) in the
+    /// same commit.
+    pub fn delete_site_by(
+        &self,
+        id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        self.write(|tx| {
+            let site = remove_site(tx, id)?;
+            push_audit(tx, site_audit("site.deleted", &site, actor, false, now))?;
+            Ok(site)
+        })
+    }
+
+    fn replace_site(
+        &self,
+        tx: &WriteTransaction,
+        id: &str,
+        input: SiteInput,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        let old: StoredSite = get(tx, id)?;
+        if old.site.organization != input.organization {
+            return Err(StoreError::not_found(KIND, id));
+        }
+        if old.site.name != input.name {
+            claim_name(tx, &input.organization, &input.name, id)?;
+            tx.open_table(SITE_NAMES)?
+                .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
+        }
+        index_tags(tx, &old.site, false)?;
+        let password = match &input.password {
+            Some(p) => Some(self.vault.seal(id, p.expose())),
+            None => old.password,
+        };
+        let site = Site {
+            name: input.name,
+            address: input.address,
+            port: input.port,
+            transport: input.transport,
+            username: input.username,
+            has_password: password.is_some(),
+            tls: input.tls,
+            tags: dedup(input.tags),
+            updated_at: now,
+            ..old.site
+        };
+        index_tags(tx, &site, true)?;
+        put(
+            tx,
+            &StoredSite {
+                site: site.clone(),
+                password,
+            },
+        )?;
+        Ok(site)
     }
 
     pub fn get_site(&self, id: &str) -> Result<Site, StoreError> {
@@ -228,16 +312,7 @@ impl Store {
     }
 
     pub fn delete_site(&self, id: &str) -> Result<(), StoreError> {
-        self.write(|tx| {
-            let old: StoredSite = get(tx, id)?;
-            index_tags(tx, &old.site, false)?;
-            tx.open_table(SITE_NAMES)?
-                .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
-            tx.open_multimap_table(SITES_BY_ORG)?
-                .remove(old.site.organization.as_str(), id)?;
-            tx.open_table(SITES)?.remove(id)?;
-            Ok(())
-        })
+        self.write(|tx| remove_site(tx, id).map(drop))
     }
 
     /// An organization's sites in id (creation) order; the cursor is the last id seen.
@@ -370,6 +445,45 @@ impl Store {
                 .map(|id| Ok(id?.value().to_owned()))
                 .collect()
         })
+    }
+}
+
+fn remove_site(tx: &WriteTransaction, id: &str) -> Result<Site, StoreError> {
+    let old: StoredSite = get(tx, id)?;
+    index_tags(tx, &old.site, false)?;
+    tx.open_table(SITE_NAMES)?
+        .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
+    tx.open_multimap_table(SITES_BY_ORG)?
+        .remove(old.site.organization.as_str(), id)?;
+    tx.open_table(SITES)?.remove(id)?;
+    Ok(old.site)
+}
+
+/// The audit line of a change to a site: what it is now, and whether a password came
+/// with the change; never the password.
+fn site_audit(
+    action: &str,
+    site: &Site,
+    actor: &str,
+    password_set: bool,
+    now: DateTime<Utc>,
+) -> AuditInput {
+    AuditInput {
+        at: now,
+        organization: site.organization.clone(),
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: site.id.clone(),
+        detail: serde_json::json!({
+            "name": site.name,
+            "address": site.address,
+            "port": site.port,
+            "transport": site.transport,
+            "username": site.username,
+            "tags": site.tags,
+            "tls": site.tls.enabled,
+            "password_set": password_set,
+        }),
     }
 }
 
@@ -566,7 +680,7 @@ mod tests {
         rows[7].address = " ".into();
         rows[9].name = "r0001".into();
         let refused = store
-            .import_sites("org1", rows.clone(), t(1))
+            .import_sites("org1", rows.clone(), "admin", t(1))
             .expect("import")
             .expect_err("bad rows");
         let found: Vec<(usize, String)> =
@@ -584,10 +698,20 @@ mod tests {
         rows[7].address = "10.0.0.7".into();
         rows[9].name = "r-nine".into();
         let sites = store
-            .import_sites("org1", rows, t(2))
+            .import_sites("org1", rows, "admin", t(2))
             .expect("import")
             .expect("all good");
         assert_eq!(sites.len(), 500);
+        let audit = store.list_audit(&Page::first(10)).expect("audit");
+        assert_eq!(
+            audit.len(),
+            1,
+            "one line for the import, none for the refused one"
+        );
+        assert_eq!(audit[0].action, "site.imported");
+        assert_eq!(audit[0].actor, "admin");
+        assert_eq!(audit[0].detail["count"], 500);
+        assert_eq!(audit[0].detail["sites"][499], sites[499].id.as_str());
         assert!(store.site_password(&sites[0].id).expect("pw").is_some());
 
         let (page, total) = store
