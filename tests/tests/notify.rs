@@ -321,6 +321,113 @@ fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str
         .collect()
 }
 
+/// An email channel of the organization to `smtp`, with `settings` over the defaults.
+fn mail_channel(
+    name: &str,
+    smtp: &Smtp,
+    settings: &[(&str, &str)],
+    password: Option<&str>,
+) -> ChannelInput {
+    let mut all = BTreeMap::from([
+        ("host".to_owned(), smtp.addr.ip().to_string()),
+        ("port".to_owned(), smtp.addr.port().to_string()),
+        ("from".to_owned(), "yardmaster@example.com".to_owned()),
+        ("from_name".to_owned(), "Yardmaster".to_owned()),
+    ]);
+    for (k, v) in settings {
+        all.insert((*k).to_owned(), (*v).to_owned());
+    }
+    ChannelInput {
+        organization: ORG.into(),
+        name: name.into(),
+        kind: ChannelKind::Email,
+        plugin: None,
+        events: vec!["script.authorization_requested".into()],
+        settings: all,
+        secrets: password
+            .map(|p| BTreeMap::from([("password".to_owned(), p.to_owned())]))
+            .unwrap_or_default(),
+        created_by: "alice".into(),
+    }
+}
+
+/// Users, `channels`, and a schedule of alice's whose authorization she requested from
+/// bob and carol; returns the schedule's id.
+fn approval_requested(dir: &tempfile::TempDir, channels: Vec<ChannelInput>) -> String {
+    let store = store_of(dir);
+    for u in ["alice", "bob", "carol", "dave"] {
+        store.put_user(&user(u)).expect("user");
+    }
+    let now = Utc::now();
+    let schedule = store
+        .create_schedule(
+            ScheduleInput {
+                organization: ORG.into(),
+                description: "Rotate the backup keys".into(),
+                script: "/system script run rotate\n.dot-line stays\n.\n:log info done".into(),
+                launch_at: Some(now + TimeDelta::days(1)),
+                notify: vec!["bob".into(), "carol".into()],
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    for channel in channels {
+        store.create_channel(channel, now).expect("channel");
+    }
+    approval::request(
+        &store,
+        &schedule.id,
+        &Principal {
+            user_id: "alice".into(),
+            organization: ORG.into(),
+            scopes: vec!["script:update".into()],
+        },
+        now,
+        TimeDelta::hours(24),
+    )
+    .expect("requested");
+    schedule.id
+}
+
+/// A self-signed certificate for `ip` (openssl), and its SHA-256 fingerprint.
+fn certificate(dir: &std::path::Path, ip: Ipv4Addr) -> (String, String, String) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=mail.test"])
+        .arg("-addext")
+        .arg(format!("subjectAltName=IP:{ip}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl makes the test certificate");
+    assert!(status.success());
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&cert)
+        .output()
+        .expect("openssl fingerprint");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let fingerprint = text
+        .trim()
+        .split_once('=')
+        .map(|(_, f)| f.to_owned())
+        .expect("a fingerprint");
+    (
+        cert.display().to_string(),
+        key.display().to_string(),
+        fingerprint,
+    )
+}
+
 fn token(engine: &Engine, scopes: &[&str]) -> String {
     let auth = Authenticator::open(&engine.dir.path().join("data")).expect("token key");
     auth.issue(&Claims::new(
@@ -511,65 +618,21 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
         )
     });
     let dir = tempfile::tempdir().expect("tmp");
-    let schedule_id = {
-        let store = store_of(&dir);
-        for u in ["alice", "bob", "carol", "dave"] {
-            store.put_user(&user(u)).expect("user");
-        }
-        let now = Utc::now();
-        let schedule = store
-            .create_schedule(
-                ScheduleInput {
-                    organization: ORG.into(),
-                    description: "Rotate the backup keys".into(),
-                    script: "/system script run rotate\n.dot-line stays\n.\n:log info done".into(),
-                    launch_at: Some(now + TimeDelta::days(1)),
-                    notify: vec!["bob".into(), "carol".into()],
-                    created_by: "alice".into(),
-                    ..ScheduleInput::default()
-                },
-                now,
-            )
-            .expect("schedule");
-        store
-            .create_channel(
-                ChannelInput {
-                    organization: ORG.into(),
-                    name: "mail".into(),
-                    kind: ChannelKind::Email,
-                    plugin: None,
-                    events: vec!["script.authorization_requested".into()],
-                    settings: BTreeMap::from([
-                        ("host".into(), smtp.addr.ip().to_string()),
-                        ("port".into(), smtp.addr.port().to_string()),
-                        ("security".into(), "opportunistic".into()),
-                        ("username".into(), "mailer".into()),
-                        ("auth".into(), "login".into()),
-                        ("auth_without_tls".into(), "true".into()),
-                        ("from".into(), "yardmaster@example.com".into()),
-                        ("from_name".into(), "Yardmaster".into()),
-                        ("to".into(), "ops@example.com".into()),
-                    ]),
-                    secrets: BTreeMap::from([("password".into(), "s3cret pass".into())]),
-                    created_by: "alice".into(),
-                },
-                now,
-            )
-            .expect("channel");
-        approval::request(
-            &store,
-            &schedule.id,
-            &Principal {
-                user_id: "alice".into(),
-                organization: ORG.into(),
-                scopes: vec!["script:update".into()],
-            },
-            now,
-            TimeDelta::hours(24),
-        )
-        .expect("requested");
-        schedule.id
-    };
+    let schedule_id = approval_requested(
+        &dir,
+        vec![mail_channel(
+            "mail",
+            &smtp,
+            &[
+                ("security", "opportunistic"),
+                ("username", "mailer"),
+                ("auth", "login"),
+                ("auth_without_tls", "true"),
+                ("to", "ops@example.com"),
+            ],
+            Some("s3cret pass"),
+        )],
+    );
     let _engine = tokio::task::block_in_place(|| {
         Engine::start(EngineOptions {
             config: config(&[]),
@@ -815,4 +878,85 @@ async fn sigkill_during_a_burst_loses_no_notification() {
         receiver.hits().len()
     );
     assert_in_order(&receiver.hits());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn starttls_is_used_and_required_when_configured() {
+    let certs = tempfile::tempdir().expect("tmp");
+    let tls_ip = Ipv4Addr::new(127, 12, 0, 5);
+    let (cert, key, fingerprint) = certificate(certs.path(), tls_ip);
+    let (tls, plain) = tokio::task::block_in_place(|| {
+        let tls = Smtp::start(
+            tls_ip,
+            &[
+                "--user",
+                "mailer",
+                "--password",
+                "pw",
+                "--cert",
+                &cert,
+                "--key",
+                &key,
+                "--require-tls",
+            ],
+        );
+        let plain = Smtp::start(Ipv4Addr::new(127, 12, 0, 6), &[]);
+        (tls, plain)
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    approval_requested(
+        &dir,
+        vec![
+            mail_channel(
+                "secure",
+                &tls,
+                &[
+                    ("security", "starttls"),
+                    ("pinned_sha256", &fingerprint),
+                    ("username", "mailer"),
+                ],
+                Some("pw"),
+            ),
+            // STARTTLS required, and this server does not offer it: refused for good.
+            mail_channel("insecure", &plain, &[("security", "starttls")], None),
+        ],
+    );
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: config(&[]),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let mail = tokio::task::block_in_place(|| {
+        eventually("the mail over STARTTLS", || {
+            tls.messages().into_iter().next()
+        })
+    });
+    assert_eq!(mail["tls"], true, "the session was upgraded");
+    assert_eq!(mail["auth_user"], "mailer", "AUTH PLAIN inside TLS");
+    let view = token(&engine, &["plugin:view"]);
+    let dead = tokio::task::block_in_place(|| {
+        eventually("the refused delivery to become a dead letter", || {
+            let r = call(&engine, "GET", "/notifications/dead-letters", &view);
+            r.body["data"].as_array()?.first().cloned()
+        })
+    });
+    let error = dead["last_error"].as_str().unwrap_or("");
+    assert!(
+        error.contains("insecure") && error.contains("STARTTLS"),
+        "{dead}"
+    );
+    assert_eq!(dead["attempts"], 1, "a permanent refusal is not retried");
+    assert_eq!(
+        dead["delivered_to"].as_array().map(Vec::len),
+        Some(1),
+        "the secure channel's delivery is recorded and not repeated: {dead}"
+    );
+    assert!(plain.messages().is_empty());
+    assert!(
+        dead["payload"].get("link").is_none(),
+        "the approval link is not shown"
+    );
 }
