@@ -144,12 +144,6 @@ pub async fn run(
     let addr = listener.local_addr().unwrap_or(config.listen);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = Shutdown::new();
-    let plugin_calls = addr.ip().is_loopback();
-    if !plugin_calls {
-        tracing::warn!(
-            "listening on {addr}, which is not loopback: POST /plugins/{{name}}/call is refused until callers are authenticated"
-        );
-    }
     let auth = crate::auth::Authenticator::open_with_issuer(&config.data_dir, config.auth.as_ref())
         .map_err(|e| ServeError::Auth(e.to_string()))?;
     if let Some(issuer) = auth.issuer() {
@@ -169,7 +163,6 @@ pub async fn run(
         plugins: host.clone(),
         shutdown: stopped.clone(),
         ready: ready.clone(),
-        plugin_calls,
         notifications: notifications.clone(),
     };
     let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));

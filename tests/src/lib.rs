@@ -57,12 +57,24 @@ pub struct Response {
     pub text: String,
 }
 
-/// One HTTP/1.1 request over a fresh loopback connection.
+/// One HTTP/1.1 request over a fresh loopback connection, without a token.
 pub fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     body: Option<&serde_json::Value>,
+) -> std::io::Result<Response> {
+    http_as(addr, method, path, body, None)
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection, with `token` as its bearer
+/// token when given.
+pub fn http_as(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&serde_json::Value>,
+    token: Option<&str>,
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     stream.set_read_timeout(Some(PATIENCE))?;
@@ -71,6 +83,9 @@ pub fn http(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\nContent-Length: {}\r\n",
         payload.len()
     );
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
     if body.is_some() {
         request.push_str("Content-Type: application/json\r\n");
     }
@@ -124,7 +139,13 @@ pub struct Engine {
     pub addr: SocketAddr,
     child: Child,
     log: Arc<Mutex<String>>,
+    /// The token [`Engine::get`] and [`Engine::post`] send: every scope, made on first use.
+    admin: std::sync::OnceLock<String>,
 }
+
+/// The user and organization of the tokens [`Engine::token`] issues.
+pub const TEST_USER: &str = "tester";
+pub const TEST_ORG: &str = "test-org";
 
 /// How to start an [`Engine`].
 #[derive(Debug, Default)]
@@ -193,6 +214,7 @@ impl Engine {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             child,
             log,
+            admin: std::sync::OnceLock::new(),
         };
         engine.addr = eventually("the engine to listen", || {
             if let Ok(Some(status)) = engine.child.try_wait() {
@@ -204,7 +226,7 @@ impl Engine {
             addr.parse().ok()
         });
         eventually("the engine to be ready", || {
-            let r = engine.get("/healthz").ok()?;
+            let r = engine.get_as("/healthz", None).ok()?;
             (r.status == 200).then_some(())
         });
         engine
@@ -219,12 +241,71 @@ impl Engine {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
-    pub fn get(&self, path: &str) -> std::io::Result<Response> {
-        http(self.addr, "GET", path, None)
+    /// The engine's data dir (`--data-dir`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
+    /// A token for [`TEST_USER`] of [`TEST_ORG`] with `scopes` (`&["all"]` for every
+    /// one), valid for an hour, signed with the key the engine keeps in its data dir.
+    pub fn token(&self, scopes: &[&str]) -> String {
+        self.token_for(TEST_USER, TEST_ORG, scopes, 3600)
+    }
+
+    /// A token for `sub` of `org` with `scopes`, valid for `ttl_secs` from now (negative:
+    /// already expired).
+    pub fn token_for(&self, sub: &str, org: &str, scopes: &[&str], ttl_secs: i64) -> String {
+        let scopes: Vec<String> = if scopes == ["all"] {
+            yardmaster::auth::scopes::ALL
+                .iter()
+                .map(|s| s.to_string())
+                .collect()
+        } else {
+            scopes.iter().map(|s| s.to_string()).collect()
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let claims: yardmaster::auth::Claims = serde_json::from_value(serde_json::json!({
+            "sub": sub,
+            "org": org,
+            "scopes": scopes,
+            "iat": now,
+            "exp": now + ttl_secs,
+        }))
+        .expect("claims");
+        yardmaster::auth::Authenticator::open(&self.data_dir())
+            .expect("the engine's token key")
+            .issue(&claims)
+    }
+
+    fn admin_token(&self) -> &str {
+        self.admin.get_or_init(|| self.token(&["all"]))
+    }
+
+    /// `GET path` with a token carrying every scope.
+    pub fn get(&self, path: &str) -> std::io::Result<Response> {
+        self.get_as(path, Some(self.admin_token()))
+    }
+
+    /// `POST path` with a token carrying every scope.
     pub fn post(&self, path: &str, body: &serde_json::Value) -> std::io::Result<Response> {
-        http(self.addr, "POST", path, Some(body))
+        self.post_as(path, body, Some(self.admin_token()))
+    }
+
+    /// `GET path` with `token`, or with none.
+    pub fn get_as(&self, path: &str, token: Option<&str>) -> std::io::Result<Response> {
+        http_as(self.addr, "GET", path, None, token)
+    }
+
+    /// `POST path` with `token`, or with none.
+    pub fn post_as(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> std::io::Result<Response> {
+        http_as(self.addr, "POST", path, Some(body), token)
     }
 
     /// The `/plugins` entry for `file`, if listed.

@@ -6,11 +6,19 @@ use std::process::Command;
 use yardmaster_tests::{Engine, EngineOptions, binary, fixture};
 
 fn yardmaster(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(binary())
+    yardmaster_with_token(args, None)
+}
+
+fn yardmaster_with_token(args: &[&str], token: Option<&str>) -> (bool, String, String) {
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .env("YARDMASTER_LOG", "warn")
-        .output()
-        .expect("run yardmaster");
+        .env_remove("YARDMASTER_TOKEN");
+    if let Some(token) = token {
+        command.env("YARDMASTER_TOKEN", token);
+    }
+    let out = command.output().expect("run yardmaster");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -71,7 +79,12 @@ fn list_reads_the_running_engine() {
     engine.wait_for_file("echo.wasm", "echo", |p| p["status"] == "active");
     engine.wait_for_file("wit-v2.wasm", "wit-v2", |p| p["status"] == "failed");
     let url = format!("http://{}", engine.addr);
-    let (ok, stdout, stderr) = yardmaster(&["plugin", "list", "--url", &url]);
+    let (ok, _, stderr) = yardmaster(&["plugin", "list", "--url", &url]);
+    assert!(!ok);
+    assert!(stderr.contains("no bearer token"), "{stderr}");
+    let viewer = engine.token(&["plugin:view"]);
+    let (ok, stdout, stderr) =
+        yardmaster_with_token(&["plugin", "list", "--url", &url], Some(&viewer));
     assert!(ok, "{stderr}");
     let echo = stdout
         .lines()
@@ -92,7 +105,7 @@ fn list_reads_the_running_engine() {
     let (ok, _, stderr) = yardmaster(&["plugin", "list", "--url", "http://127.0.0.1:9"]);
     assert!(!ok);
     assert!(
-        stderr.contains("cannot reach the engine at http://127.0.0.1:9/plugins"),
+        stderr.contains("cannot reach the engine at http://127.0.0.1:9"),
         "{stderr}"
     );
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use yardmaster_tests::{Engine, EngineOptions, eventually, fixture, http, transport_call};
+use yardmaster_tests::{Engine, EngineOptions, eventually, fixture, transport_call};
 
 fn run_script(engine: &Engine, plugin: &str, script: &str) -> yardmaster_tests::Response {
     engine
@@ -353,13 +353,9 @@ fn bad_requests_get_clear_errors() {
         ..EngineOptions::default()
     });
     engine.wait_for_file("echo.wasm", "echo", active);
-    let raw = http(
-        engine.addr,
-        "POST",
-        "/plugins/echo/call",
-        Some(&json!("not an object")),
-    )
-    .expect("call");
+    let raw = engine
+        .post("/plugins/echo/call", &json!("not an object"))
+        .expect("call");
     assert_eq!(raw.status, 422, "{}", raw.text);
     assert_eq!(raw.body["code"], "validation_failed");
     let unknown = engine
@@ -405,13 +401,13 @@ fn the_bundled_plugins_seed_an_empty_folder_once() {
         show.text
     );
 
-    // The operator removes it; a restart respects that.
-    std::fs::remove_file(engine.plugins_dir().join("routeros-api.wasm")).expect("remove");
-    eventually("the plugin to be unloaded", || {
-        engine
-            .plugin_file("routeros-api.wasm")
-            .is_none()
-            .then_some(())
+    // The operator removes them all; a restart respects that.
+    for name in yardmaster::plugins::bundled_names() {
+        let _ = std::fs::remove_file(engine.plugins_dir().join(name));
+    }
+    eventually("the plugins to be unloaded", || {
+        let list = engine.get("/plugins").ok()?;
+        (list.body == json!([])).then_some(())
     });
     let dir = engine.kill();
     let engine = Engine::start(EngineOptions {

@@ -53,10 +53,6 @@ const CODES: &[(&str, &str)] = &[
         "The plugin trapped or ran out of memory; the engine and other calls are unaffected.",
     ),
     (
-        "plugin_calls_disabled",
-        "Trying plugins through the API is served only when the engine listens on loopback, until callers are authenticated.",
-    ),
-    (
         "missing_token",
         "The request has no `Authorization: Bearer <token>` header; `yardmaster token create` issues tokens.",
     ),

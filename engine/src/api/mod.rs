@@ -42,10 +42,6 @@ pub struct AppState {
     pub shutdown: crate::server::Shutdown,
     /// Set once the plugins folder has been loaded; `/healthz` answers 503 until then.
     pub ready: Arc<AtomicBool>,
-    /// Serve `POST /plugins/{name}/call`. Until the API authenticates callers, the engine
-    /// turns it on only when it listens on loopback: a transport call reaches whatever
-    /// target it is given, which must not be open to a network.
-    pub plugin_calls: bool,
     /// Notification settings: which receivers may use plain http, and the secret that
     /// signs deliveries to jobs' notify URLs.
     pub notifications: crate::notify::Notifications,
@@ -132,7 +128,6 @@ pub(crate) mod test_support {
             plugins,
             shutdown,
             ready: Arc::new(AtomicBool::new(true)),
-            plugin_calls: true,
             notifications: crate::notify::Notifications::with_key(
                 Default::default(),
                 b"test key",

@@ -1,6 +1,9 @@
 //! Plugins: `GET /plugins` lists every plugin file and its state, `GET /plugins/{name}`
 //! shows one, and `POST /plugins/{name}/call` runs one operation of a plugin, so an
 //! operator or a plugin author can try a plugin against a running engine.
+//!
+//! Reading takes `plugin:view`; a call takes `plugin:manage`, because a transport call is
+//! granted the target it is given for that call.
 
 use std::collections::BTreeMap;
 
@@ -12,17 +15,24 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Caller};
+use crate::auth::scopes;
 use crate::plugins::{CallError, Failure, PluginStatus, generator, notifier, transport};
 
-async fn list(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
-    Json(state.plugins.list())
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<PluginStatus>>, ApiError> {
+    caller.require(scopes::PLUGIN_VIEW)?;
+    Ok(Json(state.plugins.list()))
 }
 
 async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    caller.require(scopes::PLUGIN_VIEW)?;
     let plugin = state
         .plugins
         .get(&name)
@@ -235,16 +245,11 @@ fn call_error(error: CallError) -> ApiError {
 
 async fn call(
     State(state): State<AppState>,
+    caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<CallBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    if !state.plugin_calls {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "plugin_calls_disabled",
-            "plugin calls are served only on a loopback listener until callers are authenticated",
-        ));
-    }
+    caller.require(scopes::PLUGIN_MANAGE)?;
     let Json(body) = body?;
     let host = &state.plugins;
     let plugin = host.get(&name).ok_or_else(|| plugin_not_found(&name))?;
@@ -413,21 +418,27 @@ mod tests {
     use tower::ServiceExt;
 
     use crate::api::app;
-    use crate::api::test_support::TestState;
+    use crate::api::test_support::{TestState, state};
+    use crate::auth::scopes;
 
-    fn state(plugin_calls: bool) -> TestState {
-        let mut test = crate::api::test_support::state();
-        test.state.plugin_calls = plugin_calls;
-        test
-    }
-
-    async fn post_call(test: TestState) -> (StatusCode, serde_json::Value) {
-        let state = test.state.clone();
-        let request = Request::post("/plugins/routeros-api/call")
+    async fn send(
+        test: &TestState,
+        request: axum::http::request::Builder,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, serde_json::Value) {
+        let request = match token {
+            Some(token) => request.header("authorization", format!("Bearer {token}")),
+            None => request,
+        };
+        let request = request
             .header("content-type", "application/json")
-            .body(Body::from(r#"{"operation": "describe"}"#))
+            .body(Body::from(body.to_owned()))
             .expect("request");
-        let response = app(state).oneshot(request).await.expect("response");
+        let response = app(test.state.clone())
+            .oneshot(request)
+            .await
+            .expect("response");
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
@@ -435,19 +446,91 @@ mod tests {
         (status, serde_json::from_slice(&bytes).expect("json"))
     }
 
-    #[tokio::test]
-    async fn plugin_calls_are_refused_off_loopback() {
-        let (status, body) = post_call(state(false)).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert_eq!(body["code"], "plugin_calls_disabled");
-        assert_eq!(body["doc_url"], "/docs/errors#plugin_calls_disabled");
+    const DESCRIBE: &str = r#"{"operation": "describe"}"#;
+
+    fn post_call() -> axum::http::request::Builder {
+        Request::post("/plugins/routeros-api/call")
     }
 
     #[tokio::test]
-    async fn on_loopback_an_unknown_plugin_is_a_404() {
-        let (status, body) = post_call(state(true)).await;
+    async fn every_plugin_route_needs_a_token() {
+        let test = state();
+        for request in [
+            Request::get("/plugins"),
+            Request::get("/plugins/routeros-api"),
+            post_call(),
+        ] {
+            let (status, body) = send(&test, request, None, DESCRIBE).await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+            assert_eq!(body["code"], "missing_token");
+            assert_eq!(body["type"], "unauthenticated");
+        }
+        let (status, body) = send(&test, Request::get("/plugins"), Some("a.b.c"), "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["code"], "invalid_token");
+    }
+
+    #[tokio::test]
+    async fn reading_takes_plugin_view_and_calling_takes_plugin_manage() {
+        let test = state();
+        let viewer = test.token("vic", "acme", &[scopes::PLUGIN_VIEW]);
+        let manager = test.token("meg", "acme", &[scopes::PLUGIN_MANAGE]);
+        let scripts = test.token("sam", "acme", &[scopes::SCRIPT_VIEW]);
+
+        let (status, body) = send(&test, Request::get("/plugins"), Some(&viewer), "").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, serde_json::json!([]));
+        let (status, body) = send(&test, Request::get("/plugins"), Some(&scripts), "").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(body["code"], "missing_scope");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("plugin:view")
+        );
+        let (status, _) = send(
+            &test,
+            Request::get("/plugins/routeros-api"),
+            Some(&manager),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+
+        let (status, body) = send(&test, post_call(), Some(&viewer), DESCRIBE).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("plugin:manage")
+        );
+        // With the scope the call goes through to the (empty) plugin host.
+        let (status, body) = send(&test, post_call(), Some(&manager), DESCRIBE).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["code"], "plugin_not_found");
-        assert_eq!(body["type"], "not_found");
+        assert_eq!(body["doc_url"], "/docs/errors#plugin_not_found");
+        let (status, body) = send(
+            &test,
+            Request::get("/plugins/routeros-api"),
+            Some(&viewer),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["code"], "plugin_not_found");
+    }
+
+    #[tokio::test]
+    async fn the_scope_is_checked_before_the_body() {
+        let test = state();
+        let viewer = test.token("vic", "acme", &[scopes::PLUGIN_VIEW]);
+        let (status, _) = send(&test, post_call(), Some(&viewer), "{not json").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let manager = test.token("meg", "acme", &[scopes::PLUGIN_MANAGE]);
+        let (status, body) = send(&test, post_call(), Some(&manager), "{not json").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["code"], "malformed_json");
     }
 }
