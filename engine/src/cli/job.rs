@@ -202,7 +202,14 @@ pub(super) async fn run(api: &ApiArgs, command: JobCommand) -> anyhow::Result<bo
                 println!("no jobs");
                 return Ok(true);
             }
-            let mut table = Table::new(&["id", "status", "description", "started", "finished"]);
+            let mut table = Table::new(&[
+                "id",
+                "status",
+                "description",
+                "started",
+                "finished",
+                "error",
+            ]);
             for job in &jobs {
                 let finished = match cell(job, "completed_at").as_str() {
                     "-" => cell(job, "failed_at"),
@@ -214,6 +221,9 @@ pub(super) async fn run(api: &ApiArgs, command: JobCommand) -> anyhow::Result<bo
                     cell(job, "description"),
                     cell(job, "started_at"),
                     finished,
+                    job.get("error")
+                        .filter(|e| !e.is_null())
+                        .map_or_else(|| "-".to_string(), |e| cell(e, "code")),
                 ]);
             }
             table.print();
