@@ -206,7 +206,7 @@ async fn a_fleet_imported_in_one_call_runs_a_synchronous_read_and_an_idempotent_
     );
     assert_eq!(status, 404);
 
-    // A router's own refusal is a 502 that says so, never a 500.
+    // A router's own refusal of the command is the caller's to fix: 422, never a 500.
     let (status, trap, text) = json_call(
         addr,
         "POST",
@@ -214,7 +214,7 @@ async fn a_fleet_imported_in_one_call_runs_a_synchronous_read_and_an_idempotent_
         &admin,
         Some(&json!({"command": "/ip/nothing/print"})),
     );
-    assert_eq!(status, 502, "{text}");
+    assert_eq!(status, 422, "{text}");
     assert_eq!(trap["code"], "router_trap");
     let (_, mut site, _) = json_call(
         addr,

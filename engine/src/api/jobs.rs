@@ -6,8 +6,10 @@
 //!
 //! Answers carry the seed's envelope, `{"status": "success", "data": ...}`; errors are
 //! the API's `{type, code, message, doc_url}`, and a router's or plugin's failure is
-//! never a 500: an unreachable router, a refused login, a trap or any other failure of
-//! the transport is 502 with a code saying which, a timeout is 504.
+//! never a 500. A command the router refuses (`!trap`: no such command, a bad argument)
+//! is the caller's to fix, 422 `router_trap` quoting the router; an unreachable router,
+//! a refused login or any other failure of the transport is 502 with a code saying
+//! which, a timeout is 504.
 //!
 //! Scopes: running (either way) needs `script:run`, reading jobs `script:view`. Every
 //! synchronous call is written to the audit log before it is sent (who, which router,
@@ -254,7 +256,9 @@ fn exec_error(e: ExecError) -> ApiError {
         "shutting-down" => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         "refused" => (StatusCode::BAD_GATEWAY, "router_unreachable"),
         "auth" => (StatusCode::BAD_GATEWAY, "router_auth_failed"),
-        "trap" => (StatusCode::BAD_GATEWAY, "router_trap"),
+        // The router understood the request and refused it: retrying will not help,
+        // changing the command will.
+        "trap" => (StatusCode::UNPROCESSABLE_ENTITY, "router_trap"),
         _ => (StatusCode::BAD_GATEWAY, "plugin_error"),
     };
     ApiError::new(status, code, format!("[{}] {}", e.code, e.message))
@@ -337,8 +341,8 @@ async fn target(state: &AppState, site: &Site) -> Result<transport::Target, ApiE
         (status = 403, description = "The token lacks `script:run`", body = ErrorBody),
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
-        (status = 502, description = "The router or its plugin failed: `router_unreachable`, `router_auth_failed`, `router_trap`, `plugin_error`, `plugin_crashed`, `plugin_not_found`", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the message names it), or the router refused the command (`router_trap`, quoting the router)", body = ErrorBody),
+        (status = 502, description = "The router or its plugin failed: `router_unreachable`, `router_auth_failed`, `plugin_error`, `plugin_crashed`, `plugin_not_found`", body = ErrorBody),
         (status = 503, description = "The engine is shutting down", body = ErrorBody),
         (status = 504, description = "The router or plugin did not answer in time", body = ErrorBody),
     )
