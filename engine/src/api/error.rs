@@ -6,9 +6,28 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+
+/// The error body every route answers with, as `/openapi.json` describes it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ErrorBody {
+    /// Broad category: `invalid_request`, `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `validation_error`, `plugin_error`, ...
+    #[serde(rename = "type")]
+    #[schema(example = "validation_error")]
+    kind: String,
+    /// The specific error; `/docs/errors` lists every code.
+    #[schema(example = "validation_failed")]
+    code: String,
+    #[schema(example = "launch_at: 2025-01-01T00:00:00+00:00 is not in the future")]
+    message: String,
+    /// Where the code is explained.
+    #[schema(example = "/docs/errors#validation_failed")]
+    doc_url: String,
+}
 
 /// An error answered to a client: `{type, code, message, doc_url}`.
 #[derive(Debug, Clone)]
@@ -190,12 +209,12 @@ impl IntoResponse for ApiError {
         } else {
             self.message
         };
-        let body = json!({
-            "type": kind,
-            "code": self.code,
-            "message": message,
-            "doc_url": format!("/docs/errors#{}", self.code),
-        });
+        let body = ErrorBody {
+            kind: kind.to_owned(),
+            doc_url: format!("/docs/errors#{}", self.code),
+            code: self.code,
+            message,
+        };
         (self.status, Json(body)).into_response()
     }
 }

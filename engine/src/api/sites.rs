@@ -55,19 +55,7 @@ const MAX_LISTED_ERRORS: usize = 1000;
 /// Page size when the caller names none.
 pub(super) const DEFAULT_PAGE_SIZE: usize = 50;
 
-/// The error body every route answers with: `{type, code, message, doc_url}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ErrorBody {
-    /// Broad category: `invalid_request`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `validation_error`, `plugin_error`, ...
-    #[serde(rename = "type")]
-    kind: String,
-    /// The specific error; `/docs/errors` lists every code.
-    code: String,
-    message: String,
-    /// Where the code is explained.
-    doc_url: String,
-}
+pub(super) use super::error::ErrorBody;
 
 /// Runs store work on the blocking pool: a commit waits for the disk.
 pub(super) async fn blocking<T: Send + 'static>(

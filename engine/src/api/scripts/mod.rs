@@ -33,14 +33,15 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState, Caller};
 use crate::approval::{self, OrgPolicy};
 use crate::auth::scopes;
 use crate::store::{Page, ScheduleInput, SchedulePatch, ScheduledScript, Store, StoreError};
 use model::{
     ApproveBody, AuthorizationRequestData, AuthorizationRequested, BulkDeleteBody, BulkDeleted,
-    CreateBody, ErrorResponse, ListData, ListResponse, OccurrenceView, OccurrencesView, RunView,
-    RunsPage, ScheduleView, UpdateBody,
+    CreateBody, ListData, ListResponse, OccurrenceView, OccurrencesView, RunView, RunsPage,
+    ScheduleView, UpdateBody,
 };
 use query::{FrequencyParam, ListParams, ListQuery, TypeParam};
 
@@ -69,7 +70,7 @@ const MAX_BULK: usize = 1000;
         runs
     ),
     components(schemas(
-        ErrorResponse,
+        ErrorBody,
         CreateBody,
         UpdateBody,
         ApproveBody,
@@ -229,9 +230,9 @@ fn recurrence(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of schedules in creation order", body = ListResponse),
-        (status = 400, description = "A pagination field or filter is not valid; the message names it", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
+        (status = 400, description = "A pagination field or filter is not valid; the message names it", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:view", body = ErrorBody),
     )
 )]
 async fn list(
@@ -282,12 +283,12 @@ async fn list(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "The scheduled script, unauthorized", body = ScheduleView),
-        (status = 400, description = "The body is not JSON", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:create", body = ErrorResponse),
-        (status = 409, description = "A schedule with the same name already exists: <name>", body = ErrorResponse),
-        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site); the message names it", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full; nothing was written", body = ErrorResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:create", body = ErrorBody),
+        (status = 409, description = "A schedule with the same name already exists: <name>", body = ErrorBody),
+        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site); the message names it", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full; nothing was written", body = ErrorBody),
     )
 )]
 async fn create(
@@ -351,13 +352,13 @@ async fn create(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Schedules successfully deleted", body = BulkDeleted),
-        (status = 400, description = "The body is not JSON", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:delete", body = ErrorResponse),
-        (status = 404, description = "An id names no schedule of your organization; nothing was deleted", body = ErrorResponse),
-        (status = 409, description = "A schedule is launched (cancel it first); nothing was deleted", body = ErrorResponse),
-        (status = 422, description = "The list is empty or too long", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:delete", body = ErrorBody),
+        (status = 404, description = "An id names no schedule of your organization; nothing was deleted", body = ErrorBody),
+        (status = 409, description = "A schedule is launched (cancel it first); nothing was deleted", body = ErrorBody),
+        (status = 422, description = "The list is empty or too long", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn bulk_delete(
@@ -416,9 +417,9 @@ async fn bulk_delete(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The scheduled script", body = ScheduleView),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:view", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
     )
 )]
 async fn show(
@@ -448,13 +449,13 @@ async fn show(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The scheduled script as edited", body = ScheduleView),
-        (status = 400, description = "The body is not JSON", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:update", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
-        (status = 409, description = "Launched, finished or cancelled schedules cannot be edited; or the new name is taken", body = ErrorResponse),
-        (status = 422, description = "A field is not valid; the message names it", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:update", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+        (status = 409, description = "Launched, finished or cancelled schedules cannot be edited; or the new name is taken", body = ErrorBody),
+        (status = 422, description = "A field is not valid; the message names it", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn update(
@@ -520,11 +521,11 @@ async fn update(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:delete", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
-        (status = 409, description = "The schedule is launched; cancel it first", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:delete", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+        (status = 409, description = "The schedule is launched; cancel it first", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn delete_one(
@@ -566,12 +567,12 @@ struct AuthorizeQuery {
             (AuthorizationRequested = "application/json"),
             (String = "text/html")
         )),
-        (status = 400, description = "The query is not valid (a malformed token)", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token (needed without `token`)", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:create and script:update", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
-        (status = 409, description = "Only an unauthorized schedule asks for approval", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 400, description = "The query is not valid (a malformed token)", body = ErrorBody),
+        (status = 401, description = "No valid bearer token (needed without `token`)", body = ErrorBody),
+        (status = 403, description = "The token lacks script:create and script:update", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+        (status = 409, description = "Only an unauthorized schedule asks for approval", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn request_authorization(
@@ -679,15 +680,15 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Approved: the schedule is `scheduled`", body = ScheduleView),
-        (status = 400, description = "The body is not JSON, or could not be read", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 413, description = "The body is larger than 2 MiB", body = ErrorResponse),
-        (status = 403, description = "Without a link, the token lacks script:authorize; the creator cannot approve; or the link is not valid for this schedule", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
-        (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorResponse),
-        (status = 410, description = "The approval link has expired", body = ErrorResponse),
-        (status = 422, description = "The schedule has no launch in the future; or a body field is not valid", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 400, description = "The body is not JSON, or could not be read", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
+        (status = 403, description = "Without a link, the token lacks script:authorize; the creator cannot approve; or the link is not valid for this schedule", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+        (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorBody),
+        (status = 410, description = "The approval link has expired", body = ErrorBody),
+        (status = 422, description = "The schedule has no launch in the future; or a body field is not valid", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn approve(
@@ -752,11 +753,11 @@ async fn approve(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Cancelled", body = ScheduleView),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:update and script:delete", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
-        (status = 409, description = "The schedule has already finished or been cancelled", body = ErrorResponse),
-        (status = 507, description = "The engine's disk is full", body = ErrorResponse),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:update and script:delete", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+        (status = 409, description = "The schedule has already finished or been cancelled", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
 async fn cancel(
@@ -814,10 +815,10 @@ fn whole(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Upcoming occurrences, earliest first", body = OccurrencesView),
-        (status = 400, description = "`count` is not from 1 to 1000", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 400, description = "`count` is not from 1 to 1000", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:view", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
     )
 )]
 async fn occurrences(
@@ -895,10 +896,10 @@ struct RunsQuery {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A page of runs", body = RunsPage),
-        (status = 400, description = "`after` or `limit` is not valid", body = ErrorResponse),
-        (status = 401, description = "No valid bearer token", body = ErrorResponse),
-        (status = 403, description = "The token lacks script:view", body = ErrorResponse),
-        (status = 404, description = "No such schedule in your organization", body = ErrorResponse),
+        (status = 400, description = "`after` or `limit` is not valid", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:view", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
     )
 )]
 async fn runs(

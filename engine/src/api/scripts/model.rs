@@ -14,22 +14,6 @@ use crate::store::{
     ScheduleStatus, ScheduledScript,
 };
 
-/// An error answered by the API (described here for `/openapi.json`; `ApiError` writes it).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub(crate) struct ErrorResponse {
-    /// A broad category, such as `validation_error`.
-    #[schema(example = "validation_error")]
-    pub r#type: String,
-    /// A short string naming the error; `/docs/errors` lists them all.
-    #[schema(example = "validation_failed")]
-    pub code: String,
-    #[schema(example = "launch_at: 2025-01-01T00:00:00+00:00 is not in the future")]
-    pub message: String,
-    #[schema(example = "/docs/errors#validation_failed")]
-    pub doc_url: String,
-}
-
 /// A recurrence (seed 004): `ONE_TIME`, `HOURLY` every `hourly_interval` hours, `DAILY`,
 /// `WEEKLY` on `days_of_week`, `MONTHLY` on day `recurrence_date` (a month without that
 /// day is skipped); local `start_time` in `timezone`. The seed's camelCase names

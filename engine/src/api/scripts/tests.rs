@@ -999,7 +999,7 @@ async fn the_openapi_document_describes_every_route() {
     for field in ["t_minus", "progress", "authorized_by", "recurrence"] {
         assert!(view[field].is_object(), "{field}");
     }
-    let error = &doc["components"]["schemas"]["ErrorResponse"]["properties"];
+    let error = &doc["components"]["schemas"]["ErrorBody"]["properties"];
     assert!(error["type"].is_object(), "{error}");
 
     // Every schema referenced is defined.
