@@ -8,6 +8,7 @@ mod auth;
 mod error;
 mod health;
 mod jobs;
+mod metrics;
 mod notifications;
 mod openapi;
 mod plugins;
@@ -57,9 +58,12 @@ pub fn app(state: AppState) -> Router {
         .merge(users::routes())
         .merge(jobs::routes())
         .merge(notifications::routes())
+        .merge(metrics::routes())
         .merge(error::routes())
         .merge(openapi::routes())
         .fallback(error::not_found)
+        // Last, so it times every route merged above (and the fallback).
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

@@ -46,6 +46,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::jobs::Doc::openapi());
     doc.merge(super::scripts::Doc::openapi());
     doc.merge(super::notifications::Doc::openapi());
+    doc.merge(super::metrics::Doc::openapi());
     // Resource modules merge their own `Doc` here as they are described.
     doc
 }

@@ -253,15 +253,75 @@ macro_rules! call {
             .into());
         };
         let pre = pre.clone();
-        $host
+        let outcome = $host
             .invoke(&$plugin, $op, $grants, move |mut store| async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let $inst = instance.$getter();
                 let $store = &mut store;
                 $body.await
             })
-            .await
+            .await;
+        count_call(&$plugin.info.name, $op, &outcome);
+        outcome
     }};
+}
+
+/// Calls of one plugin operation since the engine started, for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCount {
+    pub calls: u64,
+    /// Calls the plugin answered with an error of its own (a router refused).
+    pub plugin_errors: u64,
+    /// Calls the host stopped: trap, timeout, memory, shutdown.
+    pub host_errors: u64,
+}
+
+/// Plugin name -> operation -> counts. One process-wide table, as the metrics it feeds are.
+static CALL_COUNTS: std::sync::Mutex<
+    std::collections::BTreeMap<String, std::collections::BTreeMap<&'static str, CallCount>>,
+> = std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// What a plugin answered: an operation's result, or what `describe()` returns.
+trait Answer {
+    fn is_plugin_error(&self) -> bool;
+}
+
+impl<T, E> Answer for Result<T, E> {
+    fn is_plugin_error(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl Answer for bindings::host::yardmaster::host::types::PluginInfo {
+    fn is_plugin_error(&self) -> bool {
+        false
+    }
+}
+
+fn count_call<A: Answer>(
+    plugin: &str,
+    operation: &'static str,
+    outcome: &Result<(A, Vec<String>), CallError>,
+) {
+    // describe() runs while a file loads, under the file's name: not a call anyone made.
+    if operation == "describe" {
+        return;
+    }
+    let mut counts = match CALL_COUNTS.lock() {
+        Ok(counts) => counts,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    let per_plugin = match counts.get_mut(plugin) {
+        Some(per_plugin) => per_plugin,
+        None => counts.entry(plugin.to_owned()).or_default(),
+    };
+    let count = per_plugin.entry(operation).or_default();
+    count.calls += 1;
+    match outcome {
+        Ok((answer, _)) if answer.is_plugin_error() => count.plugin_errors += 1,
+        Ok(_) => {}
+        Err(_) => count.host_errors += 1,
+    }
 }
 
 impl PluginHost {
@@ -342,6 +402,19 @@ impl PluginHost {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Each plugin operation called since the engine started, with its counts, ordered by
+    /// plugin and operation.
+    pub fn call_counts(&self) -> Vec<(String, &'static str, CallCount)> {
+        let counts = match CALL_COUNTS.lock() {
+            Ok(counts) => counts,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        counts
+            .iter()
+            .flat_map(|(plugin, ops)| ops.iter().map(|(op, c)| (plugin.clone(), *op, *c)))
+            .collect()
     }
 
     /// The transport plugin named `name`.

@@ -15,7 +15,8 @@ use super::records::{
     INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
 };
 use super::tables::{
-    IDEMPOTENCY, JOB_BACKUPS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META_JOB_SEQ,
+    IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META,
+    META_JOB_COUNTS, META_JOB_SEQ,
 };
 use super::txn::{decode, encode, take_seq};
 use super::{Store, journal, schedules};
@@ -46,6 +47,7 @@ pub(crate) struct JobTables<'txn> {
     by_site: Table<'txn, (&'static str, u64), ()>,
     active: Table<'txn, (u8, u64), ()>,
     idempotency: Table<'txn, (&'static str, &'static str), u64>,
+    counts: Table<'txn, &'static str, u64>,
 }
 
 impl<'txn> JobTables<'txn> {
@@ -56,7 +58,19 @@ impl<'txn> JobTables<'txn> {
             by_site: tx.open_table(JOBS_BY_SITE)?,
             active: tx.open_table(JOBS_ACTIVE)?,
             idempotency: tx.open_table(IDEMPOTENCY)?,
+            counts: tx.open_table(JOB_COUNTS)?,
         })
+    }
+
+    /// Moves one job from the count of `from` (none for a new job) to that of `to`.
+    fn recount(&mut self, from: Option<JobStatus>, to: JobStatus) -> Result<(), StoreError> {
+        if let Some(from) = from {
+            let n = self.counts.get(from.as_str())?.map_or(0, |v| v.value());
+            self.counts.insert(from.as_str(), n.saturating_sub(1))?;
+        }
+        let n = self.counts.get(to.as_str())?.map_or(0, |v| v.value());
+        self.counts.insert(to.as_str(), n + 1)?;
+        Ok(())
     }
 
     pub(crate) fn get(&self, seq: u64) -> Result<Job, StoreError> {
@@ -92,7 +106,7 @@ impl<'txn> JobTables<'txn> {
             self.idempotency
                 .insert((job.organization.as_str(), key.as_str()), job.seq_id)?;
         }
-        Ok(())
+        self.recount(None, job.status)
     }
 }
 
@@ -323,6 +337,47 @@ impl Store {
         })
     }
 
+    /// How many jobs have each status, every status listed. Read from counts kept with
+    /// each change; a database from before they were kept is counted once, here.
+    pub fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
+        let counted = |counts: &dyn Fn(&str) -> Result<u64, StoreError>| {
+            STATUSES
+                .iter()
+                .map(|s| Ok((*s, counts(s.as_str())?)))
+                .collect::<Result<Vec<_>, StoreError>>()
+        };
+        let kept = self.read(|tx| {
+            let complete = match tx.open_table(META) {
+                Ok(meta) => meta.get(META_JOB_COUNTS)?.is_some(),
+                Err(redb::TableError::TableDoesNotExist(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !complete {
+                return Ok(None);
+            }
+            let table = tx.open_table(JOB_COUNTS)?;
+            counted(&|status| Ok(table.get(status)?.map_or(0, |v| v.value()))).map(Some)
+        })?;
+        if let Some(kept) = kept {
+            return Ok(kept);
+        }
+        self.write(|tx| {
+            let mut totals = std::collections::BTreeMap::<&str, u64>::new();
+            for entry in tx.open_table(JOBS)?.iter()? {
+                let (seq, bytes) = entry?;
+                let job: StatusOnly = decode(KIND, &seq.value().to_string(), bytes.value())?;
+                *totals.entry(job.status.as_str()).or_default() += 1;
+            }
+            let mut table = tx.open_table(JOB_COUNTS)?;
+            for status in STATUSES {
+                let n = totals.get(status.as_str()).copied().unwrap_or(0);
+                table.insert(status.as_str(), n)?;
+            }
+            tx.open_table(META)?.insert(META_JOB_COUNTS, 1)?;
+            counted(&|status| Ok(totals.get(status).copied().unwrap_or(0)))
+        })
+    }
+
     /// Settles the jobs a stopped engine left in flight, reading only the active index:
     /// running jobs whose script may have been sent fail as `interrupted`; loaded jobs and
     /// running jobs whose script was never sent go back to pending.
@@ -370,6 +425,22 @@ impl Store {
             Ok(report)
         })
     }
+}
+
+/// Every job status, in lifecycle order.
+const STATUSES: [JobStatus; 6] = [
+    JobStatus::Pending,
+    JobStatus::Loaded,
+    JobStatus::Running,
+    JobStatus::Completed,
+    JobStatus::Failed,
+    JobStatus::Deleted,
+];
+
+/// A job record read for its status alone.
+#[derive(serde::Deserialize)]
+struct StatusOnly {
+    status: JobStatus,
 }
 
 pub(crate) fn new_job(
@@ -432,6 +503,7 @@ pub(crate) fn change(
         if let Some(code) = job.status.active_code() {
             tables.active.insert((code, seq), ())?;
         }
+        tables.recount(Some(before), job.status)?;
     }
     drop(tables);
     if before.active_code().is_some()
@@ -441,7 +513,7 @@ pub(crate) fn change(
         // The site's own outcome comes first, so it reaches receivers before the run's.
         journal::push_event(
             tx,
-            "schedule.site_finished",
+            "script.site_finished",
             json!({
                 "schedule_id": origin.schedule_id,
                 "occurrence": origin.occurrence,
@@ -580,6 +652,104 @@ pub(crate) mod tests {
             needs_acknowledgement: true,
             notify_url: Some("https://example.com/notify".into()),
         }
+    }
+
+    fn counts(store: &Store) -> Vec<(&'static str, u64)> {
+        store
+            .job_counts()
+            .expect("counts")
+            .into_iter()
+            .map(|(status, n)| (status.as_str(), n))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    #[test]
+    fn job_counts_follow_every_insert_and_transition() {
+        let (_dir, store) = open();
+        assert_eq!(counts(&store), vec![]);
+        assert_eq!(store.job_counts().expect("counts").len(), 6);
+        let jobs: Vec<Job> = (0..4)
+            .map(|i| {
+                store
+                    .create_job(input(&format!("s{i}"), None), t(0))
+                    .expect("create")
+                    .0
+            })
+            .collect();
+        store
+            .create_job(input("s0", Some("k")), t(0))
+            .expect("keyed");
+        store
+            .create_job(input("s0", Some("k")), t(1))
+            .expect("same key, nothing new");
+        assert_eq!(counts(&store), vec![("pending", 5)]);
+        store
+            .transition_job(&jobs[0].id, JobTransition::Start, t(2))
+            .expect("start");
+        store
+            .transition_job(&jobs[0].id, JobTransition::Complete { output: None }, t(3))
+            .expect("complete");
+        store
+            .transition_job(&jobs[1].id, JobTransition::Load, t(2))
+            .expect("load");
+        store
+            .transition_job(&jobs[2].id, JobTransition::Delete, t(2))
+            .expect("delete");
+        // Refused transitions change nothing, counts included.
+        assert!(
+            store
+                .transition_job(&jobs[0].id, JobTransition::Start, t(4))
+                .is_err()
+        );
+        let refused = store
+            .transition_each(
+                vec![(
+                    jobs[3].id.clone(),
+                    vec![JobTransition::Start, JobTransition::Load],
+                )],
+                t(4),
+            )
+            .expect("commit");
+        assert!(refused[0].is_err());
+        assert_eq!(
+            counts(&store),
+            vec![
+                ("pending", 2),
+                ("loaded", 1),
+                ("completed", 1),
+                ("deleted", 1)
+            ]
+        );
+        store.recover(t(5)).expect("recover");
+        assert_eq!(
+            counts(&store),
+            vec![("pending", 3), ("completed", 1), ("deleted", 1)]
+        );
+    }
+
+    #[test]
+    fn job_counts_of_an_older_database_are_counted_once() {
+        let (_dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        store.create_job(input("s2", None), t(0)).expect("create");
+        store
+            .transition_job(&job.id, JobTransition::Start, t(1))
+            .expect("start");
+        // As written before counts were kept: no counts table, no marker.
+        store
+            .write(|tx| {
+                tx.delete_table(JOB_COUNTS)?;
+                tx.open_table(META)?.remove(META_JOB_COUNTS)?;
+                Ok(())
+            })
+            .expect("forget the counts");
+        store.create_job(input("s3", None), t(2)).expect("create");
+        assert_eq!(counts(&store), vec![("pending", 2), ("running", 1)]);
+        store
+            .transition_job(&job.id, JobTransition::Complete { output: None }, t(3))
+            .expect("complete");
+        assert_eq!(counts(&store), vec![("pending", 2), ("completed", 1)]);
     }
 
     #[test]

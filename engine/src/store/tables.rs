@@ -58,6 +58,11 @@ pub(crate) const JOBS_BY_SITE: TableDefinition<(&str, u64), ()> =
 /// (status code, seq_id) -> (): only the active statuses (pending, loaded, running), so
 /// recovery and the runner read the work in flight without touching finished jobs.
 pub(crate) const JOBS_ACTIVE: TableDefinition<(u8, u64), ()> = TableDefinition::new("jobs_active");
+/// job status -> how many jobs have it, updated in the transaction of every insert and
+/// status change. Counts are trusted once [`META_JOB_COUNTS`] is set: a database written
+/// before this table existed gets them counted once, on first read.
+pub(crate) const JOB_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("job_counts");
+pub(crate) const META_JOB_COUNTS: &str = "job_counts_complete";
 /// seq_id -> backup bytes, apart from the job so listing jobs stays cheap.
 pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_backups");
 /// (organization, idempotency key) -> seq_id.
