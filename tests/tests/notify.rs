@@ -277,31 +277,43 @@ fn user(id: &str) -> User {
     }
 }
 
+/// A site for each router of `fleet`; their ids.
+fn sites(store: &Store, fleet: &InProcessFleet) -> Vec<String> {
+    let now = Utc::now();
+    fleet
+        .addresses()
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            store
+                .create_site(
+                    SiteInput {
+                        organization: ORG.into(),
+                        name: format!("router-{i}"),
+                        address: addr.ip().to_string(),
+                        port: Some(addr.port()),
+                        transport: "routeros-api".into(),
+                        username: "admin".into(),
+                        password: Some(Secret::new("pw")),
+                        tls: Default::default(),
+                        tags: Vec::new(),
+                    },
+                    now,
+                )
+                .expect("site")
+                .id
+        })
+        .collect()
+}
+
 /// Sites on `fleet` and `per_site` jobs on each, all reporting to `notify_url`.
 fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str) -> Vec<String> {
-    let now = Utc::now();
     let mut inputs = Vec::new();
-    for (i, addr) in fleet.addresses().iter().enumerate() {
-        let site = store
-            .create_site(
-                SiteInput {
-                    organization: ORG.into(),
-                    name: format!("router-{i}"),
-                    address: addr.ip().to_string(),
-                    port: Some(addr.port()),
-                    transport: "routeros-api".into(),
-                    username: "admin".into(),
-                    password: Some(Secret::new("pw")),
-                    tls: Default::default(),
-                    tags: Vec::new(),
-                },
-                now,
-            )
-            .expect("site");
+    for (i, site) in sites(store, fleet).into_iter().enumerate() {
         for j in 0..per_site {
             inputs.push(JobInput {
                 organization: ORG.into(),
-                site_id: site.id.clone(),
+                site_id: site.clone(),
                 request_id: None,
                 idempotency_key: Some(format!("job-{i}-{j}")),
                 description: format!("Log test message {i}/{j}"),
@@ -314,7 +326,7 @@ fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str
         }
     }
     store
-        .create_jobs(inputs, now)
+        .create_jobs(inputs, Utc::now())
         .expect("jobs")
         .into_iter()
         .map(|(job, _)| job.id)
@@ -959,4 +971,116 @@ async fn starttls_is_used_and_required_when_configured() {
         dead["payload"].get("link").is_none(),
         "the approval link is not shown"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_scheduled_run_reaches_the_organization_webhook_in_order() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 4, 1), 3, Profile::V7_18, "pw").await;
+    let receiver = Receiver::start(Ipv4Addr::new(127, 12, 0, 7), 1);
+    let secret = "a channel secret of some length";
+    let dir = tempfile::tempdir().expect("tmp");
+    let schedule_id = {
+        let store = store_of(&dir);
+        for u in ["alice", "bob"] {
+            store.put_user(&user(u)).expect("user");
+        }
+        let sites = sites(&store, &routers);
+        let now = Utc::now();
+        store
+            .create_channel(
+                ChannelInput {
+                    organization: ORG.into(),
+                    name: "ops hook".into(),
+                    kind: ChannelKind::Webhook,
+                    plugin: None,
+                    events: vec!["script.*".into()],
+                    settings: BTreeMap::from([("url".to_owned(), receiver.url())]),
+                    secrets: BTreeMap::from([("secret".to_owned(), secret.to_owned())]),
+                    created_by: "alice".into(),
+                },
+                now,
+            )
+            .expect("channel");
+        let schedule = store
+            .create_schedule(
+                ScheduleInput {
+                    organization: ORG.into(),
+                    description: "Nightly log line".into(),
+                    script: ":log info \"scheduled notify\"".into(),
+                    sites,
+                    launch_at: Some(now + TimeDelta::seconds(2)),
+                    created_by: "alice".into(),
+                    ..ScheduleInput::default()
+                },
+                now,
+            )
+            .expect("schedule");
+        approval::approve(
+            &store,
+            &schedule.id,
+            &Principal {
+                user_id: "bob".into(),
+                organization: ORG.into(),
+                scopes: vec!["script:authorize".into()],
+            },
+            None,
+            approval::OrgPolicy::default(),
+            now,
+        )
+        .expect("approved");
+        schedule.id
+    };
+    let _engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: config(&[receiver.addr]),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let hits = tokio::task::block_in_place(|| {
+        eventually("the run's outcome to reach the webhook", || {
+            let hits = receiver.hits();
+            hits.iter()
+                .any(|h| h.answered == 200 && h.json()["type"] == "script.run_finished")
+                .then_some(hits)
+        })
+    });
+    let delivered: Vec<&Hit> = hits.iter().filter(|h| h.answered == 200).collect();
+    for hit in &delivered {
+        assert!(
+            signed(secret, hit),
+            "signed with the channel's secret: {hit:?}"
+        );
+        let body = hit.json();
+        assert_eq!(body["id"], hit.header("x-yardmaster-event-id"));
+        assert_eq!(body["organization"], ORG);
+        assert_eq!(body["data"]["schedule_id"], schedule_id.as_str());
+    }
+    let kinds: Vec<String> = delivered
+        .iter()
+        .map(|h| h.json()["type"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "script.authorized",
+            "script.launched",
+            "script.site_finished",
+            "script.site_finished",
+            "script.site_finished",
+            "script.run_finished"
+        ],
+        "one schedule's events in order, each after its retry"
+    );
+    let last = delivered.last().expect("run finished").json();
+    assert_eq!(last["subject"], "Completed: Nightly log line");
+    assert_eq!(last["data"]["completed"], 3);
+    for hit in &delivered[2..5] {
+        assert_eq!(hit.json()["data"]["status"], "completed");
+    }
+    // Every event was answered 500 once before it was taken.
+    assert_eq!(hits.len(), delivered.len() * 2);
+    let ids: Vec<u64> = delivered.iter().map(|h| h.event_id()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
 }

@@ -108,9 +108,9 @@ pub(super) struct NewChannel {
     kind: String,
     /// The notifier plugin; the first-party one of the kind by default.
     plugin: Option<String>,
-    /// Event kinds it takes: `script.authorization_requested`, `schedule.authorized`,
-    /// `schedule.launched`, `schedule.site_finished`, `schedule.run_finished`,
-    /// `schedule.cancelled`, `job.status`; or `schedule.*`, or `*`. All when absent.
+    /// Event kinds it takes: `script.authorization_requested`, `script.authorized`,
+    /// `script.launched`, `script.site_finished`, `script.run_finished`,
+    /// `script.cancelled`, `job.status`; or `script.*`, or `*`. All when absent.
     #[serde(default)]
     events: Vec<String>,
     /// Webhook: `url` (https, or http to a host the operator allows), `timeout_ms`.

@@ -51,14 +51,14 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 },
             ],
         ),
-        "schedule.authorized" => (
+        "script.authorized" => (
             format!("Authorized: {name}"),
             vec![format!(
                 "The scheduled script \"{name}\" was authorized by {}.",
                 field(payload, "authorized_by")
             )],
         ),
-        "schedule.launched" => (
+        "script.launched" => (
             format!("Launched: {name}"),
             vec![format!(
                 "The scheduled script \"{name}\" launched (occurrence {}) on {} site(s).",
@@ -66,7 +66,7 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 number(payload, "jobs")
             )],
         ),
-        "schedule.site_finished" => {
+        "script.site_finished" => {
             let status = field(payload, "status");
             let mut lines = vec![format!(
                 "Site {} {status} the scheduled script \"{name}\" (job {}).",
@@ -85,7 +85,7 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 lines,
             )
         }
-        "schedule.run_finished" => {
+        "script.run_finished" => {
             let outcome = match field(payload, "status") {
                 "completed" => "Completed",
                 "failed" => "Failed",
@@ -102,7 +102,7 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 )],
             )
         }
-        "schedule.cancelled" => (
+        "script.cancelled" => (
             format!("Cancelled: {name}"),
             vec![format!("The scheduled script \"{name}\" was cancelled.")],
         ),
@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn run_outcomes() {
         let m = render(
-            "schedule.run_finished",
+            "script.run_finished",
             &json!({"status": "partially_failed", "completed": 3, "failed": 1, "skipped": 0}),
             &Context {
                 description: "Rotate keys",

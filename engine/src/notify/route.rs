@@ -13,15 +13,14 @@ use super::render::{self, Context};
 use crate::plugins::notifier::{Channel as WireChannel, Event as WireEvent, Recipient};
 use crate::store::{ChannelKind, OutboxEvent, Store, StoreError};
 
-/// Event kinds that reach people. Others (`schedule.authorization_requested`,
-/// `script.authorized`, `script.cancelled`) repeat one of these for the audit trail.
+/// Event kinds that reach people; any other event is recorded as delivered to no one.
 pub const NOTIFIED: &[&str] = &[
     "script.authorization_requested",
-    "schedule.authorized",
-    "schedule.launched",
-    "schedule.site_finished",
-    "schedule.run_finished",
-    "schedule.cancelled",
+    "script.authorized",
+    "script.launched",
+    "script.site_finished",
+    "script.run_finished",
+    "script.cancelled",
     "job.status",
 ];
 
