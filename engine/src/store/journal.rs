@@ -510,4 +510,65 @@ mod tests {
             OutboxState::Pending
         );
     }
+
+    #[test]
+    fn attempts_keep_their_deliveries_and_dead_letters_are_indexed_per_organization() {
+        let (_dir, store) = open();
+        let id = store.append_event("test.a", json!({}), t(0)).expect("a");
+        let first = vec!["channel:one".to_owned()];
+        let e = store
+            .record_event_attempt(
+                id,
+                &EventAttempt {
+                    error: Some("channel two: unavailable"),
+                    retry_at: Some(t(5)),
+                    organization: Some("org1"),
+                    delivered_to: &first,
+                    now: t(1),
+                },
+            )
+            .expect("retry");
+        assert_eq!(
+            (e.state, e.attempts, e.delivered_to.clone()),
+            (OutboxState::Pending, 1, first.clone())
+        );
+        let deferred = store.defer_event(id, t(9)).expect("defer");
+        assert_eq!((deferred.attempts, deferred.next_attempt_at), (1, t(9)));
+        assert!(store.due_events(t(8), 10).expect("due").is_empty());
+        let dead = store
+            .record_event_attempt(
+                id,
+                &EventAttempt {
+                    error: Some("channel two: rejected"),
+                    retry_at: None,
+                    organization: Some("org1"),
+                    delivered_to: &[],
+                    now: t(10),
+                },
+            )
+            .expect("dead");
+        assert_eq!((dead.state, dead.dead_at), (OutboxState::Dead, Some(t(10))));
+        assert_eq!(dead.delivered_to, first, "earlier deliveries are kept");
+        assert_eq!(store.pending_events(10).expect("pending").len(), 0);
+        assert_eq!(store.prune_events(t(100), 10).expect("prune"), 0);
+        let listed = store.dead_events("org1", &Page::first(10)).expect("dead");
+        assert_eq!(listed.iter().map(|e| e.id).collect::<Vec<_>>(), [id]);
+        assert!(
+            store
+                .dead_events("org2", &Page::first(10))
+                .expect("none")
+                .is_empty()
+        );
+        assert!(store.retry_dead_event("org2", id, t(11)).is_err());
+        let again = store.retry_dead_event("org1", id, t(11)).expect("retry");
+        assert_eq!((again.state, again.attempts), (OutboxState::Pending, 0));
+        assert!(
+            store
+                .dead_events("org1", &Page::first(10))
+                .expect("dead")
+                .is_empty()
+        );
+        assert_eq!(store.due_events(t(11), 10).expect("due").len(), 1);
+        assert_eq!(store.list_events(&Page::first(10)).expect("all").len(), 1);
+    }
 }
