@@ -127,6 +127,18 @@ async fn main() {
     let schedules = arg(2, 1000);
     let seconds = arg(3, 10).max(1);
     let connections = arg(4, 32).max(2);
+    let engine_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("yardmaster")));
+    if !engine_binary
+        .as_deref()
+        .is_some_and(std::path::Path::exists)
+    {
+        println!(
+            "http bench: the yardmaster binary is not built for this profile; run `cargo build --release -p yardmaster` first"
+        );
+        return;
+    }
     if Command::new("wrk").arg("--version").output().is_err() {
         println!(
             "http bench: wrk is not installed (Debian: apt-get install wrk); nothing measured"
