@@ -403,36 +403,21 @@ fn approval_requested(dir: &tempfile::TempDir, channels: Vec<ChannelInput>) -> S
     schedule.id
 }
 
-/// A self-signed certificate for `ip` (openssl), and its SHA-256 fingerprint.
+/// A self-signed certificate for `ip` (written as PEM for the SMTP server), and its
+/// SHA-256 fingerprint as `AB:CD:...`.
 fn certificate(dir: &std::path::Path, ip: Ipv4Addr) -> (String, String, String) {
+    use sha2::Digest;
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let status = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=mail.test"])
-        .arg("-addext")
-        .arg(format!("subjectAltName=IP:{ip}"))
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("openssl makes the test certificate");
-    assert!(status.success());
-    let out = Command::new("openssl")
-        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
-        .arg(&cert)
-        .output()
-        .expect("openssl fingerprint");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fingerprint = text
-        .trim()
-        .split_once('=')
-        .map(|(_, f)| f.to_owned())
-        .expect("a fingerprint");
+    let made = rcgen::generate_simple_self_signed(vec!["mail.test".to_owned(), ip.to_string()])
+        .expect("a self-signed certificate");
+    std::fs::write(&cert, made.cert.pem()).expect("certificate file");
+    std::fs::write(&key, made.signing_key.serialize_pem()).expect("key file");
+    let digest = sha2::Sha256::digest(made.cert.der());
+    let fingerprint = digest
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
     (
         cert.display().to_string(),
         key.display().to_string(),
