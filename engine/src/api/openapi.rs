@@ -47,6 +47,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::scripts::Doc::openapi());
     doc.merge(super::notifications::Doc::openapi());
     doc.merge(super::metrics::Doc::openapi());
+    doc.merge(super::health::Doc::openapi());
+    doc.merge(super::plugins::Doc::openapi());
     // Resource modules merge their own `Doc` here as they are described.
     doc
 }

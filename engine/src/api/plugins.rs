@@ -12,26 +12,169 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
+use super::sites::ErrorBody;
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
-use crate::plugins::{CallError, Failure, PluginStatus, generator, notifier, transport};
+use crate::plugins::{
+    CallError, Failure, PluginKind, PluginStatus, generator, notifier, transport,
+};
 
+/// Kind names as the API writes them.
+const KIND_EXAMPLE: &str = "transport";
+
+/// One plugin file in the plugins folder and what became of it.
+#[derive(Debug, Serialize, ToSchema)]
+struct PluginEntry {
+    /// The name the plugin gives in `describe()`; none when the file failed to load.
+    name: Option<String>,
+    /// `transport`, `notifier`, `script-source` or `generator`.
+    #[schema(value_type = Option<String>, example = json!(KIND_EXAMPLE))]
+    kind: Option<PluginKind>,
+    version: Option<String>,
+    /// The version of the WIT contract the component was built against.
+    wit_version: Option<String>,
+    sha256: Option<String>,
+    /// The file name in the plugins folder.
+    file: String,
+    /// `active` or `failed`.
+    #[schema(example = "active")]
+    status: String,
+    /// Why the newest content of the file did not load, if it did not.
+    error: Option<String>,
+    loaded_at: Option<DateTime<Utc>>,
+    description: Option<String>,
+    /// What the plugin says it needs to reach.
+    endpoints: Vec<String>,
+    /// What the operator's allow-list grants it.
+    allow: Vec<String>,
+}
+
+impl From<PluginStatus> for PluginEntry {
+    fn from(s: PluginStatus) -> PluginEntry {
+        PluginEntry {
+            name: s.name,
+            kind: s.kind,
+            version: s.version,
+            wit_version: s.wit_version,
+            sha256: s.sha256,
+            file: s.file,
+            status: s.status.to_owned(),
+            error: s.error,
+            loaded_at: s.loaded_at,
+            description: s.description,
+            endpoints: s.endpoints,
+            allow: s.allow,
+        }
+    }
+}
+
+/// A configuration key a plugin reads.
+#[derive(Debug, Serialize, ToSchema)]
+struct ConfigKeyView {
+    name: String,
+    description: String,
+    required: bool,
+    /// A secret's value is never shown.
+    secret: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct LimitsView {
+    /// Linear memory one instance may grow to.
+    memory_bytes: u64,
+    /// Wall-clock time one call may take.
+    timeout_ms: u64,
+}
+
+/// One active plugin in detail.
+#[derive(Debug, Serialize, ToSchema)]
+struct PluginDetail {
+    name: String,
+    version: String,
+    #[schema(value_type = String, example = json!(KIND_EXAMPLE))]
+    kind: PluginKind,
+    description: String,
+    wit_version: String,
+    sha256: String,
+    file: Option<String>,
+    /// Set when a newer content of the file failed to load; this version keeps serving.
+    error: Option<String>,
+    loaded_at: DateTime<Utc>,
+    config_keys: Vec<ConfigKeyView>,
+    endpoints: Vec<String>,
+    allow: Vec<String>,
+    /// The host interfaces the component imports.
+    imports: Vec<String>,
+    limits: LimitsView,
+}
+
+/// The answer to a call: the plugin (`name@version`) and its operation's result.
+#[derive(Debug, Serialize, ToSchema)]
+struct CallReply {
+    #[schema(example = "routeros-api@1.0.0")]
+    plugin: String,
+    /// Shaped by the operation: `rows`, `done` and `empty` for `run-command`; `output` for
+    /// `run-script`; `config` and `saved_file` for `backup`; `online`, `identity`,
+    /// `version`, `board`, `uptime` and `detail` for `probe`; `detail` for `deliver`;
+    /// `content` and `meta` for `fetch`; `script`, `explanation` and `model` for
+    /// `generate`; `summary` for `summarize`; the plugin's self-description for `describe`.
+    #[schema(value_type = Object)]
+    result: Value,
+}
+
+#[utoipa::path(
+    get,
+    path = "/plugins",
+    tag = "plugins",
+    summary = "List the plugin files and their state",
+    description = "Every file in the plugins folder, active or failed with its reason, in file name order. Needs `plugin:view`.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Every plugin file", body = Vec<PluginEntry>),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `plugin:view`", body = ErrorBody),
+    )
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<PluginStatus>>, ApiError> {
+) -> Result<Json<Vec<PluginEntry>>, ApiError> {
     caller.require(scopes::PLUGIN_VIEW)?;
-    Ok(Json(state.plugins.list()))
+    Ok(Json(
+        state
+            .plugins
+            .list()
+            .into_iter()
+            .map(PluginEntry::from)
+            .collect(),
+    ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/plugins/{name}",
+    tag = "plugins",
+    summary = "Show an active plugin",
+    description = "Its version, contract, configuration keys, allow-list, imports and limits. Needs `plugin:view`.",
+    params(("name" = String, Path, description = "The plugin's name, as `describe()` gives it")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plugin", body = PluginDetail),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `plugin:view`", body = ErrorBody),
+        (status = 404, description = "No active plugin of that name", body = ErrorBody),
+    )
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginDetail>, ApiError> {
     caller.require(scopes::PLUGIN_VIEW)?;
     let plugin = state
         .plugins
@@ -42,25 +185,35 @@ async fn show(
         .list()
         .into_iter()
         .find(|s| s.name.as_deref() == Some(name.as_str()));
-    Ok(Json(json!({
-        "name": plugin.info.name,
-        "version": plugin.info.version.to_string(),
-        "kind": plugin.info.kind,
-        "description": plugin.info.description,
-        "wit_version": plugin.wit_version.to_string(),
-        "sha256": plugin.sha256,
-        "file": status.as_ref().map(|s| s.file.clone()),
-        "error": status.and_then(|s| s.error),
-        "loaded_at": plugin.loaded_at,
-        "config_keys": plugin.info.config_keys,
-        "endpoints": plugin.info.endpoints,
-        "allow": plugin.allow_list(),
-        "imports": plugin.imports,
-        "limits": {
-            "memory_bytes": plugin.limits().memory_bytes,
-            "timeout_ms": plugin.limits().timeout.as_millis() as u64,
+    Ok(Json(PluginDetail {
+        name: plugin.info.name.clone(),
+        version: plugin.info.version.to_string(),
+        kind: plugin.info.kind,
+        description: plugin.info.description.clone(),
+        wit_version: plugin.wit_version.to_string(),
+        sha256: plugin.sha256.clone(),
+        file: status.as_ref().map(|s| s.file.clone()),
+        error: status.and_then(|s| s.error),
+        loaded_at: plugin.loaded_at,
+        config_keys: plugin
+            .info
+            .config_keys
+            .iter()
+            .map(|k| ConfigKeyView {
+                name: k.name.clone(),
+                description: k.description.clone(),
+                required: k.required,
+                secret: k.secret,
+            })
+            .collect(),
+        endpoints: plugin.info.endpoints.clone(),
+        allow: plugin.allow_list(),
+        imports: plugin.imports.clone(),
+        limits: LimitsView {
+            memory_bytes: plugin.limits().memory_bytes,
+            timeout_ms: plugin.limits().timeout.as_millis() as u64,
         },
-    })))
+    }))
 }
 
 fn plugin_not_found(name: &str) -> ApiError {
@@ -72,7 +225,7 @@ fn plugin_not_found(name: &str) -> ApiError {
 }
 
 /// TLS settings of a target, as JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TlsBody {
     #[serde(default = "yes")]
@@ -86,7 +239,7 @@ fn yes() -> bool {
 }
 
 /// A site to reach, as JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetBody {
     #[serde(default)]
@@ -130,7 +283,7 @@ impl TargetBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ChannelBody {
     name: String,
@@ -138,14 +291,14 @@ struct ChannelBody {
     settings: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RecipientBody {
     name: Option<String>,
     address: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EventBody {
     id: Option<String>,
@@ -154,14 +307,16 @@ struct EventBody {
     #[serde(default)]
     text: String,
     html: Option<String>,
+    /// Any JSON, passed to the plugin as text.
     #[serde(default)]
+    #[schema(value_type = Object)]
     payload: Value,
     #[serde(default)]
     recipients: Vec<RecipientBody>,
 }
 
-/// One operation of a plugin, named by `operation`.
-#[derive(Debug, Deserialize)]
+/// One operation of a plugin, named by `operation`; the plugin's kind must offer it.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(tag = "operation", rename_all = "kebab-case", deny_unknown_fields)]
 enum CallBody {
     Describe,
@@ -243,12 +398,33 @@ fn call_error(error: CallError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/call",
+    tag = "plugins",
+    summary = "Run one operation of a plugin",
+    description = "Lets an operator or a plugin author try a plugin against the running engine. A transport call is granted the target's endpoint for this call only, so this needs `plugin:manage`.",
+    params(("name" = String, Path, description = "The plugin's name")),
+    request_body = CallBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The plugin's answer", body = CallReply),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `plugin:manage`", body = ErrorBody),
+        (status = 404, description = "No active plugin of that name", body = ErrorBody),
+        (status = 422, description = "An unknown operation or field, a missing field, or an operation the plugin's kind does not offer", body = ErrorBody),
+        (status = 502, description = "The plugin answered with its own error, trapped or ran out of memory", body = ErrorBody),
+        (status = 503, description = "The engine is shutting down", body = ErrorBody),
+        (status = 504, description = "The plugin did not finish within its time limit", body = ErrorBody),
+    )
+)]
 async fn call(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
     body: Result<Json<CallBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CallReply>, ApiError> {
     caller.require(scopes::PLUGIN_MANAGE)?;
     let Json(body) = body?;
     let host = &state.plugins;
@@ -397,11 +573,32 @@ async fn call(
             json!({ "summary": summary })
         }
     };
-    Ok(Json(json!({
-        "plugin": plugin.id(),
-        "result": result,
-    })))
+    Ok(Json(CallReply {
+        plugin: plugin.id(),
+        result,
+    }))
 }
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(list, show, call),
+    components(schemas(
+        PluginEntry,
+        PluginDetail,
+        ConfigKeyView,
+        LimitsView,
+        CallBody,
+        TargetBody,
+        TlsBody,
+        ChannelBody,
+        EventBody,
+        RecipientBody,
+        CallReply,
+        ErrorBody
+    )),
+    tags((name = "plugins", description = "The WebAssembly plugins the engine runs; try one with a call."))
+)]
+pub(super) struct Doc;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
