@@ -388,10 +388,10 @@ mod tests {
     fn unusable_keys_are_refused_with_a_reason() {
         assert!(
             parse_pem("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("certificate")
         );
-        assert!(parse_pem("hello").unwrap_err().contains("BEGIN"));
+        assert!(parse_pem("hello").expect_err("refused").contains("BEGIN"));
         let truncated = PEM.replace("-----END PUBLIC KEY-----", "");
         assert!(parse_pem(&truncated).is_err());
         let mut lines: Vec<&str> = PEM.lines().collect();
@@ -401,14 +401,14 @@ mod tests {
         let only_symmetric = r#"{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}"#;
         assert!(
             parse_jwks(only_symmetric)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("no RSA key")
         );
         let encryption = JWKS.replace("\"sig\"", "\"enc\"");
         assert!(parse_jwks(&encryption).is_err());
         let small = r#"{"keys":[{"kty":"RSA","kid":"tiny","n":"AQAB","e":"AQAB"}]}"#;
-        assert!(parse_jwks(small).unwrap_err().contains("tiny"));
-        assert!(parse_jwks("[]").unwrap_err().contains("JWKS"));
+        assert!(parse_jwks(small).expect_err("refused").contains("tiny"));
+        assert!(parse_jwks("[]").expect_err("refused").contains("JWKS"));
     }
 
     #[test]

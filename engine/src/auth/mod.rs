@@ -445,7 +445,7 @@ mod tests {
         );
         assert!(
             parse_scopes("script:fly")
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("script:fly")
         );
         assert!(parse_scopes("").is_err());
