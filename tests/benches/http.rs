@@ -328,7 +328,11 @@ function request()
   local body = string.format(
     '{{"description":"http bench","script":":log info \\"bench\\"","make_backup":false,"express_execute":false,"needs_acknowledgement":true,"idempotency_key":"bench-{run}-%d-%d"}}',
     tid, n)
-  return wrk.format("POST", "/api/asynchronous/" .. site, {{["Content-Type"] = "application/json"}}, body)
+  -- Headers given to wrk.format replace wrk.headers (which hold -H Authorization).
+  local headers = {{}}
+  for k, v in pairs(wrk.headers) do headers[k] = v end
+  headers["Content-Type"] = "application/json"
+  return wrk.format("POST", "/api/asynchronous/" .. site, headers, body)
 end
 "#
     )
