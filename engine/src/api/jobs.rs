@@ -33,7 +33,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::sites::{ErrorBody, Paging, blocking, json_body, query, site_of};
+use super::error::ErrorBody;
+use super::sites::site_of;
+use super::support::{Paging, blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{SCRIPT_RUN, SCRIPT_VIEW};
 use crate::plugins::{CallError, Failure, transport};

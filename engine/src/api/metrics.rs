@@ -276,7 +276,7 @@ fn render(state: &AppState, jobs: &[(crate::store::JobStatus, u64)]) -> String {
     description = "Jobs by status, plugins by state, plugin calls and failures by plugin and operation, request latency by route template, build info and uptime, in the Prometheus text format 0.0.4. Needs no token.",
     responses(
         (status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
-        (status = 500, description = "The job counts could not be read; the log has the details", body = super::sites::ErrorBody),
+        (status = 500, description = "The job counts could not be read; the log has the details", body = super::error::ErrorBody),
     )
 )]
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -297,7 +297,7 @@ async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(metrics),
-    components(schemas(super::sites::ErrorBody)),
+    components(schemas(super::error::ErrorBody)),
     tags((name = "operations", description = "Health and metrics; open, no token."))
 )]
 pub(super) struct Doc;

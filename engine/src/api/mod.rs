@@ -14,6 +14,7 @@ mod openapi;
 mod plugins;
 mod scripts;
 mod sites;
+mod support;
 mod users;
 
 use std::sync::Arc;

@@ -23,7 +23,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::sites::{ErrorBody, blocking, json_body, query};
+use super::error::ErrorBody;
+use super::support::{blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{PLUGIN_MANAGE, PLUGIN_VIEW};
 use crate::store::{

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use super::sites::ErrorBody;
+use super::error::ErrorBody;
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
 use crate::plugins::{

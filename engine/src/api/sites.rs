@@ -24,10 +24,6 @@
 //! written. A good import is written in one transaction, so a fleet of 10,000 sites
 //! costs one commit. Import bodies may be up to 32 MiB, other bodies up to 2 MiB;
 //! larger ones are answered 413.
-//!
-//! This module also holds what the other resource modules of the API share: the error
-//! body's schema, paging, body and query helpers, and running store work off the
-//! async threads.
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
@@ -42,9 +38,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::error::ErrorBody;
+use super::support::{Paging, blocking, json_body, query, too_large};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{SITE_MANAGE, SITE_VIEW};
-use crate::store::{DEFAULT_TRANSPORT, MAX_PAGE, Secret, Site, SiteInput, StoreError, TlsSettings};
+use crate::store::{DEFAULT_TRANSPORT, Secret, Site, SiteInput, StoreError, TlsSettings};
 
 /// Largest import body.
 pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
@@ -52,97 +50,6 @@ pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
 pub const MAX_IMPORT_ROWS: usize = 100_000;
 /// Most bad rows a refused import lists; the message counts them all.
 const MAX_LISTED_ERRORS: usize = 1000;
-/// Page size when the caller names none.
-pub(super) const DEFAULT_PAGE_SIZE: usize = 50;
-
-pub(super) use super::error::ErrorBody;
-
-/// Runs store work on the blocking pool: a commit waits for the disk.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("a store task failed: {e}"),
-        )
-    })?
-}
-
-/// A JSON body, or the error that says what is wrong with it: 413 when it is too
-/// large, 400 when it is not JSON, 422 when a field does not fit.
-pub(super) fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    match body {
-        Ok(Json(value)) => Ok(value),
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Err(too_large(rejection.body_text()))
-        }
-        Err(rejection) => Err(rejection.into()),
-    }
-}
-
-fn too_large(detail: String) -> ApiError {
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "body_too_large",
-        format!("the request body is too large: {detail}"),
-    )
-}
-
-/// Query parameters, or 400 naming what is wrong with them.
-pub(super) fn query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    query.map(|Query(q)| q).map_err(|rejection| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_query",
-            rejection.body_text(),
-        )
-    })
-}
-
-/// `page` (from 1) and `page_size` (1 to 1000), as seed 003 names them.
-#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(super) struct Paging {
-    /// Page number, from 1.
-    #[param(minimum = 1, default = 1)]
-    page: Option<usize>,
-    /// Records per page, 1 to 1000.
-    #[param(minimum = 1, maximum = 1000, default = 50)]
-    page_size: Option<usize>,
-}
-
-impl Paging {
-    /// `(page, page_size, offset)`, or 400 when out of range.
-    pub(super) fn resolve(self) -> Result<(usize, usize, usize), ApiError> {
-        let page = self.page.unwrap_or(1);
-        let size = self.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-        if page == 0 {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "page: pages are numbered from 1",
-            ));
-        }
-        if !(1..=MAX_PAGE).contains(&size) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                format!("page_size: must be between 1 and {MAX_PAGE}"),
-            ));
-        }
-        let offset = (page - 1).checked_mul(size).ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_query",
-                "page: out of range",
-            )
-        })?;
-        Ok((page, size, offset))
-    }
-}
-
 /// How a site's traffic is protected.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::sites::{ErrorBody, Paging, blocking, json_body, query};
+use super::error::ErrorBody;
+use super::support::{Paging, blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::SITE_MANAGE;
 use crate::store::{MAX_NAME_CHARS, StoreError, User};
