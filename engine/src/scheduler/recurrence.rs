@@ -630,15 +630,17 @@ fn year_month(n: i64) -> Option<(i32, u32)> {
 }
 
 /// The `t_minus` countdown of seed 000, to the nearest unit: "in 2 days", "in 3 hours",
-/// "in 5 minutes", "now" (within 30 seconds either way), "2 hours ago".
+/// "in 5 minutes", "in 20 seconds", "now" (within a second either way), "2 hours ago".
 pub fn t_minus(now: DateTime<Utc>, at: DateTime<Utc>) -> String {
     let seconds = (at - now).num_seconds();
     let abs = seconds.unsigned_abs();
-    if abs < 30 {
+    if abs < 1 {
         return "now".to_owned();
     }
     let rounded = |unit: u64| (abs + unit / 2) / unit;
     let (n, unit) = match (rounded(60), rounded(3600)) {
+        // A launch a few seconds away is counted in seconds, so a countdown moves.
+        _ if abs < 60 => (abs, "second"),
         (minutes, _) if minutes < 60 => (minutes, "minute"),
         (_, hours) if hours < 24 => (hours, "hour"),
         _ => (rounded(86_400), "day"),
