@@ -34,6 +34,7 @@ use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi};
 
 use super::error::ErrorBody;
+use super::support::{self, blocking};
 use super::{ApiError, AppState, Caller};
 use crate::approval::{self, OrgPolicy};
 use crate::auth::scopes;
@@ -105,27 +106,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/scripts/scheduled/{id}/cancel", post(cancel))
         .route("/scripts/scheduled/{id}/occurrences", get(occurrences))
         .route("/scripts/scheduled/{id}/runs", get(runs))
-}
-
-/// Runs store work on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("a store task failed: {e}"),
-        )
-    })?
-}
-
-fn bad_query(rejection: QueryRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_query",
-        rejection.body_text(),
-    )
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -241,7 +221,7 @@ async fn list(
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Json<ListResponse>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let Query(pairs) = pairs.map_err(bad_query)?;
+    let pairs = support::query(pairs)?;
     let query = ListQuery::parse(&pairs)?;
     let org = caller.org().to_owned();
     let store = state.store.clone();
@@ -581,7 +561,7 @@ async fn request_authorization(
     Path(id): Path<String>,
     query: Result<Query<AuthorizeQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) = query.map_err(bad_query)?;
+    let query = support::query(query)?;
     if let Some(token) = query.token {
         return confirm_page(&id, &token);
     }
@@ -828,7 +808,7 @@ async fn occurrences(
     query: Result<Query<PreviewQuery>, QueryRejection>,
 ) -> Result<Json<OccurrencesView>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let Query(query) = query.map_err(bad_query)?;
+    let query = support::query(query)?;
     let count = whole(
         "count",
         query.count.as_deref(),
@@ -909,7 +889,7 @@ async fn runs(
     query: Result<Query<RunsQuery>, QueryRejection>,
 ) -> Result<Json<RunsPage>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let Query(query) = query.map_err(bad_query)?;
+    let query = support::query(query)?;
     let limit = whole(
         "limit",
         query.limit.as_deref(),
