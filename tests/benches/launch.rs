@@ -81,27 +81,30 @@ async fn launch(routers: usize) -> Result<(), String> {
     let store = Arc::new(Store::open(dir.path().join("data")).map_err(|e| e.to_string())?);
 
     let setup = Instant::now();
-    let mut inputs = Vec::with_capacity(routers);
-    for router in fleet.routers() {
-        let addr = router.address();
-        let site = store
-            .create_site(
-                SiteInput {
-                    organization: "bench".into(),
-                    name: format!("r{}", router.index()),
-                    address: addr.ip().to_string(),
-                    port: Some(addr.port()),
-                    transport: "routeros-api".into(),
-                    username: "admin".into(),
-                    password: Some(Secret::new(PASSWORD)),
-                    tls: TlsSettings::default(),
-                    tags: Vec::new(),
-                },
-                instant!(),
-            )
-            .map_err(|e| e.to_string())?;
-        inputs.push(job(&site.id));
-    }
+    let sites: Vec<SiteInput> = fleet
+        .routers()
+        .map(|router| {
+            let addr = router.address();
+            SiteInput {
+                organization: "bench".into(),
+                name: format!("r{}", router.index()),
+                address: addr.ip().to_string(),
+                port: Some(addr.port()),
+                transport: "routeros-api".into(),
+                username: "admin".into(),
+                password: Some(Secret::new(PASSWORD)),
+                tls: TlsSettings::default(),
+                tags: Vec::new(),
+            }
+        })
+        .collect();
+    let inputs: Vec<JobInput> = store
+        .import_sites("bench", sites, "bench", instant!())
+        .map_err(|e| e.to_string())?
+        .map_err(|refused| format!("sites refused: {refused:?}"))?
+        .iter()
+        .map(|site| job(&site.id))
+        .collect();
     let ids: Vec<String> = store
         .create_jobs(inputs, instant!())
         .map_err(|e| e.to_string())?

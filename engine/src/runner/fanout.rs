@@ -351,7 +351,7 @@ impl Runner {
                     schedule_id,
                     occurrence,
                 } => store.run_jobs(&schedule_id, occurrence),
-                Selection::Jobs(ids) => ids.iter().map(|id| store.get_job(id)).collect(),
+                Selection::Jobs(ids) => store.get_jobs(&ids),
             }
         })
         .await
@@ -533,19 +533,29 @@ impl Runner {
     /// The site's target and its transport, read fresh for each attempt so an edited
     /// site or a reloaded plugin is picked up between retries.
     fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
-        let store = &self.inner.store;
-        let site = store.get_site(&job.site_id).map_err(|e| ExecError {
-            code: SITE_NOT_FOUND.into(),
-            message: e.to_string(),
-            category: None,
-            maybe_sent: false,
-        })?;
-        let password = store.site_password(&job.site_id).map_err(|e| ExecError {
-            code: "credentials".into(),
-            message: e.to_string(),
-            category: None,
-            maybe_sent: false,
-        })?;
+        let (site, password) = match self.inner.store.site_with_password(&job.site_id) {
+            Ok(found) => found,
+            Err(e @ StoreError::NotFound { .. }) => {
+                return Err(ExecError {
+                    code: SITE_NOT_FOUND.into(),
+                    message: e.to_string(),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+            Err(e) => {
+                let code = match e {
+                    StoreError::Decrypt { .. } => "credentials",
+                    _ => "store",
+                };
+                return Err(ExecError {
+                    code: code.into(),
+                    message: e.to_string(),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+        };
         let transport = self
             .inner
             .plugins

@@ -48,6 +48,17 @@ pub(crate) struct JobTables<'txn> {
     active: Table<'txn, (u8, u64), ()>,
     idempotency: Table<'txn, (&'static str, &'static str), u64>,
     counts: Table<'txn, &'static str, u64>,
+    /// Changes to the per-status counts not yet written, by `JobStatus as usize`; one
+    /// write per status at [`JobTables::close`] instead of one per job.
+    deltas: [i64; STATUSES.len()],
+}
+
+/// What a job's change implies beyond its own record, in the order it happened.
+enum Effect {
+    /// Its run's outcome, with the job as it was when it finished.
+    SiteFinished(Box<Job>),
+    /// A `job.status` event for its notify_url.
+    Status(serde_json::Value),
 }
 
 impl<'txn> JobTables<'txn> {
@@ -59,18 +70,86 @@ impl<'txn> JobTables<'txn> {
             active: tx.open_table(JOBS_ACTIVE)?,
             idempotency: tx.open_table(IDEMPOTENCY)?,
             counts: tx.open_table(JOB_COUNTS)?,
+            deltas: [0; STATUSES.len()],
         })
     }
 
     /// Moves one job from the count of `from` (none for a new job) to that of `to`.
-    fn recount(&mut self, from: Option<JobStatus>, to: JobStatus) -> Result<(), StoreError> {
+    fn recount(&mut self, from: Option<JobStatus>, to: JobStatus) {
         if let Some(from) = from {
-            let n = self.counts.get(from.as_str())?.map_or(0, |v| v.value());
-            self.counts.insert(from.as_str(), n.saturating_sub(1))?;
+            self.deltas[from as usize] -= 1;
         }
-        let n = self.counts.get(to.as_str())?.map_or(0, |v| v.value());
-        self.counts.insert(to.as_str(), n + 1)?;
+        self.deltas[to as usize] += 1;
+    }
+
+    /// Writes the counts changed through these tables. Every writer calls it before its
+    /// transaction commits; tables only read need not.
+    pub(crate) fn close(mut self) -> Result<(), StoreError> {
+        for status in STATUSES {
+            let delta = self.deltas[status as usize];
+            if delta == 0 {
+                continue;
+            }
+            let n = self.counts.get(status.as_str())?.map_or(0, |v| v.value());
+            let n = n.saturating_add_signed(delta);
+            self.counts.insert(status.as_str(), n)?;
+        }
+        self.deltas = [0; STATUSES.len()];
         Ok(())
+    }
+
+    /// Applies `transitions` in order to the job at `seq`: all of them, or none when one
+    /// is refused (then nothing is written and the refusal is returned). The job and its
+    /// index entries are written once; the events its status changes imply follow in
+    /// order, each with the job as it was at that change.
+    pub(crate) fn change(
+        &mut self,
+        tx: &WriteTransaction,
+        seq: u64,
+        transitions: &[JobTransition],
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let mut job = self.get(seq)?;
+        if transitions.is_empty() {
+            return Ok(job);
+        }
+        let before = job.status;
+        let mut effects = Vec::new();
+        for transition in transitions {
+            let was = job.status;
+            apply(&mut job, transition, now)?;
+            if was.active_code().is_some()
+                && job.status.active_code().is_none()
+                && job.origin.is_some()
+            {
+                effects.push(Effect::SiteFinished(Box::new(job.clone())));
+            }
+            if was != job.status
+                && job.status != JobStatus::Pending
+                && let Some(url) = &job.notify_url
+            {
+                effects.push(Effect::Status(notification(&job, url)));
+            }
+        }
+        self.put(&job)?;
+        if before != job.status {
+            if let Some(code) = before.active_code() {
+                self.active.remove((code, seq))?;
+            }
+            if let Some(code) = job.status.active_code() {
+                self.active.insert((code, seq), ())?;
+            }
+            self.recount(Some(before), job.status);
+        }
+        for effect in effects {
+            match effect {
+                Effect::SiteFinished(at) => site_finished(tx, &at, now)?,
+                Effect::Status(payload) => {
+                    journal::push_event(tx, "job.status", payload, now)?;
+                }
+            }
+        }
+        Ok(job)
     }
 
     pub(crate) fn get(&self, seq: u64) -> Result<Job, StoreError> {
@@ -106,7 +185,8 @@ impl<'txn> JobTables<'txn> {
             self.idempotency
                 .insert((job.organization.as_str(), key.as_str()), job.seq_id)?;
         }
-        self.recount(None, job.status)
+        self.recount(None, job.status);
+        Ok(())
     }
 }
 
@@ -151,21 +231,32 @@ impl Store {
                 tables.insert(&job)?;
                 out.push((job, true));
             }
-            drop(tables);
+            tables.close()?;
             set_job_seq(tx, seq - 1)?;
             Ok(out)
         })
     }
 
     pub fn get_job(&self, id: &str) -> Result<Job, StoreError> {
+        let mut jobs = self.get_jobs(&[id.to_owned()])?;
+        jobs.pop().ok_or_else(|| StoreError::not_found(KIND, id))
+    }
+
+    /// Several jobs by id, in the order asked, read in one transaction.
+    pub fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>, StoreError> {
         self.read(|tx| {
-            let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
-            let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+            let seqs = tx.open_table(JOB_IDS)?;
             let jobs = tx.open_table(JOBS)?;
-            let bytes = jobs
-                .get(seq)?
-                .ok_or_else(|| StoreError::not_found(KIND, id))?;
-            decode(KIND, id, bytes.value())
+            ids.iter()
+                .map(|id| {
+                    let seq = seqs.get(id.as_str())?.map(|v| v.value());
+                    let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+                    let bytes = jobs
+                        .get(seq)?
+                        .ok_or_else(|| StoreError::not_found(KIND, id))?;
+                    decode(KIND, id, bytes.value())
+                })
+                .collect()
         })
     }
 
@@ -261,11 +352,13 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
         self.write(|tx| {
+            let mut tables = JobTables::open(tx)?;
             let mut out = Vec::with_capacity(changes.len());
             for (id, transition) in changes {
-                let seq = JobTables::open(tx)?.seq_of(&id)?;
-                out.push(change(tx, seq, &transition, now)?);
+                let seq = tables.seq_of(&id)?;
+                out.push(tables.change(tx, seq, std::slice::from_ref(&transition), now)?);
             }
+            tables.close()?;
             Ok(out)
         })
     }
@@ -280,9 +373,10 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         self.write(|tx| {
+            let mut tables = JobTables::open(tx)?;
             let mut out = Vec::with_capacity(items.len());
             for (id, transitions) in items {
-                let seq = match JobTables::open(tx)?.seq_of(&id) {
+                let seq = match tables.seq_of(&id) {
                     Ok(seq) => seq,
                     Err(e @ StoreError::NotFound { .. }) => {
                         out.push(Err(e));
@@ -290,18 +384,14 @@ impl Store {
                     }
                     Err(e) => return Err(e),
                 };
-                // Checked on a copy first, so a refused step leaves no earlier step written.
-                let mut dry = JobTables::open(tx)?.get(seq)?;
-                if let Err(e) = transitions.iter().try_for_each(|t| apply(&mut dry, t, now)) {
-                    out.push(Err(e));
-                    continue;
+                match tables.change(tx, seq, &transitions, now) {
+                    Ok(job) => out.push(Ok(job)),
+                    // Refused before anything of this job was written.
+                    Err(e @ StoreError::IllegalTransition { .. }) => out.push(Err(e)),
+                    Err(e) => return Err(e),
                 }
-                let mut last = None;
-                for transition in &transitions {
-                    last = Some(change(tx, seq, transition, now)?);
-                }
-                out.push(last.map_or_else(|| JobTables::open(tx)?.get(seq), Ok));
             }
+            tables.close()?;
             Ok(out)
         })
     }
@@ -393,31 +483,30 @@ impl Store {
             let loaded = JobStatus::Loaded.active_code().unwrap_or(1);
             let running = JobStatus::Running.active_code().unwrap_or(2);
             let pending = JobStatus::Pending.active_code().unwrap_or(0);
-            for seq in in_flight(loaded, tx)?
+            let in_flight: Vec<u64> = in_flight(loaded, tx)?
                 .into_iter()
                 .chain(in_flight(running, tx)?)
-            {
-                let job = JobTables::open(tx)?.get(seq)?;
+                .collect();
+            let mut tables = JobTables::open(tx)?;
+            for seq in in_flight {
+                let job = tables.get(seq)?;
                 if job.status == JobStatus::Running && job.sent {
                     let error = JobError {
                         code: INTERRUPTED.into(),
                         message: INTERRUPTED_MESSAGE.into(),
                     };
-                    change(
-                        tx,
-                        seq,
-                        &JobTransition::Fail {
-                            error,
-                            output: None,
-                        },
-                        now,
-                    )?;
+                    let fail = JobTransition::Fail {
+                        error,
+                        output: None,
+                    };
+                    tables.change(tx, seq, &[fail], now)?;
                     report.interrupted.push(job.id);
                 } else {
-                    change(tx, seq, &JobTransition::Requeue, now)?;
+                    tables.change(tx, seq, &[JobTransition::Requeue], now)?;
                     report.requeued.push(job.id);
                 }
             }
+            tables.close()?;
             report.pending = tx
                 .open_table(JOBS_ACTIVE)?
                 .range((pending, 0)..=(pending, u64::MAX))?
@@ -484,56 +573,27 @@ pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreE
     Ok(())
 }
 
-/// Applies `transition` to the job at `seq` and writes everything that follows from it.
-pub(crate) fn change(
-    tx: &WriteTransaction,
-    seq: u64,
-    transition: &JobTransition,
-    now: DateTime<Utc>,
-) -> Result<Job, StoreError> {
-    let mut tables = JobTables::open(tx)?;
-    let mut job = tables.get(seq)?;
-    let before = job.status;
-    apply(&mut job, transition, now)?;
-    tables.put(&job)?;
-    if before != job.status {
-        if let Some(code) = before.active_code() {
-            tables.active.remove((code, seq))?;
-        }
-        if let Some(code) = job.status.active_code() {
-            tables.active.insert((code, seq), ())?;
-        }
-        tables.recount(Some(before), job.status)?;
-    }
-    drop(tables);
-    if before.active_code().is_some()
-        && job.status.active_code().is_none()
-        && let Some(origin) = &job.origin
-    {
-        // The site's own outcome comes first, so it reaches receivers before the run's.
-        journal::push_event(
-            tx,
-            "script.site_finished",
-            json!({
-                "schedule_id": origin.schedule_id,
-                "occurrence": origin.occurrence,
-                "organization": job.organization,
-                "site_id": job.site_id,
-                "job_id": job.id,
-                "status": job.status,
-                "error": job.error,
-            }),
-            now,
-        )?;
-        schedules::record_outcome(tx, origin, &job, now)?;
-    }
-    if before != job.status
-        && job.status != JobStatus::Pending
-        && let Some(url) = &job.notify_url
-    {
-        journal::push_event(tx, "job.status", notification(&job, url), now)?;
-    }
-    Ok(job)
+/// A job of a schedule's run has finished: the event, then the run's tally.
+fn site_finished(tx: &WriteTransaction, job: &Job, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let Some(origin) = &job.origin else {
+        return Ok(());
+    };
+    // The site's own outcome comes first, so it reaches receivers before the run's.
+    journal::push_event(
+        tx,
+        "script.site_finished",
+        json!({
+            "schedule_id": origin.schedule_id,
+            "occurrence": origin.occurrence,
+            "organization": job.organization,
+            "site_id": job.site_id,
+            "job_id": job.id,
+            "status": job.status,
+            "error": job.error,
+        }),
+        now,
+    )?;
+    schedules::record_outcome(tx, origin, job, now)
 }
 
 /// The job's lifecycle. Anything not listed here is refused, never written.

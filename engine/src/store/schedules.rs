@@ -15,7 +15,7 @@ use super::Store;
 use super::approvals::{ApprovalToken, Decision, TokenRejection, use_approval_token};
 use super::crypto::new_id;
 use super::error::StoreError;
-use super::jobs::{JobTables, change, new_job, set_job_seq};
+use super::jobs::{JobTables, new_job, set_job_seq};
 use super::journal::push_event;
 use super::records::{
     CANCELLED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition,
@@ -357,17 +357,16 @@ impl Store {
                 code: CANCELLED.into(),
                 message: "the schedule was cancelled before this job started".into(),
             };
-            for seq in unstarted_jobs(tx, id)? {
-                change(
-                    tx,
-                    seq,
-                    &JobTransition::Fail {
-                        error: error.clone(),
-                        output: None,
-                    },
-                    now,
-                )?;
+            let fail = [JobTransition::Fail {
+                error,
+                output: None,
+            }];
+            let unstarted = unstarted_jobs(tx, id)?;
+            let mut jobs = JobTables::open(tx)?;
+            for seq in unstarted {
+                jobs.change(tx, seq, &fail, now)?;
             }
+            jobs.close()?;
             decision.write(tx, now)?;
             Ok(new)
         })
@@ -508,6 +507,7 @@ impl Store {
                     ledger.insert(key, job.seq_id)?;
                     created.push(job);
                 }
+                jobs.close()?;
             }
             set_job_seq(tx, seq - 1)?;
             let added = created.len() as u64;

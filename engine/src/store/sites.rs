@@ -297,18 +297,25 @@ impl Store {
 
     /// The site's decrypted password, for the transport that logs in to it.
     pub fn site_password(&self, id: &str) -> Result<Option<Secret>, StoreError> {
+        self.site_with_password(id).map(|(_, password)| password)
+    }
+
+    /// The site and its decrypted password, read together: what a job needs to log in.
+    pub fn site_with_password(&self, id: &str) -> Result<(Site, Option<Secret>), StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
-        match stored.password {
-            None => Ok(None),
-            Some(sealed) => self
-                .vault
-                .open_sealed(id, &sealed)
-                .map(|p| Some(Secret::new(p)))
-                .ok_or_else(|| StoreError::Decrypt {
-                    site: id.to_owned(),
-                }),
-        }
+        let password = match stored.password {
+            None => None,
+            Some(sealed) => Some(
+                self.vault
+                    .open_sealed(id, &sealed)
+                    .map(Secret::new)
+                    .ok_or_else(|| StoreError::Decrypt {
+                        site: id.to_owned(),
+                    })?,
+            ),
+        };
+        Ok((stored.site, password))
     }
 
     pub fn delete_site(&self, id: &str) -> Result<(), StoreError> {
