@@ -356,16 +356,16 @@ impl tls::HostConnection for HostState {
         timeout_ms: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, tls::NetError>> {
         let conn = self.connection(&this)?;
-        let (host, port) = (conn.host.clone(), conn.port);
         let Some(stream) = conn.stream.as_mut() else {
             return Ok(Err(tls::NetError::Io("the connection is closed".into())));
         };
         let max = (max as usize).clamp(1, MAX_IO_CHUNK);
-        let mut buf = vec![0; max.min(64 * 1024)];
+        // Read into spare capacity: nothing to zero first, and only what arrived is moved.
+        let mut buf = Vec::with_capacity(max.min(64 * 1024));
         let read = async {
             match stream {
-                Stream::Plain(s) => s.read(&mut buf).await,
-                Stream::Tls(s) => s.read(&mut buf).await,
+                Stream::Plain(s) => s.read_buf(&mut buf).await,
+                Stream::Tls(s) => s.read_buf(&mut buf).await,
             }
         };
         let outcome = if timeout_ms == 0 {
@@ -373,15 +373,14 @@ impl tls::HostConnection for HostState {
         } else {
             tokio::time::timeout(Duration::from_millis(u64::from(timeout_ms)), read).await
         };
+        let conn = self.connection(&this)?;
         Ok(match outcome {
             Err(_) => Err(tls::NetError::Timeout(format!(
-                "reading from {host}:{port}"
+                "reading from {}:{}",
+                conn.host, conn.port
             ))),
-            Ok(Err(e)) => Err(io_error(&host, port, &e)),
-            Ok(Ok(n)) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
+            Ok(Err(e)) => Err(io_error(&conn.host, conn.port, &e)),
+            Ok(Ok(_)) => Ok(buf),
         })
     }
 
@@ -398,7 +397,6 @@ impl tls::HostConnection for HostState {
             ))));
         }
         let conn = self.connection(&this)?;
-        let (host, port) = (conn.host.clone(), conn.port);
         let Some(stream) = conn.stream.as_mut() else {
             return Ok(Err(tls::NetError::Io("the connection is closed".into())));
         };
@@ -412,9 +410,13 @@ impl tls::HostConnection for HostState {
             }
         };
         let outcome = tokio::time::timeout(timeout_of(timeout_ms), write).await;
+        let conn = self.connection(&this)?;
         Ok(match outcome {
-            Err(_) => Err(tls::NetError::Timeout(format!("writing to {host}:{port}"))),
-            Ok(Err(e)) => Err(io_error(&host, port, &e)),
+            Err(_) => Err(tls::NetError::Timeout(format!(
+                "writing to {}:{}",
+                conn.host, conn.port
+            ))),
+            Ok(Err(e)) => Err(io_error(&conn.host, conn.port, &e)),
             Ok(Ok(())) => Ok(()),
         })
     }
@@ -446,12 +448,13 @@ impl tls::HostConnection for HostState {
 }
 
 async fn shutdown(stream: Stream) {
-    // Best effort: a peer that is gone already needs no goodbye.
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        match stream {
-            Stream::Plain(mut s) => s.shutdown().await,
-            Stream::Tls(mut s) => s.shutdown().await,
+    match stream {
+        // Closing the socket sends the FIN; nothing else is owed to the peer.
+        Stream::Plain(s) => drop(s),
+        // TLS says goodbye with close_notify first. Best effort: a peer that is gone
+        // already needs no goodbye.
+        Stream::Tls(mut s) => {
+            let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
         }
-    })
-    .await;
+    }
 }
