@@ -89,7 +89,7 @@ fn plugin_routes_answer_401_then_403_then_200() {
         }
     }
 
-    let expired = engine.token_for(TEST_USER, TEST_ORG, &["all"], -60);
+    let expired = engine.token_for(TEST_USER, TEST_ORG, &["all"], -300);
     for route in ROUTES {
         let (status, body) = send(&engine, route, Some(&expired));
         assert_eq!(status, 401, "{route:?}: {body}");

@@ -344,13 +344,18 @@ fn decode_part<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, AuthErro
     serde_json::from_slice(&bytes).map_err(|e| AuthError::Claims(e.to_string()))
 }
 
+/// Seconds by which the issuer's clock and the engine's may disagree: a token is taken
+/// this long after its `exp` and this long before its `nbf`, as most JWT verifiers do.
+pub const CLOCK_SKEW_SECS: i64 = 60;
+
 fn check_claims(claims: &Claims, now: DateTime<Utc>) -> Result<(), AuthError> {
     let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
-    if now.timestamp() >= claims.exp {
+    let now = now.timestamp();
+    if now >= claims.exp.saturating_add(CLOCK_SKEW_SECS) {
         return Err(AuthError::Expired(at(claims.exp)));
     }
     if let Some(nbf) = claims.nbf
-        && now.timestamp() < nbf
+        && now.saturating_add(CLOCK_SKEW_SECS) < nbf
     {
         return Err(AuthError::NotYetValid(at(nbf)));
     }
@@ -396,11 +401,14 @@ mod tests {
     #[test]
     fn expiry_signature_and_algorithm_are_checked() {
         let auth = Authenticator::from_secret(b"k");
-        let expired = token(&auth, TimeDelta::seconds(-1));
+        let expired = token(&auth, TimeDelta::seconds(-CLOCK_SKEW_SECS));
         assert!(matches!(
             auth.verify(&expired, now()),
             Err(AuthError::Expired(_))
         ));
+        // An issuer's clock a little ahead of the engine's is not an expiry.
+        let skewed = token(&auth, TimeDelta::seconds(1 - CLOCK_SKEW_SECS));
+        assert!(auth.verify(&skewed, now()).is_ok());
 
         let other = Authenticator::from_secret(b"other");
         assert_eq!(
@@ -657,14 +665,16 @@ mod tests {
             ));
             assert!(matches!(
                 auth.verify(
-                    &sign(json!({"aud": "yardmaster", "exp": now().timestamp() - 1})),
+                    &sign(json!({"aud": "yardmaster", "exp": now().timestamp() - CLOCK_SKEW_SECS})),
                     now()
                 ),
                 Err(AuthError::Expired(_))
             ));
             assert!(matches!(
                 auth.verify(
-                    &sign(json!({"aud": "yardmaster", "nbf": now().timestamp() + 60})),
+                    &sign(
+                        json!({"aud": "yardmaster", "nbf": now().timestamp() + CLOCK_SKEW_SECS + 1})
+                    ),
                     now()
                 ),
                 Err(AuthError::NotYetValid(_))
