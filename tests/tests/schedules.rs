@@ -370,14 +370,14 @@ async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
     };
     let (first, created) = w
         .runner
-        .submit_async(input.clone(), w.shutdown.clone())
+        .submit_async(input.clone(), "tester", w.shutdown.clone())
         .await
         .expect("submit");
     assert!(created);
     w.runner.drain().await;
     let (second, created) = w
         .runner
-        .submit_async(input, w.shutdown.clone())
+        .submit_async(input, "tester", w.shutdown.clone())
         .await
         .expect("submit");
     assert!(!created, "the same key must not create a second job");

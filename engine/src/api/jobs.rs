@@ -14,7 +14,8 @@
 //! Scopes: running (either way) needs `script:run`, reading jobs `script:view`. Every
 //! synchronous call is written to the audit log before it is sent (who, which router,
 //! the command and its parameters, with the values of password-like attributes
-//! redacted), so a call is on record even if the engine stops during it.
+//! redacted), so a call is on record even if the engine stops during it. An asynchronous
+//! job is audited as `job.submitted` by its submitter, in the commit that creates it.
 //!
 //! An asynchronous job is created once per idempotency key (per organization): the same
 //! key again answers the same job (200 instead of 202) and never runs it twice; the
@@ -481,7 +482,7 @@ async fn asynchronous(
     let (script, description) = (input.script.clone(), input.description.clone());
     let (job, created) = state
         .runner
-        .submit_async(input, state.shutdown.clone())
+        .submit_async(input, caller.user_id(), state.shutdown.clone())
         .await
         .map_err(runner_error)?;
     if !created
@@ -780,6 +781,24 @@ mod tests {
         assert_eq!(shown["data"]["script"], ":log info test");
         assert_eq!(shown["data"]["id"], id);
         assert_eq!(shown["data"]["backup"], Value::Null);
+
+        // Each job created is audited once, by who submitted it; answers under a known
+        // key and refusals write nothing.
+        let audit = t
+            .state
+            .store
+            .list_audit(&crate::store::Page::first(100))
+            .expect("audit");
+        let submitted: Vec<_> = audit
+            .iter()
+            .filter(|e| e.action == crate::store::AUDIT_JOB_SUBMITTED)
+            .collect();
+        assert_eq!(submitted.len(), 2, "{audit:?}");
+        assert!(submitted.iter().all(|e| e.actor == "alice"
+            && e.organization == "acme"
+            && e.detail["site_id"] == router.as_str()));
+        assert_eq!(submitted[0].target, id);
+        assert_eq!(submitted[0].detail["idempotency_key"], "k-1");
 
         // Another organization sees none of it.
         let stranger = t.token("mallory", "globex", &["script:run", "script:view"]);

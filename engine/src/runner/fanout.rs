@@ -832,14 +832,17 @@ impl Runner {
     /// Seed 001's asynchronous job: created once per idempotency key; an express job starts
     /// now, in the background (await it with [`Runner::drain`]), any other waits for
     /// [`Runner::serve`]. A job found under the key is returned and never run again.
+    /// A job created is audited as submitted by `actor`, in the same commit.
     pub async fn submit_async(
         &self,
         input: JobInput,
+        actor: &str,
         shutdown: Shutdown,
     ) -> Result<(Job, bool), RunnerError> {
         let store = self.inner.store.clone();
+        let actor = actor.to_owned();
         let (job, created) =
-            tokio::task::spawn_blocking(move || store.create_job(input, Utc::now()))
+            tokio::task::spawn_blocking(move || store.create_job_by(input, &actor, Utc::now()))
                 .await
                 .map_err(|e| {
                     RunnerError::Store(StoreError::Io {

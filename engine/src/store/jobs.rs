@@ -11,8 +11,9 @@ use serde_json::json;
 
 use super::crypto::new_id;
 use super::error::StoreError;
+use super::journal::push_audit;
 use super::records::{
-    INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
+    AuditInput, INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
 };
 use super::tables::{
     IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META,
@@ -22,6 +23,8 @@ use super::txn::{decode, encode, take_seq};
 use super::{Store, journal, schedules};
 
 const KIND: &str = "job";
+/// Audit action of an asynchronous job someone submitted.
+pub const AUDIT_JOB_SUBMITTED: &str = "job.submitted";
 /// Output kept per job; a router that prints more is truncated, not stored whole.
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// Largest backup the store keeps for one job.
@@ -203,11 +206,34 @@ impl Store {
             .ok_or_else(|| StoreError::not_found(KIND, "new job"))
     }
 
+    /// [`Store::create_job`] on behalf of `actor`: a job it creates is written with an
+    /// audit line (`job.submitted`) in the same transaction; a job found under the
+    /// idempotency key writes nothing, audit included.
+    pub fn create_job_by(
+        &self,
+        input: JobInput,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, bool), StoreError> {
+        let mut out = self.insert_jobs(vec![input], Some(actor), now)?;
+        out.pop()
+            .ok_or_else(|| StoreError::not_found(KIND, "new job"))
+    }
+
     /// Creates many jobs in one transaction (bulk loads and benchmarks), with the same
     /// idempotency rule as [`Store::create_job`] for each.
     pub fn create_jobs(
         &self,
         inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        self.insert_jobs(inputs, None, now)
+    }
+
+    fn insert_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        actor: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Job, bool)>, StoreError> {
         inputs.iter().try_for_each(JobInput::validate)?;
@@ -229,6 +255,9 @@ impl Store {
                 let job = new_job(input, seq, None, now);
                 seq += 1;
                 tables.insert(&job)?;
+                if let Some(actor) = actor {
+                    push_audit(tx, submitted(&job, actor, now))?;
+                }
                 out.push((job, true));
             }
             tables.close()?;
@@ -571,6 +600,24 @@ pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreE
     tx.open_table(super::tables::META)?
         .insert(META_JOB_SEQ, last)?;
     Ok(())
+}
+
+/// The audit line of a job someone submitted.
+fn submitted(job: &Job, actor: &str, now: DateTime<Utc>) -> AuditInput {
+    AuditInput {
+        at: now,
+        organization: job.organization.clone(),
+        actor: actor.to_owned(),
+        action: AUDIT_JOB_SUBMITTED.to_owned(),
+        target: job.id.clone(),
+        detail: json!({
+            "site_id": job.site_id,
+            "description": job.description,
+            "idempotency_key": job.idempotency_key,
+            "make_backup": job.make_backup,
+            "express_execute": job.express_execute,
+        }),
+    }
 }
 
 /// A job of a schedule's run has finished: the event, then the run's tally.

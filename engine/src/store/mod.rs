@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 pub use channels::{Channel, ChannelInput, ChannelKind, MAX_CHANNELS_PER_ORG};
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
-pub use jobs::Recovery;
+pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};
 pub use journal::EventAttempt;
 pub use records::{
     AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobError, JobInput,

@@ -493,14 +493,14 @@ async fn an_idempotent_express_job_runs_once() {
     input.idempotency_key = Some("key-1".into());
     let (first, created) = env
         .runner
-        .submit_async(input.clone(), env.shutdown.clone())
+        .submit_async(input.clone(), "tester", env.shutdown.clone())
         .await
         .expect("submit");
     assert!(created);
     env.runner.drain().await;
     let (again, created) = env
         .runner
-        .submit_async(input, env.shutdown.clone())
+        .submit_async(input, "tester", env.shutdown.clone())
         .await
         .expect("again");
     assert!(!created);
@@ -513,7 +513,7 @@ async fn an_idempotent_express_job_runs_once() {
     let queued = job_input(&site, ":log info \"fanout-queued\"", false);
     let (queued, _) = env
         .runner
-        .submit_async(queued, env.shutdown.clone())
+        .submit_async(queued, "tester", env.shutdown.clone())
         .await
         .expect("queued");
     assert_eq!(job(&env.store, &queued.id).status, JobStatus::Pending);
