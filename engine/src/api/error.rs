@@ -96,6 +96,10 @@ const CODES: &[(&str, &str)] = &[
         "The resource's state does not allow this step (for example, editing a launched schedule).",
     ),
     (
+        "site_in_use",
+        "The site cannot be deleted while schedules that may still run name it or jobs on it are unfinished; the message lists them.",
+    ),
+    (
         "self_approval",
         "The creator of a scheduled script cannot approve it; another user must (four eyes).",
     ),
@@ -265,6 +269,9 @@ impl From<crate::store::StoreError> for ApiError {
             }
             E::IllegalTransition { .. } | E::ScheduleState { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "state_conflict", e.to_string())
+            }
+            E::SiteInUse { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "site_in_use", e.to_string())
             }
             E::Invalid { field, reason, .. } => ApiError::validation(field, reason),
             E::Db(redb::Error::Io(io)) | E::Io { source: io, .. }

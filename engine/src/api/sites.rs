@@ -495,6 +495,7 @@ async fn update(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks `site:manage`", body = ErrorBody),
         (status = 404, description = "No such site in the organization", body = ErrorBody),
+        (status = 409, description = "Schedules that may still run name the site, or jobs on it are unfinished; the message lists them", body = ErrorBody),
     )
 )]
 async fn remove(

@@ -25,6 +25,19 @@ pub enum StoreError {
     #[error("schedule {id}: {reason}")]
     ScheduleState { id: String, reason: String },
 
+    /// A site that schedules still target or unfinished jobs still need.
+    #[error(
+        "site {name} is still needed{}{}; cancel those or take the site out of them first",
+        in_use_schedules(schedules),
+        in_use_jobs(*unfinished_jobs)
+    )]
+    SiteInUse {
+        name: String,
+        /// `description (id)` of each schedule that may still run on the site.
+        schedules: Vec<String>,
+        unfinished_jobs: u64,
+    },
+
     #[error("{kind} {field}: {reason}")]
     Invalid {
         kind: &'static str,
@@ -121,5 +134,21 @@ impl StoreError {
                 | StoreError::IllegalTransition { .. }
                 | StoreError::ScheduleState { .. }
         )
+    }
+}
+
+fn in_use_schedules(schedules: &[String]) -> String {
+    match schedules.len() {
+        0 => String::new(),
+        1 => format!(" by schedule {}", schedules[0]),
+        _ => format!(" by schedules {}", schedules.join(", ")),
+    }
+}
+
+fn in_use_jobs(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        1 => " by 1 unfinished job".to_owned(),
+        n => format!(" by {n} unfinished jobs"),
     }
 }

@@ -4,15 +4,20 @@
 //! the public part only, and [`Store::site_password`] is the one way back to the secret.
 
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, WriteTransaction};
+use redb::{ReadableMultimapTable, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::crypto::{Sealed, new_id};
 use super::error::StoreError;
 use super::journal::push_audit;
-use super::records::{AuditInput, Job, Page, Secret, Site, SiteInput};
-use super::tables::{JOBS, JOBS_BY_SITE, SITE_NAMES, SITES, SITES_BY_ORG, SITES_BY_TAG};
+use super::records::{
+    AuditInput, Job, JobStatus, Page, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput,
+};
+use super::tables::{
+    JOBS, JOBS_ACTIVE, JOBS_BY_SITE, SCHEDULES, SCHEDULES_BY_ORG, SITE_NAMES, SITES, SITES_BY_ORG,
+    SITES_BY_TAG,
+};
 use super::txn::{decode, encode, load};
 
 const KIND: &str = "site";
@@ -455,8 +460,19 @@ impl Store {
     }
 }
 
+/// Removes a site, unless a schedule that may still run targets it (by id, or as its
+/// test site) or a job on it is unfinished: those would fail for want of it.
 fn remove_site(tx: &WriteTransaction, id: &str) -> Result<Site, StoreError> {
     let old: StoredSite = get(tx, id)?;
+    let schedules = schedules_needing(tx, &old.site)?;
+    let unfinished_jobs = unfinished_jobs(tx, id)?;
+    if !schedules.is_empty() || unfinished_jobs > 0 {
+        return Err(StoreError::SiteInUse {
+            name: old.site.name,
+            schedules,
+            unfinished_jobs,
+        });
+    }
     index_tags(tx, &old.site, false)?;
     tx.open_table(SITE_NAMES)?
         .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
@@ -464,6 +480,53 @@ fn remove_site(tx: &WriteTransaction, id: &str) -> Result<Site, StoreError> {
         .remove(old.site.organization.as_str(), id)?;
     tx.open_table(SITES)?.remove(id)?;
     Ok(old.site)
+}
+
+/// `description (id)` of the site's organization's schedules that name the site and may
+/// still launch: not yet authorized, scheduled, or recurring with an occurrence to come.
+fn schedules_needing(tx: &WriteTransaction, site: &Site) -> Result<Vec<String>, StoreError> {
+    let by_org = tx.open_multimap_table(SCHEDULES_BY_ORG)?;
+    let schedules = tx.open_table(SCHEDULES)?;
+    let mut out = Vec::new();
+    for id in by_org.get(site.organization.as_str())? {
+        let id = id?;
+        let id = id.value();
+        let Some(bytes) = schedules.get(id)? else {
+            continue;
+        };
+        let schedule: ScheduledScript = decode("schedule", id, bytes.value())?;
+        let names_site = schedule.sites.iter().any(|s| *s == site.id)
+            || schedule.test_site_id.as_deref() == Some(site.id.as_str());
+        let may_run = matches!(
+            schedule.status,
+            ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
+        ) || schedule.next_launch_at.is_some();
+        if names_site && may_run {
+            out.push(format!("{} ({id})", schedule.description));
+        }
+    }
+    Ok(out)
+}
+
+/// How many of the site's jobs are pending, loaded or running.
+fn unfinished_jobs(tx: &WriteTransaction, id: &str) -> Result<u64, StoreError> {
+    let by_site = tx.open_table(JOBS_BY_SITE)?;
+    let active = tx.open_table(JOBS_ACTIVE)?;
+    let codes: Vec<u8> = [JobStatus::Pending, JobStatus::Loaded, JobStatus::Running]
+        .into_iter()
+        .filter_map(JobStatus::active_code)
+        .collect();
+    let mut n = 0;
+    for entry in by_site.range((id, 0)..=(id, u64::MAX))? {
+        let seq = entry?.0.value().1;
+        for &code in &codes {
+            if active.get((code, seq))?.is_some() {
+                n += 1;
+                break;
+            }
+        }
+    }
+    Ok(n)
 }
 
 /// The audit line of a change to a site: what it is now, and whether a password came
@@ -547,7 +610,7 @@ fn dedup(mut tags: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::records::TlsSettings;
+    use crate::store::records::{JobTransition, TlsSettings};
     use crate::store::test_support::{open, t};
 
     pub(crate) fn input(org: &str, name: &str) -> SiteInput {
@@ -567,6 +630,54 @@ mod tests {
             },
             tags: vec!["core".into(), "edge".into(), "core".into()],
         }
+    }
+
+    #[test]
+    fn a_site_still_needed_is_not_deleted() {
+        let (_dir, store) = open();
+        let site = store.create_site(input("org1", "r1"), t(0)).expect("site");
+        let mut schedule = crate::store::schedules::tests::input("org1", "Weekly rule");
+        schedule.sites = vec![site.id.clone()];
+        let schedule = store.create_schedule(schedule, t(0)).expect("schedule");
+
+        let err = store
+            .delete_site_by(&site.id, "alice", t(1))
+            .expect_err("named");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "site r1 is still needed by schedule Weekly rule ({}); cancel those or take \
+                 the site out of them first",
+                schedule.id
+            )
+        );
+        store
+            .delete_schedule(&schedule.id)
+            .expect("delete schedule");
+
+        let (job, _) = store
+            .create_job(crate::store::jobs::tests::input(&site.id, None), t(2))
+            .expect("job");
+        let err = store.delete_site(&site.id).expect_err("a job is pending");
+        assert!(
+            matches!(err, StoreError::SiteInUse { unfinished_jobs: 1, ref schedules, .. } if schedules.is_empty()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("by 1 unfinished job;"), "{err}");
+        assert!(store.get_site(&site.id).is_ok(), "nothing was removed");
+
+        let fail = JobTransition::Fail {
+            error: crate::store::JobError {
+                code: "test".into(),
+                message: "done with".into(),
+            },
+            output: None,
+        };
+        store.transition_job(&job.id, fail, t(3)).expect("fail");
+        store
+            .delete_site_by(&site.id, "alice", t(4))
+            .expect("nothing needs it now");
+        assert!(store.get_site(&site.id).is_err());
     }
 
     #[test]
