@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use yardmaster::config::{Config, Overrides};
-use yardmaster::plugins::{HostOptions, PluginHost};
+use yardmaster::plugins::{HostOptions, PluginHost, PluginKind};
 
 #[derive(Parser)]
 #[command(
@@ -220,6 +220,8 @@ async fn plugin_inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()
             "sha256": plugin.sha256,
             "config_keys": info.config_keys,
             "endpoints": info.endpoints,
+            "default_port": plugin.default_ports.plain,
+            "default_tls_port": plugin.default_ports.tls,
             "imports": plugin.imports,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -231,6 +233,19 @@ async fn plugin_inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()
     }
     println!("contract:  yardmaster:{}@{}", info.kind, plugin.wit_version);
     println!("sha256:    {}", plugin.sha256);
+    if info.kind == PluginKind::Transport {
+        let port = |p: Option<u16>| {
+            p.map_or_else(
+                || "none (sites must name one)".to_owned(),
+                |p| p.to_string(),
+            )
+        };
+        println!(
+            "ports:     {} plain, {} TLS, when a site names none",
+            port(plugin.default_ports.plain),
+            port(plugin.default_ports.tls)
+        );
+    }
     println!("imports:");
     for import in &plugin.imports {
         println!("  {import}");

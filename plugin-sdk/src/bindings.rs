@@ -24,8 +24,8 @@ pub mod host {
 
 pub mod transport {
     wit_bindgen::generate!({
-        path: ["../wit/host@1.0.0", "../wit/transport@1.0.0"],
-        world: "yardmaster:transport/transport@1.0.0",
+        path: ["../wit/host@1.0.0", "../wit/transport@1.1.0"],
+        world: "yardmaster:transport/transport@1.1.0",
         with: {
             "yardmaster:host/types@1.0.0": crate::bindings::host::yardmaster::host::types,
             "yardmaster:host/log@1.0.0": crate::bindings::host::yardmaster::host::log,

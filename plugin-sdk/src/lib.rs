@@ -45,6 +45,7 @@
 //!
 //! impl LineShell {
 //!     fn connect(target: &Target) -> Result<Connection, TransportError> {
+//!         // The site's own port, or the default this plugin declares below.
 //!         let port = target.port_or(2323);
 //!         let mut conn = match target.tls_options() {
 //!             Some(tls) => Connection::connect(&target.address, port, &tls)?,
@@ -103,7 +104,7 @@
 //!     }
 //! }
 //!
-//! yardmaster_plugin_sdk::export_transport!(LineShell);
+//! yardmaster_plugin_sdk::export_transport!(LineShell, default_port = 2323);
 //! # fn main() {}
 //! ```
 //!
@@ -165,9 +166,29 @@ pub const fn __native_generator<T: generator::Generator>() {}
 ///
 /// Call it once, at the top level of the plugin crate, with the name of a type in scope
 /// (a path is not accepted). The crate-level documentation has a complete example.
+///
+/// Name the ports the transport uses when a site gives none, so the engine can grant a
+/// call exactly that endpoint: `export_transport!(Shell, default_port = 2323)`, or
+/// `export_transport!(Api, default_port = 8728, default_tls_port = 8729)`. Without them,
+/// a site served by the plugin must name its port.
 #[macro_export]
 macro_rules! export_transport {
     ($ty:ident) => {
+        $crate::export_transport!(@ports $ty, None, None);
+    };
+    ($ty:ident, default_port = $plain:expr) => {
+        $crate::export_transport!(@ports $ty, Some($plain), None);
+    };
+    ($ty:ident, default_port = $plain:expr, default_tls_port = $tls:expr) => {
+        $crate::export_transport!(@ports $ty, Some($plain), Some($tls));
+    };
+    (@ports $ty:ident, $plain:expr, $tls:expr) => {
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings::transport::exports::yardmaster::transport::ports::Guest for $ty {
+            fn default_port(tls: bool) -> Option<u16> {
+                if tls { $tls } else { $plain }
+            }
+        }
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::transport::export_transport!($ty);
         #[cfg(not(target_arch = "wasm32"))]

@@ -36,7 +36,13 @@ fn inspect_prints_what_a_plugin_is() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("contract:  yardmaster:transport@1.0.0"),
+        stdout.contains("contract:  yardmaster:transport@1.1.0"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "ports:     none (sites must name one) plain, none (sites must name one) TLS"
+        ),
         "{stdout}"
     );
     assert!(stdout.contains("yardmaster:host/log@1.0.0"), "{stdout}");
@@ -51,7 +57,8 @@ fn inspect_prints_what_a_plugin_is() {
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(json["name"], "echo");
     assert_eq!(json["kind"], "transport");
-    assert_eq!(json["wit_version"], "1.0.0");
+    assert_eq!(json["wit_version"], "1.1.0");
+    assert_eq!(json["default_port"], serde_json::Value::Null);
     assert_eq!(json["config_keys"][0]["name"], "greeting");
 }
 
@@ -61,7 +68,7 @@ fn inspect_refuses_what_the_engine_cannot_run() {
     let (ok, _, stderr) = yardmaster(&["plugin", "inspect", v2.to_str().expect("path")]);
     assert!(!ok);
     assert!(stderr.contains("yardmaster:transport@2.0.0"), "{stderr}");
-    assert!(stderr.contains("yardmaster:transport@1.0.0"), "{stderr}");
+    assert!(stderr.contains("yardmaster:transport@1.1.0"), "{stderr}");
 
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("missing.wasm");

@@ -34,10 +34,24 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     assert_eq!(entry["name"], "echo");
     assert_eq!(entry["kind"], "transport");
     assert_eq!(entry["version"], "1.0.0");
-    assert_eq!(entry["wit_version"], "1.0.0");
+    assert_eq!(entry["wit_version"], "1.1.0");
     assert_eq!(entry["error"], Value::Null);
     assert_eq!(entry["sha256"].as_str().map(str::len), Some(64));
     assert!(entry["loaded_at"].is_string());
+
+    let show = engine.get("/plugins/echo").expect("show");
+    assert_eq!(show.body["default_port"], Value::Null, "{}", show.text);
+    // A site without a port of its own, served by a transport that declares no default
+    // port, is refused before the plugin runs: nothing broader than the site is granted.
+    let mut portless = transport_call("run-script", json!({"script": "/log info hi"}));
+    portless["target"]["port"] = json!(0);
+    let reply = engine.post("/plugins/echo/call", &portless).expect("call");
+    assert!(
+        reply.text.contains("site-1 names no port") && reply.text.contains("give the site a port"),
+        "{} {}",
+        reply.status,
+        reply.text
+    );
 
     let reply = run_script(&engine, "echo", "/log info hi");
     assert_eq!(reply.status, 200, "{}", reply.text);
@@ -237,7 +251,7 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
     assert_eq!(v2["status"], "failed");
     let error = v2["error"].as_str().unwrap_or_default();
     assert!(error.contains("yardmaster:transport@2.0.0"), "{error}");
-    assert!(error.contains("yardmaster:transport@1.0.0"), "{error}");
+    assert!(error.contains("yardmaster:transport@1.1.0"), "{error}");
 
     let describe = engine.wait_for_file("trap-describe.wasm", "trap-describe to be refused", |p| {
         !p["error"].is_null()
@@ -406,6 +420,9 @@ fn the_bundled_plugins_seed_an_empty_folder_once() {
         "{}",
         show.text
     );
+    // The transport says which ports it uses when a site names none.
+    assert_eq!(show.body["default_port"], 8728, "{}", show.text);
+    assert_eq!(show.body["default_tls_port"], 8729, "{}", show.text);
 
     // The operator removes them all; a restart respects that.
     for name in yardmaster::plugins::bundled_names() {

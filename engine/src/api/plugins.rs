@@ -108,6 +108,11 @@ struct PluginDetail {
     config_keys: Vec<ConfigKeyView>,
     endpoints: Vec<String>,
     allow: Vec<String>,
+    /// The port a transport uses, and is granted, when a site names none (transport
+    /// contract 1.1); null when the plugin declares none, and for other kinds.
+    default_port: Option<u16>,
+    /// The same for sites reached over TLS.
+    default_tls_port: Option<u16>,
     /// The host interfaces the component imports.
     imports: Vec<String>,
     limits: LimitsView,
@@ -208,6 +213,8 @@ async fn show(
             .collect(),
         endpoints: plugin.info.endpoints.clone(),
         allow: plugin.allow_list(),
+        default_port: plugin.default_ports.plain,
+        default_tls_port: plugin.default_ports.tls,
         imports: plugin.imports.clone(),
         limits: LimitsView {
             memory_bytes: plugin.limits().memory_bytes,

@@ -33,6 +33,9 @@ macro_rules! plugin_world {
     };
 }
 
+// Transport 1.1 only added the `ports` interface, looked up by name when a plugin loads
+// (`kinds::ports_export`); `plugin` is unchanged, and wasmtime matches these 1.0 bindings
+// to a 1.1 component's `plugin@1.1.0` export by semver.
 plugin_world!(
     transport,
     "../wit/transport@1.0.0",

@@ -8,12 +8,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use wasmtime::component::InstancePre;
+use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::bindings;
 use super::host::HostState;
 use super::net::Grant;
-use super::{CallError, ConfigKey, LoadedPlugin, PluginHost, PluginInfo, PluginKind};
+use super::{CallError, ConfigKey, DefaultPorts, LoadedPlugin, PluginHost, PluginInfo, PluginKind};
 
 /// The types of the transport contract.
 pub mod transport {
@@ -63,6 +63,15 @@ impl Pre {
             PluginKind::Generator => Pre::Generator(bindings::generator::GeneratorPre::new(pre)?),
         })
     }
+}
+
+/// The interface transport contract 1.1 added for default ports; a later 1.x matches too.
+const PORTS_INTERFACE: &str = "yardmaster:transport/ports@1.1.0";
+
+/// `ports.default-port` of a transport built against contract 1.1 or later.
+pub(crate) fn ports_export(component: &Component) -> Option<ComponentExportIndex> {
+    let interface = component.get_export_index(None, PORTS_INTERFACE)?;
+    component.get_export_index(Some(&interface), "default-port")
 }
 
 /// What went wrong in a call: the plugin said no, or the host stopped it.
@@ -381,6 +390,34 @@ impl PluginHost {
         }
     }
 
+    /// Asks a transport for its default ports, plain and TLS, in one instance.
+    pub(crate) async fn default_ports(
+        &self,
+        plugin: &LoadedPlugin,
+        export: ComponentExportIndex,
+    ) -> Result<DefaultPorts, CallError> {
+        let Pre::Transport(pre) = &plugin.pre else {
+            return Ok(DefaultPorts::default());
+        };
+        let pre = pre.instance_pre().clone();
+        let (ports, _) = self
+            .invoke(
+                plugin,
+                "default-port",
+                Vec::new(),
+                move |mut store| async move {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let func =
+                        instance.get_typed_func::<(bool,), (Option<u16>,)>(&mut store, &export)?;
+                    let (plain,) = func.call_async(&mut store, (false,)).await?;
+                    let (tls,) = func.call_async(&mut store, (true,)).await?;
+                    Ok(DefaultPorts { plain, tls })
+                },
+            )
+            .await?;
+        Ok(ports)
+    }
+
     /// Makes a store and instantiates the plugin without calling into it: the cost every
     /// call pays before the plugin's own code runs. Used by the benchmarks.
     #[doc(hidden)]
@@ -462,23 +499,29 @@ impl Transport {
         &self.plugin
     }
 
-    /// A transport may reach the site it is asked to serve, for that call only.
-    fn site_grant(target: &transport::Target, default_port: u16) -> Vec<Grant> {
-        let port = if target.port == 0 {
-            default_port
-        } else {
-            target.port
+    /// A transport may reach the site it is asked to serve, for that call only: its own
+    /// port, or the plugin's default port when the site names none. A site without a
+    /// port is refused when the plugin declares no default, so nothing broader is granted.
+    fn site_grant(
+        &self,
+        target: &transport::Target,
+    ) -> Result<Vec<Grant>, Failure<transport::TransportError>> {
+        let port = match target.port {
+            0 => self.plugin.default_ports.get(target.tls.is_some()),
+            port => Some(port),
         };
-        vec![Grant::exact(&target.address, port)]
-    }
-
-    /// The port a transport uses when a site names none; RouterOS API or API-SSL.
-    fn default_port(&self, target: &transport::Target) -> u16 {
-        match (self.plugin.info.name.as_str(), target.tls.is_some()) {
-            ("ssh", _) => 22,
-            (_, true) => 8729,
-            (_, false) => 8728,
-        }
+        let Some(port) = port else {
+            return Err(Failure::Plugin {
+                error: transport::TransportError::Unsupported(format!(
+                    "site {} names no port and the {} plugin declares no default {}port; give the site a port",
+                    target.site_id,
+                    self.plugin.info.name,
+                    if target.tls.is_some() { "TLS " } else { "" },
+                )),
+                denied: Vec::new(),
+            });
+        };
+        Ok(vec![Grant::exact(&target.address, port)])
     }
 
     pub async fn run_command(
@@ -486,7 +529,7 @@ impl Transport {
         target: &transport::Target,
         words: &[String],
     ) -> Result<transport::CommandReply, Failure<transport::TransportError>> {
-        let grants = Self::site_grant(target, self.default_port(target));
+        let grants = self.site_grant(target)?;
         let (target, words) = (target.clone(), words.to_vec());
         settle(call!(
             self.host,
@@ -504,7 +547,7 @@ impl Transport {
         target: &transport::Target,
         script: &str,
     ) -> Result<String, Failure<transport::TransportError>> {
-        let grants = Self::site_grant(target, self.default_port(target));
+        let grants = self.site_grant(target)?;
         let (target, script) = (target.clone(), script.to_string());
         settle(call!(
             self.host,
@@ -522,7 +565,7 @@ impl Transport {
         target: &transport::Target,
         save_as: Option<&str>,
     ) -> Result<transport::BackupResult, Failure<transport::TransportError>> {
-        let grants = Self::site_grant(target, self.default_port(target));
+        let grants = self.site_grant(target)?;
         let (target, save_as) = (target.clone(), save_as.map(str::to_string));
         settle(call!(
             self.host,
@@ -539,7 +582,7 @@ impl Transport {
         &self,
         target: &transport::Target,
     ) -> Result<transport::ProbeResult, Failure<transport::TransportError>> {
-        let grants = Self::site_grant(target, self.default_port(target));
+        let grants = self.site_grant(target)?;
         let target = target.clone();
         settle(call!(
             self.host,

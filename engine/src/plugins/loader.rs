@@ -13,7 +13,10 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 
 use super::host::Caller;
 use super::net::Policy;
-use super::{HostOptions, LoadError, LoadedPlugin, PluginHost, PluginInfo, Slot, kinds, version};
+use super::{
+    DefaultPorts, HostOptions, LoadError, LoadedPlugin, PluginHost, PluginInfo, PluginKind, Slot,
+    kinds, version,
+};
 
 /// Linear memory kept resident per pooled instance slot between calls.
 const KEEP_RESIDENT: usize = 4 * 1024 * 1024;
@@ -209,6 +212,7 @@ impl PluginHost {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| fail(format!("cannot be linked: {}", super::error_text(&e))))?;
+        let ports_export = kinds::ports_export(&component);
         let pre = kinds::Pre::new(contract.kind, instance_pre).map_err(|e| {
             fail(format!(
                 "does not match its contract: {}",
@@ -237,6 +241,7 @@ impl PluginHost {
                 name: file_name.clone(),
                 version: "?".into(),
             }),
+            default_ports: DefaultPorts::default(),
             pre,
             limits: self.inner.options.defaults,
             grants: Vec::new(),
@@ -258,6 +263,13 @@ impl PluginHost {
                 info.name
             )));
         }
+        let default_ports = match ports_export {
+            Some(export) if contract.kind == PluginKind::Transport => self
+                .default_ports(&provisional, export)
+                .await
+                .map_err(|e| fail(format!("ports.default-port() failed: {e}")))?,
+            _ => DefaultPorts::default(),
+        };
         let settings = self.inner.options.settings(&info.name);
         let grants = Policy::parse(&settings.allow)
             .map_err(|e| fail(format!("plugins.{}.allow: {e}", info.name)))?;
@@ -281,6 +293,7 @@ impl PluginHost {
         });
         Ok(LoadedPlugin {
             info,
+            default_ports,
             caller,
             limits: settings.limits,
             grants,

@@ -158,11 +158,27 @@ pub struct LoadedPlugin {
     pub from_cache: bool,
     /// The interfaces the component imports, e.g. `yardmaster:host/log@1.0.0`.
     pub imports: Vec<String>,
+    /// The ports a transport uses when a site names none (transport contract 1.1).
+    pub default_ports: DefaultPorts,
     caller: Arc<Caller>,
     pre: kinds::Pre,
     limits: Limits,
     grants: Vec<Grant>,
     config: Arc<BTreeMap<String, String>>,
+}
+
+/// A transport's default ports, from its `ports` export; none for other kinds and for
+/// transports built against contract 1.0, which has no way to say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultPorts {
+    pub plain: Option<u16>,
+    pub tls: Option<u16>,
+}
+
+impl DefaultPorts {
+    pub fn get(&self, tls: bool) -> Option<u16> {
+        if tls { self.tls } else { self.plain }
+    }
 }
 
 impl fmt::Debug for LoadedPlugin {

@@ -52,13 +52,15 @@ impl From<Failure<transport::TransportError>> for ExecError {
                     _ => None,
                 };
                 // Refused, denied, auth and TLS failures happen before the script is
-                // written to the device; anything later may have reached it.
+                // written to the device, as does an operation the plugin cannot do;
+                // anything later may have reached it.
                 let maybe_sent = !matches!(
                     error,
                     transport::TransportError::Refused(_)
                         | transport::TransportError::Denied(_)
                         | transport::TransportError::Auth(_)
                         | transport::TransportError::Tls(_)
+                        | transport::TransportError::Unsupported(_)
                 );
                 let mut message = error.message().to_string();
                 if !denied.is_empty() {

@@ -265,4 +265,8 @@ impl Transport for RouterOsApi {
     }
 }
 
-yardmaster_plugin_sdk::export_transport!(RouterOsApi);
+yardmaster_plugin_sdk::export_transport!(
+    RouterOsApi,
+    default_port = API_PORT,
+    default_tls_port = API_SSL_PORT
+);
