@@ -18,6 +18,11 @@
 //! the previous commit was syncing and writes them in one commit ([`Store::transition_each`]).
 //! A caller waits for its own commit, so a `MarkSent` is never later than the call that
 //! sends the script; batching only shares the sync among concurrent jobs.
+//!
+//! The concurrency limits count jobs at work on their sites: a job gives its slot back
+//! when it is done with the site, and its end is committed after that, while the next
+//! job starts. The failure-rate halt counts a job's end before its slot is given back,
+//! so the next job is judged with it.
 
 use std::future::Future;
 use std::pin::pin;
@@ -27,7 +32,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -262,6 +267,10 @@ struct Tally {
     left_running: AtomicU64,
     not_run: AtomicU64,
     halted: AtomicU64,
+    /// Jobs done with their sites, and how many of those failed, counted before their
+    /// ends are committed (and before their slots are given back), for the halt.
+    ended: AtomicU64,
+    ended_failed: AtomicU64,
 }
 
 impl Tally {
@@ -277,11 +286,26 @@ impl Tally {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Failed and finished jobs, skipped ones aside: an offline site the schedule said to
-    /// skip is not a failure of the script.
+    /// Notes how a job's work ended, before it is recorded; skipped sites aside, since
+    /// an offline site the schedule said to skip is not a failure of the script.
+    fn note(&self, end: &End) {
+        let failed = match end {
+            End::Completed(_) => false,
+            End::Failed(..) => true,
+            End::Outcome(_) | End::Skipped(_) | End::Requeue => return,
+        };
+        if failed {
+            self.ended_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.ended.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed and finished jobs, as far as their work on the sites has ended.
     fn rate(&self) -> (u64, u64) {
-        let failed = self.failed.load(Ordering::Relaxed);
-        (failed, failed + self.completed.load(Ordering::Relaxed))
+        (
+            self.ended_failed.load(Ordering::Relaxed),
+            self.ended.load(Ordering::Relaxed),
+        )
     }
 }
 
@@ -484,9 +508,10 @@ impl Runner {
         let runner = self.clone();
         let (options, tally, shutdown) = (options.clone(), tally.clone(), shutdown.clone());
         tasks.spawn(async move {
-            let outcome = runner.run_one(job, &options, &shutdown).await;
+            let outcome = runner
+                .run_one(job, &options, &shutdown, &tally, permits)
+                .await;
             tally.count(outcome);
-            drop(permits);
         });
         Dispatch::Started
     }
@@ -580,10 +605,38 @@ impl Runner {
         Ok((transport, target))
     }
 
-    /// One job from claim to its recorded end.
-    async fn run_one(&self, job: Job, options: &RunOptions, shutdown: &Shutdown) -> Outcome {
+    /// One job from claim to its recorded end. The slot is given back as soon as the
+    /// work on the site is over, so the next job starts while this one's end commits.
+    async fn run_one(
+        &self,
+        job: Job,
+        options: &RunOptions,
+        shutdown: &Shutdown,
+        tally: &Tally,
+        slot: Slot,
+    ) -> Outcome {
+        let id = job.id.clone();
+        let end = self.work(job, options, shutdown).await;
+        // Noted before the slot is free, so the next dispatch judges with this job in.
+        tally.note(&end);
+        drop(slot);
+        match end {
+            End::Outcome(outcome) => outcome,
+            End::Completed(run) => self.finish_completed(&id, run).await,
+            End::Failed(before, error) => self.finish_failed(&id, before, &error).await,
+            End::Skipped(error) => {
+                let _ = self.finish_failed(&id, vec![], &error).await;
+                Outcome::Skipped
+            }
+            End::Requeue => self.requeue(&id).await,
+        }
+    }
+
+    /// The job's work on its site, from its claim to how it ended; what is left to
+    /// record comes back as an [`End`].
+    async fn work(&self, job: Job, options: &RunOptions, shutdown: &Shutdown) -> End {
         if signalled(shutdown) {
-            return Outcome::LeftPending;
+            return End::Outcome(Outcome::LeftPending);
         }
         let settings = &self.inner.settings;
         let deadline = Instant::now() + settings.job_timeout;
@@ -594,7 +647,7 @@ impl Runner {
         if let Err(e) = &prepared
             && e.code == SITE_NOT_FOUND
         {
-            return self.finish_failed(&id, vec![JobTransition::Load], e).await;
+            return End::Failed(vec![JobTransition::Load], e.clone());
         }
         let direct = prepared.is_ok() && !options.abort_if_offline && !job.make_backup;
         let mut claim = vec![JobTransition::Load, JobTransition::Start];
@@ -603,10 +656,10 @@ impl Runner {
         }
         match self.commit_one(&id, claim).await {
             Ok(_) => {}
-            Err(RunnerError::Store(_)) => return Outcome::NotRun,
+            Err(RunnerError::Store(_)) => return End::Outcome(Outcome::NotRun),
             Err(e) => {
                 tracing::error!(job = %id, error = %e, "could not claim a job; it stays pending");
-                return Outcome::LeftPending;
+                return End::Outcome(Outcome::LeftPending);
             }
         }
         let mut marked = direct;
@@ -615,20 +668,18 @@ impl Runner {
         loop {
             let attempt = self.attempt(&job, prepared, options, marked, deadline, shutdown);
             let error = match attempt.await {
-                Attempt::Done(run) => return self.finish_completed(&id, run).await,
+                Attempt::Done(run) => return End::Completed(run),
                 Attempt::Skipped(detail) => {
-                    let error = ExecError {
+                    return End::Skipped(ExecError {
                         code: SKIPPED.into(),
                         message: format!("the site was offline, so nothing was sent: {detail}"),
                         category: None,
                         maybe_sent: false,
-                    };
-                    let _ = self.finish_failed(&id, vec![], &error).await;
-                    return Outcome::Skipped;
+                    });
                 }
-                Attempt::Stopped => return self.requeue(&id).await,
+                Attempt::Stopped => return End::Requeue,
                 // Still running and unsent: recovery requeues it.
-                Attempt::Unrecorded => return Outcome::LeftPending,
+                Attempt::Unrecorded => return End::Outcome(Outcome::LeftPending),
                 Attempt::Failed(error) => error,
             };
             // An offline site (refused) is waited for until the deadline; anything else
@@ -642,11 +693,11 @@ impl Runner {
                 if !error.maybe_sent && attempts > 1 {
                     error.message = format!("{} (after {attempts} attempts)", error.message);
                 }
-                return self.finish_failed(&id, vec![], &error).await;
+                return End::Failed(vec![], error);
             }
             if let Err(e) = self.commit_one(&id, vec![JobTransition::Retry]).await {
                 tracing::error!(job = %id, error = %e, "could not record a retry");
-                return Outcome::LeftRunning;
+                return End::Outcome(Outcome::LeftRunning);
             }
             let slept = tokio::select! {
                 biased;
@@ -654,7 +705,7 @@ impl Runner {
                 () = tokio::time::sleep(backoff) => true,
             };
             if !slept {
-                return self.requeue(&id).await;
+                return End::Requeue;
             }
             backoff = (backoff * 2).min(settings.backoff_max);
             attempts += 1;
@@ -1025,6 +1076,22 @@ enum Dispatch {
 
 struct ScriptOutcome {
     output: String,
+}
+
+/// A job's run slot: its permit within the run, then within the runner.
+type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// How a job's work on its site ended, before that is recorded.
+enum End {
+    /// Nothing left to record.
+    Outcome(Outcome),
+    Completed(ScriptOutcome),
+    /// Failed, after these transitions (the claim, for a job never claimed).
+    Failed(Vec<JobTransition>, ExecError),
+    /// The site was offline and the schedule said to skip it.
+    Skipped(ExecError),
+    /// Stopped before anything was sent: back to pending.
+    Requeue,
 }
 
 enum Attempt {
