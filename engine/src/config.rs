@@ -22,6 +22,12 @@
 //! audience = "yardmaster"                    # optional; then `aud` must name it
 //! jwks_file = "/etc/yardmaster/jwks.json"    # RSA keys (`n`, `e`) chosen by `kid`
 //! # or: public_key_pem = "/etc/yardmaster/issuer.pem" (SPKI PEM, its path or the text)
+//!
+//! [runner]
+//! max_jobs = 256             # jobs at work on their sites at once, across all launches
+//! max_jobs_per_launch = 64   # within one launch (a schedule's rollout may lower it)
+//! job_timeout = "5m"         # one job from its start to its end, retries included
+//! max_attempts = 5           # for failures before the script was sent
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
@@ -35,6 +41,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::runner::fanout::RunnerSettings;
 
 /// Where the configuration went wrong.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +75,55 @@ struct FileConfig {
     notify: crate::notify::NotifyConfig,
     #[serde(default)]
     auth: FileAuth,
+    #[serde(default)]
+    runner: FileRunner,
+}
+
+/// The `[runner]` section: how many jobs run at once, and how long one may take.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRunner {
+    max_jobs: Option<usize>,
+    max_jobs_per_launch: Option<usize>,
+    job_timeout: Option<String>,
+    max_attempts: Option<u32>,
+}
+
+impl FileRunner {
+    fn resolve(self) -> Result<RunnerSettings, ConfigError> {
+        let mut settings = RunnerSettings::default();
+        let at_least_one = |key: &str, n: usize| {
+            if n == 0 {
+                Err(value_error(key, "must be at least 1"))
+            } else {
+                Ok(n)
+            }
+        };
+        if let Some(n) = self.max_jobs {
+            settings.global_concurrency = at_least_one("runner.max_jobs", n)?;
+        }
+        if let Some(n) = self.max_jobs_per_launch {
+            settings.run_concurrency = at_least_one("runner.max_jobs_per_launch", n)?;
+        }
+        if let Some(text) = &self.job_timeout {
+            settings.job_timeout =
+                parse_duration(text)
+                    .filter(|d| !d.is_zero())
+                    .ok_or_else(|| {
+                        value_error(
+                            "runner.job_timeout",
+                            &format!("`{text}` is not a duration like 90s or 5m"),
+                        )
+                    })?;
+        }
+        if let Some(n) = self.max_attempts {
+            if !(1..=100).contains(&n) {
+                return Err(value_error("runner.max_attempts", "must be from 1 to 100"));
+            }
+            settings.max_attempts = n;
+        }
+        Ok(settings)
+    }
 }
 
 /// The `[auth]` section, and its `YARDMASTER_AUTH_*` environment variables.
@@ -234,6 +291,8 @@ pub struct Config {
     pub notify: crate::notify::NotifyConfig,
     /// An external issuer of RS256 tokens (`[auth]`); none by default.
     pub auth: Option<IssuerSettings>,
+    /// Jobs at once and per job (`[runner]`).
+    pub runner: RunnerSettings,
 }
 
 impl Default for Config {
@@ -248,6 +307,7 @@ impl Default for Config {
             plugins: BTreeMap::new(),
             notify: crate::notify::NotifyConfig::default(),
             auth: None,
+            runner: RunnerSettings::default(),
         }
     }
 }
@@ -369,6 +429,7 @@ impl Config {
             config.plugins.insert(name, settings);
         }
         config.notify = parsed.notify;
+        config.runner = parsed.runner.resolve()?;
         for layer in [env, flags] {
             if let Some(dir) = &layer.data_dir {
                 config.data_dir = dir.clone();
@@ -610,6 +671,44 @@ mod tests {
         let err =
             Config::resolve(None, None, &Overrides::default(), &flags).expect_err("bad listen");
         assert!(err.to_string().starts_with("listen: `localhost`"), "{err}");
+    }
+
+    #[test]
+    fn the_runner_section_sets_the_limits() {
+        let none = Overrides::default();
+        let file = "[runner]\nmax_jobs = 512\nmax_jobs_per_launch = 128\njob_timeout = \"90s\"\nmax_attempts = 2\n";
+        let config = Config::resolve(None, Some(file), &none, &none).expect("valid");
+        assert_eq!(config.runner.global_concurrency, 512);
+        assert_eq!(config.runner.run_concurrency, 128);
+        assert_eq!(config.runner.job_timeout, Duration::from_secs(90));
+        assert_eq!(config.runner.max_attempts, 2);
+        let defaults = Config::resolve(None, None, &none, &none).expect("defaults");
+        assert_eq!(
+            defaults.runner.run_concurrency,
+            RunnerSettings::default().run_concurrency
+        );
+
+        for (text, message) in [
+            (
+                "[runner]\nmax_jobs = 0\n",
+                "runner.max_jobs: must be at least 1",
+            ),
+            (
+                "[runner]\nmax_jobs_per_launch = 0\n",
+                "runner.max_jobs_per_launch: must be at least 1",
+            ),
+            (
+                "[runner]\njob_timeout = \"later\"\n",
+                "runner.job_timeout: `later` is not a duration like 90s or 5m",
+            ),
+            (
+                "[runner]\nmax_attempts = 0\n",
+                "runner.max_attempts: must be from 1 to 100",
+            ),
+        ] {
+            let err = Config::resolve(None, Some(text), &none, &none).expect_err(text);
+            assert_eq!(err.to_string(), message);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::plugins::{self, Change, HostOptions, PluginHost};
-use crate::runner::fanout::{RunReport, Runner, RunnerSettings};
+use crate::runner::fanout::{RunReport, Runner};
 use crate::scheduler::launcher::Launcher;
 
 /// Why the engine could not start.
@@ -149,7 +149,7 @@ pub async fn run(
     if let Some(issuer) = auth.issuer() {
         tracing::info!("accepting RS256 tokens issued by {issuer}");
     }
-    let runner = Runner::new(store.clone(), host.clone(), RunnerSettings::default());
+    let runner = Runner::new(store.clone(), host.clone(), config.runner.clone());
     let notifications = crate::notify::Notifications::open(
         config.notify.clone(),
         &config.data_dir,
