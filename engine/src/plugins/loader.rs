@@ -40,14 +40,17 @@ pub(crate) fn engine(options: &HostOptions) -> Result<Engine, String> {
         .total_stacks(slots)
         .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX))
         .max_unused_warm_slots(slots.min(64))
-        // A call's instance is thrown away when the call ends. Resetting its memory with
-        // madvise costs page faults on the next call and TLB shootdowns across threads;
-        // pages a call dirtied within this much are reset in place instead (only those,
-        // found with PAGEMAP_SCAN where the kernel has it), and the rest is batched.
-        .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(64 * 1024)
-        .pagemap_scan(Enabled::Auto)
         .decommit_batch_size(16);
+    // A call's instance is thrown away when the call ends. Resetting its memory with
+    // madvise costs page faults on the next call and TLB shootdowns across threads; where
+    // the kernel has PAGEMAP_SCAN (Linux 6.7+), the pages a call dirtied within this much
+    // are found and reset in place instead. Without it, keeping memory resident would
+    // mean clearing all of it on every call, which costs more than madvise.
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(64 * 1024)
+            .pagemap_scan(Enabled::Yes);
+    }
     let mut pooled = config.clone();
     pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&pooled) {
