@@ -558,29 +558,23 @@ impl Runner {
     /// The site's target and its transport, read fresh for each attempt so an edited
     /// site or a reloaded plugin is picked up between retries.
     fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
-        let (site, password) = match self.inner.store.site_with_password(&job.site_id) {
-            Ok(found) => found,
-            Err(e @ StoreError::NotFound { .. }) => {
-                return Err(ExecError {
-                    code: SITE_NOT_FOUND.into(),
-                    message: e.to_string(),
-                    category: None,
-                    maybe_sent: false,
-                });
-            }
-            Err(e) => {
+        let (site, password) = self
+            .inner
+            .store
+            .site_with_password(&job.site_id)
+            .map_err(|e| {
                 let code = match e {
+                    StoreError::NotFound { .. } => SITE_NOT_FOUND,
                     StoreError::Decrypt { .. } => "credentials",
                     _ => "store",
                 };
-                return Err(ExecError {
+                ExecError {
                     code: code.into(),
                     message: e.to_string(),
                     category: None,
                     maybe_sent: false,
-                });
-            }
-        };
+                }
+            })?;
         let transport = self
             .inner
             .plugins
