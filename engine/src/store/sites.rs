@@ -495,7 +495,7 @@ fn schedules_needing(tx: &WriteTransaction, site: &Site) -> Result<Vec<String>, 
             continue;
         };
         let schedule: ScheduledScript = decode("schedule", id, bytes.value())?;
-        let names_site = schedule.sites.iter().any(|s| *s == site.id)
+        let names_site = schedule.sites.contains(&site.id)
             || schedule.test_site_id.as_deref() == Some(site.id.as_str());
         let may_run = matches!(
             schedule.status,
