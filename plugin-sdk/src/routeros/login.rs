@@ -64,8 +64,8 @@ pub fn challenge_response(password: &[u8], challenge_hex: &str) -> Result<String
 pub fn plain_login_words(user: &str, password: &str) -> [String; 3] {
     [
         "/login".into(),
-        format!("=name={user}"),
-        format!("=password={password}"),
+        ["=name=", user].concat(),
+        ["=password=", password].concat(),
     ]
 }
 

@@ -19,7 +19,7 @@ use yardmaster_plugin_sdk::net::Connection;
 use yardmaster_plugin_sdk::transport::{
     BackupResult, CommandReply, ProbeResult, Target, Transport, TransportError,
 };
-use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config, log};
+use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
 
 pub use output::script_error;
 pub use session::{Collected, Session};
@@ -80,7 +80,8 @@ fn with_session<T>(
 ) -> Result<T, TransportError> {
     let mut session = open(target)?;
     let result = work(&mut session);
-    session.quit().close();
+    // Dropping the connection closes it.
+    session.quit();
     result
 }
 
@@ -92,7 +93,7 @@ fn with_session<T>(
 fn execute(session: &mut Session<Connection>, script: &str) -> Result<String, TransportError> {
     let reply = session.command(&[
         "/execute".to_owned(),
-        format!("=script={script}"),
+        ["=script=", script].concat(),
         "=as-string=".to_owned(),
     ])?;
     match &reply.trap {
@@ -163,16 +164,10 @@ impl Transport for RouterOsApi {
                 "`{command}` is not an API command word like /system/identity/print"
             )));
         }
-        log::debug!("{} on {}", command, target.site_id);
         with_session(&target, |session| session.command(&words)?.into_reply())
     }
 
     fn run_script(target: Target, script: String) -> Result<String, TransportError> {
-        log::debug!(
-            "running {} bytes of script on {}",
-            script.len(),
-            target.site_id
-        );
         let output = with_session(&target, |session| execute(session, &script))?;
         if let Some(error) = script_error(&output) {
             return Err(TransportError::Script(error));

@@ -156,13 +156,12 @@ impl<S: Read + Write> Session<S> {
             .map(String::as_str)
             .filter(|w| !w.starts_with(".tag="))
             .collect();
-        let tag_word = format!(".tag={tag}");
+        let tag_word = [".tag=", &tag].concat();
         sentence.push(&tag_word);
-        let doing = format!(
-            "sending {}",
-            words.first().map(String::as_str).unwrap_or("a command")
-        );
-        write_sentence(&mut self.stream, &sentence).map_err(|e| write_failure(e, &doing))?;
+        write_sentence(&mut self.stream, &sentence).map_err(|e| {
+            let doing = ["sending ", command_name(words)].concat();
+            write_failure(e, &doing)
+        })?;
         self.pending.insert(tag.clone(), Collected::default());
         Ok(tag)
     }
@@ -203,10 +202,7 @@ impl<S: Read + Write> Session<S> {
     /// Sends one command and waits for its reply.
     pub fn command(&mut self, words: &[String]) -> Result<Collected, TransportError> {
         let tag = self.send(words)?;
-        let doing = format!(
-            "to {}",
-            words.first().map(String::as_str).unwrap_or("a command")
-        );
+        let doing = ["to ", command_name(words)].concat();
         self.collect(&tag, &doing)
     }
 
@@ -223,6 +219,11 @@ impl<S: Read + Write> Session<S> {
         let _ = write_sentence(&mut self.stream, &["/quit"]);
         self.stream
     }
+}
+
+/// The command word of a sentence, for messages.
+fn command_name(words: &[String]) -> &str {
+    words.first().map(String::as_str).unwrap_or("a command")
 }
 
 /// Adds one reply to what a command collected; true when the command is finished.
