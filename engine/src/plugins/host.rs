@@ -3,14 +3,16 @@
 //! the host (rustls) under the plugin's allow-list.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wasmtime::component::{Resource, ResourceTable};
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::host::yardmaster::host::{config, log, tls};
@@ -32,11 +34,25 @@ pub(crate) struct Caller {
     pub version: String,
 }
 
-/// Caps the linear memory of one instance and remembers whether the cap was hit, so
-/// that the resulting trap can be reported as what it is.
+/// Stderr a guest writes (a panic message, typically) is kept up to this size and quoted
+/// in the error of a call that trapped.
+const STDERR_CAPTURE: usize = 16 * 1024;
+
+/// What one call's store leaves for the code that made the call to read once the store
+/// is gone.
+#[derive(Default)]
+pub(crate) struct CallOutcome {
+    /// Whether the memory cap refused a growth, so the resulting trap can be reported
+    /// as what it is.
+    pub memory_cap_hit: AtomicBool,
+    /// What the guest wrote to stderr; there only if it used WASI at all.
+    pub stderr: OnceLock<MemoryOutputPipe>,
+}
+
+/// Caps the linear memory of one instance and remembers whether the cap was hit.
 pub(crate) struct MemoryLimiter {
     pub cap: usize,
-    pub hit: Arc<AtomicBool>,
+    pub outcome: Arc<CallOutcome>,
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
@@ -47,7 +63,7 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         if desired > self.cap {
-            self.hit.store(true, Ordering::Relaxed);
+            self.outcome.memory_cap_hit.store(true, Ordering::Relaxed);
             return Ok(false);
         }
         Ok(true)
@@ -70,7 +86,9 @@ pub(crate) struct HostState {
     pub policy: Policy,
     pub tls: Arc<TlsClients>,
     pub limiter: MemoryLimiter,
-    pub wasi: WasiCtx,
+    /// Made on the guest's first WASI call: most calls make none, and building a
+    /// context (random generators, clocks, stdio) is a good part of a short call's cost.
+    pub wasi: Option<WasiCtx>,
     pub http: WasiHttpCtx,
     pub http_hooks: super::http::Hooks,
     pub table: ResourceTable,
@@ -79,11 +97,55 @@ pub(crate) struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        let (caller, policy, outcome) = (&self.caller, &self.policy, &self.limiter.outcome);
+        let ctx = self
+            .wasi
+            .get_or_insert_with(|| wasi_context(caller, policy, outcome));
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx,
             table: &mut self.table,
         }
     }
+}
+
+/// A call's WASI context: no files, no environment, stderr captured, TCP only where the
+/// allow-list grants it.
+fn wasi_context(caller: &Arc<Caller>, policy: &Policy, outcome: &CallOutcome) -> WasiCtx {
+    let stderr = outcome
+        .stderr
+        .get_or_init(|| MemoryOutputPipe::new(STDERR_CAPTURE))
+        .clone();
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.allow_tcp(true)
+        .allow_udp(false)
+        .allow_ip_name_lookup(true)
+        .stderr(stderr);
+    let (policy, caller) = (policy.clone(), caller.clone());
+    wasi.socket_addr_check(move |addr, use_| {
+        let (policy, caller) = (policy.clone(), caller.clone());
+        Box::pin(async move {
+            match use_ {
+                SocketAddrUse::TcpConnect => {
+                    if policy.allows_addr(addr) {
+                        return true;
+                    }
+                    let what = format!("tcp connect to {addr}");
+                    tracing::warn!(
+                        plugin = %caller.name,
+                        version = %caller.version,
+                        "refused {what}: not in the plugin's allow-list"
+                    );
+                    policy.record_denial(what);
+                    false
+                }
+                // The implicit bind before a connect uses the wildcard address and an
+                // ephemeral port; plugins never listen or pick their own ports.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            }
+        })
+    });
+    wasi.build()
 }
 
 impl WasiHttpView for HostState {

@@ -35,11 +35,9 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::sockets::SocketAddrUse;
 
 use crate::config::{Config, Limits, PluginSettings};
-use host::{Caller, HostState, MemoryLimiter};
+use host::{CallOutcome, Caller, HostState, MemoryLimiter};
 use net::{Grant, Policy};
 
 pub use bundled::{bundled_names, install_bundled};
@@ -294,13 +292,17 @@ struct Inner {
 }
 
 /// Advances the engine's epoch, which makes running guests yield to tokio regularly so
-/// deadlines and other calls are served even while a guest computes.
+/// deadlines and other calls are served even while a guest computes. A guest yields at
+/// most once every `YIELD_AFTER_TICKS` ticks (20 ms): a spinning guest gives its worker
+/// up at least that often, and a call that is over within that time (almost every
+/// call) is never interrupted.
 struct Ticker {
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 const EPOCH_TICK: Duration = Duration::from_millis(5);
+const YIELD_AFTER_TICKS: u64 = 4;
 
 impl Ticker {
     fn start(engine: Engine) -> std::io::Result<Ticker> {
@@ -329,10 +331,6 @@ impl Drop for Ticker {
         }
     }
 }
-
-/// Stderr a guest writes (a panic message, typically) is kept up to this size and quoted
-/// in the error of a call that trapped.
-const STDERR_CAPTURE: usize = 16 * 1024;
 
 impl PluginHost {
     /// Builds the engine and linker. Plugins are loaded by [`PluginHost::reconcile`].
@@ -426,44 +424,12 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Makes one call's `Store`: fresh WASI state, the plugin's allow-list plus `extra`
-    /// grants, its memory cap and an epoch deadline that yields to tokio.
+    /// Makes one call's `Store`: the plugin's allow-list plus `extra` grants, its memory
+    /// cap and an epoch deadline that yields to tokio. WASI state is made only if the
+    /// guest calls WASI.
     fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>) -> CallContext {
         let policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
-        let hit = Arc::new(AtomicBool::new(false));
-        let stderr = MemoryOutputPipe::new(STDERR_CAPTURE);
-        let mut wasi = wasmtime_wasi::WasiCtxBuilder::new();
-        wasi.allow_tcp(true)
-            .allow_udp(false)
-            .allow_ip_name_lookup(true)
-            .stderr(stderr.clone());
-        let check_policy = policy.clone();
-        let caller = plugin.caller.clone();
-        wasi.socket_addr_check(move |addr, use_| {
-            let policy = check_policy.clone();
-            let caller = caller.clone();
-            Box::pin(async move {
-                match use_ {
-                    SocketAddrUse::TcpConnect => {
-                        if policy.allows_addr(addr) {
-                            return true;
-                        }
-                        let what = format!("tcp connect to {addr}");
-                        tracing::warn!(
-                            plugin = %caller.name,
-                            version = %caller.version,
-                            "refused {what}: not in the plugin's allow-list"
-                        );
-                        policy.record_denial(what);
-                        false
-                    }
-                    // The implicit bind before a connect uses the wildcard address and an
-                    // ephemeral port; plugins never listen or pick their own ports.
-                    SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
-                    _ => false,
-                }
-            })
-        });
+        let outcome = Arc::new(CallOutcome::default());
         let state = HostState {
             caller: plugin.caller.clone(),
             config: plugin.config.clone(),
@@ -471,9 +437,9 @@ impl PluginHost {
             tls: self.inner.tls.clone(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
-                hit: hit.clone(),
+                outcome: outcome.clone(),
             },
-            wasi: wasi.build(),
+            wasi: None,
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::Hooks {
                 caller: plugin.caller.clone(),
@@ -484,11 +450,11 @@ impl PluginHost {
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_async_yield_and_update(1);
+        store.set_epoch_deadline(YIELD_AFTER_TICKS);
+        store.epoch_deadline_async_yield_and_update(YIELD_AFTER_TICKS);
         CallContext {
             store,
-            hit,
-            stderr,
+            outcome,
             policy,
         }
     }
@@ -514,8 +480,7 @@ impl PluginHost {
             .map_err(|_| CallError::ShuttingDown)?;
         let CallContext {
             store,
-            hit,
-            stderr,
+            outcome: left,
             policy,
         } = self.store(plugin, extra);
         let limit = plugin.limits.timeout;
@@ -529,7 +494,7 @@ impl PluginHost {
                 limit,
             }),
             Ok(Err(error)) => {
-                if hit.load(Ordering::Relaxed) {
+                if left.memory_cap_hit.load(Ordering::Relaxed) {
                     return Err(CallError::OutOfMemory {
                         plugin: plugin.id(),
                         operation: operation.to_string(),
@@ -537,7 +502,8 @@ impl PluginHost {
                     });
                 }
                 let mut message = error_text(&error);
-                if let Some(said) = last_words(&stderr.contents()) {
+                let stderr = left.stderr.get().map(|pipe| pipe.contents());
+                if let Some(said) = stderr.as_deref().and_then(last_words) {
                     message = format!("{said} ({message})");
                 }
                 if !denials.is_empty() {
@@ -566,8 +532,7 @@ impl PluginHost {
 
 struct CallContext {
     store: Store<HostState>,
-    hit: Arc<AtomicBool>,
-    stderr: MemoryOutputPipe,
+    outcome: Arc<CallOutcome>,
     policy: Policy,
 }
 
