@@ -1,9 +1,11 @@
 //! Fan-out benchmark: one script to 1,000 and to 10,000 simulated routers over real TCP,
 //! through the RouterOS API plugin in the engine's plugin host, against the same
 //! protocol work (connect, login, `/execute`, quit) done by a native Rust client in the
-//! same run. Prints routers per second for both and their ratio, from the best of a few
-//! alternating rounds (a shared machine's noise only ever adds time), with the CPU time
-//! each took; asserts nothing about time, only that every router ran the script.
+//! same run. The two paths run in alternating rounds; it prints each round, then
+//! routers per second for both from their best rounds (a shared machine's noise only
+//! ever adds time) with the CPU time each took, and the ratio of the two: of the best
+//! rounds, and the median of each round's ratio to the native round just before it.
+//! Asserts nothing about time, only that every router ran the script.
 //!
 //! `cargo bench -p yardmaster-tests --bench fanout [-- ROUTERS...]`; set
 //! `FANOUT_ONLY=plugin` (or `native`) to run one path alone, e.g. under a profiler.
@@ -125,23 +127,35 @@ where
     (start.elapsed(), failed)
 }
 
-/// The best round of one path: its wall time, and the CPU time of that round.
+/// The rounds of one path: each one's wall time and the process's CPU time during it.
 #[derive(Default)]
-struct Best {
-    wall: Duration,
-    cpu: Duration,
+struct Rounds {
+    times: Vec<(Duration, Duration)>,
     failed: usize,
-    rounds: usize,
 }
 
-impl Best {
+impl Rounds {
     fn add(&mut self, wall: Duration, cpu: Duration, failed: usize) {
-        if self.rounds == 0 || wall < self.wall {
-            self.wall = wall;
-            self.cpu = cpu;
-        }
+        self.times.push((wall, cpu));
         self.failed += failed;
-        self.rounds += 1;
+    }
+
+    fn count(&self) -> usize {
+        self.times.len()
+    }
+
+    /// The fastest round (noise on a shared machine only ever adds time).
+    fn best(&self) -> (Duration, Duration) {
+        self.times.iter().copied().min().unwrap_or_default()
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -220,19 +234,19 @@ async fn main() {
     let rounds: usize = std::env::var("FANOUT_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(3)
+        .unwrap_or(5)
         .max(1);
     println!(
-        "each path runs {rounds} times, alternating (FANOUT_ROUNDS); the best of each is \
-         reported, and the CPU time of the whole process for that round"
+        "each path runs {rounds} times, alternating (FANOUT_ROUNDS); CPU is the time of the \
+         whole process (fleet included) during a round"
     );
     let all = fleet.addresses();
     for &size in &sizes {
         let addrs = &all[..size];
         let before: u64 = fleet.routers().take(size).map(|r| r.log_total()).sum();
-        let mut native = Best::default();
-        let mut plugin = Best::default();
-        for _ in 0..rounds {
+        let mut native = Rounds::default();
+        let mut plugin = Rounds::default();
+        for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
                 let (wall, failed) =
@@ -254,28 +268,50 @@ async fn main() {
                 .await;
                 plugin.add(wall, cpu_time().saturating_sub(cpu), failed);
             }
+            let show = |r: &Rounds| match r.times.last() {
+                Some((wall, cpu)) => format!("{wall:>8.2?} (CPU {cpu:>8.2?})"),
+                None => "-".to_owned(),
+            };
+            println!(
+                "{size:>6} routers  round {round}/{rounds}: native {}  plugin {}",
+                show(&native),
+                show(&plugin)
+            );
         }
         let after: u64 = fleet.routers().take(size).map(|r| r.log_total()).sum();
-        for (name, best) in [("native", &native), ("plugin", &plugin)] {
-            if best.rounds > 0 {
+        for (name, path) in [("native", &native), ("plugin", &plugin)] {
+            if path.count() > 0 {
+                let (wall, cpu) = path.best();
                 println!(
                     "{size:>6} routers  {name}  {:>8.2?} ({:>7.0}/s, {} failed)  CPU {:>8.2?} ({:.0} us per router)",
-                    best.wall,
-                    size as f64 / best.wall.as_secs_f64(),
-                    best.failed,
-                    best.cpu,
-                    best.cpu.as_secs_f64() * 1e6 / size as f64,
+                    wall,
+                    size as f64 / wall.as_secs_f64(),
+                    path.failed,
+                    cpu,
+                    cpu.as_secs_f64() * 1e6 / size as f64,
                 );
             }
         }
-        if native.rounds > 0 && plugin.rounds > 0 {
+        if native.count() > 0 && plugin.count() > 0 {
+            let ((native_wall, native_cpu), (plugin_wall, plugin_cpu)) =
+                (native.best(), plugin.best());
+            // Each round of the plugin against the native round just before it: the two
+            // ran under the same conditions, so their ratio is steadier than either time.
+            let pairs = native.times.iter().zip(&plugin.times);
+            let time_ratios = pairs
+                .clone()
+                .map(|(n, p)| p.0.as_secs_f64() / n.0.as_secs_f64());
+            let cpu_ratios = pairs.map(|(n, p)| p.1.as_secs_f64() / n.1.as_secs_f64());
             println!(
-                "{size:>6} routers  plugin/native: time {:.2}x, CPU {:.2}x",
-                plugin.wall.as_secs_f64() / native.wall.as_secs_f64(),
-                plugin.cpu.as_secs_f64() / native.cpu.as_secs_f64(),
+                "{size:>6} routers  plugin/native: best rounds time {:.2}x, CPU {:.2}x; \
+                 median of the rounds' ratios time {:.2}x, CPU {:.2}x",
+                plugin_wall.as_secs_f64() / native_wall.as_secs_f64(),
+                plugin_cpu.as_secs_f64() / native_cpu.as_secs_f64(),
+                median(time_ratios.collect()),
+                median(cpu_ratios.collect()),
             );
         }
-        let runs = (native.rounds + plugin.rounds) * size;
+        let runs = (native.count() + plugin.count()) * size;
         println!(
             "        the routers logged the script {} times (expected once per router per run: {runs})",
             after - before,
