@@ -242,13 +242,24 @@ impl HostState {
                 "a call may hold at most {MAX_CONNECTIONS} connections open"
             )));
         }
-        let endpoint = format!("{host}:{port}");
+        let endpoint = || format!("{host}:{port}");
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let lookup = tokio::time::timeout(limit, tokio::net::lookup_host((bare, port))).await;
-        let addrs: Vec<std::net::SocketAddr> = match lookup {
-            Err(_) => return Err(tls::NetError::Timeout(format!("resolving {endpoint}"))),
-            Ok(Err(e)) => return Err(tls::NetError::Dns(format!("{endpoint}: {e}"))),
-            Ok(Ok(addrs)) => addrs.collect(),
+        // An address needs no resolver (nearly every router is named by its address).
+        let addrs: Vec<std::net::SocketAddr> = match bare.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
+            Err(_) => {
+                let lookup =
+                    tokio::time::timeout(limit, tokio::net::lookup_host((bare, port))).await;
+                match lookup {
+                    Err(_) => {
+                        return Err(tls::NetError::Timeout(format!("resolving {}", endpoint())));
+                    }
+                    Ok(Err(e)) => {
+                        return Err(tls::NetError::Dns(format!("{}: {e}", endpoint())));
+                    }
+                    Ok(Ok(addrs)) => addrs.collect(),
+                }
+            }
         };
         // A name grant covers whatever the name resolves to; an address grant covers
         // only that address.
@@ -258,7 +269,7 @@ impl HostState {
             .filter(|a| by_name || self.policy.allows_addr(*a))
             .collect();
         if allowed.is_empty() {
-            let what = format!("tls connect to {endpoint}");
+            let what = format!("tls connect to {}", endpoint());
             tracing::warn!(
                 plugin = %self.caller.name,
                 version = %self.caller.version,
@@ -266,13 +277,19 @@ impl HostState {
             );
             self.policy.record_denial(what);
             return Err(tls::NetError::Denied(format!(
-                "{endpoint} is not in this plugin's allow-list"
+                "{} is not in this plugin's allow-list",
+                endpoint()
             )));
         }
         let mut last = None;
         for addr in allowed {
             match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-                Err(_) => last = Some(tls::NetError::Timeout(format!("connecting to {endpoint}"))),
+                Err(_) => {
+                    last = Some(tls::NetError::Timeout(format!(
+                        "connecting to {}",
+                        endpoint()
+                    )))
+                }
                 Ok(Err(e)) => last = Some(io_error(host, port, &e)),
                 Ok(Ok(stream)) => {
                     let _ = stream.set_nodelay(true);
@@ -281,7 +298,7 @@ impl HostState {
                 }
             }
         }
-        Err(last.unwrap_or(tls::NetError::Refused(endpoint)))
+        Err(last.unwrap_or(tls::NetError::Refused(endpoint())))
     }
 }
 

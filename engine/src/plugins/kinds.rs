@@ -530,7 +530,6 @@ impl Transport {
         words: &[String],
     ) -> Result<transport::CommandReply, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
-        let (target, words) = (target.clone(), words.to_vec());
         settle(call!(
             self.host,
             self.plugin,
@@ -548,7 +547,6 @@ impl Transport {
         script: &str,
     ) -> Result<String, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
-        let (target, script) = (target.clone(), script.to_string());
         settle(call!(
             self.host,
             self.plugin,
@@ -566,7 +564,6 @@ impl Transport {
         save_as: Option<&str>,
     ) -> Result<transport::BackupResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
-        let (target, save_as) = (target.clone(), save_as.map(str::to_string));
         settle(call!(
             self.host,
             self.plugin,
@@ -583,7 +580,6 @@ impl Transport {
         target: &transport::Target,
     ) -> Result<transport::ProbeResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
-        let target = target.clone();
         settle(call!(
             self.host,
             self.plugin,
