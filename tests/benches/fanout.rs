@@ -23,6 +23,7 @@ use yardmaster::plugins::{HostOptions, PluginHost, transport};
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
 
+/// Routers worked on at once, unless FANOUT_CONCURRENCY says otherwise.
 const CONCURRENCY: usize = 128;
 const PASSWORD: &str = "bench";
 
@@ -92,14 +93,14 @@ fn target(addr: SocketAddr) -> transport::Target {
     }
 }
 
-/// Runs `work` on every address with at most `CONCURRENCY` at once; returns the time
+/// Runs `work` on every address with at most `concurrency` at once; returns the time
 /// taken and how many failed.
-async fn fan_out<F, Fut>(addrs: &[SocketAddr], work: F) -> (Duration, usize)
+async fn fan_out<F, Fut>(addrs: &[SocketAddr], concurrency: usize, work: F) -> (Duration, usize)
 where
     F: Fn(SocketAddr) -> Fut,
     Fut: Future<Output = Result<(), String>> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(CONCURRENCY));
+    let permits = Arc::new(Semaphore::new(concurrency));
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for &addr in addrs {
@@ -184,6 +185,11 @@ async fn main() {
         sizes
     };
     let largest = sizes.iter().copied().max().unwrap_or(1_000);
+    let concurrency: usize = std::env::var("FANOUT_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(CONCURRENCY)
+        .max(1);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let fleet = Fleet::start(
@@ -224,7 +230,7 @@ async fn main() {
         .expect("the bundled RouterOS plugin");
 
     println!(
-        "fan-out benchmark: {} simulated routers on loopback, concurrency {CONCURRENCY}, {} cores",
+        "fan-out benchmark: {} simulated routers on loopback, concurrency {concurrency}, {} cores",
         largest,
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -249,13 +255,15 @@ async fn main() {
         for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
-                let (wall, failed) =
-                    fan_out(addrs, |addr| native_run(addr, ":log info \"native\"")).await;
+                let (wall, failed) = fan_out(addrs, concurrency, |addr| {
+                    native_run(addr, ":log info \"native\"")
+                })
+                .await;
                 native.add(wall, cpu_time().saturating_sub(cpu), failed);
             }
             if only != "native" {
                 let cpu = cpu_time();
-                let (wall, failed) = fan_out(addrs, |addr| {
+                let (wall, failed) = fan_out(addrs, concurrency, |addr| {
                     let routeros = routeros.clone();
                     async move {
                         routeros
