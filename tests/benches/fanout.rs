@@ -20,11 +20,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost, transport};
+use yardmaster::runner::fanout::RunnerSettings;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
 
-/// Routers worked on at once, unless FANOUT_CONCURRENCY says otherwise.
-const CONCURRENCY: usize = 128;
 const PASSWORD: &str = "bench";
 
 async fn read_reply(stream: &mut TcpStream, decoder: &mut Decoder) -> Result<Reply, String> {
@@ -188,7 +187,9 @@ async fn main() {
     let concurrency: usize = std::env::var("FANOUT_CONCURRENCY")
         .ok()
         .and_then(|c| c.parse().ok())
-        .unwrap_or(CONCURRENCY)
+        // By default as many routers at once as the engine's runner works on in one
+        // launch of a script.
+        .unwrap_or(RunnerSettings::default().run_concurrency)
         .max(1);
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
