@@ -244,31 +244,18 @@ impl HostState {
         }
         let endpoint = || format!("{host}:{port}");
         let bare = host.trim_start_matches('[').trim_end_matches(']');
-        // An address needs no resolver (nearly every router is named by its address).
-        let addrs: Vec<std::net::SocketAddr> = match bare.parse::<std::net::IpAddr>() {
-            Ok(ip) => vec![std::net::SocketAddr::new(ip, port)],
-            Err(_) => {
-                let lookup =
-                    tokio::time::timeout(limit, tokio::net::lookup_host((bare, port))).await;
-                match lookup {
-                    Err(_) => {
-                        return Err(tls::NetError::Timeout(format!("resolving {}", endpoint())));
-                    }
-                    Ok(Err(e)) => {
-                        return Err(tls::NetError::Dns(format!("{}: {e}", endpoint())));
-                    }
-                    Ok(Ok(addrs)) => addrs.collect(),
-                }
-            }
+        // tokio answers an address at once, without a resolver thread.
+        let lookup = tokio::time::timeout(limit, tokio::net::lookup_host((bare, port))).await;
+        let mut addrs: Vec<std::net::SocketAddr> = match lookup {
+            Err(_) => return Err(tls::NetError::Timeout(format!("resolving {}", endpoint()))),
+            Ok(Err(e)) => return Err(tls::NetError::Dns(format!("{}: {e}", endpoint()))),
+            Ok(Ok(addrs)) => addrs.collect(),
         };
         // A name grant covers whatever the name resolves to; an address grant covers
         // only that address.
         let by_name = self.policy.allows_name(host, port);
-        let allowed: Vec<_> = addrs
-            .into_iter()
-            .filter(|a| by_name || self.policy.allows_addr(*a))
-            .collect();
-        if allowed.is_empty() {
+        addrs.retain(|a| by_name || self.policy.allows_addr(*a));
+        if addrs.is_empty() {
             let what = format!("tls connect to {}", endpoint());
             tracing::warn!(
                 plugin = %self.caller.name,
@@ -282,7 +269,7 @@ impl HostState {
             )));
         }
         let mut last = None;
-        for addr in allowed {
+        for addr in addrs {
             match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
                 Err(_) => {
                     last = Some(tls::NetError::Timeout(format!(

@@ -537,7 +537,7 @@ impl Transport {
             grants,
             Transport,
             yardmaster_transport_plugin,
-            |i, s| i.call_run_command(s, &target, &words)
+            |i, s| i.call_run_command(s, target, words)
         ))
     }
 
@@ -554,7 +554,7 @@ impl Transport {
             grants,
             Transport,
             yardmaster_transport_plugin,
-            |i, s| i.call_run_script(s, &target, &script)
+            |i, s| i.call_run_script(s, target, script)
         ))
     }
 
@@ -571,7 +571,7 @@ impl Transport {
             grants,
             Transport,
             yardmaster_transport_plugin,
-            |i, s| i.call_backup(s, &target, save_as.as_deref())
+            |i, s| i.call_backup(s, target, save_as)
         ))
     }
 
@@ -587,7 +587,7 @@ impl Transport {
             grants,
             Transport,
             yardmaster_transport_plugin,
-            |i, s| i.call_probe(s, &target)
+            |i, s| i.call_probe(s, target)
         ))
     }
 }
