@@ -7,6 +7,7 @@
 //! bytes, so a peer cannot make it allocate more than the caps allow.
 
 use std::fmt;
+use std::io::{self, Read};
 
 use super::sentence::Sentence;
 
@@ -150,11 +151,24 @@ fn decode_length(buf: &[u8]) -> Result<Length, ProtocolError> {
 pub struct Decoder {
     max_word: usize,
     max_sentence: usize,
+    /// Bytes fed but not yet decoded are `buf[pos..end]`; `buf[end..]` is room already
+    /// initialized, which [`Decoder::read_from`] reads into without clearing it again.
     buf: Vec<u8>,
     pos: usize,
+    end: usize,
+    /// Bytes the word being received still lacks, so the next read can ask for all of it.
+    missing: usize,
+    /// Room offered to the next read: small at first, as most replies are, and doubled
+    /// whenever a read fills it.
+    read_room: usize,
     words: Vec<Vec<u8>>,
     sentence_bytes: usize,
 }
+
+/// The room [`Decoder::read_from`] offers a reader at first.
+const FIRST_READ: usize = 1024;
+/// The most room [`Decoder::read_from`] offers a reader at once, however long the word.
+const MAX_READ: usize = 1024 * 1024;
 
 impl Default for Decoder {
     fn default() -> Self {
@@ -176,6 +190,9 @@ impl Decoder {
             max_sentence,
             buf: Vec::new(),
             pos: 0,
+            end: 0,
+            missing: 0,
+            read_room: FIRST_READ,
             words: Vec::new(),
             sentence_bytes: 0,
         }
@@ -190,30 +207,64 @@ impl Decoder {
 
     /// Hands the decoder more bytes from the peer.
     pub fn feed(&mut self, bytes: &[u8]) {
-        if self.pos > 0 && self.pos == self.buf.len() {
-            self.buf.clear();
+        self.compact();
+        let end = self.end + bytes.len();
+        if end > self.buf.len() {
+            self.buf.truncate(self.end);
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.buf[self.end..end].copy_from_slice(bytes);
+        }
+        self.end = end;
+    }
+
+    /// Reads once from `reader` straight into the decoder's own buffer and returns how
+    /// many bytes arrived: 0 means the peer closed the connection.
+    ///
+    /// The room offered starts at 1 KiB and doubles whenever a read fills it (up to
+    /// 1 MiB), and covers the rest of a long word once its length is known. It is
+    /// cleared only when the buffer grows, not on every read.
+    pub fn read_from<R: Read + ?Sized>(&mut self, reader: &mut R) -> io::Result<usize> {
+        self.compact();
+        let room = self.missing.max(self.read_room).min(MAX_READ);
+        if self.buf.len() - self.end < room {
+            self.buf.resize(self.end + room, 0);
+        }
+        let n = reader.read(&mut self.buf[self.end..])?;
+        self.end += n;
+        if n >= self.read_room {
+            self.read_room = (self.read_room * 2).min(MAX_READ);
+        }
+        Ok(n)
+    }
+
+    /// Moves undecoded bytes to the front once they are fewer than those decoded.
+    fn compact(&mut self) {
+        if self.pos == self.end {
             self.pos = 0;
-        } else if self.pos > 4096 && self.pos * 2 > self.buf.len() {
-            self.buf.drain(..self.pos);
+            self.end = 0;
+        } else if self.pos > 4096 && self.pos * 2 > self.end {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
             self.pos = 0;
         }
-        self.buf.extend_from_slice(bytes);
     }
 
     /// True when no part of a sentence is waiting: a peer closing now closed cleanly.
     pub fn is_idle(&self) -> bool {
-        self.words.is_empty() && self.pos == self.buf.len()
+        self.words.is_empty() && self.pos == self.end
     }
 
     /// Bytes fed but not yet returned as part of a sentence.
     pub fn buffered(&self) -> usize {
-        self.buf.len() - self.pos + self.sentence_bytes
+        self.end - self.pos + self.sentence_bytes
     }
 
     /// The next complete, non-empty sentence, `Ok(None)` when more bytes are needed.
     pub fn next_sentence(&mut self) -> Result<Option<Sentence>, ProtocolError> {
+        self.missing = 0;
         loop {
-            let rest = &self.buf[self.pos..];
+            let rest = &self.buf[self.pos..self.end];
             let (header, len) = match decode_length(rest)? {
                 Length::Incomplete => return Ok(None),
                 Length::Known { header, len } => (header, len),
@@ -240,8 +291,9 @@ impl Decoder {
                 });
             }
             if rest.len() < header + len {
+                self.missing = header + len - rest.len();
                 // Reserve now so a large word is copied once as its bytes arrive.
-                self.buf.reserve(header + len - rest.len());
+                self.buf.reserve(self.missing);
                 return Ok(None);
             }
             self.words.push(rest[header..header + len].to_vec());
@@ -448,5 +500,101 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 1000);
+    }
+
+    /// A reader handing out at most `step` bytes per read, noting the room it was offered.
+    struct Trickle {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        offered: Vec<usize>,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.offered.push(buf.len());
+            let n = buf.len().min(self.step).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn reads_into_its_own_buffer_however_the_bytes_come() {
+        let long = [b"=a=".as_slice(), &[b'x'; 20_000]].concat();
+        let mut data = encode_sentence(&[b"!re".as_slice(), &long]);
+        data.extend(encode_sentence(&["!done", "=ret=7"]));
+        for step in [1, 7, 3000, 100_000] {
+            let mut reader = Trickle {
+                data: data.clone(),
+                at: 0,
+                step,
+                offered: Vec::new(),
+            };
+            let mut d = Decoder::new();
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match d.next_sentence().expect("valid") {
+                    Some(s) => got.push(s),
+                    None => assert!(d.read_from(&mut reader).expect("read") > 0),
+                }
+            }
+            assert_eq!(got[0].words()[1], long, "step {step}");
+            assert_eq!(
+                got[1].attribute("ret"),
+                Some(b"7".as_slice()),
+                "step {step}"
+            );
+            assert!(d.is_idle(), "step {step}");
+            assert_eq!(
+                d.read_from(&mut reader).expect("read"),
+                0,
+                "the end, step {step}"
+            );
+            // Once the long word's length is known, a read offers room for all of it.
+            assert!(
+                reader
+                    .offered
+                    .iter()
+                    .any(|&room| room >= 20_000 - step.min(20_000)),
+                "step {step}: offered {:?}",
+                &reader.offered[..reader.offered.len().min(8)]
+            );
+        }
+    }
+
+    #[test]
+    fn feeding_after_reading_keeps_the_order() {
+        let mut d = Decoder::new();
+        let mut reader = io::Cursor::new(encode_sentence(&["!re", "=n=1"]));
+        let first = encode_sentence(&["!re", "=n=1"]);
+        // Half a sentence by reading, the rest by feeding, then a whole one fed.
+        let mut half = Trickle {
+            data: first[..4].to_vec(),
+            at: 0,
+            step: 4,
+            offered: Vec::new(),
+        };
+        assert_eq!(d.read_from(&mut half).expect("read"), 4);
+        d.feed(&first[4..]);
+        d.feed(&encode_sentence(&["!done"]));
+        let s = d.next_sentence().expect("valid").expect("complete");
+        assert_eq!(s.attribute("n"), Some(b"1".as_slice()));
+        assert_eq!(
+            d.next_sentence()
+                .expect("valid")
+                .expect("complete")
+                .command(),
+            b"!done"
+        );
+        assert!(d.read_from(&mut reader).expect("read") > 0);
+        assert_eq!(
+            d.next_sentence()
+                .expect("valid")
+                .expect("complete")
+                .attribute("n"),
+            Some(b"1".as_slice())
+        );
     }
 }

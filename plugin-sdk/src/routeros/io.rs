@@ -49,12 +49,11 @@ pub fn read_sentence<R: Read + ?Sized>(
     reader: &mut R,
     decoder: &mut Decoder,
 ) -> Result<Sentence, ReadError> {
-    let mut buf = [0u8; 8192];
     loop {
         if let Some(sentence) = decoder.next_sentence().map_err(ReadError::Protocol)? {
             return Ok(sentence);
         }
-        let n = match reader.read(&mut buf) {
+        let n = match decoder.read_from(reader) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(ReadError::Io(e)),
@@ -64,7 +63,6 @@ pub fn read_sentence<R: Read + ?Sized>(
                 mid_sentence: !decoder.is_idle(),
             });
         }
-        decoder.feed(&buf[..n]);
     }
 }
 
