@@ -8,7 +8,10 @@
 //! Asserts nothing about time, only that every router ran the script.
 //!
 //! `cargo bench -p yardmaster-tests --bench fanout [-- ROUTERS...]`; set
-//! `FANOUT_ONLY=plugin` (or `native`) to run one path alone, e.g. under a profiler.
+//! `FANOUT_ONLY=plugin` (or `native`) to run one path alone, e.g. under a profiler, and
+//! `FANOUT_AGAINST=other.wasm` to measure the plugin against another build of it (in a
+//! plugin host of its own) instead of the native client: alternating rounds in one
+//! process compare two builds far more precisely than separate runs can.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -19,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 use yardmaster::config::Limits;
-use yardmaster::plugins::{HostOptions, PluginHost, transport};
+use yardmaster::plugins::{HostOptions, PluginHost, Transport, transport};
 use yardmaster::runner::fanout::RunnerSettings;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
@@ -76,6 +79,20 @@ async fn native_run(addr: SocketAddr, script: &str) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The plugin's `run-script` on router `i`.
+async fn plugin_run(
+    routeros: Transport,
+    targets: Arc<[transport::Target]>,
+    i: usize,
+    script: &'static str,
+) -> Result<(), String> {
+    routeros
+        .run_script(&targets[i], script)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn target(addr: SocketAddr) -> transport::Target {
@@ -179,6 +196,22 @@ fn cpu_time() -> Duration {
     Duration::from_nanos(nanos)
 }
 
+/// A plugin host serving the plugins in `dir`, and its RouterOS transport.
+async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transport {
+    let host = PluginHost::new(HostOptions {
+        plugins_dir: dir,
+        cache_dir: Some(cache.to_path_buf()),
+        defaults: Limits::default(),
+        plugins: BTreeMap::new(),
+        max_concurrent_calls: 256,
+        max_memory_bytes: Limits::default().memory_bytes,
+    })
+    .expect("plugin host");
+    host.reconcile().await;
+    host.transport("routeros-api")
+        .expect("a RouterOS transport named routeros-api")
+}
+
 #[tokio::main]
 async fn main() {
     let sizes: Vec<usize> = std::env::args()
@@ -223,19 +256,24 @@ async fn main() {
     let plugins = work.path().join("plugins");
     yardmaster::plugins::install_bundled(&plugins, &work.path().join("data"))
         .expect("bundled plugins");
-    let host = PluginHost::new(HostOptions {
-        plugins_dir: plugins,
-        cache_dir: Some(work.path().join("cache")),
-        defaults: Limits::default(),
-        plugins: BTreeMap::new(),
-        max_concurrent_calls: 256,
-        max_memory_bytes: Limits::default().memory_bytes,
-    })
-    .expect("plugin host");
-    host.reconcile().await;
-    let routeros = host
-        .transport("routeros-api")
-        .expect("the bundled RouterOS plugin");
+    let routeros = routeros_in(plugins, &work.path().join("cache")).await;
+    // Another build of the plugin, in a host of its own, in place of the native client:
+    // two builds compared round by round under the same conditions.
+    let against = match std::env::var_os("FANOUT_AGAINST") {
+        Some(file) => {
+            let dir = work.path().join("against");
+            std::fs::create_dir_all(&dir).expect("a folder for the other build");
+            std::fs::copy(&file, dir.join("routeros-api.wasm"))
+                .unwrap_or_else(|e| panic!("FANOUT_AGAINST={}: {e}", file.to_string_lossy()));
+            Some(routeros_in(dir, &work.path().join("cache")).await)
+        }
+        None => None,
+    };
+    let base = if against.is_some() {
+        "against"
+    } else {
+        "native"
+    };
 
     println!(
         "fan-out benchmark: {} simulated routers on loopback, concurrency {concurrency}, {} cores",
@@ -244,7 +282,10 @@ async fn main() {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
+    let only = match std::env::var("FANOUT_ONLY").unwrap_or_default() {
+        only if only == "native" => base.to_owned(),
+        only => only,
+    };
     let rounds: usize = std::env::var("FANOUT_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -260,28 +301,31 @@ async fn main() {
         // The sites, as the engine holds them: made once, not on every call.
         let targets: Arc<[transport::Target]> = addrs.iter().map(|&a| target(a)).collect();
         let before: u64 = fleet.routers().take(size).map(|r| r.log_total()).sum();
-        let mut native = Rounds::default();
+        let mut baseline = Rounds::default();
         let mut plugin = Rounds::default();
         for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
-                let (wall, failed) = fan_out(size, concurrency, |i| {
-                    native_run(addrs[i], ":log info \"native\"")
-                })
-                .await;
-                native.add(wall, cpu_time().saturating_sub(cpu), failed);
+                let (wall, failed) = match &against {
+                    Some(other) => {
+                        fan_out(size, concurrency, |i| {
+                            plugin_run(other.clone(), targets.clone(), i, ":log info \"against\"")
+                        })
+                        .await
+                    }
+                    None => {
+                        fan_out(size, concurrency, |i| {
+                            native_run(addrs[i], ":log info \"native\"")
+                        })
+                        .await
+                    }
+                };
+                baseline.add(wall, cpu_time().saturating_sub(cpu), failed);
             }
-            if only != "native" {
+            if only != base {
                 let cpu = cpu_time();
                 let (wall, failed) = fan_out(size, concurrency, |i| {
-                    let (routeros, targets) = (routeros.clone(), targets.clone());
-                    async move {
-                        routeros
-                            .run_script(&targets[i], ":log info \"plugin\"")
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }
+                    plugin_run(routeros.clone(), targets.clone(), i, ":log info \"plugin\"")
                 })
                 .await;
                 plugin.add(wall, cpu_time().saturating_sub(cpu), failed);
@@ -291,13 +335,13 @@ async fn main() {
                 None => "-".to_owned(),
             };
             println!(
-                "{size:>6} routers  round {round}/{rounds}: native {}  plugin {}",
-                show(&native),
+                "{size:>6} routers  round {round}/{rounds}: {base} {}  plugin {}",
+                show(&baseline),
                 show(&plugin)
             );
         }
         let after: u64 = fleet.routers().take(size).map(|r| r.log_total()).sum();
-        for (name, path) in [("native", &native), ("plugin", &plugin)] {
+        for (name, path) in [(base, &baseline), ("plugin", &plugin)] {
             if path.count() > 0 {
                 let (wall, cpu) = path.best();
                 println!(
@@ -310,26 +354,26 @@ async fn main() {
                 );
             }
         }
-        if native.count() > 0 && plugin.count() > 0 {
-            let ((native_wall, native_cpu), (plugin_wall, plugin_cpu)) =
-                (native.best(), plugin.best());
-            // Each round of the plugin against the native round just before it: the two
+        if baseline.count() > 0 && plugin.count() > 0 {
+            let ((base_wall, base_cpu), (plugin_wall, plugin_cpu)) =
+                (baseline.best(), plugin.best());
+            // Each round of the plugin against the other round just before it: the two
             // ran under the same conditions, so their ratio is steadier than either time.
-            let pairs = native.times.iter().zip(&plugin.times);
+            let pairs = baseline.times.iter().zip(&plugin.times);
             let time_ratios = pairs
                 .clone()
                 .map(|(n, p)| p.0.as_secs_f64() / n.0.as_secs_f64());
             let cpu_ratios = pairs.map(|(n, p)| p.1.as_secs_f64() / n.1.as_secs_f64());
             println!(
-                "{size:>6} routers  plugin/native: best rounds time {:.2}x, CPU {:.2}x; \
+                "{size:>6} routers  plugin/{base}: best rounds time {:.2}x, CPU {:.2}x; \
                  median of the rounds' ratios time {:.2}x, CPU {:.2}x",
-                plugin_wall.as_secs_f64() / native_wall.as_secs_f64(),
-                plugin_cpu.as_secs_f64() / native_cpu.as_secs_f64(),
+                plugin_wall.as_secs_f64() / base_wall.as_secs_f64(),
+                plugin_cpu.as_secs_f64() / base_cpu.as_secs_f64(),
                 median(time_ratios.collect()),
                 median(cpu_ratios.collect()),
             );
         }
-        let runs = (native.count() + plugin.count()) * size;
+        let runs = (baseline.count() + plugin.count()) * size;
         println!(
             "        the routers logged the script {} times (expected once per router per run: {runs})",
             after - before,
