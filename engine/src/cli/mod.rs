@@ -221,7 +221,7 @@ mod tests {
             "1h 2m",
             "99999999999999999999d",
         ] {
-            let e = parse_duration(bad).unwrap_err();
+            let e = parse_duration(bad).expect_err("not a duration");
             assert!(e.contains("not a duration"), "{bad}: {e}");
         }
     }

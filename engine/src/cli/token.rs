@@ -124,10 +124,11 @@ mod tests {
     #[test]
     fn unknown_scopes_and_bad_ttls_are_refused_by_name() {
         let dir = tempfile::tempdir().expect("dir");
-        let e = create(&args(dir.path(), "script:fly", "1h")).unwrap_err();
+        let e =
+            create(&args(dir.path(), "script:fly", "1h")).expect_err("an unknown scope is refused");
         assert!(e.to_string().contains("script:fly"), "{e}");
         for ttl in ["0s", "soon", "24", "100000d"] {
-            let e = create(&args(dir.path(), "all", ttl)).unwrap_err();
+            let e = create(&args(dir.path(), "all", ttl)).expect_err("a bad ttl is refused");
             assert!(e.to_string().starts_with("--ttl"), "{ttl}: {e}");
         }
         assert_eq!(parse_ttl("7d"), Ok(TimeDelta::days(7)));
