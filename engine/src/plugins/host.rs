@@ -251,10 +251,13 @@ impl HostState {
             Ok(Err(e)) => return Err(tls::NetError::Dns(format!("{}: {e}", endpoint()))),
             Ok(Ok(addrs)) => addrs.collect(),
         };
-        // A name grant covers whatever the name resolves to; an address grant covers
-        // only that address.
-        let by_name = self.policy.allows_name(host, port);
-        addrs.retain(|a| by_name || self.policy.allows_addr(*a));
+        // An address grant covers only that address; a name grant covers whatever the
+        // name resolves to (asked only when an address is not granted by itself).
+        let mut by_name = None;
+        addrs.retain(|a| {
+            self.policy.allows_addr(*a)
+                || *by_name.get_or_insert_with(|| self.policy.allows_name(host, port))
+        });
         if addrs.is_empty() {
             let what = format!("tls connect to {}", endpoint());
             tracing::warn!(

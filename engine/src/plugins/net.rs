@@ -83,12 +83,16 @@ impl Grant {
         }
     }
 
+    /// Names compare without regard to ASCII case (patterns are kept in lower case).
     fn matches_name(&self, name: &str) -> bool {
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
         match &self.host {
             HostPattern::Any => true,
-            HostPattern::Name(n) => *n == name,
-            HostPattern::Suffix(s) => name.ends_with(s.as_str()) && name.len() > s.len(),
+            HostPattern::Name(n) => n.eq_ignore_ascii_case(name),
+            HostPattern::Suffix(s) => {
+                name.len() > s.len()
+                    && name.as_bytes()[name.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+            }
             HostPattern::Net { .. } => name
                 .trim_start_matches('[')
                 .trim_end_matches(']')
@@ -318,6 +322,7 @@ mod tests {
         assert!(p.allows_name("HOOKS.example.com.", 443));
         assert!(!p.allows_name("hooks.example.com", 80));
         assert!(p.allows_name("api.github.com", 443));
+        assert!(p.allows_name("API.GitHub.com", 443));
         assert!(!p.allows_name("github.com", 443));
         assert!(!p.allows_name("evilgithub.com", 443));
         assert!(p.allows_name("smtp.example.org", 587));
