@@ -255,7 +255,7 @@ impl Transport for RouterOsApi {
                 detail: None,
             })
         })();
-        session.quit().close();
+        session.quit();
         result
     }
 }
