@@ -180,18 +180,30 @@ async fn plugin_list(url: &str, json: bool) -> anyhow::Result<()> {
             .unwrap_or("-")
             .to_string()
     };
+    // A transport's default ports, plain/TLS, as `8728/8729`; `-` where it names none.
+    let ports = |row: &serde_json::Value| {
+        let port = |key: &str| row.get(key).and_then(|v| v.as_u64());
+        match (port("default_port"), port("default_tls_port")) {
+            (None, None) => "-".to_owned(),
+            (plain, tls) => {
+                let show = |p: Option<u64>| p.map_or_else(|| "-".to_owned(), |p| p.to_string());
+                format!("{}/{}", show(plain), show(tls))
+            }
+        }
+    };
     println!(
-        "{:<20} {:<14} {:<10} {:<6} {:<8} FILE",
-        "NAME", "KIND", "VERSION", "WIT", "STATUS"
+        "{:<20} {:<14} {:<10} {:<6} {:<8} {:<11} FILE",
+        "NAME", "KIND", "VERSION", "WIT", "STATUS", "PORTS"
     );
     for row in &rows {
         println!(
-            "{:<20} {:<14} {:<10} {:<6} {:<8} {}",
+            "{:<20} {:<14} {:<10} {:<6} {:<8} {:<11} {}",
             text(row, "name"),
             text(row, "kind"),
             text(row, "version"),
             text(row, "wit_version"),
             text(row, "status"),
+            ports(row),
             text(row, "file"),
         );
         if let Some(error) = row.get("error").and_then(|e| e.as_str()) {

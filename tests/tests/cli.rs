@@ -97,8 +97,18 @@ fn list_reads_the_running_engine() {
         .lines()
         .find(|l| l.starts_with("echo "))
         .unwrap_or_default();
-    assert!(
-        echo.contains("transport") && echo.contains("1.0.0") && echo.contains("active"),
+    // NAME KIND VERSION WIT STATUS PORTS FILE; echo declares no default ports.
+    assert_eq!(
+        echo.split_whitespace().collect::<Vec<_>>(),
+        [
+            "echo",
+            "transport",
+            "1.0.0",
+            "1.1.0",
+            "active",
+            "-",
+            "echo.wasm"
+        ],
         "{stdout}"
     );
     assert!(stdout.contains("wit-v2.wasm"), "{stdout}");

@@ -38,6 +38,7 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     assert_eq!(entry["error"], Value::Null);
     assert_eq!(entry["sha256"].as_str().map(str::len), Some(64));
     assert!(entry["loaded_at"].is_string());
+    assert_eq!(entry["default_port"], Value::Null, "{entry}");
 
     let show = engine.get("/plugins/echo").expect("show");
     assert_eq!(show.body["default_port"], Value::Null, "{}", show.text);
@@ -411,6 +412,8 @@ fn the_bundled_plugins_seed_an_empty_folder_once() {
     let entry = engine.wait_for_file("routeros-api.wasm", "the bundled RouterOS plugin", active);
     assert_eq!(entry["name"], "routeros-api");
     assert_eq!(entry["kind"], "transport");
+    assert_eq!(entry["default_port"], 8728, "{entry}");
+    assert_eq!(entry["default_tls_port"], 8729, "{entry}");
     let show = engine.get("/plugins/routeros-api").expect("show");
     assert_eq!(show.status, 200, "{}", show.text);
     assert!(

@@ -52,6 +52,11 @@ struct PluginEntry {
     endpoints: Vec<String>,
     /// What the operator's allow-list grants it.
     allow: Vec<String>,
+    /// The port a transport uses, and is granted, when a site names none; null when it
+    /// declares none, for other kinds and for a file that failed to load.
+    default_port: Option<u16>,
+    /// The same for sites reached over TLS.
+    default_tls_port: Option<u16>,
 }
 
 impl From<PluginStatus> for PluginEntry {
@@ -69,6 +74,8 @@ impl From<PluginStatus> for PluginEntry {
             description: s.description,
             endpoints: s.endpoints,
             allow: s.allow,
+            default_port: s.default_ports.plain,
+            default_tls_port: s.default_ports.tls,
         }
     }
 }

@@ -167,9 +167,11 @@ pub struct LoadedPlugin {
 
 /// A transport's default ports, from its `ports` export; none for other kinds and for
 /// transports built against contract 1.0, which has no way to say.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DefaultPorts {
+    #[serde(rename = "default_port")]
     pub plain: Option<u16>,
+    #[serde(rename = "default_tls_port")]
     pub tls: Option<u16>,
 }
 
@@ -220,6 +222,8 @@ pub struct PluginStatus {
     pub description: Option<String>,
     pub endpoints: Vec<String>,
     pub allow: Vec<String>,
+    #[serde(flatten)]
+    pub default_ports: DefaultPorts,
 }
 
 /// What is known of one file in the plugins folder.
@@ -392,6 +396,7 @@ impl PluginHost {
                     allow: active
                         .map(|p| p.grants.iter().map(ToString::to_string).collect())
                         .unwrap_or_default(),
+                    default_ports: active.map(|p| p.default_ports).unwrap_or_default(),
                 }
             })
             .collect()
