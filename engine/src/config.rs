@@ -28,18 +28,25 @@
 //! max_jobs_per_launch = 64   # within one launch (a schedule's rollout may lower it)
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
+//!
+//! # Certificates (PEM) trusted beside the public roots when the engine verifies a
+//! # router's API-SSL certificate or a mail server's, e.g. the CA that signs the routers'.
+//! [tls]
+//! ca_file = "/etc/yardmaster/routers-ca.pem"
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
 //! `YARDMASTER_AUTH_AUDIENCE`, `YARDMASTER_AUTH_JWKS_FILE` and
 //! `YARDMASTER_AUTH_PUBLIC_KEY_PEM`. A key source set in the environment replaces the
 //! file's, so `jwks_file` from one and `public_key_pem` from the other never mix.
+//! `YARDMASTER_TLS_CA_FILE` sets `[tls] ca_file`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
 use crate::runner::fanout::RunnerSettings;
@@ -77,6 +84,15 @@ struct FileConfig {
     auth: FileAuth,
     #[serde(default)]
     runner: FileRunner,
+    #[serde(default)]
+    tls: FileTls,
+}
+
+/// The `[tls]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    ca_file: Option<PathBuf>,
 }
 
 /// The `[runner]` section: how many jobs run at once, and how long one may take.
@@ -245,6 +261,7 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub plugins_dir: Option<PathBuf>,
     pub listen: Option<String>,
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 /// Resource limits for one plugin's calls.
@@ -293,6 +310,9 @@ pub struct Config {
     pub auth: Option<IssuerSettings>,
     /// Jobs at once and per job (`[runner]`).
     pub runner: RunnerSettings,
+    /// Certificates trusted beside the public roots when a TLS peer is verified for a
+    /// plugin (`[tls] ca_file`), read and checked when the configuration is loaded.
+    pub trusted_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl Default for Config {
@@ -308,6 +328,7 @@ impl Default for Config {
             notify: crate::notify::NotifyConfig::default(),
             auth: None,
             runner: RunnerSettings::default(),
+            trusted_certificates: Vec::new(),
         }
     }
 }
@@ -321,6 +342,7 @@ impl Config {
             data_dir: env_var("YARDMASTER_DATA_DIR").map(PathBuf::from),
             plugins_dir: env_var("YARDMASTER_PLUGINS_DIR").map(PathBuf::from),
             listen: env_var("YARDMASTER_LISTEN"),
+            tls_ca_file: env_var("YARDMASTER_TLS_CA_FILE").map(PathBuf::from),
         };
         let file = file
             .map(Path::to_path_buf)
@@ -430,7 +452,11 @@ impl Config {
         }
         config.notify = parsed.notify;
         config.runner = parsed.runner.resolve()?;
+        let mut ca_file = parsed.tls.ca_file;
         for layer in [env, flags] {
+            if let Some(file) = &layer.tls_ca_file {
+                ca_file = Some(file.clone());
+            }
             if let Some(dir) = &layer.data_dir {
                 config.data_dir = dir.clone();
             }
@@ -440,6 +466,10 @@ impl Config {
             if let Some(addr) = &layer.listen {
                 listen = Some(addr.clone());
             }
+        }
+        if let Some(file) = ca_file {
+            config.trusted_certificates = crate::plugins::load_trusted(&file)
+                .map_err(|message| value_error("tls.ca_file", &message))?;
         }
         if let Some(addr) = listen {
             config.listen = addr.parse().map_err(|_| {
@@ -577,6 +607,65 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_ca_file_is_read_and_checked_when_loaded() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let resolve = |file: &Path| {
+            let text = format!("[tls]\nca_file = {:?}\n", file.to_string_lossy());
+            Config::resolve(
+                None,
+                Some(&text),
+                &Overrides::default(),
+                &Overrides::default(),
+            )
+        };
+        let err = resolve(&dir.path().join("missing.pem")).expect_err("a missing file");
+        assert!(
+            err.to_string().starts_with("tls.ca_file: cannot read"),
+            "{err}"
+        );
+
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").expect("write");
+        let err = resolve(&empty).expect_err("no certificate in it");
+        assert!(err.to_string().contains("holds no certificate"), "{err}");
+
+        let broken = dir.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let err = resolve(&broken).expect_err("not a certificate");
+        assert!(
+            err.to_string().starts_with("tls.ca_file: certificate 1 of")
+                && err.to_string().contains("cannot be trusted"),
+            "{err}"
+        );
+
+        let names = vec!["routers.example".to_owned()];
+        let pem = [
+            rcgen::generate_simple_self_signed(names.clone()).expect("cert"),
+            rcgen::generate_simple_self_signed(names).expect("cert"),
+        ]
+        .map(|key| key.cert.pem())
+        .concat();
+        let good = dir.path().join("ca.pem");
+        std::fs::write(&good, pem).expect("write");
+        let config = resolve(&good).expect("two certificates");
+        assert_eq!(config.trusted_certificates.len(), 2);
+
+        // The environment's file replaces the config file's.
+        let env = Overrides {
+            tls_ca_file: Some(dir.path().join("missing-too.pem")),
+            ..Overrides::default()
+        };
+        let text = format!("[tls]\nca_file = {:?}\n", good.to_string_lossy());
+        let err = Config::resolve(None, Some(&text), &env, &Overrides::default())
+            .expect_err("the environment's file is missing");
+        assert!(err.to_string().contains("missing-too.pem"), "{err}");
+    }
 
     #[test]
     fn defaults_work_without_a_file() {

@@ -141,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 data_dir: args.data_dir,
                 plugins_dir: args.plugins_dir,
                 listen: args.listen,
+                ..Overrides::default()
             };
             let mut config = Config::load(args.config.as_deref(), &flags)?;
             if let Some(hosts) = &args.allow_http_notify {

@@ -208,6 +208,7 @@ async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transp
         plugins: BTreeMap::new(),
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
+        trusted_certificates: Vec::new(),
     })
     .expect("plugin host");
     host.reconcile().await;

@@ -75,6 +75,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         plugins: BTreeMap::new(),
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
+        trusted_certificates: Vec::new(),
     })
     .map_err(|e| e.to_string())?;
     host.reconcile().await;

@@ -22,6 +22,7 @@ fn options(plugins_dir: &Path, cache_dir: Option<&Path>) -> HostOptions {
         plugins: BTreeMap::new(),
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
+        trusted_certificates: Vec::new(),
     }
 }
 

@@ -416,6 +416,7 @@ pub async fn bundled_host(
         plugins: std::collections::BTreeMap::new(),
         max_concurrent_calls,
         max_memory_bytes: Limits::default().memory_bytes,
+        trusted_certificates: Vec::new(),
     })
     .expect("plugin host");
     host.reconcile().await;

@@ -321,6 +321,54 @@ fn api_ssl_verified_pinned_or_unverified() {
 }
 
 #[test]
+fn api_ssl_verified_against_a_certificate_the_operator_trusts() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let pem = dir.path().join("simulator.pem");
+    let fleet = Fleet::start("127.3.9.1", 2, &["--cert-out", pem.to_str().expect("path")]);
+    assert!(
+        fleet
+            .lines()
+            .iter()
+            .any(|l| l.starts_with("api-ssl certificate written to")),
+        "{:?}",
+        fleet.lines()
+    );
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        config: format!("[tls]\nca_file = {:?}\n", pem.to_string_lossy()),
+        ..EngineOptions::default()
+    });
+    engine.wait_for_file("routeros-api.wasm", "the RouterOS plugin", |p| {
+        p["status"] == "active"
+    });
+
+    // The certificate names the first router's address, so that router verifies as it is.
+    let mut first = fleet.target();
+    first["tls"] = json!({"verify": true});
+    let probe = call(&engine, json!({"operation": "probe", "target": first}));
+    assert_eq!(ok(&probe)["online"], true, "{}", probe.text);
+
+    // The second router is reached by address and verified by the name on the
+    // certificate, as a site's `tls.server_name` says.
+    let mut second = fleet.target();
+    second["address"] = json!("127.3.9.2");
+    second["tls"] = json!({"verify": true, "server_name": "yardmaster-simulator"});
+    let output = script(&engine, &second, ":put \"verified\"");
+    assert_eq!(
+        ok(&output)["output"].as_str().map(str::trim),
+        Some("verified")
+    );
+
+    // Without the name it does not verify: the certificate does not name 127.3.9.2.
+    second["tls"] = json!({"verify": true});
+    let message = failed(
+        &command(&engine, &second, &["/system/identity/print"]),
+        "tls",
+    );
+    assert!(message.contains("127.3.9.2"), "{message}");
+}
+
+#[test]
 fn faults_get_distinct_errors() {
     let engine = engine();
 

@@ -46,6 +46,7 @@ pub use kinds::{
     script_source, transport,
 };
 pub use loader::Change;
+pub(crate) use tls_client::load_trusted;
 pub use watcher::watch;
 
 /// The four kinds of plugin.
@@ -248,6 +249,9 @@ pub struct HostOptions {
     pub max_concurrent_calls: u32,
     /// The largest memory cap any plugin may get; sizes the instance pool.
     pub max_memory_bytes: u64,
+    /// Certificates trusted beside the public roots when the host verifies a TLS peer
+    /// for a plugin (`[tls] ca_file`).
+    pub trusted_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl HostOptions {
@@ -259,6 +263,7 @@ impl HostOptions {
             plugins: config.plugins.clone(),
             max_concurrent_calls: config.max_concurrent_plugin_calls,
             max_memory_bytes: config.max_plugin_memory(),
+            trusted_certificates: config.trusted_certificates.clone(),
         }
     }
 
@@ -351,7 +356,7 @@ impl PluginHost {
         )
         .map_err(|e| format!("linking yardmaster:host: {e}"))?;
         let ticker = Ticker::start(engine.clone()).map_err(|e| format!("epoch thread: {e}"))?;
-        let tls = Arc::new(tls_client::TlsClients::new()?);
+        let tls = Arc::new(tls_client::TlsClients::new(&options.trusted_certificates)?);
         let permits = Arc::new(Semaphore::new(options.max_concurrent_calls.max(1) as usize));
         Ok(PluginHost {
             inner: Arc::new(Inner {

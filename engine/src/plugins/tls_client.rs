@@ -6,10 +6,12 @@
 //! a certificate cannot be reached; give the router a certificate (a self-signed one,
 //! pinned here, is enough).
 
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
@@ -30,6 +32,28 @@ fn normalize_fingerprint(text: &str) -> Option<String> {
     (hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit())).then_some(hex)
 }
 
+/// Reads the certificates an operator trusts beside the public roots (`[tls] ca_file`):
+/// every `CERTIFICATE` block of a PEM file, each usable as a trust anchor.
+pub(crate) fn load_trusted(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let certificates = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown} is not a PEM file of certificates: {e}"))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{shown} holds no certificate (expected PEM blocks of -----BEGIN CERTIFICATE-----)"
+        ));
+    }
+    let mut roots = RootCertStore::empty();
+    for (i, certificate) in certificates.iter().enumerate() {
+        roots
+            .add(certificate.clone())
+            .map_err(|e| format!("certificate {} of {shown} cannot be trusted: {e}", i + 1))?;
+    }
+    Ok(certificates)
+}
+
 /// Shared TLS client state: the provider and the verified configuration.
 pub(crate) struct TlsClients {
     provider: Arc<CryptoProvider>,
@@ -37,10 +61,16 @@ pub(crate) struct TlsClients {
 }
 
 impl TlsClients {
-    pub(crate) fn new() -> Result<TlsClients, String> {
+    /// Verification trusts the public (webpki) roots and `trusted`.
+    pub(crate) fn new(trusted: &[CertificateDer<'static>]) -> Result<TlsClients, String> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for certificate in trusted {
+            roots
+                .add(certificate.clone())
+                .map_err(|e| format!("a trusted certificate cannot be used: {e}"))?;
+        }
         let config = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
@@ -154,7 +184,7 @@ mod tests {
 
     #[test]
     fn bad_pins_are_refused() {
-        let clients = TlsClients::new().expect("tls");
+        let clients = TlsClients::new(&[]).expect("tls");
         let err = clients
             .connector(true, Some("nope"))
             .err()

@@ -90,6 +90,8 @@ pub enum SimulateError {
     },
     #[error("cannot make the API-SSL certificate: {0}")]
     Tls(String),
+    #[error("--cert-out: {0}")]
+    CertOut(String),
 }
 
 /// What to simulate.
@@ -294,6 +296,7 @@ pub struct Fleet {
     stop: watch::Sender<bool>,
     fingerprint: Option<String>,
     certificate_der: Option<Vec<u8>>,
+    certificate_pem: Option<String>,
     config: FleetConfig,
 }
 
@@ -425,6 +428,7 @@ impl Fleet {
             tasks,
             stop,
             fingerprint: tls.as_ref().map(|t| t.fingerprint.clone()),
+            certificate_pem: tls.as_ref().map(|t| t.certificate_pem.clone()),
             certificate_der: tls.map(|t| t.certificate_der),
             config,
         })
@@ -472,6 +476,11 @@ impl Fleet {
     /// The API-SSL certificate (DER), for clients that want to trust it as a root.
     pub fn tls_certificate_der(&self) -> Option<&[u8]> {
         self.certificate_der.as_deref()
+    }
+
+    /// The same certificate as PEM text.
+    pub fn tls_certificate_pem(&self) -> Option<&str> {
+        self.certificate_pem.as_deref()
     }
 
     pub fn config(&self) -> &FleetConfig {
@@ -630,6 +639,11 @@ pub struct SimulateArgs {
     /// followed by @FRACTION of the fleet (e.g. delay=200@0.1). Repeatable.
     #[arg(long = "fault", value_name = "FAULT")]
     pub faults: Vec<Fault>,
+    /// Write the API-SSL certificate (PEM) to this file, for clients that verify it
+    /// rather than pin its fingerprint (the engine's `[tls] ca_file`). It names
+    /// localhost, yardmaster-simulator and the first router's address.
+    #[arg(long, value_name = "FILE")]
+    pub cert_out: Option<std::path::PathBuf>,
 }
 
 impl From<&SimulateArgs> for FleetConfig {
@@ -654,6 +668,11 @@ pub async fn run(
     args: SimulateArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SimulateError> {
+    if args.no_tls && args.cert_out.is_some() {
+        return Err(SimulateError::CertOut(
+            "there is no certificate without API-SSL; leave out --no-tls".into(),
+        ));
+    }
     let config = FleetConfig::from(&args);
     let fleet = Fleet::start(config, shutdown).await?;
     let addresses = fleet.addresses();
@@ -672,6 +691,17 @@ pub async fn run(
                 "api-ssl: port {} certificate sha256 {fingerprint}",
                 tls[0].port()
             );
+            if let (Some(file), Some(pem)) = (&args.cert_out, fleet.tls_certificate_pem()) {
+                std::fs::write(file, pem).map_err(|e| {
+                    SimulateError::CertOut(format!("cannot write {}: {e}", file.display()))
+                })?;
+                println!(
+                    "api-ssl certificate written to {} (names localhost, yardmaster-simulator \
+                     and {})",
+                    file.display(),
+                    first.ip()
+                );
+            }
         }
         _ => println!("api-ssl: off"),
     }

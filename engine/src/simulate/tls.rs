@@ -17,6 +17,7 @@ use super::SimulateError;
 pub(crate) struct FleetTls {
     pub acceptor: TlsAcceptor,
     pub certificate_der: Vec<u8>,
+    pub certificate_pem: String,
     /// SHA-256 of the DER certificate, lowercase hex.
     pub fingerprint: String,
 }
@@ -30,6 +31,7 @@ pub(crate) fn self_signed(first: Ipv4Addr) -> Result<FleetTls, SimulateError> {
     ];
     let key = rcgen::generate_simple_self_signed(names).map_err(|e| tls_err(&e))?;
     let certificate_der = key.cert.der().to_vec();
+    let certificate_pem = key.cert.pem();
     let private = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.signing_key.serialize_der()));
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
@@ -42,6 +44,7 @@ pub(crate) fn self_signed(first: Ipv4Addr) -> Result<FleetTls, SimulateError> {
     Ok(FleetTls {
         acceptor: TlsAcceptor::from(Arc::new(config)),
         certificate_der,
+        certificate_pem,
         fingerprint,
     })
 }

@@ -58,6 +58,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
         plugins: BTreeMap::new(),
         max_concurrent_calls: 64,
         max_memory_bytes: Limits::default().memory_bytes,
+        trusted_certificates: Vec::new(),
     })
     .expect("host");
     host.reconcile().await;
