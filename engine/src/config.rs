@@ -29,8 +29,8 @@
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
 //!
-//! # Certificates (PEM) trusted beside the public roots when the engine verifies a
-//! # router's API-SSL certificate or a mail server's, e.g. the CA that signs the routers'.
+//! # Certificates (PEM) trusted beside the public roots whenever the engine verifies a
+//! # TLS peer for a plugin (a router's API-SSL, a mail server, a webhook receiver).
 //! [tls]
 //! ca_file = "/etc/yardmaster/routers-ca.pem"
 //! ```

@@ -68,34 +68,74 @@ impl Hit {
     }
 }
 
-/// A webhook receiver: HTTP/1.1 on loopback, one thread per connection.
+/// A webhook receiver: HTTP/1.1 (or HTTPS) on loopback, one thread per connection.
 struct Receiver {
     addr: SocketAddr,
     hits: Arc<Mutex<Vec<Hit>>>,
     /// Answer nothing at all while set.
     silent: Arc<AtomicBool>,
+    scheme: &'static str,
 }
 
 impl Receiver {
     /// `failures`: how many attempts of each event id get a 500 before a 200.
     fn start(ip: Ipv4Addr, failures: usize) -> Receiver {
+        Receiver::listen(ip, failures, None)
+    }
+
+    /// An HTTPS receiver with a self-signed certificate for `ip`, whose PEM is written
+    /// into `dir`; returns the receiver and the certificate's file.
+    fn start_tls(ip: Ipv4Addr, dir: &std::path::Path) -> (Receiver, std::path::PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec![ip.to_string()])
+            .expect("a self-signed certificate");
+        let file = dir.join("receiver.pem");
+        std::fs::write(&file, made.cert.pem()).expect("certificate file");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(
+            rustls::pki_types::PrivatePkcs8KeyDer::from(made.signing_key.serialize_der()),
+        );
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![made.cert.der().clone()], key)
+            .expect("server config");
+        (Receiver::listen(ip, 0, Some(Arc::new(config))), file)
+    }
+
+    fn listen(ip: Ipv4Addr, failures: usize, tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = TcpListener::bind((ip, 0)).expect("bind receiver");
         let addr = listener.local_addr().expect("addr");
         let hits = Arc::new(Mutex::new(Vec::<Hit>::new()));
         let silent = Arc::new(AtomicBool::new(false));
         let (h, s) = (hits.clone(), silent.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (hits, silent) = (h.clone(), s.clone());
-                std::thread::spawn(move || serve(stream, &hits, &silent, failures));
+                let (hits, silent, tls) = (h.clone(), s.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &hits, &silent, failures),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        let stream = rustls::StreamOwned::new(session, stream);
+                        serve(stream, &hits, &silent, failures);
+                    }
+                });
             }
         });
-        Receiver { addr, hits, silent }
+        Receiver {
+            addr,
+            hits,
+            silent,
+            scheme,
+        }
     }
 
     fn url(&self) -> String {
-        format!("http://{}/hook?source=yardmaster", self.addr)
+        format!("{}://{}/hook?source=yardmaster", self.scheme, self.addr)
     }
 
     fn hits(&self) -> Vec<Hit> {
@@ -112,12 +152,8 @@ impl Receiver {
     }
 }
 
-fn serve(stream: TcpStream, hits: &Mutex<Vec<Hit>>, silent: &AtomicBool, failures: usize) {
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
-    let mut stream = stream;
+fn serve(stream: impl Read + Write, hits: &Mutex<Vec<Hit>>, silent: &AtomicBool, failures: usize) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -175,7 +211,12 @@ fn serve(stream: TcpStream, hits: &Mutex<Vec<Hit>>, silent: &AtomicBool, failure
             "Internal Server Error"
         };
         let reply = format!("HTTP/1.1 {status} {reason}\r\nContent-Length: 2\r\n\r\nok");
-        if stream.write_all(reply.as_bytes()).is_err() {
+        let stream = reader.get_mut();
+        if stream
+            .write_all(reply.as_bytes())
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
             return;
         }
     }
@@ -692,6 +733,91 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
     );
     assert!(html.contains("<a href=\""), "{html}");
     assert_eq!(smtp.messages().len(), 1, "one message for all recipients");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 5, 1), 1, Profile::V7_18, "pw").await;
+    let certificates = tempfile::tempdir().expect("tmp");
+    let (receiver, pem) = Receiver::start_tls(Ipv4Addr::new(127, 12, 0, 6), certificates.path());
+    assert!(receiver.url().starts_with("https://127.12.0.6:"));
+
+    // Without the receiver's certificate among the trusted ones, nothing gets through,
+    // and the dead letters say why.
+    let dir = tempfile::tempdir().expect("tmp");
+    let untrusted = {
+        let store = store_of(&dir);
+        jobs(&store, &routers, 1, &receiver.url())
+    };
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: config(&[]),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let view = token(&engine, &["plugin:view"]);
+    let dead = tokio::task::block_in_place(|| {
+        eventually(
+            "the updates to an untrusted receiver to become dead letters",
+            || {
+                let r = call(&engine, "GET", "/notifications/dead-letters", &view);
+                let data = r.body["data"].as_array()?.clone();
+                (data.len() >= 3).then_some(data)
+            },
+        )
+    });
+    for letter in &dead {
+        assert_eq!(letter["payload"]["job_id"], untrusted[0].as_str());
+        assert!(
+            letter["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("TLS failed: the receiver's certificate does not verify"),
+            "{letter}"
+        );
+    }
+    assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
+    drop(engine);
+
+    // Trusted through `[tls] ca_file`, every update arrives, signed.
+    let dir = tempfile::tempdir().expect("tmp");
+    let trusted = {
+        let store = store_of(&dir);
+        jobs(&store, &routers, 1, &receiver.url())
+    };
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: format!(
+                "{}\n[tls]\nca_file = {:?}\n",
+                config(&[]),
+                pem.to_string_lossy()
+            ),
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    });
+    let hits = tokio::task::block_in_place(|| {
+        eventually("the job's completion to arrive over https", || {
+            let hits = receiver.hits();
+            hits.iter()
+                .any(|h| h.json()["status"] == "completed")
+                .then_some(hits)
+        })
+    });
+    let secret = tokio::task::block_in_place(|| {
+        let t = token(&engine, &["plugin:manage"]);
+        let r = call(&engine, "GET", "/notifications/signing-secret", &t);
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.body["secret"].as_str().expect("secret").to_owned()
+    });
+    for hit in &hits {
+        assert_eq!(hit.json()["job_id"], trusted[0].as_str());
+        assert!(signed(&secret, hit), "bad signature on {hit:?}");
+    }
+    assert_in_order(&hits);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

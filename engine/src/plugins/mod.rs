@@ -454,6 +454,7 @@ impl PluginHost {
             http_hooks: http::Hooks {
                 caller: plugin.caller.clone(),
                 policy: policy.clone(),
+                tls: self.inner.tls.clone(),
             },
             table: wasmtime::component::ResourceTable::new(),
             connections: 0,

@@ -82,6 +82,11 @@ impl TlsClients {
         })
     }
 
+    /// The connector that verifies against the trusted roots.
+    pub(crate) fn verified(&self) -> TlsConnector {
+        self.verified.clone()
+    }
+
     /// The connector for one connection's options.
     pub(crate) fn connector(
         &self,

@@ -116,10 +116,16 @@ fn error(code: ErrorCode, url: &str) -> NotifyError {
         | ErrorCode::HttpResponseTimeout => {
             NotifyError::Unavailable(format!("{url}: timed out waiting for the receiver"))
         }
-        ErrorCode::TlsCertificateError
-        | ErrorCode::TlsProtocolError
-        | ErrorCode::TlsAlertReceived(_) => {
-            NotifyError::Unavailable(format!("{url}: TLS failed: {code:?}"))
+        ErrorCode::TlsCertificateError => NotifyError::Unavailable(format!(
+            "{url}: TLS failed: the receiver's certificate does not verify against the \
+             engine's trusted roots (the public ones and [tls] ca_file)"
+        )),
+        ErrorCode::TlsAlertReceived(alert) => NotifyError::Unavailable(format!(
+            "{url}: TLS failed: the receiver sent the alert {}",
+            alert.alert_message.as_deref().unwrap_or("(unnamed)")
+        )),
+        ErrorCode::TlsProtocolError => {
+            NotifyError::Unavailable(format!("{url}: TLS failed: a protocol error"))
         }
         other => NotifyError::Unavailable(format!("{url}: {other:?}")),
     }
