@@ -29,6 +29,11 @@
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
 //!
+//! # Let this organization's members approve the scheduled scripts they created
+//! # themselves; every other organization keeps four eyes.
+//! [organizations.lab]
+//! allow_self_approval = true
+//!
 //! # Certificates (PEM) trusted beside the public roots whenever the engine verifies a
 //! # TLS peer for a plugin (a router's API-SSL, a mail server, a webhook receiver).
 //! [tls]
@@ -49,6 +54,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use serde::Deserialize;
 
+use crate::approval::OrgPolicy;
 use crate::runner::fanout::RunnerSettings;
 
 /// Where the configuration went wrong.
@@ -86,6 +92,15 @@ struct FileConfig {
     runner: FileRunner,
     #[serde(default)]
     tls: FileTls,
+    #[serde(default)]
+    organizations: BTreeMap<String, FileOrganization>,
+}
+
+/// An `[organizations.<id>]` section: one organization's approval rules.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOrganization {
+    allow_self_approval: Option<bool>,
 }
 
 /// The `[tls]` section.
@@ -313,6 +328,9 @@ pub struct Config {
     /// Certificates trusted beside the public roots when a TLS peer is verified for a
     /// plugin (`[tls] ca_file`), read and checked when the configuration is loaded.
     pub trusted_certificates: Vec<CertificateDer<'static>>,
+    /// Approval rules by organization id (`[organizations.<id>]`); an organization not
+    /// named keeps the defaults (four eyes).
+    pub organizations: BTreeMap<String, OrgPolicy>,
 }
 
 impl Default for Config {
@@ -329,6 +347,7 @@ impl Default for Config {
             auth: None,
             runner: RunnerSettings::default(),
             trusted_certificates: Vec::new(),
+            organizations: BTreeMap::new(),
         }
     }
 }
@@ -452,6 +471,15 @@ impl Config {
         }
         config.notify = parsed.notify;
         config.runner = parsed.runner.resolve()?;
+        for (id, organization) in parsed.organizations {
+            if id.trim().is_empty() {
+                return Err(value_error("organizations", "an organization id is empty"));
+            }
+            let policy = OrgPolicy {
+                allow_self_approval: organization.allow_self_approval.unwrap_or(false),
+            };
+            config.organizations.insert(id, policy);
+        }
         let mut ca_file = parsed.tls.ca_file;
         for layer in [env, flags] {
             if let Some(file) = &layer.tls_ca_file {
@@ -480,6 +508,11 @@ impl Config {
             })?;
         }
         Ok(config)
+    }
+
+    /// The approval rules of organization `id`.
+    pub fn organization(&self, id: &str) -> OrgPolicy {
+        self.organizations.get(id).copied().unwrap_or_default()
     }
 
     /// The settings for the plugin named `name`, or the defaults.
@@ -607,6 +640,33 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn organizations_keep_four_eyes_unless_their_section_says_otherwise() {
+        let text = "[organizations.lab]\nallow_self_approval = true\n\
+                    [organizations.prod]\nallow_self_approval = false\n";
+        let config = Config::resolve(
+            None,
+            Some(text),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .expect("resolves");
+        assert!(config.organization("lab").allow_self_approval);
+        assert!(!config.organization("prod").allow_self_approval);
+        assert!(!config.organization("unnamed").allow_self_approval);
+        let err = Config::resolve(
+            None,
+            Some("[organizations.lab]\nself_approval = true\n"),
+            &Overrides::default(),
+            &Overrides::default(),
+        )
+        .expect_err("a misspelt key");
+        assert!(
+            err.to_string().contains("unknown field `self_approval`"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn tls_ca_file_is_read_and_checked_when_loaded() {

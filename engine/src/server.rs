@@ -156,6 +156,14 @@ pub async fn run(
         format!("http://{addr}"),
     )
     .map_err(ServeError::Notify)?;
+    for (organization, policy) in &config.organizations {
+        if policy.allow_self_approval {
+            tracing::warn!(
+                "organization {organization}: creators may approve their own scheduled scripts \
+                 (allow_self_approval)"
+            );
+        }
+    }
     let state = AppState {
         store: store.clone(),
         runner: runner.clone(),
@@ -164,6 +172,7 @@ pub async fn run(
         shutdown: stopped.clone(),
         ready: ready.clone(),
         notifications: notifications.clone(),
+        organizations: Arc::new(config.organizations.clone()),
     };
     let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));
     tracing::info!("listening on http://{addr}");

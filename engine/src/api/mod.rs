@@ -17,6 +17,7 @@ mod sites;
 mod support;
 mod users;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Notification settings: which receivers may use plain http, and the secret that
     /// signs deliveries to jobs' notify URLs.
     pub notifications: crate::notify::Notifications,
+    /// Approval rules by organization (`[organizations.<id>]` in the config).
+    pub organizations: Arc<BTreeMap<String, crate::approval::OrgPolicy>>,
 }
 
 /// The whole API.
@@ -138,6 +141,7 @@ pub(crate) mod test_support {
                 b"test key",
                 "http://127.0.0.1:8080".into(),
             ),
+            organizations: Default::default(),
         };
         TestState { state, dir, stop }
     }

@@ -36,7 +36,7 @@ use utoipa::{IntoParams, OpenApi};
 use super::error::ErrorBody;
 use super::support::{self, blocking};
 use super::{ApiError, AppState, Caller};
-use crate::approval::{self, OrgPolicy};
+use crate::approval;
 use crate::auth::scopes;
 use crate::store::{Page, ScheduleInput, SchedulePatch, ScheduledScript, Store, StoreError};
 use model::{
@@ -708,15 +708,14 @@ async fn approve(
     };
     let store = state.store.clone();
     let now = Utc::now();
+    let policy = state
+        .organizations
+        .get(&caller.0.organization)
+        .copied()
+        .unwrap_or_default();
     let view = blocking(move || {
-        let approved = approval::approve(
-            &store,
-            &id,
-            &caller.0,
-            body.token.as_deref(),
-            OrgPolicy::default(),
-            now,
-        )?;
+        let approved =
+            approval::approve(&store, &id, &caller.0, body.token.as_deref(), policy, now)?;
         view(&store, approved.schedule, now)
     })
     .await?;

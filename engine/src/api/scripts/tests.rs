@@ -520,6 +520,63 @@ async fn four_eyes_the_creator_cannot_approve_and_another_user_can() {
 }
 
 #[tokio::test]
+async fn an_organization_that_allows_self_approval_lets_the_creator_approve() {
+    let mut w = world();
+    w.t.state.organizations = std::sync::Arc::new(
+        [(
+            "acme".to_owned(),
+            crate::approval::OrgPolicy {
+                allow_self_approval: true,
+            },
+        )]
+        .into(),
+    );
+    let id = w.create("Self-approved").await;
+    let uri = format!("/scripts/scheduled/{id}/authorize");
+    // The creator still needs the scope to authorize.
+    let (status, body) = w
+        .call(
+            "POST",
+            &uri,
+            &w.token(
+                "alice",
+                "acme",
+                &[scopes::SCRIPT_VIEW, scopes::SCRIPT_CREATE],
+            ),
+            None,
+        )
+        .await;
+    assert_error(status, &body, 403, "missing_scope");
+    let (status, body) = w.call("POST", &uri, &w.alice(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "scheduled");
+    assert_eq!(body["authorized_by"], "alice");
+
+    // Another organization's rules are its own: globex keeps four eyes.
+    let gina = w.token("gina", "globex", ALL);
+    let (status, created) = w
+        .call(
+            "POST",
+            "/scripts/scheduled",
+            &gina,
+            Some(json!({
+                "description": "Four eyes at globex",
+                "script": ":log info \"g\"",
+                "launch_at": Utc::now() + TimeDelta::hours(1),
+                "sites": [w.foreign_site],
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let uri = format!(
+        "/scripts/scheduled/{}/authorize",
+        created["id"].as_str().expect("id")
+    );
+    let (status, body) = w.call("POST", &uri, &gina, None).await;
+    assert_error(status, &body, 403, "self_approval");
+}
+
+#[tokio::test]
 async fn a_get_of_authorize_never_approves_and_the_link_confirms_with_a_post() {
     let w = world();
     let id = w.create("Linked").await;
