@@ -504,7 +504,12 @@ fn call(engine: &Engine, method: &str, path: &str, token: &str) -> Response {
 }
 
 fn signed(secret: &str, hit: &Hit) -> bool {
-    let Some(hex_sig) = hit.header("x-yardmaster-signature").strip_prefix("sha256=") else {
+    signed_in("x-yardmaster-signature", secret, hit)
+}
+
+/// Whether the signature in `header` is `secret`'s.
+fn signed_in(header: &str, secret: &str, hit: &Hit) -> bool {
+    let Some(hex_sig) = hit.header(header).strip_prefix("sha256=") else {
         return false;
     };
     let Ok(sig) = hex::decode(hex_sig) else {
@@ -781,10 +786,14 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
     assert!(receiver.hits().is_empty(), "{:?}", receiver.hits());
     drop(engine);
 
-    // Trusted through `[tls] ca_file`, every update arrives, signed.
+    // Trusted through `[tls] ca_file`, every update arrives, signed. The secret was
+    // just rotated, so the previous one signs too.
     let dir = tempfile::tempdir().expect("tmp");
     let trusted = {
         let store = store_of(&dir);
+        store
+            .rotate_notify_secret(ORG, "admin", TimeDelta::hours(1), Utc::now())
+            .expect("rotate");
         jobs(&store, &routers, 1, &receiver.url())
     };
     let engine = tokio::task::block_in_place(|| {
@@ -807,15 +816,25 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
                 .then_some(hits)
         })
     });
-    let secret = tokio::task::block_in_place(|| {
+    let secrets = tokio::task::block_in_place(|| {
         let t = token(&engine, &["plugin:manage"]);
         let r = call(&engine, "GET", "/notifications/signing-secret", &t);
         assert_eq!(r.status, 200, "{}", r.text);
-        r.body["secret"].as_str().expect("secret").to_owned()
+        assert_eq!(r.body["generation"], 1, "{}", r.text);
+        r.body
     });
+    let secret = secrets["secret"].as_str().expect("secret");
+    let previous = secrets["previous_secret"]
+        .as_str()
+        .expect("previous secret");
     for hit in &hits {
         assert_eq!(hit.json()["job_id"], trusted[0].as_str());
-        assert!(signed(&secret, hit), "bad signature on {hit:?}");
+        assert!(signed(secret, hit), "bad signature on {hit:?}");
+        assert!(!signed(previous, hit));
+        assert!(
+            signed_in("x-yardmaster-signature-previous", previous, hit),
+            "bad previous signature on {hit:?}"
+        );
     }
     assert_in_order(&hits);
 }

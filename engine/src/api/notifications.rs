@@ -2,7 +2,7 @@
 //! `GET/DELETE /notifications/channels/{id}`), its dead letters
 //! (`GET /notifications/dead-letters`, `POST /notifications/dead-letters/{id}/retry`)
 //! and the secret that signs deliveries to its jobs' `notify_url`s
-//! (`GET /notifications/signing-secret`).
+//! (`GET /notifications/signing-secret`, `POST /notifications/signing-secret/rotate`).
 //!
 //! Scopes: a channel configures a notifier plugin for the organization, so reading
 //! channels and dead letters needs `plugin:view`, and creating or deleting a channel,
@@ -19,7 +19,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -28,7 +28,8 @@ use super::support::{blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{PLUGIN_MANAGE, PLUGIN_VIEW};
 use crate::store::{
-    Channel, ChannelInput, ChannelKind, MAX_NAME_CHARS, OutboxEvent, Page, StoreError,
+    Channel, ChannelInput, ChannelKind, MAX_NAME_CHARS, OutboxEvent, Page, SecretGeneration,
+    StoreError,
 };
 
 /// Settings each kind of channel takes; anything else is refused by name.
@@ -416,6 +417,48 @@ pub(super) struct SigningSecret {
     /// HMAC-SHA256 key: `x-yardmaster-signature` is `sha256=` and the hex HMAC of
     /// `<x-yardmaster-timestamp>.<body>`.
     secret: String,
+    /// Which secret this is: 0 until the first rotation, then one more per rotation.
+    generation: u32,
+    /// When the secret was last rotated; null before the first rotation.
+    rotated_at: Option<DateTime<Utc>>,
+    /// The secret before the last rotation, while deliveries still carry its signature
+    /// too, in `x-yardmaster-signature-previous`; null once that has ended.
+    previous_secret: Option<String>,
+    /// Until when the previous secret's signature is sent.
+    previous_until: Option<DateTime<Utc>>,
+}
+
+/// How long the previous secret keeps signing beside the new one.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RotateQuery {
+    /// A duration such as `24h`, `90m` or `0s` (stop at once), at most 30 days.
+    #[param(default = "24h", example = "24h")]
+    grace: Option<String>,
+}
+
+/// The longest a previous signing secret stays valid after a rotation.
+const MAX_GRACE: TimeDelta = TimeDelta::days(30);
+/// The grace when the rotation names none.
+const DEFAULT_GRACE: TimeDelta = TimeDelta::hours(24);
+
+impl SigningSecret {
+    fn of(
+        notifications: &crate::notify::Notifications,
+        organization: &str,
+        generation: SecretGeneration,
+        now: DateTime<Utc>,
+    ) -> SigningSecret {
+        let previous = generation.previous_at(now);
+        SigningSecret {
+            secret: notifications.signing_secret(organization, generation.generation),
+            generation: generation.generation,
+            rotated_at: generation.rotated_at,
+            previous_secret: previous.map(|p| notifications.signing_secret(organization, p)),
+            previous_until: previous.and(generation.previous_until),
+        }
+    }
 }
 
 #[utoipa::path(
@@ -632,7 +675,7 @@ async fn retry_dead_letter(
     path = "/notifications/signing-secret",
     tag = "notifications",
     summary = "The secret that signs job notifications",
-    description = "Needs `plugin:manage`. Deliveries to a job's `notify_url` carry `x-yardmaster-signature: sha256=<hex HMAC-SHA256 of \"<x-yardmaster-timestamp>.<body>\">` under this secret, and `x-yardmaster-event-id` to drop duplicates.",
+    description = "Needs `plugin:manage`. Deliveries to a job's `notify_url` carry `x-yardmaster-signature: sha256=<hex HMAC-SHA256 of \"<x-yardmaster-timestamp>.<body>\">` under this secret, and `x-yardmaster-event-id` to drop duplicates. For a while after a rotation they also carry `x-yardmaster-signature-previous` under the previous secret.",
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The organization's secret", body = SigningSecret),
@@ -645,9 +688,72 @@ async fn signing_secret(
     State(state): State<AppState>,
 ) -> Result<Json<SigningSecret>, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
-    Ok(Json(SigningSecret {
-        secret: state.notifications.signing_secret(caller.org()),
-    }))
+    let store = state.store.clone();
+    let org = caller.org().to_owned();
+    let generation = blocking(move || Ok(store.notify_secret_generation(&org)?)).await?;
+    Ok(Json(SigningSecret::of(
+        &state.notifications,
+        caller.org(),
+        generation,
+        Utc::now(),
+    )))
+}
+
+#[utoipa::path(
+    post,
+    path = "/notifications/signing-secret/rotate",
+    tag = "notifications",
+    summary = "Rotate the secret that signs job notifications",
+    description = "Needs `plugin:manage`. Deliveries are signed with a new secret from now on; for `grace` (24h unless given, at most 30 days, `0s` for none) they also carry `x-yardmaster-signature-previous` under the previous secret, so a receiver that accepts either signature can switch over without losing a delivery. Audited as `notify.secret_rotated`. Answers the new secret.",
+    params(RotateQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new secret, and the previous one while it still signs", body = SigningSecret),
+        (status = 400, description = "The query is not valid", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `plugin:manage`", body = ErrorBody),
+        (status = 422, description = "`grace` is not a duration of at most 30 days", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
+    )
+)]
+async fn rotate_signing_secret(
+    caller: Caller,
+    State(state): State<AppState>,
+    params: Result<Query<RotateQuery>, QueryRejection>,
+) -> Result<Json<SigningSecret>, ApiError> {
+    caller.require(PLUGIN_MANAGE)?;
+    let params = query(params)?;
+    let grace = match params.grace.as_deref() {
+        None => DEFAULT_GRACE,
+        Some(text) => crate::config::parse_duration(text)
+            .and_then(|d| TimeDelta::from_std(d).ok())
+            .filter(|d| *d <= MAX_GRACE)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("grace: `{text}` is not a duration like 24h or 0s of at most 30 days"),
+                )
+            })?,
+    };
+    let store = state.store.clone();
+    let org = caller.org().to_owned();
+    let actor = caller.user_id().to_owned();
+    let now = Utc::now();
+    let generation =
+        blocking(move || Ok(store.rotate_notify_secret(&org, &actor, grace, now)?)).await?;
+    tracing::info!(
+        organization = caller.org(),
+        actor = caller.user_id(),
+        generation = generation.generation,
+        "notify-url signing secret rotated"
+    );
+    Ok(Json(SigningSecret::of(
+        &state.notifications,
+        caller.org(),
+        generation,
+        now,
+    )))
 }
 
 #[derive(utoipa::OpenApi)]
@@ -659,7 +765,8 @@ async fn signing_secret(
         delete_channel,
         dead_letters,
         retry_dead_letter,
-        signing_secret
+        signing_secret,
+        rotate_signing_secret
     ),
     components(schemas(
         ChannelView,
@@ -688,6 +795,10 @@ pub(super) fn routes() -> Router<AppState> {
             post(retry_dead_letter),
         )
         .route("/notifications/signing-secret", get(signing_secret))
+        .route(
+            "/notifications/signing-secret/rotate",
+            post(rotate_signing_secret),
+        )
 }
 
 #[cfg(test)]
@@ -809,6 +920,68 @@ mod tests {
         )
         .await;
         assert_eq!(status, 204);
+    }
+
+    #[tokio::test]
+    async fn the_signing_secret_rotates_with_a_grace_for_the_previous_one() {
+        let t = state();
+        let app = crate::api::app(t.state.clone());
+        let admin = t.token("ada", "org1", &["plugin:manage"]);
+        let viewer = t.token("bob", "org1", &["plugin:view"]);
+        let other = t.token("eve", "org2", &["plugin:manage"]);
+        let path = "/notifications/signing-secret";
+        let rotate = "/notifications/signing-secret/rotate";
+
+        let (status, first) = call(&app, "GET", path, &admin, None).await;
+        assert_eq!(status, 200, "{first}");
+        assert_eq!(first["generation"], 0);
+        assert_eq!(first["previous_secret"], Value::Null);
+        assert_eq!(first["secret"].as_str().map(str::len), Some(64));
+        let (status, _) = call(&app, "POST", rotate, &viewer, None).await;
+        assert_eq!(status, 403);
+
+        let (status, rotated) = call(&app, "POST", rotate, &admin, None).await;
+        assert_eq!(status, 200, "{rotated}");
+        assert_eq!(rotated["generation"], 1);
+        assert_ne!(rotated["secret"], first["secret"]);
+        assert_eq!(rotated["previous_secret"], first["secret"]);
+        assert!(rotated["previous_until"].is_string(), "{rotated}");
+        assert!(rotated["rotated_at"].is_string(), "{rotated}");
+        let (_, shown) = call(&app, "GET", path, &admin, None).await;
+        assert_eq!(shown, rotated);
+        // Another organization's secret is its own.
+        let (_, theirs) = call(&app, "GET", path, &other, None).await;
+        assert_eq!(theirs["generation"], 0);
+
+        let (status, at_once) =
+            call(&app, "POST", &format!("{rotate}?grace=0s"), &admin, None).await;
+        assert_eq!(status, 200, "{at_once}");
+        assert_eq!(at_once["generation"], 2);
+        assert_eq!(at_once["previous_secret"], Value::Null);
+        assert_eq!(at_once["previous_until"], Value::Null);
+
+        for bad in ["31d", "soon"] {
+            let (status, body) =
+                call(&app, "POST", &format!("{rotate}?grace={bad}"), &admin, None).await;
+            assert_eq!(status, 422, "{bad}: {body}");
+            assert!(
+                body["message"].as_str().unwrap_or("").starts_with("grace:"),
+                "{body}"
+            );
+        }
+        let (status, body) = call(&app, "POST", &format!("{rotate}?graze=1h"), &admin, None).await;
+        assert_eq!(status, 400, "{body}");
+
+        let audit = t
+            .state
+            .store
+            .list_audit(&crate::store::Page::first(10))
+            .expect("audit");
+        let rotations = audit
+            .iter()
+            .filter(|a| a.action == crate::store::AUDIT_NOTIFY_SECRET_ROTATED)
+            .count();
+        assert_eq!(rotations, 2);
     }
 
     #[tokio::test]

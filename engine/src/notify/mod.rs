@@ -100,12 +100,14 @@ impl Notifications {
         self.inner.config.check_url(url)
     }
 
-    /// The secret that signs deliveries to the notify URLs of `organization`'s jobs.
-    pub fn signing_secret(&self, organization: &str) -> String {
-        let tag = ring::hmac::sign(
-            &self.inner.signing_key,
-            format!("notify-url:{organization}").as_bytes(),
-        );
+    /// The secret of `generation` that signs deliveries to the notify URLs of
+    /// `organization`'s jobs: derived from the engine's key, so it is never stored.
+    pub fn signing_secret(&self, organization: &str, generation: u32) -> String {
+        let label = match generation {
+            0 => format!("notify-url:{organization}"),
+            n => format!("notify-url:{organization}:{n}"),
+        };
+        let tag = ring::hmac::sign(&self.inner.signing_key, label.as_bytes());
         hex::encode(tag.as_ref())
     }
 }
@@ -300,7 +302,7 @@ impl Deliverer {
     /// organization it concerns and the deliveries done now.
     async fn attempt(&self, event: &OutboxEvent) -> (Outcome, Option<String>, Vec<String>) {
         let notifications = self.notifications.clone();
-        let secret = move |org: &str| notifications.signing_secret(org);
+        let secret = move |org: &str, generation| notifications.signing_secret(org, generation);
         let routing = route::Routing {
             store: &self.store,
             public_url: &self.notifications.inner.public_url,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::render::{self, Context};
@@ -67,8 +68,9 @@ pub(crate) struct Routing<'a> {
     pub store: &'a Store,
     pub public_url: &'a str,
     pub allow_http: &'a [String],
-    /// The per-organization secret that signs deliveries to a job's notify URL.
-    pub signing_secret: &'a (dyn Fn(&str) -> String + Sync),
+    /// The secret of an organization's generation (see
+    /// [`Store::notify_secret_generation`]) that signs deliveries to a job's notify URL.
+    pub signing_secret: &'a (dyn Fn(&str, u32) -> String + Sync),
 }
 
 /// Events of one job, or of one schedule, are delivered in order; this is their key.
@@ -167,16 +169,23 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
             })
             .collect();
         let body = format!("{{{}}}", fields.join(","));
+        let generation = routing.store.notify_secret_generation(&organization)?;
+        let secret = |generation| (routing.signing_secret)(&organization, generation);
+        let mut settings = vec![
+            ("url".into(), url.to_owned()),
+            ("secret".into(), secret(generation.generation)),
+            ("allow_http".into(), routing.allow_http.join(",")),
+        ];
+        // Just after a rotation, the previous secret signs beside the new one.
+        if let Some(previous) = generation.previous_at(Utc::now()) {
+            settings.push(("previous_secret".into(), secret(previous)));
+        }
         deliveries.push(Delivery {
             key: NOTIFY_URL.to_owned(),
             plugin: ChannelKind::Webhook.default_plugin().to_owned(),
             channel: WireChannel {
                 name: NOTIFY_URL.to_owned(),
-                settings: vec![
-                    ("url".into(), url.to_owned()),
-                    ("secret".into(), (routing.signing_secret)(&organization)),
-                    ("allow_http".into(), routing.allow_http.join(",")),
-                ],
+                settings,
             },
             event: WireEvent {
                 id: id.clone(),

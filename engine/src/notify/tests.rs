@@ -4,7 +4,9 @@ use serde_json::{Value, json};
 
 use super::route::{self, Routing};
 use super::*;
-use crate::store::{ChannelInput, ChannelKind, User};
+use chrono::TimeDelta;
+
+use crate::store::{ChannelInput, ChannelKind, Page, User};
 
 fn store() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -12,7 +14,7 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
     (dir, store)
 }
 
-fn routing<'a>(store: &'a Store, secret: &'a (dyn Fn(&str) -> String + Sync)) -> Routing<'a> {
+fn routing<'a>(store: &'a Store, secret: &'a (dyn Fn(&str, u32) -> String + Sync)) -> Routing<'a> {
     Routing {
         store,
         public_url: "https://ym.example/",
@@ -67,7 +69,7 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
         store.get_event(id).expect("get")
     };
     let notifications = Notifications::with_key(NotifyConfig::default(), b"k", String::new());
-    let secret = |org: &str| notifications.signing_secret(org);
+    let secret = |org: &str, generation| notifications.signing_secret(org, generation);
     let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
     assert_eq!(plan.organization.as_deref(), Some("org1"));
     assert_eq!(plan.deliveries.len(), 1);
@@ -96,12 +98,70 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     };
     assert_eq!(
         setting("secret"),
-        Some(notifications.signing_secret("org1"))
+        Some(notifications.signing_secret("org1", 0))
+    );
+    assert_eq!(setting("previous_secret"), None);
+    assert_ne!(
+        notifications.signing_secret("org1", 0),
+        notifications.signing_secret("org2", 0)
+    );
+
+    // A rotation: the new secret signs, and the previous one beside it for the grace.
+    let now = Utc::now();
+    let rotated = store
+        .rotate_notify_secret("org1", "admin", TimeDelta::hours(1), now)
+        .expect("rotate");
+    assert_eq!(rotated.generation, 1);
+    assert_eq!(rotated.previous_at(now), Some(0));
+    assert_eq!(rotated.previous_at(now + TimeDelta::hours(2)), None);
+    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let settings = &plan.deliveries[0].channel.settings;
+    let setting = |k: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        setting("secret"),
+        Some(notifications.signing_secret("org1", 1))
+    );
+    assert_eq!(
+        setting("previous_secret"),
+        Some(notifications.signing_secret("org1", 0))
     );
     assert_ne!(
-        notifications.signing_secret("org1"),
-        notifications.signing_secret("org2")
+        notifications.signing_secret("org1", 1),
+        notifications.signing_secret("org1", 0)
     );
+    // Without a grace, the old secret stops at once; the other organization is untouched.
+    store
+        .rotate_notify_secret("org1", "admin", TimeDelta::zero(), now)
+        .expect("rotate");
+    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let settings = &plan.deliveries[0].channel.settings;
+    let setting = |k: &str| {
+        settings
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        setting("secret"),
+        Some(notifications.signing_secret("org1", 2))
+    );
+    assert_eq!(setting("previous_secret"), None);
+    assert_eq!(
+        store.notify_secret_generation("org2").expect("org2"),
+        Default::default()
+    );
+    let audit = store.list_audit(&Page::first(10)).expect("audit");
+    let rotations: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == crate::store::AUDIT_NOTIFY_SECRET_ROTATED)
+        .collect();
+    assert_eq!(rotations.len(), 2, "{audit:?}");
+    assert_eq!(rotations[0].actor, "admin");
 }
 
 #[test]
@@ -155,7 +215,7 @@ fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
         )
         .expect("event");
     let event = store.get_event(id).expect("get");
-    let secret = |_: &str| String::new();
+    let secret = |_: &str, _| String::new();
     let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
     assert_eq!(plan.deliveries.len(), 2);
     for d in &plan.deliveries {

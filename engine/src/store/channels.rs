@@ -8,14 +8,16 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use redb::{ReadableMultimapTable, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
 use super::crypto::{Sealed, new_id};
 use super::error::StoreError;
-use super::tables::{CHANNELS, CHANNELS_BY_ORG};
+use super::journal::push_audit;
+use super::records::AuditInput;
+use super::tables::{CHANNELS, CHANNELS_BY_ORG, NOTIFY_SECRETS};
 use super::txn::{decode, encode};
 
 const KIND: &str = "channel";
@@ -93,7 +95,90 @@ struct Stored {
     secrets: BTreeMap<String, Sealed>,
 }
 
+/// Which secret signs an organization's notify-url deliveries. The secret itself is
+/// derived from the engine's signing key and the generation, never stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretGeneration {
+    /// 0 until the first rotation.
+    pub generation: u32,
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// Until then, deliveries also carry a signature with the previous generation's
+    /// secret, so receivers can switch over without losing a delivery.
+    pub previous_until: Option<DateTime<Utc>>,
+}
+
+impl SecretGeneration {
+    /// The previous generation, while its signature is still sent at `now`.
+    pub fn previous_at(&self, now: DateTime<Utc>) -> Option<u32> {
+        match self.previous_until {
+            Some(until) if now < until && self.generation > 0 => Some(self.generation - 1),
+            _ => None,
+        }
+    }
+}
+
+/// The audit action of a rotation.
+pub const AUDIT_NOTIFY_SECRET_ROTATED: &str = "notify.secret_rotated";
+
 impl Store {
+    /// Which secret signs `organization`'s notify-url deliveries.
+    pub fn notify_secret_generation(
+        &self,
+        organization: &str,
+    ) -> Result<SecretGeneration, StoreError> {
+        self.read(|tx| {
+            let table = tx.open_table(NOTIFY_SECRETS)?;
+            match table.get(organization)? {
+                Some(bytes) => decode("notify secret", organization, bytes.value()),
+                None => Ok(SecretGeneration::default()),
+            }
+        })
+    }
+
+    /// Moves `organization` to the next secret; the previous one keeps signing beside it
+    /// for `grace`. Audited, by `actor`, in the same commit.
+    pub fn rotate_notify_secret(
+        &self,
+        organization: &str,
+        actor: &str,
+        grace: TimeDelta,
+        now: DateTime<Utc>,
+    ) -> Result<SecretGeneration, StoreError> {
+        self.write(|tx| {
+            let mut table = tx.open_table(NOTIFY_SECRETS)?;
+            let current: SecretGeneration = match table.get(organization)? {
+                Some(bytes) => decode("notify secret", organization, bytes.value())?,
+                None => SecretGeneration::default(),
+            };
+            let generation = current.generation.checked_add(1).ok_or_else(|| {
+                StoreError::invalid("notify secret", "generation", "rotated too often")
+            })?;
+            let next = SecretGeneration {
+                generation,
+                rotated_at: Some(now),
+                previous_until: (grace > TimeDelta::zero()).then(|| now + grace),
+            };
+            let bytes = encode("notify secret", organization, &next)?;
+            table.insert(organization, bytes.as_slice())?;
+            drop(table);
+            push_audit(
+                tx,
+                AuditInput {
+                    at: now,
+                    organization: organization.to_owned(),
+                    actor: actor.to_owned(),
+                    action: AUDIT_NOTIFY_SECRET_ROTATED.to_owned(),
+                    target: organization.to_owned(),
+                    detail: serde_json::json!({
+                        "generation": next.generation,
+                        "previous_until": next.previous_until,
+                    }),
+                },
+            )?;
+            Ok(next)
+        })
+    }
+
     /// Stores a new channel; names are unique within an organization.
     pub fn create_channel(
         &self,

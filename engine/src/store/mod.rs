@@ -37,7 +37,10 @@ mod crash_tests;
 
 use std::path::{Path, PathBuf};
 
-pub use channels::{Channel, ChannelInput, ChannelKind, MAX_CHANNELS_PER_ORG};
+pub use channels::{
+    AUDIT_NOTIFY_SECRET_ROTATED, Channel, ChannelInput, ChannelKind, MAX_CHANNELS_PER_ORG,
+    SecretGeneration,
+};
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};

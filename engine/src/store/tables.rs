@@ -84,6 +84,10 @@ pub(crate) const OUTBOX_DEAD: TableDefinition<(&str, u64), ()> =
 
 /// channel id -> notification channel (settings, with its secrets sealed).
 pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
+/// organization -> which secret signs its jobs' notify-url deliveries (a
+/// [`super::channels::SecretGeneration`]); an organization not here is at generation 0.
+pub(crate) const NOTIFY_SECRETS: TableDefinition<&str, &[u8]> =
+    TableDefinition::new("notify_secrets");
 /// organization -> channel ids.
 pub(crate) const CHANNELS_BY_ORG: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("channels_by_org");

@@ -64,6 +64,7 @@ impl Store {
 fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     use tables::*;
     tx.open_table(SITES)?;
+    tx.open_table(NOTIFY_SECRETS)?;
     tx.open_table(SITE_NAMES)?;
     tx.open_multimap_table(SITES_BY_ORG)?;
     tx.open_multimap_table(SITES_BY_TAG)?;

@@ -12,7 +12,9 @@
 //! - `x-yardmaster-event`: the event's kind, e.g. `job.status`;
 //! - `x-yardmaster-timestamp`: unix seconds when this attempt was signed;
 //! - `x-yardmaster-signature`: `sha256=<hex>`, HMAC-SHA256 with the channel's secret
-//!   over `<timestamp>.<body>` (see [`signature`]).
+//!   over `<timestamp>.<body>` (see [`signature`]);
+//! - `x-yardmaster-signature-previous`: the same with the `previous_secret` setting, when
+//!   the engine gives one (for a while after a rotation).
 //!
 //! `request` builds and checks everything that does not need the network, so it is
 //! unit-tested natively; `send` is the wasi:http part.

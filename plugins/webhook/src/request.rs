@@ -197,7 +197,7 @@ pub fn prepare(channel: &Channel, event: &Event, timestamp: u64) -> Result<Prepa
             body.len()
         )));
     }
-    let headers = vec![
+    let mut headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("x-yardmaster-event-id".to_string(), event.id.clone()),
         ("x-yardmaster-event".to_string(), event.kind.clone()),
@@ -207,6 +207,13 @@ pub fn prepare(channel: &Channel, event: &Event, timestamp: u64) -> Result<Prepa
             signature(secret.as_bytes(), timestamp, &body),
         ),
     ];
+    // Just after the secret was rotated, the previous one signs too.
+    if let Some(previous) = channel.setting("previous_secret").filter(|s| !s.is_empty()) {
+        headers.push((
+            "x-yardmaster-signature-previous".to_string(),
+            signature(previous.as_bytes(), timestamp, &body),
+        ));
+    }
     Ok(Prepared {
         url,
         body,
@@ -331,6 +338,30 @@ mod tests {
         );
         assert_eq!(p.body, br#"{"status":"completed"}"#);
         assert_eq!(p.timeout_ms, DEFAULT_TIMEOUT_MS);
+        assert_eq!(header("x-yardmaster-signature-previous"), None);
+
+        // After a rotation, the previous secret signs the same bytes too.
+        let c = channel(&[
+            ("url", "https://h.example/x"),
+            ("secret", "new"),
+            ("previous_secret", "old"),
+        ]);
+        let p = prepare(&c, &event(), 1000).expect("prepared");
+        let header = |name: &str| {
+            p.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let body = br#"{"status":"completed"}"#;
+        assert_eq!(
+            header("x-yardmaster-signature"),
+            Some(signature(b"new", 1000, body))
+        );
+        assert_eq!(
+            header("x-yardmaster-signature-previous"),
+            Some(signature(b"old", 1000, body))
+        );
     }
 
     #[test]
