@@ -23,6 +23,16 @@ fn routing<'a>(store: &'a Store, secret: &'a (dyn Fn(&str, u32) -> String + Sync
     }
 }
 
+/// A setting of the first delivery `plan` makes.
+fn setting_of(plan: &route::Plan, key: &str) -> Option<String> {
+    plan.deliveries[0]
+        .channel
+        .settings
+        .iter()
+        .find(|(name, _)| name == key)
+        .map(|(_, value)| value.clone())
+}
+
 fn user(id: &str, org: &str) -> User {
     User {
         id: id.into(),
@@ -89,13 +99,7 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
             .starts_with("{\"job_id\":\"j1\",\"customer_id\":\"org1\"")
     );
     assert!(d.event.payload.ends_with("\"status\":\"running\"}"));
-    let setting = |k: &str| {
-        d.channel
-            .settings
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
+    let setting = |k: &str| setting_of(&plan, k);
     assert_eq!(
         setting("secret"),
         Some(notifications.signing_secret("org1", 0))
@@ -115,13 +119,7 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     assert_eq!(rotated.previous_at(now), Some(0));
     assert_eq!(rotated.previous_at(now + TimeDelta::hours(2)), None);
     let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
-    let settings = &plan.deliveries[0].channel.settings;
-    let setting = |k: &str| {
-        settings
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
+    let setting = |k: &str| setting_of(&plan, k);
     assert_eq!(
         setting("secret"),
         Some(notifications.signing_secret("org1", 1))
@@ -139,13 +137,7 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
         .rotate_notify_secret("org1", "admin", TimeDelta::zero(), now)
         .expect("rotate");
     let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
-    let settings = &plan.deliveries[0].channel.settings;
-    let setting = |k: &str| {
-        settings
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
+    let setting = |k: &str| setting_of(&plan, k);
     assert_eq!(
         setting("secret"),
         Some(notifications.signing_secret("org1", 2))

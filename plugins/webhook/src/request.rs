@@ -320,16 +320,19 @@ mod tests {
         );
     }
 
+    fn header_of(prepared: &Prepared, name: &str) -> Option<String> {
+        prepared
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
     #[test]
     fn prepare_signs_and_names_the_event() {
         let c = channel(&[("url", "https://h.example/x"), ("secret", "s3cret")]);
         let p = prepare(&c, &event(), 1000).expect("prepared");
-        let header = |name: &str| {
-            p.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let header = |name: &str| header_of(&p, name);
         assert_eq!(header("x-yardmaster-event-id").as_deref(), Some("42"));
         assert_eq!(header("x-yardmaster-timestamp").as_deref(), Some("1000"));
         assert_eq!(
@@ -347,12 +350,7 @@ mod tests {
             ("previous_secret", "old"),
         ]);
         let p = prepare(&c, &event(), 1000).expect("prepared");
-        let header = |name: &str| {
-            p.headers
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
+        let header = |name: &str| header_of(&p, name);
         let body = br#"{"status":"completed"}"#;
         assert_eq!(
             header("x-yardmaster-signature"),
