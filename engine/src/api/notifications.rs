@@ -6,7 +6,8 @@
 //!
 //! Scopes: a channel configures a notifier plugin for the organization, so reading
 //! channels and dead letters needs `plugin:view`, and creating or deleting a channel,
-//! retrying a dead letter or reading the signing secret needs `plugin:manage`. Secret
+//! rotating a secret, retrying a dead letter or reading the signing secret needs
+//! `plugin:manage`. Secret
 //! settings (a webhook's signing secret, an SMTP password) are write-only: a channel
 //! shows which are set, never their values; a webhook secret the engine generates is
 //! shown once, in the answer to the create. Channels and dead letters of another
@@ -438,6 +439,36 @@ pub(super) struct RotateQuery {
     grace: Option<String>,
 }
 
+impl RotateQuery {
+    fn grace(&self) -> Result<TimeDelta, ApiError> {
+        let Some(text) = self.grace.as_deref() else {
+            return Ok(DEFAULT_GRACE);
+        };
+        crate::config::parse_duration(text)
+            .and_then(|d| TimeDelta::from_std(d).ok())
+            .filter(|d| *d <= MAX_GRACE)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("grace: `{text}` is not a duration like 24h or 0s of at most 30 days"),
+                )
+            })
+    }
+}
+
+/// A webhook channel's new signing secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RotatedChannel {
+    #[serde(flatten)]
+    channel: ChannelView,
+    /// The new signing secret. Not shown again.
+    secret: String,
+    /// Until when deliveries also carry `x-yardmaster-signature-previous` under the
+    /// previous secret; null when it stopped at once.
+    previous_until: Option<DateTime<Utc>>,
+}
+
 /// The longest a previous signing secret stays valid after a rotation.
 const MAX_GRACE: TimeDelta = TimeDelta::days(30);
 /// The grace when the rotation names none.
@@ -582,6 +613,49 @@ async fn delete_channel(
 }
 
 #[utoipa::path(
+    post,
+    path = "/notifications/channels/{id}/rotate-secret",
+    tag = "notifications",
+    summary = "Give a webhook channel a new signing secret",
+    description = "Needs `plugin:manage`. The engine generates the new secret and shows it this once. For `grace` (24h unless given, at most 30 days, `0s` for none) deliveries also carry `x-yardmaster-signature-previous` under the previous secret, so the receiver can switch over without losing a delivery. Audited as `channel.secret_rotated`.",
+    params(("id" = String, Path, description = "Channel id"), RotateQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The channel and its new secret", body = RotatedChannel),
+        (status = 400, description = "The query is not valid", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `plugin:manage`", body = ErrorBody),
+        (status = 404, description = "No such channel in the organization", body = ErrorBody),
+        (status = 422, description = "`grace` is not a duration of at most 30 days, or the channel is not a webhook", body = ErrorBody),
+        (status = 507, description = "The engine's disk is full", body = ErrorBody),
+    )
+)]
+async fn rotate_channel_secret(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<RotateQuery>, QueryRejection>,
+) -> Result<Json<RotatedChannel>, ApiError> {
+    caller.require(PLUGIN_MANAGE)?;
+    let grace = query(params)?.grace()?;
+    let store = state.store.clone();
+    let org = caller.org().to_owned();
+    let actor = caller.user_id().to_owned();
+    let secret = random_secret();
+    let shown = secret.clone();
+    let (channel, previous_until) = blocking(move || {
+        Ok(store.rotate_channel_secret(&org, &id, &secret, grace, &actor, Utc::now())?)
+    })
+    .await?;
+    tracing::info!(channel = %channel.id, actor = caller.user_id(), "channel signing secret rotated");
+    Ok(Json(RotatedChannel {
+        channel: channel.into(),
+        secret: shown,
+        previous_until,
+    }))
+}
+
+#[utoipa::path(
     get,
     path = "/notifications/dead-letters",
     tag = "notifications",
@@ -722,20 +796,7 @@ async fn rotate_signing_secret(
     params: Result<Query<RotateQuery>, QueryRejection>,
 ) -> Result<Json<SigningSecret>, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
-    let params = query(params)?;
-    let grace = match params.grace.as_deref() {
-        None => DEFAULT_GRACE,
-        Some(text) => crate::config::parse_duration(text)
-            .and_then(|d| TimeDelta::from_std(d).ok())
-            .filter(|d| *d <= MAX_GRACE)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    format!("grace: `{text}` is not a duration like 24h or 0s of at most 30 days"),
-                )
-            })?,
-    };
+    let grace = query(params)?.grace()?;
     let store = state.store.clone();
     let org = caller.org().to_owned();
     let actor = caller.user_id().to_owned();
@@ -763,6 +824,7 @@ async fn rotate_signing_secret(
         create_channel,
         show_channel,
         delete_channel,
+        rotate_channel_secret,
         dead_letters,
         retry_dead_letter,
         signing_secret,
@@ -774,7 +836,8 @@ async fn rotate_signing_secret(
         NewChannel,
         DeadLetter,
         DeadLetterPage,
-        SigningSecret
+        SigningSecret,
+        RotatedChannel
     ))
 )]
 pub(super) struct Doc;
@@ -788,6 +851,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/notifications/channels/{id}",
             get(show_channel).delete(delete_channel),
+        )
+        .route(
+            "/notifications/channels/{id}/rotate-secret",
+            post(rotate_channel_secret),
         )
         .route("/notifications/dead-letters", get(dead_letters))
         .route(
@@ -982,6 +1049,73 @@ mod tests {
             .filter(|a| a.action == crate::store::AUDIT_NOTIFY_SECRET_ROTATED)
             .count();
         assert_eq!(rotations, 2);
+    }
+
+    #[tokio::test]
+    async fn a_webhook_channel_secret_rotates_and_is_shown_once() {
+        let t = state();
+        let app = crate::api::app(t.state.clone());
+        let admin = t.token("ada", "org1", &["plugin:view", "plugin:manage"]);
+        let viewer = t.token("bob", "org1", &["plugin:view"]);
+        let other = t.token("eve", "org2", &["plugin:manage"]);
+        let hook = json!({"name": "ops", "kind": "webhook", "settings": {"url": "https://hooks.example/y"}});
+        let (status, created) =
+            call(&app, "POST", "/notifications/channels", &admin, Some(hook)).await;
+        assert_eq!(status, 201, "{created}");
+        let id = created["id"].as_str().expect("id").to_owned();
+        let rotate = format!("/notifications/channels/{id}/rotate-secret");
+
+        let (status, _) = call(&app, "POST", &rotate, &viewer, None).await;
+        assert_eq!(status, 403);
+        let (status, _) = call(&app, "POST", &rotate, &other, None).await;
+        assert_eq!(status, 404);
+        let (status, rotated) = call(&app, "POST", &rotate, &admin, None).await;
+        assert_eq!(status, 200, "{rotated}");
+        let secret = rotated["secret"].as_str().expect("new secret");
+        assert_eq!(secret.len(), 64);
+        assert_ne!(rotated["secret"], created["secret"]);
+        assert!(rotated["previous_until"].is_string(), "{rotated}");
+        assert_eq!(rotated["id"], id.as_str());
+        let (_, shown) = call(
+            &app,
+            "GET",
+            &format!("/notifications/channels/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+        assert!(!shown.to_string().contains(secret), "shown once: {shown}");
+        let secrets = t
+            .state
+            .store
+            .channel_secrets("org1", &id, chrono::Utc::now())
+            .expect("secrets");
+        assert_eq!(secrets["secret"], secret);
+        assert_eq!(
+            secrets["previous_secret"],
+            created["secret"].as_str().expect("old")
+        );
+
+        let (status, at_once) =
+            call(&app, "POST", &format!("{rotate}?grace=0s"), &admin, None).await;
+        assert_eq!(status, 200, "{at_once}");
+        assert_eq!(at_once["previous_until"], Value::Null);
+
+        let mail = json!({"name": "mail", "kind": "email", "settings": {
+            "host": "smtp.example", "from": "ym@example.com", "to": "ops@example.com"}});
+        let (status, created) =
+            call(&app, "POST", "/notifications/channels", &admin, Some(mail)).await;
+        assert_eq!(status, 201, "{created}");
+        let mail_id = created["id"].as_str().expect("id");
+        let (status, body) = call(
+            &app,
+            "POST",
+            &format!("/notifications/channels/{mail_id}/rotate-secret"),
+            &admin,
+            None,
+        )
+        .await;
+        assert_eq!(status, 422, "{body}");
     }
 
     #[tokio::test]

@@ -205,7 +205,11 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
             continue;
         }
         let mut settings: BTreeMap<String, String> = channel.settings.clone();
-        settings.extend(routing.store.channel_secrets(&organization, &channel.id)?);
+        settings.extend(
+            routing
+                .store
+                .channel_secrets(&organization, &channel.id, Utc::now())?,
+        );
         let shown = match channel.kind {
             ChannelKind::Email => &message,
             ChannelKind::Webhook => &public,

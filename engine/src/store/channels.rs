@@ -93,7 +93,14 @@ pub struct ChannelInput {
 struct Stored {
     channel: Channel,
     secrets: BTreeMap<String, Sealed>,
+    /// A webhook's signing secret before its last rotation, and until when it still
+    /// signs beside the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous: Option<(Sealed, DateTime<Utc>)>,
 }
+
+/// The audit action of a channel secret's rotation.
+pub const AUDIT_CHANNEL_SECRET_ROTATED: &str = "channel.secret_rotated";
 
 /// Which secret signs an organization's notify-url deliveries. The secret itself is
 /// derived from the engine's signing key and the generation, never stored.
@@ -211,6 +218,7 @@ impl Store {
             &Stored {
                 channel: channel.clone(),
                 secrets,
+                previous: None,
             },
         )?;
         self.write(|tx| {
@@ -275,25 +283,92 @@ impl Store {
         self.stored_channel(organization, id).map(|s| s.channel)
     }
 
-    /// The channel's secret settings in the clear, for the deliverer.
+    /// The channel's secret settings in the clear, for the deliverer; just after a
+    /// rotation, `previous_secret` too.
     pub fn channel_secrets(
         &self,
         organization: &str,
         id: &str,
+        now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let stored = self.stored_channel(organization, id)?;
-        stored
+        let open = |sealed: &Sealed| {
+            self.vault
+                .open_sealed(id, sealed)
+                .ok_or_else(|| StoreError::Decrypt {
+                    site: format!("channel {id}"),
+                })
+        };
+        let mut secrets = stored
             .secrets
             .iter()
-            .map(|(k, sealed)| {
-                self.vault
-                    .open_sealed(id, sealed)
-                    .map(|v| (k.clone(), v))
-                    .ok_or_else(|| StoreError::Decrypt {
-                        site: format!("channel {id}"),
-                    })
-            })
-            .collect()
+            .map(|(k, sealed)| open(sealed).map(|v| (k.clone(), v)))
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        if let Some((sealed, until)) = &stored.previous
+            && now < *until
+        {
+            secrets.insert("previous_secret".to_owned(), open(sealed)?);
+        }
+        Ok(secrets)
+    }
+
+    /// Gives a webhook channel of `organization` the signing secret `secret`; the one it
+    /// had keeps signing beside it for `grace`. Audited, by `actor`, in the same commit.
+    /// Returns the channel and until when the previous secret signs.
+    pub fn rotate_channel_secret(
+        &self,
+        organization: &str,
+        id: &str,
+        secret: &str,
+        grace: TimeDelta,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Channel, Option<DateTime<Utc>>), StoreError> {
+        self.write(|tx| {
+            let mut channels = tx.open_table(CHANNELS)?;
+            let mut stored: Stored = match channels.get(id)? {
+                Some(bytes) => decode(KIND, id, bytes.value())?,
+                None => return Err(StoreError::not_found(KIND, id)),
+            };
+            if stored.channel.organization != organization {
+                return Err(StoreError::not_found(KIND, id));
+            }
+            if stored.channel.kind != ChannelKind::Webhook {
+                return Err(StoreError::invalid(
+                    KIND,
+                    "kind",
+                    "only a webhook channel signs with a secret; an email channel's password \
+                     changes by creating the channel again",
+                ));
+            }
+            let until = (grace > TimeDelta::zero()).then(|| now + grace);
+            stored.previous = match (stored.secrets.remove("secret"), until) {
+                (Some(old), Some(until)) => Some((old, until)),
+                _ => None,
+            };
+            stored
+                .secrets
+                .insert("secret".to_owned(), self.vault.seal(id, secret));
+            stored.channel.secret_settings = stored.secrets.keys().cloned().collect();
+            let bytes = encode(KIND, id, &stored)?;
+            channels.insert(id, bytes.as_slice())?;
+            drop(channels);
+            push_audit(
+                tx,
+                AuditInput {
+                    at: now,
+                    organization: organization.to_owned(),
+                    actor: actor.to_owned(),
+                    action: AUDIT_CHANNEL_SECRET_ROTATED.to_owned(),
+                    target: id.to_owned(),
+                    detail: serde_json::json!({
+                        "channel": stored.channel.name,
+                        "previous_until": until,
+                    }),
+                },
+            )?;
+            Ok((stored.channel, until))
+        })
     }
 
     /// Removes a channel of `organization`.
@@ -364,7 +439,7 @@ mod tests {
             Err(StoreError::NotFound { .. })
         ));
         assert_eq!(
-            store.channel_secrets("org1", &a.id).expect("secrets")["secret"],
+            store.channel_secrets("org1", &a.id, t(3)).expect("secrets")["secret"],
             "s3cret"
         );
         let raw = std::fs::read(store.path()).expect("db file");
@@ -372,6 +447,54 @@ mod tests {
         assert!(store.delete_channel("org2", &a.id).is_err());
         store.delete_channel("org1", &a.id).expect("delete");
         assert!(store.list_channels("org1").expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_webhook_secret_rotates_and_the_old_one_signs_through_the_grace() {
+        let (_dir, store) = open();
+        let a = store.create_channel(input("org1", "ops"), t(0)).expect("a");
+        let secrets = |at| store.channel_secrets("org1", &a.id, at).expect("secrets");
+        assert!(!secrets(t(1)).contains_key("previous_secret"));
+
+        let (channel, until) = store
+            .rotate_channel_secret("org1", &a.id, "fresh", TimeDelta::seconds(60), "u2", t(10))
+            .expect("rotate");
+        assert_eq!(until, Some(t(70)));
+        assert_eq!(channel.secret_settings, ["secret"]);
+        assert_eq!(secrets(t(11))["secret"], "fresh");
+        assert_eq!(secrets(t(11))["previous_secret"], "s3cret");
+        assert!(!secrets(t(70)).contains_key("previous_secret"));
+
+        // Without a grace the old secret stops at once; another organization's channel
+        // is not found; an email channel has no signing secret.
+        store
+            .rotate_channel_secret("org1", &a.id, "newer", TimeDelta::zero(), "u2", t(20))
+            .expect("rotate");
+        assert_eq!(secrets(t(21))["secret"], "newer");
+        assert!(!secrets(t(21)).contains_key("previous_secret"));
+        assert!(matches!(
+            store.rotate_channel_secret("org2", &a.id, "x", TimeDelta::zero(), "u2", t(30)),
+            Err(StoreError::NotFound { .. })
+        ));
+        let mail = ChannelInput {
+            kind: ChannelKind::Email,
+            ..input("org1", "mail")
+        };
+        let mail = store.create_channel(mail, t(40)).expect("mail");
+        assert!(matches!(
+            store.rotate_channel_secret("org1", &mail.id, "x", TimeDelta::zero(), "u2", t(41)),
+            Err(StoreError::Invalid { field: "kind", .. })
+        ));
+        let audit = store
+            .list_audit(&crate::store::Page::first(10))
+            .expect("audit");
+        let rotations: Vec<_> = audit
+            .iter()
+            .filter(|e| e.action == AUDIT_CHANNEL_SECRET_ROTATED)
+            .collect();
+        assert_eq!(rotations.len(), 2);
+        assert_eq!(rotations[0].target, a.id);
+        assert_eq!(rotations[0].actor, "u2");
     }
 
     #[test]

@@ -38,8 +38,8 @@ mod crash_tests;
 use std::path::{Path, PathBuf};
 
 pub use channels::{
-    AUDIT_NOTIFY_SECRET_ROTATED, Channel, ChannelInput, ChannelKind, MAX_CHANNELS_PER_ORG,
-    SecretGeneration,
+    AUDIT_CHANNEL_SECRET_ROTATED, AUDIT_NOTIFY_SECRET_ROTATED, Channel, ChannelInput, ChannelKind,
+    MAX_CHANNELS_PER_ORG, SecretGeneration,
 };
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
