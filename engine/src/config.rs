@@ -510,11 +510,6 @@ impl Config {
         Ok(config)
     }
 
-    /// The approval rules of organization `id`.
-    pub fn organization(&self, id: &str) -> OrgPolicy {
-        self.organizations.get(id).copied().unwrap_or_default()
-    }
-
     /// The settings for the plugin named `name`, or the defaults.
     pub fn plugin(&self, name: &str) -> PluginSettings {
         self.plugins.get(name).cloned().unwrap_or(PluginSettings {
@@ -652,9 +647,10 @@ mod tests {
             &Overrides::default(),
         )
         .expect("resolves");
-        assert!(config.organization("lab").allow_self_approval);
-        assert!(!config.organization("prod").allow_self_approval);
-        assert!(!config.organization("unnamed").allow_self_approval);
+        let allowed = |id: &str| config.organizations.get(id).map(|p| p.allow_self_approval);
+        assert_eq!(allowed("lab"), Some(true));
+        assert_eq!(allowed("prod"), Some(false));
+        assert_eq!(allowed("unnamed"), None);
         let err = Config::resolve(
             None,
             Some("[organizations.lab]\nself_approval = true\n"),

@@ -84,12 +84,12 @@ pub(crate) struct HostState {
     pub caller: Arc<Caller>,
     pub config: Arc<BTreeMap<String, String>>,
     pub policy: Policy,
-    pub tls: Arc<TlsClients>,
     pub limiter: MemoryLimiter,
     /// Made on the guest's first WASI call: most calls make none, and building a
     /// context (random generators, clocks, stdio) is a good part of a short call's cost.
     pub wasi: Option<WasiCtx>,
     pub http: WasiHttpCtx,
+    /// Also holds the TLS clients, which the host's own connections use too.
     pub http_hooks: super::http::Hooks,
     pub table: ResourceTable,
     pub connections: usize,
@@ -354,7 +354,7 @@ impl tls::HostConnection for HostState {
             Err(e) => return Ok(Err(e)),
         };
         let (stream, peer_sha256) =
-            match handshake(self.tls.clone(), &host, port, tcp, &options).await {
+            match handshake(self.http_hooks.tls.clone(), &host, port, tcp, &options).await {
                 Ok(done) => done,
                 Err(e) => {
                     self.connections -= 1;
@@ -406,7 +406,7 @@ impl tls::HostConnection for HostState {
             }
             None => return Ok(Err(tls::NetError::Io("the connection is closed".into()))),
         };
-        let result = handshake(self.tls.clone(), &host, port, tcp, &options).await;
+        let result = handshake(self.http_hooks.tls.clone(), &host, port, tcp, &options).await;
         let conn = self.connection(&this)?;
         Ok(match result {
             Ok((stream, fingerprint)) => {

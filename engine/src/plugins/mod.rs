@@ -444,7 +444,6 @@ impl PluginHost {
             caller: plugin.caller.clone(),
             config: plugin.config.clone(),
             policy: policy.clone(),
-            tls: self.inner.tls.clone(),
             limiter: MemoryLimiter {
                 cap: usize::try_from(plugin.limits.memory_bytes).unwrap_or(usize::MAX),
                 outcome: outcome.clone(),
