@@ -303,6 +303,18 @@ allow = ["127.12.0.0/16"]
     )
 }
 
+/// The engine with the bundled plugins over `dir`, whose store the test has filled.
+fn engine_in(dir: tempfile::TempDir, config: String) -> Engine {
+    tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config,
+            bundled: true,
+            reuse: Some(dir),
+            ..Default::default()
+        })
+    })
+}
+
 /// The store of a not-yet-started engine's folder.
 fn store_of(dir: &tempfile::TempDir) -> Store {
     Store::open(dir.path().join("data")).expect("store")
@@ -580,14 +592,7 @@ async fn job_updates_are_signed_retried_after_500s_and_in_order() {
         let store = store_of(&dir);
         jobs(&store, &routers, 2, &receiver.url())
     };
-    let engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: config(&[receiver.addr]),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let engine = engine_in(dir, config(&[receiver.addr]));
     let done = tokio::task::block_in_place(|| {
         eventually("every job's completion to be delivered", || {
             let hits = receiver.hits();
@@ -676,14 +681,7 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
             Some("s3cret pass"),
         )],
     );
-    let _engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: config(&[]),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let _engine = engine_in(dir, config(&[]));
     let mail = tokio::task::block_in_place(|| {
         eventually("the approval request to arrive by mail", || {
             smtp.messages().into_iter().next()
@@ -754,14 +752,7 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
         let store = store_of(&dir);
         jobs(&store, &routers, 1, &receiver.url())
     };
-    let engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: config(&[]),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let engine = engine_in(dir, config(&[]));
     let view = token(&engine, &["plugin:view"]);
     let dead = tokio::task::block_in_place(|| {
         eventually(
@@ -796,18 +787,14 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
             .expect("rotate");
         jobs(&store, &routers, 1, &receiver.url())
     };
-    let engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: format!(
-                "{}\n[tls]\nca_file = {:?}\n",
-                config(&[]),
-                pem.to_string_lossy()
-            ),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let engine = engine_in(
+        dir,
+        format!(
+            "{}\n[tls]\nca_file = {:?}\n",
+            config(&[]),
+            pem.to_string_lossy()
+        ),
+    );
     let hits = tokio::task::block_in_place(|| {
         eventually("the job's completion to arrive over https", || {
             let hits = receiver.hits();
@@ -849,18 +836,14 @@ async fn a_receiver_that_never_answers_ends_in_a_dead_letter_that_can_be_retried
         let store = store_of(&dir);
         jobs(&store, &routers, 1, &receiver.url())
     };
-    let engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            // Each attempt is cut off by the plugin's time limit.
-            config: config(&[receiver.addr]).replace(
-                "[plugins.webhook]\n",
-                "[plugins.webhook]\ntimeout = \"1s\"\n",
-            ),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let engine = engine_in(
+        dir,
+        // Each attempt is cut off by the plugin's time limit.
+        config(&[receiver.addr]).replace(
+            "[plugins.webhook]\n",
+            "[plugins.webhook]\ntimeout = \"1s\"\n",
+        ),
+    );
     let view = token(&engine, &["plugin:view"]);
     let dead = tokio::task::block_in_place(|| {
         eventually("the job's updates to become dead letters", || {
@@ -1063,14 +1046,7 @@ async fn starttls_is_used_and_required_when_configured() {
             mail_channel("insecure", &plain, &[("security", "starttls")], None),
         ],
     );
-    let engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: config(&[]),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let engine = engine_in(dir, config(&[]));
     let mail = tokio::task::block_in_place(|| {
         eventually("the mail over STARTTLS", || {
             tls.messages().into_iter().next()
@@ -1160,14 +1136,7 @@ async fn a_scheduled_run_reaches_the_organization_webhook_in_order() {
         .expect("approved");
         schedule.id
     };
-    let _engine = tokio::task::block_in_place(|| {
-        Engine::start(EngineOptions {
-            config: config(&[receiver.addr]),
-            bundled: true,
-            reuse: Some(dir),
-            ..Default::default()
-        })
-    });
+    let _engine = engine_in(dir, config(&[receiver.addr]));
     let hits = tokio::task::block_in_place(|| {
         eventually("the run's outcome to reach the webhook", || {
             let hits = receiver.hits();
