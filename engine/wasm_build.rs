@@ -189,21 +189,55 @@ fn nested_cargo() -> Command {
     cmd
 }
 
-/// Fails early, with the fix, when the toolchain cannot build for the target; cargo's
-/// own error ("can't find crate for `core`") does not say what to do.
+/// Makes sure the toolchain can build for the target, installing the target with rustup
+/// when it is missing, so that a fresh machine needs no step by hand. Fails early, with
+/// the fix, when that is not possible; cargo's own error ("can't find crate for `core`")
+/// does not say what to do.
 fn ensure_target_installed() {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| OsString::from("rustc"));
-    let output = Command::new(&rustc)
+    if target_libdir(&rustc).is_some() {
+        return;
+    }
+    // Under rustup, RUSTUP_TOOLCHAIN names the toolchain this build runs with; the
+    // target is added to that one, not to whichever is the default.
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Some(toolchain) = env::var_os("RUSTUP_TOOLCHAIN") {
+        rustup.arg("--toolchain").arg(toolchain);
+    }
+    rustup.stdout(Stdio::from(io::stderr()));
+    println!("cargo:warning=the {TARGET} target is missing; installing it with rustup");
+    let added = rustup.status();
+    if target_libdir(&rustc).is_none() {
+        let why = match added {
+            Ok(status) => format!("`rustup target add {TARGET}` ended with {status}"),
+            Err(e) => format!("rustup could not be run: {e}"),
+        };
+        panic!(
+            "the {TARGET} target is not installed for {} and installing it failed ({why}); \
+             install it with `rustup target add {TARGET}`",
+            rustc.to_string_lossy()
+        );
+    }
+}
+
+/// The target's library directory, when the toolchain has the target.
+fn target_libdir(rustc: &std::ffi::OsStr) -> Option<PathBuf> {
+    let output = Command::new(rustc)
         .args(["--print", "target-libdir", "--target", TARGET])
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", rustc.to_string_lossy()));
     let libdir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-    if !output.status.success() || !libdir.is_dir() {
-        panic!(
-            "the {TARGET} target is not installed for {}: run `rustup target add {TARGET}`",
-            rustc.to_string_lossy()
-        );
-    }
+    (output.status.success() && has_core(&libdir)).then_some(libdir)
+}
+
+/// Whether a target library directory holds the standard library's `core`.
+fn has_core(libdir: &Path) -> bool {
+    fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .filter_map(Result::ok)
+            .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+    })
 }
 
 /// Leaves `to` untouched when it already holds the same bytes, so that crates

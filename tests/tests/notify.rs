@@ -682,21 +682,25 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
         )],
     );
     let _engine = engine_in(dir, config(&[]));
-    let mail = tokio::task::block_in_place(|| {
+    let mails = tokio::task::block_in_place(|| {
         eventually("the approval request to arrive by mail", || {
-            smtp.messages().into_iter().next()
+            let messages = smtp.messages();
+            (messages.len() >= 2).then_some(messages)
         })
     });
-    assert_eq!(mail["mail_from"], "yardmaster@example.com");
-    let mut to: Vec<&str> = mail["rcpt_tos"]
-        .as_array()
-        .expect("recipients")
+    // Those asked to authorize, not the channel's own list, each in a message of their
+    // own: the link in it is theirs alone.
+    let mut to: Vec<String> = mails
         .iter()
-        .filter_map(Value::as_str)
+        .map(|m| {
+            let rcpt = m["rcpt_tos"].as_array().expect("recipients");
+            assert_eq!(rcpt.len(), 1, "one recipient per message: {m}");
+            rcpt[0].as_str().unwrap_or_default().to_owned()
+        })
         .collect();
     to.sort_unstable();
-    // Those asked to authorize, not the channel's own list: the link is theirs alone.
     assert_eq!(to, ["bob@example.com", "carol@example.com"]);
+    let mail = &mails[0];
     assert_eq!(
         mail["auth_user"], "mailer",
         "AUTH LOGIN with the channel's password"
@@ -735,7 +739,17 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
         "{text}"
     );
     assert!(html.contains("<a href=\""), "{html}");
-    assert_eq!(smtp.messages().len(), 1, "one message for all recipients");
+    let other = serde_json::to_string(&mails[1]).expect("json");
+    let token_of = |text: &str| {
+        text.split(&link)
+            .nth(1)
+            .map(|rest| rest.chars().take(64).collect::<String>())
+            .unwrap_or_default()
+    };
+    let mine = token_of(&text);
+    assert_eq!(mine.len(), 64, "{text}");
+    assert!(!other.contains(&mine), "each recipient's link is different");
+    assert_eq!(smtp.messages().len(), 2, "one message per recipient");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -300,6 +300,7 @@ async fn an_edit_after_approval_is_not_launched() {
                 script: Some(":log info \"v2\"".into()),
                 ..Default::default()
             },
+            "auth0|editor",
             now,
         )
         .expect("edit");
@@ -459,4 +460,176 @@ async fn a_stop_between_the_test_site_and_the_fleet_is_picked_up_again() {
     assert_eq!((run.completed, run.failed, run.pending), (3, 0, 0));
     assert!(run.finished_at.is_some());
     assert!(w.store.due_schedules(later, 10).expect("due").is_empty());
+}
+
+/// A loopback listener that counts the connections it is offered and the bytes sent
+/// to it; a router re-pointed here must never be reached.
+async fn capture(bind: Ipv4Addr) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind((bind, 0))
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let seen = Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    counter.fetch_add(n, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, seen)
+}
+
+fn site_input(w: &World, i: usize, tags: &[&str]) -> SiteInput {
+    let addr = w.fleet.addresses()[i];
+    SiteInput {
+        organization: "acme".into(),
+        name: format!("router-{i}"),
+        address: addr.ip().to_string(),
+        port: Some(addr.port()),
+        transport: "routeros-api".into(),
+        username: "admin".into(),
+        password: Some(Secret::new("pw")),
+        tls: Default::default(),
+        tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_tagged_after_approval_is_not_run_on_until_approved_again() {
+    let w = world(Ipv4Addr::new(127, 6, 7, 1), 3).await;
+    // The third router is not tagged when the schedule is approved.
+    w.store
+        .update_site(&w.sites[2], site_input(&w, 2, &["spare"]), Utc::now())
+        .expect("untag");
+    let schedule = authorized(
+        &w,
+        "tagged fleet",
+        ":log info \"tagged run\"",
+        ScheduleInput {
+            tags: vec!["edge".into()],
+            ..ScheduleInput::default()
+        },
+    );
+    let mut approved = vec![w.sites[0].clone(), w.sites[1].clone()];
+    approved.sort();
+    assert_eq!(
+        schedule.approved_targets.as_ref().map(|t| t.sites.clone()),
+        Some(approved)
+    );
+    // Someone who may manage sites tags it afterwards.
+    w.store
+        .update_site(&w.sites[2], site_input(&w, 2, &["edge"]), Utc::now())
+        .expect("tag");
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            Utc::now() + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(
+        matches!(&outcome, Outcome::Refused(reason)
+            if reason.contains(&format!("site {} was added", w.sites[2]))),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        runs_of(&w, "tagged run"),
+        vec![0, 0, 0],
+        "nothing ran anywhere"
+    );
+    let after = w.store.get_schedule(&schedule.id).expect("schedule");
+    assert_eq!(after.status, ScheduleStatus::Unauthorized);
+    assert!(w.store.get_run(&schedule.id, 0).is_err());
+    let voided: Vec<_> = w
+        .store
+        .due_events(Utc::now() + TimeDelta::days(1), 1000)
+        .expect("events")
+        .into_iter()
+        .filter(|e| e.kind == "script.approval_voided")
+        .collect();
+    assert_eq!(voided.len(), 1);
+    assert_eq!(voided[0].payload["recipients"], serde_json::json!(["bob"]));
+
+    // Approved again, it covers the tagged router too.
+    let now = Utc::now();
+    approval::approve(
+        &w.store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved again");
+    let schedule = w.store.get_schedule(&schedule.id).expect("schedule");
+    let outcome = w
+        .launcher
+        .launch(schedule, now + TimeDelta::seconds(3), w.shutdown.clone())
+        .await
+        .expect("launch");
+    assert!(
+        matches!(outcome, Outcome::Launched { sites: 3, .. }),
+        "{outcome:?}"
+    );
+    assert_eq!(runs_of(&w, "tagged run"), vec![1, 1, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_re_pointed_after_approval_is_never_reached() {
+    let w = world(Ipv4Addr::new(127, 6, 8, 1), 2).await;
+    let schedule = authorized(
+        &w,
+        "re-pointed",
+        ":log info \"re-pointed run\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            ..ScheduleInput::default()
+        },
+    );
+    let (trap, seen) = capture(Ipv4Addr::new(127, 6, 8, 200)).await;
+    let mut moved = site_input(&w, 1, &["edge"]);
+    moved.address = trap.ip().to_string();
+    moved.port = Some(trap.port());
+    w.store
+        .update_site(&w.sites[1], moved, Utc::now())
+        .expect("re-point");
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            Utc::now() + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(
+        matches!(&outcome, Outcome::Refused(reason)
+            if reason.contains(&format!("site {} changed: address, port", w.sites[1]))),
+        "{outcome:?}"
+    );
+    assert_eq!(runs_of(&w, "re-pointed run"), vec![0, 0]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the new address was never contacted"
+    );
+    assert_eq!(
+        w.store.get_schedule(&schedule.id).expect("schedule").status,
+        ScheduleStatus::Unauthorized
+    );
 }

@@ -273,6 +273,9 @@ impl From<crate::store::StoreError> for ApiError {
             E::SiteInUse { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "site_in_use", e.to_string())
             }
+            E::ApprovalVoid { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "approval_void", e.to_string())
+            }
             E::Invalid { field, reason, .. } => ApiError::validation(field, reason),
             E::Db(redb::Error::Io(io)) | E::Io { source: io, .. }
                 if io.raw_os_error() == Some(28) =>

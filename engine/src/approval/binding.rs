@@ -1,26 +1,35 @@
 //! The approval binding: a sha256 of exactly what an approval lets run.
 //!
-//! An approval names this hash, and the store launches a schedule only under the hash it
-//! was approved with, so anything that changes what runs, where or when makes the
-//! approval stale. The hash is computed from a canonical encoding, never from serde
+//! An approval names this hash, and the store launches a schedule only while the hash,
+//! computed again in the launch's own transaction, is the one it was approved with. So
+//! anything that changes what runs, where, how the engine reaches it, or when, makes the
+//! approval void. The hash is computed from a canonical encoding, never from serde
 //! output, so a new optional field or a different JSON library cannot change it.
 //!
-//! Canonical form, version 1, fed to sha256 in this order:
+//! Canonical form, version 2, fed to sha256 in this order:
 //!
 //! ```text
-//! str("yardmaster/approval-binding/v1")
-//! "schedule"        str(id)
-//! "script"          str(script)                 exact bytes, no normalisation
-//! "sites"           set(sites)
-//! "tags"            set(tags)
-//! "excluded_sites"  set(excluded_sites)
-//! "test_site"       opt(str(test_site_id))
-//! "launch_at"       opt(instant(launch_at))
-//! "recurrence"      opt(kind, interval, days, day_of_month, start_date, end_date,
-//!                       start_time, timezone)
-//! "missed_runs"     str("skip" | "run_once")
-//! "rollout"         u32(canary) opt(u32(halt_failure_percent)) u32(halt_min_finished)
-//!                   opt(u32(max_concurrency))      only when not the default rollout
+//! str("yardmaster/approval-binding/v2")
+//! "schedule"         str(id)
+//! "script"           str(script)                 exact bytes, no normalisation
+//! "sites"            set(sites)
+//! "tags"             set(tags)
+//! "excluded_sites"   set(excluded_sites)
+//! "test_site"        opt(str(test_site_id))
+//! "launch_at"        opt(instant(launch_at))
+//! "recurrence"       opt(kind, interval, days, day_of_month, start_date, end_date,
+//!                        start_time, timezone)
+//! "missed_runs"      str("skip" | "run_once")
+//! "make_backup"      bool
+//! "abort_if_offline" bool
+//! "rollout"          u32(canary) opt(u32(halt_failure_percent)) u32(halt_min_finished)
+//!                    opt(u32(max_concurrency))
+//! "resolved"         set(resolved fleet site ids)
+//! "endpoints"        u64(count), then for each target in site id order:
+//!                    str(site_id) bool(missing) str(address) opt(u32(port)) str(transport)
+//!                    str(username) bool(tls.enabled) bool(tls.verify)
+//!                    opt(str(tls.pinned_sha256)) opt(str(tls.server_name))
+//!                    opt(str(credential digest))
 //! ```
 //!
 //! - every field name is written as `str(name)` before its value;
@@ -29,7 +38,7 @@
 //! - `set(v)`: the distinct values in byte order, their count as u64 big-endian, then
 //!   each as `str`: target lists are sets, and order or repetition does not change
 //!   where a script runs;
-//! - `opt(x)`: byte 0 for none, byte 1 followed by `x`;
+//! - `opt(x)`: byte 0 for none, byte 1 followed by `x`; `bool`: byte 0 or 1;
 //! - `instant(t)`: unix seconds as i64 big-endian, then nanoseconds as u32 big-endian;
 //! - recurrence: `str(kind)` as seed 004 spells it (`WEEKLY`); `u32` interval, 1 when
 //!   absent (the store's meaning); `set` of ISO weekdays (1 = Monday) as u32; `opt(u32)`
@@ -37,23 +46,24 @@
 //!   u32 nanoseconds; `str(timezone)` as written;
 //! - the result is 64 lowercase hex digits.
 //!
-//! The rollout is bound because an approver judges the risk with it (a canary of ten
-//! sites, a halt at 20%); it is written only when set, so the hashes of schedules
-//! without one are those of the first canonical form.
-//!
-//! Targets are bound as declared: tags are resolved to sites when an occurrence
-//! launches, so a site tagged after the approval is covered by it.
+//! Targets are bound as resolved when the schedule is approved: tags are resolved to
+//! sites then, and a site tagged afterwards is not covered; neither is a target whose
+//! address, port, transport, TLS settings, user name or credential changed. The
+//! credential is bound by a digest of its sealed form ([`Endpoint::credential`]), never
+//! by the secret.
 
 use chrono::{DateTime, Timelike, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::store::{MissedRunPolicy, Recurrence, RecurrenceKind, Rollout, ScheduledScript};
+use crate::store::{
+    Endpoint, MissedRunPolicy, Recurrence, RecurrenceKind, ScheduledScript, Targets,
+};
 
 /// Prefix of the encoding; a new canonical form gets a new version, and with it new hashes.
-const DOMAIN: &str = "yardmaster/approval-binding/v1";
+const DOMAIN: &str = "yardmaster/approval-binding/v2";
 
-/// The approval hash of a schedule as it stands.
-pub fn approval_hash(schedule: &ScheduledScript) -> String {
+/// The approval hash of a schedule as it stands, with its targets as resolved now.
+pub fn approval_hash(schedule: &ScheduledScript, targets: &Targets) -> String {
     let mut c = Canon(Sha256::new());
     c.str(DOMAIN);
     c.field("schedule").str(&schedule.id);
@@ -80,18 +90,26 @@ pub fn approval_hash(schedule: &ScheduledScript) -> String {
         MissedRunPolicy::Skip => "skip",
         MissedRunPolicy::RunOnce => "run_once",
     });
+    c.field("make_backup").bool(schedule.make_backup);
+    c.field("abort_if_offline").bool(schedule.abort_if_offline);
     let rollout = schedule.rollout;
-    if rollout != Rollout::default() {
-        c.field("rollout").u32(rollout.canary);
-        match rollout.halt_failure_percent {
-            Some(p) => c.some().u32(u32::from(p)),
-            None => c.none(),
-        };
-        c.u32(rollout.halt_min_finished);
-        match rollout.max_concurrency {
-            Some(n) => c.some().u32(n),
-            None => c.none(),
-        };
+    c.field("rollout").u32(rollout.canary);
+    match rollout.halt_failure_percent {
+        Some(p) => c.some().u32(u32::from(p)),
+        None => c.none(),
+    };
+    c.u32(rollout.halt_min_finished);
+    match rollout.max_concurrency {
+        Some(n) => c.some().u32(n),
+        None => c.none(),
+    };
+    c.field("resolved").set(&targets.sites);
+    let mut endpoints: Vec<&Endpoint> = targets.endpoints.iter().collect();
+    endpoints.sort_by(|a, b| a.site_id.cmp(&b.site_id));
+    endpoints.dedup_by(|a, b| a.site_id == b.site_id);
+    c.field("endpoints").u64(endpoints.len() as u64);
+    for e in endpoints {
+        c.endpoint(e);
     }
     hex::encode(c.0.finalize())
 }
@@ -118,6 +136,32 @@ impl Canon {
 
     fn field(&mut self, name: &str) -> &mut Self {
         self.str(name)
+    }
+
+    fn bool(&mut self, v: bool) -> &mut Self {
+        self.bytes(&[u8::from(v)])
+    }
+
+    fn opt_str(&mut self, v: Option<&str>) -> &mut Self {
+        match v {
+            Some(s) => self.some().str(s),
+            None => self.none(),
+        }
+    }
+
+    fn endpoint(&mut self, e: &Endpoint) -> &mut Self {
+        self.str(&e.site_id).bool(e.missing).str(&e.address);
+        match e.port {
+            Some(p) => self.some().u32(u32::from(p)),
+            None => self.none(),
+        };
+        self.str(&e.transport)
+            .str(&e.username)
+            .bool(e.tls.enabled)
+            .bool(e.tls.verify)
+            .opt_str(e.tls.pinned_sha256.as_deref())
+            .opt_str(e.tls.server_name.as_deref())
+            .opt_str(e.credential.as_deref())
     }
 
     fn none(&mut self) -> &mut Self {
@@ -203,18 +247,43 @@ mod tests {
             summary: None,
             status: crate::store::ScheduleStatus::Unauthorized,
             created_by: "u1".into(),
+            updated_by: None,
+            editors: vec!["u1".into()],
+            version: 1,
             authorization_requested_at: None,
             authorized_at: None,
             authorized_by: None,
             approval: None,
+            approved_targets: None,
             cancelled_at: None,
             started_at: None,
             next_launch_at: None,
             missed_runs: MissedRunPolicy::Skip,
-            rollout: Rollout::default(),
+            rollout: crate::store::Rollout::default(),
             created_at: t(0),
             updated_at: t(0),
         }
+    }
+
+    fn targets() -> Targets {
+        let endpoint = |id: &str| Endpoint {
+            site_id: id.into(),
+            missing: false,
+            address: format!("{id}.example.net"),
+            port: Some(8728),
+            transport: "routeros-api".into(),
+            username: "admin".into(),
+            tls: crate::store::TlsSettings::default(),
+            credential: Some("c0ffee".into()),
+        };
+        Targets {
+            sites: vec!["site-a".into(), "site-b".into(), "site-c".into()],
+            endpoints: vec![endpoint("site-a"), endpoint("site-b"), endpoint("site-c")],
+        }
+    }
+
+    fn hash(s: &ScheduledScript) -> String {
+        approval_hash(s, &targets())
     }
 
     fn weekly() -> Recurrence {
@@ -232,7 +301,7 @@ mod tests {
 
     #[test]
     fn the_hash_is_64_hex_digits_and_pinned() {
-        let h = approval_hash(&schedule());
+        let h = hash(&schedule());
         assert_eq!(h.len(), 64);
         assert!(
             h.bytes()
@@ -244,21 +313,21 @@ mod tests {
     }
 
     /// Computed apart from this code, from the form in the module documentation.
-    const PINNED: &str = "1d01bf6705898b3a3870f9d77a92815674993c465b8454f6eec3a6b09970e127";
+    const PINNED: &str = "c547ee72f824e2893a4f2d60af46e1fb1b2ecdf648bf6c6dc50c957036dbab6f";
 
     #[test]
     fn the_same_inputs_hash_the_same() {
-        assert_eq!(approval_hash(&schedule()), approval_hash(&schedule()));
+        assert_eq!(hash(&schedule()), hash(&schedule()));
         let mut with_rule = schedule();
         with_rule.recurrence = Some(weekly());
-        assert_eq!(approval_hash(&with_rule), approval_hash(&with_rule.clone()));
+        assert_eq!(hash(&with_rule), hash(&with_rule.clone()));
     }
 
     type Edit = fn(&mut ScheduledScript);
 
     #[test]
     fn what_does_not_change_what_runs_does_not_change_the_hash() {
-        let base = approval_hash(&schedule());
+        let base = hash(&schedule());
         let same: Vec<(&str, Edit)> = vec![
             ("site order", |s| s.sites.reverse()),
             ("repeated site", |s| s.sites.push("site-a".into())),
@@ -273,7 +342,7 @@ mod tests {
         for (what, change) in same {
             let mut s = schedule();
             change(&mut s);
-            assert_eq!(approval_hash(&s), base, "{what}");
+            assert_eq!(hash(&s), base, "{what}");
         }
         let mut a = schedule();
         a.recurrence = Some(weekly());
@@ -282,11 +351,7 @@ mod tests {
             r.days_of_week = vec![Weekday::Thu, Weekday::Mon, Weekday::Thu];
             r.interval = Some(1);
         }
-        assert_eq!(
-            approval_hash(&a),
-            approval_hash(&b),
-            "day order, interval 1"
-        );
+        assert_eq!(hash(&a), hash(&b), "day order, interval 1");
     }
 
     #[test]
@@ -316,6 +381,8 @@ mod tests {
             ("halt threshold", |s| {
                 s.rollout.halt_failure_percent = Some(20)
             }),
+            ("make_backup", |s| s.make_backup = false),
+            ("abort_if_offline", |s| s.abort_if_offline = false),
             // A site id that moves between lists must not hash like the original.
             ("site to excluded", |s| {
                 s.sites = vec!["site-a".into()];
@@ -325,12 +392,12 @@ mod tests {
                 s.sites = vec!["site-asite-b".into()];
             }),
         ];
-        let base = approval_hash(&schedule());
+        let base = hash(&schedule());
         let mut seen = std::collections::HashSet::from([base.clone()]);
         for (what, change) in changes {
             let mut s = schedule();
             change(&mut s);
-            let h = approval_hash(&s);
+            let h = hash(&s);
             assert!(seen.insert(h), "{what} hashes like an earlier variant");
         }
     }
@@ -360,13 +427,62 @@ mod tests {
         ];
         let mut base = schedule();
         base.recurrence = Some(weekly());
-        let mut seen = std::collections::HashSet::from([approval_hash(&base)]);
+        let mut seen = std::collections::HashSet::from([hash(&base)]);
         for (what, change) in changes {
             let mut s = base.clone();
             if let Some(r) = s.recurrence.as_mut() {
                 change(r);
             }
-            assert!(seen.insert(approval_hash(&s)), "{what}");
+            assert!(seen.insert(hash(&s)), "{what}");
         }
+    }
+
+    #[test]
+    fn any_change_to_a_resolved_target_changes_the_hash() {
+        type Change = fn(&mut Targets);
+        let changes: Vec<(&str, Change)> = vec![
+            ("site tagged since", |t| t.sites.push("site-d".into())),
+            ("site untagged since", |t| {
+                t.sites.pop();
+            }),
+            ("address", |t| t.endpoints[0].address = "203.0.113.9".into()),
+            ("port", |t| t.endpoints[0].port = Some(8729)),
+            ("no port", |t| t.endpoints[0].port = None),
+            ("transport", |t| t.endpoints[0].transport = "ssh".into()),
+            ("username", |t| t.endpoints[0].username = "root".into()),
+            ("tls", |t| t.endpoints[0].tls.enabled = true),
+            ("tls verify", |t| t.endpoints[0].tls.verify = true),
+            ("tls pin", |t| {
+                t.endpoints[0].tls.pinned_sha256 = Some("ab".repeat(32))
+            }),
+            ("tls name", |t| {
+                t.endpoints[0].tls.server_name = Some("r1".into())
+            }),
+            ("new credential", |t| {
+                t.endpoints[1].credential = Some("decaf".into())
+            }),
+            ("credential cleared", |t| t.endpoints[1].credential = None),
+            ("site deleted", |t| t.endpoints[2].missing = true),
+            ("endpoint added", |t| {
+                let mut e = t.endpoints[0].clone();
+                e.site_id = "site-e".into();
+                t.endpoints.push(e);
+            }),
+        ];
+        let s = schedule();
+        let mut seen = std::collections::HashSet::from([hash(&s)]);
+        for (what, change) in changes {
+            let mut targets = targets();
+            change(&mut targets);
+            assert!(seen.insert(approval_hash(&s, &targets)), "{what}");
+        }
+        let mut reordered = targets();
+        reordered.sites.reverse();
+        reordered.endpoints.reverse();
+        assert_eq!(
+            approval_hash(&s, &reordered),
+            hash(&s),
+            "order is not meaning"
+        );
     }
 }

@@ -3,12 +3,15 @@
 //! - [`request`] records that a schedule asks for approval, issues a single-use,
 //!   expiring approval link and emits `script.authorization_requested` for the
 //!   notifiers to deliver.
-//! - [`approve`] moves a schedule from `unauthorized` to `scheduled`: by a user with
-//!   [`SCOPE_AUTHORIZE`], or by anyone of the organization holding a valid link; never by
-//!   the creator unless the organization allows self-approval (four eyes). The approval
-//!   is bound to [`approval_hash`] of the schedule as it stands, so an edit of what runs
+//! - [`approve`] moves a schedule from `unauthorized` to `scheduled`: always by a user
+//!   with [`SCOPE_AUTHORIZE`], through a link only by the recipient it was sent to; never
+//!   by anyone who created it or edited what the approval covers, unless the
+//!   organization allows self-approval (four eyes). The approval is bound to
+//!   [`approval_hash`] of the schedule as it stands with its targets resolved (tags
+//!   frozen, each site's endpoint and credential identity), so an edit of what runs
 //!   (which the store answers by returning the schedule to `unauthorized`) needs a new
-//!   approval, and a link sent out before the edit no longer approves.
+//!   approval, a link sent out before the edit no longer approves, and a launch whose
+//!   targets changed since does not start.
 //! - [`cancel`] stops a schedule that has not finished.
 //!
 //! Every decision is audited and announced in the outbox. Errors are [`ApprovalError`],
@@ -75,7 +78,9 @@ pub enum ApprovalError {
     #[error("missing scope: {scope}")]
     Forbidden { scope: &'static str },
 
-    #[error("the creator of a scheduled script cannot approve it; ask another user")]
+    #[error(
+        "you created or edited this scheduled script, so you cannot approve it; ask another user"
+    )]
     SelfApproval,
 
     /// No such schedule, or one of another organization.

@@ -15,10 +15,10 @@ use sha2::{Digest, Sha256};
 
 use super::{
     ApprovalError, OrgPolicy, Principal, SCOPE_AUTHORIZE, SCOPE_CREATE, SCOPE_DELETE, SCOPE_UPDATE,
-    approval_hash,
 };
 use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
 use crate::store::approvals::{ApprovalToken, Decision, TokenRejection};
+use crate::store::schedules::Refusal;
 use crate::store::{
     AuditInput, Recurrence, RecurrenceKind, ScheduleStatus, ScheduledScript, Store,
 };
@@ -88,10 +88,13 @@ pub fn request(
             ),
         ));
     }
-    // Bound to the version this request reads: an edit after this point changes the
-    // hash, and the link stops approving.
+    // Bound to the version this request reads, targets included: an edit of the
+    // schedule or of a target site after this point changes the hash, and the links
+    // stop approving.
     let schedule = current;
-    let approval = approval_hash(&schedule);
+    let (approval, _) = store
+        .approval_binding(&schedule)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
 
     let (recipients, recipients_from) = if schedule.notify.is_empty() {
         let users = store
@@ -102,18 +105,29 @@ pub fn request(
         (schedule.notify.clone(), "notify")
     };
 
-    let token = new_token();
-    let record = ApprovalToken {
-        digest: digest(&token),
-        schedule_id: schedule.id.clone(),
-        organization: schedule.organization.clone(),
-        approval: approval.clone(),
-        requested_by: requester.user_id.clone(),
-        created_at: now,
-        expires_at,
-        used_at: None,
-        used_by: None,
-    };
+    // One link per recipient, bound to that recipient: a link forwarded to anyone
+    // else approves nothing.
+    let mut records = Vec::with_capacity(recipients.len());
+    let mut links = serde_json::Map::new();
+    for recipient in &recipients {
+        let token = new_token();
+        records.push(ApprovalToken {
+            digest: digest(&token),
+            schedule_id: schedule.id.clone(),
+            organization: schedule.organization.clone(),
+            approval: approval.clone(),
+            requested_by: requester.user_id.clone(),
+            recipient: Some(recipient.clone()),
+            created_at: now,
+            expires_at,
+            used_at: None,
+            used_by: None,
+        });
+        links.insert(
+            recipient.clone(),
+            format!("/scripts/scheduled/{}/authorize?token={token}", schedule.id).into(),
+        );
+    }
     let audit = AuditInput {
         at: now,
         organization: schedule.organization.clone(),
@@ -122,21 +136,24 @@ pub fn request(
         target: schedule.id.clone(),
         detail: json!({
             "approval": approval,
+            "version": schedule.version,
             "recipients": recipients,
             "expires_at": expires_at,
         }),
     };
-    // The outbox holds the link until the event is delivered and pruned; the token
-    // table holds only its digest.
+    // The outbox holds the links until the event is delivered and pruned; the token
+    // table holds only their digests.
     let payload = json!({
         "schedule_id": schedule.id,
         "organization": schedule.organization,
         "description": schedule.description,
         "created_by": schedule.created_by,
+        "editors": schedule.editors,
+        "version": schedule.version,
         "requested_by": requester.user_id,
         "recipients": recipients,
         "recipients_from": recipients_from,
-        "link": format!("/scripts/scheduled/{}/authorize?token={token}", schedule.id),
+        "links": links,
         "expires_at": expires_at,
         "approval": approval,
     });
@@ -146,7 +163,7 @@ pub fn request(
         payload,
     };
     let (schedule, event_id) = store
-        .request_authorization(schedule_id, &record, decision, now)
+        .request_authorization(schedule_id, &records, decision, now)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     Ok(Requested {
         schedule,
@@ -158,10 +175,11 @@ pub fn request(
 
 /// Approves an unauthorized schedule as it stands, and schedules its next launch.
 ///
-/// The approver needs `script:authorize`, or a link (`token`) issued for this schedule
-/// and still matching it. A link that is presented is always checked and used up, even
-/// by a holder of the scope, so that the link's single use is never in doubt. The
-/// creator may approve only when `policy` allows self-approval.
+/// The approver always needs `script:authorize`. A link (`token`) adds proof that the
+/// approver is the recipient it was sent to: it is checked and used up in the
+/// transaction that approves, and refused for anyone else. Nobody who created the
+/// schedule or edited what the approval covers may approve it, unless `policy` allows
+/// self-approval; the store checks that against the schedule it commits.
 pub fn approve(
     store: &Store,
     schedule_id: &str,
@@ -171,7 +189,7 @@ pub fn approve(
     now: DateTime<Utc>,
 ) -> Result<Approved, ApprovalError> {
     let current = load(store, schedule_id, approver)?;
-    if token.is_none() && !approver.has_scope(SCOPE_AUTHORIZE) {
+    if !approver.has_scope(SCOPE_AUTHORIZE) {
         return Err(ApprovalError::Forbidden {
             scope: SCOPE_AUTHORIZE,
         });
@@ -185,11 +203,14 @@ pub fn approve(
             ),
         ));
     }
-    let self_approval = current.created_by == approver.user_id;
-    if self_approval && !policy.allow_self_approval {
+    let own_work = current.created_by == approver.user_id
+        || current.editors.iter().any(|e| *e == approver.user_id);
+    if own_work && !policy.allow_self_approval {
         return Err(ApprovalError::SelfApproval);
     }
-    let approval = approval_hash(&current);
+    let (approval, targets) = store
+        .approval_binding(&current)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     let next_launch_at = next_launch(&current, now)?;
 
     let via = if token.is_some() { "link" } else { "scope" };
@@ -201,8 +222,11 @@ pub fn approve(
         target: current.id.clone(),
         detail: json!({
             "approval": approval,
+            "version": current.version,
+            "editors": current.editors,
+            "sites": targets.sites,
             "via": via,
-            "self_approval": self_approval,
+            "self_approval": own_work,
             "next_launch_at": next_launch_at,
         }),
     };
@@ -214,6 +238,8 @@ pub fn approve(
         "authorized_by": approver.user_id,
         "authorized_at": now,
         "approval": approval,
+        "version": current.version,
+        "sites": targets.sites.len(),
         "next_launch_at": next_launch_at,
         "notify": current.notify,
     });
@@ -228,6 +254,7 @@ pub fn approve(
             schedule_id,
             &approver.user_id,
             &approval,
+            policy.allow_self_approval,
             Some(next_launch_at),
             token_digest.as_deref(),
             decision,
@@ -236,18 +263,24 @@ pub fn approve(
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?
     {
         Ok(schedule) => schedule,
-        Err(TokenRejection::Expired) => return Err(ApprovalError::ExpiredToken),
-        Err(TokenRejection::Used) => {
+        Err(Refusal::OwnWork) => return Err(ApprovalError::SelfApproval),
+        Err(Refusal::Token(TokenRejection::Expired)) => return Err(ApprovalError::ExpiredToken),
+        Err(Refusal::Token(TokenRejection::Used)) => {
             return Err(ApprovalError::InvalidToken {
                 reason: "it has already been used",
             });
         }
-        Err(TokenRejection::Stale) => {
+        Err(Refusal::Token(TokenRejection::Stale)) => {
             return Err(ApprovalError::InvalidToken {
-                reason: "the scheduled script changed after the link was sent; request authorization again",
+                reason: "the scheduled script or one of its target sites changed after the link was sent; request authorization again",
             });
         }
-        Err(TokenRejection::Unknown) => {
+        Err(Refusal::Token(TokenRejection::NotRecipient)) => {
+            return Err(ApprovalError::InvalidToken {
+                reason: "it was sent to another user; only its recipient may approve with it",
+            });
+        }
+        Err(Refusal::Token(TokenRejection::Unknown)) => {
             return Err(ApprovalError::InvalidToken {
                 reason: "it does not belong to this scheduled script",
             });

@@ -102,6 +102,22 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 )],
             )
         }
+        "script.approval_voided" => {
+            let mut lines = vec![format!(
+                "The scheduled script \"{name}\" did not launch: what it would run on is no \
+                 longer what was approved. It is unauthorized again and needs a new approval."
+            )];
+            for reason in payload
+                .get("reasons")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                lines.push(format!("- {reason}"));
+            }
+            (format!("Approval void, not launched: {name}"), lines)
+        }
         "script.cancelled" => (
             format!("Cancelled: {name}"),
             vec![format!("The scheduled script \"{name}\" was cancelled.")],

@@ -2,8 +2,9 @@
 //! job's own `notify_url`, and the people it concerns (user ids resolved to addresses
 //! through the users table).
 //!
-//! An approval link goes only by e-mail, and only to the users the request named (those
-//! who may authorize): webhook copies of the request carry everything but the link.
+//! An approval link goes only by e-mail, and only to the user it was made for: each
+//! recipient of a request gets a message of their own with their own link, and webhook
+//! copies of the request carry everything but the links.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ pub const NOTIFIED: &[&str] = &[
     "script.site_finished",
     "script.run_finished",
     "script.cancelled",
+    "script.approval_voided",
     "job.status",
 ];
 
@@ -114,20 +116,27 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         .map(|s| s.description.as_str())
         .or_else(|| payload.get("description").and_then(Value::as_str))
         .unwrap_or("");
-    let link = payload
-        .get("link")
-        .and_then(Value::as_str)
-        .map(|path| format!("{}{path}", routing.public_url.trim_end_matches('/')));
+    // Each recipient's own approval link, absolute.
+    let link_of = |user: &str| {
+        payload
+            .get("links")
+            .and_then(|links| links.get(user))
+            .and_then(Value::as_str)
+            .map(|path| format!("{}{path}", routing.public_url.trim_end_matches('/')))
+    };
     let authorization = event.kind == "script.authorization_requested";
-    let message = render::render(
-        &event.kind,
-        payload,
-        &Context {
-            description,
-            link: link.as_deref(),
-            script: schedule.as_ref().map(|s| s.script.as_str()),
-        },
-    );
+    let message_with = |link: Option<&str>| {
+        render::render(
+            &event.kind,
+            payload,
+            &Context {
+                description,
+                link,
+                script: schedule.as_ref().map(|s| s.script.as_str()),
+            },
+        )
+    };
+    let message = message_with(None);
     // Without the link, for every delivery but the authorizers' e-mail.
     let public = render::render(
         &event.kind,
@@ -141,9 +150,9 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
     let occurred_at = event.created_at.to_rfc3339();
     let id = event.id.to_string();
 
-    // The people the event concerns: those asked to authorize, or the schedule's
-    // recipients (its creator when it names none).
-    let user_ids: Vec<String> = if authorization {
+    // The people the event concerns: those asked to authorize, those told that an
+    // approval is void, or the schedule's recipients (its creator when it names none).
+    let user_ids: Vec<String> = if authorization || event.kind == "script.approval_voided" {
         strings(payload.get("recipients"))
     } else if let Some(s) = &schedule {
         if s.notify.is_empty() {
@@ -217,11 +226,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         let (payload_json, recipients) = match channel.kind {
             ChannelKind::Webhook => {
                 settings.insert("allow_http".into(), routing.allow_http.join(","));
-                let mut data = payload.clone();
-                if let Some(map) = data.as_object_mut() {
-                    // The approval link is for the authorizers' mailboxes only.
-                    map.remove("link");
-                }
+                let data = without_links(payload);
                 let body = json!({
                     "id": id,
                     "type": event.kind,
@@ -232,34 +237,55 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
                 });
                 (body.to_string(), Vec::new())
             }
+            ChannelKind::Email if authorization => {
+                // One message per recipient, each with the link made for them alone.
+                for (user, person) in &people {
+                    let link = link_of(user);
+                    let shown = message_with(link.as_deref());
+                    deliveries.push(Delivery {
+                        key: format!("channel:{}:{user}", channel.id),
+                        plugin: channel.plugin.clone(),
+                        channel: WireChannel {
+                            name: channel.name.clone(),
+                            settings: settings.clone().into_iter().collect(),
+                        },
+                        event: WireEvent {
+                            id: id.clone(),
+                            kind: event.kind.clone(),
+                            occurred_at: occurred_at.clone(),
+                            subject: shown.subject.clone(),
+                            text: shown.text.clone(),
+                            html: Some(shown.html.clone()),
+                            payload: without_links(payload).to_string(),
+                            recipients: vec![person.clone()],
+                        },
+                    });
+                }
+                continue;
+            }
             ChannelKind::Email => {
-                let mut recipients: Vec<Recipient> = people.clone();
-                if !authorization {
-                    // The channel's own list (an operations mailbox, say) gets every
-                    // event it takes but approval links.
-                    for address in settings
-                        .get("to")
-                        .map(String::as_str)
-                        .unwrap_or("")
-                        .split(',')
-                    {
-                        let address = address.trim();
-                        if !address.is_empty() && !recipients.iter().any(|r| r.address == address) {
-                            recipients.push(Recipient {
-                                name: None,
-                                address: address.to_owned(),
-                            });
-                        }
+                let mut recipients: Vec<Recipient> =
+                    people.iter().map(|(_, r)| r.clone()).collect();
+                // The channel's own list (an operations mailbox, say) gets every event
+                // it takes but approval links.
+                for address in settings
+                    .get("to")
+                    .map(String::as_str)
+                    .unwrap_or("")
+                    .split(',')
+                {
+                    let address = address.trim();
+                    if !address.is_empty() && !recipients.iter().any(|r| r.address == address) {
+                        recipients.push(Recipient {
+                            name: None,
+                            address: address.to_owned(),
+                        });
                     }
                 }
                 if recipients.is_empty() {
                     continue;
                 }
-                let mut data = payload.clone();
-                if let Some(map) = data.as_object_mut() {
-                    map.remove("link");
-                }
-                (data.to_string(), recipients)
+                (without_links(payload).to_string(), recipients)
             }
         };
         deliveries.push(Delivery {
@@ -287,6 +313,16 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
     })
 }
 
+/// The payload without approval links, for everything but a recipient's own message.
+fn without_links(payload: &Value) -> Value {
+    let mut data = payload.clone();
+    if let Some(map) = data.as_object_mut() {
+        map.remove("links");
+        map.remove("link");
+    }
+    data
+}
+
 fn strings(value: Option<&Value>) -> Vec<String> {
     value
         .and_then(Value::as_array)
@@ -305,16 +341,19 @@ fn resolve_users(
     store: &Store,
     organization: &str,
     ids: &[String],
-) -> Result<Vec<Recipient>, StoreError> {
-    let mut out: Vec<Recipient> = Vec::new();
+) -> Result<Vec<(String, Recipient)>, StoreError> {
+    let mut out: Vec<(String, Recipient)> = Vec::new();
     for id in ids {
         match store.get_user(id) {
             Ok(user) if user.organization == organization && !user.email.is_empty() => {
-                if !out.iter().any(|r| r.address == user.email) {
-                    out.push(Recipient {
-                        name: Some(user.name),
-                        address: user.email,
-                    });
+                if !out.iter().any(|(_, r)| r.address == user.email) {
+                    out.push((
+                        id.clone(),
+                        Recipient {
+                            name: Some(user.name),
+                            address: user.email,
+                        },
+                    ));
                 }
             }
             Ok(_) => {

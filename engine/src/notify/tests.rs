@@ -201,7 +201,10 @@ fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
             json!({
                 "schedule_id": "gone", "organization": "org1", "description": "Nightly",
                 "requested_by": "ada", "recipients": ["bob", "eve", "nobody"],
-                "link": "/scripts/scheduled/gone/authorize?token=SECRET",
+                "links": {
+                    "bob": "/scripts/scheduled/gone/authorize?token=SECRET",
+                    "eve": "/scripts/scheduled/gone/authorize?token=EVESECRET",
+                },
             }),
             Utc::now(),
         )
@@ -218,8 +221,10 @@ fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
                 .iter()
                 .map(|r| r.address.as_str())
                 .collect();
-            // Not eve (another organization), not the channel's own list.
+            // Not eve (another organization), not the channel's own list; bob's message
+            // carries his link and no one else's.
             assert_eq!(to, ["bob@example.com"]);
+            assert!(!d.event.text.contains("EVESECRET"));
             assert!(
                 d.event
                     .text

@@ -129,19 +129,6 @@ impl Launcher {
         while runs.join_next().await.is_some() {}
     }
 
-    /// The sites an occurrence runs on: the listed sites and those carrying a listed
-    /// tag, less the excluded ones, in a stable order.
-    fn targets(&self, schedule: &ScheduledScript) -> Result<Vec<String>, StoreError> {
-        let mut sites: Vec<String> = schedule.sites.clone();
-        for tag in &schedule.tags {
-            sites.extend(self.store.site_ids_with_tag(&schedule.organization, tag)?);
-        }
-        sites.retain(|s| !schedule.excluded_sites.contains(s));
-        sites.sort();
-        sites.dedup();
-        Ok(sites)
-    }
-
     /// Launches the due occurrence of one schedule, if any, and runs it to its end.
     pub async fn launch(
         &self,
@@ -149,16 +136,12 @@ impl Launcher {
         now: DateTime<Utc>,
         shutdown: Shutdown,
     ) -> Result<Outcome, LaunchError> {
-        let Some(approval) = schedule.approval.clone() else {
+        let (Some(approval), Some(approved)) = (
+            schedule.approval.clone(),
+            schedule.approved_targets.as_ref(),
+        ) else {
             return Ok(Outcome::Refused("not authorized".into()));
         };
-        // The store refuses a launch under any other binding; checking here gives the
-        // reason a name.
-        if approval::approval_hash(&schedule) != approval {
-            return Ok(Outcome::Refused(
-                "the script or its targets changed since it was authorized".into(),
-            ));
-        }
         let policy = match schedule.missed_runs {
             MissedRunPolicy::Skip => MissedRuns::Skip,
             MissedRunPolicy::RunOnce => MissedRuns::RunOnce,
@@ -197,7 +180,10 @@ impl Launcher {
                 }
             }
         };
-        let mut fleet = self.targets(&schedule)?;
+        // The sites as resolved when the schedule was approved; the store checks, in the
+        // launch's own transaction, that they still resolve and are reached the same way,
+        // and voids the approval when not.
+        let mut fleet = approved.sites.clone();
         let options = RunOptions::for_schedule(&schedule);
         // While the test site runs, the schedule stays due at this occurrence, so that
         // an engine stopped before the fleet batch picks the run up again on start.
@@ -221,9 +207,12 @@ impl Launcher {
         let mut launched = 0;
         if let Some(test_site) = &schedule.test_site_id {
             fleet.retain(|s| s != test_site);
-            let first = self
-                .store
-                .launch(plan(vec![test_site.clone()], true), now)?;
+            let first = match self.store.launch(plan(vec![test_site.clone()], true), now) {
+                Err(e @ StoreError::ApprovalVoid { .. }) => {
+                    return Ok(Outcome::Refused(e.to_string()));
+                }
+                other => other?,
+            };
             launched += first.created.len();
             self.runner
                 .run_jobs(run.clone(), options.clone(), shutdown.clone())
@@ -242,7 +231,12 @@ impl Launcher {
                 )));
             }
         }
-        let rest = self.store.launch(plan(fleet, false), Utc::now())?;
+        let rest = match self.store.launch(plan(fleet, false), Utc::now()) {
+            Err(e @ StoreError::ApprovalVoid { .. }) => {
+                return Ok(Outcome::Refused(e.to_string()));
+            }
+            other => other?,
+        };
         launched += rest.created.len();
         self.runner
             .run_jobs(run, options, shutdown)

@@ -1,7 +1,7 @@
 //! Approval tokens and the records of approval decisions, for `crate::approval`.
 //!
-//! A token is kept only as its sha256, bound to one schedule and to the approval hash of
-//! the version that was sent out for approval. Consuming it is one transaction that
+//! A token is kept only as its sha256, bound to one schedule, to the approval hash of
+//! the version that was sent out for approval, and to the one user it was sent to. Consuming it is one transaction that
 //! checks it and marks it used, so two clicks on the same link cannot both approve.
 //! The table is created on first write: it is newer than the schema's other tables, and
 //! a database written before it simply has no tokens.
@@ -29,6 +29,10 @@ pub(crate) struct ApprovalToken {
     /// The approval hash of the schedule when the token was issued.
     pub(crate) approval: String,
     pub(crate) requested_by: String,
+    /// The one user this link was sent to; nobody else may approve with it. A token
+    /// stored before links were bound to their recipient has none, and approves nothing.
+    #[serde(default)]
+    pub(crate) recipient: Option<String>,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) used_at: Option<DateTime<Utc>>,
@@ -44,6 +48,8 @@ pub(crate) enum TokenRejection {
     Expired,
     /// Issued for an earlier version of the schedule.
     Stale,
+    /// Sent to another user.
+    NotRecipient,
 }
 
 /// What a decision on a schedule leaves behind, written by the store in the transaction
@@ -86,6 +92,9 @@ pub(crate) fn use_approval_token(
         Some(t) if t.schedule_id == schedule_id => t,
         _ => return Ok(Err(TokenRejection::Unknown)),
     };
+    if token.recipient.as_deref() != Some(by) {
+        return Ok(Err(TokenRejection::NotRecipient));
+    }
     if token.used_at.is_some() {
         return Ok(Err(TokenRejection::Used));
     }
@@ -142,6 +151,7 @@ mod tests {
             organization: "org1".into(),
             approval: "h1".into(),
             requested_by: "u1".into(),
+            recipient: Some("u2".into()),
             created_at: t(0),
             expires_at: t(100),
             used_at: None,
@@ -158,14 +168,27 @@ mod tests {
                 for d in ["d1", "d2"] {
                     tokens.insert(d, encode(KIND, "s1", &token(d))?.as_slice())?;
                 }
+                // Stored before links named their recipient.
+                let mut unbound = token("d3");
+                unbound.recipient = None;
+                tokens.insert("d3", encode(KIND, "s1", &unbound)?.as_slice())?;
                 Ok(())
             })
             .expect("issue");
-        let consume = |d: &str, s: &str, h: &str, at: i64| {
+        let consume_as = |who: &str, d: &str, s: &str, h: &str, at: i64| {
             store
-                .write(|tx| use_approval_token(tx, d, s, h, "u2", t(at)))
+                .write(|tx| use_approval_token(tx, d, s, h, who, t(at)))
                 .expect("consume")
         };
+        let consume = |d: &str, s: &str, h: &str, at: i64| consume_as("u2", d, s, h, at);
+        assert_eq!(
+            consume_as("u3", "d1", "s1", "h1", 1),
+            Err(TokenRejection::NotRecipient)
+        );
+        assert_eq!(
+            consume("d3", "s1", "h1", 1),
+            Err(TokenRejection::NotRecipient)
+        );
         assert_eq!(consume("nope", "s1", "h1", 1), Err(TokenRejection::Unknown));
         assert_eq!(consume("d1", "s2", "h1", 1), Err(TokenRejection::Unknown));
         assert_eq!(consume("d1", "s1", "h2", 1), Err(TokenRejection::Stale));

@@ -25,6 +25,14 @@ pub enum StoreError {
     #[error("schedule {id}: {reason}")]
     ScheduleState { id: String, reason: String },
 
+    /// A launch found that what would run is no longer what was approved; the schedule
+    /// went back to `unauthorized`.
+    #[error(
+        "schedule {id}: not launched, its approval no longer covers what would run ({}); it needs a new approval",
+        reasons.join("; ")
+    )]
+    ApprovalVoid { id: String, reasons: Vec<String> },
+
     /// A site that schedules still target or unfinished jobs still need.
     #[error(
         "site {name} is still needed{}{}; cancel those or take the site out of them first",
@@ -133,6 +141,7 @@ impl StoreError {
                 | StoreError::SiteNameTaken { .. }
                 | StoreError::IllegalTransition { .. }
                 | StoreError::ScheduleState { .. }
+                | StoreError::ApprovalVoid { .. }
         )
     }
 }

@@ -27,9 +27,10 @@ mod jobs;
 mod journal;
 pub mod listing;
 mod records;
-mod schedules;
-mod sites;
+pub(crate) mod schedules;
+pub(crate) mod sites;
 mod tables;
+mod targets;
 mod txn;
 
 #[cfg(test)]
@@ -52,7 +53,10 @@ pub use records::{
     OutboxState, Page, Recurrence, RecurrenceKind, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
     SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, TlsSettings, User,
 };
-pub use schedules::{Launch, LaunchPlan};
+pub use schedules::{
+    AUDIT_CREATED, AUDIT_DELETED, AUDIT_UPDATED, EVENT_APPROVAL_VOIDED, Launch, LaunchPlan,
+};
+pub use targets::{Endpoint, Targets, differences};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "yardmaster.redb";

@@ -5,6 +5,7 @@
 //! in through [`Secret`] (which has no `Serialize` and a redacting `Debug`) and comes back
 //! out only through `Store::site_password`.
 
+use super::targets::Targets;
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
 use serde::{Deserialize, Serialize};
 
@@ -247,11 +248,27 @@ pub struct ScheduledScript {
     pub summary: Option<String>,
     pub status: ScheduleStatus,
     pub created_by: String,
+    /// The last user who changed it.
+    #[serde(default)]
+    pub updated_by: Option<String>,
+    /// Every user who created it or changed what an approval covers, over its whole
+    /// life: none of them may approve it (four eyes), unless the organization allows
+    /// self-approval.
+    #[serde(default)]
+    pub editors: Vec<String>,
+    /// The version of what an approval covers: 1 when created, one more for each edit
+    /// of it.
+    #[serde(default)]
+    pub version: u32,
     pub authorization_requested_at: Option<DateTime<Utc>>,
     pub authorized_at: Option<DateTime<Utc>>,
     pub authorized_by: Option<String>,
     /// Hash of the script, its targets and its window that the approval covers.
     pub approval: Option<String>,
+    /// The targets as resolved when it was approved, tags included: a launch runs on
+    /// these sites, and only while each is still reached as it was then.
+    #[serde(default)]
+    pub approved_targets: Option<Targets>,
     pub cancelled_at: Option<DateTime<Utc>>,
     pub started_at: Option<DateTime<Utc>>,
     /// When the scheduler will launch it next; indexed while the schedule is `scheduled`

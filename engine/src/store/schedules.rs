@@ -16,16 +16,17 @@ use super::approvals::{ApprovalToken, Decision, TokenRejection, use_approval_tok
 use super::crypto::new_id;
 use super::error::StoreError;
 use super::jobs::{JobTables, new_job, set_job_seq};
-use super::journal::push_event;
+use super::journal::{push_audit, push_event};
 use super::records::{
-    CANCELLED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition,
+    AuditInput, CANCELLED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition,
     MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Page, Run, RunStatus, SKIPPED, ScheduleInput,
     SchedulePatch, ScheduleStatus, ScheduledScript,
 };
 use super::tables::{
     APPROVAL_TOKENS, JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG,
-    SCHEDULES_DUE,
+    SCHEDULES_DUE, SITES, SITES_BY_TAG,
 };
+use super::targets::{self, Targets};
 use super::txn::{decode, encode, load, millis, take_seq};
 
 const KIND: &str = "schedule";
@@ -82,11 +83,15 @@ impl Store {
             notify: input.notify,
             summary: input.summary,
             status: ScheduleStatus::Unauthorized,
+            editors: vec![input.created_by.clone()],
+            updated_by: None,
+            version: 1,
             created_by: input.created_by,
             authorization_requested_at: None,
             authorized_at: None,
             authorized_by: None,
             approval: None,
+            approved_targets: None,
             cancelled_at: None,
             started_at: None,
             next_launch_at: None,
@@ -105,6 +110,25 @@ impl Store {
             tx.open_multimap_table(SCHEDULES_BY_ORG)?
                 .insert(schedule.organization.as_str(), schedule.id.as_str())?;
             save(tx, None, &schedule)?;
+            push_audit(
+                tx,
+                AuditInput {
+                    at: now,
+                    organization: schedule.organization.clone(),
+                    actor: schedule.created_by.clone(),
+                    action: AUDIT_CREATED.into(),
+                    target: schedule.id.clone(),
+                    detail: json!({
+                        "description": schedule.description,
+                        "version": schedule.version,
+                        "script_sha256": script_digest(&schedule.script),
+                        "sites": schedule.sites,
+                        "tags": schedule.tags,
+                        "excluded_sites": schedule.excluded_sites,
+                        "test_site_id": schedule.test_site_id,
+                    }),
+                },
+            )?;
             Ok(schedule)
         })
     }
@@ -146,12 +170,15 @@ impl Store {
         })
     }
 
-    /// Edits a schedule before its launch. Changing what would run (script, targets,
-    /// window, test site) returns it to `unauthorized`: the old approval no longer covers it.
+    /// Edits a schedule before its launch, as user `by`. Changing what an approval
+    /// covers (script, targets, window, test site, backup and offline policy, rollout)
+    /// returns it to `unauthorized`, counts a new version and makes `by` one of its
+    /// editors, who may not approve it. The edit and its audit line are one commit.
     pub fn update_schedule(
         &self,
         id: &str,
         patch: SchedulePatch,
+        by: &str,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
         self.write(|tx| {
@@ -225,23 +252,35 @@ impl Store {
                 new.rollout = v;
             }
             as_input(&new).validate()?;
-            let binding_changed = new.script != old.script
-                || new.sites != old.sites
-                || new.tags != old.tags
-                || new.excluded_sites != old.excluded_sites
-                || new.launch_at != old.launch_at
-                || new.recurrence != old.recurrence
-                || new.test_site_id != old.test_site_id
-                || new.missed_runs != old.missed_runs
-                || new.rollout != old.rollout;
-            if binding_changed {
-                new.status = ScheduleStatus::Unauthorized;
-                new.authorization_requested_at = None;
-                new.authorized_at = None;
-                new.authorized_by = None;
-                new.approval = None;
-                new.next_launch_at = None;
+            let changed = changed_fields(&old, &new);
+            if changed.is_empty() {
+                return Ok(old);
             }
+            let binding_changed = changed.iter().any(|f| BOUND_FIELDS.contains(f));
+            if binding_changed {
+                void_approval(&mut new);
+                new.version = old.version.saturating_add(1).max(2);
+                if !new.editors.iter().any(|e| e == by) {
+                    new.editors.push(by.to_owned());
+                }
+            }
+            new.updated_by = Some(by.to_owned());
+            push_audit(
+                tx,
+                AuditInput {
+                    at: now,
+                    organization: new.organization.clone(),
+                    actor: by.to_owned(),
+                    action: AUDIT_UPDATED.into(),
+                    target: id.to_owned(),
+                    detail: json!({
+                        "changed": changed,
+                        "version": new.version,
+                        "deauthorized": binding_changed && old.status != ScheduleStatus::Unauthorized,
+                        "script_sha256": script_digest(&new.script),
+                    }),
+                },
+            )?;
             if new.description != old.description {
                 claim_name(tx, &new.organization, &new.description, id)?;
                 tx.open_table(SCHEDULE_NAMES)?
@@ -253,17 +292,21 @@ impl Store {
         })
     }
 
-    /// Records that authorization was requested, with the approval link's token and the
-    /// decision's audit line and event, in one commit: the link is announced if and only
-    /// if the request and its token exist. Returns the schedule and the event's id.
+    /// Records that authorization was requested, with the approval links' tokens (one
+    /// per recipient) and the decision's audit line and event, in one commit: the links
+    /// are announced if and only if the request and its tokens exist. Returns the
+    /// schedule and the event's id.
     pub(crate) fn request_authorization(
         &self,
         id: &str,
-        token: &ApprovalToken,
+        tokens: &[ApprovalToken],
         decision: Decision,
         now: DateTime<Utc>,
     ) -> Result<(ScheduledScript, u64), StoreError> {
-        let token_bytes = encode("approval token", id, token)?;
+        let encoded = tokens
+            .iter()
+            .map(|t| Ok((t.digest.as_str(), encode("approval token", id, t)?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(|tx| {
             let old = get(tx, id)?;
             if old.status != ScheduleStatus::Unauthorized {
@@ -276,51 +319,77 @@ impl Store {
             new.authorization_requested_at = Some(now);
             new.updated_at = now;
             save(tx, Some(&old), &new)?;
-            tx.open_table(APPROVAL_TOKENS)?
-                .insert(token.digest.as_str(), token_bytes.as_slice())?;
+            let mut table = tx.open_table(APPROVAL_TOKENS)?;
+            for (digest, bytes) in &encoded {
+                table.insert(*digest, bytes.as_slice())?;
+            }
+            drop(table);
             let event_id = decision.write(tx, now)?;
             Ok((new, event_id))
         })
     }
 
+    /// The approval binding of a schedule as it stands, with its targets resolved now:
+    /// what an approver is shown and approves.
+    pub fn approval_binding(
+        &self,
+        schedule: &ScheduledScript,
+    ) -> Result<(String, Targets), StoreError> {
+        self.read(|tx| {
+            let targets = targets::resolve(
+                &tx.open_table(SITES)?,
+                &tx.open_multimap_table(SITES_BY_TAG)?,
+                schedule,
+            )?;
+            Ok((crate::approval::approval_hash(schedule, &targets), targets))
+        })
+    }
+
     /// Marks a schedule authorized by `by` under the approval binding `approval`, due at
     /// `next_launch_at`, using up the approval link `token` (a digest) when one was
-    /// presented, and writing the decision, all in one commit. A schedule that no longer
-    /// hashes to `approval` (edited since the caller read it) is refused, and so is a
-    /// link that does not approve: then nothing is written. Who may authorize (four
-    /// eyes) is the approval workflow's rule.
+    /// presented, and writing the decision, all in one commit. The binding is computed
+    /// again here, with the targets resolved in this transaction: a schedule or a target
+    /// site that changed since the caller read it is refused. So is an approver who
+    /// created or edited what the approval covers, unless `allow_self_approval`, and a
+    /// link that does not approve: then nothing is written.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn authorize_schedule(
         &self,
         id: &str,
         by: &str,
         approval: &str,
+        allow_self_approval: bool,
         next_launch_at: Option<DateTime<Utc>>,
         token: Option<&str>,
         decision: Decision,
         now: DateTime<Utc>,
-    ) -> Result<Result<ScheduledScript, TokenRejection>, StoreError> {
+    ) -> Result<Result<ScheduledScript, Refusal>, StoreError> {
         self.write(|tx| {
             let old = get(tx, id)?;
             if old.status != ScheduleStatus::Unauthorized {
                 return Err(state(id, "only an unauthorized schedule can be authorized"));
             }
-            if crate::approval::approval_hash(&old) != approval {
+            if !allow_self_approval && shaped_by(&old, by) {
+                return Ok(Err(Refusal::OwnWork));
+            }
+            let targets = resolve_in(tx, &old)?;
+            if crate::approval::approval_hash(&old, &targets) != approval {
                 return Err(state(
                     id,
-                    "changed while it was being approved; review it again",
+                    "it or one of its target sites changed while it was being approved; review it again",
                 ));
             }
             if let Some(digest) = token
                 && let Err(rejection) = use_approval_token(tx, digest, id, approval, by, now)?
             {
-                return Ok(Err(rejection));
+                return Ok(Err(Refusal::Token(rejection)));
             }
             let mut new = old.clone();
             new.status = ScheduleStatus::Scheduled;
             new.authorized_at = Some(now);
             new.authorized_by = Some(by.to_owned());
             new.approval = Some(approval.to_owned());
+            new.approved_targets = Some(targets);
             new.next_launch_at = next_launch_at;
             new.updated_at = now;
             save(tx, Some(&old), &new)?;
@@ -372,11 +441,31 @@ impl Store {
         })
     }
 
-    /// Deletes a schedule that is not launched. Its runs and ledger entries stay, so an
-    /// occurrence that ran is still known to have run.
-    pub fn delete_schedule(&self, id: &str) -> Result<(), StoreError> {
+    /// Deletes a schedule that is not launched, as user `by`, with its audit line. Its
+    /// runs and ledger entries stay, so an occurrence that ran is still known to have run.
+    pub fn delete_schedule(
+        &self,
+        id: &str,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         self.write(|tx| {
             let old = get(tx, id)?;
+            push_audit(
+                tx,
+                AuditInput {
+                    at: now,
+                    organization: old.organization.clone(),
+                    actor: by.to_owned(),
+                    action: AUDIT_DELETED.into(),
+                    target: id.to_owned(),
+                    detail: json!({
+                        "description": old.description,
+                        "status": old.status,
+                        "version": old.version,
+                    }),
+                },
+            )?;
             if old.status == ScheduleStatus::Launched {
                 return Err(state(
                     id,
@@ -452,6 +541,21 @@ impl Store {
             }
             if old.approval.as_deref() != Some(plan.approval.as_str()) {
                 return Err(state(&plan.schedule_id, "its approval does not cover this launch"));
+            }
+            // What the approval covered is checked again here, in the transaction that
+            // creates the jobs: the targets as they resolve now, each reached as it was.
+            let targets = resolve_in(tx, &old)?;
+            if crate::approval::approval_hash(&old, &targets) != plan.approval {
+                return Ok(Err(void_at_launch(tx, &old, &targets, now)?));
+            }
+            let covered = |site: &String| {
+                targets.sites.contains(site) || old.test_site_id.as_ref() == Some(site)
+            };
+            if let Some(site) = plan.sites.iter().find(|s| !covered(s)) {
+                return Err(state(
+                    &plan.schedule_id,
+                    format!("site {site} is not among the targets its approval covers"),
+                ));
             }
             let run_key = (plan.schedule_id.as_str(), plan.occurrence);
             let mut run = match tx.open_table(RUNS)?.get(run_key)? {
@@ -532,7 +636,11 @@ impl Store {
                     now,
                 )?;
             }
-            Ok(Launch { run, created, already_launched: already })
+            Ok(Ok(Launch { run, created, already_launched: already }))
+        })?
+        .map_err(|reasons| StoreError::ApprovalVoid {
+            id: plan.schedule_id.clone(),
+            reasons,
         })
     }
 
@@ -743,6 +851,151 @@ fn put_run(tx: &WriteTransaction, run: &Run) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Audit actions of a schedule's own life; the approval workflow audits its decisions.
+pub const AUDIT_CREATED: &str = "script.created";
+pub const AUDIT_UPDATED: &str = "script.updated";
+pub const AUDIT_DELETED: &str = "script.deleted";
+/// A launch found that what runs is no longer what was approved; the schedule is back
+/// to `unauthorized`, and its approvers are told why.
+pub const EVENT_APPROVAL_VOIDED: &str = "script.approval_voided";
+
+/// Fields of a schedule that its approval covers: changing one needs a new approval.
+const BOUND_FIELDS: &[&str] = &[
+    "script",
+    "sites",
+    "tags",
+    "excluded_sites",
+    "launch_at",
+    "recurrence",
+    "test_site_id",
+    "missed_runs",
+    "rollout",
+    "make_backup",
+    "abort_if_offline",
+];
+
+/// Why an authorization was refused without anything being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The approver created or edited what the approval covers.
+    OwnWork,
+    /// The presented link does not approve.
+    Token(TokenRejection),
+}
+
+/// The names of the fields that differ between two versions of a schedule.
+fn changed_fields(old: &ScheduledScript, new: &ScheduledScript) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            out.push(name);
+        }
+    };
+    check("description", old.description != new.description);
+    check("script", old.script != new.script);
+    check("sites", old.sites != new.sites);
+    check("tags", old.tags != new.tags);
+    check("excluded_sites", old.excluded_sites != new.excluded_sites);
+    check("launch_at", old.launch_at != new.launch_at);
+    check("recurrence", old.recurrence != new.recurrence);
+    check("test_site_id", old.test_site_id != new.test_site_id);
+    check("missed_runs", old.missed_runs != new.missed_runs);
+    check("rollout", old.rollout != new.rollout);
+    check("make_backup", old.make_backup != new.make_backup);
+    check(
+        "abort_if_offline",
+        old.abort_if_offline != new.abort_if_offline,
+    );
+    check("notify", old.notify != new.notify);
+    check("summary", old.summary != new.summary);
+    out
+}
+
+/// Whether `user` created the schedule or edited what its approval covers.
+fn shaped_by(s: &ScheduledScript, user: &str) -> bool {
+    s.created_by == user || s.editors.iter().any(|e| e == user)
+}
+
+/// Takes a schedule back to `unauthorized`, its approval and next launch gone.
+fn void_approval(s: &mut ScheduledScript) {
+    s.status = ScheduleStatus::Unauthorized;
+    s.authorization_requested_at = None;
+    s.authorized_at = None;
+    s.authorized_by = None;
+    s.approval = None;
+    s.approved_targets = None;
+    s.next_launch_at = None;
+}
+
+/// Resolves a schedule's targets in a write transaction.
+fn resolve_in(tx: &WriteTransaction, s: &ScheduledScript) -> Result<Targets, StoreError> {
+    targets::resolve(
+        &tx.open_table(SITES)?,
+        &tx.open_multimap_table(SITES_BY_TAG)?,
+        s,
+    )
+}
+
+/// Voids the approval of a schedule whose launch found its targets changed: back to
+/// `unauthorized`, audited, and announced to whoever approved it and its recipients,
+/// with the differences. Returns them.
+fn void_at_launch(
+    tx: &WriteTransaction,
+    old: &ScheduledScript,
+    now_targets: &Targets,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let mut reasons = match &old.approved_targets {
+        Some(approved) => targets::differences(approved, now_targets),
+        None => Vec::new(),
+    };
+    if reasons.is_empty() {
+        reasons.push("what runs is no longer what was approved".to_owned());
+    }
+    let mut new = old.clone();
+    void_approval(&mut new);
+    new.updated_at = now;
+    save(tx, Some(old), &new)?;
+    let mut recipients: Vec<String> = old.authorized_by.iter().cloned().collect();
+    for user in &old.notify {
+        if !recipients.contains(user) {
+            recipients.push(user.clone());
+        }
+    }
+    push_audit(
+        tx,
+        AuditInput {
+            at: now,
+            organization: old.organization.clone(),
+            actor: "engine".into(),
+            action: EVENT_APPROVAL_VOIDED.into(),
+            target: old.id.clone(),
+            detail: json!({"approval": old.approval, "reasons": reasons}),
+        },
+    )?;
+    push_event(
+        tx,
+        EVENT_APPROVAL_VOIDED,
+        json!({
+            "schedule_id": old.id,
+            "organization": old.organization,
+            "description": old.description,
+            "authorized_by": old.authorized_by,
+            "approval": old.approval,
+            "reasons": reasons,
+            "recipients": recipients,
+        }),
+        now,
+    )?;
+    Ok(reasons)
+}
+
+/// Hex sha256 of a script, for audit lines that must not copy it.
+fn script_digest(script: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(script.as_bytes()))
+}
+
 fn state(id: &str, reason: impl Into<String>) -> StoreError {
     StoreError::ScheduleState {
         id: id.to_owned(),
@@ -897,26 +1150,28 @@ pub(crate) mod tests {
         next_launch_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
-        let approval = crate::approval::approval_hash(&store.get_schedule(id)?);
+        let (approval, _) = store.approval_binding(&store.get_schedule(id)?)?;
         let decided = store.authorize_schedule(
             id,
             by,
             &approval,
+            false,
             next_launch_at,
             None,
             decision("script.authorized"),
             now,
         )?;
-        Ok(decided.expect("no token was presented"))
+        Ok(decided.expect("no token was presented, and the approver did not write it"))
     }
 
-    fn token(schedule: &ScheduledScript, digest: &str) -> ApprovalToken {
+    fn token(store: &Store, schedule: &ScheduledScript, digest: &str) -> ApprovalToken {
         ApprovalToken {
             digest: digest.into(),
             schedule_id: schedule.id.clone(),
             organization: schedule.organization.clone(),
-            approval: crate::approval::approval_hash(schedule),
+            approval: store.approval_binding(schedule).expect("binding").0,
             requested_by: schedule.created_by.clone(),
+            recipient: Some("auth0|approver".into()),
             created_at: t(0),
             expires_at: t(100),
             used_at: None,
@@ -988,14 +1243,16 @@ pub(crate) mod tests {
             ..Default::default()
         };
         assert!(matches!(
-            store.update_schedule(&other.id, rename, t(2)),
+            store.update_schedule(&other.id, rename, "u1", t(2)),
             Err(StoreError::ScheduleNameTaken { .. })
         ));
         let rename = SchedulePatch {
             description: Some("renamed".into()),
             ..Default::default()
         };
-        store.update_schedule(&s.id, rename, t(2)).expect("rename");
+        store
+            .update_schedule(&s.id, rename, "u1", t(2))
+            .expect("rename");
         store
             .create_schedule(input("org1", "Weekly firewall rule update"), t(3))
             .expect("old name free");
@@ -1023,7 +1280,9 @@ pub(crate) mod tests {
             rollout: Some(rollout),
             ..Default::default()
         };
-        let s2 = store.update_schedule(&s.id, patch, t(2)).expect("edit");
+        let s2 = store
+            .update_schedule(&s.id, patch, "u1", t(2))
+            .expect("edit");
         assert_eq!(s2.status, ScheduleStatus::Unauthorized);
         assert_eq!(s2.rollout, rollout);
         let options = crate::runner::fanout::RunOptions::for_schedule(&s2);
@@ -1056,7 +1315,7 @@ pub(crate) mod tests {
             ..Default::default()
         };
         let s2 = store
-            .update_schedule(&s.id, cosmetic, t(2))
+            .update_schedule(&s.id, cosmetic, "u1", t(2))
             .expect("summary");
         assert_eq!(
             s2.status,
@@ -1068,7 +1327,9 @@ pub(crate) mod tests {
             script: Some(":log info changed".into()),
             ..Default::default()
         };
-        let s3 = store.update_schedule(&s.id, edit, t(3)).expect("edit");
+        let s3 = store
+            .update_schedule(&s.id, edit, "u1", t(3))
+            .expect("edit");
         assert_eq!(s3.status, ScheduleStatus::Unauthorized);
         assert_eq!(
             (s3.authorized_at, s3.approval, s3.next_launch_at),
@@ -1088,7 +1349,7 @@ pub(crate) mod tests {
         assert_eq!(s4.status, ScheduleStatus::Scheduled);
         assert_eq!(
             store
-                .update_schedule(&s.id, retarget, t(5))
+                .update_schedule(&s.id, retarget, "u1", t(5))
                 .expect("targets")
                 .status,
             ScheduleStatus::Unauthorized
@@ -1104,7 +1365,7 @@ pub(crate) mod tests {
         let (_, event_id) = store
             .request_authorization(
                 &s.id,
-                &token(&s, "d1"),
+                &[token(&store, &s, "d1")],
                 decision("script.authorization_requested"),
                 t(1),
             )
@@ -1114,11 +1375,12 @@ pub(crate) mod tests {
             (events[0].id, events[0].kind.as_str()),
             (event_id, "script.authorization_requested")
         );
-        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 1);
+        // Its creation and the request.
+        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 2);
 
         // An edit between the caller's read and the commit: refused, nothing written,
         // and the link is not used up.
-        let stale = crate::approval::approval_hash(&s);
+        let stale = store.approval_binding(&s).expect("binding").0;
         store
             .update_schedule(
                 &s.id,
@@ -1126,6 +1388,7 @@ pub(crate) mod tests {
                     script: Some(":log info edited".into()),
                     ..Default::default()
                 },
+                "u1",
                 t(1),
             )
             .expect("edit");
@@ -1133,6 +1396,7 @@ pub(crate) mod tests {
             &s.id,
             "auth0|approver",
             &stale,
+            false,
             Some(t(50)),
             Some("d1"),
             decision("script.authorized"),
@@ -1142,22 +1406,27 @@ pub(crate) mod tests {
             matches!(refused, Err(StoreError::ScheduleState { .. })),
             "{refused:?}"
         );
-        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 1);
+        // And the edit; the refused approval wrote nothing.
+        assert_eq!(store.list_audit(&Page::first(10)).expect("audit").len(), 3);
 
         // The link was issued for the old version: it does not approve the new one.
-        let current = crate::approval::approval_hash(&store.get_schedule(&s.id).expect("s"));
+        let current = store
+            .approval_binding(&store.get_schedule(&s.id).expect("s"))
+            .expect("binding")
+            .0;
         let by_link = store
             .authorize_schedule(
                 &s.id,
                 "auth0|approver",
                 &current,
+                false,
                 Some(t(50)),
                 Some("d1"),
                 decision("script.authorized"),
                 t(2),
             )
             .expect("store");
-        assert_eq!(by_link.err(), Some(TokenRejection::Stale));
+        assert_eq!(by_link.err(), Some(Refusal::Token(TokenRejection::Stale)));
         assert_eq!(
             store.get_schedule(&s.id).expect("s").status,
             ScheduleStatus::Unauthorized
@@ -1183,14 +1452,14 @@ pub(crate) mod tests {
         );
         assert!(
             store
-                .update_schedule(&s.id, SchedulePatch::default(), t(5))
+                .update_schedule(&s.id, SchedulePatch::default(), "u1", t(5))
                 .is_err()
         );
         assert!(
             store.launch(plan(&c, 0, &["site-a"]), t(6)).is_err(),
             "a cancelled schedule never launches"
         );
-        store.delete_schedule(&s.id).expect("delete");
+        store.delete_schedule(&s.id, "u1", t(6)).expect("delete");
         assert!(matches!(
             store.get_schedule(&s.id),
             Err(StoreError::NotFound { .. })

@@ -608,7 +608,7 @@ fn dedup(mut tags: Vec<String>) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::records::{JobTransition, TlsSettings};
     use crate::store::test_support::{open, t};
@@ -652,7 +652,7 @@ mod tests {
             )
         );
         store
-            .delete_schedule(&schedule.id)
+            .delete_schedule(&schedule.id, "u1", t(9))
             .expect("delete schedule");
 
         let (job, _) = store

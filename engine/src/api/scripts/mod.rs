@@ -375,8 +375,9 @@ async fn bulk_delete(
                 ));
             }
         }
+        let now = Utc::now();
         for id in &ids {
-            store.delete_schedule(id)?;
+            store.delete_schedule(id, caller.user_id(), now)?;
         }
         Ok(ids)
     })
@@ -419,7 +420,8 @@ async fn show(
 }
 
 /// Edit a scheduled script before its launch. Changing the script, its targets, launch
-/// time, recurrence, test site or missed-run policy returns it to `unauthorized`.
+/// time, recurrence, test site, missed-run policy, backup or offline policy returns it to
+/// `unauthorized`, and makes the editor one of those who may not approve it.
 #[utoipa::path(
     put,
     path = "/scripts/scheduled/{id}",
@@ -484,7 +486,7 @@ async fn update(
             };
             check_targets(&store, caller.org(), sites, tags, test_site)?;
         }
-        let updated = store.update_schedule(&id, patch, now)?;
+        let updated = store.update_schedule(&id, patch, caller.user_id(), now)?;
         view(&store, updated, now)
     })
     .await?;
@@ -517,7 +519,7 @@ async fn delete_one(
     let store = state.store.clone();
     blocking(move || {
         owned(&store, &id, &caller)?;
-        store.delete_schedule(&id)?;
+        store.delete_schedule(&id, caller.user_id(), Utc::now())?;
         Ok(())
     })
     .await?;
@@ -649,8 +651,10 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
     Ok(response)
 }
 
-/// Approve a scheduled script: with the `script:authorize` scope (never the creator's
-/// own: four eyes), or with the token of an approval link in the body.
+/// Approve a scheduled script. Always needs the `script:authorize` scope; nobody who
+/// created it or edited what the approval covers may approve it (four eyes). The token of
+/// an approval link in the body is optional proof of receipt, accepted only from the
+/// user it was sent to.
 #[utoipa::path(
     post,
     path = "/scripts/scheduled/{id}/authorize",
@@ -663,7 +667,7 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
         (status = 400, description = "The body is not JSON, or could not be read", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 413, description = "The body is larger than 2 MiB", body = ErrorBody),
-        (status = 403, description = "Without a link, the token lacks script:authorize; the creator cannot approve; or the link is not valid for this schedule", body = ErrorBody),
+        (status = 403, description = "The token lacks script:authorize; the caller created or edited the schedule; or the link is not valid for this schedule and caller", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorBody),
         (status = 410, description = "The approval link has expired", body = ErrorBody),

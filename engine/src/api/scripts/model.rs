@@ -244,6 +244,16 @@ pub(crate) struct ScheduleView {
     #[schema(example = "018f5bda-4690-7432-8472-358b2734f19b")]
     pub id: String,
     pub created_by: String,
+    /// The last user who changed it.
+    pub updated_by: Option<String>,
+    /// Everyone who created it or changed what an approval covers: none of them may
+    /// approve it.
+    pub editors: Vec<String>,
+    /// The version of what an approval covers: 1 when created, one more per such edit.
+    pub version: u32,
+    /// The sites the approval covers, resolved when it was approved (tags included);
+    /// a launch runs on these only.
+    pub approved_sites: Option<Vec<String>>,
     pub test_site_id: Option<String>,
     pub make_backup: bool,
     pub abort_if_offline: bool,
@@ -296,6 +306,10 @@ impl ScheduleView {
             recurrence: s.recurrence.as_ref().map(spec_of),
             id: s.id,
             created_by: s.created_by,
+            updated_by: s.updated_by,
+            editors: s.editors,
+            version: s.version,
+            approved_sites: s.approved_targets.map(|t| t.sites),
             test_site_id: s.test_site_id,
             make_backup: s.make_backup,
             abort_if_offline: s.abort_if_offline,

@@ -154,8 +154,13 @@ impl World {
         assert_eq!(status, StatusCode::OK, "{body}");
     }
 
-    /// The token of the latest approval link sent for `id`, read from the outbox.
+    /// The token of the latest approval link sent for `id` to bob, read from the outbox.
     fn link_token(&self, id: &str) -> String {
+        self.link_token_for(id, "bob")
+    }
+
+    /// The token of the latest approval link sent for `id` to `user`.
+    fn link_token_for(&self, id: &str, user: &str) -> String {
         let events = self
             .t
             .state
@@ -167,7 +172,7 @@ impl World {
             .rev()
             .filter(|e| e.kind == crate::approval::EVENT_REQUESTED)
             .find(|e| e.payload["schedule_id"] == id)
-            .and_then(|e| e.payload["link"].as_str().map(str::to_owned))
+            .and_then(|e| e.payload["links"][user].as_str().map(str::to_owned))
             .expect("an approval link in the outbox");
         link.split_once("token=")
             .expect("token in link")
@@ -623,7 +628,7 @@ async fn a_get_of_authorize_never_approves_and_the_link_confirms_with_a_post() {
         .call(
             "POST",
             &uri,
-            &w.token("dave", "acme", &[scopes::SCRIPT_VIEW]),
+            &w.token("dave", "acme", ALL),
             Some(json!({"token": "00".repeat(32)})),
         )
         .await;
@@ -633,18 +638,103 @@ async fn a_get_of_authorize_never_approves_and_the_link_confirms_with_a_post() {
         .await;
     assert_error(status, &body, 403, "self_approval");
 
-    // The link's token approves for a user without script:authorize.
+    // The link is no scope: without script:authorize it approves nothing, even for its
+    // recipient; with the scope, only its recipient may use it.
     let (status, body) = w
         .call(
             "POST",
             &uri,
-            &w.token("dave", "acme", &[scopes::SCRIPT_VIEW]),
+            &w.token("bob", "acme", &[scopes::SCRIPT_VIEW]),
             Some(json!({"token": token})),
         )
         .await;
+    assert_error(status, &body, 403, "missing_scope");
+    let (status, body) = w
+        .call(
+            "POST",
+            &uri,
+            &w.token("dave", "acme", ALL),
+            Some(json!({"token": token})),
+        )
+        .await;
+    assert_error(status, &body, 403, "invalid_approval_link");
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another user")),
+        "{body}"
+    );
+    let (_, now) = w.call("GET", &show, &w.alice(), None).await;
+    assert_eq!(now["status"], "unauthorized");
+
+    // Its recipient, with the scope, approves with it.
+    let (status, body) = w
+        .call("POST", &uri, &w.bob(), Some(json!({"token": token})))
+        .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "scheduled");
-    assert_eq!(body["authorized_by"], "dave");
+    assert_eq!(body["authorized_by"], "bob");
+}
+
+#[tokio::test]
+async fn whoever_edited_what_runs_cannot_approve_it_by_scope_or_by_link() {
+    let w = world();
+    let id = w.create("Rewritten by bob").await;
+    let one = format!("/scripts/scheduled/{id}");
+    let uri = format!("{one}/authorize");
+    // Bob, who may edit and approve, rewrites alice's script and puts himself on notify.
+    let (status, body) = w
+        .call(
+            "PUT",
+            &one,
+            &w.bob(),
+            Some(json!({"script": "/user remove [find]", "notify": ["bob"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["editors"], json!(["alice", "bob"]));
+    assert_eq!(body["updated_by"], "bob");
+    assert_eq!(body["version"], 2);
+    let (status, body) = w.call("POST", &uri, &w.bob(), None).await;
+    assert_error(status, &body, 403, "self_approval");
+    // He asks for approval; the link comes to him, and still does not let him approve.
+    let (status, body) = w.call("GET", &uri, &w.bob(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = w.link_token_for(&id, "bob");
+    let (status, body) = w
+        .call("POST", &uri, &w.bob(), Some(json!({"token": token})))
+        .await;
+    assert_error(status, &body, 403, "self_approval");
+    // A user who may only edit cannot approve through a link sent to them either.
+    let eve = w.token(
+        "eve",
+        "acme",
+        &[
+            scopes::SCRIPT_VIEW,
+            scopes::SCRIPT_UPDATE,
+            scopes::SCRIPT_CREATE,
+        ],
+    );
+    let (status, body) = w
+        .call("PUT", &one, &eve, Some(json!({"notify": ["eve"]})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = w.call("GET", &uri, &eve, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = w.link_token_for(&id, "eve");
+    let (status, body) = w
+        .call("POST", &uri, &eve, Some(json!({"token": token})))
+        .await;
+    assert_error(status, &body, 403, "missing_scope");
+    let (_, now) = w.call("GET", &one, &w.alice(), None).await;
+    assert_eq!(now["status"], "unauthorized", "nobody approved: {now}");
+    assert!(now["authorized_by"].is_null());
+    // A third user, who shaped none of it, approves.
+    let (status, body) = w
+        .call("POST", &uri, &w.token("carol", "acme", ALL), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["authorized_by"], "carol");
 }
 
 #[tokio::test]
@@ -673,6 +763,8 @@ async fn an_edit_of_what_runs_resets_authorization_and_other_edits_do_not() {
         json!({"sites": [w.sites[1]]}),
         json!({"launch_at": Utc::now() + TimeDelta::hours(2)}),
         json!({"test_site_id": null}),
+        json!({"make_backup": false}),
+        json!({"abort_if_offline": false}),
     ] {
         let (status, body) = w.call("PUT", &one, &w.alice(), Some(change.clone())).await;
         assert_eq!(status, StatusCode::OK, "{body}");

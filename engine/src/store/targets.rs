@@ -1,0 +1,175 @@
+//! What a schedule's targets resolve to, read inside the transaction that decides.
+//!
+//! An approval covers the sites a schedule reaches and how the engine reaches each of
+//! them. Both are read here, from the sites table and its tag index, by the transaction
+//! that approves or launches: a site tagged, re-pointed or given new credentials between
+//! a read and the commit cannot slip past the check, because the check and the commit
+//! are one transaction. The endpoint identity names the credential by a digest of its
+//! sealed form, never by the secret.
+
+use redb::{ReadableMultimapTable, ReadableTable};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::error::StoreError;
+use super::records::{ScheduledScript, Site, TlsSettings};
+use super::txn::decode;
+
+/// The resolved targets of a schedule: the sites it reaches, and how it reaches them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Targets {
+    /// The fleet: the listed sites and those carrying a listed tag, less the excluded
+    /// ones, sorted and without repeats. The test site is in it only when it is also
+    /// a fleet site.
+    pub sites: Vec<String>,
+    /// The endpoint of every site of the fleet and of the test site, by site id.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// How the engine reaches one site: everything that decides where a script lands and
+/// with which credential. A site that does not exist (deleted, or never of this
+/// organization) is an endpoint with `missing` set, so that its absence is bound too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub site_id: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing: bool,
+    pub address: String,
+    pub port: Option<u16>,
+    pub transport: String,
+    pub username: String,
+    pub tls: TlsSettings,
+    /// Hex sha256 of the sealed credential; it changes whenever a secret is set or
+    /// cleared, and reveals nothing of it.
+    pub credential: Option<String>,
+}
+
+/// A stored site as far as its endpoint goes; the sealed password is read as opaque JSON.
+#[derive(Deserialize)]
+struct StoredEndpoint {
+    #[serde(flatten)]
+    site: Site,
+    #[serde(default)]
+    password: Option<serde_json::Value>,
+}
+
+/// Resolves `schedule`'s targets against the given sites table and tag index (of a read
+/// or a write transaction).
+pub(crate) fn resolve<S, T>(
+    sites: &S,
+    by_tag: &T,
+    schedule: &ScheduledScript,
+) -> Result<Targets, StoreError>
+where
+    S: ReadableTable<&'static str, &'static [u8]>,
+    T: ReadableMultimapTable<(&'static str, &'static str), &'static str>,
+{
+    let mut fleet: Vec<String> = schedule.sites.clone();
+    for tag in &schedule.tags {
+        for id in by_tag.get((schedule.organization.as_str(), tag.as_str()))? {
+            fleet.push(id?.value().to_owned());
+        }
+    }
+    fleet.retain(|s| !schedule.excluded_sites.contains(s));
+    fleet.sort();
+    fleet.dedup();
+
+    let mut ids: Vec<&str> = fleet.iter().map(String::as_str).collect();
+    if let Some(test) = &schedule.test_site_id {
+        ids.push(test);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let mut endpoints = Vec::with_capacity(ids.len());
+    for id in ids {
+        endpoints.push(endpoint(sites, &schedule.organization, id)?);
+    }
+    Ok(Targets {
+        sites: fleet,
+        endpoints,
+    })
+}
+
+fn endpoint<S>(sites: &S, organization: &str, id: &str) -> Result<Endpoint, StoreError>
+where
+    S: ReadableTable<&'static str, &'static [u8]>,
+{
+    let missing = || Endpoint {
+        site_id: id.to_owned(),
+        missing: true,
+        ..Endpoint::default()
+    };
+    let Some(bytes) = sites.get(id)? else {
+        return Ok(missing());
+    };
+    let stored: StoredEndpoint = decode("site", id, bytes.value())?;
+    if stored.site.organization != organization {
+        return Ok(missing());
+    }
+    let credential = stored
+        .password
+        .filter(|p| !p.is_null())
+        .map(|p| hex::encode(Sha256::digest(p.to_string().as_bytes())));
+    let site = stored.site;
+    Ok(Endpoint {
+        site_id: site.id,
+        missing: false,
+        address: site.address,
+        port: site.port,
+        transport: site.transport,
+        username: site.username,
+        tls: site.tls,
+        credential,
+    })
+}
+
+/// How the targets an approval covered differ from those found now, in words an
+/// approver can act on; empty when they are the same.
+pub fn differences(approved: &Targets, now: &Targets) -> Vec<String> {
+    let mut out = Vec::new();
+    for site in &now.sites {
+        if !approved.sites.contains(site) {
+            out.push(format!("site {site} was added to the targets"));
+        }
+    }
+    for site in &approved.sites {
+        if !now.sites.contains(site) {
+            out.push(format!("site {site} is no longer a target"));
+        }
+    }
+    for new in &now.endpoints {
+        let Some(old) = approved.endpoints.iter().find(|e| e.site_id == new.site_id) else {
+            continue;
+        };
+        let mut changed = Vec::new();
+        if old.missing != new.missing {
+            changed.push(if new.missing { "deleted" } else { "created" });
+        }
+        if old.address != new.address {
+            changed.push("address");
+        }
+        if old.port != new.port {
+            changed.push("port");
+        }
+        if old.transport != new.transport {
+            changed.push("transport");
+        }
+        if old.username != new.username {
+            changed.push("username");
+        }
+        if old.tls != new.tls {
+            changed.push("tls");
+        }
+        if old.credential != new.credential {
+            changed.push("credentials");
+        }
+        if !changed.is_empty() {
+            out.push(format!(
+                "site {} changed: {}",
+                new.site_id,
+                changed.join(", ")
+            ));
+        }
+    }
+    out
+}
