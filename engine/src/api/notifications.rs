@@ -367,9 +367,10 @@ pub(super) struct DeadLetter {
     attempts: u32,
     last_error: Option<String>,
     dead_at: Option<DateTime<Utc>>,
-    /// Deliveries that did succeed (`channel:<id>`, `notify_url`); a retry skips them.
+    /// Deliveries that did succeed (`channel:<id>`, `channel:<id>:<user>` for an approval
+    /// request's message to one recipient, `notify_url`); a retry skips them.
     delivered_to: Vec<String>,
-    /// The event; an approval link is left out.
+    /// The event; approval links are left out.
     #[schema(value_type = Object)]
     payload: serde_json::Value,
 }
@@ -378,6 +379,7 @@ impl From<OutboxEvent> for DeadLetter {
     fn from(e: OutboxEvent) -> DeadLetter {
         let mut payload = e.payload;
         if let Some(map) = payload.as_object_mut() {
+            map.remove("links");
             map.remove("link");
         }
         DeadLetter {
