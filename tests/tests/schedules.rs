@@ -633,3 +633,68 @@ async fn a_target_re_pointed_after_approval_is_never_reached() {
         ScheduleStatus::Unauthorized
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_re_pointed_between_launch_and_its_turn_is_not_run() {
+    use yardmaster::runner::fanout::{RunOptions, Selection};
+    let w = world(Ipv4Addr::new(127, 6, 9, 1), 2).await;
+    let schedule = authorized(
+        &w,
+        "slow rollout",
+        ":log info \"late run\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            ..ScheduleInput::default()
+        },
+    );
+    // Launched as approved: the jobs exist, none has run yet.
+    let now = Utc::now();
+    let launch = w
+        .store
+        .launch(
+            yardmaster::store::LaunchPlan {
+                schedule_id: schedule.id.clone(),
+                occurrence: 0,
+                scheduled_for: now,
+                approval: schedule.approval.clone().expect("approved"),
+                sites: w.sites.clone(),
+                more_batches: false,
+                next_launch_at: None,
+            },
+            now,
+        )
+        .expect("launch");
+    assert_eq!(launch.created.len(), 2);
+    // Before its turn, one site is re-pointed (with a password given for the new place).
+    let (trap, seen) = capture(Ipv4Addr::new(127, 6, 9, 200)).await;
+    let mut moved = site_input(&w, 1, &["edge"]);
+    moved.address = trap.ip().to_string();
+    moved.port = Some(trap.port());
+    moved.password = Some(Secret::new("a new password"));
+    w.store
+        .update_site(&w.sites[1], moved, Utc::now())
+        .expect("re-point");
+    w.runner
+        .run_jobs(
+            Selection::Run {
+                schedule_id: schedule.id.clone(),
+                occurrence: 0,
+            },
+            RunOptions::for_schedule(&schedule),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(runs_of(&w, "late run"), vec![1, 0]);
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the new address was never contacted"
+    );
+    let jobs = w.store.run_jobs(&schedule.id, 0).expect("jobs");
+    let moved_job = jobs.iter().find(|j| j.site_id == w.sites[1]).expect("job");
+    assert_eq!(moved_job.status, JobStatus::Failed);
+    let error = moved_job.error.as_ref().expect("error");
+    assert_eq!(error.code, "site-changed", "{error:?}");
+    assert!(!moved_job.sent);
+}

@@ -203,8 +203,8 @@ pub fn approve(
             ),
         ));
     }
-    let own_work = current.created_by == approver.user_id
-        || current.editors.iter().any(|e| *e == approver.user_id);
+    let own_work =
+        current.created_by == approver.user_id || current.editors.contains(&approver.user_id);
     if own_work && !policy.allow_self_approval {
         return Err(ApprovalError::SelfApproval);
     }

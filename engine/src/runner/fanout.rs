@@ -49,6 +49,9 @@ pub const HALTED: &str = "halted";
 pub const JOB_TIMEOUT: &str = "timeout";
 /// Error code of a job whose site no longer exists.
 pub const SITE_NOT_FOUND: &str = "site-not-found";
+/// A scheduled job's site is reached differently (address, port, transport, TLS or
+/// credentials) from when its launch was approved: it is not run there.
+pub const SITE_CHANGED: &str = "site-changed";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
@@ -575,6 +578,26 @@ impl Runner {
                     maybe_sent: false,
                 }
             })?;
+        if let Some(approved) = &job.endpoint {
+            let now = self
+                .inner
+                .store
+                .site_endpoint(&job.organization, &job.site_id)
+                .map(|e| e.digest());
+            if now.as_ref().ok() != Some(approved) {
+                return Err(ExecError {
+                    code: SITE_CHANGED.into(),
+                    message: format!(
+                        "site {} changed since its launch was approved (address, port, transport, \
+                         user name, TLS settings or credentials); nothing was sent, and the \
+                         schedule needs a new approval to run there",
+                        job.site_id
+                    ),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+        }
         let transport = self
             .inner
             .plugins
@@ -639,7 +662,7 @@ impl Runner {
         // Reads only; a job whose site is gone fails without being claimed for a run.
         let mut prepared = self.prepare(&job);
         if let Err(e) = &prepared
-            && e.code == SITE_NOT_FOUND
+            && (e.code == SITE_NOT_FOUND || e.code == SITE_CHANGED)
         {
             return End::Failed(vec![JobTransition::Load], e.clone());
         }
@@ -680,6 +703,7 @@ impl Runner {
             // that failed before sending gets a bounded number of attempts.
             let retry = !error.maybe_sent
                 && error.code != SITE_NOT_FOUND
+                && error.code != SITE_CHANGED
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
             if !retry {

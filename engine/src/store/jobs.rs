@@ -593,6 +593,7 @@ pub(crate) fn new_job(
         sent: false,
         has_backup: false,
         origin,
+        endpoint: None,
     }
 }
 

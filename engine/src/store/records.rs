@@ -473,6 +473,11 @@ pub struct Job {
     pub sent: bool,
     pub has_backup: bool,
     pub origin: Option<JobOrigin>,
+    /// For a job of a schedule: a digest of how its site was reached when the launch's
+    /// approval was checked ([`super::Endpoint::digest`]). The runner does not run it on
+    /// a site that is reached any other way by the time its turn comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 /// What creates a job (seed 001's asynchronous request, plus its target).

@@ -26,7 +26,7 @@ use super::tables::{
     APPROVAL_TOKENS, JOBS, LEDGER, META_JOB_SEQ, RUNS, SCHEDULE_NAMES, SCHEDULES, SCHEDULES_BY_ORG,
     SCHEDULES_DUE, SITES, SITES_BY_TAG,
 };
-use super::targets::{self, Targets};
+use super::targets::{self, Endpoint, Targets};
 use super::txn::{decode, encode, load, millis, take_seq};
 
 const KIND: &str = "schedule";
@@ -345,6 +345,12 @@ impl Store {
         })
     }
 
+    /// How `organization`'s site `id` is reached now; a site of another organization, or
+    /// none, is reported missing.
+    pub fn site_endpoint(&self, organization: &str, id: &str) -> Result<Endpoint, StoreError> {
+        self.read(|tx| targets::endpoint(&tx.open_table(SITES)?, organization, id))
+    }
+
     /// Marks a schedule authorized by `by` under the approval binding `approval`, due at
     /// `next_launch_at`, using up the approval link `token` (a digest) when one was
     /// presented, and writing the decision, all in one commit. The binding is computed
@@ -605,7 +611,12 @@ impl Store {
                         needs_acknowledgement: true,
                         notify_url: None,
                     };
-                    let job = new_job(input, seq, Some(origin.clone()), now);
+                    let mut job = new_job(input, seq, Some(origin.clone()), now);
+                    job.endpoint = targets
+                        .endpoints
+                        .iter()
+                        .find(|e| e.site_id == site)
+                        .map(Endpoint::digest);
                     seq += 1;
                     jobs.insert(&job)?;
                     ledger.insert(key, job.seq_id)?;

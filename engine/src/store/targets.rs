@@ -44,6 +44,17 @@ pub struct Endpoint {
     pub credential: Option<String>,
 }
 
+impl Endpoint {
+    /// Hex sha256 of the endpoint, to compare one taken at launch with one read later.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(b"yardmaster/endpoint/v1\0");
+        // serde_json writes the fields in declaration order, so equal endpoints encode alike.
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        hex::encode(h.finalize())
+    }
+}
+
 /// A stored site as far as its endpoint goes; the sealed password is read as opaque JSON.
 #[derive(Deserialize)]
 struct StoredEndpoint {
@@ -90,7 +101,7 @@ where
     })
 }
 
-fn endpoint<S>(sites: &S, organization: &str, id: &str) -> Result<Endpoint, StoreError>
+pub(crate) fn endpoint<S>(sites: &S, organization: &str, id: &str) -> Result<Endpoint, StoreError>
 where
     S: ReadableTable<&'static str, &'static [u8]>,
 {
