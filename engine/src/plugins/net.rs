@@ -13,6 +13,8 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
+use super::site_allow::SiteAllow;
+
 /// One allow-list entry that failed to parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("allow-list entry `{entry}`: {reason}")]
@@ -22,7 +24,7 @@ pub struct GrantError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
+pub(super) enum HostPattern {
     Any,
     Net {
         addr: IpAddr,
@@ -36,8 +38,8 @@ enum HostPattern {
 /// One granted endpoint pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    host: HostPattern,
-    port: Option<u16>,
+    pub(super) host: HostPattern,
+    pub(super) port: Option<u16>,
 }
 
 impl Grant {
@@ -71,11 +73,11 @@ impl Grant {
         Ok(Grant { host, port })
     }
 
-    fn matches_port(&self, port: u16) -> bool {
+    pub(super) fn matches_port(&self, port: u16) -> bool {
         self.port.is_none_or(|p| p == port)
     }
 
-    fn matches_ip(&self, ip: IpAddr) -> bool {
+    pub(super) fn matches_ip(&self, ip: IpAddr) -> bool {
         match &self.host {
             HostPattern::Any => true,
             HostPattern::Net { addr, prefix } => in_network(ip, *addr, *prefix),
@@ -84,7 +86,7 @@ impl Grant {
     }
 
     /// Names compare without regard to ASCII case (patterns are kept in lower case).
-    fn matches_name(&self, name: &str) -> bool {
+    pub(super) fn matches_name(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.');
         match &self.host {
             HostPattern::Any => true,
@@ -208,7 +210,7 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+pub(super) fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
@@ -230,6 +232,10 @@ fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 pub struct Policy {
     grants: Arc<Vec<Grant>>,
     denied: Arc<Mutex<Vec<String>>>,
+    /// For a call that serves a site: the operator's `[sites] allow` and the site's
+    /// address. Every connection of such a call must also pass it, on the address it
+    /// actually connects to.
+    site: Option<Arc<(SiteAllow, String)>>,
 }
 
 impl Policy {
@@ -242,7 +248,22 @@ impl Policy {
         Policy {
             grants: Arc::new(grants),
             denied: Arc::default(),
+            site: None,
         }
+    }
+
+    /// This policy for a call that serves the site at `address`: its connections must
+    /// also be permitted by `allow`.
+    pub fn for_site(mut self, allow: SiteAllow, address: String) -> Policy {
+        self.site = Some(Arc::new((allow, address)));
+        self
+    }
+
+    /// Why `[sites] allow` refuses a connection to `addr` (an address already resolved),
+    /// or `None` when it permits it or the call serves no site.
+    pub fn site_refusal(&self, addr: SocketAddr) -> Option<String> {
+        let (allow, address) = self.site.as_deref()?;
+        allow.check_connect(address, addr).err()
     }
 
     /// May the plugin connect to this resolved address?
