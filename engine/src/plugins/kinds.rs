@@ -252,9 +252,6 @@ fn info_from(
 }
 
 macro_rules! call {
-    ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {
-        call!(@site None, $host, $plugin, $op, $grants, $variant, $getter, |$inst, $store| $body)
-    };
     // A call that serves a site: its connections are held to `[sites] allow` too.
     (@site $site:expr, $host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
         let Pre::$variant(pre) = &$plugin.pre else {
@@ -277,6 +274,9 @@ macro_rules! call {
         count_call(&$plugin.info.name, $op, &outcome);
         outcome
     }};
+    ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {
+        call!(@site None, $host, $plugin, $op, $grants, $variant, $getter, |$inst, $store| $body)
+    };
 }
 
 /// Calls of one plugin operation since the engine started, for `/metrics`.

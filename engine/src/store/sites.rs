@@ -46,6 +46,7 @@ pub(crate) struct StoredSite {
 
 impl StoredSite {
     /// The public part.
+    #[allow(dead_code, reason = "for the approval binding, which reads sites in its transaction")]
     pub(crate) fn site(&self) -> &Site {
         &self.site
     }
@@ -54,6 +55,7 @@ impl StoredSite {
     /// sha256 of the sealed bytes. It changes whenever a password is set (even the same
     /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
     /// was agreed to for one credential can be checked against the one in use now.
+    #[allow(dead_code, reason = "for the approval binding, which reads sites in its transaction")]
     pub(crate) fn credential_identity(&self) -> Option<String> {
         self.password.as_ref().map(Sealed::fingerprint)
     }
@@ -363,7 +365,7 @@ impl Store {
         input: SiteInput,
         now: DateTime<Utc>,
     ) -> Result<(Site, PasswordChange), StoreError> {
-        let old: StoredSite = get(tx, id)?;
+        let old = read_stored_site(tx, id)?;
         if old.site.organization != input.organization {
             return Err(StoreError::not_found(KIND, id));
         }
