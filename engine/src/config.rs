@@ -978,9 +978,18 @@ mod tests {
             Some(vec!["*".to_owned(), "169.254.0.0/16".to_owned()])
         );
 
-        let err = Config::resolve(None, Some("[sites]\nallow = [\"10.0.0.0/33\"]\n"), &none, &none)
-            .expect_err("a bad entry");
-        assert!(err.to_string().starts_with("sites.allow: allow-list entry `10.0.0.0/33`"), "{err}");
+        let err = Config::resolve(
+            None,
+            Some("[sites]\nallow = [\"10.0.0.0/33\"]\n"),
+            &none,
+            &none,
+        )
+        .expect_err("a bad entry");
+        assert!(
+            err.to_string()
+                .starts_with("sites.allow: allow-list entry `10.0.0.0/33`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -146,7 +146,13 @@ async fn a_repointed_site_never_sends_its_old_password_to_the_new_address() {
     let mut repointed = created.body.clone();
     repointed["address"] = json!(capture.addr.ip().to_string());
     repointed["port"] = json!(capture.addr.port());
-    let updated = call(&engine, &mallory, "PUT", &format!("/sites/{id}"), Some(&repointed));
+    let updated = call(
+        &engine,
+        &mallory,
+        "PUT",
+        &format!("/sites/{id}"),
+        Some(&repointed),
+    );
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.body["has_password"], false, "{}", updated.text);
     let shown = call(&engine, &admin, "GET", &format!("/sites/{id}"), None);
@@ -177,7 +183,13 @@ async fn a_repointed_site_never_sends_its_old_password_to_the_new_address() {
         submitted.text
     );
     let failed = eventually("the job to fail", || {
-        let list = call(&engine, &admin, "GET", &format!("/api/routers/{id}/jobs"), None);
+        let list = call(
+            &engine,
+            &admin,
+            "GET",
+            &format!("/api/routers/{id}/jobs"),
+            None,
+        );
         let job = list.body["data"].as_array()?.first()?.clone();
         assert_ne!(job["status"], "completed", "{job}");
         (job["status"] == "failed").then_some(job)
@@ -194,7 +206,13 @@ async fn a_repointed_site_never_sends_its_old_password_to_the_new_address() {
     // The listener does see a login when the site has a password for it, so its silence
     // above is the engine's doing: with a password of their own, Mallory gets only that.
     repointed["password"] = json!("mallorys-own-password");
-    let updated = call(&engine, &mallory, "PUT", &format!("/sites/{id}"), Some(&repointed));
+    let updated = call(
+        &engine,
+        &mallory,
+        "PUT",
+        &format!("/sites/{id}"),
+        Some(&repointed),
+    );
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(updated.body["has_password"], true);
     let answered = call(&engine, &mallory, "POST", &sync, Some(&identity));
@@ -251,7 +269,13 @@ fn loopback_and_metadata_addresses_are_refused_unless_the_operator_lists_them() 
     }
 
     // An update to a refused address is refused too, and changes nothing.
-    let created = call(&engine, &admin, "POST", "/sites", Some(&site("edge", "192.0.2.10")));
+    let created = call(
+        &engine,
+        &admin,
+        "POST",
+        "/sites",
+        Some(&site("edge", "192.0.2.10")),
+    );
     assert_eq!(created.status, 201, "{}", created.text);
     let id = created.body["id"].as_str().expect("id").to_owned();
     let moved = call(
@@ -275,7 +299,13 @@ fn loopback_and_metadata_addresses_are_refused_unless_the_operator_lists_them() 
 
     // A name is accepted as written; what it resolves to is checked when the engine
     // connects, on the address it connects to.
-    let named = call(&engine, &admin, "POST", "/sites", Some(&site("named", "localhost")));
+    let named = call(
+        &engine,
+        &admin,
+        "POST",
+        "/sites",
+        Some(&site("named", "localhost")),
+    );
     assert_eq!(named.status, 201, "{}", named.text);
     let id = named.body["id"].as_str().expect("id");
     let answer = call(

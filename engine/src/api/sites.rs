@@ -1146,7 +1146,10 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{text}");
         assert_eq!(updated["name"], "r1-renamed");
         assert_eq!(updated["has_password"], true);
-        assert_eq!(t.state.store.site_password(&id).expect("pw").expose(), SECRET);
+        assert_eq!(
+            t.state.store.site_password(&id).expect("pw").expose(),
+            SECRET
+        );
 
         let (status, page, text) =
             json(&t.state, "GET", "/sites?name=RENAMED", Some(&token), None).await;
@@ -1245,7 +1248,11 @@ mod tests {
     async fn metadata_addresses_are_refused_naming_the_setting() {
         let t = state();
         let token = admin(&t, "acme");
-        for address in ["169.254.169.254", "metadata.google.internal", "fd00:ec2::254"] {
+        for address in [
+            "169.254.169.254",
+            "metadata.google.internal",
+            "fd00:ec2::254",
+        ] {
             let mut body = site("meta");
             body["address"] = json!(address);
             let (status, err, text) = create(&t, &token, &body).await;
@@ -1260,10 +1267,19 @@ mod tests {
         let id = created["id"].as_str().expect("id").to_owned();
         let mut moved = created.clone();
         moved["address"] = json!("169.254.169.254");
-        let (status, _, text) =
-            json(&t.state, "PUT", &format!("/sites/{id}"), Some(&token), Some(&moved)).await;
+        let (status, _, text) = json(
+            &t.state,
+            "PUT",
+            &format!("/sites/{id}"),
+            Some(&token),
+            Some(&moved),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
-        assert_eq!(t.state.store.get_site(&id).expect("site").address, "192.0.2.10");
+        assert_eq!(
+            t.state.store.get_site(&id).expect("site").address,
+            "192.0.2.10"
+        );
         let mut bad = site("m2");
         bad["address"] = json!("100.100.100.200");
         let (status, refused, text) = json(

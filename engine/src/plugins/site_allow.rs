@@ -264,9 +264,8 @@ impl SiteAllow {
             let named = self.lists(|g| matches!(&g.host, HostPattern::Name(n) if *n == name));
             return (!named).then_some(Refusal::MetadataName);
         }
-        let by_name = self.lists(|g| {
-            !matches!(g.host, HostPattern::Net { .. }) && g.matches_name(&name)
-        });
+        let by_name =
+            self.lists(|g| !matches!(g.host, HostPattern::Net { .. }) && g.matches_name(&name));
         // A name may resolve into a listed network: that is known only when the engine
         // connects, and checked then.
         let by_network = self.lists(|g| matches!(g.host, HostPattern::Net { .. }));
@@ -303,7 +302,13 @@ mod tests {
     #[test]
     fn by_default_reserved_addresses_are_refused_and_others_permitted() {
         let default = SiteAllow::default();
-        for ok in ["192.0.2.10", "10.1.2.3", "2001:db8::1", "router.example", "localhost"] {
+        for ok in [
+            "192.0.2.10",
+            "10.1.2.3",
+            "2001:db8::1",
+            "router.example",
+            "localhost",
+        ] {
             assert_eq!(default.check_address(ok), Ok(()), "{ok}");
         }
         for (bad, what) in [
@@ -333,14 +338,20 @@ mod tests {
     #[test]
     fn reserved_ranges_need_an_entry_inside_them() {
         let wide = allow(&["*", "0.0.0.0/0", "::/0"]);
-        assert!(wide.check_address("127.0.0.1").is_err(), "`*` is not enough");
+        assert!(
+            wide.check_address("127.0.0.1").is_err(),
+            "`*` is not enough"
+        );
         assert!(wide.check_address("169.254.169.254").is_err());
         assert!(wide.check_address("203.0.113.1").is_ok());
 
         let lab = allow(&["*", "127.0.0.0/8"]);
         assert!(lab.check_address("127.0.0.1").is_ok());
         assert!(lab.check_address("127.200.1.1").is_ok());
-        assert!(lab.check_address("::1").is_err(), "only IPv4 loopback listed");
+        assert!(
+            lab.check_address("::1").is_err(),
+            "only IPv4 loopback listed"
+        );
         assert!(lab.check_address("169.254.169.254").is_err());
 
         // Link-local listed still leaves the metadata address inside it refused.
@@ -348,7 +359,11 @@ mod tests {
         assert!(link.check_address("169.254.3.4").is_ok());
         let err = link.check_address("169.254.169.254").expect_err("metadata");
         assert!(err.contains("a cloud metadata address"), "{err}");
-        assert!(allow(&["169.254.169.254"]).check_address("169.254.169.254").is_ok());
+        assert!(
+            allow(&["169.254.169.254"])
+                .check_address("169.254.169.254")
+                .is_ok()
+        );
         assert!(allow(&["metadata"]).check_address("metadata").is_ok());
     }
 
@@ -395,7 +410,11 @@ mod tests {
                 .check_connect("evil.example", at("[::ffff:169.254.169.254]:80"))
                 .is_err()
         );
-        assert!(default.check_connect("r1.example", at("192.0.2.1:8728")).is_ok());
+        assert!(
+            default
+                .check_connect("r1.example", at("192.0.2.1:8728"))
+                .is_ok()
+        );
         assert!(
             SiteAllow::with_loopback()
                 .check_connect("localhost", at("127.0.0.1:8728"))
@@ -405,8 +424,14 @@ mod tests {
         let list = allow(&["10.0.0.0/8:8728", "*.routers.example"]);
         assert!(list.check_connect("core.corp", at("10.1.1.1:8728")).is_ok());
         assert!(list.check_connect("core.corp", at("10.1.1.1:22")).is_err());
-        assert!(list.check_connect("core.corp", at("192.0.2.1:8728")).is_err());
-        assert!(list.check_connect("r1.routers.example", at("192.0.2.1:8728")).is_ok());
+        assert!(
+            list.check_connect("core.corp", at("192.0.2.1:8728"))
+                .is_err()
+        );
+        assert!(
+            list.check_connect("r1.routers.example", at("192.0.2.1:8728"))
+                .is_ok()
+        );
         // A listed name does not reach a reserved address.
         let err = list
             .check_connect("r1.routers.example", at("127.0.0.1:8728"))

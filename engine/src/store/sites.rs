@@ -46,7 +46,10 @@ pub(crate) struct StoredSite {
 
 impl StoredSite {
     /// The public part.
-    #[allow(dead_code, reason = "for the approval binding, which reads sites in its transaction")]
+    #[allow(
+        dead_code,
+        reason = "for the approval binding, which reads sites in its transaction"
+    )]
     pub(crate) fn site(&self) -> &Site {
         &self.site
     }
@@ -55,7 +58,10 @@ impl StoredSite {
     /// sha256 of the sealed bytes. It changes whenever a password is set (even the same
     /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
     /// was agreed to for one credential can be checked against the one in use now.
-    #[allow(dead_code, reason = "for the approval binding, which reads sites in its transaction")]
+    #[allow(
+        dead_code,
+        reason = "for the approval binding, which reads sites in its transaction"
+    )]
     pub(crate) fn credential_identity(&self) -> Option<String> {
         self.password.as_ref().map(Sealed::fingerprint)
     }
@@ -78,8 +84,14 @@ pub(super) fn credential_aad(site: &Site) -> String {
         ("address", Some(&site.address)),
         ("port", port.as_deref()),
         ("transport", Some(&site.transport)),
-        ("tls.enabled", Some(if site.tls.enabled { "true" } else { "false" })),
-        ("tls.verify", Some(if site.tls.verify { "true" } else { "false" })),
+        (
+            "tls.enabled",
+            Some(if site.tls.enabled { "true" } else { "false" }),
+        ),
+        (
+            "tls.verify",
+            Some(if site.tls.verify { "true" } else { "false" }),
+        ),
         ("tls.pinned_sha256", site.tls.pinned_sha256.as_deref()),
         ("tls.server_name", site.tls.server_name.as_deref()),
     ];
@@ -1013,7 +1025,9 @@ mod tests {
             ("port", |i| i.port = None),
             ("transport", |i| i.transport = "other-transport".into()),
             ("tls", |i| i.tls.enabled = false),
-            ("tls", |i| i.tls.server_name = Some("attacker.example".into())),
+            ("tls", |i| {
+                i.tls.server_name = Some("attacker.example".into())
+            }),
         ];
         for (n, (field, edit)) in edits.into_iter().enumerate() {
             let name = format!("r{n}");
@@ -1031,7 +1045,10 @@ mod tests {
             let updated = store
                 .update_site_by(&site.id, repointed, "mallory", t(1))
                 .expect("the update itself succeeds");
-            assert!(!updated.has_password, "{field}: the password must be cleared");
+            assert!(
+                !updated.has_password,
+                "{field}: the password must be cleared"
+            );
             assert!(!store.get_site(&site.id).expect("get").has_password);
             let err = store
                 .site_with_password(&site.id)
@@ -1066,7 +1083,9 @@ mod tests {
     #[test]
     fn other_edits_keep_the_password_and_a_new_one_opens_for_the_new_endpoint() {
         let (_dir, store) = open();
-        let site = store.create_site(input("org1", "r1"), t(0)).expect("create");
+        let site = store
+            .create_site(input("org1", "r1"), t(0))
+            .expect("create");
         let identity = |store: &Store| {
             store
                 .write(|tx| read_stored_site(tx, &site.id).map(|s| s.credential_identity()))
@@ -1109,7 +1128,9 @@ mod tests {
     #[test]
     fn a_sealed_password_opens_only_for_its_endpoint() {
         let (_dir, store) = open();
-        let site = store.create_site(input("org1", "r1"), t(0)).expect("create");
+        let site = store
+            .create_site(input("org1", "r1"), t(0))
+            .expect("create");
         store
             .write(|tx| {
                 let mut stored = read_stored_site(tx, &site.id)?;
