@@ -3,7 +3,9 @@
 //! The operator grants each plugin a list of endpoints; a transport is also granted,
 //! for one call, the endpoint of the site it serves. Every way out of a plugin checks
 //! this policy: TCP through wasi:sockets, HTTP through wasi:http and the host's TLS
-//! connections. What is refused is recorded so the call's error can name it.
+//! connections. What is refused is recorded so the call's error can name it. A call that
+//! serves a site also carries `[sites] allow` ([`Policy::for_site`]), which the TCP and
+//! TLS connections check on the address they actually connect to.
 //!
 //! Entry forms: `192.0.2.7:8728`, `192.0.2.0/24:8728`, `10.0.0.0/8` (any port),
 //! `[2001:db8::1]:443`, `2001:db8::/32`, `api.github.com:443`, `*.example.com:443`,
@@ -384,6 +386,29 @@ mod tests {
             assert_eq!(grant.to_string(), entry);
             assert_eq!(Grant::parse(&grant.to_string()), Ok(grant));
         }
+    }
+
+    #[test]
+    fn a_site_call_checks_the_resolved_address_against_the_sites_policy() {
+        let granted = policy(&["*"]);
+        assert_eq!(
+            granted.site_refusal(addr("127.0.0.1:8728")),
+            None,
+            "no site"
+        );
+        let for_site = granted.for_site(SiteAllow::default(), "router.example".into());
+        assert!(
+            for_site.allows_addr(addr("127.0.0.1:8728")),
+            "the grants alone"
+        );
+        let why = for_site
+            .site_refusal(addr("127.0.0.1:8728"))
+            .expect("loopback refused for a site");
+        assert!(
+            why.starts_with("site address router.example resolves to 127.0.0.1"),
+            "{why}"
+        );
+        assert_eq!(for_site.site_refusal(addr("192.0.2.1:8728")), None);
     }
 
     #[test]
