@@ -38,13 +38,20 @@
 //! # TLS peer for a plugin (a router's API-SSL, a mail server, a webhook receiver).
 //! [tls]
 //! ca_file = "/etc/yardmaster/routers-ca.pem"
+//!
+//! # Which addresses sites may have, checked when a site is written and again on the
+//! # resolved address when the engine connects (plugin allow-list grammar). Unset:
+//! # anything but loopback, link-local, unspecified and cloud metadata addresses.
+//! [sites]
+//! allow = ["10.0.0.0/8", "*.routers.example"]
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
 //! `YARDMASTER_AUTH_AUDIENCE`, `YARDMASTER_AUTH_JWKS_FILE` and
 //! `YARDMASTER_AUTH_PUBLIC_KEY_PEM`. A key source set in the environment replaces the
 //! file's, so `jwks_file` from one and `public_key_pem` from the other never mix.
-//! `YARDMASTER_TLS_CA_FILE` sets `[tls] ca_file`.
+//! `YARDMASTER_TLS_CA_FILE` sets `[tls] ca_file`. `YARDMASTER_SITES_ALLOW` (entries
+//! separated by commas) replaces `[sites] allow`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -94,6 +101,15 @@ struct FileConfig {
     tls: FileTls,
     #[serde(default)]
     organizations: BTreeMap<String, FileOrganization>,
+    #[serde(default)]
+    sites: FileSites,
+}
+
+/// The `[sites]` section: which addresses sites may have.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSites {
+    allow: Option<Vec<String>>,
 }
 
 /// An `[organizations.<id>]` section: one organization's approval rules.
@@ -277,6 +293,8 @@ pub struct Overrides {
     pub plugins_dir: Option<PathBuf>,
     pub listen: Option<String>,
     pub tls_ca_file: Option<PathBuf>,
+    /// `[sites] allow` as comma-separated entries (`YARDMASTER_SITES_ALLOW`).
+    pub sites_allow: Option<String>,
 }
 
 /// Resource limits for one plugin's calls.
@@ -331,6 +349,9 @@ pub struct Config {
     /// Approval rules by organization id (`[organizations.<id>]`); an organization not
     /// named keeps the defaults (four eyes).
     pub organizations: BTreeMap<String, OrgPolicy>,
+    /// Which addresses sites may have (`[sites] allow`); unset, anything but the
+    /// reserved ranges (loopback, link-local, unspecified, cloud metadata).
+    pub sites_allow: crate::plugins::SiteAllow,
 }
 
 impl Default for Config {
@@ -348,6 +369,7 @@ impl Default for Config {
             runner: RunnerSettings::default(),
             trusted_certificates: Vec::new(),
             organizations: BTreeMap::new(),
+            sites_allow: crate::plugins::SiteAllow::default(),
         }
     }
 }
@@ -362,6 +384,7 @@ impl Config {
             plugins_dir: env_var("YARDMASTER_PLUGINS_DIR").map(PathBuf::from),
             listen: env_var("YARDMASTER_LISTEN"),
             tls_ca_file: env_var("YARDMASTER_TLS_CA_FILE").map(PathBuf::from),
+            sites_allow: env_var("YARDMASTER_SITES_ALLOW"),
         };
         let file = file
             .map(Path::to_path_buf)
@@ -481,9 +504,19 @@ impl Config {
             config.organizations.insert(id, policy);
         }
         let mut ca_file = parsed.tls.ca_file;
+        let mut sites_allow = parsed.sites.allow;
         for layer in [env, flags] {
             if let Some(file) = &layer.tls_ca_file {
                 ca_file = Some(file.clone());
+            }
+            if let Some(list) = &layer.sites_allow {
+                sites_allow = Some(
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(String::from)
+                        .collect(),
+                );
             }
             if let Some(dir) = &layer.data_dir {
                 config.data_dir = dir.clone();
@@ -494,6 +527,10 @@ impl Config {
             if let Some(addr) = &layer.listen {
                 listen = Some(addr.clone());
             }
+        }
+        if let Some(entries) = sites_allow {
+            config.sites_allow = crate::plugins::SiteAllow::parse(&entries)
+                .map_err(|e| value_error("sites.allow", &e.to_string()))?;
         }
         if let Some(file) = ca_file {
             config.trusted_certificates = crate::plugins::load_trusted(&file)
@@ -913,6 +950,46 @@ mod tests {
         );
         assert!(refused("[auth]\naudience = \"y\"\n").starts_with("auth.audience:"));
         assert!(refused("[auth]\nkey = \"y\"\n").contains("unknown field `key`"));
+    }
+
+    #[test]
+    fn sites_allow_comes_from_the_file_or_the_environment() {
+        let none = Overrides::default();
+        let config = Config::resolve(None, None, &none, &none).expect("defaults");
+        assert_eq!(config.sites_allow.entries(), None);
+        assert!(config.sites_allow.check_address("127.0.0.1").is_err());
+
+        let file = "[sites]\nallow = [\"10.0.0.0/8\", \"127.0.0.0/8\"]\n";
+        let config = Config::resolve(None, Some(file), &none, &none).expect("resolves");
+        assert_eq!(
+            config.sites_allow.entries(),
+            Some(vec!["10.0.0.0/8".to_owned(), "127.0.0.0/8".to_owned()])
+        );
+        assert!(config.sites_allow.check_address("127.0.0.1").is_ok());
+        assert!(config.sites_allow.check_address("192.0.2.1").is_err());
+
+        let env = Overrides {
+            sites_allow: Some("*, 169.254.0.0/16".into()),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(None, Some(file), &env, &none).expect("resolves");
+        assert_eq!(
+            config.sites_allow.entries(),
+            Some(vec!["*".to_owned(), "169.254.0.0/16".to_owned()])
+        );
+
+        let err = Config::resolve(
+            None,
+            Some("[sites]\nallow = [\"10.0.0.0/33\"]\n"),
+            &none,
+            &none,
+        )
+        .expect_err("a bad entry");
+        assert!(
+            err.to_string()
+                .starts_with("sites.allow: allow-list entry `10.0.0.0/33`"),
+            "{err}"
+        );
     }
 
     #[test]

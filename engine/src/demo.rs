@@ -104,6 +104,12 @@ pub fn register(data_dir: &Path, addresses: &[SocketAddr]) -> Result<Vec<String>
     Ok(ids)
 }
 
+/// The demo's `[sites] allow`: the default (anything but the reserved ranges) and
+/// loopback, where its simulated routers listen.
+fn demo_sites_allow() -> crate::plugins::SiteAllow {
+    crate::plugins::SiteAllow::with_loopback()
+}
+
 /// A free port on `addr`'s address when it asks for port 0, so the demo can print its
 /// URL before the engine binds.
 fn resolve_listen(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
@@ -174,6 +180,8 @@ pub async fn run(
         data_dir: data_dir.clone(),
         plugins_dir,
         listen,
+        // The simulated routers listen on loopback, which sites may not have by default.
+        sites_allow: demo_sites_allow(),
         ..Config::default()
     };
     let mut engine = tokio::spawn(crate::server::run(config, wait()));
@@ -308,11 +316,12 @@ mod tests {
         assert_eq!(site.address, "127.43.0.3");
         assert_eq!(site.organization, ORGANIZATION);
         assert_eq!(
-            store
-                .site_password(&second[0])
-                .expect("pw")
-                .map(|p| p.expose().to_string()),
-            Some(PASSWORD.to_string())
+            store.site_password(&second[0]).expect("pw").expose(),
+            PASSWORD
+        );
+        assert!(
+            demo_sites_allow().check_address(&site.address).is_ok(),
+            "the demo's own sites are permitted"
         );
         assert_eq!(
             store.get_user("approver").expect("user").organization,

@@ -156,6 +156,13 @@ pub async fn run(
         format!("http://{addr}"),
     )
     .map_err(ServeError::Notify)?;
+    match config.sites_allow.entries() {
+        Some(list) => tracing::info!("sites may point at: {} ([sites] allow)", list.join(", ")),
+        None => tracing::info!(
+            "sites may point anywhere but loopback, link-local, unspecified and cloud \
+             metadata addresses ([sites] allow is not set)"
+        ),
+    }
     for (organization, policy) in &config.organizations {
         if policy.allow_self_approval {
             tracing::warn!(

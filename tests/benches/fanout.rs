@@ -209,6 +209,7 @@ async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transp
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
+        sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
     })
     .expect("plugin host");
     host.reconcile().await;

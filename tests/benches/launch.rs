@@ -76,6 +76,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
+        sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
     })
     .map_err(|e| e.to_string())?;
     host.reconcile().await;

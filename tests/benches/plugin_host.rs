@@ -23,6 +23,7 @@ fn options(plugins_dir: &Path, cache_dir: Option<&Path>) -> HostOptions {
         max_concurrent_calls: 256,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
+        sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
     }
 }
 

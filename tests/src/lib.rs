@@ -147,6 +147,10 @@ pub struct Engine {
 pub const TEST_USER: &str = "tester";
 pub const TEST_ORG: &str = "test-org";
 
+/// The `[sites]` section every test engine gets unless its config has its own: the
+/// default policy, plus loopback for the simulated routers.
+pub const LOOPBACK_SITES: &str = "[sites]\nallow = [\"*\", \"127.0.0.0/8\", \"::1\"]\n";
+
 /// How to start an [`Engine`].
 #[derive(Debug, Default)]
 pub struct EngineOptions {
@@ -173,10 +177,17 @@ impl Engine {
                 .expect("copy fixture");
         }
         let config = dir.path().join("yardmaster.toml");
+        // Tests point sites at simulated routers on loopback, which `[sites] allow`
+        // refuses unless listed; a test that sets its own `[sites]` section keeps it.
+        let sites = if options.config.contains("[sites]") {
+            ""
+        } else {
+            LOOPBACK_SITES
+        };
         std::fs::write(
             &config,
             format!(
-                "install_bundled_plugins = {}\n{}\n",
+                "install_bundled_plugins = {}\n{}\n{sites}",
                 options.bundled, options.config
             ),
         )
@@ -193,6 +204,7 @@ impl Engine {
             .arg("127.0.0.1:0")
             .env("YARDMASTER_LOG", "info,yardmaster=debug")
             .env_remove("YARDMASTER_CONFIG")
+            .env_remove("YARDMASTER_SITES_ALLOW")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -417,6 +429,8 @@ pub async fn bundled_host(
         max_concurrent_calls,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
+        // The simulated routers listen on loopback.
+        sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
     })
     .expect("plugin host");
     host.reconcile().await;

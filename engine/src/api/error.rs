@@ -100,6 +100,10 @@ const CODES: &[(&str, &str)] = &[
         "The site cannot be deleted while schedules that may still run name it or jobs on it are unfinished; the message lists them.",
     ),
     (
+        "password_missing",
+        "The site has no `password`: none was set, or it was cleared because the site's address, port, transport or TLS settings changed. Set one with PUT /sites/{id}; nothing was sent to the site.",
+    ),
+    (
         "self_approval",
         "The creator of a scheduled script cannot approve it; another user must (four eyes).",
     ),
@@ -275,6 +279,9 @@ impl From<crate::store::StoreError> for ApiError {
             }
             E::ApprovalVoid { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "approval_void", e.to_string())
+            }
+            E::PasswordMissing { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "password_missing", e.to_string())
             }
             E::Invalid { field, reason, .. } => ApiError::validation(field, reason),
             E::Db(redb::Error::Io(io)) | E::Io { source: io, .. }

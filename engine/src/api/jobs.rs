@@ -306,17 +306,21 @@ fn redacted(parameters: &str) -> String {
         .join(" ")
 }
 
-/// The site as its transport plugin sees it, with the password from the store.
-async fn target(state: &AppState, site: &Site) -> Result<transport::Target, ApiError> {
+/// The site as its transport plugin sees it, with the password from the store, read
+/// together in one snapshot: the password goes only to the endpoint it was sealed for,
+/// whatever edits the site meanwhile. A site without a password is 409
+/// `password_missing`, naming the field to set.
+async fn target(state: &AppState, site: &Site) -> Result<(Site, transport::Target), ApiError> {
     let store = state.store.clone();
     let id = site.id.clone();
-    let password = blocking(move || store.site_password(&id).map_err(ApiError::from)).await?;
-    Ok(transport::Target {
+    let (site, password) =
+        blocking(move || store.site_with_password(&id).map_err(ApiError::from)).await?;
+    let target = transport::Target {
         site_id: site.id.clone(),
         address: site.address.clone(),
         port: site.port.unwrap_or(0),
         username: site.username.clone(),
-        password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
+        password: password.expose().to_owned(),
         tls: site.tls.enabled.then(|| transport::TlsSettings {
             verify: site.tls.verify,
             pinned_sha256: site.tls.pinned_sha256.clone(),
@@ -325,7 +329,8 @@ async fn target(state: &AppState, site: &Site) -> Result<transport::Target, ApiE
         connect_timeout_ms: 0,
         reply_timeout_ms: 0,
         options: Vec::new(),
-    })
+    };
+    Ok((site, target))
 }
 
 #[utoipa::path(
@@ -343,6 +348,7 @@ async fn target(state: &AppState, site: &Site) -> Result<transport::Target, ApiE
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks `script:run`", body = ErrorBody),
         (status = 404, description = "No such router in the organization", body = ErrorBody),
+        (status = 409, description = "The site has no `password` (none was set, or it was cleared when the site's endpoint changed): `password_missing`; nothing was sent", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 422, description = "A field is missing or wrong (the message names it), or the router refused the command (`router_trap`, quoting the router)", body = ErrorBody),
         (status = 502, description = "The router or its plugin failed: `router_unreachable`, `router_auth_failed`, `plugin_error`, `plugin_crashed`, `plugin_not_found`", body = ErrorBody),
@@ -376,6 +382,7 @@ async fn synchronous(
         ));
     }
     let site = site_of(&state, &caller, router_id).await?;
+    let (site, target) = target(&state, &site).await?;
     let transport = state
         .plugins
         .transport(&site.transport)
@@ -384,7 +391,6 @@ async fn synchronous(
                 e,
             )))
         })?;
-    let target = target(&state, &site).await?;
     let audit = AuditInput {
         at: Utc::now(),
         organization: site.organization.clone(),

@@ -126,6 +126,8 @@ pub(crate) mod test_support {
         options.plugins_dir = dir.path().join("plugins");
         options.cache_dir = None;
         options.max_concurrent_calls = 2;
+        // Route tests point sites at loopback.
+        options.sites_allow = crate::plugins::SiteAllow::with_loopback();
         let plugins = PluginHost::new(options).expect("plugin host");
         let store = Arc::new(Store::open(dir.path()).expect("store"));
         let (stop, shutdown) = crate::server::Shutdown::new();

@@ -5,7 +5,15 @@
 //! organization and another organization's site answers 404. The password is
 //! write-only: it goes in with a create, an update or an import and is sealed by the
 //! store; no response carries it (a site says only `has_password`), and it is never
-//! logged. `PUT` replaces the site's fields; leaving `password` out keeps the stored one.
+//! logged. `PUT` replaces the site's fields; leaving `password` out keeps the stored one
+//! only while the endpoint (address, port, transport, TLS settings) stays the same: a
+//! changed endpoint clears it (the answer shows `has_password: false`, the audit line
+//! says why), so a password is never sent to an address it was not given for. A site
+//! without a password is not connected to until one is set.
+//!
+//! An address `[sites] allow` does not permit (by default loopback, link-local,
+//! unspecified and cloud metadata addresses) is refused with 422 naming the address and
+//! the setting, on create, update and import alike.
 //! Every write is recorded in the audit log in its own commit (`site.created`,
 //! `site.updated`, `site.deleted`, `site.imported`), saying whether a password came with
 //! it but never what it is.
@@ -42,6 +50,7 @@ use super::error::ErrorBody;
 use super::support::{Paging, blocking, json_body, query, too_large};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{SITE_MANAGE, SITE_VIEW};
+use crate::plugins::SiteAllow;
 use crate::store::{DEFAULT_TRANSPORT, Secret, Site, SiteInput, StoreError, TlsSettings};
 
 /// Largest import body.
@@ -102,7 +111,8 @@ pub(super) struct SiteBody {
     #[schema(max_length = 200)]
     username: Option<String>,
     /// Write-only: stored encrypted, never returned. Left out of a `PUT`, the stored
-    /// password stays.
+    /// password stays if the address, port, transport and TLS settings do; if any of
+    /// them changes, the stored password is cleared.
     #[schema(write_only, value_type = Option<String>)]
     password: Option<Secret>,
     tls: Option<TlsBody>,
@@ -259,6 +269,15 @@ fn site_input(value: Value, organization: &str) -> Result<SiteInput, FieldError>
     SiteBody::from_json(value)?.into_input(organization)
 }
 
+/// Refuses a site whose address `[sites] allow` does not permit; the message names the
+/// address and the setting.
+fn permitted(allow: &SiteAllow, input: SiteInput) -> Result<SiteInput, FieldError> {
+    allow
+        .check_address(&input.address)
+        .map_err(|message| FieldError::new("address", message))?;
+    Ok(input)
+}
+
 /// A site as the API shows it; the password never appears, only whether one is stored.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct SiteView {
@@ -394,7 +413,7 @@ async fn list(
         (status = 403, description = "The token lacks `site:manage`", body = ErrorBody),
         (status = 409, description = "The organization has a site of that name", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong, or `[sites] allow` does not permit the address; the message names the field", body = ErrorBody),
     )
 )]
 async fn create(
@@ -403,7 +422,9 @@ async fn create(
     body: Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SiteView>), ApiError> {
     caller.require(SITE_MANAGE)?;
-    let input = site_input(json_body(body)?, caller.org()).map_err(FieldError::into_api)?;
+    let input = site_input(json_body(body)?, caller.org())
+        .and_then(|input| permitted(state.plugins.sites_allow(), input))
+        .map_err(FieldError::into_api)?;
     let store = state.store.clone();
     let actor = caller.user_id().to_owned();
     let site = blocking(move || {
@@ -445,7 +466,7 @@ async fn show(
     path = "/sites/{id}",
     tag = "sites",
     summary = "Replace a site's fields",
-    description = "Needs `site:manage`. Every field is replaced; a body without `password` keeps the stored one.",
+    description = "Needs `site:manage`. Every field is replaced; a body without `password` keeps the stored one only if the address, port, transport and TLS settings stay the same. If any of them changes, the stored password is cleared (`has_password: false`) and the site is not connected to until a new one is set.",
     params(("id" = String, Path, description = "Site id")),
     request_body = SiteBody,
     security(("bearer" = [])),
@@ -457,7 +478,7 @@ async fn show(
         (status = 404, description = "No such site in the organization", body = ErrorBody),
         (status = 409, description = "The organization has another site of that name", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong, or `[sites] allow` does not permit the address; the message names the field", body = ErrorBody),
     )
 )]
 async fn update(
@@ -468,17 +489,29 @@ async fn update(
 ) -> Result<Json<SiteView>, ApiError> {
     caller.require(SITE_MANAGE)?;
     let body = json_body(body)?;
-    let site = site_of(&state, &caller, id).await?;
-    let input = site_input(body, caller.org()).map_err(FieldError::into_api)?;
+    let old = site_of(&state, &caller, id).await?;
+    let input = site_input(body, caller.org())
+        .and_then(|input| permitted(state.plugins.sites_allow(), input))
+        .map_err(FieldError::into_api)?;
     let store = state.store.clone();
     let actor = caller.user_id().to_owned();
+    let id = old.id.clone();
     let site = blocking(move || {
         store
-            .update_site_by(&site.id, input, &actor, Utc::now())
+            .update_site_by(&id, input, &actor, Utc::now())
             .map_err(ApiError::from)
     })
     .await?;
-    tracing::info!(site = %site.id, name = %site.name, actor = caller.user_id(), "site updated");
+    if old.has_password && !site.has_password {
+        tracing::warn!(
+            site = %site.id,
+            name = %site.name,
+            actor = caller.user_id(),
+            "site updated; its password was cleared because its endpoint changed"
+        );
+    } else {
+        tracing::info!(site = %site.id, name = %site.name, actor = caller.user_id(), "site updated");
+    }
     Ok(Json(site.into()))
 }
 
@@ -675,7 +708,8 @@ async fn import(
     let mut rows_of_inputs = Vec::with_capacity(total);
     let mut errors = Vec::new();
     for (i, row) in rows.into_iter().enumerate() {
-        match row.and_then(|value| site_input(value, &org)) {
+        let allow = state.plugins.sites_allow();
+        match row.and_then(|value| site_input(value, &org).and_then(|i| permitted(allow, i))) {
             Ok(input) => {
                 inputs.push(input);
                 rows_of_inputs.push(i + 1);
@@ -1096,10 +1130,11 @@ mod tests {
         assert_eq!(shown, created);
         assert!(!text.contains(SECRET));
 
-        // A fetched site sent back edited: read-only fields are ignored, the password kept.
+        // A fetched site sent back edited: read-only fields are ignored, and the password
+        // is kept, since the endpoint is the same.
         let mut edited = shown.clone();
         edited["name"] = json!("r1-renamed");
-        edited["port"] = json!(8728);
+        edited["tags"] = json!(["moved"]);
         let (status, updated, text) = json(
             &t.state,
             "PUT",
@@ -1112,12 +1147,8 @@ mod tests {
         assert_eq!(updated["name"], "r1-renamed");
         assert_eq!(updated["has_password"], true);
         assert_eq!(
-            t.state
-                .store
-                .site_password(&id)
-                .expect("pw")
-                .map(|p| p.expose().to_owned()),
-            Some(SECRET.to_owned())
+            t.state.store.site_password(&id).expect("pw").expose(),
+            SECRET
         );
 
         let (status, page, text) =
@@ -1170,6 +1201,98 @@ mod tests {
                 .all(|e| e.target == id && e.organization == "acme")
         );
         assert!(!format!("{audit:?}").contains(SECRET));
+    }
+
+    /// Another member who may manage sites moves one to an address of theirs without a
+    /// password: the update succeeds, the password is gone, and the audit says why.
+    #[tokio::test]
+    async fn a_changed_endpoint_clears_the_password() {
+        let t = state();
+        let (_, created, _) = create(&t, &admin(&t, "acme"), &site("r1")).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let mallory = t.token("mallory", "acme", &["site:view", "site:manage"]);
+        let mut moved = created.clone();
+        moved["address"] = json!("203.0.113.66");
+        let (status, updated, text) = json(
+            &t.state,
+            "PUT",
+            &format!("/sites/{id}"),
+            Some(&mallory),
+            Some(&moved),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(updated["has_password"], false);
+        assert!(matches!(
+            t.state.store.site_password(&id),
+            Err(crate::store::StoreError::PasswordMissing { .. })
+        ));
+        let audit = t
+            .state
+            .store
+            .list_audit(&crate::store::Page::first(10))
+            .expect("audit");
+        let line = audit
+            .iter()
+            .find(|e| e.action == "site.updated")
+            .expect("the update's line");
+        assert_eq!(line.actor, "mallory");
+        assert_eq!(line.detail["password_cleared"], true);
+        assert_eq!(line.detail["endpoint_changed"], json!(["address"]));
+        assert!(!format!("{audit:?}").contains(SECRET));
+    }
+
+    /// Even with loopback allowed (as in these tests), metadata addresses stay refused,
+    /// on create, update and import, naming the address and the setting.
+    #[tokio::test]
+    async fn metadata_addresses_are_refused_naming_the_setting() {
+        let t = state();
+        let token = admin(&t, "acme");
+        for address in [
+            "169.254.169.254",
+            "metadata.google.internal",
+            "fd00:ec2::254",
+        ] {
+            let mut body = site("meta");
+            body["address"] = json!(address);
+            let (status, err, text) = create(&t, &token, &body).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+            let message = err["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains(&format!("`{address}`")) && message.contains("[sites] allow"),
+                "{message}"
+            );
+        }
+        let (_, created, _) = create(&t, &token, &site("r1")).await;
+        let id = created["id"].as_str().expect("id").to_owned();
+        let mut moved = created.clone();
+        moved["address"] = json!("169.254.169.254");
+        let (status, _, text) = json(
+            &t.state,
+            "PUT",
+            &format!("/sites/{id}"),
+            Some(&token),
+            Some(&moved),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_eq!(
+            t.state.store.get_site(&id).expect("site").address,
+            "192.0.2.10"
+        );
+        let mut bad = site("m2");
+        bad["address"] = json!("100.100.100.200");
+        let (status, refused, text) = json(
+            &t.state,
+            "POST",
+            "/sites/import",
+            Some(&token),
+            Some(&json!([site("ok"), bad])),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_eq!(refused["errors"][0]["row"], 2);
+        assert_eq!(refused["errors"][0]["field"], "address");
     }
 
     #[tokio::test]
@@ -1402,12 +1525,8 @@ mod tests {
         assert_eq!(report["created"], 2);
         let id = report["results"][0]["id"].as_str().expect("id");
         assert_eq!(
-            t.state
-                .store
-                .site_password(id)
-                .expect("pw")
-                .map(|p| p.expose().to_owned()),
-            Some("pa,ss\"word".to_owned())
+            t.state.store.site_password(id).expect("pw").expose(),
+            "pa,ss\"word"
         );
         let second = t
             .state

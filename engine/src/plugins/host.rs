@@ -127,7 +127,18 @@ fn wasi_context(caller: &Arc<Caller>, policy: &Policy, outcome: &CallOutcome) ->
             match use_ {
                 SocketAddrUse::TcpConnect => {
                     if policy.allows_addr(addr) {
-                        return true;
+                        // The plugin resolved the site's name itself; this is the address
+                        // it is about to connect to, so `[sites] allow` is checked here.
+                        let Some(why) = policy.site_refusal(addr) else {
+                            return true;
+                        };
+                        tracing::warn!(
+                            plugin = %caller.name,
+                            version = %caller.version,
+                            "refused tcp connect to {addr}: {why}"
+                        );
+                        policy.record_denial(why);
+                        return false;
                     }
                     let what = format!("tcp connect to {addr}");
                     tracing::warn!(
@@ -270,6 +281,26 @@ impl HostState {
                 "{} is not in this plugin's allow-list",
                 endpoint()
             )));
+        }
+        // For a site, `[sites] allow` judges the addresses the name resolved to, the ones
+        // connected to below, so a lookup cannot be answered differently in between.
+        let mut site_refused = None;
+        addrs.retain(|a| match self.policy.site_refusal(*a) {
+            None => true,
+            Some(why) => {
+                site_refused.get_or_insert(why);
+                false
+            }
+        });
+        if let (true, Some(why)) = (addrs.is_empty(), site_refused) {
+            tracing::warn!(
+                plugin = %self.caller.name,
+                version = %self.caller.version,
+                "refused connect to {}: {why}",
+                endpoint()
+            );
+            self.policy.record_denial(why.clone());
+            return Err(tls::NetError::Denied(why));
         }
         let mut last = None;
         for addr in addrs {

@@ -252,7 +252,8 @@ fn info_from(
 }
 
 macro_rules! call {
-    ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
+    // A call that serves a site: its connections are held to `[sites] allow` too.
+    (@site $site:expr, $host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
         let Pre::$variant(pre) = &$plugin.pre else {
             return Err(CallError::WrongKind {
                 name: $plugin.info.name.clone(),
@@ -263,7 +264,7 @@ macro_rules! call {
         };
         let pre = pre.clone();
         let outcome = $host
-            .invoke(&$plugin, $op, $grants, move |mut store| async move {
+            .invoke_for(&$plugin, $op, $grants, $site, move |mut store| async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let $inst = instance.$getter();
                 let $store = &mut store;
@@ -273,6 +274,9 @@ macro_rules! call {
         count_call(&$plugin.info.name, $op, &outcome);
         outcome
     }};
+    ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {
+        call!(@site None, $host, $plugin, $op, $grants, $variant, $getter, |$inst, $store| $body)
+    };
 }
 
 /// Calls of one plugin operation since the engine started, for `/metrics`.
@@ -502,10 +506,21 @@ impl Transport {
     /// A transport may reach the site it is asked to serve, for that call only: its own
     /// port, or the plugin's default port when the site names none. A site without a
     /// port is refused when the plugin declares no default, so nothing broader is granted.
+    /// A site whose address `[sites] allow` refuses is refused before the plugin runs
+    /// (and every connection of the call is checked again on its resolved address).
     fn site_grant(
         &self,
         target: &transport::Target,
     ) -> Result<Vec<Grant>, Failure<transport::TransportError>> {
+        if let Err(message) = self.host.sites_allow().check_address(&target.address) {
+            return Err(Failure::Plugin {
+                error: transport::TransportError::Denied(format!(
+                    "site {}: {message}",
+                    target.site_id
+                )),
+                denied: Vec::new(),
+            });
+        }
         let port = match target.port {
             0 => self.plugin.default_ports.get(target.tls.is_some()),
             port => Some(port),
@@ -531,6 +546,7 @@ impl Transport {
     ) -> Result<transport::CommandReply, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
+            @site Some(target.address.clone()),
             self.host,
             self.plugin,
             "run-command",
@@ -548,6 +564,7 @@ impl Transport {
     ) -> Result<String, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
+            @site Some(target.address.clone()),
             self.host,
             self.plugin,
             "run-script",
@@ -565,6 +582,7 @@ impl Transport {
     ) -> Result<transport::BackupResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
+            @site Some(target.address.clone()),
             self.host,
             self.plugin,
             "backup",
@@ -581,6 +599,7 @@ impl Transport {
     ) -> Result<transport::ProbeResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
+            @site Some(target.address.clone()),
             self.host,
             self.plugin,
             "probe",

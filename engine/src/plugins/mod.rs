@@ -10,6 +10,8 @@
 //! - `watcher` reloads the folder on change: debounced, one task loads and unloads.
 //! - `host`, `http`, `tls_client` and `net` are the host side of `yardmaster:host`,
 //!   wasi:http and the allow-list; `version` says which contract versions are spoken.
+//! - `site_allow` is the operator's `[sites] allow`: every connection a transport makes
+//!   for a site is checked against it on the address actually connected to.
 //! - `kinds` holds the typed call wrappers of the four plugin kinds.
 
 mod bindings;
@@ -19,6 +21,7 @@ mod http;
 mod kinds;
 mod loader;
 pub mod net;
+mod site_allow;
 mod tls_client;
 mod version;
 mod watcher;
@@ -46,6 +49,7 @@ pub use kinds::{
     script_source, transport,
 };
 pub use loader::Change;
+pub use site_allow::SiteAllow;
 pub(crate) use tls_client::load_trusted;
 pub use watcher::watch;
 
@@ -252,6 +256,8 @@ pub struct HostOptions {
     /// Certificates trusted beside the public roots when the host verifies a TLS peer
     /// for a plugin (`[tls] ca_file`).
     pub trusted_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// Where a transport may connect for a site (`[sites] allow`).
+    pub sites_allow: SiteAllow,
 }
 
 impl HostOptions {
@@ -264,6 +270,7 @@ impl HostOptions {
             max_concurrent_calls: config.max_concurrent_plugin_calls,
             max_memory_bytes: config.max_plugin_memory(),
             trusted_certificates: config.trusted_certificates.clone(),
+            sites_allow: config.sites_allow.clone(),
         }
     }
 
@@ -376,6 +383,11 @@ impl PluginHost {
         &self.inner.options.plugins_dir
     }
 
+    /// Which addresses sites may have (`[sites] allow`).
+    pub fn sites_allow(&self) -> &SiteAllow {
+        &self.inner.options.sites_allow
+    }
+
     /// Every plugin file and its state, ordered by file name.
     pub fn list(&self) -> Vec<PluginStatus> {
         let slots = match self.inner.slots.read() {
@@ -434,11 +446,14 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Makes one call's `Store`: the plugin's allow-list plus `extra` grants, its memory
-    /// cap and an epoch deadline that yields to tokio. WASI state is made only if the
-    /// guest calls WASI.
-    fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>) -> CallContext {
-        let policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
+    /// Makes one call's `Store`: the plugin's allow-list plus `extra` grants (and, for a
+    /// call that serves the site at `site`, `[sites] allow`), its memory cap and an epoch
+    /// deadline that yields to tokio. WASI state is made only if the guest calls WASI.
+    fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>, site: Option<String>) -> CallContext {
+        let mut policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
+        if let Some(address) = site {
+            policy = policy.for_site(self.inner.options.sites_allow.clone(), address);
+        }
         let outcome = Arc::new(CallOutcome::default());
         let state = HostState {
             caller: plugin.caller.clone(),
@@ -481,6 +496,22 @@ impl PluginHost {
     where
         Fut: Future<Output = wasmtime::Result<T>>,
     {
+        self.invoke_for(plugin, operation, extra, None, call).await
+    }
+
+    /// [`PluginHost::invoke`] for a call that serves the site at `site`, when there is
+    /// one: its connections are held to `[sites] allow` as well.
+    async fn invoke_for<T, Fut>(
+        &self,
+        plugin: &LoadedPlugin,
+        operation: &str,
+        extra: Vec<Grant>,
+        site: Option<String>,
+        call: impl FnOnce(Store<HostState>) -> Fut,
+    ) -> Result<(T, Vec<String>), CallError>
+    where
+        Fut: Future<Output = wasmtime::Result<T>>,
+    {
         let _permit = self
             .inner
             .permits
@@ -492,7 +523,7 @@ impl PluginHost {
             store,
             outcome: left,
             policy,
-        } = self.store(plugin, extra);
+        } = self.store(plugin, extra, site);
         let limit = plugin.limits.timeout;
         let outcome = tokio::time::timeout(limit, call(store)).await;
         let denials = policy.denials();

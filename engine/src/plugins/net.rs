@@ -3,7 +3,9 @@
 //! The operator grants each plugin a list of endpoints; a transport is also granted,
 //! for one call, the endpoint of the site it serves. Every way out of a plugin checks
 //! this policy: TCP through wasi:sockets, HTTP through wasi:http and the host's TLS
-//! connections. What is refused is recorded so the call's error can name it.
+//! connections. What is refused is recorded so the call's error can name it. A call that
+//! serves a site also carries `[sites] allow` ([`Policy::for_site`]), which the TCP and
+//! TLS connections check on the address they actually connect to.
 //!
 //! Entry forms: `192.0.2.7:8728`, `192.0.2.0/24:8728`, `10.0.0.0/8` (any port),
 //! `[2001:db8::1]:443`, `2001:db8::/32`, `api.github.com:443`, `*.example.com:443`,
@@ -12,6 +14,8 @@
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
+
+use super::site_allow::SiteAllow;
 
 /// One allow-list entry that failed to parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +26,7 @@ pub struct GrantError {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum HostPattern {
+pub(super) enum HostPattern {
     Any,
     Net {
         addr: IpAddr,
@@ -36,8 +40,8 @@ enum HostPattern {
 /// One granted endpoint pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    host: HostPattern,
-    port: Option<u16>,
+    pub(super) host: HostPattern,
+    pub(super) port: Option<u16>,
 }
 
 impl Grant {
@@ -71,11 +75,11 @@ impl Grant {
         Ok(Grant { host, port })
     }
 
-    fn matches_port(&self, port: u16) -> bool {
+    pub(super) fn matches_port(&self, port: u16) -> bool {
         self.port.is_none_or(|p| p == port)
     }
 
-    fn matches_ip(&self, ip: IpAddr) -> bool {
+    pub(super) fn matches_ip(&self, ip: IpAddr) -> bool {
         match &self.host {
             HostPattern::Any => true,
             HostPattern::Net { addr, prefix } => in_network(ip, *addr, *prefix),
@@ -84,7 +88,7 @@ impl Grant {
     }
 
     /// Names compare without regard to ASCII case (patterns are kept in lower case).
-    fn matches_name(&self, name: &str) -> bool {
+    pub(super) fn matches_name(&self, name: &str) -> bool {
         let name = name.trim_end_matches('.');
         match &self.host {
             HostPattern::Any => true,
@@ -208,7 +212,7 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
     })
 }
 
-fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
+pub(super) fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (ip, net) {
         (IpAddr::V4(ip), IpAddr::V4(net)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
@@ -230,6 +234,10 @@ fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
 pub struct Policy {
     grants: Arc<Vec<Grant>>,
     denied: Arc<Mutex<Vec<String>>>,
+    /// For a call that serves a site: the operator's `[sites] allow` and the site's
+    /// address. Every connection of such a call must also pass it, on the address it
+    /// actually connects to.
+    site: Option<Arc<(SiteAllow, String)>>,
 }
 
 impl Policy {
@@ -242,7 +250,22 @@ impl Policy {
         Policy {
             grants: Arc::new(grants),
             denied: Arc::default(),
+            site: None,
         }
+    }
+
+    /// This policy for a call that serves the site at `address`: its connections must
+    /// also be permitted by `allow`.
+    pub fn for_site(mut self, allow: SiteAllow, address: String) -> Policy {
+        self.site = Some(Arc::new((allow, address)));
+        self
+    }
+
+    /// Why `[sites] allow` refuses a connection to `addr` (an address already resolved),
+    /// or `None` when it permits it or the call serves no site.
+    pub fn site_refusal(&self, addr: SocketAddr) -> Option<String> {
+        let (allow, address) = self.site.as_deref()?;
+        allow.check_connect(address, addr).err()
     }
 
     /// May the plugin connect to this resolved address?
@@ -363,6 +386,29 @@ mod tests {
             assert_eq!(grant.to_string(), entry);
             assert_eq!(Grant::parse(&grant.to_string()), Ok(grant));
         }
+    }
+
+    #[test]
+    fn a_site_call_checks_the_resolved_address_against_the_sites_policy() {
+        let granted = policy(&["*"]);
+        assert_eq!(
+            granted.site_refusal(addr("127.0.0.1:8728")),
+            None,
+            "no site"
+        );
+        let for_site = granted.for_site(SiteAllow::default(), "router.example".into());
+        assert!(
+            for_site.allows_addr(addr("127.0.0.1:8728")),
+            "the grants alone"
+        );
+        let why = for_site
+            .site_refusal(addr("127.0.0.1:8728"))
+            .expect("loopback refused for a site");
+        assert!(
+            why.starts_with("site address router.example resolves to 127.0.0.1"),
+            "{why}"
+        );
+        assert_eq!(for_site.site_refusal(addr("192.0.2.1:8728")), None);
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub const SITE_NOT_FOUND: &str = "site-not-found";
 /// A scheduled job's site is reached differently (address, port, transport, TLS or
 /// credentials) from when its launch was approved: it is not run there.
 pub const SITE_CHANGED: &str = "site-changed";
+/// Error code of a job whose site has no password (none was set, or it was cleared when
+/// the site's endpoint changed): nothing was sent, and a retry would not help.
+pub const PASSWORD_MISSING: &str = "password-missing";
+/// Error code of a job whose site's stored password cannot be opened.
+pub const CREDENTIALS: &str = "credentials";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
@@ -568,7 +573,8 @@ impl Runner {
             .map_err(|e| {
                 let code = match e {
                     StoreError::NotFound { .. } => SITE_NOT_FOUND,
-                    StoreError::Decrypt { .. } => "credentials",
+                    StoreError::Decrypt { .. } => CREDENTIALS,
+                    StoreError::PasswordMissing { .. } => PASSWORD_MISSING,
                     _ => "store",
                 };
                 ExecError {
@@ -613,7 +619,7 @@ impl Runner {
             address: site.address,
             port: site.port.unwrap_or(0),
             username: site.username,
-            password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
+            password: password.expose().to_owned(),
             tls,
             connect_timeout_ms: 0,
             reply_timeout_ms: 0,
@@ -659,10 +665,14 @@ impl Runner {
         let deadline = Instant::now() + settings.job_timeout;
         let id = job.id.clone();
 
-        // Reads only; a job whose site is gone fails without being claimed for a run.
+        // Reads only; a job whose site is gone, or has no password to log in with, fails
+        // without being claimed for a run.
         let mut prepared = self.prepare(&job);
         if let Err(e) = &prepared
-            && (e.code == SITE_NOT_FOUND || e.code == SITE_CHANGED)
+            && matches!(
+                e.code.as_str(),
+                SITE_NOT_FOUND | SITE_CHANGED | PASSWORD_MISSING
+            )
         {
             return End::Failed(vec![JobTransition::Load], e.clone());
         }
@@ -702,8 +712,10 @@ impl Runner {
             // An offline site (refused) is waited for until the deadline; anything else
             // that failed before sending gets a bounded number of attempts.
             let retry = !error.maybe_sent
-                && error.code != SITE_NOT_FOUND
-                && error.code != SITE_CHANGED
+                && !matches!(
+                    error.code.as_str(),
+                    SITE_NOT_FOUND | SITE_CHANGED | PASSWORD_MISSING | CREDENTIALS
+                )
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
             if !retry {

@@ -2,9 +2,10 @@
 //!
 //! The key is 32 random bytes in `credentials.key` beside the database, created with mode
 //! 0600 on first start. Each value is sealed with XChaCha20-Poly1305 under a fresh random
-//! 192-bit nonce (large enough that random nonces never collide in practice), and the
-//! record's id is the associated data, so a sealed password copied onto another site does
-//! not decrypt.
+//! 192-bit nonce (large enough that random nonces never collide in practice), under
+//! associated data the caller chooses: a record's id at least, so a sealed value copied
+//! onto another record does not decrypt. A site's password is bound to more than its id:
+//! to the endpoint it may be sent to (see `sites::credential_aad`).
 
 use std::io::Write;
 use std::path::Path;
@@ -24,6 +25,20 @@ const NONCE_LEN: usize = 24;
 pub(crate) struct Sealed {
     nonce: String,
     ciphertext: String,
+}
+
+impl Sealed {
+    /// Lowercase hex sha256 of the sealed bytes (nonce and ciphertext): it names one
+    /// sealing of one value, changes with every new sealing (the nonce is fresh), and
+    /// tells nothing of the plaintext.
+    pub(crate) fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(self.nonce.as_bytes());
+        hash.update(b":");
+        hash.update(self.ciphertext.as_bytes());
+        hex::encode(hash.finalize())
+    }
 }
 
 impl std::fmt::Debug for Sealed {
@@ -59,7 +74,8 @@ impl Vault {
         })
     }
 
-    pub(crate) fn seal(&self, record_id: &str, plaintext: &str) -> Sealed {
+    /// Seals `plaintext` under `aad` (associated data): only the same `aad` opens it.
+    pub(crate) fn seal(&self, aad: &str, plaintext: &str) -> Sealed {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         // Encryption with a valid key and nonce only fails past 256 GiB of plaintext;
         // inputs are capped far below that, so an empty ciphertext can never be stored
@@ -70,7 +86,7 @@ impl Vault {
                 &nonce,
                 Payload {
                     msg: plaintext.as_bytes(),
-                    aad: record_id.as_bytes(),
+                    aad: aad.as_bytes(),
                 },
             )
             .unwrap_or_default();
@@ -80,8 +96,8 @@ impl Vault {
         }
     }
 
-    /// The plaintext, or `None` if the value was not sealed by this key for this record.
-    pub(crate) fn open_sealed(&self, record_id: &str, sealed: &Sealed) -> Option<String> {
+    /// The plaintext, or `None` if the value was not sealed by this key under `aad`.
+    pub(crate) fn open_sealed(&self, aad: &str, sealed: &Sealed) -> Option<String> {
         let nonce = hex::decode(&sealed.nonce).ok()?;
         if nonce.len() != NONCE_LEN {
             return None;
@@ -93,7 +109,7 @@ impl Vault {
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: &ciphertext,
-                    aad: record_id.as_bytes(),
+                    aad: aad.as_bytes(),
                 },
             )
             .ok()?;

@@ -72,6 +72,15 @@ pub enum StoreError {
     #[error("site {site}: its stored password cannot be decrypted with this data dir's key")]
     Decrypt { site: String },
 
+    /// The site has no password to log in with: none was given, or it was cleared when
+    /// the site's endpoint changed. Nothing connects to the site until one is set.
+    #[error(
+        "site {name} ({site}) has no `password`, so the engine will not log in to it: set \
+         `password` with PUT /sites/{site} (a stored password is cleared when the site's \
+         address, port, transport or TLS settings change)"
+    )]
+    PasswordMissing { site: String, name: String },
+
     #[error("{kind} {id}: stored record is unreadable: {source}")]
     Corrupt {
         kind: &'static str,

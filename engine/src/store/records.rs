@@ -89,7 +89,9 @@ fn default_transport() -> String {
     DEFAULT_TRANSPORT.to_owned()
 }
 
-/// What creates or replaces a site. On update, `password: None` keeps the stored one.
+/// What creates or replaces a site. On update, `password: None` keeps the stored one
+/// while the endpoint (address, port, transport, TLS settings) stays the same, and
+/// clears it when the endpoint changes.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SiteInput {
     pub organization: String,

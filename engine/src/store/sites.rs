@@ -1,7 +1,17 @@
 //! Sites: the inventory of routers, with their credentials sealed at rest.
 //!
 //! A stored site is the public [`Site`] plus the sealed password; every read path returns
-//! the public part only, and [`Store::site_password`] is the one way back to the secret.
+//! the public part only, and [`Store::site_with_password`] is the one way back to the
+//! secret.
+//!
+//! A password belongs to the endpoint it was given for. It is sealed under associated
+//! data naming the site and its endpoint (address, port, transport, TLS settings; see
+//! [`credential_aad`]), so it opens only for that endpoint; and an update that changes
+//! the endpoint without bringing a new password clears the stored one, so whoever may
+//! edit a site cannot point it at a host of theirs and collect the password at the next
+//! login. A site without a password is never logged in to: reading its credential
+//! fails with [`StoreError::PasswordMissing`] (give `password: ""` for an account
+//! whose password is empty).
 
 use chrono::{DateTime, Utc};
 use redb::{ReadableMultimapTable, ReadableTable, WriteTransaction};
@@ -25,11 +35,101 @@ const KIND: &str = "site";
 /// The inputs of an import that were refused, by index, and why.
 pub type Refused = Vec<(usize, StoreError)>;
 
+/// A site as stored: its public fields and its password, sealed under
+/// [`credential_aad`] of those fields.
 #[derive(Serialize, Deserialize)]
-struct StoredSite {
+pub(crate) struct StoredSite {
     #[serde(flatten)]
-    site: Site,
-    password: Option<Sealed>,
+    pub(super) site: Site,
+    pub(super) password: Option<Sealed>,
+}
+
+impl StoredSite {
+    /// The public part.
+    pub(crate) fn site(&self) -> &Site {
+        &self.site
+    }
+
+    /// The public part, taken.
+    pub(crate) fn into_site(self) -> Site {
+        self.site
+    }
+
+    /// A stable name for the site's current credential, never the credential itself:
+    /// sha256 of the sealed bytes. It changes whenever a password is set (even the same
+    /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
+    /// was agreed to for one credential can be checked against the one in use now.
+    pub(crate) fn credential_identity(&self) -> Option<String> {
+        self.password.as_ref().map(Sealed::fingerprint)
+    }
+}
+
+/// The site `id` as stored, read in the caller's write transaction.
+pub(crate) fn read_stored_site(tx: &WriteTransaction, id: &str) -> Result<StoredSite, StoreError> {
+    get(tx, id)
+}
+
+/// The associated data a site's password is sealed under: the site id and every field
+/// that decides where the password is sent (address, port, transport, TLS settings).
+/// A password sealed for one endpoint does not open for another, even if a bug were to
+/// carry the sealed bytes across. Each value is length-prefixed, so no two endpoints
+/// give the same text.
+pub(super) fn credential_aad(site: &Site) -> String {
+    let port = site.port.map(|p| p.to_string());
+    let fields: [(&str, Option<&str>); 8] = [
+        ("site", Some(&site.id)),
+        ("address", Some(&site.address)),
+        ("port", port.as_deref()),
+        ("transport", Some(&site.transport)),
+        (
+            "tls.enabled",
+            Some(if site.tls.enabled { "true" } else { "false" }),
+        ),
+        (
+            "tls.verify",
+            Some(if site.tls.verify { "true" } else { "false" }),
+        ),
+        ("tls.pinned_sha256", site.tls.pinned_sha256.as_deref()),
+        ("tls.server_name", site.tls.server_name.as_deref()),
+    ];
+    let mut aad = String::from("yardmaster site credential v2");
+    for (name, value) in fields {
+        match value {
+            Some(v) => aad.push_str(&format!("\n{name}={}:{v}", v.len())),
+            None => aad.push_str(&format!("\n{name}=none")),
+        }
+    }
+    aad
+}
+
+/// The endpoint fields that differ between `old` and `new`: a change to any of them
+/// clears a password the update does not replace.
+fn endpoint_changes(old: &Site, new: &Site) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.address != new.address {
+        changed.push("address");
+    }
+    if old.port != new.port {
+        changed.push("port");
+    }
+    if old.transport != new.transport {
+        changed.push("transport");
+    }
+    if old.tls != new.tls {
+        changed.push("tls");
+    }
+    changed
+}
+
+/// What an update did to the site's password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PasswordChange {
+    /// A new password came with the update.
+    Set,
+    /// The stored password (or its absence) stays: the endpoint is the same.
+    Kept,
+    /// The endpoint changed (these fields) and no new password came: the stored one is gone.
+    Cleared(Vec<&'static str>),
 }
 
 impl Store {
@@ -147,10 +247,6 @@ impl Store {
                 });
             }
             names.insert(name_key, id.as_str())?;
-            let password = input
-                .password
-                .as_ref()
-                .map(|p| self.vault.seal(&id, p.expose()));
             let site = Site {
                 id: id.clone(),
                 organization: input.organization,
@@ -159,12 +255,16 @@ impl Store {
                 port: input.port,
                 transport: input.transport,
                 username: input.username,
-                has_password: password.is_some(),
+                has_password: input.password.is_some(),
                 tls: input.tls,
                 tags: dedup(input.tags),
                 created_at: now,
                 updated_at: now,
             };
+            let password = input
+                .password
+                .as_ref()
+                .map(|p| self.vault.seal(&credential_aad(&site), p.expose()));
             by_org.insert(site.organization.as_str(), id.as_str())?;
             for tag in &site.tags {
                 by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
@@ -179,8 +279,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Replaces a site's fields. `input.password == None` keeps the stored password; the
-    /// organization cannot change.
+    /// Replaces a site's fields; the organization cannot change. `input.password ==
+    /// None` keeps the stored password only while the endpoint (address, port, transport,
+    /// TLS settings) stays the same; a changed endpoint clears it.
     pub fn update_site(
         &self,
         id: &str,
@@ -188,7 +289,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Site, StoreError> {
         input.validate()?;
-        self.write(|tx| self.replace_site(tx, id, input, now))
+        self.write(|tx| self.replace_site(tx, id, input, now).map(|(site, _)| site))
     }
 
     /// [`Store::create_site`] by `actor`, with its audit line (`site.created`) in the
@@ -212,7 +313,8 @@ impl Store {
     }
 
     /// [`Store::update_site`] by `actor`, with its audit line (`site.updated`) in the
-    /// same commit; the line says whether the password was replaced, never what it is.
+    /// same commit; the line says whether the password was replaced, or cleared because
+    /// the endpoint changed, never what it is.
     pub fn update_site_by(
         &self,
         id: &str,
@@ -221,13 +323,31 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Site, StoreError> {
         input.validate()?;
-        let password_set = input.password.is_some();
         self.write(|tx| {
-            let site = self.replace_site(tx, id, input, now)?;
-            push_audit(
-                tx,
-                site_audit("site.updated", &site, actor, password_set, now),
-            )?;
+            let (site, change) = self.replace_site(tx, id, input, now)?;
+            let mut audit = site_audit(
+                "site.updated",
+                &site,
+                actor,
+                change == PasswordChange::Set,
+                now,
+            );
+            if let (PasswordChange::Cleared(fields), serde_json::Value::Object(detail)) =
+                (&change, &mut audit.detail)
+            {
+                detail.insert("password_cleared".into(), true.into());
+                detail.insert("endpoint_changed".into(), serde_json::json!(fields));
+                detail.insert(
+                    "reason".into(),
+                    format!(
+                        "the stored password was cleared because the endpoint changed ({}); \
+                         the site is not logged in to until a new password is set",
+                        fields.join(", ")
+                    )
+                    .into(),
+                );
+            }
+            push_audit(tx, audit)?;
             Ok(site)
         })
     }
@@ -253,8 +373,8 @@ impl Store {
         id: &str,
         input: SiteInput,
         now: DateTime<Utc>,
-    ) -> Result<Site, StoreError> {
-        let old: StoredSite = get(tx, id)?;
+    ) -> Result<(Site, PasswordChange), StoreError> {
+        let old = read_stored_site(tx, id)?;
         if old.site.organization != input.organization {
             return Err(StoreError::not_found(KIND, id));
         }
@@ -264,22 +384,30 @@ impl Store {
                 .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
         }
         index_tags(tx, &old.site, false)?;
-        let password = match &input.password {
-            Some(p) => Some(self.vault.seal(id, p.expose())),
-            None => old.password,
-        };
-        let site = Site {
+        let old_site = old.site.clone();
+        let mut site = Site {
             name: input.name,
             address: input.address,
             port: input.port,
             transport: input.transport,
             username: input.username,
-            has_password: password.is_some(),
             tls: input.tls,
             tags: dedup(input.tags),
             updated_at: now,
             ..old.site
         };
+        let changed = endpoint_changes(&old_site, &site);
+        let (password, change) = match (&input.password, old.password) {
+            (Some(p), _) => (
+                Some(self.vault.seal(&credential_aad(&site), p.expose())),
+                PasswordChange::Set,
+            ),
+            (None, kept) if changed.is_empty() => (kept, PasswordChange::Kept),
+            // Nothing to clear: the site had no password to begin with.
+            (None, None) => (None, PasswordChange::Kept),
+            (None, Some(_)) => (None, PasswordChange::Cleared(changed)),
+        };
+        site.has_password = password.is_some();
         index_tags(tx, &site, true)?;
         put(
             tx,
@@ -288,7 +416,7 @@ impl Store {
                 password,
             },
         )?;
-        Ok(site)
+        Ok((site, change))
     }
 
     pub fn get_site(&self, id: &str) -> Result<Site, StoreError> {
@@ -300,27 +428,64 @@ impl Store {
         })
     }
 
-    /// The site's decrypted password, for the transport that logs in to it.
-    pub fn site_password(&self, id: &str) -> Result<Option<Secret>, StoreError> {
+    /// The site's decrypted password, for the transport that logs in to it; a site
+    /// without one is [`StoreError::PasswordMissing`].
+    pub fn site_password(&self, id: &str) -> Result<Secret, StoreError> {
         self.site_with_password(id).map(|(_, password)| password)
     }
 
-    /// The site and its decrypted password, read together: what a job needs to log in.
-    pub fn site_with_password(&self, id: &str) -> Result<(Site, Option<Secret>), StoreError> {
+    /// The site and its decrypted password, read together in one snapshot: what a job
+    /// needs to log in. The password opens only for the endpoint read with it; a site
+    /// without a password (never given, or cleared when its endpoint changed) is
+    /// [`StoreError::PasswordMissing`], so nothing logs in to it without one.
+    pub fn site_with_password(&self, id: &str) -> Result<(Site, Secret), StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
-        let password = match stored.password {
-            None => None,
-            Some(sealed) => Some(
-                self.vault
-                    .open_sealed(id, &sealed)
-                    .map(Secret::new)
-                    .ok_or_else(|| StoreError::Decrypt {
-                        site: id.to_owned(),
-                    })?,
-            ),
+        let Some(sealed) = &stored.password else {
+            return Err(StoreError::PasswordMissing {
+                site: stored.site.id,
+                name: stored.site.name,
+            });
         };
+        let password = self
+            .vault
+            .open_sealed(&credential_aad(&stored.site), sealed)
+            .map(Secret::new)
+            .ok_or_else(|| StoreError::Decrypt {
+                site: id.to_owned(),
+            })?;
         Ok((stored.site, password))
+    }
+
+    /// Seals every stored site password again under [`credential_aad`], for a database
+    /// whose passwords were sealed under the site id alone (schema version 1). Runs in the
+    /// transaction that moves the schema version on, so it happens once and whole. A
+    /// password that does not open under the old associated data is left as it was; it
+    /// did not open before either, and reading it still fails with `Decrypt`.
+    pub(super) fn reseal_site_passwords(&self, tx: &WriteTransaction) -> Result<u64, StoreError> {
+        let stored: Vec<(String, Vec<u8>)> = tx
+            .open_table(SITES)?
+            .iter()?
+            .map(|entry| {
+                let (id, bytes) = entry?;
+                Ok((id.value().to_owned(), bytes.value().to_vec()))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        let mut resealed = 0;
+        for (id, bytes) in stored {
+            let mut site: StoredSite = decode(KIND, &id, &bytes)?;
+            let Some(sealed) = &site.password else {
+                continue;
+            };
+            let Some(plain) = self.vault.open_sealed(&id, sealed) else {
+                tracing::warn!(site = %id, "a stored password does not decrypt; left as it was");
+                continue;
+            };
+            site.password = Some(self.vault.seal(&credential_aad(&site.site), &plain));
+            put(tx, &site)?;
+            resealed += 1;
+        }
+        Ok(resealed)
     }
 
     pub fn delete_site(&self, id: &str) -> Result<(), StoreError> {
@@ -761,11 +926,8 @@ pub(crate) mod tests {
         let debug = format!("{:?}", input("org1", "r1"));
         assert!(!debug.contains("correct horse"), "{debug}");
         assert_eq!(
-            store
-                .site_password(&site.id)
-                .expect("password")
-                .map(|p| p.expose().to_owned()),
-            Some("correct horse battery staple".to_owned())
+            store.site_password(&site.id).expect("password").expose(),
+            "correct horse battery staple"
         );
         let path = store.path().to_owned();
         drop(store);
@@ -777,11 +939,8 @@ pub(crate) mod tests {
         );
         let reopened = Store::open(dir.path()).expect("reopen");
         assert_eq!(
-            reopened
-                .site_password(&site.id)
-                .expect("password")
-                .map(|p| p.expose().to_owned()),
-            Some("correct horse battery staple".to_owned())
+            reopened.site_password(&site.id).expect("password").expose(),
+            "correct horse battery staple"
         );
     }
 
@@ -830,7 +989,7 @@ pub(crate) mod tests {
         assert_eq!(audit[0].actor, "admin");
         assert_eq!(audit[0].detail["count"], 500);
         assert_eq!(audit[0].detail["sites"][499], sites[499].id.as_str());
-        assert!(store.site_password(&sites[0].id).expect("pw").is_some());
+        store.site_password(&sites[0].id).expect("pw");
 
         let (page, total) = store
             .search_sites("org1", Some("R00"), None, 5, 3)
@@ -849,6 +1008,215 @@ pub(crate) mod tests {
             .search_sites("org2", None, None, 0, 10)
             .expect("other org");
         assert!(none.is_empty() && zero == 0);
+    }
+
+    /// The endpoint edits a `site:manage` caller could make to collect the password: each
+    /// one, without a new password, leaves the site with none.
+    #[test]
+    fn changing_the_endpoint_without_a_password_clears_it() {
+        let (_dir, store) = open();
+        type Edit = fn(&mut SiteInput);
+        let edits: [(&str, Edit); 6] = [
+            ("address", |i| i.address = "203.0.113.66".into()),
+            ("port", |i| i.port = Some(18728)),
+            ("port", |i| i.port = None),
+            ("transport", |i| i.transport = "other-transport".into()),
+            ("tls", |i| i.tls.enabled = false),
+            ("tls", |i| {
+                i.tls.server_name = Some("attacker.example".into())
+            }),
+        ];
+        for (n, (field, edit)) in edits.into_iter().enumerate() {
+            let name = format!("r{n}");
+            let site = store
+                .create_site_by(input("org1", &name), "alice", t(0))
+                .expect("create");
+            let before = store
+                .write(|tx| read_stored_site(tx, &site.id).map(|s| s.credential_identity()))
+                .expect("identity");
+            assert!(before.is_some());
+
+            let mut repointed = input("org1", &name);
+            repointed.password = None;
+            edit(&mut repointed);
+            let updated = store
+                .update_site_by(&site.id, repointed, "mallory", t(1))
+                .expect("the update itself succeeds");
+            assert!(
+                !updated.has_password,
+                "{field}: the password must be cleared"
+            );
+            assert!(!store.get_site(&site.id).expect("get").has_password);
+            let err = store
+                .site_with_password(&site.id)
+                .expect_err("no password to log in with");
+            assert!(
+                matches!(err, StoreError::PasswordMissing { .. }),
+                "{field}: {err}"
+            );
+            assert!(err.to_string().contains("`password`"), "{err}");
+            let after = store
+                .write(|tx| read_stored_site(tx, &site.id).map(|s| s.credential_identity()))
+                .expect("identity");
+            assert_eq!(after, None, "{field}");
+
+            let audit = store.list_audit(&Page::first(1000)).expect("audit");
+            let line = audit
+                .iter()
+                .rfind(|e| e.target == site.id && e.action == "site.updated")
+                .expect("an audit line for the update");
+            assert_eq!(line.actor, "mallory");
+            assert_eq!(line.detail["password_cleared"], true, "{}", line.detail);
+            assert_eq!(line.detail["endpoint_changed"][0], field);
+            let reason = line.detail["reason"].as_str().unwrap_or_default();
+            assert!(
+                reason.contains("cleared because the endpoint changed"),
+                "{reason}"
+            );
+            assert!(!format!("{audit:?}").contains("correct horse"));
+        }
+    }
+
+    #[test]
+    fn other_edits_keep_the_password_and_a_new_one_opens_for_the_new_endpoint() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site(input("org1", "r1"), t(0))
+            .expect("create");
+        let identity = |store: &Store| {
+            store
+                .write(|tx| read_stored_site(tx, &site.id).map(|s| s.credential_identity()))
+                .expect("identity")
+        };
+        let first = identity(&store);
+
+        let mut renamed = input("org1", "r1-renamed");
+        renamed.password = None;
+        renamed.username = "ops".into();
+        renamed.tags = vec!["moved".into()];
+        let updated = store.update_site(&site.id, renamed, t(1)).expect("update");
+        assert!(updated.has_password);
+        assert_eq!(identity(&store), first, "the same sealed password stays");
+        assert_eq!(
+            store.site_password(&site.id).expect("kept").expose(),
+            "correct horse battery staple"
+        );
+
+        let mut moved = input("org1", "r1-renamed");
+        moved.address = "198.51.100.7".into();
+        moved.password = Some(Secret::new("the new one"));
+        let updated = store.update_site(&site.id, moved, t(2)).expect("update");
+        assert!(updated.has_password);
+        let (site_now, password) = store.site_with_password(&site.id).expect("credential");
+        assert_eq!(site_now.address, "198.51.100.7");
+        assert_eq!(password.expose(), "the new one");
+        let second = identity(&store);
+        assert!(second.is_some() && second != first);
+
+        // The same password given again is a new sealing, so a new identity.
+        let mut again = input("org1", "r1-renamed");
+        again.address = "198.51.100.7".into();
+        again.password = Some(Secret::new("the new one"));
+        store.update_site(&site.id, again, t(3)).expect("update");
+        assert_ne!(identity(&store), second);
+    }
+
+    /// Sealed bytes carried onto another endpoint (as a bug might) do not open there.
+    #[test]
+    fn a_sealed_password_opens_only_for_its_endpoint() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site(input("org1", "r1"), t(0))
+            .expect("create");
+        store
+            .write(|tx| {
+                let mut stored = read_stored_site(tx, &site.id)?;
+                stored.site.address = "203.0.113.66".into();
+                put(tx, &stored)
+            })
+            .expect("carry the sealed password to another address");
+        let err = store
+            .site_with_password(&site.id)
+            .expect_err("sealed for the old endpoint");
+        assert!(matches!(err, StoreError::Decrypt { .. }), "{err}");
+
+        // Nor does a password sealed under the site id alone, the old associated data.
+        store
+            .write(|tx| {
+                let mut stored = read_stored_site(tx, &site.id)?;
+                stored.site.address = "127.0.0.1".into();
+                stored.password = Some(store.vault.seal(&site.id, "old style"));
+                put(tx, &stored)
+            })
+            .expect("write an old-style sealing");
+        assert!(matches!(
+            store.site_with_password(&site.id),
+            Err(StoreError::Decrypt { .. })
+        ));
+    }
+
+    /// A database written before passwords were bound to their endpoint (schema 1,
+    /// sealed under the site id) is moved on when it opens: every password is sealed
+    /// again under its endpoint, in one transaction with the new schema version.
+    #[test]
+    fn a_schema_1_database_is_resealed_when_it_opens() {
+        use crate::store::tables::{META, META_SCHEMA_VERSION, SCHEMA_VERSION};
+        let (dir, store) = open();
+        let with = store.create_site(input("org1", "r1"), t(0)).expect("site");
+        let mut none = input("org1", "r2");
+        none.password = None;
+        let without = store.create_site(none, t(0)).expect("site");
+        store
+            .write(|tx| {
+                let mut stored = read_stored_site(tx, &with.id)?;
+                stored.password = Some(store.vault.seal(&with.id, "from version 1"));
+                put(tx, &stored)?;
+                tx.open_table(META)?.insert(META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("make it a version 1 database");
+        assert!(
+            matches!(
+                store.site_with_password(&with.id),
+                Err(StoreError::Decrypt { .. })
+            ),
+            "no fallback to the old associated data"
+        );
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen migrates");
+        assert_eq!(
+            store.site_password(&with.id).expect("resealed").expose(),
+            "from version 1"
+        );
+        assert!(matches!(
+            store.site_password(&without.id),
+            Err(StoreError::PasswordMissing { .. })
+        ));
+        let version = store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(META)?
+                    .get(META_SCHEMA_VERSION)?
+                    .map(|v| v.value()))
+            })
+            .expect("version");
+        assert_eq!(version, Some(SCHEMA_VERSION));
+        let sealed = store
+            .write(|tx| read_stored_site(tx, &with.id).map(|s| s.password))
+            .expect("stored")
+            .expect("sealed");
+        assert_eq!(
+            store.vault.open_sealed(&with.id, &sealed),
+            None,
+            "the old associated data no longer opens it"
+        );
+        drop(store);
+        let store = Store::open(dir.path()).expect("a second open changes nothing");
+        assert_eq!(
+            store.site_password(&with.id).expect("still").expose(),
+            "from version 1"
+        );
     }
 
     #[test]

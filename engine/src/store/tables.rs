@@ -9,7 +9,11 @@
 use redb::{MultimapTableDefinition, TableDefinition};
 
 /// The layout version written on first open and checked on every open after it.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+///
+/// - 1: the first layout.
+/// - 2: site passwords are sealed under their endpoint (`sites::credential_aad`), not
+///   the site id alone; a version 1 database is moved on when it opens.
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");

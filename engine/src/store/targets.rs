@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::StoreError;
-use super::records::{ScheduledScript, Site, TlsSettings};
+use super::records::{ScheduledScript, TlsSettings};
+use super::sites::StoredSite;
 use super::txn::decode;
 
 /// The resolved targets of a schedule: the sites it reaches, and how it reaches them.
@@ -53,15 +54,6 @@ impl Endpoint {
         h.update(serde_json::to_vec(self).unwrap_or_default());
         hex::encode(h.finalize())
     }
-}
-
-/// A stored site as far as its endpoint goes; the sealed password is read as opaque JSON.
-#[derive(Deserialize)]
-struct StoredEndpoint {
-    #[serde(flatten)]
-    site: Site,
-    #[serde(default)]
-    password: Option<serde_json::Value>,
 }
 
 /// Resolves `schedule`'s targets against the given sites table and tag index (of a read
@@ -113,15 +105,12 @@ where
     let Some(bytes) = sites.get(id)? else {
         return Ok(missing());
     };
-    let stored: StoredEndpoint = decode("site", id, bytes.value())?;
-    if stored.site.organization != organization {
+    let stored: StoredSite = decode("site", id, bytes.value())?;
+    if stored.site().organization != organization {
         return Ok(missing());
     }
-    let credential = stored
-        .password
-        .filter(|p| !p.is_null())
-        .map(|p| hex::encode(Sha256::digest(p.to_string().as_bytes())));
-    let site = stored.site;
+    let credential = stored.credential_identity();
+    let site = stored.into_site();
     Ok(Endpoint {
         site_id: site.id,
         missing: false,

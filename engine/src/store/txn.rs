@@ -52,11 +52,39 @@ impl Store {
                         supported: tables::SCHEMA_VERSION,
                     });
                 }
-                Some(v) => return Err(StoreError::SchemaUnknown { path, found: v }),
+                Some(v) => {
+                    drop(meta);
+                    self.migrate(tx, &path, v)?;
+                    tx.open_table(META)?
+                        .insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+                }
             }
-            drop(meta);
             open_all(tx)
         })
+    }
+
+    /// Moves a database of schema version `from` to [`tables::SCHEMA_VERSION`], one
+    /// version at a time, in the caller's transaction: the new version is recorded with
+    /// the changes, or neither is.
+    fn migrate(&self, tx: &WriteTransaction, path: &str, from: u64) -> Result<(), StoreError> {
+        for version in from..tables::SCHEMA_VERSION {
+            match version {
+                1 => {
+                    let resealed = self.reseal_site_passwords(tx)?;
+                    tracing::info!(
+                        resealed,
+                        "store schema 1 -> 2: site passwords sealed under their endpoint"
+                    );
+                }
+                _ => {
+                    return Err(StoreError::SchemaUnknown {
+                        path: path.to_owned(),
+                        found: from,
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -59,6 +59,8 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
         max_concurrent_calls: 64,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
+        // The simulated routers listen on loopback.
+        sites_allow: crate::plugins::SiteAllow::with_loopback(),
     })
     .expect("host");
     host.reconcile().await;
