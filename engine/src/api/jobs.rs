@@ -307,7 +307,10 @@ fn redacted(parameters: &str) -> String {
 }
 
 /// The site as its transport plugin sees it, with the password from the store.
-async fn target(state: &AppState, site: &Site) -> Result<transport::Target, ApiError> {
+pub(super) async fn site_target(
+    state: &AppState,
+    site: &Site,
+) -> Result<transport::Target, ApiError> {
     let store = state.store.clone();
     let id = site.id.clone();
     let password = blocking(move || store.site_password(&id).map_err(ApiError::from)).await?;
@@ -384,7 +387,7 @@ async fn synchronous(
                 e,
             )))
         })?;
-    let target = target(&state, &site).await?;
+    let target = site_target(&state, &site).await?;
     let audit = AuditInput {
         at: Utc::now(),
         organization: site.organization.clone(),
