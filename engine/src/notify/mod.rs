@@ -103,13 +103,27 @@ impl Notifications {
     /// The secret of `generation` that signs deliveries to the notify URLs of
     /// `organization`'s jobs: derived from the engine's key, so it is never stored.
     pub fn signing_secret(&self, organization: &str, generation: u32) -> String {
-        let label = match generation {
-            0 => format!("notify-url:{organization}"),
-            n => format!("notify-url:{organization}:{n}"),
-        };
-        let tag = ring::hmac::sign(&self.inner.signing_key, label.as_bytes());
+        let label = signing_label(organization, generation);
+        let tag = ring::hmac::sign(&self.inner.signing_key, &label);
         hex::encode(tag.as_ref())
     }
+}
+
+/// What the engine's key signs to derive an organization's secret of a generation: a
+/// fixed prefix, the organization id's length (8 bytes, big-endian), the id, then the
+/// generation (4 bytes, big-endian). The length prefix makes the label unambiguous, so
+/// no organization id, however it is spelled, yields another organization's label.
+/// (Labels were once `notify-url:<org>` and `notify-url:<org>:<n>`, where org `a:1`
+/// at generation 0 and org `a` at generation 1 shared a label, and so a secret.)
+fn signing_label(organization: &str, generation: u32) -> Vec<u8> {
+    const PREFIX: &[u8] = b"yardmaster notify-url secret v2\0";
+    let org = organization.as_bytes();
+    let mut label = Vec::with_capacity(PREFIX.len() + 8 + org.len() + 4);
+    label.extend_from_slice(PREFIX);
+    label.extend_from_slice(&(org.len() as u64).to_be_bytes());
+    label.extend_from_slice(org);
+    label.extend_from_slice(&generation.to_be_bytes());
+    label
 }
 
 /// What became of one attempt at an event.

@@ -306,3 +306,39 @@ async fn without_its_plugin_an_event_is_retried_in_order_then_dead() {
         1
     );
 }
+
+#[test]
+fn signing_labels_cannot_collide_across_organizations() {
+    let notifications = Notifications::with_key(NotifyConfig::default(), b"k", String::new());
+    // Pairs whose labels were equal under `notify-url:<org>[:<n>]`: an organization
+    // whose id ends in `:<n>` held another's secret of generation n.
+    let old = |org: &str, generation: u32| match generation {
+        0 => format!("notify-url:{org}"),
+        n => format!("notify-url:{org}:{n}"),
+    };
+    for ((org_a, gen_a), (org_b, gen_b)) in [(("a:1", 0), ("a", 1)), (("acme:7", 0), ("acme", 7))] {
+        assert_eq!(old(org_a, gen_a), old(org_b, gen_b), "the old encoding collided");
+        assert_ne!(
+            notifications.signing_secret(org_a, gen_a),
+            notifications.signing_secret(org_b, gen_b),
+            "{org_a}/{gen_a} and {org_b}/{gen_b}"
+        );
+    }
+    // Every (organization, generation) over ids made of separators, digits and NULs
+    // gets a label of its own.
+    let mut seen = std::collections::HashMap::new();
+    let ids = ["", "a", "a:", ":1", "a:1", "a1", "1", "a\u{0}", "\u{0}\u{0}\u{0}\u{1}"];
+    for org in ids {
+        for generation in [0, 1, 2, 10, 256] {
+            let label = signing_label(org, generation);
+            if let Some(other) = seen.insert(label, (org, generation)) {
+                panic!("{org:?}/{generation} and {other:?} share a label");
+            }
+        }
+    }
+    // The same pair always derives the same secret (it is never stored).
+    assert_eq!(
+        notifications.signing_secret("a", 1),
+        notifications.signing_secret("a", 1)
+    );
+}
