@@ -465,7 +465,7 @@ async fn asynchronous(
         // Refused now rather than when the first update could not be delivered.
         state
             .notifications
-            .check_url(url)
+            .check_notify_url(url)
             .map_err(|m| ApiError::validation("notify_url", m))?;
     }
     let input = JobInput {
@@ -890,6 +890,9 @@ mod tests {
             ("script", json!(" ")),
             ("notify_url", json!("ftp://example.com")),
             ("notify_url", json!("http://example.com/plain")),
+            ("notify_url", json!("https://127.0.0.1:6379/")),
+            ("notify_url", json!("https://169.254.169.254/latest/meta-data")),
+            ("notify_url", json!("https://[::1]/")),
             ("idempotency_key", json!("")),
         ] {
             let mut body = job("k");

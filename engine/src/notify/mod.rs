@@ -13,7 +13,8 @@
 //! event id, which every delivery carries); and per job (and per schedule), events in
 //! order: a later event waits while an earlier one of the same job is being retried.
 //!
-//! `settings` is the `[notify]` configuration and the https rule for receivers.
+//! `settings` is the `[notify]` configuration and the rules for receivers: what a job's
+//! `notify_url` may reach is decided there, not by the webhook plugin's allow-list.
 
 mod render;
 mod route;
@@ -32,7 +33,7 @@ use crate::server::Shutdown;
 use crate::store::{EventAttempt, OutboxEvent, Store, StoreError};
 
 pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
-pub use settings::{NotifyConfig, check_url};
+pub use settings::{NotifyConfig, check_notify_url, check_url};
 
 /// The file in the data dir holding the key that signs deliveries to notify URLs.
 pub const SIGNING_KEY_FILE: &str = "notify.key";
@@ -98,6 +99,11 @@ impl Notifications {
     /// Whether `url` may receive notifications (https, or allowed plain http).
     pub fn check_url(&self, url: &str) -> Result<(), String> {
         self.inner.config.check_url(url)
+    }
+
+    /// Whether a job's `notify_url` can ever be delivered (see [`check_notify_url`]).
+    pub fn check_notify_url(&self, url: &str) -> Result<(), String> {
+        check_notify_url(url, &self.inner.config.allow_http)
     }
 
     /// The secret of `generation` that signs deliveries to the notify URLs of
@@ -342,7 +348,11 @@ impl Deliverer {
             .filter(|d| !event.delivered_to.contains(&d.key))
         {
             let result = match self.plugins.notifier(&delivery.plugin) {
-                Ok(plugin) => plugin.deliver(&delivery.channel, &delivery.event).await,
+                Ok(plugin) => {
+                    plugin
+                        .deliver_within(&delivery.channel, &delivery.event, delivery.reach.clone())
+                        .await
+                }
                 Err(e) => Err(Failure::Call(e)),
             };
             let what = format!("{} ({})", delivery.channel.name, delivery.plugin);

@@ -12,7 +12,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::bindings;
 use super::host::HostState;
-use super::net::Grant;
+use super::net::{Grant, Reach};
 use super::{CallError, ConfigKey, DefaultPorts, LoadedPlugin, PluginHost, PluginInfo, PluginKind};
 
 /// The types of the transport contract.
@@ -604,17 +604,30 @@ impl Notifier {
         &self.plugin
     }
 
+    /// Delivers under the plugin's allow-list.
     pub async fn deliver(
         &self,
         channel: &notifier::Channel,
         event: &notifier::Event,
+    ) -> Result<notifier::Receipt, Failure<notifier::NotifyError>> {
+        self.deliver_within(channel, event, Reach::AllowListAnd(Vec::new()))
+            .await
+    }
+
+    /// Delivers where `reach` allows: the notifier reaches the receivers the engine
+    /// grants for this delivery.
+    pub async fn deliver_within(
+        &self,
+        channel: &notifier::Channel,
+        event: &notifier::Event,
+        reach: Reach,
     ) -> Result<notifier::Receipt, Failure<notifier::NotifyError>> {
         let (channel, event) = (channel.clone(), event.clone());
         settle(call!(
             self.host,
             self.plugin,
             "deliver",
-            Vec::new(),
+            reach,
             Notifier,
             yardmaster_notifier_plugin,
             |i, s| i.call_deliver(s, &channel, &event)

@@ -38,7 +38,7 @@ use wasmtime::{Engine, Store};
 
 use crate::config::{Config, Limits, PluginSettings};
 use host::{CallOutcome, Caller, HostState, MemoryLimiter};
-use net::{Grant, Policy};
+use net::{Grant, Policy, Reach};
 
 pub use bundled::{bundled_names, install_bundled};
 pub use kinds::{
@@ -434,11 +434,15 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Makes one call's `Store`: the plugin's allow-list plus `extra` grants, its memory
-    /// cap and an epoch deadline that yields to tokio. WASI state is made only if the
-    /// guest calls WASI.
-    fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>) -> CallContext {
-        let policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
+    /// Makes one call's `Store`: what the call may reach (the plugin's allow-list plus
+    /// the call's own grants, or those alone), its memory cap and an epoch deadline that
+    /// yields to tokio. WASI state is made only if the guest calls WASI.
+    fn store(&self, plugin: &LoadedPlugin, reach: Reach) -> CallContext {
+        let grants = match reach {
+            Reach::AllowListAnd(extra) => plugin.grants.iter().cloned().chain(extra).collect(),
+            Reach::Only(grants) => grants,
+        };
+        let policy = Policy::new(grants);
         let outcome = Arc::new(CallOutcome::default());
         let state = HostState {
             caller: plugin.caller.clone(),
@@ -475,7 +479,7 @@ impl PluginHost {
         &self,
         plugin: &LoadedPlugin,
         operation: &str,
-        extra: Vec<Grant>,
+        reach: impl Into<Reach>,
         call: impl FnOnce(Store<HostState>) -> Fut,
     ) -> Result<(T, Vec<String>), CallError>
     where
@@ -492,7 +496,7 @@ impl PluginHost {
             store,
             outcome: left,
             policy,
-        } = self.store(plugin, extra);
+        } = self.store(plugin, reach.into());
         let limit = plugin.limits.timeout;
         let outcome = tokio::time::timeout(limit, call(store)).await;
         let denials = policy.denials();
