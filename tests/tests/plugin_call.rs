@@ -173,8 +173,14 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
 
         // The protection is what refused them: the same operator reaches the bystander
         // once it is registered as a site of the organization.
-        let reply = call(&engine, &probe(json!({"site_id": own_bystander})), &operator);
+        // (It never answers, so the probe gives up on it soon.)
+        let reply = call(
+            &engine,
+            &probe(json!({"site_id": own_bystander, "reply_timeout_ms": 300})),
+            &operator,
+        );
         assert_eq!(reply.status, 200, "{}", reply.text);
+        assert_eq!(reply.body["result"]["online"], false, "{}", reply.text);
         assert!(bystander.connections() > 0, "the call on a site did not connect");
 
         // The calls that ran are on record, naming the operator, the site and the plugin;

@@ -252,6 +252,9 @@ fn plugin_not_found(name: &str) -> ApiError {
 #[serde(deny_unknown_fields)]
 struct TargetBody {
     /// The id of one of the organization's sites.
+    // Defaulted only so a body that gives an address instead is told so by name.
+    #[serde(default)]
+    #[schema(required = true)]
     site_id: String,
     #[serde(default)]
     connect_timeout_ms: u32,
@@ -280,7 +283,8 @@ struct TargetBody {
 }
 
 impl TargetBody {
-    /// 422 naming the first field the body gives that only the stored site may say.
+    /// 422 naming the first field the body gives that only the stored site may say, or
+    /// a missing site id.
     fn refuse_given(&self) -> Result<(), ApiError> {
         let given = [
             ("address", self.address.is_some()),
@@ -296,6 +300,12 @@ impl TargetBody {
                  address, port, TLS settings and credentials from the stored site",
             ));
         }
+        if self.site_id.trim().is_empty() {
+            return Err(ApiError::validation(
+                "target.site_id",
+                "must name one of the organization's sites",
+            ));
+        }
         Ok(())
     }
 
@@ -309,9 +319,6 @@ impl TargetBody {
         plugin: &str,
     ) -> Result<(Site, transport::Target), ApiError> {
         self.refuse_given()?;
-        if self.site_id.trim().is_empty() {
-            return Err(ApiError::validation("target.site_id", "must not be empty"));
-        }
         let site = site_of(state, caller, self.site_id).await?;
         if site.transport != plugin {
             return Err(ApiError::validation(
