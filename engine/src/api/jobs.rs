@@ -101,8 +101,11 @@ pub(super) struct AsyncJob {
     /// Wait for the script's outcome before marking the job completed; default true.
     #[serde(default)]
     needs_acknowledgement: Option<bool>,
-    /// Where job updates are posted: an https URL (plain http only to hosts the operator
-    /// allows with `--allow-http-notify`).
+    /// Where job updates are posted: an https URL on a public address. Plain http, and
+    /// internal addresses (loopback, private, link-local, metadata), only for hosts the
+    /// operator lists with `--allow-http-notify`; a literal internal address that is not
+    /// listed is refused here, and a name that resolves to one is refused when the update
+    /// is delivered.
     #[serde(default)]
     #[schema(example = "https://example.com/notify")]
     notify_url: Option<String>,
