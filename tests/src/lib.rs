@@ -361,7 +361,11 @@ impl Drop for Engine {
 }
 
 /// A transport call body for `POST /plugins/{name}/call` on the site `site_id`.
-pub fn transport_call(site_id: &str, operation: &str, extra: serde_json::Value) -> serde_json::Value {
+pub fn transport_call(
+    site_id: &str,
+    operation: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
     let mut body = serde_json::json!({
         "operation": operation,
         "target": {"site_id": site_id},

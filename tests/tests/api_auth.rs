@@ -38,7 +38,11 @@ fn echo_site(engine: &Engine) -> String {
 }
 
 fn echo_call(engine: &Engine, script: &str) -> Value {
-    transport_call(&echo_site(engine), "run-script", json!({ "script": script }))
+    transport_call(
+        &echo_site(engine),
+        "run-script",
+        json!({ "script": script }),
+    )
 }
 
 /// The three plugin routes: (method, path).
@@ -176,19 +180,12 @@ fn metrics_count_plugin_calls_failures_and_requests() {
 
     for script in ["one", "two", "fail on purpose"] {
         engine
-            .post(
-                "/plugins/echo/call",
-                &echo_call(&engine, script),
-            )
+            .post("/plugins/echo/call", &echo_call(&engine, script))
             .expect("call");
     }
     // Refused before reaching the plugin: not a plugin call.
     let refused = engine
-        .post_as(
-            "/plugins/echo/call",
-            &echo_call(&engine, "x"),
-            None,
-        )
+        .post_as("/plugins/echo/call", &echo_call(&engine, "x"), None)
         .expect("call");
     assert_eq!(refused.status, 401);
 
@@ -273,11 +270,7 @@ fn an_issuer_named_in_the_config_signs_rs256_tokens() {
     let list = engine.get_as("/plugins", Some(&good)).expect("list");
     assert_eq!(list.status, 200, "{}", list.text);
     let call = engine
-        .post_as(
-            "/plugins/echo/call",
-            &echo_call(&engine, "x"),
-            Some(&good),
-        )
+        .post_as("/plugins/echo/call", &echo_call(&engine, "x"), Some(&good))
         .expect("call");
     assert_eq!(call.status, 403, "{}", call.text);
 

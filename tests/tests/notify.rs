@@ -1342,10 +1342,21 @@ async fn notify_urls_reach_public_or_listed_receivers_only() {
             // Refused for good at the first attempt, not retried.
             assert_eq!(letter["attempts"], 1, "{letter}");
         }
-        assert_eq!(behind_a_name.connections(), 0, "a guarded delivery connected");
-        assert_eq!(internal.connections(), 0, "a refused notify_url was reached");
+        assert_eq!(
+            behind_a_name.connections(),
+            0,
+            "a guarded delivery connected"
+        );
+        assert_eq!(
+            internal.connections(),
+            0,
+            "a refused notify_url was reached"
+        );
         assert!(
-            listed.hits().iter().all(|h| h.json()["description"] == "notify listed"),
+            listed
+                .hits()
+                .iter()
+                .all(|h| h.json()["description"] == "notify listed"),
             "another job's update reached the listed receiver"
         );
     });

@@ -119,7 +119,11 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
             &operator,
         );
         assert_eq!(reply.status, 200, "{}", reply.text);
-        assert!(reply.body["result"]["rows"][0]["name"].is_string(), "{}", reply.text);
+        assert!(
+            reply.body["result"]["rows"][0]["name"].is_string(),
+            "{}",
+            reply.text
+        );
 
         // The same call aimed at an address of the caller's choosing (Redis's port on
         // loopback, say) is refused by name, with or without a site beside it.
@@ -141,7 +145,11 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
         // exist, and never reached.
         let other_admin = engine.token_for("vera", "other-org", &["site:manage"], 3600);
         let victim = engine
-            .post_as("/sites", &site(bystander.addr, "victim"), Some(&other_admin))
+            .post_as(
+                "/sites",
+                &site(bystander.addr, "victim"),
+                Some(&other_admin),
+            )
             .expect("the other organization's site");
         assert_eq!(victim.status, 201, "{}", victim.text);
         let victim = victim.body["id"].as_str().expect("id").to_owned();
@@ -157,17 +165,16 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
         // made with `--scopes all`, are refused before anything runs.
         let own_bystander = engine.add_site(&site(bystander.addr, "bystander"));
         for (who, token) in [
-            ("plugin:manage", engine.token(&["plugin:manage", "site:manage"])),
+            (
+                "plugin:manage",
+                engine.token(&["plugin:manage", "site:manage"]),
+            ),
             ("--scopes all", cli_token(&engine, "all")),
         ] {
             let reply = call(&engine, &probe(json!({"site_id": own_bystander})), &token);
             assert_eq!(reply.status, 403, "{who}: {}", reply.text);
             assert_eq!(reply.body["code"], "missing_scope", "{who}");
-            assert!(
-                reply.text.contains("engine:admin"),
-                "{who}: {}",
-                reply.text
-            );
+            assert!(reply.text.contains("engine:admin"), "{who}: {}", reply.text);
         }
         assert_eq!(bystander.connections(), 0, "a refused call connected");
 
@@ -181,7 +188,10 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
         );
         assert_eq!(reply.status, 200, "{}", reply.text);
         assert_eq!(reply.body["result"]["online"], false, "{}", reply.text);
-        assert!(bystander.connections() > 0, "the call on a site did not connect");
+        assert!(
+            bystander.connections() > 0,
+            "the call on a site did not connect"
+        );
 
         // The calls that ran are on record, naming the operator, the site and the plugin;
         // the refused ones never got that far.
@@ -194,7 +204,10 @@ async fn a_call_reaches_only_a_site_of_the_organization_and_only_for_engine_admi
             .filter(|e| e.action == "plugin.call")
             .collect();
         let targets: Vec<&str> = calls.iter().map(|e| e.target.as_str()).collect();
-        assert_eq!(targets, [own.as_str(), own.as_str(), own_bystander.as_str()]);
+        assert_eq!(
+            targets,
+            [own.as_str(), own.as_str(), own_bystander.as_str()]
+        );
         for entry in &calls {
             assert_eq!(entry.actor, TEST_USER);
             assert_eq!(entry.organization, TEST_ORG);

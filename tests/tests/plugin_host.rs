@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -68,7 +68,11 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     let portless_site = engine.add_site(&json!({
         "name": "portless", "address": "127.0.0.1", "transport": "echo",
     }));
-    let portless = transport_call(&portless_site, "run-script", json!({"script": "/log info hi"}));
+    let portless = transport_call(
+        &portless_site,
+        "run-script",
+        json!({"script": "/log info hi"}),
+    );
     let reply = engine.post("/plugins/echo/call", &portless).expect("call");
     assert!(
         reply

@@ -894,7 +894,10 @@ mod tests {
             ("notify_url", json!("ftp://example.com")),
             ("notify_url", json!("http://example.com/plain")),
             ("notify_url", json!("https://127.0.0.1:6379/")),
-            ("notify_url", json!("https://169.254.169.254/latest/meta-data")),
+            (
+                "notify_url",
+                json!("https://169.254.169.254/latest/meta-data"),
+            ),
             ("notify_url", json!("https://[::1]/")),
             ("idempotency_key", json!("")),
         ] {

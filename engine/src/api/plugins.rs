@@ -26,10 +26,10 @@ use super::sites::site_of;
 use super::support::blocking;
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
-use crate::store::{AuditInput, Site};
 use crate::plugins::{
     CallError, Failure, PluginKind, PluginStatus, Transport, generator, notifier, transport,
 };
+use crate::store::{AuditInput, Site};
 
 /// Kind names as the API writes them.
 const KIND_EXAMPLE: &str = "transport";

@@ -256,7 +256,10 @@ mod tests {
             Reach::Only(vec![Grant::host("127.12.0.1").expect("address")])
         );
         // Plain http to an unlisted host, or no URL at all: nothing.
-        assert_eq!(receiver_reach("http://example.com/x", &allow), Reach::Only(vec![]));
+        assert_eq!(
+            receiver_reach("http://example.com/x", &allow),
+            Reach::Only(vec![])
+        );
         assert_eq!(receiver_reach("not a url", &allow), Reach::Only(vec![]));
     }
 

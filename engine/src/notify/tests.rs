@@ -317,7 +317,11 @@ fn signing_labels_cannot_collide_across_organizations() {
         n => format!("notify-url:{org}:{n}"),
     };
     for ((org_a, gen_a), (org_b, gen_b)) in [(("a:1", 0), ("a", 1)), (("acme:7", 0), ("acme", 7))] {
-        assert_eq!(old(org_a, gen_a), old(org_b, gen_b), "the old encoding collided");
+        assert_eq!(
+            old(org_a, gen_a),
+            old(org_b, gen_b),
+            "the old encoding collided"
+        );
         assert_ne!(
             notifications.signing_secret(org_a, gen_a),
             notifications.signing_secret(org_b, gen_b),
@@ -327,7 +331,17 @@ fn signing_labels_cannot_collide_across_organizations() {
     // Every (organization, generation) over ids made of separators, digits and NULs
     // gets a label of its own.
     let mut seen = std::collections::HashMap::new();
-    let ids = ["", "a", "a:", ":1", "a:1", "a1", "1", "a\u{0}", "\u{0}\u{0}\u{0}\u{1}"];
+    let ids = [
+        "",
+        "a",
+        "a:",
+        ":1",
+        "a:1",
+        "a1",
+        "1",
+        "a\u{0}",
+        "\u{0}\u{0}\u{0}\u{1}",
+    ];
     for org in ids {
         for generation in [0, 1, 2, 10, 256] {
             let label = signing_label(org, generation);

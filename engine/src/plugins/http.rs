@@ -334,7 +334,9 @@ mod tests {
                 Grant::host("localhost").expect("a host"),
             ],
         );
-        let stream = connect(&listed, "localhost", limit).await.expect("connects");
+        let stream = connect(&listed, "localhost", limit)
+            .await
+            .expect("connects");
         assert!(stream.peer_addr().expect("peer").ip().is_loopback());
         let mut seen = 0;
         for _ in 0..200 {

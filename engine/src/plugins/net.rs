@@ -211,11 +211,11 @@ pub fn is_public(ip: IpAddr) -> bool {
             if in_net(0x2002 << 112, 16) {
                 return public_v4(embedded(1));
             }
-            !(in_net(0xfc00 << 112, 7)          // unique local, fd00:ec2::254 among them
-                || in_net(0xfe80 << 112, 10)    // link-local
-                || in_net(0xfec0 << 112, 10)    // site-local (deprecated)
+            !(in_net(0xfc00 << 112, 7) // unique local, fd00:ec2::254 among them
+                || in_net(0xfe80 << 112, 10) // link-local
+                || in_net(0xfec0 << 112, 10) // site-local (deprecated)
                 || in_net(0x2001_0db8 << 96, 32) // documentation
-                || in_net(0x0100 << 112, 64)    // discard-only
+                || in_net(0x0100 << 112, 64) // discard-only
                 || in_net(0x2001 << 112, 23)) // IETF protocol assignments (Teredo etc.)
         }
     }
@@ -231,9 +231,9 @@ fn public_v4(ip: std::net::Ipv4Addr) -> bool {
         || ip.is_multicast()
         || ip.is_documentation()
         || a == 0                                   // "this network"
-        || (a == 100 && (64..128).contains(&b))     // shared address space, 100.64/10
-        || (a == 192 && b == 0 && c == 0)           // IETF protocol assignments
-        || (a == 198 && (b == 18 || b == 19))       // benchmarking
+        || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
         || a >= 240) // reserved
 }
 
@@ -382,9 +382,9 @@ impl Policy {
 
     /// May the plugin connect to this resolved address?
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
-        self.grants.iter().any(|g| {
-            g.matches_port(addr.port()) && g.matches_ip(addr.ip()) && g.admits(addr.ip())
-        })
+        self.grants
+            .iter()
+            .any(|g| g.matches_port(addr.port()) && g.matches_ip(addr.ip()) && g.admits(addr.ip()))
     }
 
     /// May the plugin connect to `host:port`, where `host` is a name or an address,
@@ -592,7 +592,12 @@ mod tests {
         assert!(!p.allows_name("127.0.0.1", 9000));
         // By the address connected to.
         assert!(p.allows_connect("hooks.example.com", 443, addr("93.184.216.34:443")));
-        for internal in ["127.0.0.1:443", "10.0.0.1:443", "169.254.169.254:443", "[::1]:443"] {
+        for internal in [
+            "127.0.0.1:443",
+            "10.0.0.1:443",
+            "169.254.169.254:443",
+            "[::1]:443",
+        ] {
             assert!(
                 !p.allows_connect("hooks.example.com", 443, addr(internal)),
                 "{internal}"
