@@ -230,7 +230,7 @@ fn public_v4(ip: std::net::Ipv4Addr) -> bool {
         || ip.is_broadcast()
         || ip.is_multicast()
         || ip.is_documentation()
-        || a == 0                                   // "this network"
+        || a == 0 // "this network"
         || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64/10
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
         || (a == 198 && (b == 18 || b == 19)) // benchmarking
