@@ -356,3 +356,64 @@ fn signing_labels_cannot_collide_across_organizations() {
         notifications.signing_secret("a", 1)
     );
 }
+
+#[test]
+fn a_notify_url_reaches_only_its_receiver_and_a_channel_its_allow_list_and_listed_hosts() {
+    use crate::plugins::net::{Grant, Reach};
+    let (_dir, store) = store();
+    store
+        .create_channel(
+            ChannelInput {
+                organization: "org1".into(),
+                name: "hook".into(),
+                kind: ChannelKind::Webhook,
+                plugin: None,
+                events: vec!["job.status".into()],
+                settings: BTreeMap::from([("url".into(), "http://hooks.internal/".into())]),
+                secrets: BTreeMap::from([("secret".into(), "s".into())]),
+                created_by: "ada".into(),
+            },
+            Utc::now(),
+        )
+        .expect("hook");
+    let id = store
+        .append_event(
+            "job.status",
+            json!({
+                "notify_url": "https://receiver.example.com:8443/n", "job_id": "j1",
+                "customer_id": "org1", "status": "running",
+            }),
+            Utc::now(),
+        )
+        .expect("event");
+    let event = store.get_event(id).expect("get");
+    let secret = |_: &str, _| "s".to_owned();
+    let allow_http = vec!["hooks.internal".to_owned()];
+    let routing = Routing {
+        allow_http: &allow_http,
+        ..routing(&store, &secret)
+    };
+    let plan = route::plan(&routing, &event).expect("plan");
+    let reach = |key: &str| {
+        plan.deliveries
+            .iter()
+            .find(|d| d.key == key)
+            .map(|d| d.reach.clone())
+            .expect(key)
+    };
+    // Not the plugin's allow-list: the receiver's host and port, on public addresses.
+    assert_eq!(
+        reach("notify_url"),
+        Reach::Only(vec![Grant::public_only("receiver.example.com", 8443)])
+    );
+    let channel = plan
+        .deliveries
+        .iter()
+        .find(|d| d.key.starts_with("channel:"))
+        .map(|d| d.reach.clone())
+        .expect("the channel's delivery");
+    assert_eq!(
+        channel,
+        Reach::AllowListAnd(vec![Grant::host("hooks.internal").expect("host")])
+    );
+}
