@@ -139,7 +139,8 @@ pub struct Engine {
     pub addr: SocketAddr,
     child: Child,
     log: Arc<Mutex<String>>,
-    /// The token [`Engine::get`] and [`Engine::post`] send: every scope, made on first use.
+    /// The token [`Engine::get`] and [`Engine::post`] send: every scope, `engine:admin`
+    /// included, made on first use.
     admin: std::sync::OnceLock<String>,
 }
 
@@ -292,7 +293,22 @@ impl Engine {
     }
 
     fn admin_token(&self) -> &str {
-        self.admin.get_or_init(|| self.token(&["all"]))
+        self.admin.get_or_init(|| {
+            let mut scopes: Vec<&str> = yardmaster::auth::scopes::ALL.to_vec();
+            scopes.extend(yardmaster::auth::scopes::BY_NAME_ONLY);
+            self.token(&scopes)
+        })
+    }
+
+    /// Registers a site of [`TEST_ORG`] through `POST /sites` (`name`, `address`,
+    /// `transport`, optional `port`, `username`, `password`, `tls`) and returns its id.
+    pub fn add_site(&self, site: &serde_json::Value) -> String {
+        let reply = self.post("/sites", site).expect("POST /sites");
+        assert_eq!(reply.status, 201, "{}", reply.text);
+        reply.body["id"]
+            .as_str()
+            .expect("the new site's id")
+            .to_owned()
     }
 
     /// `GET path` with a token carrying every scope.
@@ -356,11 +372,15 @@ impl Drop for Engine {
     }
 }
 
-/// A transport call body for `POST /plugins/{name}/call`.
-pub fn transport_call(operation: &str, extra: serde_json::Value) -> serde_json::Value {
+/// A transport call body for `POST /plugins/{name}/call` on the site `site_id`.
+pub fn transport_call(
+    site_id: &str,
+    operation: &str,
+    extra: serde_json::Value,
+) -> serde_json::Value {
     let mut body = serde_json::json!({
         "operation": operation,
-        "target": {"site_id": "site-1", "address": "127.0.0.1", "port": 1},
+        "target": {"site_id": site_id},
     });
     if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
         for (k, v) in extra {

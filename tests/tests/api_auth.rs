@@ -18,7 +18,31 @@ fn echo_engine(config: &str) -> Engine {
         ..EngineOptions::default()
     });
     engine.wait_for_file("echo.wasm", "echo", active);
+    engine.add_site(&json!({
+        "name": ECHO_SITE, "address": "127.0.0.1", "port": 1, "transport": "echo",
+    }));
     engine
+}
+
+/// The site of [`TEST_ORG`] the echo plugin's calls name.
+const ECHO_SITE: &str = "echo-site";
+
+fn echo_site(engine: &Engine) -> String {
+    let sites = engine
+        .get(&format!("/sites?name={ECHO_SITE}"))
+        .expect("sites");
+    sites.body["data"][0]["id"]
+        .as_str()
+        .expect("the echo site")
+        .to_owned()
+}
+
+fn echo_call(engine: &Engine, script: &str) -> Value {
+    transport_call(
+        &echo_site(engine),
+        "run-script",
+        json!({ "script": script }),
+    )
 }
 
 /// The three plugin routes: (method, path).
@@ -32,11 +56,7 @@ fn send(engine: &Engine, (method, path): (&str, &str), token: Option<&str>) -> (
     let response = if method == "GET" {
         engine.get_as(path, token)
     } else {
-        engine.post_as(
-            path,
-            &transport_call("run-script", json!({"script": "hi"})),
-            token,
-        )
+        engine.post_as(path, &echo_call(engine, "hi"), token)
     }
     .expect("request");
     (response.status, response.body)
@@ -116,14 +136,20 @@ fn plugin_routes_answer_401_then_403_then_200() {
     assert!(
         body["message"]
             .as_str()
-            .is_some_and(|m| m.contains("plugin:manage")),
+            .is_some_and(|m| m.contains("engine:admin")),
         "{body}"
     );
+    // Neither `plugin:manage` nor every scope `all` grants is enough for a call.
+    for scopes in [&["plugin:manage"][..], &["all"]] {
+        let (status, body) = send(&engine, ROUTES[2], Some(&engine.token(scopes)));
+        assert_eq!(status, 403, "{scopes:?}: {body}");
+    }
 
-    let manager = engine.token(&["plugin:manage"]);
-    let (status, body) = send(&engine, ROUTES[2], Some(&manager));
+    let operator = engine.token(&["engine:admin"]);
+    let (status, body) = send(&engine, ROUTES[2], Some(&operator));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"]["output"], "1.0.0: hi");
+    let manager = engine.token(&["plugin:manage"]);
     let (status, _) = send(&engine, ROUTES[0], Some(&manager));
     assert_eq!(status, 403, "manage does not imply view");
 
@@ -154,19 +180,12 @@ fn metrics_count_plugin_calls_failures_and_requests() {
 
     for script in ["one", "two", "fail on purpose"] {
         engine
-            .post(
-                "/plugins/echo/call",
-                &transport_call("run-script", json!({ "script": script })),
-            )
+            .post("/plugins/echo/call", &echo_call(&engine, script))
             .expect("call");
     }
     // Refused before reaching the plugin: not a plugin call.
     let refused = engine
-        .post_as(
-            "/plugins/echo/call",
-            &transport_call("run-script", json!({"script": "x"})),
-            None,
-        )
+        .post_as("/plugins/echo/call", &echo_call(&engine, "x"), None)
         .expect("call");
     assert_eq!(refused.status, 401);
 
@@ -251,11 +270,7 @@ fn an_issuer_named_in_the_config_signs_rs256_tokens() {
     let list = engine.get_as("/plugins", Some(&good)).expect("list");
     assert_eq!(list.status, 200, "{}", list.text);
     let call = engine
-        .post_as(
-            "/plugins/echo/call",
-            &transport_call("run-script", json!({"script": "x"})),
-            Some(&good),
-        )
+        .post_as("/plugins/echo/call", &echo_call(&engine, "x"), Some(&good))
         .expect("call");
     assert_eq!(call.status, 403, "{}", call.text);
 

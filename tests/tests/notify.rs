@@ -766,7 +766,9 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
         let store = store_of(&dir);
         jobs(&store, &routers, 1, &receiver.url())
     };
-    let engine = engine_in(dir, config(&[]));
+    // The receiver is on loopback, so the operator lists it: internal receivers are
+    // reached only when listed.
+    let engine = engine_in(dir, config(&[receiver.addr]));
     let view = token(&engine, &["plugin:view"]);
     let dead = tokio::task::block_in_place(|| {
         eventually(
@@ -805,7 +807,7 @@ async fn an_https_receiver_is_reached_only_when_its_certificate_is_trusted() {
         dir,
         format!(
             "{}\n[tls]\nca_file = {:?}\n",
-            config(&[]),
+            config(&[receiver.addr]),
             pem.to_string_lossy()
         ),
     );
@@ -1196,4 +1198,180 @@ async fn a_scheduled_run_reaches_the_organization_webhook_in_order() {
     assert_eq!(hits.len(), delivered.len() * 2);
     let ids: Vec<u64> = delivered.iter().map(|h| h.event_id()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+}
+
+/// A listener that only counts the connections it is offered.
+struct Bystander {
+    listener: TcpListener,
+    addr: SocketAddr,
+}
+
+impl Bystander {
+    fn bind(ip: Ipv4Addr) -> Bystander {
+        let listener = TcpListener::bind((ip, 0)).expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("addr");
+        Bystander { listener, addr }
+    }
+
+    fn connections(&self) -> usize {
+        let mut n = 0;
+        while self.listener.accept().is_ok() {
+            n += 1;
+        }
+        n
+    }
+}
+
+/// A job submitted through the API on `site` of the test organization.
+fn submit(engine: &Engine, site: &str, key: &str, notify_url: &str) -> Response {
+    engine
+        .post_as(
+            &format!("/api/asynchronous/{site}"),
+            &json!({
+                "description": format!("notify {key}"),
+                "script": ":log info \"notify guard\"",
+                "idempotency_key": key,
+                "notify_url": notify_url,
+            }),
+            Some(&engine.token(&["script:run"])),
+        )
+        .expect("submit")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn notify_urls_reach_public_or_listed_receivers_only() {
+    let routers = fleet(Ipv4Addr::new(127, 12, 6, 1), 1, Profile::V7_18, "pw").await;
+    let listed = Receiver::start(Ipv4Addr::new(127, 12, 0, 8), 0);
+    let internal = Bystander::bind(Ipv4Addr::new(127, 12, 0, 9));
+    // `localhost` resolves to loopback; nothing there may be reached unless listed.
+    let behind_a_name = Bystander::bind(Ipv4Addr::LOCALHOST);
+    // The operator lists one receiver for plain http and grants the webhook plugin
+    // nothing: a listed host needs no second entry.
+    let engine = tokio::task::block_in_place(|| {
+        Engine::start(EngineOptions {
+            config: format!(
+                "[notify]\nmax_attempts = 3\nbackoff = \"100ms\"\nmax_backoff = \"400ms\"\nallow_http = [\"{}\"]\n",
+                listed.addr.ip()
+            ),
+            bundled: true,
+            ..Default::default()
+        })
+    });
+    tokio::task::block_in_place(|| {
+        let router = routers.addresses()[0];
+        let site = engine.add_site(&json!({
+            "name": "edge", "address": router.ip().to_string(), "port": router.port(),
+            "transport": "routeros-api", "username": "admin", "password": "pw",
+        }));
+
+        // A literal internal address the operator did not list: refused at submission,
+        // naming the field, and no job exists to notify it.
+        for url in [
+            format!("https://{}/hook", internal.addr),
+            format!("http://{}/hook", internal.addr),
+            "https://169.254.169.254/latest/meta-data".to_owned(),
+        ] {
+            let reply = submit(&engine, &site, "refused", &url);
+            assert_eq!(reply.status, 422, "{url}: {}", reply.text);
+            assert!(
+                reply.body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("notify_url:"),
+                "{url}: {}",
+                reply.text
+            );
+        }
+        let jobs = engine
+            .get_as(
+                &format!("/api/routers/{site}/jobs"),
+                Some(&engine.token(&["script:view"])),
+            )
+            .expect("jobs");
+        assert_eq!(jobs.status, 200, "{}", jobs.text);
+        assert!(!jobs.text.contains("refused"), "{}", jobs.text);
+
+        // A name that resolves to loopback passes submission (names are judged when
+        // connected to), and the delivery is refused then: a dead letter, and the
+        // listener behind the name never sees a connection.
+        let guarded = submit(
+            &engine,
+            &site,
+            "by-name",
+            &format!("https://localhost:{}/hook", behind_a_name.addr.port()),
+        );
+        assert_eq!(guarded.status, 202, "{}", guarded.text);
+
+        // The listed receiver gets every update, signed, with no allow-list entry.
+        let delivered = submit(
+            &engine,
+            &site,
+            "listed",
+            &format!("http://{}/hook", listed.addr),
+        );
+        assert_eq!(delivered.status, 202, "{}", delivered.text);
+        let hits = eventually("the listed receiver to get the completion", || {
+            let hits = listed.hits();
+            hits.iter()
+                .any(|h| h.answered == 200 && h.json()["status"] == "completed")
+                .then_some(hits)
+        });
+        let secret = {
+            let r = engine
+                .get_as(
+                    "/notifications/signing-secret",
+                    Some(&engine.token(&["plugin:manage"])),
+                )
+                .expect("secret");
+            assert_eq!(r.status, 200, "{}", r.text);
+            r.body["secret"].as_str().expect("secret").to_owned()
+        };
+        for hit in &hits {
+            assert!(signed(&secret, hit), "bad signature on {hit:?}");
+            assert_eq!(hit.json()["description"], "notify listed");
+        }
+
+        let view = engine.token(&["plugin:view"]);
+        let dead = eventually("the guarded updates to become dead letters", || {
+            let r = engine
+                .get_as("/notifications/dead-letters", Some(&view))
+                .ok()?;
+            let data = r.body["data"].as_array()?.clone();
+            let refused: Vec<Value> = data
+                .into_iter()
+                .filter(|d| d["payload"]["description"] == "notify by-name")
+                .collect();
+            refused
+                .iter()
+                .any(|d| d["payload"]["status"] == "completed")
+                .then_some(refused)
+        });
+        for letter in &dead {
+            let error = letter["last_error"].as_str().unwrap_or_default();
+            assert!(
+                error.contains("not a public address") && error.contains("localhost"),
+                "{letter}"
+            );
+            // Refused for good at the first attempt, not retried.
+            assert_eq!(letter["attempts"], 1, "{letter}");
+        }
+        assert_eq!(
+            behind_a_name.connections(),
+            0,
+            "a guarded delivery connected"
+        );
+        assert_eq!(
+            internal.connections(),
+            0,
+            "a refused notify_url was reached"
+        );
+        assert!(
+            listed
+                .hits()
+                .iter()
+                .all(|h| h.json()["description"] == "notify listed"),
+            "another job's update reached the listed receiver"
+        );
+    });
 }

@@ -67,7 +67,12 @@ fn every_operation_answers_as_documented() {
     let token = auth.issue(&Claims::new(
         "conformance",
         "conformance-org",
-        scopes::ALL.iter().map(|s| s.to_string()).collect(),
+        // Every scope, the operator's `engine:admin` too, so plugin calls are exercised.
+        scopes::ALL
+            .iter()
+            .chain(scopes::BY_NAME_ONLY)
+            .map(|s| s.to_string())
+            .collect(),
         chrono::Utc::now(),
         chrono::TimeDelta::hours(2),
     ));

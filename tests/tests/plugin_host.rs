@@ -1,18 +1,39 @@
 //! The plugin host end to end: the real binary, a real plugins folder, real reloads.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener;
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use yardmaster_tests::{Engine, EngineOptions, eventually, fixture, transport_call};
 
+/// The site `plugin` serves in `engine`'s store (127.0.0.1 port 1), registered on first
+/// use: a transport call names a site of the organization, nothing else.
+fn site_for(engine: &Engine, plugin: &str) -> String {
+    static SITES: Mutex<BTreeMap<(PathBuf, String), String>> = Mutex::new(BTreeMap::new());
+    let mut sites = SITES.lock().unwrap_or_else(|p| p.into_inner());
+    sites
+        .entry((engine.data_dir(), plugin.to_owned()))
+        .or_insert_with(|| {
+            engine.add_site(&json!({
+                "name": format!("{plugin}-site"),
+                "address": "127.0.0.1",
+                "port": 1,
+                "transport": plugin,
+            }))
+        })
+        .clone()
+}
+
 fn run_script(engine: &Engine, plugin: &str, script: &str) -> yardmaster_tests::Response {
+    let site = site_for(engine, plugin);
     engine
         .post(
             &format!("/plugins/{plugin}/call"),
-            &transport_call("run-script", json!({"script": script})),
+            &transport_call(&site, "run-script", json!({"script": script})),
         )
         .expect("call")
 }
@@ -44,11 +65,20 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     assert_eq!(show.body["default_port"], Value::Null, "{}", show.text);
     // A site without a port of its own, served by a transport that declares no default
     // port, is refused before the plugin runs: nothing broader than the site is granted.
-    let mut portless = transport_call("run-script", json!({"script": "/log info hi"}));
-    portless["target"]["port"] = json!(0);
+    let portless_site = engine.add_site(&json!({
+        "name": "portless", "address": "127.0.0.1", "transport": "echo",
+    }));
+    let portless = transport_call(
+        &portless_site,
+        "run-script",
+        json!({"script": "/log info hi"}),
+    );
     let reply = engine.post("/plugins/echo/call", &portless).expect("call");
     assert!(
-        reply.text.contains("site-1 names no port") && reply.text.contains("give the site a port"),
+        reply
+            .text
+            .contains(&format!("site {portless_site} names no port"))
+            && reply.text.contains("give the site a port"),
         "{} {}",
         reply.status,
         reply.text
@@ -65,6 +95,7 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
         .post(
             "/plugins/echo/call",
             &transport_call(
+                &site_for(&engine, "echo"),
                 "run-command",
                 json!({"words": ["/system/identity/print", "=.proplist=name"]}),
             ),
@@ -76,13 +107,14 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
         "/system/identity/print"
     );
     assert_eq!(reply.body["result"]["rows"][2]["version"], "1.0.0");
-    assert_eq!(reply.body["result"]["done"]["site"], "site-1");
+    let site = site_for(&engine, "echo");
+    assert_eq!(reply.body["result"]["done"]["site"], site.as_str());
 
     // The plugin's own log line lands in the engine's log with its name and version.
     eventually("the plugin's log line", || {
         let log = engine.log();
         log.lines()
-            .find(|l| l.contains("echo 1.0.0 run-script on site-1"))
+            .find(|l| l.contains(&format!("echo 1.0.0 run-script on {site}")))
             .filter(|l| l.contains("echo") && l.contains("version") && l.contains("1.0.0"))
             .map(|_| ())
     });
@@ -294,7 +326,11 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
         engine
             .post(
                 "/plugins/trespasser/call",
-                &transport_call("run-command", json!({ "words": words })),
+                &transport_call(
+                    &site_for(&engine, "trespasser"),
+                    "run-command",
+                    json!({ "words": words }),
+                ),
             )
             .expect("call")
     };

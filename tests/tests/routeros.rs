@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
@@ -88,10 +89,39 @@ fn engine() -> Engine {
     engine
 }
 
-fn call(engine: &Engine, body: Value) -> Response {
+/// Runs one operation. A call names a site of the organization, so the endpoint a test
+/// describes (address, port, credentials, TLS) is registered as a site first, and the
+/// call names it, keeping the call's own settings (timeouts).
+fn call(engine: &Engine, mut body: Value) -> Response {
+    if let Some(endpoint) = body.get("target").filter(|t| t.get("address").is_some()) {
+        body["target"] = on_site(engine, endpoint);
+    }
     engine
         .post("/plugins/routeros-api/call", &body)
         .expect("call")
+}
+
+fn on_site(engine: &Engine, endpoint: &Value) -> Value {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let mut site = json!({"name": format!("router-{n}"), "transport": "routeros-api"});
+    for key in ["address", "port", "username", "password"] {
+        if let Some(value) = endpoint.get(key) {
+            site[key] = value.clone();
+        }
+    }
+    if let Some(tls) = endpoint.get("tls") {
+        let mut tls = tls.clone();
+        tls["enabled"] = json!(true);
+        site["tls"] = tls;
+    }
+    let mut target = json!({"site_id": engine.add_site(&site)});
+    for key in ["connect_timeout_ms", "reply_timeout_ms", "options"] {
+        if let Some(value) = endpoint.get(key) {
+            target[key] = value.clone();
+        }
+    }
+    target
 }
 
 fn command(engine: &Engine, target: &Value, words: &[&str]) -> Response {

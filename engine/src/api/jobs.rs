@@ -101,8 +101,11 @@ pub(super) struct AsyncJob {
     /// Wait for the script's outcome before marking the job completed; default true.
     #[serde(default)]
     needs_acknowledgement: Option<bool>,
-    /// Where job updates are posted: an https URL (plain http only to hosts the operator
-    /// allows with `--allow-http-notify`).
+    /// Where job updates are posted: an https URL on a public address. Plain http, and
+    /// internal addresses (loopback, private, link-local, metadata), only for hosts the
+    /// operator lists with `--allow-http-notify`; a literal internal address that is not
+    /// listed is refused here, and a name that resolves to one is refused when the update
+    /// is delivered.
     #[serde(default)]
     #[schema(example = "https://example.com/notify")]
     notify_url: Option<String>,
@@ -310,7 +313,10 @@ fn redacted(parameters: &str) -> String {
 /// together in one snapshot: the password goes only to the endpoint it was sealed for,
 /// whatever edits the site meanwhile. A site without a password is 409
 /// `password_missing`, naming the field to set.
-async fn target(state: &AppState, site: &Site) -> Result<(Site, transport::Target), ApiError> {
+pub(super) async fn site_target(
+    state: &AppState,
+    site: &Site,
+) -> Result<(Site, transport::Target), ApiError> {
     let store = state.store.clone();
     let id = site.id.clone();
     let (site, password) =
@@ -382,7 +388,7 @@ async fn synchronous(
         ));
     }
     let site = site_of(&state, &caller, router_id).await?;
-    let (site, target) = target(&state, &site).await?;
+    let (site, target) = site_target(&state, &site).await?;
     let transport = state
         .plugins
         .transport(&site.transport)
@@ -468,7 +474,7 @@ async fn asynchronous(
         // Refused now rather than when the first update could not be delivered.
         state
             .notifications
-            .check_url(url)
+            .check_notify_url(url)
             .map_err(|m| ApiError::validation("notify_url", m))?;
     }
     let input = JobInput {
@@ -893,6 +899,12 @@ mod tests {
             ("script", json!(" ")),
             ("notify_url", json!("ftp://example.com")),
             ("notify_url", json!("http://example.com/plain")),
+            ("notify_url", json!("https://127.0.0.1:6379/")),
+            (
+                "notify_url",
+                json!("https://169.254.169.254/latest/meta-data"),
+            ),
+            ("notify_url", json!("https://[::1]/")),
             ("idempotency_key", json!("")),
         ] {
             let mut body = job("k");

@@ -2,8 +2,11 @@
 //! shows one, and `POST /plugins/{name}/call` runs one operation of a plugin, so an
 //! operator or a plugin author can try a plugin against a running engine.
 //!
-//! Reading takes `plugin:view`; a call takes `plugin:manage`, because a transport call is
-//! granted the target it is given for that call.
+//! Reading takes `plugin:view`. A call is an operator's tool and takes `engine:admin`,
+//! which `all` does not include. A transport call names a site of the caller's
+//! organization by its id and nothing else: the engine fills in the site's address,
+//! port, TLS settings and credentials and grants the plugin that endpoint for the one
+//! call, so a call can never be aimed at an address of the caller's choosing.
 
 use std::collections::BTreeMap;
 
@@ -18,11 +21,15 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use super::error::ErrorBody;
+use super::jobs::site_target;
+use super::sites::site_of;
+use super::support::blocking;
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
 use crate::plugins::{
-    CallError, Failure, PluginKind, PluginStatus, generator, notifier, transport,
+    CallError, Failure, PluginKind, PluginStatus, Transport, generator, notifier, transport,
 };
+use crate::store::{AuditInput, Site};
 
 /// Kind names as the API writes them.
 const KIND_EXAMPLE: &str = "transport";
@@ -238,62 +245,96 @@ fn plugin_not_found(name: &str) -> ApiError {
     )
 }
 
-/// TLS settings of a target, as JSON.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct TlsBody {
-    #[serde(default = "yes")]
-    verify: bool,
-    pinned_sha256: Option<String>,
-    server_name: Option<String>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A site to reach, as JSON.
+/// The site a transport call reaches, named by its id: a site of the caller's
+/// organization. The engine takes its address, port, TLS settings and credentials from
+/// the stored site, so a call can reach nothing but a site the organization registered.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetBody {
+    /// The id of one of the organization's sites.
+    // Defaulted only so a body that gives an address instead is told so by name.
     #[serde(default)]
+    #[schema(required = true)]
     site_id: String,
-    address: String,
-    #[serde(default)]
-    port: u16,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    password: String,
-    tls: Option<TlsBody>,
     #[serde(default)]
     connect_timeout_ms: u32,
     #[serde(default)]
     reply_timeout_ms: u32,
+    /// Options passed to the plugin as they are.
     #[serde(default)]
     options: BTreeMap<String, String>,
+    // What the site provides may not be given here. These are read only to be refused
+    // with a message that says where they come from instead.
+    #[serde(default)]
+    #[schema(ignore)]
+    address: Option<Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    port: Option<Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    username: Option<Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    password: Option<Value>,
+    #[serde(default)]
+    #[schema(ignore)]
+    tls: Option<Value>,
 }
 
 impl TargetBody {
-    fn into_target(self) -> Result<transport::Target, ApiError> {
-        if self.address.trim().is_empty() {
-            return Err(ApiError::validation("target.address", "must not be empty"));
+    /// 422 naming the first field the body gives that only the stored site may say, or
+    /// a missing site id.
+    fn refuse_given(&self) -> Result<(), ApiError> {
+        let given = [
+            ("address", self.address.is_some()),
+            ("port", self.port.is_some()),
+            ("username", self.username.is_some()),
+            ("password", self.password.is_some()),
+            ("tls", self.tls.is_some()),
+        ];
+        if let Some((field, _)) = given.iter().find(|(_, given)| *given) {
+            return Err(ApiError::validation(
+                &format!("target.{field}"),
+                "is not accepted: name the site with `target.site_id`; the engine takes its \
+                 address, port, TLS settings and credentials from the stored site",
+            ));
         }
-        Ok(transport::Target {
-            site_id: self.site_id,
-            address: self.address,
-            port: self.port,
-            username: self.username,
-            password: self.password,
-            tls: self.tls.map(|t| transport::TlsSettings {
-                verify: t.verify,
-                pinned_sha256: t.pinned_sha256,
-                server_name: t.server_name,
-            }),
-            connect_timeout_ms: self.connect_timeout_ms,
-            reply_timeout_ms: self.reply_timeout_ms,
-            options: self.options.into_iter().collect(),
-        })
+        if self.site_id.trim().is_empty() {
+            return Err(ApiError::validation(
+                "target.site_id",
+                "must name one of the organization's sites",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The stored site the body names, as the transport `plugin` sees it: 404 when it is
+    /// not a site of the caller's organization, 422 when the body gives what only the
+    /// site may say or names a site another transport serves.
+    async fn resolve(
+        self,
+        state: &AppState,
+        caller: &Caller,
+        plugin: &str,
+    ) -> Result<(Site, transport::Target), ApiError> {
+        self.refuse_given()?;
+        let site = site_of(state, caller, self.site_id).await?;
+        // The site and its password in one snapshot; the checks below judge that snapshot.
+        let (site, mut target) = site_target(state, &site).await?;
+        if site.transport != plugin {
+            return Err(ApiError::validation(
+                "target.site_id",
+                format!(
+                    "site {} is served by the `{}` transport, not `{plugin}`",
+                    site.id, site.transport
+                ),
+            ));
+        }
+        target.connect_timeout_ms = self.connect_timeout_ms;
+        target.reply_timeout_ms = self.reply_timeout_ms;
+        target.options = self.options.into_iter().collect();
+        Ok((site, target))
     }
 }
 
@@ -366,6 +407,19 @@ enum CallBody {
     },
 }
 
+impl CallBody {
+    /// The site a transport operation names.
+    fn target(&self) -> Option<&TargetBody> {
+        match self {
+            CallBody::RunCommand { target, .. }
+            | CallBody::RunScript { target, .. }
+            | CallBody::Backup { target, .. }
+            | CallBody::Probe { target } => Some(target),
+            _ => None,
+        }
+    }
+}
+
 fn attributes(pairs: &[(String, String)]) -> Value {
     Value::Object(
         pairs
@@ -412,12 +466,39 @@ fn call_error(error: CallError) -> ApiError {
     }
 }
 
+/// Audit action of a transport call made through `POST /plugins/{name}/call`.
+pub const AUDIT_PLUGIN_CALL: &str = "plugin.call";
+
+/// The transport `name` and the caller's site it is to reach. The call is written to
+/// the audit log before it is made, as a synchronous router call is.
+async fn transport_call(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    target: TargetBody,
+    operation: &str,
+) -> Result<(Transport, transport::Target), ApiError> {
+    let handle = state.plugins.transport(name).map_err(call_error)?;
+    let (site, target) = target.resolve(state, caller, name).await?;
+    let audit = AuditInput {
+        at: Utc::now(),
+        organization: site.organization.clone(),
+        actor: caller.user_id().to_owned(),
+        action: AUDIT_PLUGIN_CALL.to_owned(),
+        target: site.id.clone(),
+        detail: json!({ "plugin": handle.plugin().id(), "operation": operation }),
+    };
+    let store = state.store.clone();
+    blocking(move || store.append_audit(audit).map_err(ApiError::from)).await?;
+    Ok((handle, target))
+}
+
 #[utoipa::path(
     post,
     path = "/plugins/{name}/call",
     tag = "plugins",
     summary = "Run one operation of a plugin",
-    description = "Lets an operator or a plugin author try a plugin against the running engine. A transport call is granted the target's endpoint for this call only, so this needs `plugin:manage`.",
+    description = "An operator's tool: lets an operator or a plugin author try a plugin against the running engine. Needs `engine:admin`, a scope `all` does not include. A transport operation names one of the organization's sites by `target.site_id`; the engine fills in its address, port, TLS settings and credentials, grants the plugin that endpoint for this call only, and audits the call. A body that gives an address, port, credentials or TLS settings itself is refused (422 naming the field).",
     params(("name" = String, Path, description = "The plugin's name")),
     request_body = CallBody,
     security(("bearer" = [])),
@@ -425,9 +506,9 @@ fn call_error(error: CallError) -> ApiError {
         (status = 200, description = "The plugin's answer", body = CallReply),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 403, description = "The token lacks `plugin:manage`", body = ErrorBody),
-        (status = 404, description = "No active plugin of that name", body = ErrorBody),
-        (status = 422, description = "An unknown operation or field, a missing field, or an operation the plugin's kind does not offer", body = ErrorBody),
+        (status = 403, description = "The token lacks `engine:admin`", body = ErrorBody),
+        (status = 404, description = "No active plugin of that name, or `target.site_id` is not a site of the organization", body = ErrorBody),
+        (status = 422, description = "An unknown operation or field, a missing field, a target that gives its own address, port, credentials or TLS settings, a site served by another transport, or an operation the plugin's kind does not offer", body = ErrorBody),
         (status = 502, description = "The plugin answered with its own error, trapped or ran out of memory", body = ErrorBody),
         (status = 503, description = "The engine is shutting down", body = ErrorBody),
         (status = 504, description = "The plugin did not finish within its time limit", body = ErrorBody),
@@ -439,8 +520,12 @@ async fn call(
     Path(name): Path<String>,
     body: Result<Json<CallBody>, JsonRejection>,
 ) -> Result<Json<CallReply>, ApiError> {
-    caller.require(scopes::PLUGIN_MANAGE)?;
+    caller.require(scopes::ENGINE_ADMIN)?;
     let Json(body) = body?;
+    // Refused before anything is looked up: such a body never names a plugin's target.
+    if let Some(target) = body.target() {
+        target.refuse_given()?;
+    }
     let host = &state.plugins;
     let plugin = host.get(&name).ok_or_else(|| plugin_not_found(&name))?;
     let result = match body {
@@ -459,10 +544,10 @@ async fn call(
                     "must hold at least the command word",
                 ));
             }
-            let reply = host
-                .transport(&name)
-                .map_err(call_error)?
-                .run_command(&target.into_target()?, &words)
+            let (transport, target) =
+                transport_call(&state, &caller, &name, target, "run-command").await?;
+            let reply = transport
+                .run_command(&target, &words)
                 .await
                 .map_err(failure)?;
             json!({
@@ -472,30 +557,27 @@ async fn call(
             })
         }
         CallBody::RunScript { target, script } => {
-            let output = host
-                .transport(&name)
-                .map_err(call_error)?
-                .run_script(&target.into_target()?, &script)
+            let (transport, target) =
+                transport_call(&state, &caller, &name, target, "run-script").await?;
+            let output = transport
+                .run_script(&target, &script)
                 .await
                 .map_err(failure)?;
             json!({ "output": output })
         }
         CallBody::Backup { target, save_as } => {
-            let backup = host
-                .transport(&name)
-                .map_err(call_error)?
-                .backup(&target.into_target()?, save_as.as_deref())
+            let (transport, target) =
+                transport_call(&state, &caller, &name, target, "backup").await?;
+            let backup = transport
+                .backup(&target, save_as.as_deref())
                 .await
                 .map_err(failure)?;
             json!({ "config": backup.config, "saved_file": backup.saved_file })
         }
         CallBody::Probe { target } => {
-            let probe = host
-                .transport(&name)
-                .map_err(call_error)?
-                .probe(&target.into_target()?)
-                .await
-                .map_err(failure)?;
+            let (transport, target) =
+                transport_call(&state, &caller, &name, target, "probe").await?;
+            let probe = transport.probe(&target).await.map_err(failure)?;
             json!({
                 "online": probe.online,
                 "identity": probe.identity,
@@ -603,7 +685,6 @@ async fn call(
         LimitsView,
         CallBody,
         TargetBody,
-        TlsBody,
         ChannelBody,
         EventBody,
         RecipientBody,
@@ -682,10 +763,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reading_takes_plugin_view_and_calling_takes_plugin_manage() {
+    async fn reading_takes_plugin_view_and_calling_takes_engine_admin() {
         let test = state();
         let viewer = test.token("vic", "acme", &[scopes::PLUGIN_VIEW]);
         let manager = test.token("meg", "acme", &[scopes::PLUGIN_MANAGE]);
+        let admin = test.token("ops", "acme", &[scopes::ENGINE_ADMIN]);
         let scripts = test.token("sam", "acme", &[scopes::SCRIPT_VIEW]);
 
         let (status, body) = send(&test, Request::get("/plugins"), Some(&viewer), "").await;
@@ -709,16 +791,19 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::FORBIDDEN);
 
-        let (status, body) = send(&test, post_call(), Some(&viewer), DESCRIBE).await;
-        assert_eq!(status, StatusCode::FORBIDDEN);
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap_or_default()
-                .contains("plugin:manage")
-        );
+        for token in [&viewer, &manager] {
+            let (status, body) = send(&test, post_call(), Some(token), DESCRIBE).await;
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("engine:admin"),
+                "{body}"
+            );
+        }
         // With the scope the call goes through to the (empty) plugin host.
-        let (status, body) = send(&test, post_call(), Some(&manager), DESCRIBE).await;
+        let (status, body) = send(&test, post_call(), Some(&admin), DESCRIBE).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(body["code"], "plugin_not_found");
         assert_eq!(body["doc_url"], "/docs/errors#plugin_not_found");
@@ -740,8 +825,77 @@ mod tests {
         let (status, _) = send(&test, post_call(), Some(&viewer), "{not json").await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         let manager = test.token("meg", "acme", &[scopes::PLUGIN_MANAGE]);
-        let (status, body) = send(&test, post_call(), Some(&manager), "{not json").await;
+        let (status, _) = send(&test, post_call(), Some(&manager), "{not json").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let admin = test.token("ops", "acme", &[scopes::ENGINE_ADMIN]);
+        let (status, body) = send(&test, post_call(), Some(&admin), "{not json").await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["code"], "malformed_json");
+    }
+
+    #[tokio::test]
+    async fn a_target_that_gives_its_own_endpoint_is_refused_naming_the_field() {
+        let test = state();
+        let admin = test.token("ops", "acme", &[scopes::ENGINE_ADMIN]);
+        for (field, value) in [
+            ("address", serde_json::json!("127.0.0.1")),
+            ("port", serde_json::json!(6379)),
+            ("username", serde_json::json!("admin")),
+            ("password", serde_json::json!("x")),
+            ("tls", serde_json::json!({"verify": false})),
+        ] {
+            for operation in ["run-command", "run-script", "backup", "probe"] {
+                let mut body = serde_json::json!({
+                    "operation": operation,
+                    "target": {"site_id": "s1"},
+                });
+                match operation {
+                    "run-command" => body["words"] = serde_json::json!(["/system/resource/print"]),
+                    "run-script" => body["script"] = serde_json::json!(":put 1"),
+                    _ => {}
+                }
+                body["target"][field] = value.clone();
+                let (status, reply) =
+                    send(&test, post_call(), Some(&admin), &body.to_string()).await;
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{reply}");
+                assert_eq!(reply["code"], "validation_failed");
+                let message = reply["message"].as_str().unwrap_or_default();
+                assert!(
+                    message.starts_with(&format!("target.{field}:")),
+                    "{operation} {field}: {message}"
+                );
+            }
+        }
+        // A target with neither a site nor an address names the missing field.
+        let body = r#"{"operation": "probe", "target": {}}"#;
+        let (status, reply) = send(&test, post_call(), Some(&admin), body).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(
+            reply["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("site_id"),
+            "{reply}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_document_names_engine_admin_and_site_id_and_no_free_address() {
+        let doc = serde_json::to_value(crate::api::openapi::document()).expect("json");
+        let call = &doc["paths"]["/plugins/{name}/call"]["post"];
+        assert!(
+            call["description"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("engine:admin"),
+            "{call}"
+        );
+        let target = &doc["components"]["schemas"]["TargetBody"];
+        let properties = target["properties"].as_object().expect("properties");
+        assert!(properties.contains_key("site_id"), "{target}");
+        for refused in ["address", "port", "username", "password", "tls"] {
+            assert!(!properties.contains_key(refused), "{target}");
+        }
+        assert_eq!(target["required"], serde_json::json!(["site_id"]));
     }
 }

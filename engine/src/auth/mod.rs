@@ -46,6 +46,12 @@ pub mod scopes {
     pub const SITE_MANAGE: &str = "site:manage";
     pub const PLUGIN_VIEW: &str = "plugin:view";
     pub const PLUGIN_MANAGE: &str = "plugin:manage";
+    /// The operator's own tools, such as `POST /plugins/{name}/call`. Never part of
+    /// `all`: a token carries it only when it is asked for by name.
+    pub const ENGINE_ADMIN: &str = "engine:admin";
+
+    /// Scopes granted only when named, never through `all`.
+    pub const BY_NAME_ONLY: &[&str] = &[ENGINE_ADMIN];
 
     /// What `--scopes all` grants.
     pub const ALL: &[&str] = &[
@@ -147,18 +153,21 @@ fn scope_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::
 }
 
 /// Parses a comma-separated scope list as `yardmaster token create --scopes` takes it;
-/// `all` stands for every scope. Unknown scopes are refused by name.
+/// `all` stands for every scope in [`scopes::ALL`], which leaves out the operator's
+/// [`scopes::BY_NAME_ONLY`] ones (`all,engine:admin` asks for both). Unknown scopes are
+/// refused by name.
 pub fn parse_scopes(text: &str) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         if item == "all" {
             out.extend(scopes::ALL.iter().map(|s| s.to_string()));
-        } else if scopes::ALL.contains(&item) {
+        } else if scopes::ALL.contains(&item) || scopes::BY_NAME_ONLY.contains(&item) {
             out.push(item.to_owned());
         } else {
             return Err(format!(
-                "unknown scope `{item}`; known scopes: all, {}",
-                scopes::ALL.join(", ")
+                "unknown scope `{item}`; known scopes: all, {}, {}",
+                scopes::ALL.join(", "),
+                scopes::BY_NAME_ONLY.join(", ")
             ));
         }
     }
@@ -457,6 +466,22 @@ mod tests {
                 .contains("script:fly")
         );
         assert!(parse_scopes("").is_err());
+    }
+
+    #[test]
+    fn all_leaves_out_engine_admin_unless_it_is_named() {
+        let all = parse_scopes("all").expect("all");
+        assert!(!all.iter().any(|s| s == scopes::ENGINE_ADMIN), "{all:?}");
+        assert!(!scopes::ALL.contains(&scopes::ENGINE_ADMIN));
+        let both = parse_scopes("all,engine:admin").expect("both");
+        assert_eq!(both.len(), scopes::ALL.len() + 1);
+        assert!(both.iter().any(|s| s == scopes::ENGINE_ADMIN));
+        assert_eq!(
+            parse_scopes("engine:admin").expect("alone"),
+            vec![scopes::ENGINE_ADMIN]
+        );
+        let unknown = parse_scopes("engine:root").expect_err("refused");
+        assert!(unknown.contains("engine:admin"), "{unknown}");
     }
 
     mod rs256 {

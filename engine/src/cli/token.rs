@@ -32,7 +32,8 @@ pub struct CreateArgs {
     pub org: String,
     /// Comma-separated scopes, or `all`: script:view, script:create, script:update,
     /// script:delete, script:run, script:authorize, site:view, site:manage, plugin:view,
-    /// plugin:manage.
+    /// plugin:manage. `engine:admin` (the operator's plugin calls) is never part of
+    /// `all`: name it (`all,engine:admin`).
     #[arg(long)]
     pub scopes: String,
     /// How long the token is valid: 30m, 24h, 7d, ...
@@ -132,5 +133,23 @@ mod tests {
             assert!(e.to_string().starts_with("--ttl"), "{ttl}: {e}");
         }
         assert_eq!(parse_ttl("7d"), Ok(TimeDelta::days(7)));
+    }
+
+    #[test]
+    fn engine_admin_is_granted_only_when_named() {
+        let dir = tempfile::tempdir().expect("dir");
+        let auth = |scopes: &str| {
+            let token = create(&args(dir.path(), scopes, "1h")).expect("token");
+            Authenticator::open(&dir.path().join("data"))
+                .expect("key")
+                .verify(&token, Utc::now())
+                .expect("valid")
+        };
+        let all = auth("all");
+        assert!(all.has_scope(crate::auth::scopes::PLUGIN_MANAGE));
+        assert!(!all.has_scope(crate::auth::scopes::ENGINE_ADMIN));
+        assert!(auth("all,engine:admin").has_scope(crate::auth::scopes::ENGINE_ADMIN));
+        let alone = auth("engine:admin");
+        assert_eq!(alone.scopes, vec!["engine:admin"]);
     }
 }

@@ -13,7 +13,8 @@
 //! event id, which every delivery carries); and per job (and per schedule), events in
 //! order: a later event waits while an earlier one of the same job is being retried.
 //!
-//! `settings` is the `[notify]` configuration and the https rule for receivers.
+//! `settings` is the `[notify]` configuration and the rules for receivers: what a job's
+//! `notify_url` may reach is decided there, not by the webhook plugin's allow-list.
 
 mod render;
 mod route;
@@ -32,7 +33,7 @@ use crate::server::Shutdown;
 use crate::store::{EventAttempt, OutboxEvent, Store, StoreError};
 
 pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
-pub use settings::{NotifyConfig, check_url};
+pub use settings::{NotifyConfig, check_notify_url, check_url};
 
 /// The file in the data dir holding the key that signs deliveries to notify URLs.
 pub const SIGNING_KEY_FILE: &str = "notify.key";
@@ -100,16 +101,35 @@ impl Notifications {
         self.inner.config.check_url(url)
     }
 
+    /// Whether a job's `notify_url` can ever be delivered (see [`check_notify_url`]).
+    pub fn check_notify_url(&self, url: &str) -> Result<(), String> {
+        check_notify_url(url, &self.inner.config.allow_http)
+    }
+
     /// The secret of `generation` that signs deliveries to the notify URLs of
     /// `organization`'s jobs: derived from the engine's key, so it is never stored.
     pub fn signing_secret(&self, organization: &str, generation: u32) -> String {
-        let label = match generation {
-            0 => format!("notify-url:{organization}"),
-            n => format!("notify-url:{organization}:{n}"),
-        };
-        let tag = ring::hmac::sign(&self.inner.signing_key, label.as_bytes());
+        let label = signing_label(organization, generation);
+        let tag = ring::hmac::sign(&self.inner.signing_key, &label);
         hex::encode(tag.as_ref())
     }
+}
+
+/// What the engine's key signs to derive an organization's secret of a generation: a
+/// fixed prefix, the organization id's length (8 bytes, big-endian), the id, then the
+/// generation (4 bytes, big-endian). The length prefix makes the label unambiguous, so
+/// no organization id, however it is spelled, yields another organization's label.
+/// (Labels were once `notify-url:<org>` and `notify-url:<org>:<n>`, where org `a:1`
+/// at generation 0 and org `a` at generation 1 shared a label, and so a secret.)
+fn signing_label(organization: &str, generation: u32) -> Vec<u8> {
+    const PREFIX: &[u8] = b"yardmaster notify-url secret v2\0";
+    let org = organization.as_bytes();
+    let mut label = Vec::with_capacity(PREFIX.len() + 8 + org.len() + 4);
+    label.extend_from_slice(PREFIX);
+    label.extend_from_slice(&(org.len() as u64).to_be_bytes());
+    label.extend_from_slice(org);
+    label.extend_from_slice(&generation.to_be_bytes());
+    label
 }
 
 /// What became of one attempt at an event.
@@ -328,7 +348,11 @@ impl Deliverer {
             .filter(|d| !event.delivered_to.contains(&d.key))
         {
             let result = match self.plugins.notifier(&delivery.plugin) {
-                Ok(plugin) => plugin.deliver(&delivery.channel, &delivery.event).await,
+                Ok(plugin) => {
+                    plugin
+                        .deliver_within(&delivery.channel, &delivery.event, delivery.reach.clone())
+                        .await
+                }
                 Err(e) => Err(Failure::Call(e)),
             };
             let what = format!("{} ({})", delivery.channel.name, delivery.plugin);

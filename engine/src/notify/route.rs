@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::render::{self, Context};
+use crate::plugins::net::Reach;
 use crate::plugins::notifier::{Channel as WireChannel, Event as WireEvent, Recipient};
 use crate::store::{ChannelKind, OutboxEvent, Store, StoreError};
 
@@ -56,6 +57,8 @@ pub(crate) struct Delivery {
     pub plugin: String,
     pub channel: WireChannel,
     pub event: WireEvent,
+    /// What the plugin may reach for this delivery.
+    pub reach: Reach,
 }
 
 /// Everything one event is to become.
@@ -192,6 +195,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         deliveries.push(Delivery {
             key: NOTIFY_URL.to_owned(),
             plugin: ChannelKind::Webhook.default_plugin().to_owned(),
+            reach: super::settings::receiver_reach(url, routing.allow_http),
             channel: WireChannel {
                 name: NOTIFY_URL.to_owned(),
                 settings,
@@ -245,6 +249,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
                     deliveries.push(Delivery {
                         key: format!("channel:{}:{user}", channel.id),
                         plugin: channel.plugin.clone(),
+                        reach: Reach::AllowListAnd(Vec::new()),
                         channel: WireChannel {
                             name: channel.name.clone(),
                             settings: settings.clone().into_iter().collect(),
@@ -288,9 +293,18 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
                 (without_links(payload).to_string(), recipients)
             }
         };
+        // A webhook channel reaches its plugin's allow-list, and the hosts the operator
+        // listed for plain http: naming a host there is enough to receive.
+        let reach = match channel.kind {
+            ChannelKind::Webhook => {
+                Reach::AllowListAnd(super::settings::listed_hosts(routing.allow_http))
+            }
+            ChannelKind::Email => Reach::AllowListAnd(Vec::new()),
+        };
         deliveries.push(Delivery {
             key: format!("channel:{}", channel.id),
             plugin: channel.plugin.clone(),
+            reach,
             channel: WireChannel {
                 name: channel.name.clone(),
                 settings: settings.into_iter().collect(),

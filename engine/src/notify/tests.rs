@@ -311,3 +311,114 @@ async fn without_its_plugin_an_event_is_retried_in_order_then_dead() {
         1
     );
 }
+
+#[test]
+fn signing_labels_cannot_collide_across_organizations() {
+    let notifications = Notifications::with_key(NotifyConfig::default(), b"k", String::new());
+    // Pairs whose labels were equal under `notify-url:<org>[:<n>]`: an organization
+    // whose id ends in `:<n>` held another's secret of generation n.
+    let old = |org: &str, generation: u32| match generation {
+        0 => format!("notify-url:{org}"),
+        n => format!("notify-url:{org}:{n}"),
+    };
+    for ((org_a, gen_a), (org_b, gen_b)) in [(("a:1", 0), ("a", 1)), (("acme:7", 0), ("acme", 7))] {
+        assert_eq!(
+            old(org_a, gen_a),
+            old(org_b, gen_b),
+            "the old encoding collided"
+        );
+        assert_ne!(
+            notifications.signing_secret(org_a, gen_a),
+            notifications.signing_secret(org_b, gen_b),
+            "{org_a}/{gen_a} and {org_b}/{gen_b}"
+        );
+    }
+    // Every (organization, generation) over ids made of separators, digits and NULs
+    // gets a label of its own.
+    let mut seen = std::collections::HashMap::new();
+    let ids = [
+        "",
+        "a",
+        "a:",
+        ":1",
+        "a:1",
+        "a1",
+        "1",
+        "a\u{0}",
+        "\u{0}\u{0}\u{0}\u{1}",
+    ];
+    for org in ids {
+        for generation in [0, 1, 2, 10, 256] {
+            let label = signing_label(org, generation);
+            if let Some(other) = seen.insert(label, (org, generation)) {
+                panic!("{org:?}/{generation} and {other:?} share a label");
+            }
+        }
+    }
+    // The same pair always derives the same secret (it is never stored).
+    assert_eq!(
+        notifications.signing_secret("a", 1),
+        notifications.signing_secret("a", 1)
+    );
+}
+
+#[test]
+fn a_notify_url_reaches_only_its_receiver_and_a_channel_its_allow_list_and_listed_hosts() {
+    use crate::plugins::net::{Grant, Reach};
+    let (_dir, store) = store();
+    store
+        .create_channel(
+            ChannelInput {
+                organization: "org1".into(),
+                name: "hook".into(),
+                kind: ChannelKind::Webhook,
+                plugin: None,
+                events: vec!["job.status".into()],
+                settings: BTreeMap::from([("url".into(), "http://hooks.internal/".into())]),
+                secrets: BTreeMap::from([("secret".into(), "s".into())]),
+                created_by: "ada".into(),
+            },
+            Utc::now(),
+        )
+        .expect("hook");
+    let id = store
+        .append_event(
+            "job.status",
+            json!({
+                "notify_url": "https://receiver.example.com:8443/n", "job_id": "j1",
+                "customer_id": "org1", "status": "running",
+            }),
+            Utc::now(),
+        )
+        .expect("event");
+    let event = store.get_event(id).expect("get");
+    let secret = |_: &str, _| "s".to_owned();
+    let allow_http = vec!["hooks.internal".to_owned()];
+    let routing = Routing {
+        allow_http: &allow_http,
+        ..routing(&store, &secret)
+    };
+    let plan = route::plan(&routing, &event).expect("plan");
+    let reach = |key: &str| {
+        plan.deliveries
+            .iter()
+            .find(|d| d.key == key)
+            .map(|d| d.reach.clone())
+            .expect(key)
+    };
+    // Not the plugin's allow-list: the receiver's host and port, on public addresses.
+    assert_eq!(
+        reach("notify_url"),
+        Reach::Only(vec![Grant::public_only("receiver.example.com", 8443)])
+    );
+    let channel = plan
+        .deliveries
+        .iter()
+        .find(|d| d.key.starts_with("channel:"))
+        .map(|d| d.reach.clone())
+        .expect("the channel's delivery");
+    assert_eq!(
+        channel,
+        Reach::AllowListAnd(vec![Grant::host("hooks.internal").expect("host")])
+    );
+}

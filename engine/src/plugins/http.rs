@@ -2,7 +2,15 @@
 //! sends each request itself, over a connection of its own: https is verified against
 //! the same trusted roots as every other TLS connection the host makes for plugins (the
 //! public roots and `[tls] ca_file`).
+//!
+//! The engine resolves the host itself and connects only to addresses the call's policy
+//! allows, judged address by address ([`Policy::allows_connect`]): a public-only grant
+//! (a job's `notify_url`) never reaches a loopback, private, link-local or metadata
+//! address, and since the address checked is the address connected to, a name that
+//! changes what it resolves to between a check and the connection gains nothing.
+//! Redirects are never followed: the response goes back to the plugin as it came.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -46,7 +54,7 @@ impl WasiHttpHooks for Hooks {
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let host = uri.host().unwrap_or_default().to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        if !self.policy.allows_name(&host, port) {
+        if !self.policy.may_reach(&host, port) {
             let what = format!("http request to {host}:{port}");
             tracing::warn!(
                 plugin = %self.caller.name,
@@ -61,6 +69,7 @@ impl WasiHttpHooks for Hooks {
             port,
             tls: https.then(|| self.tls.clone()),
             caller: self.caller.clone(),
+            policy: self.policy.clone(),
         };
         Box::new(send(target, request, options.unwrap_or_default()))
     }
@@ -73,6 +82,47 @@ struct Target {
     /// Set for https.
     tls: Option<Arc<TlsClients>>,
     caller: Arc<Caller>,
+    /// Judges each address the host resolves to.
+    policy: Policy,
+}
+
+/// Resolves the target and connects to the first address its policy allows that
+/// answers; refuses when it allows none of them.
+async fn connect(target: &Target, host: &str, limit: Duration) -> Result<TcpStream, Error> {
+    let resolved: Vec<SocketAddr> =
+        tokio::time::timeout(limit, tokio::net::lookup_host((host, target.port)))
+            .await
+            .map_err(|_| Error::DnsTimeout)?
+            .map_err(Error::Connect)?
+            .collect();
+    let (allowed, refused): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
+        .into_iter()
+        .partition(|addr| target.policy.allows_connect(host, target.port, *addr));
+    if allowed.is_empty() {
+        let addresses: Vec<String> = refused.iter().map(|a| a.ip().to_string()).collect();
+        let what = format!(
+            "http request to {}:{} (resolves to {}, not a public address)",
+            target.host,
+            target.port,
+            addresses.join(", ")
+        );
+        tracing::warn!(
+            plugin = %target.caller.name,
+            version = %target.caller.version,
+            "refused {what}"
+        );
+        target.policy.record_denial(what);
+        return Err(Error::DestinationIpProhibited);
+    }
+    let mut last = None;
+    for addr in allowed {
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Err(_) => last = Some(Error::ConnectionTimeout),
+            Ok(Err(e)) => last = Some(Error::Connect(e)),
+            Ok(Ok(tcp)) => return Ok(tcp),
+        }
+    }
+    Err(last.unwrap_or(Error::ConnectionRefused))
 }
 
 trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -85,10 +135,7 @@ async fn send(target: Target, mut request: http::Request<Body>, options: Request
     let limit = |set: Option<Duration>| set.unwrap_or(DEFAULT_TIMEOUT);
     let connect_limit = limit(options.connect_timeout);
     let host = target.host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = tokio::time::timeout(connect_limit, TcpStream::connect((host, target.port)))
-        .await
-        .map_err(|_| Error::ConnectionTimeout)?
-        .map_err(Error::Connect)?;
+    let tcp = connect(&target, host, connect_limit).await?;
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Stream> = match &target.tls {
         None => Box::new(tcp),
@@ -220,5 +267,86 @@ impl hyper::body::Body for Timed {
 
     fn size_hint(&self) -> SizeHint {
         self.incoming.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+
+    use super::*;
+    use crate::plugins::net::Grant;
+
+    fn target(host: &str, port: u16, grants: Vec<Grant>) -> Target {
+        Target {
+            host: host.to_owned(),
+            port,
+            tls: None,
+            caller: Arc::new(Caller {
+                name: "webhook".into(),
+                version: "1.0.0".into(),
+            }),
+            policy: Policy::new(grants),
+        }
+    }
+
+    /// Connections the listener has been offered so far.
+    fn offered(listener: &TcpListener) -> usize {
+        let mut n = 0;
+        while listener.accept().is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_public_only_grant_never_connects_to_a_name_that_resolves_to_loopback() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let limit = Duration::from_secs(10);
+
+        for host in ["localhost", "127.0.0.1"] {
+            let guarded = target(host, port, vec![Grant::public_only(host, port)]);
+            let refused = connect(&guarded, host, limit).await;
+            assert!(
+                matches!(refused, Err(Error::DestinationIpProhibited)),
+                "{host}: {refused:?}"
+            );
+            let denials = guarded.policy.denials();
+            assert_eq!(denials.len(), 1, "{denials:?}");
+            assert!(
+                denials[0].contains(&format!("{host}:{port}"))
+                    && denials[0].contains("127.0.0.1")
+                    && denials[0].contains("not a public address"),
+                "{denials:?}"
+            );
+        }
+        assert_eq!(offered(&listener), 0, "a refused request connected");
+
+        // The same name, listed by the operator, is reached: the refusal above was the
+        // guard's, not a failure to connect.
+        let listed = target(
+            "localhost",
+            port,
+            vec![
+                Grant::public_only("localhost", port),
+                Grant::host("localhost").expect("a host"),
+            ],
+        );
+        let stream = connect(&listed, "localhost", limit)
+            .await
+            .expect("connects");
+        assert!(stream.peer_addr().expect("peer").ip().is_loopback());
+        let mut seen = 0;
+        for _ in 0..200 {
+            seen += offered(&listener);
+            if seen > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(seen, 1);
+        drop(stream);
     }
 }

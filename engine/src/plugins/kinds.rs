@@ -12,7 +12,7 @@ use wasmtime::component::{Component, ComponentExportIndex, InstancePre};
 
 use super::bindings;
 use super::host::HostState;
-use super::net::Grant;
+use super::net::{Grant, Reach};
 use super::{CallError, ConfigKey, DefaultPorts, LoadedPlugin, PluginHost, PluginInfo, PluginKind};
 
 /// The types of the transport contract.
@@ -264,7 +264,7 @@ macro_rules! call {
         };
         let pre = pre.clone();
         let outcome = $host
-            .invoke_for(&$plugin, $op, $grants, $site, move |mut store| async move {
+            .invoke_for(&$plugin, $op, Reach::from($grants), $site, move |mut store| async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let $inst = instance.$getter();
                 let $store = &mut store;
@@ -623,17 +623,30 @@ impl Notifier {
         &self.plugin
     }
 
+    /// Delivers under the plugin's allow-list.
     pub async fn deliver(
         &self,
         channel: &notifier::Channel,
         event: &notifier::Event,
+    ) -> Result<notifier::Receipt, Failure<notifier::NotifyError>> {
+        self.deliver_within(channel, event, Reach::AllowListAnd(Vec::new()))
+            .await
+    }
+
+    /// Delivers where `reach` allows: the notifier reaches the receivers the engine
+    /// grants for this delivery.
+    pub async fn deliver_within(
+        &self,
+        channel: &notifier::Channel,
+        event: &notifier::Event,
+        reach: Reach,
     ) -> Result<notifier::Receipt, Failure<notifier::NotifyError>> {
         let (channel, event) = (channel.clone(), event.clone());
         settle(call!(
             self.host,
             self.plugin,
             "deliver",
-            Vec::new(),
+            reach,
             Notifier,
             yardmaster_notifier_plugin,
             |i, s| i.call_deliver(s, &channel, &event)

@@ -41,7 +41,7 @@ use wasmtime::{Engine, Store};
 
 use crate::config::{Config, Limits, PluginSettings};
 use host::{CallOutcome, Caller, HostState, MemoryLimiter};
-use net::{Grant, Policy};
+use net::{Grant, Policy, Reach};
 
 pub use bundled::{bundled_names, install_bundled};
 pub use kinds::{
@@ -446,11 +446,16 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Makes one call's `Store`: the plugin's allow-list plus `extra` grants (and, for a
-    /// call that serves the site at `site`, `[sites] allow`), its memory cap and an epoch
-    /// deadline that yields to tokio. WASI state is made only if the guest calls WASI.
-    fn store(&self, plugin: &LoadedPlugin, extra: Vec<Grant>, site: Option<String>) -> CallContext {
-        let mut policy = Policy::new(plugin.grants.iter().cloned().chain(extra).collect());
+    /// Makes one call's `Store`: what the call may reach (the plugin's allow-list plus
+    /// the call's own grants, or those alone, and, for a call that serves the site at
+    /// `site`, `[sites] allow`), its memory cap and an epoch deadline that yields to
+    /// tokio. WASI state is made only if the guest calls WASI.
+    fn store(&self, plugin: &LoadedPlugin, reach: Reach, site: Option<String>) -> CallContext {
+        let grants = match reach {
+            Reach::AllowListAnd(extra) => plugin.grants.iter().cloned().chain(extra).collect(),
+            Reach::Only(grants) => grants,
+        };
+        let mut policy = Policy::new(grants);
         if let Some(address) = site {
             policy = policy.for_site(self.inner.options.sites_allow.clone(), address);
         }
@@ -490,13 +495,14 @@ impl PluginHost {
         &self,
         plugin: &LoadedPlugin,
         operation: &str,
-        extra: Vec<Grant>,
+        reach: impl Into<Reach>,
         call: impl FnOnce(Store<HostState>) -> Fut,
     ) -> Result<(T, Vec<String>), CallError>
     where
         Fut: Future<Output = wasmtime::Result<T>>,
     {
-        self.invoke_for(plugin, operation, extra, None, call).await
+        self.invoke_for(plugin, operation, reach.into(), None, call)
+            .await
     }
 
     /// [`PluginHost::invoke`] for a call that serves the site at `site`, when there is
@@ -505,7 +511,7 @@ impl PluginHost {
         &self,
         plugin: &LoadedPlugin,
         operation: &str,
-        extra: Vec<Grant>,
+        reach: Reach,
         site: Option<String>,
         call: impl FnOnce(Store<HostState>) -> Fut,
     ) -> Result<(T, Vec<String>), CallError>
@@ -523,7 +529,7 @@ impl PluginHost {
             store,
             outcome: left,
             policy,
-        } = self.store(plugin, extra, site);
+        } = self.store(plugin, reach, site);
         let limit = plugin.limits.timeout;
         let outcome = tokio::time::timeout(limit, call(store)).await;
         let denials = policy.denials();

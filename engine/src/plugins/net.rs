@@ -10,6 +10,14 @@
 //! Entry forms: `192.0.2.7:8728`, `192.0.2.0/24:8728`, `10.0.0.0/8` (any port),
 //! `[2001:db8::1]:443`, `2001:db8::/32`, `api.github.com:443`, `*.example.com:443`,
 //! `https://hooks.example.com` (port 443), `http://127.0.0.1:9000`, and `*` (anything).
+//!
+//! A grant made from what a user typed rather than what the operator wrote (a job's
+//! `notify_url`) is *public only* ([`Grant::public_only`]): it holds for an address
+//! only when that address is public ([`is_public`]), judged on the address actually
+//! connected to, after DNS, so a name that resolves (or rebinds) to loopback, a private
+//! network or a metadata service is refused. The engine's own HTTP client applies it
+//! ([`Policy::allows_connect`]); the other ways out honour it by refusing such a grant
+//! unless the address itself is public.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -42,6 +50,8 @@ pub(super) enum HostPattern {
 pub struct Grant {
     pub(super) host: HostPattern,
     pub(super) port: Option<u16>,
+    /// Holds only for public addresses: see [`Grant::public_only`].
+    public_only: bool,
 }
 
 impl Grant {
@@ -67,12 +77,26 @@ impl Grant {
             return Ok(Grant {
                 host: HostPattern::Any,
                 port: None,
+                public_only: false,
             });
         }
         let (host, port) = split_host_port(text).map_err(|r| fail(&r))?;
         let port = port.or(default_port);
         let host = parse_host(host).map_err(|r| fail(&r))?;
-        Ok(Grant { host, port })
+        Ok(Grant {
+            host,
+            port,
+            public_only: false,
+        })
+    }
+
+    /// Any host, any port.
+    pub(super) fn any() -> Grant {
+        Grant {
+            host: HostPattern::Any,
+            port: None,
+            public_only: false,
+        }
     }
 
     pub(super) fn matches_port(&self, port: u16) -> bool {
@@ -107,19 +131,123 @@ impl Grant {
 
     /// A grant of exactly `host:port`, for a site a transport serves.
     pub fn exact(host: &str, port: u16) -> Grant {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let host = match bare.parse::<IpAddr>() {
-            Ok(ip) => HostPattern::Net {
-                addr: ip,
-                prefix: if ip.is_ipv4() { 32 } else { 128 },
-            },
-            Err(_) => HostPattern::Name(bare.trim_end_matches('.').to_ascii_lowercase()),
-        };
         Grant {
-            host,
+            host: exact_host(host),
             port: Some(port),
+            public_only: false,
         }
     }
+
+    /// A grant of `host` on any port, for a host the operator named outright (a plain
+    /// http notification receiver). None for what is not a single host or address.
+    pub fn host(host: &str) -> Option<Grant> {
+        let bare = host.trim().trim_start_matches('[').trim_end_matches(']');
+        if bare.is_empty() || bare.contains(['/', '*']) {
+            return None;
+        }
+        if bare.parse::<IpAddr>().is_err() {
+            parse_host(bare).ok()?;
+        }
+        Some(Grant {
+            host: exact_host(bare),
+            port: None,
+            public_only: false,
+        })
+    }
+
+    /// `host:port`, but only where it is a public address: for an endpoint a user
+    /// named, such as a job's `notify_url`. A name is judged by each address it
+    /// resolves to when the connection is made.
+    pub fn public_only(host: &str, port: u16) -> Grant {
+        Grant {
+            public_only: true,
+            ..Grant::exact(host, port)
+        }
+    }
+
+    /// Whether this grant lets a connection to `addr` through, given the address itself.
+    fn admits(&self, addr: IpAddr) -> bool {
+        !self.public_only || is_public(addr)
+    }
+}
+
+fn exact_host(host: &str) -> HostPattern {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => HostPattern::Net {
+            addr: ip,
+            prefix: if ip.is_ipv4() { 32 } else { 128 },
+        },
+        Err(_) => HostPattern::Name(bare.trim_end_matches('.').to_ascii_lowercase()),
+    }
+}
+
+/// Whether `ip` is an address of the public internet: not loopback, private
+/// (10/8, 172.16/12, 192.168/16, fc00::/7), shared (100.64/10, where cloud metadata
+/// services also live), link-local (169.254/16 with the usual metadata address,
+/// fe80::/10), unspecified, "this network" (0/8), broadcast, multicast, benchmarking,
+/// documentation or reserved. IPv6 forms that carry an IPv4 address (mapped,
+/// compatible, NAT64, 6to4) are judged by that address.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => public_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_v4(v4);
+            }
+            let segments = v6.segments();
+            let embedded = |hi: usize| {
+                std::net::Ipv4Addr::new(
+                    (segments[hi] >> 8) as u8,
+                    segments[hi] as u8,
+                    (segments[hi + 1] >> 8) as u8,
+                    segments[hi + 1] as u8,
+                )
+            };
+            let bits = u128::from(v6);
+            let in_net = |net: u128, prefix: u32| {
+                let mask = u128::MAX.checked_shl(128 - prefix).unwrap_or(0);
+                bits & mask == net & mask
+            };
+            if v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() {
+                return false;
+            }
+            // ::a.b.c.d (IPv4-compatible, deprecated) and 64:ff9b::/96 (NAT64).
+            if in_net(0, 96) || in_net(0x0064_ff9b << 96, 96) {
+                return public_v4(embedded(6));
+            }
+            // 64:ff9b:1::/48 (local NAT64): never public.
+            if in_net(0x0064_ff9b_0001 << 80, 48) {
+                return false;
+            }
+            // 2002::/16 (6to4) carries the IPv4 address after its prefix.
+            if in_net(0x2002 << 112, 16) {
+                return public_v4(embedded(1));
+            }
+            !(in_net(0xfc00 << 112, 7) // unique local, fd00:ec2::254 among them
+                || in_net(0xfe80 << 112, 10) // link-local
+                || in_net(0xfec0 << 112, 10) // site-local (deprecated)
+                || in_net(0x2001_0db8 << 96, 32) // documentation
+                || in_net(0x0100 << 112, 64) // discard-only
+                || in_net(0x2001 << 112, 23)) // IETF protocol assignments (Teredo etc.)
+        }
+    }
+}
+
+fn public_v4(ip: std::net::Ipv4Addr) -> bool {
+    let [a, b, c, _] = ip.octets();
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || ip.is_documentation()
+        || a == 0 // "this network"
+        || (a == 100 && (64..128).contains(&b)) // shared address space, 100.64/10
+        || (a == 192 && b == 0 && c == 0) // IETF protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240) // reserved
 }
 
 impl fmt::Display for Grant {
@@ -229,6 +357,22 @@ pub(super) fn in_network(ip: IpAddr, net: IpAddr, prefix: u8) -> bool {
     }
 }
 
+/// What one call may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach {
+    /// The plugin's allow-list, plus these grants for this call (a transport's site).
+    AllowListAnd(Vec<Grant>),
+    /// These grants alone: for a job's `notify_url`, whose receivers the operator
+    /// governs through `[notify]`, not through the plugin's allow-list.
+    Only(Vec<Grant>),
+}
+
+impl From<Vec<Grant>> for Reach {
+    fn from(extra: Vec<Grant>) -> Reach {
+        Reach::AllowListAnd(extra)
+    }
+}
+
 /// The endpoints one call of one plugin may reach, and a record of what it was refused.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
@@ -272,14 +416,37 @@ impl Policy {
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
         self.grants
             .iter()
-            .any(|g| g.matches_port(addr.port()) && g.matches_ip(addr.ip()))
+            .any(|g| g.matches_port(addr.port()) && g.matches_ip(addr.ip()) && g.admits(addr.ip()))
     }
 
-    /// May the plugin connect to `host:port`, where `host` is a name or an address?
+    /// May the plugin connect to `host:port`, where `host` is a name or an address,
+    /// whatever it resolves to? Public-only grants never say so: they need the address.
     pub fn allows_name(&self, host: &str, port: u16) -> bool {
         self.grants
             .iter()
+            .any(|g| !g.public_only && g.matches_port(port) && g.matches_name(host))
+    }
+
+    /// Might some address of `host:port` be allowed? Asked before resolving it; the
+    /// connection itself is judged by [`Policy::allows_connect`].
+    pub fn may_reach(&self, host: &str, port: u16) -> bool {
+        self.grants
+            .iter()
             .any(|g| g.matches_port(port) && g.matches_name(host))
+    }
+
+    /// May the plugin connect to `addr`, which `host:port` resolved to? Yes when the
+    /// address is granted, when the name is granted whatever it resolves to, or when a
+    /// public-only grant names it and the address is public.
+    pub fn allows_connect(&self, host: &str, port: u16, addr: SocketAddr) -> bool {
+        self.allows_addr(addr)
+            || self.allows_name(host, port)
+            || self.grants.iter().any(|g| {
+                g.public_only
+                    && g.matches_port(port)
+                    && g.matches_name(host)
+                    && is_public(addr.ip())
+            })
     }
 
     /// Records a refusal, so the failed call can say which endpoint was refused.
@@ -409,6 +576,104 @@ mod tests {
             "{why}"
         );
         assert_eq!(for_site.site_refusal(addr("192.0.2.1:8728")), None);
+    }
+
+    #[test]
+    fn public_addresses() {
+        for public in [
+            "1.1.1.1",
+            "8.8.8.8",
+            "93.184.216.34",
+            "100.63.255.255",
+            "100.128.0.1",
+            "172.15.255.255",
+            "172.32.0.1",
+            "192.169.0.1",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+        ] {
+            assert!(is_public(public.parse().expect("ip")), "{public}");
+        }
+        for internal in [
+            "127.0.0.1",
+            "127.12.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.1.1",
+            "100.64.0.1",
+            "100.100.100.200",
+            "169.254.169.254",
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            "224.0.0.1",
+            "198.18.0.1",
+            "192.0.2.1",
+            "240.0.0.1",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::1",
+            "2002:a00:1::1",
+            "2001:db8::1",
+            "ff02::1",
+        ] {
+            assert!(!is_public(internal.parse().expect("ip")), "{internal}");
+        }
+    }
+
+    #[test]
+    fn a_public_only_grant_holds_only_for_public_addresses() {
+        let p = Policy::new(vec![
+            Grant::public_only("hooks.example.com", 443),
+            Grant::public_only("127.0.0.1", 9000),
+        ]);
+        // Before resolving: the name might be reachable.
+        assert!(p.may_reach("hooks.example.com", 443));
+        assert!(!p.may_reach("hooks.example.com", 80));
+        assert!(!p.may_reach("other.example.com", 443));
+        // Never by name alone, whatever it resolves to.
+        assert!(!p.allows_name("hooks.example.com", 443));
+        assert!(!p.allows_name("127.0.0.1", 9000));
+        // By the address connected to.
+        assert!(p.allows_connect("hooks.example.com", 443, addr("93.184.216.34:443")));
+        for internal in [
+            "127.0.0.1:443",
+            "10.0.0.1:443",
+            "169.254.169.254:443",
+            "[::1]:443",
+        ] {
+            assert!(
+                !p.allows_connect("hooks.example.com", 443, addr(internal)),
+                "{internal}"
+            );
+        }
+        assert!(!p.allows_connect("hooks.example.com", 80, addr("93.184.216.34:80")));
+        // A literal internal address is refused on every path.
+        assert!(!p.allows_addr(addr("127.0.0.1:9000")));
+        assert!(!p.allows_connect("127.0.0.1", 9000, addr("127.0.0.1:9000")));
+        // An operator's host grant beside it holds whatever the name resolves to.
+        let listed = Policy::new(vec![
+            Grant::public_only("hooks.internal", 443),
+            Grant::host("hooks.internal").expect("a host"),
+            Grant::host("127.12.0.1").expect("an address"),
+        ]);
+        assert!(listed.allows_connect("hooks.internal", 8080, addr("10.0.0.5:8080")));
+        assert!(listed.allows_connect("127.12.0.1", 9000, addr("127.12.0.1:9000")));
+        assert!(!listed.allows_connect("127.12.0.2", 9000, addr("127.12.0.2:9000")));
+        assert!(Grant::host("10.0.0.0/8").is_none());
+        assert!(Grant::host("*.example.com").is_none());
+        assert!(Grant::host("").is_none());
     }
 
     #[test]

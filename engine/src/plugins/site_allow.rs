@@ -215,10 +215,7 @@ impl SiteAllow {
     /// Whether some entry satisfies `f`; with no list, `*` stands in.
     fn lists(&self, f: impl Fn(&Grant) -> bool) -> bool {
         match &self.entries {
-            None => f(&Grant {
-                host: HostPattern::Any,
-                port: None,
-            }),
+            None => f(&Grant::any()),
             Some(list) => list.iter().any(f),
         }
     }

@@ -2,7 +2,9 @@
 //! the receiver can tell it came from this engine and was not replayed.
 //!
 //! The request goes through wasi:http, so the engine does the HTTPS (with its trusted
-//! roots) and applies the plugin's allow-list. Plain `http://` is refused unless the
+//! roots) and decides what the delivery may reach: the plugin's allow-list for an
+//! organization's channel, and for a job's `notify_url` the URL's host on public
+//! addresses (or as the operator listed it). Plain `http://` is refused unless the
 //! channel's `allow_http` setting names the host: the engine fills it from the
 //! operator's `--allow-http-notify`.
 //!

@@ -104,6 +104,12 @@ fn error(code: ErrorCode, url: &str) -> NotifyError {
         ErrorCode::HttpRequestDenied => NotifyError::Denied(format!(
             "{url}: the plugin's allow-list does not grant this host"
         )),
+        // The engine refused every address the host resolved to (a name of a loopback,
+        // private or metadata address): retrying cannot help.
+        ErrorCode::DestinationIpProhibited => NotifyError::Denied(format!(
+            "{url}: the host resolves to no public address; internal receivers are reached \
+             only when the operator lists them (--allow-http-notify)"
+        )),
         ErrorCode::HttpRequestUriInvalid | ErrorCode::HttpRequestMethodInvalid => {
             NotifyError::Invalid(format!("{url}: {code:?}"))
         }
