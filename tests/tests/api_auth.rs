@@ -20,6 +20,7 @@ fn echo_engine(config: &str) -> Engine {
     engine.wait_for_file("echo.wasm", "echo", active);
     engine.add_site(&json!({
         "name": ECHO_SITE, "address": "127.0.0.1", "port": 1, "transport": "echo",
+        "password": "unused",
     }));
     engine
 }

@@ -23,6 +23,7 @@ fn site_for(engine: &Engine, plugin: &str) -> String {
                 "address": "127.0.0.1",
                 "port": 1,
                 "transport": plugin,
+                "password": "unused",
             }))
         })
         .clone()
@@ -67,6 +68,7 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     // port, is refused before the plugin runs: nothing broader than the site is granted.
     let portless_site = engine.add_site(&json!({
         "name": "portless", "address": "127.0.0.1", "transport": "echo",
+        "password": "unused",
     }));
     let portless = transport_call(
         &portless_site,
