@@ -64,6 +64,9 @@ pub enum StoreError {
     #[error("site {site}: its stored password cannot be decrypted with this data dir's key")]
     Decrypt { site: String },
 
+    #[error("job {job}: its stored backup cannot be decrypted with this data dir's key")]
+    BackupUnreadable { job: String },
+
     #[error("{kind} {id}: stored record is unreadable: {source}")]
     Corrupt {
         kind: &'static str,

@@ -8,8 +8,9 @@
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
-/// The layout version written on first open and checked on every open after it.
-pub(crate) const SCHEMA_VERSION: u64 = 1;
+/// The layout version written on first open and checked on every open after it; an
+/// older one is migrated at open (`txn::Store::migrate`). 2: backups are sealed.
+pub(crate) const SCHEMA_VERSION: u64 = 2;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -63,7 +64,8 @@ pub(crate) const JOBS_ACTIVE: TableDefinition<(u8, u64), ()> = TableDefinition::
 /// before this table existed gets them counted once, on first read.
 pub(crate) const JOB_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("job_counts");
 pub(crate) const META_JOB_COUNTS: &str = "job_counts_complete";
-/// seq_id -> backup bytes, apart from the job so listing jobs stays cheap.
+/// seq_id -> backup, sealed by the store's vault (nonce then ciphertext, bound to the job
+/// id and seq), apart from the job so listing jobs stays cheap.
 pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_backups");
 /// (organization, idempotency key) -> seq_id.
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =

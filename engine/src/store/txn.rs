@@ -1,4 +1,5 @@
-//! The one place that opens transactions, encodes records and checks the schema version.
+//! The one place that opens transactions, encodes records and checks the schema version,
+//! moving an older database forward (in the transaction that checks it) when it can.
 //!
 //! Write transactions use redb's quick repair: each commit also saves the allocator
 //! state, so reopening after `kill -9` does not walk the whole file (the restart target is
@@ -45,6 +46,13 @@ impl Store {
                     meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
                 }
                 Some(v) if v == tables::SCHEMA_VERSION => {}
+                Some(v) if (1..tables::SCHEMA_VERSION).contains(&v) => {
+                    drop(meta);
+                    self.migrate(tx, v)?;
+                    tx.open_table(META)?
+                        .insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+                    return open_all(tx);
+                }
                 Some(v) if v > tables::SCHEMA_VERSION => {
                     return Err(StoreError::SchemaTooNew {
                         path,
@@ -57,6 +65,21 @@ impl Store {
             drop(meta);
             open_all(tx)
         })
+    }
+}
+
+impl Store {
+    /// Brings a database of schema version `from` up to [`tables::SCHEMA_VERSION`], one
+    /// step after the other, in the caller's transaction: a failure leaves it as it was.
+    fn migrate(&self, tx: &WriteTransaction, from: u64) -> Result<(), StoreError> {
+        if from < 2 {
+            // Version 1 kept backups in the clear.
+            let sealed = self.seal_plain_backups(tx)?;
+            if sealed > 0 {
+                tracing::info!(sealed, "sealed the backups an older version stored in the clear");
+            }
+        }
+        Ok(())
     }
 }
 
