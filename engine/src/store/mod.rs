@@ -10,7 +10,8 @@
 //!
 //! Layout: `tables` holds every table definition; `records` the serde types; `txn` the
 //! one place transactions are opened; `sites`, `schedules`, `jobs` and `journal` (users,
-//! audit log, outbox) the operations; `crypto` the credential key and identifiers.
+//! audit log, outbox) the operations; `crypto` the credential key and identifiers;
+//! `redact` what the audit log never keeps.
 //!
 //! Every commit is durable when it returns and saves redb's allocator state, so a restart
 //! after `kill -9` does not walk the file; recovery reads only the index of active jobs.
@@ -27,6 +28,7 @@ mod jobs;
 mod journal;
 pub mod listing;
 mod records;
+mod redact;
 mod schedules;
 mod sites;
 mod tables;
@@ -53,6 +55,7 @@ pub use records::{
     SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, TlsSettings, User,
 };
 pub use schedules::{Launch, LaunchPlan};
+pub(crate) use redact::is_secret as is_secret_name;
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "yardmaster.redb";
