@@ -507,10 +507,14 @@ impl Runner {
         }
         let runner = self.clone();
         let (options, tally, shutdown) = (options.clone(), tally.clone(), shutdown.clone());
+        let organization = job.organization.clone();
         tasks.spawn(async move {
-            let outcome = runner
-                .run_one(job, &options, &shutdown, &tally, permits)
-                .await;
+            // The job's plugin calls count against its organization's share of them.
+            let outcome = crate::plugins::on_behalf_of(
+                &organization,
+                runner.run_one(job, &options, &shutdown, &tally, permits),
+            )
+            .await;
             tally.count(outcome);
         });
         Dispatch::Started
