@@ -159,10 +159,11 @@ async fn one_organizations_blackholed_calls_leave_room_for_anothers_job() {
         "the noisy organization held no more than its share of the calls"
     );
     assert!(
-        routers.fleet.routers().next().is_some_and(|r| r
-            .log_messages()
-            .iter()
-            .any(|m| m == "quiet-org-job")),
+        routers
+            .fleet
+            .routers()
+            .next()
+            .is_some_and(|r| r.log_messages().iter().any(|m| m == "quiet-org-job")),
         "the script reached the router"
     );
 
@@ -224,13 +225,19 @@ fn slow_and_silent_clients_are_disconnected() {
 
     // A connection that sends nothing is closed.
     let mut silent = TcpStream::connect(engine.addr).expect("connect");
-    assert!(closed_by_server(&mut silent), "a silent connection stayed open");
+    assert!(
+        closed_by_server(&mut silent),
+        "a silent connection stayed open"
+    );
 
     // A kept-alive connection is answered, then closed once idle.
     let mut kept = TcpStream::connect(engine.addr).expect("connect");
     kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .expect("request");
-    assert!(closed_by_server(&mut kept), "an idle connection stayed open");
+    assert!(
+        closed_by_server(&mut kept),
+        "an idle connection stayed open"
+    );
 
     // Prompt clients are served as before.
     let health = engine.get_as("/healthz", None).expect("healthz");

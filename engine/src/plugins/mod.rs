@@ -690,7 +690,10 @@ mod tests {
             shares.of(&a).try_acquire_owned().is_err(),
             "a third call of `a` waits"
         );
-        let other = shares.of(&b).try_acquire_owned().expect("`b` has its own share");
+        let other = shares
+            .of(&b)
+            .try_acquire_owned()
+            .expect("`b` has its own share");
         drop(held);
         assert!(shares.of(&a).try_acquire_owned().is_ok());
         drop(other);

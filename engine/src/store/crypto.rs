@@ -269,10 +269,17 @@ mod tests {
         let plain = b"/interface wireless security-profiles set wpa2-pre-shared-key=hunter22";
         let blob = vault.seal_bytes("job-1", plain).expect("seal");
         assert!(!blob.windows(8).any(|w| w == b"hunter22"));
-        assert_eq!(vault.open_bytes("job-1", &blob).as_deref(), Some(&plain[..]));
+        assert_eq!(
+            vault.open_bytes("job-1", &blob).as_deref(),
+            Some(&plain[..])
+        );
         assert_eq!(vault.open_bytes("job-2", &blob), None);
         assert_eq!(vault.open_bytes("job-1", &blob[..10]), None);
-        assert_eq!(vault.open_bytes("job-1", plain), None, "plaintext is not a blob");
+        assert_eq!(
+            vault.open_bytes("job-1", plain),
+            None,
+            "plaintext is not a blob"
+        );
     }
 
     #[cfg(unix)]

@@ -1231,7 +1231,10 @@ pub(crate) mod tests {
         // A's sealed row copied over B's does not open as B's backup.
         store
             .write(|tx| {
-                let seq = tx.open_table(JOB_IDS)?.get(b.id.as_str())?.map(|v| v.value());
+                let seq = tx
+                    .open_table(JOB_IDS)?
+                    .get(b.id.as_str())?
+                    .map(|v| v.value());
                 tx.open_table(JOB_BACKUPS)?
                     .insert(seq.expect("seq"), raw.as_slice())?;
                 Ok(())
@@ -1250,7 +1253,10 @@ pub(crate) mod tests {
         let plain = b"/interface wireless security-profiles set wpa2-pre-shared-key=hunter22\n";
         store
             .write(|tx| {
-                let seq = tx.open_table(JOB_IDS)?.get(job.id.as_str())?.map(|v| v.value());
+                let seq = tx
+                    .open_table(JOB_IDS)?
+                    .get(job.id.as_str())?
+                    .map(|v| v.value());
                 tx.open_table(JOB_BACKUPS)?
                     .insert(seq.expect("seq"), &plain[..])?;
                 tx.open_table(META)?

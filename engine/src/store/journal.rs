@@ -446,7 +446,10 @@ mod tests {
             .expect("append");
         let entry = store.list_audit(&Page::first(1)).expect("list").remove(0);
         let written = serde_json::to_string(&entry.detail).expect("json");
-        assert!(!written.contains("s3cr3t") && !written.contains("pw1"), "{written}");
+        assert!(
+            !written.contains("s3cr3t") && !written.contains("pw1"),
+            "{written}"
+        );
         assert_eq!(
             entry.detail["parameters"],
             "=name=x =source=/ip ipsec peer add secret=<redacted> address=10.0.0.1"

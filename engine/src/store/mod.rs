@@ -54,8 +54,8 @@ pub use records::{
     OutboxState, Page, Recurrence, RecurrenceKind, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
     SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, TlsSettings, User,
 };
-pub use schedules::{Launch, LaunchPlan};
 pub(crate) use redact::is_secret as is_secret_name;
+pub use schedules::{Launch, LaunchPlan};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "yardmaster.redb";

@@ -47,7 +47,9 @@ pub(crate) fn text(text: &str) -> String {
     while let Some(c) = rest.chars().next() {
         let at_boundary = prev.is_none_or(|p| !is_name_char(p));
         if at_boundary && is_name_char(c) {
-            let len = rest.find(|ch: char| !is_name_char(ch)).unwrap_or(rest.len());
+            let len = rest
+                .find(|ch: char| !is_name_char(ch))
+                .unwrap_or(rest.len());
             let (name, after) = rest.split_at(len);
             out.push_str(name);
             prev = name.chars().last();
@@ -83,9 +85,7 @@ fn skip_value(rest: &str) -> &str {
     }
     // Quoted inside a quoted string: `comment="set secret=\"a b\""`.
     if let Some(quoted) = rest.strip_prefix("\\\"") {
-        return quoted
-            .find("\\\"")
-            .map_or("", |end| &quoted[end + 2..]);
+        return quoted.find("\\\"").map_or("", |end| &quoted[end + 2..]);
     }
     let end = rest
         .find(|c: char| c.is_whitespace() || matches!(c, ';' | ']' | ')' | '}' | '"' | '\\'))
@@ -126,7 +126,8 @@ mod tests {
 
     #[test]
     fn secrets_inside_script_and_source_are_redacted() {
-        let sentence = "=script=/ip ipsec peer add address=10.0.0.1 secret=\"a \\\"quoted\\\" one\" comment=x";
+        let sentence =
+            "=script=/ip ipsec peer add address=10.0.0.1 secret=\"a \\\"quoted\\\" one\" comment=x";
         assert_eq!(
             text(sentence),
             "=script=/ip ipsec peer add address=10.0.0.1 secret=<redacted> comment=x"
@@ -140,7 +141,10 @@ mod tests {
             );
         }
         assert!(out.contains("name=u password=<redacted>;"), "{out}");
-        assert!(out.contains("set [find] wpa2-pre-shared-key=<redacted>\n"), "{out}");
+        assert!(
+            out.contains("set [find] wpa2-pre-shared-key=<redacted>\n"),
+            "{out}"
+        );
         // A secret nested in another attribute's value, or in a bracket, is found too.
         assert_eq!(
             text("comment=\"set password=x\" [/x set passphrase=y]"),
@@ -150,10 +154,7 @@ mod tests {
             text(r#"comment="set password=\"x y\" more""#),
             r#"comment="set password=<redacted> more""#
         );
-        assert_eq!(
-            text("=script=password=abc"),
-            "=script=password=<redacted>"
-        );
+        assert_eq!(text("=script=password=abc"), "=script=password=<redacted>");
     }
 
     #[test]

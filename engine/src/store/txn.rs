@@ -76,7 +76,10 @@ impl Store {
             // Version 1 kept backups in the clear.
             let sealed = self.seal_plain_backups(tx)?;
             if sealed > 0 {
-                tracing::info!(sealed, "sealed the backups an older version stored in the clear");
+                tracing::info!(
+                    sealed,
+                    "sealed the backups an older version stored in the clear"
+                );
             }
         }
         Ok(())

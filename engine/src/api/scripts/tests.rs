@@ -1135,18 +1135,17 @@ async fn an_unpaged_listing_past_its_cap_is_refused_not_cut_short() {
         w.create(&format!("Listed {i}")).await;
     }
     let store = &w.t.state.store;
-    let unpaged = super::query::ListQuery::parse(&[("paginate".into(), "false".into())])
-        .expect("query");
-    let err = super::list_data(store, "acme", &unpaged, Utc::now(), 3)
-        .expect_err("4 matches, cap 3");
+    let unpaged =
+        super::query::ListQuery::parse(&[("paginate".into(), "false".into())]).expect("query");
+    let err =
+        super::list_data(store, "acme", &unpaged, Utc::now(), 3).expect_err("4 matches, cap 3");
     assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(err.code, "too_many_to_list");
     assert!(err.message.contains("4 schedules match"), "{}", err.message);
     let all = super::list_data(store, "acme", &unpaged, Utc::now(), 4).expect("at the cap");
     assert_eq!(all.registries.len(), 4);
     // Pages are not capped by it.
-    let paged = super::query::ListQuery::parse(&[("page_size".into(), "2".into())])
-        .expect("query");
+    let paged = super::query::ListQuery::parse(&[("page_size".into(), "2".into())]).expect("query");
     let page = super::list_data(store, "acme", &paged, Utc::now(), 1).expect("paged");
     assert_eq!((page.registries.len(), page.total), (2, 4));
     // Through the route, under the real cap, every match comes back.
@@ -1189,7 +1188,11 @@ async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
     // Three runs of three jobs; seven jobs fit: two whole runs, the page ends there.
     let page = super::runs_page(store, &id, runs(None), 10, 7).expect("page");
     assert_eq!(page.runs.len(), 2);
-    assert!(page.runs.iter().all(|r| r.jobs.len() == 3 && !r.jobs_truncated));
+    assert!(
+        page.runs
+            .iter()
+            .all(|r| r.jobs.len() == 3 && !r.jobs_truncated)
+    );
     assert_eq!(page.next_after, Some(1), "the rest is on the next page");
     let rest = super::runs_page(store, &id, runs(Some(1)), 10, 7).expect("page");
     assert_eq!(rest.runs.len(), 1);
