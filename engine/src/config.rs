@@ -25,6 +25,7 @@
 //!
 //! [runner]
 //! max_jobs = 256             # jobs at work on their sites at once, across all launches
+//! organization_share = 0.5   # the part of max_jobs one organization's jobs may hold
 //! max_jobs_per_launch = 64   # within one launch (a schedule's rollout may lower it)
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
@@ -169,6 +170,7 @@ struct FileTls {
 #[serde(deny_unknown_fields)]
 struct FileRunner {
     max_jobs: Option<usize>,
+    organization_share: Option<f64>,
     max_jobs_per_launch: Option<usize>,
     job_timeout: Option<String>,
     max_attempts: Option<u32>,
@@ -186,6 +188,15 @@ impl FileRunner {
         };
         if let Some(n) = self.max_jobs {
             settings.global_concurrency = at_least_one("runner.max_jobs", n)?;
+        }
+        if let Some(share) = self.organization_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(value_error(
+                    "runner.organization_share",
+                    "must be more than 0 and at most 1",
+                ));
+            }
+            settings.organization_share = share;
         }
         if let Some(n) = self.max_jobs_per_launch {
             settings.run_concurrency = at_least_one("runner.max_jobs_per_launch", n)?;
@@ -806,6 +817,23 @@ mod tests {
         assert_eq!(config.http.header_read_timeout, Duration::from_secs(2));
         assert_eq!(config.http.idle_timeout, Duration::from_secs(60));
         assert_eq!(config.organization_plugin_call_share, 0.25);
+        let config = Config::resolve(
+            None,
+            Some("[runner]\norganization_share = 0.75\n"),
+            &none,
+            &none,
+        )
+        .expect("resolves");
+        assert_eq!(config.runner.organization_share, 0.75);
+        assert!(
+            Config::resolve(
+                None,
+                Some("[runner]\norganization_share = 0.0\n"),
+                &none,
+                &none
+            )
+            .is_err()
+        );
         for bad in [
             "organization_plugin_call_share = 0.0",
             "organization_plugin_call_share = 1.5",

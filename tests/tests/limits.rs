@@ -1,6 +1,6 @@
 //! Limits against one noisy or curious tenant, through the real binary: an organization
-//! whose synchronous calls go to routers that never answer leaves room for another's
-//! jobs; a client that sends its headers slowly, or nothing, is disconnected; a backup
+//! whose synchronous calls or jobs go to routers that never answer leaves room for
+//! another's jobs; a client that sends its headers slowly, or nothing, is disconnected; a backup
 //! taken before a job is sealed in the database and shown only with `site:backup`.
 
 use std::io::{Read, Write};
@@ -151,7 +151,7 @@ async fn one_organizations_blackholed_calls_leave_room_for_anothers_job() {
     assert_eq!(
         finished.load(Ordering::SeqCst),
         0,
-        "the job ran while every blackholed call was still waiting"
+        "the quiet job had to wait for blackholed calls to end"
     );
     assert_eq!(
         blackhole.accepted.load(Ordering::SeqCst),
@@ -171,6 +171,77 @@ async fn one_organizations_blackholed_calls_leave_room_for_anothers_job() {
     for caller in callers {
         let _ = caller.join();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_organizations_stuck_jobs_leave_room_for_anothers() {
+    let routers = fleet(Ipv4Addr::new(127, 9, 5, 1), 1, Profile::V7_18, PASSWORD).await;
+    let blackhole = Blackhole::start();
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        // Two jobs at once in all, one per organization.
+        config: "[runner]\nmax_jobs = 2\norganization_share = 0.5\n\
+                 [plugin_defaults]\ntimeout = \"10m\"\n"
+            .into(),
+        ..EngineOptions::default()
+    });
+    let scopes = ["site:manage", "site:view", "script:run", "script:view"];
+    let noisy = engine.token_for("mallory", "noisy", &scopes, 3600);
+    let quiet = engine.token_for("alice", "quiet", &scopes, 3600);
+    let dark = create_site(&engine, &noisy, "dark", blackhole.addr);
+    let router = create_site(&engine, &quiet, "r1", routers.fleet.addresses()[0]);
+    let express = |description: &str, script: &str| json!({"description": description, "script": script, "express_execute": true});
+
+    // The noisy organization's jobs go to a router that never answers.
+    for i in 0..3 {
+        let submitted = engine
+            .post_as(
+                &format!("/api/asynchronous/{dark}"),
+                &express(&format!("Stuck {i}"), ":log info \"stuck\""),
+                Some(&noisy),
+            )
+            .expect("submit");
+        assert_eq!(submitted.status, 202, "{}", submitted.text);
+    }
+    eventually("a stuck job to hold its slot", || {
+        (blackhole.accepted.load(Ordering::SeqCst) >= 1).then_some(())
+    });
+
+    let submitted = engine
+        .post_as(
+            &format!("/api/asynchronous/{router}"),
+            &express("Quiet job", ":log info \"quiet-org-express\""),
+            Some(&quiet),
+        )
+        .expect("submit");
+    assert_eq!(submitted.status, 202, "{}", submitted.text);
+    let status = eventually("the quiet organization's job to finish", || {
+        let list = engine
+            .get_as(&format!("/api/routers/{router}/jobs"), Some(&quiet))
+            .ok()?;
+        let status = list.body["data"][0]["status"].as_str()?.to_owned();
+        matches!(status.as_str(), "completed" | "failed").then_some(status)
+    });
+    assert_eq!(status, "completed", "{}", engine.log());
+    let stuck = engine
+        .get_as(&format!("/api/routers/{dark}/jobs"), Some(&noisy))
+        .expect("list");
+    let statuses: Vec<&str> = stuck.body["data"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .filter_map(|j| j["status"].as_str())
+        .collect();
+    assert_eq!(statuses.len(), 3, "{}", stuck.text);
+    assert!(
+        statuses.iter().all(|s| matches!(*s, "pending" | "running")),
+        "the quiet job had to wait for stuck jobs to end: {statuses:?}"
+    );
+    assert_eq!(
+        blackhole.accepted.load(Ordering::SeqCst),
+        1,
+        "the noisy organization held no more than its share of the job slots"
+    );
 }
 
 /// Reads until the engine closes the connection, or `PATIENCE` passes; whether it

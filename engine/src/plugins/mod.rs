@@ -585,15 +585,18 @@ pub async fn on_behalf_of<F: Future>(organization: &str, work: F) -> F::Output {
     ORGANIZATION.scope(Arc::from(organization), work).await
 }
 
-/// Each organization's own semaphore, made on its first call and forgotten when none
-/// of its calls holds or awaits a place.
-struct OrganizationShares {
+/// Each organization's own semaphore, made on its first use and forgotten when none of
+/// its work holds or awaits a place. Used for plugin calls here, and by the runner for
+/// its job slots.
+pub(crate) struct OrganizationShares {
     per_organization: usize,
     shares: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Semaphore>>>,
 }
 
 impl OrganizationShares {
-    fn new(slots: usize, share: f64) -> Self {
+    /// Shares of `slots`: each organization gets `share` of them, rounded down, at least
+    /// one.
+    pub(crate) fn new(slots: usize, share: f64) -> Self {
         let share = if share.is_finite() {
             share.clamp(0.0, 1.0)
         } else {
@@ -607,7 +610,8 @@ impl OrganizationShares {
         }
     }
 
-    fn of(&self, organization: &Arc<str>) -> Arc<Semaphore> {
+    /// The semaphore of `organization`'s share.
+    pub(crate) fn of(&self, organization: &Arc<str>) -> Arc<Semaphore> {
         let mut shares = match self.shares.lock() {
             Ok(shares) => shares,
             Err(poisoned) => poisoned.into_inner(),
