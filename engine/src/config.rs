@@ -25,6 +25,7 @@
 //!
 //! [runner]
 //! max_jobs = 256             # jobs at work on their sites at once, across all launches
+//! organization_share = 0.5   # the part of max_jobs one organization's jobs may hold
 //! max_jobs_per_launch = 64   # within one launch (a schedule's rollout may lower it)
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
@@ -33,6 +34,11 @@
 //! # themselves; every other organization keeps four eyes.
 //! [organizations.lab]
 //! allow_self_approval = true
+//!
+//! # The HTTP server's patience with its clients.
+//! [http]
+//! header_read_timeout = "10s"  # a request's line and headers, from their first byte
+//! idle_timeout = "60s"         # a connection with no request under way
 //!
 //! # Certificates (PEM) trusted beside the public roots whenever the engine verifies a
 //! # TLS peer for a plugin (a router's API-SSL, a mail server, a webhook receiver).
@@ -87,6 +93,9 @@ struct FileConfig {
     listen: Option<String>,
     install_bundled_plugins: Option<bool>,
     max_concurrent_plugin_calls: Option<u32>,
+    organization_plugin_call_share: Option<f64>,
+    #[serde(default)]
+    http: FileHttp,
     #[serde(default)]
     plugin_defaults: FileLimits,
     #[serde(default)]
@@ -119,6 +128,52 @@ struct FileOrganization {
     allow_self_approval: Option<bool>,
 }
 
+/// The `[http]` section: how long the server waits on a client.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHttp {
+    header_read_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+impl FileHttp {
+    fn resolve(self) -> Result<HttpSettings, ConfigError> {
+        let mut settings = HttpSettings::default();
+        let duration = |key: &str, text: &str| {
+            parse_duration(text)
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| value_error(key, &format!("`{text}` is not a duration like 10s")))
+        };
+        if let Some(text) = &self.header_read_timeout {
+            settings.header_read_timeout = duration("http.header_read_timeout", text)?;
+        }
+        if let Some(text) = &self.idle_timeout {
+            settings.idle_timeout = duration("http.idle_timeout", text)?;
+        }
+        Ok(settings)
+    }
+}
+
+/// How long the HTTP server waits on a client before it closes the connection, so slow
+/// or silent clients cannot hold connections (and their memory) for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpSettings {
+    /// From the first byte of a request to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// A connection with no request under way (just opened, or kept alive after a
+    /// response) that long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The `[tls]` section.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -131,6 +186,7 @@ struct FileTls {
 #[serde(deny_unknown_fields)]
 struct FileRunner {
     max_jobs: Option<usize>,
+    organization_share: Option<f64>,
     max_jobs_per_launch: Option<usize>,
     job_timeout: Option<String>,
     max_attempts: Option<u32>,
@@ -148,6 +204,15 @@ impl FileRunner {
         };
         if let Some(n) = self.max_jobs {
             settings.global_concurrency = at_least_one("runner.max_jobs", n)?;
+        }
+        if let Some(share) = self.organization_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(value_error(
+                    "runner.organization_share",
+                    "must be more than 0 and at most 1",
+                ));
+            }
+            settings.organization_share = share;
         }
         if let Some(n) = self.max_jobs_per_launch {
             settings.run_concurrency = at_least_one("runner.max_jobs_per_launch", n)?;
@@ -335,6 +400,12 @@ pub struct Config {
     pub install_bundled_plugins: bool,
     /// Plugin calls running at once, across all plugins; more wait their turn.
     pub max_concurrent_plugin_calls: u32,
+    /// The part of those calls one organization's work may hold at once (0 < share
+    /// <= 1), so one organization's calls to routers that never answer leave room for
+    /// the others'.
+    pub organization_plugin_call_share: f64,
+    /// The HTTP server's timeouts (`[http]`).
+    pub http: HttpSettings,
     pub plugin_defaults: Limits,
     pub plugins: BTreeMap<String, PluginSettings>,
     /// Notification delivery (`[notify]`): retries and plain-http receivers.
@@ -362,6 +433,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             install_bundled_plugins: true,
             max_concurrent_plugin_calls: 256,
+            organization_plugin_call_share: 0.5,
+            http: HttpSettings::default(),
             plugin_defaults: Limits::default(),
             plugins: BTreeMap::new(),
             notify: crate::notify::NotifyConfig::default(),
@@ -462,6 +535,16 @@ impl Config {
             }
             config.max_concurrent_plugin_calls = max;
         }
+        if let Some(share) = parsed.organization_plugin_call_share {
+            if !(share > 0.0 && share <= 1.0) {
+                return Err(value_error(
+                    "organization_plugin_call_share",
+                    "must be more than 0 and at most 1",
+                ));
+            }
+            config.organization_plugin_call_share = share;
+        }
+        config.http = parsed.http.resolve()?;
         config.plugin_defaults = limits(
             "plugin_defaults",
             &parsed.plugin_defaults.memory,
@@ -758,6 +841,47 @@ mod tests {
         let err = Config::resolve(None, Some(&text), &env, &Overrides::default())
             .expect_err("the environment's file is missing");
         assert!(err.to_string().contains("missing-too.pem"), "{err}");
+    }
+
+    #[test]
+    fn http_timeouts_and_the_organization_share_are_read_and_checked() {
+        let none = Overrides::default();
+        let config = Config::resolve(None, None, &none, &none).expect("defaults");
+        assert_eq!(config.http, HttpSettings::default());
+        assert_eq!(config.organization_plugin_call_share, 0.5);
+        let file = "organization_plugin_call_share = 0.25\n[http]\nheader_read_timeout = \"2s\"\nidle_timeout = \"1m\"\n";
+        let config = Config::resolve(None, Some(file), &none, &none).expect("resolves");
+        assert_eq!(config.http.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(config.http.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.organization_plugin_call_share, 0.25);
+        let config = Config::resolve(
+            None,
+            Some("[runner]\norganization_share = 0.75\n"),
+            &none,
+            &none,
+        )
+        .expect("resolves");
+        assert_eq!(config.runner.organization_share, 0.75);
+        assert!(
+            Config::resolve(
+                None,
+                Some("[runner]\norganization_share = 0.0\n"),
+                &none,
+                &none
+            )
+            .is_err()
+        );
+        for bad in [
+            "organization_plugin_call_share = 0.0",
+            "organization_plugin_call_share = 1.5",
+            "[http]\nheader_read_timeout = \"0s\"",
+            "[http]\nidle_timeout = \"soon\"",
+        ] {
+            assert!(
+                Config::resolve(None, Some(bad), &none, &none).is_err(),
+                "{bad} accepted"
+            );
+        }
     }
 
     #[test]

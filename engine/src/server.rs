@@ -181,7 +181,12 @@ pub async fn run(
         notifications: notifications.clone(),
         organizations: Arc::new(config.organizations.clone()),
     };
-    let server = tokio::spawn(api::serve(listener, state, stopped.clone().wait()));
+    let server = tokio::spawn(api::serve(
+        listener,
+        state,
+        config.http,
+        stopped.clone().wait(),
+    ));
     tracing::info!("listening on http://{addr}");
 
     let changes = host.reconcile().await;

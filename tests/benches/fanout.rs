@@ -207,6 +207,7 @@ async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transp
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
         max_concurrent_calls: 256,
+        organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),

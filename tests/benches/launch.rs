@@ -74,6 +74,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
         max_concurrent_calls: 256,
+        organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),

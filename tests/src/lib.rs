@@ -447,6 +447,7 @@ pub async fn bundled_host(
         defaults: Limits::default(),
         plugins: std::collections::BTreeMap::new(),
         max_concurrent_calls,
+        organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.

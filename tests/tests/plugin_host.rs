@@ -481,3 +481,21 @@ fn the_bundled_plugins_seed_an_empty_folder_once() {
     });
     assert_eq!(engine.get("/plugins").expect("list").body, json!([]));
 }
+
+#[test]
+fn a_plugin_flooding_the_log_is_cut_to_a_hundred_lines_a_call() {
+    let engine = Engine::start(EngineOptions {
+        plugins: vec!["echo".into()],
+        ..EngineOptions::default()
+    });
+    let response = run_script(&engine, "echo", "log 500");
+    assert_eq!(response.status, 200, "{}", response.body);
+    // The call's own line ("run-script on site-1") and 99 of the flood get through.
+    let log = eventually("the dropped-lines line", || {
+        let log = engine.log();
+        log.contains("401 log lines dropped").then_some(log)
+    });
+    let written = log.lines().filter(|l| l.contains("echo flood ")).count();
+    assert_eq!(written, 99, "{log}");
+    assert!(log.contains("echo flood 98") && !log.contains("echo flood 99"));
+}

@@ -160,6 +160,10 @@ const CODES: &[(&str, &str)] = &[
         "idempotency_conflict",
         "The idempotency key was already used for a job with another router, script or description; use a new key.",
     ),
+    (
+        "too_many_to_list",
+        "More records match than a listing without pagination returns; ask for pages or narrow the filters.",
+    ),
     ("unavailable", "The engine is starting or shutting down."),
     (
         "internal",

@@ -11,7 +11,8 @@
 //! a refused login or any other failure of the transport is 502 with a code saying
 //! which, a timeout is 504.
 //!
-//! Scopes: running (either way) needs `script:run`, reading jobs `script:view`. Every
+//! Scopes: running (either way) needs `script:run`, reading jobs `script:view`, and
+//! reading a job's backup `site:backup` besides (an export holds secrets). Every
 //! synchronous call is written to the audit log before it is sent (who, which router,
 //! the command and its parameters, with the values of password-like attributes
 //! redacted), so a call is on record even if the engine stops during it. An asynchronous
@@ -38,7 +39,7 @@ use super::error::ErrorBody;
 use super::sites::site_of;
 use super::support::{Paging, blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
-use crate::auth::scopes::{SCRIPT_RUN, SCRIPT_VIEW};
+use crate::auth::scopes::{SCRIPT_RUN, SCRIPT_VIEW, SITE_BACKUP};
 use crate::plugins::{CallError, Failure, transport};
 use crate::runner::execute::{self, ExecError};
 use crate::runner::fanout::RunnerError;
@@ -229,8 +230,12 @@ pub(super) struct JobDetail {
     /// The schedule run that made the job, if one did.
     origin: Option<OriginView>,
     has_backup: bool,
-    /// The configuration exported before the script ran, when `make_backup` was set.
+    /// The configuration exported before the script ran, when `make_backup` was set and
+    /// the token carries `site:backup` (an export holds the router's secrets).
     backup: Option<String>,
+    /// True when the job has a backup that is not shown because the token lacks
+    /// `site:backup`: `backup` is then null although `has_backup` is true.
+    backup_withheld: bool,
 }
 
 /// `{"status": "success", "data": job}`.
@@ -283,14 +288,6 @@ fn runner_error(e: RunnerError) -> ApiError {
 
 /// Parameters for the audit log, with the values of password-like attributes hidden.
 fn redacted(parameters: &str) -> String {
-    const SECRET_NAMES: &[&str] = &[
-        "password",
-        "passphrase",
-        "secret",
-        "pre-shared-key",
-        "private-key",
-        "psk",
-    ];
     execute::parse_parameters(parameters)
         .into_iter()
         .map(|word| {
@@ -299,7 +296,7 @@ fn redacted(parameters: &str) -> String {
                 .and_then(|rest| rest.split_once('='))
                 .map(|(name, _)| name.to_ascii_lowercase());
             match attribute {
-                Some(name) if SECRET_NAMES.iter().any(|s| name.contains(s)) => {
+                Some(name) if crate::store::is_secret_name(&name) => {
                     format!("={name}=<redacted>")
                 }
                 _ => word,
@@ -411,9 +408,14 @@ async fn synchronous(
     };
     let store = state.store.clone();
     blocking(move || store.append_audit(audit).map_err(ApiError::from)).await?;
-    let rows = execute::command(&transport, &target, &command, &parameters)
-        .await
-        .map_err(exec_error)?;
+    // Counted against the organization's share of the plugin calls at once: a caller
+    // sending commands to routers that never answer fills its own share, not the engine.
+    let rows = crate::plugins::on_behalf_of(
+        &site.organization,
+        execute::command(&transport, &target, &command, &parameters),
+    )
+    .await
+    .map_err(exec_error)?;
     Ok(Json(SyncReply {
         status: success(),
         data: rows,
@@ -578,7 +580,7 @@ async fn router_jobs(
     path = "/api/jobs/{id}",
     tag = "jobs",
     summary = "Show a job",
-    description = "The job with its script, output, error and the backup taken before it, if any. Needs `script:view`.",
+    description = "The job with its script, output, error and the backup taken before it, if any. Needs `script:view`; the backup (which holds the router's secrets) is shown only to a token that also carries `site:backup`, and is otherwise withheld (`backup_withheld`).",
     params(("id" = String, Path, description = "Job id")),
     security(("bearer" = [])),
     responses(
@@ -594,6 +596,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<JobReply>, ApiError> {
     caller.require(SCRIPT_VIEW)?;
+    let may_read_backup = caller.0.has_scope(SITE_BACKUP);
     let store = state.store.clone();
     let org = caller.org().to_owned();
     let (job, backup) = blocking(move || {
@@ -606,7 +609,7 @@ async fn show(
             }
             Err(e) => return Err(e.into()),
         };
-        let backup = if job.has_backup {
+        let backup = if job.has_backup && may_read_backup {
             store.get_backup(&job.id)?
         } else {
             None
@@ -628,6 +631,7 @@ async fn show(
                 occurrence: o.occurrence,
             }),
             has_backup: job.has_backup,
+            backup_withheld: job.has_backup && !may_read_backup,
             backup: backup.map(|b| String::from_utf8_lossy(&b).into_owned()),
         },
     }))
@@ -689,6 +693,62 @@ mod tests {
             "notify_url": "https://example.com/notify",
             "idempotency_key": key,
         })
+    }
+
+    #[tokio::test]
+    async fn a_backup_is_shown_only_to_a_token_with_site_backup() {
+        let t = state();
+        let router = site(&t, "acme", "r1").await;
+        let submitter = t.token("alice", "acme", &["script:run", "script:view"]);
+        let (status, made, text) = json(
+            &t.state,
+            "POST",
+            &format!("/api/asynchronous/{router}"),
+            Some(&submitter),
+            Some(&job("k-backup")),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        let request = made["data"]["request_id"].as_str().expect("request id");
+        let id = t
+            .state
+            .store
+            .jobs_for_site(&router, &crate::store::Page::first(10))
+            .expect("jobs")
+            .into_iter()
+            .find(|j| j.request_id == request)
+            .expect("the job")
+            .id;
+        let export = "/ip ipsec peer add secret=\"exported-psk\"\n";
+        t.state
+            .store
+            .put_backup(&id, export.as_bytes())
+            .expect("backup");
+        let uri = format!("/api/jobs/{id}");
+
+        // A second user of the organization who may read jobs, but not backups.
+        let viewer = t.token("bob", "acme", &["script:view"]);
+        let (status, shown, text) = json(&t.state, "GET", &uri, Some(&viewer), None).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert!(!text.contains("exported-psk"), "{text}");
+        assert_eq!(shown["data"]["has_backup"], true);
+        assert_eq!(shown["data"]["backup"], Value::Null);
+        assert_eq!(shown["data"]["backup_withheld"], true);
+        // The submitter, who ran the job, does not see it either without the scope.
+        let (_, _, text) = json(&t.state, "GET", &uri, Some(&submitter), None).await;
+        assert!(!text.contains("exported-psk"), "{text}");
+
+        // Another organization's holder of `site:backup` does not find the job at all.
+        let outsider = t.token("eve", "other", &["script:view", "site:backup"]);
+        let (status, _, text) = json(&t.state, "GET", &uri, Some(&outsider), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert!(!text.contains("exported-psk"), "{text}");
+
+        let auditor = t.token("carol", "acme", &["script:view", "site:backup"]);
+        let (status, shown, text) = json(&t.state, "GET", &uri, Some(&auditor), None).await;
+        assert_eq!(status, StatusCode::OK, "{text}");
+        assert_eq!(shown["data"]["backup"], export);
+        assert_eq!(shown["data"]["backup_withheld"], false);
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! The embedded HTTP API (axum). [`app`] builds the router, so tests drive it with
-//! `oneshot` and no socket; [`serve`] runs it on a listener until shutdown.
+//! `oneshot` and no socket; [`serve`] runs it on a listener until shutdown, `conn` holds
+//! the accept loop and the timeouts that disconnect slow or idle clients.
 //!
 //! One file per resource; every error is an [`ApiError`], answered as
 //! `{type, code, message, doc_url}` with the status that fits.
 
 mod auth;
+mod conn;
 mod error;
 mod health;
 mod jobs;
@@ -71,15 +73,15 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, letting requests in flight finish.
+/// Serves `app` on `listener` until `shutdown` resolves, letting requests in flight finish,
+/// under the server's timeouts (see `conn`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: crate::config::HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    conn::serve(listener, app(state), limits, shutdown).await
 }
 
 /// An application state over a fresh data dir and an empty plugins folder, for route

@@ -44,6 +44,9 @@ pub mod scopes {
     pub const SCRIPT_AUTHORIZE: &str = "script:authorize";
     pub const SITE_VIEW: &str = "site:view";
     pub const SITE_MANAGE: &str = "site:manage";
+    /// Reading the configuration exports taken before jobs (`make_backup`), which hold
+    /// the routers' passwords and keys.
+    pub const SITE_BACKUP: &str = "site:backup";
     pub const PLUGIN_VIEW: &str = "plugin:view";
     pub const PLUGIN_MANAGE: &str = "plugin:manage";
     /// The operator's own tools, such as `POST /plugins/{name}/call`. Never part of
@@ -63,6 +66,7 @@ pub mod scopes {
         SCRIPT_AUTHORIZE,
         SITE_VIEW,
         SITE_MANAGE,
+        SITE_BACKUP,
         PLUGIN_VIEW,
         PLUGIN_MANAGE,
     ];

@@ -31,9 +31,9 @@ pub struct CreateArgs {
     #[arg(long)]
     pub org: String,
     /// Comma-separated scopes, or `all`: script:view, script:create, script:update,
-    /// script:delete, script:run, script:authorize, site:view, site:manage, plugin:view,
-    /// plugin:manage. `engine:admin` (the operator's plugin calls) is never part of
-    /// `all`: name it (`all,engine:admin`).
+    /// script:delete, script:run, script:authorize, site:view, site:manage, site:backup,
+    /// plugin:view, plugin:manage. `engine:admin` (the operator's plugin calls) is never
+    /// part of `all`: name it (`all,engine:admin`).
     #[arg(long)]
     pub scopes: String,
     /// How long the token is valid: 30m, 24h, 7d, ...

@@ -3,7 +3,7 @@
 //! the host (rustls) under the plugin's allow-list.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -23,6 +23,9 @@ use super::tls_client::TlsClients;
 const MAX_IO_CHUNK: usize = 1024 * 1024;
 /// Log lines are cut here, so a plugin cannot flood the engine's log.
 const MAX_LOG_LINE: usize = 8 * 1024;
+/// Log lines one call may write; the rest are counted, and reported in one line when the
+/// call ends ([`CallOutcome::log_dropped`]).
+pub(crate) const MAX_LOG_LINES_PER_CALL: u32 = 100;
 /// Connections one call may hold open at once.
 const MAX_CONNECTIONS: usize = 64;
 const DEFAULT_NET_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,6 +50,30 @@ pub(crate) struct CallOutcome {
     pub memory_cap_hit: AtomicBool,
     /// What the guest wrote to stderr; there only if it used WASI at all.
     pub stderr: OnceLock<MemoryOutputPipe>,
+    /// Log lines the call wrote, and those refused past [`MAX_LOG_LINES_PER_CALL`].
+    log_lines: AtomicU32,
+    log_dropped: AtomicU64,
+}
+
+impl CallOutcome {
+    /// Whether the call may write one more log line; a refused one is counted.
+    pub(crate) fn admit_log_line(&self) -> bool {
+        let admitted = self
+            .log_lines
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_LOG_LINES_PER_CALL).then_some(n + 1)
+            })
+            .is_ok();
+        if !admitted {
+            self.log_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        admitted
+    }
+
+    /// How many log lines the call was refused.
+    pub(crate) fn log_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
+    }
 }
 
 /// Caps the linear memory of one instance and remembers whether the cap was hit.
@@ -171,6 +198,9 @@ impl WasiHttpView for HostState {
 
 impl log::Host for HostState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        if !self.limiter.outcome.admit_log_line() {
+            return Ok(());
+        }
         let message = truncate(&message, MAX_LOG_LINE);
         let (plugin, version) = (&self.caller.name, &self.caller.version);
         match level {
@@ -556,5 +586,22 @@ async fn shutdown(stream: Stream) {
         Stream::Tls(mut s) => {
             let _ = tokio::time::timeout(Duration::from_secs(1), s.shutdown()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_logs_a_bounded_number_of_lines_and_counts_the_rest() {
+        let outcome = CallOutcome::default();
+        let admitted = (0..250).filter(|_| outcome.admit_log_line()).count();
+        assert_eq!(admitted, MAX_LOG_LINES_PER_CALL as usize);
+        assert_eq!(outcome.log_dropped(), 150);
+        // The next call starts afresh.
+        let next = CallOutcome::default();
+        assert!(next.admit_log_line());
+        assert_eq!(next.log_dropped(), 0);
     }
 }

@@ -251,6 +251,10 @@ pub struct HostOptions {
     pub defaults: Limits,
     pub plugins: BTreeMap<String, PluginSettings>,
     pub max_concurrent_calls: u32,
+    /// The part of `max_concurrent_calls` the work of one organization may hold at once
+    /// (more than 0, at most 1); calls made outside any organization's work are bound
+    /// only by the whole.
+    pub organization_share: f64,
     /// The largest memory cap any plugin may get; sizes the instance pool.
     pub max_memory_bytes: u64,
     /// Certificates trusted beside the public roots when the host verifies a TLS peer
@@ -268,6 +272,7 @@ impl HostOptions {
             defaults: config.plugin_defaults,
             plugins: config.plugins.clone(),
             max_concurrent_calls: config.max_concurrent_plugin_calls,
+            organization_share: config.organization_plugin_call_share,
             max_memory_bytes: config.max_plugin_memory(),
             trusted_certificates: config.trusted_certificates.clone(),
             sites_allow: config.sites_allow.clone(),
@@ -303,6 +308,7 @@ struct Inner {
     options: HostOptions,
     slots: RwLock<BTreeMap<String, Slot>>,
     permits: Arc<Semaphore>,
+    organizations: OrganizationShares,
     reconcile: tokio::sync::Mutex<()>,
     _ticker: Ticker,
 }
@@ -364,7 +370,9 @@ impl PluginHost {
         .map_err(|e| format!("linking yardmaster:host: {e}"))?;
         let ticker = Ticker::start(engine.clone()).map_err(|e| format!("epoch thread: {e}"))?;
         let tls = Arc::new(tls_client::TlsClients::new(&options.trusted_certificates)?);
-        let permits = Arc::new(Semaphore::new(options.max_concurrent_calls.max(1) as usize));
+        let slots = options.max_concurrent_calls.max(1) as usize;
+        let permits = Arc::new(Semaphore::new(slots));
+        let organizations = OrganizationShares::new(slots, options.organization_share);
         Ok(PluginHost {
             inner: Arc::new(Inner {
                 engine,
@@ -373,6 +381,7 @@ impl PluginHost {
                 options,
                 slots: RwLock::default(),
                 permits,
+                organizations,
                 reconcile: tokio::sync::Mutex::new(()),
                 _ticker: ticker,
             }),
@@ -518,6 +527,18 @@ impl PluginHost {
     where
         Fut: Future<Output = wasmtime::Result<T>>,
     {
+        // The organization's share first, so calls waiting for it hold none of the whole.
+        let _share = match ORGANIZATION.try_with(Arc::clone) {
+            Ok(organization) => Some(
+                self.inner
+                    .organizations
+                    .of(&organization)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| CallError::ShuttingDown)?,
+            ),
+            Err(_) => None,
+        };
         let _permit = self
             .inner
             .permits
@@ -532,6 +553,17 @@ impl PluginHost {
         } = self.store(plugin, reach, site);
         let limit = plugin.limits.timeout;
         let outcome = tokio::time::timeout(limit, call(store)).await;
+        let dropped = left.log_dropped();
+        if dropped > 0 {
+            let (name, version) = (&plugin.caller.name, &plugin.caller.version);
+            tracing::warn!(
+                target: "plugin",
+                plugin = name,
+                version,
+                "{dropped} log lines dropped: one {operation} call may log {} lines",
+                host::MAX_LOG_LINES_PER_CALL
+            );
+        }
         let denials = policy.denials();
         match outcome {
             Ok(Ok(value)) => Ok((value, denials)),
@@ -574,6 +606,61 @@ impl PluginHost {
                 }
             }
         }
+    }
+}
+
+tokio::task_local! {
+    /// The organization whose work the current task does, if it does one's: its plugin
+    /// calls count against that organization's share of the calls at once.
+    static ORGANIZATION: Arc<str>;
+}
+
+/// Runs `work` as `organization`'s: every plugin call in it waits for a place in that
+/// organization's share of the concurrent calls, then in the whole. One organization's
+/// calls to routers that never answer can then fill its share, never everyone's.
+pub async fn on_behalf_of<F: Future>(organization: &str, work: F) -> F::Output {
+    ORGANIZATION.scope(Arc::from(organization), work).await
+}
+
+/// Each organization's own semaphore, made on its first use and forgotten when none of
+/// its work holds or awaits a place. Used for plugin calls here, and by the runner for
+/// its job slots.
+pub(crate) struct OrganizationShares {
+    per_organization: usize,
+    shares: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<Semaphore>>>,
+}
+
+impl OrganizationShares {
+    /// Shares of `slots`: each organization gets `share` of them, rounded down, at least
+    /// one.
+    pub(crate) fn new(slots: usize, share: f64) -> Self {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        // Rounded down, but at least one: a share never shuts an organization out.
+        let per_organization = ((slots as f64 * share).floor() as usize).clamp(1, slots);
+        OrganizationShares {
+            per_organization,
+            shares: Default::default(),
+        }
+    }
+
+    /// The semaphore of `organization`'s share.
+    pub(crate) fn of(&self, organization: &Arc<str>) -> Arc<Semaphore> {
+        let mut shares = match self.shares.lock() {
+            Ok(shares) => shares,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(share) = shares.get(organization) {
+            return share.clone();
+        }
+        // Every permit or waiter holds a clone: one held only here is unused.
+        shares.retain(|_, share| Arc::strong_count(share) > 1);
+        let share = Arc::new(Semaphore::new(self.per_organization));
+        shares.insert(organization.clone(), share.clone());
+        share
     }
 }
 
@@ -630,6 +717,34 @@ mod tests {
         );
         assert_eq!(last_words(b"").as_deref(), None);
         assert_eq!(last_words(b"oops\n").as_deref(), Some("oops"));
+    }
+
+    #[tokio::test]
+    async fn an_organization_holds_at_most_its_share_of_the_calls() {
+        let shares = OrganizationShares::new(4, 0.5);
+        let a: Arc<str> = Arc::from("a");
+        let b: Arc<str> = Arc::from("b");
+        let held: Vec<_> = (0..2)
+            .map(|_| shares.of(&a).try_acquire_owned().expect("within the share"))
+            .collect();
+        assert!(
+            shares.of(&a).try_acquire_owned().is_err(),
+            "a third call of `a` waits"
+        );
+        let other = shares
+            .of(&b)
+            .try_acquire_owned()
+            .expect("`b` has its own share");
+        drop(held);
+        assert!(shares.of(&a).try_acquire_owned().is_ok());
+        drop(other);
+        // Unused shares are forgotten when a new organization comes.
+        shares.of(&Arc::from("c"));
+        let kept = shares.shares.lock().expect("lock").len();
+        assert_eq!(kept, 1, "only `c`, just made");
+        // A share never rounds down to nothing.
+        assert_eq!(OrganizationShares::new(1, 0.1).per_organization, 1);
+        assert_eq!(OrganizationShares::new(256, 0.5).per_organization, 128);
     }
 
     #[test]

@@ -65,6 +65,10 @@ const MAX_BATCH: usize = 4096;
 pub struct RunnerSettings {
     /// Jobs running at once across everything this runner does.
     pub global_concurrency: usize,
+    /// The part of `global_concurrency` one organization's jobs may hold at once (more
+    /// than 0, at most 1): jobs of one organization stuck on routers that never answer
+    /// leave the other organizations room.
+    pub organization_share: f64,
     /// Jobs running at once within one `run_jobs` call (one schedule run).
     pub run_concurrency: usize,
     /// Limit on one job from its start to its end, retries and backoff included.
@@ -82,6 +86,7 @@ impl Default for RunnerSettings {
     fn default() -> Self {
         RunnerSettings {
             global_concurrency: 256,
+            organization_share: 0.5,
             run_concurrency: 64,
             job_timeout: Duration::from_secs(300),
             max_attempts: 5,
@@ -188,6 +193,8 @@ struct Inner {
     plugins: PluginHost,
     settings: RunnerSettings,
     global: Arc<Semaphore>,
+    /// Each organization's share of the global slots.
+    organizations: crate::plugins::OrganizationShares,
     commits: mpsc::UnboundedSender<CommitRequest>,
     /// Express jobs started by `submit_async`, awaited by `drain`.
     background: Mutex<JoinSet<()>>,
@@ -328,6 +335,10 @@ impl Runner {
                 store,
                 plugins,
                 global: Arc::new(Semaphore::new(settings.global_concurrency.max(1))),
+                organizations: crate::plugins::OrganizationShares::new(
+                    settings.global_concurrency.max(1),
+                    settings.organization_share,
+                ),
                 settings,
                 commits,
                 background: Mutex::new(JoinSet::new()),
@@ -484,7 +495,7 @@ impl Runner {
         })
     }
 
-    /// Waits for a slot (run, then global) and starts the job in it, unless shutdown came
+    /// Waits for a slot (run, the organization's share, then global) and starts the job in it, unless shutdown came
     /// first or, with `judge`, the failure rate has passed the threshold meanwhile.
     #[allow(clippy::too_many_arguments)]
     async fn dispatch(
@@ -497,10 +508,20 @@ impl Runner {
         tasks: &mut JoinSet<()>,
         judge: bool,
     ) -> Dispatch {
+        let organization: Arc<str> = Arc::from(job.organization.as_str());
         let permits = async {
             let run = run_limit.clone().acquire_owned().await.ok()?;
+            // The organization's share before the global slot, so its jobs waiting for
+            // their share hold none of the others'.
+            let share = self
+                .inner
+                .organizations
+                .of(&organization)
+                .acquire_owned()
+                .await
+                .ok()?;
             let global = self.inner.global.clone().acquire_owned().await.ok()?;
-            Some((run, global))
+            Some((run, share, global))
         };
         let permits = tokio::select! {
             biased;
@@ -515,10 +536,14 @@ impl Runner {
         }
         let runner = self.clone();
         let (options, tally, shutdown) = (options.clone(), tally.clone(), shutdown.clone());
+        let organization = job.organization.clone();
         tasks.spawn(async move {
-            let outcome = runner
-                .run_one(job, &options, &shutdown, &tally, permits)
-                .await;
+            // The job's plugin calls count against its organization's share of them.
+            let outcome = crate::plugins::on_behalf_of(
+                &organization,
+                runner.run_one(job, &options, &shutdown, &tally, permits),
+            )
+            .await;
             tally.count(outcome);
         });
         Dispatch::Started
@@ -1108,8 +1133,13 @@ struct ScriptOutcome {
     output: String,
 }
 
-/// A job's run slot: its permit within the run, then within the runner.
-type Slot = (OwnedSemaphorePermit, OwnedSemaphorePermit);
+/// A job's run slot: its permit within the run, within its organization's share of the
+/// runner, then within the runner.
+type Slot = (
+    OwnedSemaphorePermit,
+    OwnedSemaphorePermit,
+    OwnedSemaphorePermit,
+);
 
 /// How a job's work on its site ended, before that is recorded.
 enum End {

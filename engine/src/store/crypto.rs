@@ -6,6 +6,10 @@
 //! associated data the caller chooses: a record's id at least, so a sealed value copied
 //! onto another record does not decrypt. A site's password is bound to more than its id:
 //! to the endpoint it may be sent to (see `sites::credential_aad`).
+//!
+//! Large values (a job's backup) are sealed into one binary blob instead, the nonce then
+//! the ciphertext, so a 16 MiB export is not doubled by hex; their associated data binds
+//! them to their record in the same way.
 
 use std::io::Write;
 use std::path::Path;
@@ -114,6 +118,46 @@ impl Vault {
             )
             .ok()?;
         String::from_utf8(plain).ok()
+    }
+}
+
+impl Vault {
+    /// Seals `plaintext` bound to `record`: the blob is the nonce followed by the
+    /// ciphertext. `None` only past the cipher's limit (256 GiB), far above any input.
+    pub(crate) fn seal_bytes(&self, record: &str, plaintext: &[u8]) -> Option<Vec<u8>> {
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let ciphertext = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext,
+                    aad: record.as_bytes(),
+                },
+            )
+            .ok()?;
+        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        Some(blob)
+    }
+
+    /// The plaintext of a blob from [`Vault::seal_bytes`], or `None` if it was not sealed
+    /// by this key for this record.
+    pub(crate) fn open_bytes(&self, record: &str, blob: &[u8]) -> Option<Vec<u8>> {
+        if blob.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                XNonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: record.as_bytes(),
+                },
+            )
+            .ok()
     }
 }
 
@@ -231,6 +275,26 @@ mod tests {
         assert_eq!(
             reopened.open_sealed("site-a", &sealed).as_deref(),
             Some("hunter2")
+        );
+    }
+
+    #[test]
+    fn sealed_bytes_round_trip_and_bind_the_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let vault = Vault::open(dir.path()).expect("vault");
+        let plain = b"/interface wireless security-profiles set wpa2-pre-shared-key=hunter22";
+        let blob = vault.seal_bytes("job-1", plain).expect("seal");
+        assert!(!blob.windows(8).any(|w| w == b"hunter22"));
+        assert_eq!(
+            vault.open_bytes("job-1", &blob).as_deref(),
+            Some(&plain[..])
+        );
+        assert_eq!(vault.open_bytes("job-2", &blob), None);
+        assert_eq!(vault.open_bytes("job-1", &blob[..10]), None);
+        assert_eq!(
+            vault.open_bytes("job-1", plain),
+            None,
+            "plaintext is not a blob"
         );
     }
 

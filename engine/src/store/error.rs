@@ -81,6 +81,9 @@ pub enum StoreError {
     )]
     PasswordMissing { site: String, name: String },
 
+    #[error("job {job}: its stored backup cannot be decrypted with this data dir's key")]
+    BackupUnreadable { job: String },
+
     #[error("{kind} {id}: stored record is unreadable: {source}")]
     Corrupt {
         kind: &'static str,

@@ -27,6 +27,12 @@ const KIND: &str = "job";
 pub const AUDIT_JOB_SUBMITTED: &str = "job.submitted";
 /// Output kept per job; a router that prints more is truncated, not stored whole.
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// What a sealed backup is bound to: the job and its place in the sequence, so a sealed
+/// backup copied onto another job's row does not open.
+fn backup_record(id: &str, seq: u64) -> String {
+    format!("job-backup/{id}/{seq}")
+}
+
 /// Largest backup the store keeps for one job.
 pub const MAX_BACKUP_BYTES: usize = 16 * 1024 * 1024;
 const INTERRUPTED_MESSAGE: &str = "the engine stopped while this job was running; it was not retried \
@@ -425,7 +431,8 @@ impl Store {
         })
     }
 
-    /// Stores a job's backup apart from the job, and marks the job as having one.
+    /// Stores a job's backup apart from the job, sealed (it can hold the router's
+    /// passwords and keys), and marks the job as having one.
     pub fn put_backup(&self, id: &str, backup: &[u8]) -> Result<(), StoreError> {
         if backup.len() > MAX_BACKUP_BYTES {
             return Err(StoreError::invalid(
@@ -440,7 +447,8 @@ impl Store {
             let mut job = tables.get(seq)?;
             job.has_backup = true;
             tables.put(&job)?;
-            tx.open_table(JOB_BACKUPS)?.insert(seq, backup)?;
+            let sealed = self.seal_backup(id, seq, backup)?;
+            tx.open_table(JOB_BACKUPS)?.insert(seq, sealed.as_slice())?;
             Ok(())
         })
     }
@@ -449,11 +457,52 @@ impl Store {
         self.read(|tx| {
             let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
             let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
-            Ok(tx
-                .open_table(JOB_BACKUPS)?
-                .get(seq)?
-                .map(|b| b.value().to_vec()))
+            let table = tx.open_table(JOB_BACKUPS)?;
+            let Some(sealed) = table.get(seq)? else {
+                return Ok(None);
+            };
+            self.vault
+                .open_bytes(&backup_record(id, seq), sealed.value())
+                .map(Some)
+                .ok_or_else(|| StoreError::BackupUnreadable { job: id.to_owned() })
         })
+    }
+
+    fn seal_backup(&self, id: &str, seq: u64, backup: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.vault
+            .seal_bytes(&backup_record(id, seq), backup)
+            .ok_or_else(|| StoreError::invalid(KIND, "backup", "too large to seal"))
+    }
+
+    /// Seals every backup written in the clear by a database of schema version 1, in the
+    /// transaction that moves it to version 2. A backup whose job is gone (none is ever
+    /// removed, but a damaged file might lack one) is sealed under its sequence alone.
+    pub(crate) fn seal_plain_backups(&self, tx: &WriteTransaction) -> Result<u64, StoreError> {
+        let ids: std::collections::HashMap<u64, String> = {
+            let table = tx.open_table(JOB_IDS)?;
+            let mut ids = std::collections::HashMap::new();
+            for entry in table.iter()? {
+                let (id, seq) = entry?;
+                ids.insert(seq.value(), id.value().to_owned());
+            }
+            ids
+        };
+        let mut backups = tx.open_table(JOB_BACKUPS)?;
+        let seqs: Vec<u64> = backups
+            .iter()?
+            .map(|entry| entry.map(|(seq, _)| seq.value()))
+            .collect::<Result<_, _>>()?;
+        let mut sealed = 0;
+        for seq in seqs {
+            let Some(plain) = backups.get(seq)?.map(|b| b.value().to_vec()) else {
+                continue;
+            };
+            let id = ids.get(&seq).map_or("", String::as_str);
+            let blob = self.seal_backup(id, seq, &plain)?;
+            backups.insert(seq, blob.as_slice())?;
+            sealed += 1;
+        }
+        Ok(sealed)
     }
 
     /// How many jobs have each status, every status listed. Read from counts kept with
@@ -1146,6 +1195,99 @@ pub(crate) mod tests {
         assert_eq!(
             store.get_backup(&job.id).expect("some").as_deref(),
             Some(&b"/export\n"[..])
+        );
+    }
+
+    fn raw_backup(store: &Store, id: &str) -> Vec<u8> {
+        store
+            .read(|tx| {
+                let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
+                let seq = seq.expect("job");
+                Ok(tx
+                    .open_table(JOB_BACKUPS)?
+                    .get(seq)?
+                    .map(|b| b.value().to_vec())
+                    .expect("backup row"))
+            })
+            .expect("read raw")
+    }
+
+    #[test]
+    fn backups_are_sealed_at_rest_and_bound_to_their_job() {
+        let (_dir, store) = open();
+        let (a, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let (b, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let export = b"/ip ipsec peer add secret=\"hunter2 hunter2\"\n";
+        store.put_backup(&a.id, export).expect("backup");
+        store.put_backup(&b.id, b"/export of b\n").expect("backup");
+        let raw = raw_backup(&store, &a.id);
+        assert!(
+            !raw.windows(7).any(|w| w == b"hunter2"),
+            "the secret is not in the file"
+        );
+        assert_eq!(
+            store.get_backup(&a.id).expect("open").as_deref(),
+            Some(&export[..])
+        );
+        // A's sealed row copied over B's does not open as B's backup.
+        store
+            .write(|tx| {
+                let seq = tx
+                    .open_table(JOB_IDS)?
+                    .get(b.id.as_str())?
+                    .map(|v| v.value());
+                tx.open_table(JOB_BACKUPS)?
+                    .insert(seq.expect("seq"), raw.as_slice())?;
+                Ok(())
+            })
+            .expect("swap");
+        assert!(matches!(
+            store.get_backup(&b.id),
+            Err(StoreError::BackupUnreadable { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_backups_of_a_version_1_database_are_sealed_at_open() {
+        let (dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let plain = b"/interface wireless security-profiles set wpa2-pre-shared-key=hunter22\n";
+        store
+            .write(|tx| {
+                let seq = tx
+                    .open_table(JOB_IDS)?
+                    .get(job.id.as_str())?
+                    .map(|v| v.value());
+                tx.open_table(JOB_BACKUPS)?
+                    .insert(seq.expect("seq"), &plain[..])?;
+                tx.open_table(META)?
+                    .insert(crate::store::tables::META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("write as version 1");
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen migrates");
+        let raw = raw_backup(&store, &job.id);
+        assert!(!raw.windows(8).any(|w| w == b"hunter22"), "sealed on disk");
+        assert_eq!(
+            store.get_backup(&job.id).expect("open").as_deref(),
+            Some(&plain[..])
+        );
+        let version = store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(META)?
+                    .get(crate::store::tables::META_SCHEMA_VERSION)?
+                    .map(|v| v.value()))
+            })
+            .expect("version");
+        assert_eq!(version, Some(crate::store::tables::SCHEMA_VERSION));
+        // Opening again does not seal twice.
+        drop(store);
+        let store = Store::open(dir.path()).expect("reopen");
+        assert_eq!(
+            store.get_backup(&job.id).expect("open").as_deref(),
+            Some(&plain[..])
         );
     }
 

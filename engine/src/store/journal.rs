@@ -341,8 +341,12 @@ pub struct EventAttempt<'a> {
     pub now: DateTime<Utc>,
 }
 
+/// Appends an audit line, with the values of password-like attributes anywhere in its
+/// detail (a script text included) redacted: the log is read more widely than secrets.
 pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64, StoreError> {
     let seq = take_seq(tx, META_AUDIT_SEQ, 1)?;
+    let mut detail = entry.detail;
+    super::redact::json(&mut detail);
     let entry = AuditEntry {
         seq,
         at: entry.at,
@@ -350,7 +354,7 @@ pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64
         actor: entry.actor,
         action: entry.action,
         target: entry.target,
-        detail: entry.detail,
+        detail,
     };
     tx.open_table(AUDIT)?
         .insert(seq, encode("audit", &seq.to_string(), &entry)?.as_slice())?;
@@ -421,6 +425,39 @@ mod tests {
         };
         assert!(store.create_user(&new).expect("create"));
         assert_eq!(store.get_user("u2").expect("get"), new);
+    }
+
+    #[test]
+    fn audit_lines_never_keep_a_secret_from_a_script() {
+        let (_dir, store) = open();
+        store
+            .append_audit(AuditInput {
+                at: t(0),
+                organization: "org1".into(),
+                actor: "u1".into(),
+                action: "site.sync_call".into(),
+                target: "site-1".into(),
+                detail: json!({
+                    "command": "/system/script/add",
+                    "parameters": "=name=x =source=/ip ipsec peer add secret=\"s3cr3t one\" address=10.0.0.1",
+                    "script": "/user add name=a password=pw1 group=full",
+                }),
+            })
+            .expect("append");
+        let entry = store.list_audit(&Page::first(1)).expect("list").remove(0);
+        let written = serde_json::to_string(&entry.detail).expect("json");
+        assert!(
+            !written.contains("s3cr3t") && !written.contains("pw1"),
+            "{written}"
+        );
+        assert_eq!(
+            entry.detail["parameters"],
+            "=name=x =source=/ip ipsec peer add secret=<redacted> address=10.0.0.1"
+        );
+        assert_eq!(
+            entry.detail["script"],
+            "/user add name=a password=<redacted> group=full"
+        );
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //!
 //! Layout: `tables` holds every table definition; `records` the serde types; `txn` the
 //! one place transactions are opened; `sites`, `schedules`, `jobs` and `journal` (users,
-//! audit log, outbox) the operations; `crypto` the credential key and identifiers.
+//! audit log, outbox) the operations; `crypto` the credential key and identifiers;
+//! `redact` what the audit log never keeps.
 //!
 //! Every commit is durable when it returns and saves redb's allocator state, so a restart
 //! after `kill -9` does not walk the file; recovery reads only the index of active jobs.
@@ -27,6 +28,7 @@ mod jobs;
 mod journal;
 pub mod listing;
 mod records;
+mod redact;
 pub(crate) mod schedules;
 pub(crate) mod sites;
 mod tables;
@@ -53,6 +55,7 @@ pub use records::{
     OutboxState, Page, Recurrence, RecurrenceKind, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
     SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, TlsSettings, User,
 };
+pub(crate) use redact::is_secret as is_secret_name;
 pub use schedules::{
     AUDIT_CREATED, AUDIT_DELETED, AUDIT_UPDATED, EVENT_APPROVAL_VOIDED, Launch, LaunchPlan,
 };

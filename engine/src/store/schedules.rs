@@ -710,6 +710,28 @@ impl Store {
         })
     }
 
+    /// The first `limit` jobs of one occurrence, in site order, and how many it has in
+    /// all: a run of thousands of jobs is read no further than a page needs.
+    pub fn run_jobs_limited(
+        &self,
+        schedule_id: &str,
+        occurrence: u64,
+        limit: usize,
+    ) -> Result<(Vec<Job>, usize), StoreError> {
+        self.read(|tx| {
+            let jobs = tx.open_table(JOBS)?;
+            let ledger = tx.open_table(LEDGER)?;
+            let seqs = occurrence_jobs(&ledger, schedule_id, occurrence)?;
+            let mut out = Vec::new();
+            for seq in seqs.iter().take(limit) {
+                if let Some(bytes) = jobs.get(*seq)? {
+                    out.push(decode("job", &seq.to_string(), bytes.value())?);
+                }
+            }
+            Ok((out, seqs.len()))
+        })
+    }
+
     /// The job an occurrence created on a site, if it launched there.
     pub fn ledger_entry(
         &self,

@@ -8,12 +8,14 @@
 
 use redb::{MultimapTableDefinition, TableDefinition};
 
-/// The layout version written on first open and checked on every open after it.
+/// The layout version written on first open and checked on every open after it; an
+/// older one is migrated at open (`txn::Store::migrate`).
 ///
 /// - 1: the first layout.
 /// - 2: site passwords are sealed under their endpoint (`sites::credential_aad`), not
-///   the site id alone; a version 1 database is moved on when it opens.
-pub(crate) const SCHEMA_VERSION: u64 = 2;
+///   the site id alone.
+/// - 3: a job's backup is sealed at rest.
+pub(crate) const SCHEMA_VERSION: u64 = 3;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -67,7 +69,8 @@ pub(crate) const JOBS_ACTIVE: TableDefinition<(u8, u64), ()> = TableDefinition::
 /// before this table existed gets them counted once, on first read.
 pub(crate) const JOB_COUNTS: TableDefinition<&str, u64> = TableDefinition::new("job_counts");
 pub(crate) const META_JOB_COUNTS: &str = "job_counts_complete";
-/// seq_id -> backup bytes, apart from the job so listing jobs stays cheap.
+/// seq_id -> backup, sealed by the store's vault (nonce then ciphertext, bound to the job
+/// id and seq), apart from the job so listing jobs stays cheap.
 pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_backups");
 /// (organization, idempotency key) -> seq_id.
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =

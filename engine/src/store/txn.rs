@@ -1,4 +1,5 @@
-//! The one place that opens transactions, encodes records and checks the schema version.
+//! The one place that opens transactions, encodes records and checks the schema version,
+//! moving an older database forward (in the transaction that checks it) when it can.
 //!
 //! Write transactions use redb's quick repair: each commit also saves the allocator
 //! state, so reopening after `kill -9` does not walk the whole file (the restart target is
@@ -75,6 +76,11 @@ impl Store {
                         resealed,
                         "store schema 1 -> 2: site passwords sealed under their endpoint"
                     );
+                }
+                2 => {
+                    // Earlier versions kept backups in the clear.
+                    let sealed = self.seal_plain_backups(tx)?;
+                    tracing::info!(sealed, "store schema 2 -> 3: backups sealed at rest");
                 }
                 _ => {
                     return Err(StoreError::SchemaUnknown {

@@ -52,6 +52,11 @@ const DEFAULT_PREVIEW: usize = 5;
 const DEFAULT_RUNS: usize = 20;
 /// Most runs per page of the history: each run carries all its jobs.
 const MAX_RUNS: usize = 100;
+/// Most schedules listed without pagination (`paginate=false`); past it, 422.
+const MAX_UNPAGED: usize = 1000;
+/// Most jobs one page of the run history carries, over all its runs: a run can have
+/// thousands of jobs, so the page ends early, and one run alone is cut at this many.
+const MAX_RUN_JOBS: usize = 1000;
 /// Most schedules one bulk delete may name.
 const MAX_BULK: usize = 1000;
 
@@ -213,6 +218,7 @@ fn recurrence(
         (status = 400, description = "A pagination field or filter is not valid; the message names it", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks script:view", body = ErrorBody),
+        (status = 422, description = "`paginate=false` and more than 1000 schedules match (`too_many_to_list`): ask for pages", body = ErrorBody),
     )
 )]
 async fn list(
@@ -226,32 +232,88 @@ async fn list(
     let org = caller.org().to_owned();
     let store = state.store.clone();
     let now = Utc::now();
-    let data = blocking(move || {
-        let (offset, limit) = match query.paging {
-            Some((page, size)) => (page.saturating_sub(1).saturating_mul(size), Some(size)),
-            None => (0, None),
-        };
-        let listing = store.filter_schedules(&org, &query.filter, offset, limit)?;
-        let registries = listing
-            .items
-            .into_iter()
-            .map(|s| view(&store, s, now))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(ListData {
-            registries,
-            paginate: query.paging.is_some(),
-            page: query.paging.map(|(p, _)| p as u64),
-            page_size: query.paging.map(|(_, s)| s as u64),
-            total: listing.total,
-            pages: query.paging.map(|(_, s)| listing.total.div_ceil(s as u64)),
-        })
-    })
-    .await?;
+    let data = blocking(move || list_data(&store, &org, &query, now, MAX_UNPAGED)).await?;
     Ok(Json(ListResponse {
         status: "ok".into(),
         message: "List of scheduled scripts".into(),
         data,
     }))
+}
+
+/// A page of runs carrying at most `max_jobs` jobs over all of them: it ends before the
+/// first run that no longer fits, and a first run too large alone is cut short
+/// (`jobs_truncated`). `next_after` then points past the last run shown.
+fn runs_page(
+    store: &Store,
+    id: &str,
+    runs: Vec<crate::store::Run>,
+    limit: usize,
+    max_jobs: usize,
+) -> Result<RunsPage, ApiError> {
+    let full = runs.len() == limit;
+    let mut budget = max_jobs;
+    let mut views: Vec<RunView> = Vec::new();
+    let mut ended_early = false;
+    for run in runs {
+        let (jobs, total) = store.run_jobs_limited(id, run.occurrence, budget)?;
+        if total > budget && !views.is_empty() {
+            ended_early = true;
+            break;
+        }
+        budget = budget.saturating_sub(jobs.len());
+        let mut view = RunView::new(run, jobs);
+        view.jobs_truncated = total > view.jobs.len();
+        views.push(view);
+    }
+    let next_after = (full || ended_early)
+        .then(|| views.last().map(|r| r.occurrence))
+        .flatten();
+    Ok(RunsPage {
+        runs: views,
+        next_after,
+    })
+}
+
+/// One listing's data. Unpaged (`paginate=false`), it holds every match, so more than
+/// `max_unpaged` matches are refused with 422 `too_many_to_list` rather than cut short: a
+/// client can never take a partial list for the whole one.
+fn list_data(
+    store: &Store,
+    org: &str,
+    query: &ListQuery,
+    now: DateTime<Utc>,
+    max_unpaged: usize,
+) -> Result<ListData, ApiError> {
+    let (offset, limit) = match query.paging {
+        Some((page, size)) => (page.saturating_sub(1).saturating_mul(size), size),
+        // One past the cap is enough to know the cap is passed; no more is decoded.
+        None => (0, max_unpaged.saturating_add(1)),
+    };
+    let listing = store.filter_schedules(org, &query.filter, offset, Some(limit))?;
+    if query.paging.is_none() && listing.total > max_unpaged as u64 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_to_list",
+            format!(
+                "{} schedules match, more than the {max_unpaged} listed without pagination; \
+                 ask for pages (paginate=true&page_size=1000) or narrow the filters",
+                listing.total
+            ),
+        ));
+    }
+    let registries = listing
+        .items
+        .into_iter()
+        .map(|s| view(store, s, now))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ListData {
+        registries,
+        paginate: query.paging.is_some(),
+        page: query.paging.map(|(p, _)| p as u64),
+        page_size: query.paging.map(|(_, s)| s as u64),
+        total: listing.total,
+        pages: query.paging.map(|(_, s)| listing.total.div_ceil(s as u64)),
+    })
 }
 
 /// Schedule a script: it starts `unauthorized` until another user approves it.
@@ -870,7 +932,9 @@ struct RunsQuery {
 }
 
 /// The run history of a scheduled script, oldest occurrence first, each run with its
-/// jobs: site, status, timestamps and error.
+/// jobs: site, status, timestamps and error. A page carries at most 1000 jobs over all
+/// its runs: it ends early (follow `next_after`), and a run with more lists its first
+/// 1000 with `jobs_truncated`.
 #[utoipa::path(
     get,
     path = "/scripts/scheduled/{id}/runs",
@@ -908,17 +972,7 @@ async fn runs(
     let page = blocking(move || {
         owned(&store, &id, &caller)?;
         let runs = store.list_runs(&id, &Page { limit, after })?;
-        let next_after = (runs.len() == limit)
-            .then(|| runs.last().map(|r| r.occurrence))
-            .flatten();
-        let runs = runs
-            .into_iter()
-            .map(|run| {
-                let jobs = store.run_jobs(&id, run.occurrence)?;
-                Ok(RunView::new(run, jobs))
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?;
-        Ok(RunsPage { runs, next_after })
+        runs_page(&store, &id, runs, limit, MAX_RUN_JOBS)
     })
     .await?;
     Ok(Json(page))

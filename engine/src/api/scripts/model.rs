@@ -538,7 +538,11 @@ pub(crate) struct RunView {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub counts: Counts,
+    /// The run's jobs; when `jobs_truncated`, only the first of them (`counts` tallies
+    /// them all).
     pub jobs: Vec<RunJob>,
+    /// True when the run has more jobs than one page carries (1000).
+    pub jobs_truncated: bool,
 }
 
 impl RunView {
@@ -562,11 +566,13 @@ impl RunView {
                 skipped: run.skipped,
             },
             jobs: jobs.into_iter().map(RunJob::from).collect(),
+            jobs_truncated: false,
         }
     }
 }
 
-/// `GET /scripts/scheduled/{id}/runs`: a page of the run history, oldest first.
+/// `GET /scripts/scheduled/{id}/runs`: a page of the run history, oldest first. A page
+/// carries at most 1000 jobs over all its runs, so it may hold fewer runs than `limit`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RunsPage {
     pub runs: Vec<RunView>,

@@ -19,7 +19,8 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 50;
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub(crate) struct ListParams {
-    /// Whether to paginate (default `true`); `false` returns every match.
+    /// Whether to paginate (default `true`); `false` returns every match, or 422
+    /// `too_many_to_list` when more than 1000 match.
     paginate: Option<bool>,
     /// Page number, from 1 (default 1).
     #[param(minimum = 1, maximum = 9223372036854775807_i64)]

@@ -1219,3 +1219,93 @@ async fn extreme_dates_are_answered_without_a_server_error() {
         }
     }
 }
+
+#[tokio::test]
+async fn an_unpaged_listing_past_its_cap_is_refused_not_cut_short() {
+    let w = world();
+    for i in 0..4 {
+        w.create(&format!("Listed {i}")).await;
+    }
+    let store = &w.t.state.store;
+    let unpaged =
+        super::query::ListQuery::parse(&[("paginate".into(), "false".into())]).expect("query");
+    let err =
+        super::list_data(store, "acme", &unpaged, Utc::now(), 3).expect_err("4 matches, cap 3");
+    assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err.code, "too_many_to_list");
+    assert!(err.message.contains("4 schedules match"), "{}", err.message);
+    let all = super::list_data(store, "acme", &unpaged, Utc::now(), 4).expect("at the cap");
+    assert_eq!(all.registries.len(), 4);
+    // Pages are not capped by it.
+    let paged = super::query::ListQuery::parse(&[("page_size".into(), "2".into())]).expect("query");
+    let page = super::list_data(store, "acme", &paged, Utc::now(), 1).expect("paged");
+    assert_eq!((page.registries.len(), page.total), (2, 4));
+    // Through the route, under the real cap, every match comes back.
+    let (status, body) = w
+        .call("GET", "/scripts/scheduled?paginate=false", &w.alice(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["registries"].as_array().map(Vec::len), Some(4));
+}
+
+#[tokio::test]
+async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
+    let w = world();
+    let id = w.create("Many runs").await;
+    w.approve(&id).await;
+    let store = &w.t.state.store;
+    let schedule = store.get_schedule(&id).expect("schedule");
+    let now = Utc::now();
+    for occurrence in 0..3 {
+        store
+            .launch(
+                LaunchPlan {
+                    schedule_id: id.clone(),
+                    occurrence,
+                    scheduled_for: now,
+                    approval: schedule.approval.clone().expect("approved"),
+                    sites: w.sites.clone(),
+                    more_batches: true,
+                    next_launch_at: None,
+                },
+                now,
+            )
+            .expect("launch");
+    }
+    let runs = |after| {
+        store
+            .list_runs(&id, &crate::store::Page { limit: 10, after })
+            .expect("runs")
+    };
+    // Three runs of three jobs; seven jobs fit: two whole runs, the page ends there.
+    let page = super::runs_page(store, &id, runs(None), 10, 7).expect("page");
+    assert_eq!(page.runs.len(), 2);
+    assert!(
+        page.runs
+            .iter()
+            .all(|r| r.jobs.len() == 3 && !r.jobs_truncated)
+    );
+    assert_eq!(page.next_after, Some(1), "the rest is on the next page");
+    let rest = super::runs_page(store, &id, runs(Some(1)), 10, 7).expect("page");
+    assert_eq!(rest.runs.len(), 1);
+    assert_eq!(rest.next_after, None);
+    // A run larger than the whole budget is shown alone, cut short, and says so.
+    let page = super::runs_page(store, &id, runs(None), 10, 2).expect("page");
+    assert_eq!(page.runs.len(), 1);
+    assert_eq!(page.runs[0].jobs.len(), 2);
+    assert!(page.runs[0].jobs_truncated);
+    assert_eq!(page.runs[0].counts.total, 3);
+    assert_eq!(page.next_after, Some(0));
+    // The route under its real budget: all nine jobs.
+    let (status, body) = w
+        .call(
+            "GET",
+            &format!("/scripts/scheduled/{id}/runs"),
+            &w.alice(),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["runs"].as_array().map(Vec::len), Some(3));
+    assert_eq!(body["runs"][0]["jobs_truncated"], false);
+}

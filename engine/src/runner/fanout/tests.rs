@@ -57,6 +57,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
         max_concurrent_calls: 64,
+        organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.
