@@ -45,6 +45,12 @@ impl Store {
                     meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
                 }
                 Some(v) if v == tables::SCHEMA_VERSION => {}
+                // Older layouts are brought up to date in this same transaction: the
+                // database is either migrated whole or left as it was.
+                Some(1) => {
+                    migrate_users_by_organization(tx)?;
+                    meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
+                }
                 Some(v) if v > tables::SCHEMA_VERSION => {
                     return Err(StoreError::SchemaTooNew {
                         path,
@@ -58,6 +64,28 @@ impl Store {
             open_all(tx)
         })
     }
+}
+
+/// Schema 1 -> 2: users move from a table keyed by the bare user id to one keyed by
+/// (organization, user id), and the old table is removed.
+fn migrate_users_by_organization(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut moved: Vec<(String, String, Vec<u8>)> = Vec::new();
+    {
+        let old = tx.open_table(tables::USERS_V1)?;
+        for entry in old.iter()? {
+            let (key, value) = entry?;
+            let user: super::records::User = decode("user", key.value(), value.value())?;
+            moved.push((user.organization, user.id, value.value().to_vec()));
+        }
+    }
+    let mut users = tx.open_table(tables::USERS)?;
+    for (organization, id, bytes) in &moved {
+        users.insert((organization.as_str(), id.as_str()), bytes.as_slice())?;
+    }
+    drop(users);
+    tx.delete_table(tables::USERS_V1)?;
+    tracing::info!(users = moved.len(), "users keyed by organization (schema 2)");
+    Ok(())
 }
 
 /// Creates every table, so read transactions never meet a missing one.
@@ -172,6 +200,52 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::SchemaUnknown { found: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_schema_1_database_gets_its_users_keyed_by_organization() {
+        use crate::store::User;
+        let (dir, store) = test_support::open();
+        let user = |id: &str, org: &str| User {
+            id: id.into(),
+            name: format!("{id} of {org}"),
+            email: format!("{id}@{org}.example"),
+            organization: org.into(),
+            created_at: test_support::t(0),
+        };
+        let (ada, bob) = (user("ada", "org1"), user("bob", "org2"));
+        // Schema 1's layout: users under their bare id, no table keyed by organization.
+        store
+            .write(|tx| {
+                tx.delete_table(tables::USERS)?;
+                let mut old = tx.open_table(tables::USERS_V1)?;
+                for u in [&ada, &bob] {
+                    old.insert(u.id.as_str(), encode("user", &u.id, u)?.as_slice())?;
+                }
+                tx.open_table(META)?.insert(tables::META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("schema 1 layout");
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("migrated");
+        assert_eq!(store.get_user("org1", "ada").expect("ada"), ada);
+        assert_eq!(store.get_user("org2", "bob").expect("bob"), bob);
+        assert!(store.get_user("org2", "ada").is_err());
+        assert_eq!(store.organization_users("org1").expect("org1"), vec![ada]);
+        let (version, old_table) = store
+            .read(|tx| {
+                let version = tx
+                    .open_table(META)?
+                    .get(tables::META_SCHEMA_VERSION)?
+                    .map(|v| v.value());
+                Ok((version, tx.open_table(tables::USERS_V1).is_ok()))
+            })
+            .expect("read");
+        assert_eq!(version, Some(tables::SCHEMA_VERSION));
+        assert!(!old_table, "the old table is removed");
+        drop(store);
+        Store::open(dir.path()).expect("a migrated database reopens");
     }
 
     #[test]
