@@ -429,7 +429,6 @@ fn snapshot(engine: &Engine, token: &str, f: &Fixture) -> Value {
             .unwrap_or_default()
     };
     let schedule = get(&format!("/scripts/scheduled/{}", f.schedule));
-    let schedule = &schedule["data"];
     json!({
         "sites": get("/sites"),
         "site": get(&format!("/sites/{}", f.site)),
@@ -438,6 +437,8 @@ fn snapshot(engine: &Engine, token: &str, f: &Fixture) -> Value {
         "schedule": [
             schedule["id"], schedule["description"], schedule["script"], schedule["status"],
             schedule["sites"], schedule["notify"], schedule["launch_at"],
+            schedule["authorization_requested_at"], schedule["authorized_at"],
+            schedule["cancelled_at"],
         ],
         "jobs": ids(&get(&format!("/api/routers/{}/jobs", f.site))),
         "channels": get("/notifications/channels"),
@@ -507,9 +508,8 @@ fn start() -> (Engine, Fixture) {
             "notify": [USER_ID],
         }),
     );
-    let schedule = schedule["data"]["id"]
+    let schedule = schedule["id"]
         .as_str()
-        .or(schedule["id"].as_str())
         .unwrap_or_else(|| panic!("schedule id in {schedule}"))
         .to_owned();
     create(

@@ -245,9 +245,9 @@ mod tests {
         let app = axum::Router::new()
             .route(
                 "/sites/{id}/unlisted",
-                axum::routing::get(move || async move {
+                axum::routing::get(move || {
                     flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                    "ran"
+                    async { "ran" }
                 }),
             )
             .route("/healthz", axum::routing::get(|| async { "listed" }))
