@@ -315,7 +315,10 @@ mod tests {
             Some(PASSWORD.to_string())
         );
         assert_eq!(
-            store.get_user(ORGANIZATION, "approver").expect("user").organization,
+            store
+                .get_user(ORGANIZATION, "approver")
+                .expect("user")
+                .organization,
             ORGANIZATION
         );
     }

@@ -134,7 +134,13 @@ const CASES: &[Case] = &[
         |_| Some(beta_site("hijacked")),
         Cross::NotFound,
     ),
-    case("DELETE", "/sites/{id}", Param::Site, no_body, Cross::NotFound),
+    case(
+        "DELETE",
+        "/sites/{id}",
+        Param::Site,
+        no_body,
+        Cross::NotFound,
+    ),
     case("GET", "/users", Param::None, no_body, Cross::Own),
     case(
         "POST",
@@ -144,7 +150,13 @@ const CASES: &[Case] = &[
         Cross::Own,
     ),
     case("GET", "/users/{id}", Param::User, no_body, Cross::NotFound),
-    case("DELETE", "/users/{id}", Param::User, no_body, Cross::NotFound),
+    case(
+        "DELETE",
+        "/users/{id}",
+        Param::User,
+        no_body,
+        Cross::NotFound,
+    ),
     case(
         "POST",
         "/api/synchronous/{router_id}",
@@ -166,8 +178,20 @@ const CASES: &[Case] = &[
         no_body,
         Cross::NotFound,
     ),
-    case("GET", "/api/jobs/{id}", Param::Job, no_body, Cross::NotFound),
-    case("GET", "/scripts/scheduled", Param::None, no_body, Cross::Own),
+    case(
+        "GET",
+        "/api/jobs/{id}",
+        Param::Job,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "GET",
+        "/scripts/scheduled",
+        Param::None,
+        no_body,
+        Cross::Own,
+    ),
     case(
         "POST",
         "/scripts/scheduled",
@@ -381,9 +405,14 @@ fn uri(case: &Case, id: &str) -> String {
         .fold(case.path.to_owned(), |path, p| path.replace(p, id))
 }
 
-fn send(engine: &Engine, method: &str, uri: &str, body: Option<&Value>, token: Option<&str>) -> Response {
-    http_as(engine.addr, method, uri, body, token)
-        .unwrap_or_else(|e| panic!("{method} {uri}: {e}"))
+fn send(
+    engine: &Engine,
+    method: &str,
+    uri: &str,
+    body: Option<&Value>,
+    token: Option<&str>,
+) -> Response {
+    http_as(engine.addr, method, uri, body, token).unwrap_or_else(|e| panic!("{method} {uri}: {e}"))
 }
 
 /// Panics if `response` holds any of `secrets` that the request did not carry itself
@@ -529,7 +558,13 @@ fn start() -> (Engine, Fixture) {
         .to_owned();
     // The job meets no router; once it has failed, A's state stays still.
     eventually("A's job to finish", || {
-        let r = send(&engine, "GET", &format!("/api/jobs/{job}"), None, Some(&admin));
+        let r = send(
+            &engine,
+            "GET",
+            &format!("/api/jobs/{job}"),
+            None,
+            Some(&admin),
+        );
         let status = r.body["data"]["status"].as_str()?.to_owned();
         (!["pending", "loaded", "running"].contains(&status.as_str())).then_some(())
     });
@@ -602,7 +637,10 @@ fn every_route_answers_by_scope_and_organization() {
         let what = format!("{} {}", route.method, route.path);
         let path = uri(case, f.id(case.param));
         let body = (case.body)(&f);
-        let request = format!("{path} {}", body.as_ref().map(Value::to_string).unwrap_or_default());
+        let request = format!(
+            "{path} {}",
+            body.as_ref().map(Value::to_string).unwrap_or_default()
+        );
 
         // (a) Without a token.
         let r = send(&engine, route.method, &path, body.as_ref(), None);
@@ -635,10 +673,19 @@ fn every_route_answers_by_scope_and_organization() {
 
         // (c) B, with every scope, aimed at A's ids.
         let r = send(&engine, route.method, &path, body.as_ref(), Some(&beta));
-        assert_no_leak(&format!("{what} from another organization"), &request, &r, &secrets);
+        assert_no_leak(
+            &format!("{what} from another organization"),
+            &request,
+            &r,
+            &secrets,
+        );
         match case.cross {
             Cross::NotFound => {
-                assert_eq!(r.status, 404, "{what} from another organization: {}", r.text);
+                assert_eq!(
+                    r.status, 404,
+                    "{what} from another organization: {}",
+                    r.text
+                );
                 assert_eq!(r.body["code"], "not_found", "{what}: {}", r.text);
                 // The same answer as for an id that never existed anywhere.
                 let id = match case.param {
@@ -696,12 +743,7 @@ fn every_route_answers_by_scope_and_organization() {
         None,
     );
     assert_eq!(page.status, 200, "{}", page.text);
-    assert_no_leak(
-        "the confirm page",
-        &f.schedule,
-        &page,
-        &secrets,
-    );
+    assert_no_leak("the confirm page", &f.schedule, &page, &secrets);
 
     // Nothing B or the scope-less tokens sent changed A's state.
     let after = snapshot(&engine, &owner, &f);
@@ -736,9 +778,21 @@ fn the_same_user_id_in_two_organizations_is_two_users() {
     // A second one in the same organization is a conflict that names nothing of A.
     let r = create(&b, "Beta Bob 2", "beta-bob-2@beta.example");
     assert_eq!(r.status, 409, "{}", r.text);
-    assert!(!r.text.contains(ORG_A) && !r.text.contains(USER_EMAIL), "{}", r.text);
+    assert!(
+        !r.text.contains(ORG_A) && !r.text.contains(USER_EMAIL),
+        "{}",
+        r.text
+    );
 
-    let user = |token: &str| send(&engine, "GET", &format!("/users/{USER_ID}"), None, Some(token));
+    let user = |token: &str| {
+        send(
+            &engine,
+            "GET",
+            &format!("/users/{USER_ID}"),
+            None,
+            Some(token),
+        )
+    };
     assert_eq!(user(&a).body["email"], USER_EMAIL);
     let theirs = user(&b);
     assert_eq!(theirs.body["email"], "beta-bob@beta.example");
@@ -748,9 +802,21 @@ fn the_same_user_id_in_two_organizations_is_two_users() {
     assert!(!list.text.contains(USER_EMAIL), "{}", list.text);
 
     // B removes its own bob; A's stays, and B cannot remove it.
-    let r = send(&engine, "DELETE", &format!("/users/{USER_ID}"), None, Some(&b));
+    let r = send(
+        &engine,
+        "DELETE",
+        &format!("/users/{USER_ID}"),
+        None,
+        Some(&b),
+    );
     assert_eq!(r.status, 204, "{}", r.text);
-    let r = send(&engine, "DELETE", &format!("/users/{USER_ID}"), None, Some(&b));
+    let r = send(
+        &engine,
+        "DELETE",
+        &format!("/users/{USER_ID}"),
+        None,
+        Some(&b),
+    );
     assert_eq!(r.status, 404, "{}", r.text);
     assert_eq!(user(&b).status, 404);
     assert_eq!(user(&a).body["email"], USER_EMAIL);

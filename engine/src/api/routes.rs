@@ -108,7 +108,11 @@ static ROUTES: &[Route] = &[
     route("GET", "/notifications/channels", Scope(PLUGIN_VIEW)),
     route("POST", "/notifications/channels", Scope(PLUGIN_MANAGE)),
     route("GET", "/notifications/channels/{id}", Scope(PLUGIN_VIEW)),
-    route("DELETE", "/notifications/channels/{id}", Scope(PLUGIN_MANAGE)),
+    route(
+        "DELETE",
+        "/notifications/channels/{id}",
+        Scope(PLUGIN_MANAGE),
+    ),
     route(
         "POST",
         "/notifications/channels/{id}/rotate-secret",
@@ -136,9 +140,7 @@ pub fn routes() -> &'static [Route] {
 /// The listed route `method` `path` (a template), if any. `HEAD` is served by `GET`.
 fn listed(method: &str, path: &str) -> Option<&'static Route> {
     let method = if method == "HEAD" { "GET" } else { method };
-    ROUTES
-        .iter()
-        .find(|r| r.method == method && r.path == path)
+    ROUTES.iter().find(|r| r.method == method && r.path == path)
 }
 
 /// Middleware on every route: refuses a request whose route is not in [`routes`], as
@@ -201,7 +203,11 @@ mod tests {
             .map(|r| (r.method, r.path))
             .filter(|r| !UNDOCUMENTED.contains(r))
             .collect();
-        assert_eq!(ROUTES.len(), listed.len() + UNDOCUMENTED.len(), "a route is listed twice");
+        assert_eq!(
+            ROUTES.len(),
+            listed.len() + UNDOCUMENTED.len(),
+            "a route is listed twice"
+        );
         assert_eq!(
             documented.difference(&listed).collect::<Vec<_>>(),
             Vec::<&(&str, &str)>::new(),
@@ -224,8 +230,15 @@ mod tests {
                 .replace("{name}", "x")
                 .replace("{router_id}", "x");
             // Without a token, so nothing but the public routes runs.
-            let (status, body, text) =
-                call(&t.state, r.method, &uri, None, None, axum::body::Body::empty()).await;
+            let (status, body, text) = call(
+                &t.state,
+                r.method,
+                &uri,
+                None,
+                None,
+                axum::body::Body::empty(),
+            )
+            .await;
             assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{r:?}: {text}");
             let fallback = status == StatusCode::NOT_FOUND
                 && body["message"]
@@ -261,7 +274,10 @@ mod tests {
         };
         let response = send("/sites/s1/unlisted").await.expect("response");
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
-        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "the handler ran");
+        assert!(
+            !ran.load(std::sync::atomic::Ordering::SeqCst),
+            "the handler ran"
+        );
         let response = send("/healthz").await.expect("response");
         assert_eq!(response.status(), StatusCode::OK);
     }

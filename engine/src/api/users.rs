@@ -403,8 +403,10 @@ mod tests {
         assert_eq!(status, StatusCode::CREATED, "{text}");
 
         // What globex sees of acme's `bob` is what it sees of an id no one has.
-        for (method, status) in [("GET", StatusCode::NOT_FOUND), ("DELETE", StatusCode::NOT_FOUND)]
-        {
+        for (method, status) in [
+            ("GET", StatusCode::NOT_FOUND),
+            ("DELETE", StatusCode::NOT_FOUND),
+        ] {
             let (got, taken, taken_text) =
                 json(&t.state, method, "/users/bob", Some(&globex), None).await;
             let (never_status, never, _) =
@@ -413,7 +415,9 @@ mod tests {
             assert_eq!(never_status, status);
             assert_eq!(taken["code"], never["code"]);
             assert_eq!(
-                taken["message"].as_str().map(|m| m.replace("bob", "nobody")),
+                taken["message"]
+                    .as_str()
+                    .map(|m| m.replace("bob", "nobody")),
                 never["message"].as_str().map(str::to_owned)
             );
             assert!(!taken_text.contains("acme"), "{taken_text}");

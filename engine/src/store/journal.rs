@@ -460,7 +460,10 @@ mod tests {
         assert!(!store.delete_user("org3", "bob").expect("delete elsewhere"));
         assert!(store.delete_user("org1", "bob").expect("delete"));
         assert!(store.get_user("org1", "bob").is_err());
-        assert_eq!(store.get_user("org2", "bob").expect("kept").email, "bob@two.example");
+        assert_eq!(
+            store.get_user("org2", "bob").expect("kept").email,
+            "bob@two.example"
+        );
     }
 
     #[test]

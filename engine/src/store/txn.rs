@@ -84,7 +84,10 @@ fn migrate_users_by_organization(tx: &WriteTransaction) -> Result<(), StoreError
     }
     drop(users);
     tx.delete_table(tables::USERS_V1)?;
-    tracing::info!(users = moved.len(), "users keyed by organization (schema 2)");
+    tracing::info!(
+        users = moved.len(),
+        "users keyed by organization (schema 2)"
+    );
     Ok(())
 }
 
@@ -222,7 +225,8 @@ mod tests {
                 for u in [&ada, &bob] {
                     old.insert(u.id.as_str(), encode("user", &u.id, u)?.as_slice())?;
                 }
-                tx.open_table(META)?.insert(tables::META_SCHEMA_VERSION, 1)?;
+                tx.open_table(META)?
+                    .insert(tables::META_SCHEMA_VERSION, 1)?;
                 Ok(())
             })
             .expect("schema 1 layout");
