@@ -47,8 +47,8 @@ impl Store {
                 Some(v) if v == tables::SCHEMA_VERSION => {}
                 // Older layouts are brought up to date in this same transaction: the
                 // database is either migrated whole or left as it was.
-                Some(1) => {
-                    migrate_users_by_organization(tx)?;
+                Some(v) if (1..tables::SCHEMA_VERSION).contains(&v) => {
+                    migrate(tx, v)?;
                     meta.insert(tables::META_SCHEMA_VERSION, tables::SCHEMA_VERSION)?;
                 }
                 Some(v) if v > tables::SCHEMA_VERSION => {
@@ -64,6 +64,15 @@ impl Store {
             open_all(tx)
         })
     }
+}
+
+/// Brings a database of schema `from` up to [`tables::SCHEMA_VERSION`], one step after
+/// the other, inside the caller's transaction.
+fn migrate(tx: &WriteTransaction, from: u64) -> Result<(), StoreError> {
+    if from < 2 {
+        migrate_users_by_organization(tx)?;
+    }
+    Ok(())
 }
 
 /// Schema 1 -> 2: users move from a table keyed by the bare user id to one keyed by
@@ -170,6 +179,7 @@ pub(crate) fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
 mod tests {
     use super::*;
     use crate::store::test_support;
+    use redb::ReadableTableMetadata;
 
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
@@ -250,6 +260,49 @@ mod tests {
         assert!(!old_table, "the old table is removed");
         drop(store);
         Store::open(dir.path()).expect("a migrated database reopens");
+    }
+
+    #[test]
+    fn a_migration_that_fails_leaves_the_database_as_it_was() {
+        let (dir, store) = test_support::open();
+        let path = store.path().to_owned();
+        store
+            .write(|tx| {
+                tx.delete_table(tables::USERS)?;
+                let mut old = tx.open_table(tables::USERS_V1)?;
+                old.insert("ada", br#"{"id":"ada","name":"Ada","email":"a@x.example","organization":"org1","created_at":"2026-01-01T00:00:00Z"}"#.as_slice())?;
+                old.insert("broken", b"not json".as_slice())?;
+                tx.open_table(META)?.insert(tables::META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("schema 1 layout");
+        drop(store);
+
+        let err = Store::open(dir.path()).expect_err("an unreadable user stops the migration");
+        assert!(
+            matches!(err, StoreError::Corrupt { kind: "user", .. }),
+            "{err}"
+        );
+        let db = redb::Database::open(&path).expect("raw database");
+        let tx = db.begin_read().expect("read");
+        let version = tx
+            .open_table(META)
+            .expect("meta")
+            .get(tables::META_SCHEMA_VERSION)
+            .expect("get")
+            .map(|v| v.value());
+        assert_eq!(version, Some(1));
+        assert_eq!(
+            tx.open_table(tables::USERS_V1)
+                .expect("old table")
+                .len()
+                .expect("len"),
+            2
+        );
+        assert!(
+            tx.open_table(tables::USERS).is_err(),
+            "no half-made new table"
+        );
     }
 
     #[test]
