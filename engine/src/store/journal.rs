@@ -430,7 +430,7 @@ mod tests {
     #[test]
     fn the_same_user_id_in_two_organizations_is_two_users() {
         let (_dir, store) = open();
-        let ada = User {
+        let first = User {
             id: "bob".into(),
             name: "Bob of org1".into(),
             email: "bob@one.example".into(),
@@ -441,11 +441,11 @@ mod tests {
             name: "Bob of org2".into(),
             email: "bob@two.example".into(),
             organization: "org2".into(),
-            ..ada.clone()
+            ..first.clone()
         };
-        assert!(store.create_user(&ada).expect("create"));
+        assert!(store.create_user(&first).expect("create"));
         assert!(store.create_user(&other).expect("create"));
-        assert_eq!(store.get_user("org1", "bob").expect("get"), ada);
+        assert_eq!(store.get_user("org1", "bob").expect("get"), first);
         assert_eq!(store.get_user("org2", "bob").expect("get"), other);
         // Not found in an organization without it, though another has it.
         let missing = store.get_user("org3", "bob").expect_err("no bob in org3");
