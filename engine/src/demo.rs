@@ -324,7 +324,10 @@ mod tests {
             "the demo's own sites are permitted"
         );
         assert_eq!(
-            store.get_user("approver").expect("user").organization,
+            store
+                .get_user(ORGANIZATION, "approver")
+                .expect("user")
+                .organization,
             ORGANIZATION
         );
     }

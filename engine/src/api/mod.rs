@@ -2,7 +2,8 @@
 //! `oneshot` and no socket; [`serve`] runs it on a listener until shutdown, `conn` holds
 //! the accept loop and the timeouts that disconnect slow or idle clients.
 //!
-//! One file per resource; every error is an [`ApiError`], answered as
+//! [`routes`] lists every route with the scope it needs; a route missing from it is not
+//! served. One file per resource; every error is an [`ApiError`], answered as
 //! `{type, code, message, doc_url}` with the status that fits.
 
 mod auth;
@@ -14,6 +15,7 @@ mod metrics;
 mod notifications;
 mod openapi;
 mod plugins;
+mod routes;
 mod scripts;
 mod sites;
 mod support;
@@ -33,6 +35,7 @@ use crate::store::Store;
 pub use auth::Caller;
 pub use error::ApiError;
 pub use openapi::document as openapi_document;
+pub use routes::{Access, Route, routes};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -67,6 +70,9 @@ pub fn app(state: AppState) -> Router {
         .merge(metrics::routes())
         .merge(error::routes())
         .merge(openapi::routes())
+        // After every merge, so it wraps every route: one missing from `routes()` is
+        // refused.
+        .route_layer(axum::middleware::from_fn(routes::listed_only))
         .fallback(error::not_found)
         // Last, so it times every route merged above (and the fallback).
         .layer(axum::middleware::from_fn(metrics::track))

@@ -1,16 +1,18 @@
-//! Users: `GET/POST /users`, `GET /users/{id}`, the people of an organization
-//! (id, name, email). A user's id is the `sub` of their tokens; schedules name users as
-//! `notify` recipients, and notifications (approval links among them) go to their email.
+//! Users: `GET/POST /users`, `GET/DELETE /users/{id}`, the people of an organization
+//! (id, name, email). A user's id is the `sub` of their tokens, and names a user only
+//! within the token's organization (`org`): `bob` of one organization and `bob` of
+//! another are two users, neither visible to the other. Schedules name users as `notify`
+//! recipients, and notifications (approval links among them) go to their email.
 //!
 //! Scopes: reading needs only a valid token of the organization, since anyone who
-//! schedules a script must be able to pick its recipients. Creating a user needs
-//! `site:manage`: an organization's users receive its approval links, so adding one is
+//! schedules a script must be able to pick its recipients. Adding or removing a user
+//! needs `site:manage`: an organization's users receive its approval links, so this is
 //! an administrator's act, and the holders of `site:manage` already decide where the
-//! organization's scripts run and with which credentials. A user of another
-//! organization answers 404.
+//! organization's scripts run and with which credentials.
 //!
-//! Ids stay with their first owner: creating a user under an id that exists (in any
-//! organization) is 409, and the existing user is left as it was.
+//! Every lookup is within the caller's organization, so another organization's user
+//! answers exactly as an id that never existed: 404 to read or remove it, and creating
+//! the same id succeeds (409 only for an id the caller's own organization already has).
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -220,7 +222,7 @@ async fn list(
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks `site:manage`", body = ErrorBody),
-        (status = 409, description = "A user with that id exists", body = ErrorBody),
+        (status = 409, description = "The organization has a user with that id", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
         (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
     )
@@ -239,7 +241,10 @@ async fn create(
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "user_exists",
-            format!("a user with the id `{}` already exists", user.id),
+            format!(
+                "your organization already has a user with the id `{}`",
+                user.id
+            ),
         ));
     }
     tracing::info!(user = %user.id, actor = caller.user_id(), "user added");
@@ -267,20 +272,56 @@ async fn show(
 ) -> Result<Json<UserView>, ApiError> {
     let store = state.store.clone();
     let org = caller.org().to_owned();
-    let user = blocking(move || match store.get_user(&id) {
-        Ok(user) if user.organization == org => Ok(user),
-        Ok(_) | Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(format!(
-            "no user {id} in your organization"
-        ))),
+    let user = blocking(move || match store.get_user(&org, &id) {
+        Ok(user) => Ok(user),
+        Err(StoreError::NotFound { .. }) => Err(no_such_user(&id)),
         Err(e) => Err(e.into()),
     })
     .await?;
     Ok(Json(user.into()))
 }
 
+/// The one answer for an id the caller's organization does not have, whether or not
+/// another organization has it.
+fn no_such_user(id: &str) -> ApiError {
+    ApiError::not_found(format!("no user {id} in your organization"))
+}
+
+#[utoipa::path(
+    delete,
+    path = "/users/{id}",
+    tag = "users",
+    summary = "Remove a user from the organization",
+    description = "Needs `site:manage`. The user's tokens keep verifying until they expire (tokens are not stored), but the user no longer receives the organization's notifications.",
+    params(("id" = String, Path, description = "User id (the `sub` of their tokens)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks `site:manage`", body = ErrorBody),
+        (status = 404, description = "No such user in the organization", body = ErrorBody),
+    )
+)]
+async fn remove(
+    caller: Caller,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(SITE_MANAGE)?;
+    let store = state.store.clone();
+    let org = caller.org().to_owned();
+    let user = id.clone();
+    let removed = blocking(move || store.delete_user(&org, &user).map_err(ApiError::from)).await?;
+    if !removed {
+        return Err(no_such_user(&id));
+    }
+    tracing::info!(user = %id, actor = caller.user_id(), "user removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(
-    paths(list, create, show),
+    paths(list, create, show, remove),
     components(schemas(ErrorBody, UserView, NewUser, UserPage)),
     tags((name = "users", description = "The people of the organization: notification recipients and approvers."))
 )]
@@ -289,7 +330,7 @@ pub(super) struct Doc;
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/users", get(list).post(create))
-        .route("/users/{id}", get(show))
+        .route("/users/{id}", get(show).delete(remove))
 }
 
 #[cfg(test)]
@@ -348,16 +389,79 @@ mod tests {
         assert!(!text.contains("ada@example.com"));
         let (_, page, _) = json(&t.state, "GET", "/users", Some(&other), None).await;
         assert_eq!(page["total"], 0);
-        // Taking over another organization's id is refused, and the user is unchanged.
-        let takeover = json!({"id": "auth0|ada", "name": "Mallory", "email": "m@evil.example"});
-        let (status, err, _) =
-            json(&t.state, "POST", "/users", Some(&other), Some(&takeover)).await;
+        let (status, _, _) = json(&t.state, "GET", "/users", None, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_same_id_in_another_organization_is_another_user() {
+        let t = state();
+        let acme = t.token("alice", "acme", &["site:manage"]);
+        let globex = t.token("mallory", "globex", &["site:manage"]);
+        let ada = json!({"id": "bob", "name": "Bob Acme", "email": "bob@acme.example"});
+        let (status, _, text) = json(&t.state, "POST", "/users", Some(&acme), Some(&ada)).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+
+        // What globex sees of acme's `bob` is what it sees of an id no one has.
+        for (method, status) in [
+            ("GET", StatusCode::NOT_FOUND),
+            ("DELETE", StatusCode::NOT_FOUND),
+        ] {
+            let (got, taken, taken_text) =
+                json(&t.state, method, "/users/bob", Some(&globex), None).await;
+            let (never_status, never, _) =
+                json(&t.state, method, "/users/nobody", Some(&globex), None).await;
+            assert_eq!(got, status, "{method}: {taken_text}");
+            assert_eq!(never_status, status);
+            assert_eq!(taken["code"], never["code"]);
+            assert_eq!(
+                taken["message"]
+                    .as_str()
+                    .map(|m| m.replace("bob", "nobody")),
+                never["message"].as_str().map(str::to_owned)
+            );
+            assert!(!taken_text.contains("acme"), "{taken_text}");
+        }
+
+        // Creating `bob` in globex succeeds, and each organization sees only its own.
+        let mine = json!({"id": "bob", "name": "Bob Globex", "email": "bob@globex.example"});
+        let (status, created, text) =
+            json(&t.state, "POST", "/users", Some(&globex), Some(&mine)).await;
+        assert_eq!(status, StatusCode::CREATED, "{text}");
+        assert_eq!(created["organization"], "globex");
+        let (_, shown, _) = json(&t.state, "GET", "/users/bob", Some(&acme), None).await;
+        assert_eq!(shown["email"], "bob@acme.example");
+        let (_, shown, text) = json(&t.state, "GET", "/users/bob", Some(&globex), None).await;
+        assert_eq!(shown["email"], "bob@globex.example");
+        assert!(!text.contains("acme"), "{text}");
+        let (_, page, text) = json(&t.state, "GET", "/users", Some(&globex), None).await;
+        assert_eq!(page["total"], 1);
+        assert!(!text.contains("acme"), "{text}");
+
+        // A second `bob` in the same organization is a conflict, and changes nothing.
+        let again = json!({"id": "bob", "name": "Mallory", "email": "m@evil.example"});
+        let (status, err, _) = json(&t.state, "POST", "/users", Some(&globex), Some(&again)).await;
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(err["code"], "user_exists");
         assert_eq!(
-            t.state.store.get_user("auth0|ada").expect("user").email,
-            "ada@example.com"
+            t.state.store.get_user("globex", "bob").expect("user").name,
+            "Bob Globex"
         );
+
+        // Removing globex's `bob` leaves acme's.
+        let (status, _, _) = json(&t.state, "DELETE", "/users/bob", Some(&globex), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let (status, _, _) = json(&t.state, "GET", "/users/bob", Some(&globex), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            t.state.store.get_user("acme", "bob").expect("user").email,
+            "bob@acme.example"
+        );
+        let reader = t.token("carol", "acme", &["script:view", "site:view"]);
+        let (status, err, _) = json(&t.state, "DELETE", "/users/bob", Some(&reader), None).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        assert_eq!(err["code"], "missing_scope");
+        assert!(t.state.store.get_user("acme", "bob").is_ok());
     }
 
     #[tokio::test]

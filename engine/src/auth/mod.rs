@@ -1,11 +1,12 @@
 //! Who is calling: JWT bearer tokens, their scopes and their organization.
 //!
-//! A token is a compact JWT whose claims are `sub` (the user id), `org` (the organization
-//! every resource it reaches belongs to), `scopes` (a list, or a space-separated string
-//! as OAuth servers write it), `exp` and `iat`. The engine signs and verifies HS256
-//! tokens with a 32-byte key it creates in the data dir on first start (`jwt.key`, mode
-//! 0600); `yardmaster token create` issues them. [`Authenticator::verify`] turns a token
-//! into the [`Principal`] that every authorization decision takes.
+//! A token is a compact JWT whose claims are `sub` (the user id, which names a user only
+//! within `org`), `org` (the organization every resource it reaches belongs to),
+//! `scopes` (a list, or a space-separated string as OAuth servers write it), `exp` and
+//! `iat`. The engine signs and verifies HS256 tokens with a 32-byte key it creates in
+//! the data dir on first start (`jwt.key`, mode 0600); `yardmaster token create` issues
+//! them. [`Authenticator::verify`] turns a token into the [`Principal`] that every
+//! authorization decision takes.
 //!
 //! An operator may also trust an external issuer (`[auth]` in the config): its RS256
 //! tokens are verified against its public keys (a JWKS file or one PEM key, see

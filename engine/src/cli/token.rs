@@ -24,7 +24,7 @@ pub enum TokenCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct CreateArgs {
-    /// The user the token speaks for (its `sub`).
+    /// The user the token speaks for (its `sub`), a user id of `--org`.
     #[arg(long)]
     pub sub: String,
     /// The organization every resource it reaches belongs to.

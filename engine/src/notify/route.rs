@@ -358,8 +358,8 @@ fn resolve_users(
 ) -> Result<Vec<(String, Recipient)>, StoreError> {
     let mut out: Vec<(String, Recipient)> = Vec::new();
     for id in ids {
-        match store.get_user(id) {
-            Ok(user) if user.organization == organization && !user.email.is_empty() => {
+        match store.get_user(organization, id) {
+            Ok(user) if !user.email.is_empty() => {
                 if !out.iter().any(|(_, r)| r.address == user.email) {
                     out.push((
                         id.clone(),
@@ -371,10 +371,10 @@ fn resolve_users(
                 }
             }
             Ok(_) => {
-                tracing::warn!(user = %id, "not notified: the user has no address in this organization")
+                tracing::warn!(user = %id, "not notified: the user has no address")
             }
             Err(StoreError::NotFound { .. }) => {
-                tracing::warn!(user = %id, "not notified: no such user")
+                tracing::warn!(user = %id, "not notified: no such user in the organization")
             }
             Err(e) => return Err(e),
         }

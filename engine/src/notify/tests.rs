@@ -163,6 +163,11 @@ fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
         user("ada", "org1"),
         user("bob", "org1"),
         user("eve", "org2"),
+        // Another organization's `bob` is another user, and gets nothing of org1's.
+        User {
+            email: "bob@org2.example".into(),
+            ..user("bob", "org2")
+        },
     ] {
         store.put_user(&u).expect("user");
     }

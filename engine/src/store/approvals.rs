@@ -111,17 +111,17 @@ pub(crate) fn use_approval_token(
 }
 
 impl Store {
-    /// The users of one organization, in id order. Reads every user: organizations are
-    /// small and this runs once per authorization request.
+    /// The users of one organization, in id order.
     pub(crate) fn organization_users(&self, organization: &str) -> Result<Vec<User>, StoreError> {
         self.read(|tx| {
             let mut out = Vec::new();
-            for entry in tx.open_table(USERS)?.iter()? {
+            for entry in tx.open_table(USERS)?.range((organization, "")..)? {
                 let (key, value) = entry?;
-                let user: User = decode("user", key.value(), value.value())?;
-                if user.organization == organization {
-                    out.push(user);
+                let (org, id) = key.value();
+                if org != organization {
+                    break;
                 }
+                out.push(decode("user", id, value.value())?);
             }
             Ok(out)
         })

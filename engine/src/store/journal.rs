@@ -13,39 +13,50 @@ use super::records::{AuditEntry, AuditInput, OutboxEvent, OutboxState, Page, Use
 use super::tables::{
     AUDIT, META_AUDIT_SEQ, META_OUTBOX_SEQ, OUTBOX, OUTBOX_DEAD, OUTBOX_DUE, USERS,
 };
-use super::txn::{decode, encode, load, millis, take_seq};
+use super::txn::{decode, encode, millis, take_seq};
+
+fn user_key(user: &User) -> (&str, &str) {
+    (user.organization.as_str(), user.id.as_str())
+}
 
 impl Store {
-    /// Adds or replaces a user.
+    /// Adds or replaces a user of `user.organization`.
     pub fn put_user(&self, user: &User) -> Result<(), StoreError> {
         let bytes = encode("user", &user.id, user)?;
         self.write(|tx| {
             tx.open_table(USERS)?
-                .insert(user.id.as_str(), bytes.as_slice())?;
+                .insert(user_key(user), bytes.as_slice())?;
             Ok(())
         })
     }
 
-    /// Adds a user unless one with the same id exists, in any organization; `false` then,
-    /// and nothing is written. A user's id is the `sub` of their tokens, so an id stays
-    /// with its first owner.
+    /// Adds a user unless its organization has one with the same id; `false` then, and
+    /// nothing is written. Another organization's user of the same id is another user:
+    /// a user id is the `sub` of tokens, which name a user only within their `org`.
     pub fn create_user(&self, user: &User) -> Result<bool, StoreError> {
         let bytes = encode("user", &user.id, user)?;
         self.write(|tx| {
             let mut users = tx.open_table(USERS)?;
-            if users.get(user.id.as_str())?.is_some() {
+            if users.get(user_key(user))?.is_some() {
                 return Ok(false);
             }
-            users.insert(user.id.as_str(), bytes.as_slice())?;
+            users.insert(user_key(user), bytes.as_slice())?;
             Ok(true)
         })
     }
 
-    pub fn get_user(&self, id: &str) -> Result<User, StoreError> {
-        self.read(|tx| {
-            load(&tx.open_table(USERS)?, "user", id)?
-                .ok_or_else(|| StoreError::not_found("user", id))
+    /// The user `id` of `organization`; `NotFound` whether or not another organization
+    /// has a user of that id.
+    pub fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError> {
+        self.read(|tx| match tx.open_table(USERS)?.get((organization, id))? {
+            Some(bytes) => decode("user", id, bytes.value()),
+            None => Err(StoreError::not_found("user", id)),
         })
+    }
+
+    /// Removes the user `id` of `organization`; `false` when it has none of that id.
+    pub fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError> {
+        self.write(|tx| Ok(tx.open_table(USERS)?.remove((organization, id))?.is_some()))
     }
 
     /// Appends an audit line and returns its sequence number.
@@ -404,27 +415,59 @@ mod tests {
             created_at: t(0),
         };
         store.put_user(&user).expect("put");
-        assert_eq!(store.get_user(&user.id).expect("get"), user);
+        assert_eq!(store.get_user("org1", &user.id).expect("get"), user);
         assert!(matches!(
-            store.get_user("nobody"),
+            store.get_user("org1", "nobody"),
             Err(StoreError::NotFound { kind: "user", .. })
         ));
-        let other = User {
-            organization: "org2".into(),
+        let again = User {
             name: "Mallory".into(),
             ..user.clone()
         };
         assert!(
-            !store.create_user(&other).expect("create"),
-            "an id in use stays with its owner"
+            !store.create_user(&again).expect("create"),
+            "an id in use stays with its owner in its organization"
         );
-        assert_eq!(store.get_user(&user.id).expect("get"), user);
-        let new = User {
-            id: "u2".into(),
-            ..other
+        assert_eq!(store.get_user("org1", &user.id).expect("get"), user);
+    }
+
+    #[test]
+    fn the_same_user_id_in_two_organizations_is_two_users() {
+        let (_dir, store) = open();
+        let first = User {
+            id: "bob".into(),
+            name: "Bob of org1".into(),
+            email: "bob@one.example".into(),
+            organization: "org1".into(),
+            created_at: t(0),
         };
-        assert!(store.create_user(&new).expect("create"));
-        assert_eq!(store.get_user("u2").expect("get"), new);
+        let other = User {
+            name: "Bob of org2".into(),
+            email: "bob@two.example".into(),
+            organization: "org2".into(),
+            ..first.clone()
+        };
+        assert!(store.create_user(&first).expect("create"));
+        assert!(store.create_user(&other).expect("create"));
+        assert_eq!(store.get_user("org1", "bob").expect("get"), first);
+        assert_eq!(store.get_user("org2", "bob").expect("get"), other);
+        // Not found in an organization without it, though another has it.
+        let missing = store.get_user("org3", "bob").expect_err("no bob in org3");
+        let never = store.get_user("org3", "never").expect_err("no one");
+        assert!(matches!(missing, StoreError::NotFound { kind: "user", .. }));
+        assert_eq!(
+            missing.to_string().replace("bob", "never"),
+            never.to_string()
+        );
+        assert_eq!(store.organization_users("org2").expect("list"), vec![other]);
+
+        assert!(!store.delete_user("org3", "bob").expect("delete elsewhere"));
+        assert!(store.delete_user("org1", "bob").expect("delete"));
+        assert!(store.get_user("org1", "bob").is_err());
+        assert_eq!(
+            store.get_user("org2", "bob").expect("kept").email,
+            "bob@two.example"
+        );
     }
 
     #[test]

@@ -15,7 +15,8 @@ use redb::{MultimapTableDefinition, TableDefinition};
 /// - 2: site passwords are sealed under their endpoint (`sites::credential_aad`), not
 ///   the site id alone.
 /// - 3: a job's backup is sealed at rest.
-pub(crate) const SCHEMA_VERSION: u64 = 3;
+/// - 4: users are keyed by (organization, user id).
+pub(crate) const SCHEMA_VERSION: u64 = 4;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -76,8 +77,12 @@ pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("idempotency");
 
-/// user id -> user.
-pub(crate) const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// (organization, user id) -> user: a user id names a user only within its organization,
+/// as a token's `sub` does within its `org`.
+pub(crate) const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("org_users");
+/// Schema 1 to 3's users, keyed by the bare user id; moved into [`USERS`] and removed when a
+/// database of schema 1 is opened.
+pub(crate) const USERS_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 /// seq -> audit entry; append-only.
 pub(crate) const AUDIT: TableDefinition<u64, &[u8]> = TableDefinition::new("audit");
 /// event id -> outbox event.

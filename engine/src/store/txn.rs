@@ -53,6 +53,8 @@ impl Store {
                         supported: tables::SCHEMA_VERSION,
                     });
                 }
+                // Older layouts are brought up to date in this same transaction: the
+                // database is either migrated whole or left as it was.
                 Some(v) => {
                     drop(meta);
                     self.migrate(tx, &path, v)?;
@@ -82,6 +84,7 @@ impl Store {
                     let sealed = self.seal_plain_backups(tx)?;
                     tracing::info!(sealed, "store schema 2 -> 3: backups sealed at rest");
                 }
+                3 => migrate_users_by_organization(tx)?,
                 _ => {
                     return Err(StoreError::SchemaUnknown {
                         path: path.to_owned(),
@@ -92,6 +95,31 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Schema 3 -> 4: users move from a table keyed by the bare user id to one keyed by
+/// (organization, user id), and the old table is removed.
+fn migrate_users_by_organization(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let mut moved: Vec<(String, String, Vec<u8>)> = Vec::new();
+    {
+        let old = tx.open_table(tables::USERS_V1)?;
+        for entry in old.iter()? {
+            let (key, value) = entry?;
+            let user: super::records::User = decode("user", key.value(), value.value())?;
+            moved.push((user.organization, user.id, value.value().to_vec()));
+        }
+    }
+    let mut users = tx.open_table(tables::USERS)?;
+    for (organization, id, bytes) in &moved {
+        users.insert((organization.as_str(), id.as_str()), bytes.as_slice())?;
+    }
+    drop(users);
+    tx.delete_table(tables::USERS_V1)?;
+    tracing::info!(
+        users = moved.len(),
+        "store schema 3 -> 4: users keyed by organization"
+    );
+    Ok(())
 }
 
 /// Creates every table, so read transactions never meet a missing one.
@@ -173,6 +201,7 @@ pub(crate) fn millis(at: chrono::DateTime<chrono::Utc>) -> i64 {
 mod tests {
     use super::*;
     use crate::store::test_support;
+    use redb::ReadableTableMetadata;
 
     #[test]
     fn a_newer_schema_is_refused_with_a_clear_message() {
@@ -206,6 +235,96 @@ mod tests {
             Store::open(dir.path()),
             Err(StoreError::SchemaUnknown { found: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_schema_1_database_gets_its_users_keyed_by_organization() {
+        use crate::store::User;
+        let (dir, store) = test_support::open();
+        let user = |id: &str, org: &str| User {
+            id: id.into(),
+            name: format!("{id} of {org}"),
+            email: format!("{id}@{org}.example"),
+            organization: org.into(),
+            created_at: test_support::t(0),
+        };
+        let (ada, bob) = (user("ada", "org1"), user("bob", "org2"));
+        // Schema 1's layout: users under their bare id, no table keyed by organization.
+        store
+            .write(|tx| {
+                tx.delete_table(tables::USERS)?;
+                let mut old = tx.open_table(tables::USERS_V1)?;
+                for u in [&ada, &bob] {
+                    old.insert(u.id.as_str(), encode("user", &u.id, u)?.as_slice())?;
+                }
+                tx.open_table(META)?
+                    .insert(tables::META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("schema 1 layout");
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("migrated");
+        assert_eq!(store.get_user("org1", "ada").expect("ada"), ada);
+        assert_eq!(store.get_user("org2", "bob").expect("bob"), bob);
+        assert!(store.get_user("org2", "ada").is_err());
+        assert_eq!(store.organization_users("org1").expect("org1"), vec![ada]);
+        let (version, old_table) = store
+            .read(|tx| {
+                let version = tx
+                    .open_table(META)?
+                    .get(tables::META_SCHEMA_VERSION)?
+                    .map(|v| v.value());
+                Ok((version, tx.open_table(tables::USERS_V1).is_ok()))
+            })
+            .expect("read");
+        assert_eq!(version, Some(tables::SCHEMA_VERSION));
+        assert!(!old_table, "the old table is removed");
+        drop(store);
+        Store::open(dir.path()).expect("a migrated database reopens");
+    }
+
+    #[test]
+    fn a_migration_that_fails_leaves_the_database_as_it_was() {
+        let (dir, store) = test_support::open();
+        let path = store.path().to_owned();
+        store
+            .write(|tx| {
+                tx.delete_table(tables::USERS)?;
+                let mut old = tx.open_table(tables::USERS_V1)?;
+                old.insert("ada", br#"{"id":"ada","name":"Ada","email":"a@x.example","organization":"org1","created_at":"2026-01-01T00:00:00Z"}"#.as_slice())?;
+                old.insert("broken", b"not json".as_slice())?;
+                tx.open_table(META)?.insert(tables::META_SCHEMA_VERSION, 1)?;
+                Ok(())
+            })
+            .expect("schema 1 layout");
+        drop(store);
+
+        let err = Store::open(dir.path()).expect_err("an unreadable user stops the migration");
+        assert!(
+            matches!(err, StoreError::Corrupt { kind: "user", .. }),
+            "{err}"
+        );
+        let db = redb::Database::open(&path).expect("raw database");
+        let tx = db.begin_read().expect("read");
+        let version = tx
+            .open_table(META)
+            .expect("meta")
+            .get(tables::META_SCHEMA_VERSION)
+            .expect("get")
+            .map(|v| v.value());
+        assert_eq!(version, Some(1));
+        assert_eq!(
+            tx.open_table(tables::USERS_V1)
+                .expect("old table")
+                .len()
+                .expect("len"),
+            2
+        );
+        assert!(
+            tx.open_table(tables::USERS).is_err(),
+            "no half-made new table"
+        );
     }
 
     #[test]
