@@ -491,6 +491,42 @@ async fn capture(bind: Ipv4Addr) -> (std::net::SocketAddr, Arc<std::sync::atomic
     (addr, seen)
 }
 
+/// Points router `i`'s site at a fresh capture listener on `bind`, with `password` when
+/// given; returns the listener's count of what reached it.
+async fn re_point(
+    w: &World,
+    i: usize,
+    bind: Ipv4Addr,
+    password: Option<&str>,
+) -> Arc<std::sync::atomic::AtomicUsize> {
+    let (trap, seen) = capture(bind).await;
+    let mut moved = site_input(w, i, &["edge"]);
+    moved.address = trap.ip().to_string();
+    moved.port = Some(trap.port());
+    moved.password = password.map(Secret::new);
+    w.store
+        .update_site(&w.sites[i], moved, Utc::now())
+        .expect("re-point");
+    seen
+}
+
+/// Launches `schedule` now and expects the refusal to name `why`.
+async fn launch_refused(w: &World, schedule: &ScheduledScript, why: &str) {
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            Utc::now() + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(
+        matches!(&outcome, Outcome::Refused(reason) if reason.contains(why)),
+        "{outcome:?}"
+    );
+}
+
 fn site_input(w: &World, i: usize, tags: &[&str]) -> SiteInput {
     let addr = w.fleet.addresses()[i];
     SiteInput {
@@ -532,20 +568,7 @@ async fn a_site_tagged_after_approval_is_not_run_on_until_approved_again() {
     w.store
         .update_site(&w.sites[2], site_input(&w, 2, &["edge"]), Utc::now())
         .expect("tag");
-    let outcome = w
-        .launcher
-        .launch(
-            schedule.clone(),
-            Utc::now() + TimeDelta::seconds(3),
-            w.shutdown.clone(),
-        )
-        .await
-        .expect("launch");
-    assert!(
-        matches!(&outcome, Outcome::Refused(reason)
-            if reason.contains(&format!("site {} was added", w.sites[2]))),
-        "{outcome:?}"
-    );
+    launch_refused(&w, &schedule, &format!("site {} was added", w.sites[2])).await;
     assert_eq!(
         runs_of(&w, "tagged run"),
         vec![0, 0, 0],
@@ -600,27 +623,9 @@ async fn a_target_re_pointed_after_approval_is_never_reached() {
             ..ScheduleInput::default()
         },
     );
-    let (trap, seen) = capture(Ipv4Addr::new(127, 6, 8, 200)).await;
-    let mut moved = site_input(&w, 1, &["edge"]);
-    moved.address = trap.ip().to_string();
-    moved.port = Some(trap.port());
-    w.store
-        .update_site(&w.sites[1], moved, Utc::now())
-        .expect("re-point");
-    let outcome = w
-        .launcher
-        .launch(
-            schedule.clone(),
-            Utc::now() + TimeDelta::seconds(3),
-            w.shutdown.clone(),
-        )
-        .await
-        .expect("launch");
-    assert!(
-        matches!(&outcome, Outcome::Refused(reason)
-            if reason.contains(&format!("site {} changed: address, port", w.sites[1]))),
-        "{outcome:?}"
-    );
+    let seen = re_point(&w, 1, Ipv4Addr::new(127, 6, 8, 200), None).await;
+    let why = format!("site {} changed: address, port", w.sites[1]);
+    launch_refused(&w, &schedule, &why).await;
     assert_eq!(runs_of(&w, "re-pointed run"), vec![0, 0]);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
@@ -666,14 +671,7 @@ async fn a_site_re_pointed_between_launch_and_its_turn_is_not_run() {
         .expect("launch");
     assert_eq!(launch.created.len(), 2);
     // Before its turn, one site is re-pointed (with a password given for the new place).
-    let (trap, seen) = capture(Ipv4Addr::new(127, 6, 9, 200)).await;
-    let mut moved = site_input(&w, 1, &["edge"]);
-    moved.address = trap.ip().to_string();
-    moved.port = Some(trap.port());
-    moved.password = Some(Secret::new("a new password"));
-    w.store
-        .update_site(&w.sites[1], moved, Utc::now())
-        .expect("re-point");
+    let seen = re_point(&w, 1, Ipv4Addr::new(127, 6, 9, 200), Some("a new password")).await;
     w.runner
         .run_jobs(
             Selection::Run {

@@ -213,6 +213,18 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         });
     }
 
+    // A channel's copy of the event, as one message shows it.
+    let wire_event =
+        |shown: &render::Message, payload: String, recipients: Vec<Recipient>| WireEvent {
+            id: id.clone(),
+            kind: event.kind.clone(),
+            occurred_at: occurred_at.clone(),
+            subject: shown.subject.clone(),
+            text: shown.text.clone(),
+            html: Some(shown.html.clone()),
+            payload,
+            recipients,
+        };
     for channel in routing.store.list_channels(&organization)? {
         if !channel.takes(&event.kind) {
             continue;
@@ -254,16 +266,11 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
                             name: channel.name.clone(),
                             settings: settings.clone().into_iter().collect(),
                         },
-                        event: WireEvent {
-                            id: id.clone(),
-                            kind: event.kind.clone(),
-                            occurred_at: occurred_at.clone(),
-                            subject: shown.subject.clone(),
-                            text: shown.text.clone(),
-                            html: Some(shown.html.clone()),
-                            payload: without_links(payload).to_string(),
-                            recipients: vec![person.clone()],
-                        },
+                        event: wire_event(
+                            &shown,
+                            without_links(payload).to_string(),
+                            vec![person.clone()],
+                        ),
                     });
                 }
                 continue;
@@ -309,16 +316,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
                 name: channel.name.clone(),
                 settings: settings.into_iter().collect(),
             },
-            event: WireEvent {
-                id: id.clone(),
-                kind: event.kind.clone(),
-                occurred_at: occurred_at.clone(),
-                subject: shown.subject.clone(),
-                text: shown.text.clone(),
-                html: Some(shown.html.clone()),
-                payload: payload_json,
-                recipients,
-            },
+            event: wire_event(shown, payload_json, recipients),
         });
     }
     Ok(Plan {
