@@ -1004,7 +1004,12 @@ async fn sigkill_during_a_burst_loses_no_notification() {
         job_events.len()
     );
     for event in &job_events {
-        assert_eq!(event.state, OutboxState::Delivered, "{event:?}");
+        // Delivered, or received by the receiver with the engine killed before it
+        // recorded so: then the next start delivers it again (at least once). Never dead.
+        assert!(
+            matches!(event.state, OutboxState::Delivered | OutboxState::Pending),
+            "{event:?}"
+        );
         assert!(
             delivered.contains(&event.id),
             "event {} ({}) was never received",
