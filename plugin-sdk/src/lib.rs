@@ -146,6 +146,8 @@ pub mod net;
 pub mod notifier;
 pub mod routeros;
 pub mod script_source;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 pub mod transport;
 
 pub use info::{ConfigKey, PluginInfo, PluginKind};

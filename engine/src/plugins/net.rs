@@ -412,6 +412,11 @@ impl Policy {
         allow.check_connect(address, addr).err()
     }
 
+    /// Whether this call serves a site.
+    pub fn serves_site(&self) -> bool {
+        self.site.is_some()
+    }
+
     /// May the plugin connect to this resolved address?
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
         self.grants

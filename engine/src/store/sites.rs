@@ -42,6 +42,23 @@ pub(crate) struct StoredSite {
     #[serde(flatten)]
     pub(super) site: Site,
     pub(super) password: Option<Sealed>,
+    /// The SSH private key and its passphrase ([`PrivateKey`] as JSON), sealed under
+    /// [`private_key_aad`].
+    #[serde(default)]
+    pub(super) private_key: Option<Sealed>,
+}
+
+/// An SSH private key as it is sealed.
+#[derive(Serialize, Deserialize)]
+struct PrivateKey {
+    key: String,
+    passphrase: Option<String>,
+}
+
+/// The private key is sealed for the same endpoint as the password, under a label of
+/// its own so neither sealed value opens as the other.
+fn private_key_aad(site: &Site) -> String {
+    format!("{}\nkind=ssh-private-key", credential_aad(site))
 }
 
 impl StoredSite {
@@ -60,7 +77,15 @@ impl StoredSite {
     /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
     /// was agreed to for one credential can be checked against the one in use now.
     pub(crate) fn credential_identity(&self) -> Option<String> {
-        self.password.as_ref().map(Sealed::fingerprint)
+        let password = self.password.as_ref().map(Sealed::fingerprint);
+        match &self.private_key {
+            None => password,
+            Some(key) => Some(format!(
+                "{}+{}",
+                password.unwrap_or_default(),
+                key.fingerprint()
+            )),
+        }
     }
 }
 
@@ -260,11 +285,14 @@ impl Store {
                 tags: dedup(input.tags),
                 created_at: now,
                 updated_at: now,
+                has_private_key: input.private_key.is_some(),
+                ssh: input.ssh.unwrap_or_default(),
             };
             let password = input
                 .password
                 .as_ref()
                 .map(|p| self.vault.seal(&credential_aad(&site), p.expose()));
+            let private_key = self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?;
             by_org.insert(site.organization.as_str(), id.as_str())?;
             for tag in &site.tags {
                 by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
@@ -272,6 +300,7 @@ impl Store {
             let stored = StoredSite {
                 site: site.clone(),
                 password,
+                private_key,
             };
             sites.insert(id.as_str(), encode(KIND, &id, &stored)?.as_slice())?;
             out.push(site);
@@ -397,6 +426,7 @@ impl Store {
             ..old.site
         };
         let changed = endpoint_changes(&old_site, &site);
+        let same_endpoint = changed.is_empty();
         let (password, change) = match (&input.password, old.password) {
             (Some(p), _) => (
                 Some(self.vault.seal(&credential_aad(&site), p.expose())),
@@ -408,12 +438,33 @@ impl Store {
             (None, Some(_)) => (None, PasswordChange::Cleared(changed)),
         };
         site.has_password = password.is_some();
+        // The private key and the host keys follow the password's rule: they stay with
+        // the endpoint they were given for.
+        let private_key = match (&input.private_key, old.private_key) {
+            (Some(_), _) => self.seal_private_key(
+                &site,
+                &input.private_key,
+                &input.private_key_passphrase,
+            )?,
+            (None, kept) if same_endpoint => kept,
+            (None, _) => None,
+        };
+        site.has_private_key = private_key.is_some();
+        site.ssh = match input.ssh {
+            Some(ssh) => ssh,
+            None if same_endpoint => old_site.ssh.clone(),
+            None => crate::store::SshSettings {
+                host_keys: Vec::new(),
+                platform: old_site.ssh.platform.clone(),
+            },
+        };
         index_tags(tx, &site, true)?;
         put(
             tx,
             &StoredSite {
                 site: site.clone(),
                 password,
+                private_key,
             },
         )?;
         Ok((site, change))
@@ -442,6 +493,10 @@ impl Store {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
         let Some(sealed) = &stored.password else {
+            // A site that logs in with its SSH key needs no password.
+            if stored.private_key.is_some() {
+                return Ok((stored.site, Secret::new("")));
+            }
             return Err(StoreError::PasswordMissing {
                 site: stored.site.id,
                 name: stored.site.name,
@@ -455,6 +510,74 @@ impl Store {
                 site: id.to_owned(),
             })?;
         Ok((stored.site, password))
+    }
+
+    fn seal_private_key(
+        &self,
+        site: &Site,
+        key: &Option<Secret>,
+        passphrase: &Option<Secret>,
+    ) -> Result<Option<Sealed>, StoreError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let plain = PrivateKey {
+            key: key.expose().to_owned(),
+            passphrase: passphrase.as_ref().map(|p| p.expose().to_owned()),
+        };
+        let json = serde_json::to_string(&plain)
+            .map_err(|e| StoreError::invalid("site", "private_key", e.to_string()))?;
+        Ok(Some(self.vault.seal(&private_key_aad(site), &json)))
+    }
+
+    /// The site's SSH private key and its passphrase, for the host's SSH login; `None`
+    /// when the site has none. Opens only for the site's current endpoint.
+    pub fn site_private_key(&self, id: &str) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
+        let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
+        let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
+        let Some(sealed) = &stored.private_key else {
+            return Ok(None);
+        };
+        let decrypt = || StoreError::Decrypt {
+            site: id.to_owned(),
+        };
+        let json = self
+            .vault
+            .open_sealed(&private_key_aad(&stored.site), sealed)
+            .ok_or_else(decrypt)?;
+        let key: PrivateKey = serde_json::from_str(&json).map_err(|_| decrypt())?;
+        Ok(Some((Secret::new(key.key), key.passphrase.map(Secret::new))))
+    }
+
+    /// Stores `fingerprint` as the site's host key when it has none (trust on first
+    /// use), with an audit line. A site that has keys already is left as it is: the
+    /// answer is `Err` with the key it holds when `fingerprint` is not among them, so a
+    /// changed key is never put in place of the stored one.
+    pub fn remember_host_key(
+        &self,
+        id: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), String>, StoreError> {
+        self.write(|tx| {
+            let mut stored = read_stored_site(tx, id)?;
+            let keys = &stored.site.ssh.host_keys;
+            if keys.iter().any(|k| k == fingerprint) {
+                return Ok(Ok(()));
+            }
+            if let Some(first) = keys.first() {
+                return Ok(Err(first.clone()));
+            }
+            stored.site.ssh.host_keys.push(fingerprint.to_owned());
+            let site = stored.site.clone();
+            put(tx, &stored)?;
+            let mut audit = site_audit("site.host_key_stored", &site, "engine", false, now);
+            if let serde_json::Value::Object(detail) = &mut audit.detail {
+                detail.insert("host_key".into(), fingerprint.into());
+            }
+            push_audit(tx, audit)?;
+            Ok(Ok(()))
+        })
     }
 
     /// Seals every stored site password again under [`credential_aad`], for a database
@@ -794,6 +917,9 @@ pub(crate) mod tests {
                 server_name: Some("r1.example".into()),
             },
             tags: vec!["core".into(), "edge".into(), "core".into()],
+            private_key: None,
+            private_key_passphrase: None,
+            ssh: None,
         }
     }
 

@@ -101,6 +101,9 @@ fn add_site(store: &Store, name: &str, addr: SocketAddr, password: &str) -> Stri
                 password: Some(Secret::new(password)),
                 tls: TlsSettings::default(),
                 tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
             },
             Utc::now(),
         )
