@@ -210,6 +210,7 @@ async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transp
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("plugin host");
     host.reconcile().await;

@@ -77,6 +77,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .map_err(|e| e.to_string())?;
     host.reconcile().await;

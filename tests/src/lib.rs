@@ -451,6 +451,7 @@ pub async fn bundled_host(
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("plugin host");
     host.reconcile().await;

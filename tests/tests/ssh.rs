@@ -207,7 +207,8 @@ fn run_job(engine: &Engine, site: &str, script: &str) -> Value {
             return None;
         }
         let id = job["id"].as_str()?.to_owned();
-        engine.get(&format!("/api/jobs/{id}")).ok().map(|r| r.body)
+        let shown = engine.get(&format!("/api/jobs/{id}")).ok()?;
+        Some(shown.body["data"].clone())
     })
 }
 

@@ -91,12 +91,9 @@ fn read_version(target: &Target, port: u16) -> Result<String, TransportError> {
             break;
         }
         seen.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&seen);
-        if let Some(line) = text.lines().find(|l| l.starts_with("SSH-"))
-            && text.contains(&format!("{line}\n"))
-        {
+        if let Some(line) = version_line(&seen) {
             conn.close();
-            return Ok(line.trim_end_matches('\r').to_owned());
+            return Ok(line);
         }
     }
     conn.close();
@@ -104,6 +101,17 @@ fn read_version(target: &Target, port: u16) -> Result<String, TransportError> {
         "{}:{port} sent no SSH version line",
         target.address
     )))
+}
+
+/// The `SSH-` line among the complete lines of `seen`.
+fn version_line(seen: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(seen);
+    // The last piece has no line end yet: it may still be arriving.
+    let complete = text.rsplit_once('\n').map(|(lines, _)| lines)?;
+    complete
+        .split('\n')
+        .find(|line| line.starts_with("SSH-"))
+        .map(|line| line.trim_end_matches('\r').to_owned())
 }
 
 /// A failure to reach the site, before anything was sent: reported as unreachable, so
@@ -406,6 +414,19 @@ mod tests {
         assert_eq!(
             Platform::from_version("SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"),
             Platform::Linux
+        );
+    }
+
+    #[test]
+    fn the_version_line_is_read_once_it_is_whole() {
+        assert_eq!(version_line(b"SSH-2.0-ROSS"), None);
+        assert_eq!(
+            version_line(b"SSH-2.0-OpenSSH_9.2p1 Debian\r\n").as_deref(),
+            Some("SSH-2.0-OpenSSH_9.2p1 Debian")
+        );
+        assert_eq!(
+            version_line(b"banner\r\nSSH-2.0-ROSSSH\r\n").as_deref(),
+            Some("SSH-2.0-ROSSSH")
         );
     }
 

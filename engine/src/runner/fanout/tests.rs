@@ -61,6 +61,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.
         sites_allow: crate::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("host");
     host.reconcile().await;
