@@ -1070,6 +1070,112 @@ pub(crate) mod tests {
         );
     }
 
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-secret-body\n-----END OPENSSH PRIVATE KEY-----\n";
+
+    fn ssh_input(org: &str, name: &str) -> SiteInput {
+        let mut i = input(org, name);
+        i.transport = "ssh".into();
+        i.password = None;
+        i.private_key = Some(Secret::new(KEY));
+        i.private_key_passphrase = Some(Secret::new("key passphrase"));
+        i
+    }
+
+    #[test]
+    fn a_private_key_is_sealed_never_shown_and_logs_in_without_a_password() {
+        let (dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        assert!(site.has_private_key && !site.has_password);
+        let json = serde_json::to_string(&store.get_site(&site.id).expect("get")).expect("json");
+        assert!(!json.contains("secret-body") && !json.contains("passphrase"), "{json}");
+        // A key is enough to log in: no password is asked for.
+        let (_, password) = store.site_with_password(&site.id).expect("credentials");
+        assert_eq!(password.expose(), "");
+        let (key, passphrase) = store
+            .site_private_key(&site.id)
+            .expect("read")
+            .expect("a key");
+        assert_eq!(key.expose(), KEY);
+        assert_eq!(passphrase.map(|p| p.expose().to_owned()).as_deref(), Some("key passphrase"));
+        let path = store.path().to_owned();
+        drop(store);
+        let raw = std::fs::read(&path).expect("raw db");
+        for needle in [&b"secret-body"[..], b"key passphrase"] {
+            assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        }
+        drop(dir);
+    }
+
+    #[test]
+    fn a_repointed_ssh_site_loses_its_key_and_its_host_keys() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        let fp = format!("SHA256:{}", "A".repeat(43));
+        assert_eq!(store.remember_host_key(&site.id, &fp, t(1)).expect("store"), Ok(()));
+        // Another user of the organization points the site at a host of theirs without
+        // bringing a key: the stored key and the learned host key stay behind.
+        let mut repointed = ssh_input("org1", "h1");
+        repointed.private_key = None;
+        repointed.private_key_passphrase = None;
+        repointed.address = "203.0.113.66".into();
+        let updated = store
+            .update_site_by(&site.id, repointed, "mallory", t(2))
+            .expect("update");
+        assert!(!updated.has_private_key);
+        assert!(updated.ssh.host_keys.is_empty());
+        assert!(store.site_private_key(&site.id).expect("read").is_none());
+        assert!(matches!(
+            store.site_with_password(&site.id),
+            Err(StoreError::PasswordMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn the_first_host_key_is_kept_and_a_different_one_is_never_stored() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        let first = format!("SHA256:{}", "A".repeat(43));
+        let other = format!("SHA256:{}", "B".repeat(43));
+        assert_eq!(store.remember_host_key(&site.id, &first, t(1)).expect("store"), Ok(()));
+        assert_eq!(store.remember_host_key(&site.id, &first, t(2)).expect("again"), Ok(()));
+        assert_eq!(
+            store.remember_host_key(&site.id, &other, t(3)).expect("read"),
+            Err(first.clone())
+        );
+        assert_eq!(store.get_site(&site.id).expect("get").ssh.host_keys, vec![first.clone()]);
+        // An edit that leaves `ssh` out keeps the learned key.
+        let mut edited = ssh_input("org1", "h1");
+        edited.private_key = None;
+        edited.tags = vec!["renamed-tag".into()];
+        let kept = store.update_site(&site.id, edited, t(4)).expect("update");
+        assert_eq!(kept.ssh.host_keys, vec![first]);
+        assert!(kept.has_private_key);
+    }
+
+    #[test]
+    fn ssh_settings_are_checked() {
+        let mut bad = ssh_input("org1", "h1");
+        bad.ssh = Some(crate::store::SshSettings {
+            host_keys: vec!["MD5:aa:bb".into()],
+            platform: None,
+        });
+        assert!(bad.validate().is_err());
+        bad.ssh = Some(crate::store::SshSettings {
+            host_keys: vec![],
+            platform: Some("windows".into()),
+        });
+        assert!(bad.validate().is_err());
+        bad.ssh = None;
+        bad.private_key = Some(Secret::new("not a key"));
+        assert!(bad.validate().is_err());
+    }
+
     #[test]
     fn import_is_all_or_nothing_and_reports_every_bad_row() {
         let (_dir, store) = open();
