@@ -21,8 +21,8 @@
 //! ```
 
 pub use crate::bindings::host_ssh::yardmaster::host::ssh::{
-    Auth, ConnectOptions, ExecOutput, HostKeyMismatch, HostKeyPolicy, NegotiationFailure,
-    Session, SshError,
+    Auth, ConnectOptions, ExecOutput, HostKeyMismatch, HostKeyPolicy, NegotiationFailure, Session,
+    SshError,
 };
 use crate::transport::TransportError;
 

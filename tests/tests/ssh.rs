@@ -36,7 +36,16 @@ fn keygen(key_type: &str, path: &Path) {
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(path.with_extension("pub"));
     let status = Command::new("ssh-keygen")
-        .args(["-q", "-t", key_type, "-N", "", "-C", "yardmaster-test", "-f"])
+        .args([
+            "-q",
+            "-t",
+            key_type,
+            "-N",
+            "",
+            "-C",
+            "yardmaster-test",
+            "-f",
+        ])
         .arg(path)
         .stdin(Stdio::null())
         .status()
@@ -242,7 +251,11 @@ fn key_login_runs_scripts_and_a_changed_host_key_stops_the_job_before_sending() 
 
     // A script runs through `sh -s`; stdout is the job's output. No platform was set,
     // so the plugin told Linux from the server's version string.
-    let done = run_job(&engine, &id, "echo hello from $(uname -s)\necho warning >&2\n");
+    let done = run_job(
+        &engine,
+        &id,
+        "echo hello from $(uname -s)\necho warning >&2\n",
+    );
     assert_eq!(done["status"], "completed", "{done}\n{}", engine.log());
     let output = done["output"].as_str().unwrap_or_default();
     assert!(output.contains("hello from Linux"), "{done}");
@@ -273,8 +286,14 @@ fn key_login_runs_scripts_and_a_changed_host_key_stops_the_job_before_sending() 
     assert_eq!(refused["status"], "failed", "{refused}");
     assert_eq!(refused["error"]["code"], "host_key_changed", "{refused}");
     let message = refused["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains(&first) && message.contains(&second), "{message}");
-    assert!(!marker.exists(), "the script ran despite the changed host key");
+    assert!(
+        message.contains(&first) && message.contains(&second),
+        "{message}"
+    );
+    assert!(
+        !marker.exists(),
+        "the script ran despite the changed host key"
+    );
     // The stored key is not replaced by the new one.
     assert_eq!(site(&engine, &id)["ssh"]["host_keys"], json!([first]));
 
@@ -286,7 +305,10 @@ fn key_login_runs_scripts_and_a_changed_host_key_stops_the_job_before_sending() 
     assert_eq!(put.status, 200, "{}", put.text);
     let ran = run_job(&engine, &id, &script);
     assert_eq!(ran["status"], "completed", "{ran}");
-    assert!(marker.exists(), "the script did not run with the accepted key");
+    assert!(
+        marker.exists(),
+        "the script did not run with the accepted key"
+    );
 
     // Neither the private key nor any part of it reached the log.
     let body = key

@@ -51,8 +51,8 @@ pub use kinds::{
 };
 pub use loader::Change;
 pub use site_allow::SiteAllow;
-pub(crate) use ssh::SiteSsh;
 pub use ssh::Algorithms as SshAlgorithms;
+pub(crate) use ssh::SiteSsh;
 pub(crate) use tls_client::load_trusted;
 pub use watcher::watch;
 

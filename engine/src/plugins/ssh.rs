@@ -90,8 +90,11 @@ const MODERN_CIPHERS: &[cipher::Name] = &[
     cipher::AES_256_GCM,
     cipher::AES_128_GCM,
 ];
-const LEGACY_CIPHERS: &[cipher::Name] =
-    &[cipher::AES_256_CTR, cipher::AES_192_CTR, cipher::AES_128_CTR];
+const LEGACY_CIPHERS: &[cipher::Name] = &[
+    cipher::AES_256_CTR,
+    cipher::AES_192_CTR,
+    cipher::AES_128_CTR,
+];
 
 const MODERN_MACS: &[mac::Name] = &[
     mac::HMAC_SHA512_ETM,
@@ -218,17 +221,17 @@ fn judge(
     site: Option<&SiteSsh>,
 ) -> Result<(), HostKeyRefusal> {
     let matches = |keys: &[String]| keys.iter().any(|k| k.trim() == presented);
-    if let Some(site) = site {
-        if !site.host_keys.is_empty() {
-            return if matches(&site.host_keys) {
-                Ok(())
-            } else {
-                Err(HostKeyRefusal::Changed {
-                    expected: site.host_keys.clone(),
-                    presented: presented.to_owned(),
-                })
-            };
-        }
+    if let Some(site) = site
+        && !site.host_keys.is_empty()
+    {
+        return if matches(&site.host_keys) {
+            Ok(())
+        } else {
+            Err(HostKeyRefusal::Changed {
+                expected: site.host_keys.clone(),
+                presented: presented.to_owned(),
+            })
+        };
     }
     if !asked.pinned.is_empty() {
         return if matches(&asked.pinned) {
@@ -337,10 +340,7 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -382,12 +382,16 @@ fn from_russh(
 ) -> ssh::SshError {
     use russh::Error as E;
     match (e, seen) {
-        (E::UnknownKey, Some(Err(HostKeyRefusal::Changed { expected, presented }))) => {
-            ssh::SshError::HostKeyChanged(ssh::HostKeyMismatch {
+        (
+            E::UnknownKey,
+            Some(Err(HostKeyRefusal::Changed {
                 expected,
                 presented,
-            })
-        }
+            })),
+        ) => ssh::SshError::HostKeyChanged(ssh::HostKeyMismatch {
+            expected,
+            presented,
+        }),
         (E::UnknownKey, Some(Err(refusal @ HostKeyRefusal::Unknown { .. }))) => {
             ssh::SshError::HostKeyUnknown(format!("{endpoint}: {refusal}"))
         }
@@ -407,9 +411,7 @@ fn from_russh(
         (E::IO(io), _) => match io.kind() {
             std::io::ErrorKind::UnexpectedEof
             | std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::BrokenPipe => {
-                ssh::SshError::Closed(format!("{endpoint}: {io}"))
-            }
+            | std::io::ErrorKind::BrokenPipe => ssh::SshError::Closed(format!("{endpoint}: {io}")),
             _ => ssh::SshError::Protocol(format!("{endpoint}: {io}")),
         },
         (other, _) => ssh::SshError::Protocol(format!("{endpoint}: {other}")),
@@ -460,9 +462,10 @@ impl HostState {
                         "no private key is stored for this site".into(),
                     ));
                 };
-                let key = russh::keys::decode_secret_key(text, passphrase.as_deref()).map_err(
-                    |e| ssh::SshError::AuthFailed(format!("the site's private key: {e}")),
-                )?;
+                let key =
+                    russh::keys::decode_secret_key(text, passphrase.as_deref()).map_err(|e| {
+                        ssh::SshError::AuthFailed(format!("the site's private key: {e}"))
+                    })?;
                 Some(Arc::new(key))
             }
         };
@@ -542,7 +545,9 @@ impl HostState {
 
 /// Password and key logins are the only two; kept as an error, not a panic.
 fn unreachable_auth<T>() -> Result<T, ssh::SshError> {
-    Err(ssh::SshError::AuthFailed("no credentials to log in with".into()))
+    Err(ssh::SshError::AuthFailed(
+        "no credentials to log in with".into(),
+    ))
 }
 
 /// What an exec collects, capped.
@@ -662,7 +667,8 @@ impl ssh::HostSession for HostState {
                 "{endpoint}: the session is closed"
             ))));
         };
-        let outcome = tokio::time::timeout(limit, exec(handle, &endpoint, command, stdin, cap)).await;
+        let outcome =
+            tokio::time::timeout(limit, exec(handle, &endpoint, command, stdin, cap)).await;
         Ok(match outcome {
             Err(_) => Err(ssh::SshError::Timeout(format!(
                 "{endpoint}: the command did not end within {limit:?}"
@@ -749,7 +755,10 @@ mod tests {
         let stored = Arc::new(Mutex::new(Vec::new()));
         let s = site(&[], Some(stored.clone()));
         judge("SHA256:first", &policy(&[], false), Some(&s)).expect("first use");
-        assert_eq!(*stored.lock().expect("lock"), vec!["SHA256:first".to_string()]);
+        assert_eq!(
+            *stored.lock().expect("lock"),
+            vec!["SHA256:first".to_string()]
+        );
     }
 
     #[test]
@@ -764,8 +773,16 @@ mod tests {
     fn legacy_algorithms_come_last_and_can_be_left_out() {
         let with = Algorithms { legacy: true }.preferred();
         assert_eq!(with.kex.first(), Some(&kex::CURVE25519));
-        let g14 = with.kex.iter().position(|k| *k == kex::DH_G14_SHA1).expect("offered");
-        let modern = with.kex.iter().position(|k| *k == kex::DH_G14_SHA256).expect("offered");
+        let g14 = with
+            .kex
+            .iter()
+            .position(|k| *k == kex::DH_G14_SHA1)
+            .expect("offered");
+        let modern = with
+            .kex
+            .iter()
+            .position(|k| *k == kex::DH_G14_SHA256)
+            .expect("offered");
         assert!(modern < g14);
         assert_eq!(with.cipher.first(), Some(&cipher::CHACHA20_POLY1305));
         assert!(with.mac.contains(&mac::HMAC_SHA1));
@@ -778,7 +795,11 @@ mod tests {
         assert!(!without.cipher.contains(&cipher::AES_128_CTR));
         assert!(!without.key.contains(&Algorithm::Rsa { hash: None }));
         // Strict key exchange is asked for either way.
-        assert!(without.kex.contains(&kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT));
+        assert!(
+            without
+                .kex
+                .contains(&kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT)
+        );
     }
 
     #[test]

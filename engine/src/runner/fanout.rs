@@ -642,7 +642,10 @@ impl Runner {
 
     /// What the host holds for the site's SSH sessions: its private key, its host keys,
     /// and where the first key seen is stored when none is pinned.
-    fn site_ssh(&self, site: &crate::store::Site) -> Result<Arc<crate::plugins::SiteSsh>, ExecError> {
+    fn site_ssh(
+        &self,
+        site: &crate::store::Site,
+    ) -> Result<Arc<crate::plugins::SiteSsh>, ExecError> {
         let private_key = self
             .inner
             .store
@@ -763,7 +766,11 @@ impl Runner {
             let retry = !error.maybe_sent
                 && !matches!(
                     error.code.as_str(),
-                    SITE_NOT_FOUND | SITE_CHANGED | PASSWORD_MISSING | CREDENTIALS | HOST_KEY_CHANGED
+                    SITE_NOT_FOUND
+                        | SITE_CHANGED
+                        | PASSWORD_MISSING
+                        | CREDENTIALS
+                        | HOST_KEY_CHANGED
                 )
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
@@ -808,10 +815,9 @@ impl Runner {
         let mut outcome = self
             .attempt_on_site(job, prepared, options, marked, deadline, shutdown)
             .await;
-        if let (Attempt::Failed(error), Some(refusal)) = (
-            &mut outcome,
-            transport.and_then(|t| t.ssh_refusal()),
-        ) {
+        if let (Attempt::Failed(error), Some(refusal)) =
+            (&mut outcome, transport.and_then(|t| t.ssh_refusal()))
+        {
             *error = ExecError {
                 code: HOST_KEY_CHANGED.into(),
                 message: refusal.to_string(),

@@ -292,7 +292,8 @@ impl Store {
                 .password
                 .as_ref()
                 .map(|p| self.vault.seal(&credential_aad(&site), p.expose()));
-            let private_key = self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?;
+            let private_key =
+                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?;
             by_org.insert(site.organization.as_str(), id.as_str())?;
             for tag in &site.tags {
                 by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
@@ -441,11 +442,9 @@ impl Store {
         // The private key and the host keys follow the password's rule: they stay with
         // the endpoint they were given for.
         let private_key = match (&input.private_key, old.private_key) {
-            (Some(_), _) => self.seal_private_key(
-                &site,
-                &input.private_key,
-                &input.private_key_passphrase,
-            )?,
+            (Some(_), _) => {
+                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?
+            }
             (None, kept) if same_endpoint => kept,
             (None, _) => None,
         };
@@ -532,7 +531,10 @@ impl Store {
 
     /// The site's SSH private key and its passphrase, for the host's SSH login; `None`
     /// when the site has none. Opens only for the site's current endpoint.
-    pub fn site_private_key(&self, id: &str) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
+    pub fn site_private_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
         let Some(sealed) = &stored.private_key else {
@@ -546,7 +548,10 @@ impl Store {
             .open_sealed(&private_key_aad(&stored.site), sealed)
             .ok_or_else(decrypt)?;
         let key: PrivateKey = serde_json::from_str(&json).map_err(|_| decrypt())?;
-        Ok(Some((Secret::new(key.key), key.passphrase.map(Secret::new))))
+        Ok(Some((
+            Secret::new(key.key),
+            key.passphrase.map(Secret::new),
+        )))
     }
 
     /// Stores `fingerprint` as the site's host key when it has none (trust on first
@@ -1089,7 +1094,10 @@ pub(crate) mod tests {
             .expect("create");
         assert!(site.has_private_key && !site.has_password);
         let json = serde_json::to_string(&store.get_site(&site.id).expect("get")).expect("json");
-        assert!(!json.contains("secret-body") && !json.contains("passphrase"), "{json}");
+        assert!(
+            !json.contains("secret-body") && !json.contains("passphrase"),
+            "{json}"
+        );
         // A key is enough to log in: no password is asked for.
         let (_, password) = store.site_with_password(&site.id).expect("credentials");
         assert_eq!(password.expose(), "");
@@ -1098,7 +1106,10 @@ pub(crate) mod tests {
             .expect("read")
             .expect("a key");
         assert_eq!(key.expose(), KEY);
-        assert_eq!(passphrase.map(|p| p.expose().to_owned()).as_deref(), Some("key passphrase"));
+        assert_eq!(
+            passphrase.map(|p| p.expose().to_owned()).as_deref(),
+            Some("key passphrase")
+        );
         let path = store.path().to_owned();
         drop(store);
         let raw = std::fs::read(&path).expect("raw db");
@@ -1115,7 +1126,10 @@ pub(crate) mod tests {
             .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
             .expect("create");
         let fp = format!("SHA256:{}", "A".repeat(43));
-        assert_eq!(store.remember_host_key(&site.id, &fp, t(1)).expect("store"), Ok(()));
+        assert_eq!(
+            store.remember_host_key(&site.id, &fp, t(1)).expect("store"),
+            Ok(())
+        );
         // Another user of the organization points the site at a host of theirs without
         // bringing a key: the stored key and the learned host key stay behind.
         let mut repointed = ssh_input("org1", "h1");
@@ -1142,13 +1156,28 @@ pub(crate) mod tests {
             .expect("create");
         let first = format!("SHA256:{}", "A".repeat(43));
         let other = format!("SHA256:{}", "B".repeat(43));
-        assert_eq!(store.remember_host_key(&site.id, &first, t(1)).expect("store"), Ok(()));
-        assert_eq!(store.remember_host_key(&site.id, &first, t(2)).expect("again"), Ok(()));
         assert_eq!(
-            store.remember_host_key(&site.id, &other, t(3)).expect("read"),
+            store
+                .remember_host_key(&site.id, &first, t(1))
+                .expect("store"),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &first, t(2))
+                .expect("again"),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &other, t(3))
+                .expect("read"),
             Err(first.clone())
         );
-        assert_eq!(store.get_site(&site.id).expect("get").ssh.host_keys, vec![first.clone()]);
+        assert_eq!(
+            store.get_site(&site.id).expect("get").ssh.host_keys,
+            vec![first.clone()]
+        );
         // An edit that leaves `ssh` out keeps the learned key.
         let mut edited = ssh_input("org1", "h1");
         edited.private_key = None;

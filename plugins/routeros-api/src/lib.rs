@@ -21,8 +21,8 @@ use yardmaster_plugin_sdk::transport::{
 };
 use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
 
-pub use yardmaster_plugin_sdk::routeros::script_error;
 pub use session::{Collected, Session};
+pub use yardmaster_plugin_sdk::routeros::script_error;
 
 const API_PORT: u16 = 8728;
 const API_SSL_PORT: u16 = 8729;

@@ -23,7 +23,9 @@ use std::time::Duration;
 
 use yardmaster_plugin_sdk::net::Connection;
 use yardmaster_plugin_sdk::routeros::script_error;
-use yardmaster_plugin_sdk::ssh::{Auth, ConnectOptions, ExecOutput, HostKeyPolicy, Session, SshError};
+use yardmaster_plugin_sdk::ssh::{
+    Auth, ConnectOptions, ExecOutput, HostKeyPolicy, Session, SshError,
+};
 use yardmaster_plugin_sdk::transport::{
     BackupResult, CommandReply, ProbeResult, Target, Transport, TransportError,
 };
@@ -465,8 +467,8 @@ mod tests {
 
     #[test]
     fn a_linux_failure_names_the_status_and_the_stderr_tail() {
-        let err = failed(&output("", "first\nlast words\n", Some(3)), "the script")
-            .expect("failed");
+        let err =
+            failed(&output("", "first\nlast words\n", Some(3)), "the script").expect("failed");
         assert_eq!(
             err,
             TransportError::Script("the script exited with status 3: first\nlast words".into())
@@ -484,8 +486,14 @@ mod tests {
     #[test]
     fn print_fields_are_read() {
         let resource = "                   uptime: 1w2d\r\n                  version: 6.49.10 (long-term)\r\n               board-name: hEX\r\n";
-        assert_eq!(print_field(resource, "version").as_deref(), Some("6.49.10 (long-term)"));
+        assert_eq!(
+            print_field(resource, "version").as_deref(),
+            Some("6.49.10 (long-term)")
+        );
         assert_eq!(print_field(resource, "board-name").as_deref(), Some("hEX"));
-        assert_eq!(print_field("  name: core-1\r\n", "name").as_deref(), Some("core-1"));
+        assert_eq!(
+            print_field("  name: core-1\r\n", "name").as_deref(),
+            Some("core-1")
+        );
     }
 }
