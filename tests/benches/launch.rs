@@ -98,6 +98,9 @@ async fn launch(routers: usize) -> Result<(), String> {
                 password: Some(Secret::new(PASSWORD)),
                 tls: TlsSettings::default(),
                 tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
             }
         })
         .collect();
