@@ -417,6 +417,11 @@ impl Policy {
         self.site.is_some()
     }
 
+    /// The address of the site this call serves, as the site names it.
+    pub fn site_address(&self) -> Option<&str> {
+        self.site.as_deref().map(|(_, address)| address.as_str())
+    }
+
     /// May the plugin connect to this resolved address?
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
         self.grants

@@ -455,6 +455,14 @@ impl HostState {
         let key = match &options.auth {
             ssh::Auth::Password(_) => None,
             ssh::Auth::SiteKey => {
+                // The site's key logs in to the site, not to whatever else the plugin's
+                // allow-list may grant.
+                let bare = |a: &str| a.trim_start_matches('[').trim_end_matches(']').to_owned();
+                if self.policy.site_address().map(bare) != Some(bare(host)) {
+                    return Err(ssh::SshError::Denied(format!(
+                        "{endpoint}: the site's private key is used only for the site's own address"
+                    )));
+                }
                 let Some((text, passphrase)) =
                     self.ssh_site.as_ref().and_then(|s| s.private_key.as_ref())
                 else {
