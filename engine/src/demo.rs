@@ -152,6 +152,7 @@ pub async fn run(
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         wait(),
     )

@@ -249,6 +249,7 @@ async fn main() {
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;

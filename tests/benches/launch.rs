@@ -56,6 +56,7 @@ async fn launch(routers: usize) -> Result<(), String> {
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;

@@ -422,6 +422,7 @@ pub async fn fleet(
             user: "admin".into(),
             password: password.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;

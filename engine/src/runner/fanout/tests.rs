@@ -40,6 +40,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
             user: "admin".into(),
             password: PASSWORD.into(),
             faults,
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;
