@@ -974,6 +974,22 @@ mod tests {
     }
 
     #[test]
+    fn ssh_legacy_algorithms_are_on_unless_turned_off() {
+        let none = Overrides::default();
+        let config = Config::resolve(None, Some(""), &none, &none).expect("defaults");
+        assert!(config.ssh_legacy_algorithms);
+        let file = "[ssh]\nlegacy_algorithms = false\n";
+        let config = Config::resolve(None, Some(file), &none, &none).expect("file");
+        assert!(!config.ssh_legacy_algorithms);
+        assert!(
+            Config::resolve(None, Some("[ssh]\nciphers = []\n"), &none, &none)
+                .expect_err("unknown key")
+                .to_string()
+                .contains("unknown field `ciphers`")
+        );
+    }
+
+    #[test]
     fn sites_allow_comes_from_the_file_or_the_environment() {
         let none = Overrides::default();
         let config = Config::resolve(None, None, &none, &none).expect("defaults");

@@ -360,3 +360,49 @@ fn engine_put(engine: &Engine, path: &str, body: &Value) -> yardmaster_tests::Re
     yardmaster_tests::http_as(engine.addr, "PUT", path, Some(body), Some(&token))
         .expect("the engine answers")
 }
+
+/// A second user of the organization, who may manage sites, points an SSH site that
+/// logs in with a key at a host of theirs without bringing a key: the stored key stays
+/// behind, the job fails before anything connects, and the listener sees nothing.
+#[test]
+fn a_repointed_ssh_site_never_uses_its_key_on_the_new_address() {
+    let sshd = Sshd::start("ed25519", "");
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        ..EngineOptions::default()
+    });
+    let id = add_ssh_site(&engine, &sshd, json!({}));
+    let works = run_job(&engine, &id, "echo before\n");
+    assert_eq!(works["status"], "completed", "{works}");
+
+    // Mallory's host: a listener that counts whoever connects.
+    let trap = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+    trap.set_nonblocking(true).expect("nonblocking");
+    let mallory = engine.token_for(
+        "mallory",
+        yardmaster_tests::TEST_ORG,
+        &["site:view", "site:manage", "script:run", "script:view"],
+        3600,
+    );
+    let mut repointed = site(&engine, &id);
+    repointed["port"] = json!(trap.local_addr().expect("address").port());
+    let put = yardmaster_tests::http_as(
+        engine.addr,
+        "PUT",
+        &format!("/sites/{id}"),
+        Some(&repointed),
+        Some(&mallory),
+    )
+    .expect("the engine answers");
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert_eq!(put.body["has_private_key"], false, "{}", put.text);
+    assert!(!put.text.contains("PRIVATE KEY"));
+
+    let failed = run_job(&engine, &id, "echo after\n");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "password-missing", "{failed}");
+    assert!(
+        trap.accept().is_err(),
+        "the engine connected to the new address"
+    );
+}
