@@ -406,3 +406,23 @@ fn a_repointed_ssh_site_never_uses_its_key_on_the_new_address() {
         "the engine connected to the new address"
     );
 }
+
+/// A key the server does not know fails the job as `auth`, before anything is sent.
+#[test]
+fn a_key_the_server_does_not_know_fails_as_auth() {
+    let sshd = Sshd::start("ed25519", "");
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        config: "[runner]\nmax_attempts = 1\n".into(),
+        ..EngineOptions::default()
+    });
+    let stranger = sshd.dir.path().join("stranger");
+    keygen("ed25519", &stranger);
+    let key = std::fs::read_to_string(&stranger).expect("the other key");
+    let id = add_ssh_site(&engine, &sshd, json!({"private_key": key}));
+    let marker = sshd.dir.path().join("marker");
+    let failed = run_job(&engine, &id, &format!("touch {}\n", marker.display()));
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "auth", "{failed}");
+    assert!(!marker.exists());
+}
