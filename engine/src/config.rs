@@ -50,6 +50,10 @@
 //! # anything but loopback, link-local, unspecified and cloud metadata addresses.
 //! [sites]
 //! allow = ["10.0.0.0/8", "*.routers.example"]
+//!
+//! # SSH: offer the algorithms RouterOS 6 needs after the modern ones (default true).
+//! [ssh]
+//! legacy_algorithms = true
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
@@ -112,6 +116,15 @@ struct FileConfig {
     organizations: BTreeMap<String, FileOrganization>,
     #[serde(default)]
     sites: FileSites,
+    #[serde(default)]
+    ssh: FileSsh,
+}
+
+/// The `[ssh]` section: what the host offers in SSH key exchange.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSsh {
+    legacy_algorithms: Option<bool>,
 }
 
 /// The `[sites]` section: which addresses sites may have.
@@ -423,6 +436,10 @@ pub struct Config {
     /// Which addresses sites may have (`[sites] allow`); unset, anything but the
     /// reserved ranges (loopback, link-local, unspecified, cloud metadata).
     pub sites_allow: crate::plugins::SiteAllow,
+    /// Offer the algorithms RouterOS 6 needs (diffie-hellman-group14-sha1, group exchange
+    /// with SHA-256, hmac-sha1, ssh-rsa, aes-ctr) after the modern ones (`[ssh]
+    /// legacy_algorithms`, on by default).
+    pub ssh_legacy_algorithms: bool,
 }
 
 impl Default for Config {
@@ -443,6 +460,7 @@ impl Default for Config {
             trusted_certificates: Vec::new(),
             organizations: BTreeMap::new(),
             sites_allow: crate::plugins::SiteAllow::default(),
+            ssh_legacy_algorithms: true,
         }
     }
 }
@@ -585,6 +603,9 @@ impl Config {
                 allow_self_approval: organization.allow_self_approval.unwrap_or(false),
             };
             config.organizations.insert(id, policy);
+        }
+        if let Some(legacy) = parsed.ssh.legacy_algorithms {
+            config.ssh_legacy_algorithms = legacy;
         }
         let mut ca_file = parsed.tls.ca_file;
         let mut sites_allow = parsed.sites.allow;
@@ -1074,6 +1095,22 @@ mod tests {
         );
         assert!(refused("[auth]\naudience = \"y\"\n").starts_with("auth.audience:"));
         assert!(refused("[auth]\nkey = \"y\"\n").contains("unknown field `key`"));
+    }
+
+    #[test]
+    fn ssh_legacy_algorithms_are_on_unless_turned_off() {
+        let none = Overrides::default();
+        let config = Config::resolve(None, Some(""), &none, &none).expect("defaults");
+        assert!(config.ssh_legacy_algorithms);
+        let file = "[ssh]\nlegacy_algorithms = false\n";
+        let config = Config::resolve(None, Some(file), &none, &none).expect("file");
+        assert!(!config.ssh_legacy_algorithms);
+        assert!(
+            Config::resolve(None, Some("[ssh]\nciphers = []\n"), &none, &none)
+                .expect_err("unknown key")
+                .to_string()
+                .contains("unknown field `ciphers`")
+        );
     }
 
     #[test]

@@ -84,6 +84,9 @@ pub fn register(data_dir: &Path, addresses: &[SocketAddr]) -> Result<Vec<String>
             password: Some(Secret::new(PASSWORD)),
             tls: Default::default(),
             tags: vec!["demo".into()],
+            private_key: None,
+            private_key_passphrase: None,
+            ssh: None,
         };
         let site = match existing.get(&input.name) {
             Some(old) if old.address == input.address && old.port == input.port => old.clone(),
@@ -149,6 +152,7 @@ pub async fn run(
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         wait(),
     )

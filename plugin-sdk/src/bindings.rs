@@ -22,6 +22,24 @@ pub mod host {
     });
 }
 
+/// `yardmaster:host/ssh@1.1.0`, only with the `ssh` feature, so a plugin that does not
+/// use it keeps importing nothing newer than host 1.0. The other 1.1 interfaces are the
+/// 1.0 ones, so they map onto [`host`].
+#[cfg(feature = "ssh")]
+pub mod host_ssh {
+    wit_bindgen::generate!({
+        path: ["../wit/host@1.1.0"],
+        world: "yardmaster:host/imports@1.1.0",
+        with: {
+            "yardmaster:host/types@1.1.0": crate::bindings::host::yardmaster::host::types,
+            "yardmaster:host/log@1.1.0": crate::bindings::host::yardmaster::host::log,
+            "yardmaster:host/config@1.1.0": crate::bindings::host::yardmaster::host::config,
+            "yardmaster:host/tls@1.1.0": crate::bindings::host::yardmaster::host::tls,
+        },
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
 pub mod transport {
     wit_bindgen::generate!({
         path: ["../wit/host@1.0.0", "../wit/transport@1.1.0"],

@@ -129,7 +129,10 @@
 //!   returns, with builders.
 //! - Helpers over what the engine offers every plugin: [`log`] into the engine's log,
 //!   the plugin's own [`config`], and [`net`] connections with TLS done by the engine.
-//! - [`routeros`], the RouterOS API wire protocol, usable natively as well.
+//! - [`routeros`], the RouterOS API wire protocol, usable natively as well, and
+//!   [`routeros::script_error`], which tells console output that reports an error.
+//! - With the `ssh` feature, `ssh`: SSH sessions made by the engine
+//!   (`yardmaster:host/ssh@1.1.0`, which needs an engine that provides host 1.1).
 //!
 //! The bindings are generated from the WIT files in the repository's `wit/`, the
 //! single description of the contract. The SDK also builds natively, so a plugin's
@@ -146,6 +149,8 @@ pub mod net;
 pub mod notifier;
 pub mod routeros;
 pub mod script_source;
+#[cfg(feature = "ssh")]
+pub mod ssh;
 pub mod transport;
 
 pub use info::{ConfigKey, PluginInfo, PluginKind};

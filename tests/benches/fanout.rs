@@ -211,6 +211,7 @@ async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transp
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("plugin host");
     host.reconcile().await;
@@ -249,6 +250,7 @@ async fn main() {
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;

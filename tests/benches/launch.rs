@@ -56,6 +56,7 @@ async fn launch(routers: usize) -> Result<(), String> {
             user: "admin".into(),
             password: PASSWORD.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;
@@ -78,6 +79,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .map_err(|e| e.to_string())?;
     host.reconcile().await;
@@ -98,6 +100,9 @@ async fn launch(routers: usize) -> Result<(), String> {
                 password: Some(Secret::new(PASSWORD)),
                 tls: TlsSettings::default(),
                 tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
             }
         })
         .collect();

@@ -25,6 +25,7 @@ fn options(plugins_dir: &Path, cache_dir: Option<&Path>) -> HostOptions {
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     }
 }
 

@@ -422,6 +422,7 @@ pub async fn fleet(
             user: "admin".into(),
             password: password.into(),
             faults: Vec::new(),
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;
@@ -452,6 +453,7 @@ pub async fn bundled_host(
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.
         sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("plugin host");
     host.reconcile().await;

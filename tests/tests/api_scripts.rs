@@ -92,6 +92,9 @@ async fn a_schedule_made_and_approved_through_the_api_runs_once_on_every_site() 
                         password: Some(Secret::new("pw")),
                         tls: Default::default(),
                         tags: Vec::new(),
+                        private_key: None,
+                        private_key_passphrase: None,
+                        ssh: None,
                     },
                     now,
                 )

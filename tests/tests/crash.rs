@@ -135,6 +135,9 @@ fn sigkill_during_a_launch_never_runs_a_script_twice() {
                         password: Some(Secret::new("pw")),
                         tls: Default::default(),
                         tags: vec!["fleet".into()],
+                        private_key: None,
+                        private_key_passphrase: None,
+                        ssh: None,
                     },
                     now,
                 )

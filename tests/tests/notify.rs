@@ -350,6 +350,9 @@ fn sites(store: &Store, fleet: &InProcessFleet) -> Vec<String> {
                         password: Some(Secret::new("pw")),
                         tls: Default::default(),
                         tags: Vec::new(),
+                        private_key: None,
+                        private_key_passphrase: None,
+                        ssh: None,
                     },
                     now,
                 )

@@ -60,6 +60,9 @@ async fn world(bind: Ipv4Addr, routers: usize) -> World {
                     password: Some(Secret::new("pw")),
                     tls: Default::default(),
                     tags: vec!["edge".into()],
+                    private_key: None,
+                    private_key_passphrase: None,
+                    ssh: None,
                 },
                 now,
             )
@@ -539,6 +542,9 @@ fn site_input(w: &World, i: usize, tags: &[&str]) -> SiteInput {
         password: Some(Secret::new("pw")),
         tls: Default::default(),
         tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+        private_key: None,
+        private_key_passphrase: None,
+        ssh: None,
     }
 }
 

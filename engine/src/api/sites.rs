@@ -51,7 +51,9 @@ use super::support::{Paging, blocking, json_body, query, too_large};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{SITE_MANAGE, SITE_VIEW};
 use crate::plugins::SiteAllow;
-use crate::store::{DEFAULT_TRANSPORT, Secret, Site, SiteInput, StoreError, TlsSettings};
+use crate::store::{
+    DEFAULT_TRANSPORT, Secret, Site, SiteInput, SshSettings, StoreError, TlsSettings,
+};
 
 /// Largest import body.
 pub const MAX_IMPORT_BYTES: usize = 32 * 1024 * 1024;
@@ -117,6 +119,29 @@ pub(super) struct SiteBody {
     password: Option<Secret>,
     tls: Option<TlsBody>,
     tags: Option<Vec<String>>,
+    /// Write-only, for `transport: "ssh"`: a private key in OpenSSH or PEM form, stored
+    /// encrypted and never returned; kept or cleared on a `PUT` as the password is.
+    #[schema(write_only, value_type = Option<String>)]
+    private_key: Option<Secret>,
+    /// Write-only: the private key's passphrase, when it has one.
+    #[schema(write_only, value_type = Option<String>)]
+    private_key_passphrase: Option<Secret>,
+    /// SSH settings. Left out of a `PUT`, the stored ones stay (the host keys learned
+    /// are forgotten if the endpoint changes); given, they replace them, which is how a
+    /// changed host key is accepted.
+    #[schema(value_type = Option<SshBody>)]
+    ssh: Option<SshSettings>,
+}
+
+/// A site's SSH settings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub(super) struct SshBody {
+    /// Accepted host keys, OpenSSH fingerprints (`SHA256:...`). Empty: the first key
+    /// the server shows is stored here, and a later different key fails the job with
+    /// `host_key_changed` before anything is sent.
+    host_keys: Vec<String>,
+    /// `routeros` or `linux`; absent, told from the server's version string.
+    platform: Option<String>,
 }
 
 /// What is wrong with one site body: the field (when one is to blame) and why.
@@ -167,6 +192,7 @@ const READ_ONLY: &[&str] = &[
     "id",
     "organization",
     "has_password",
+    "has_private_key",
     "created_at",
     "updated_at",
 ];
@@ -218,6 +244,19 @@ impl SiteBody {
                     })?
                 }
                 "tags" => body.tags = field(&key, value, "a list of strings")?,
+                "private_key" => {
+                    body.private_key =
+                        field::<Option<String>>(&key, value, "a string")?.map(Secret::new)
+                }
+                "private_key_passphrase" => {
+                    body.private_key_passphrase =
+                        field::<Option<String>>(&key, value, "a string")?.map(Secret::new)
+                }
+                "ssh" => {
+                    body.ssh = serde_json::from_value(value).map_err(|e| {
+                        FieldError::new("ssh", format!("must be {{host_keys, platform}}: {e}"))
+                    })?
+                }
                 k if READ_ONLY.contains(&k) => {}
                 _ => return Err(FieldError::new(&key, "unknown field")),
             }
@@ -258,6 +297,9 @@ impl SiteBody {
                 })
                 .unwrap_or_default(),
             tags: self.tags.unwrap_or_default(),
+            private_key: self.private_key,
+            private_key_passphrase: self.private_key_passphrase,
+            ssh: self.ssh,
         };
         input.validate()?;
         Ok(input)
@@ -293,6 +335,8 @@ pub(super) struct SiteView {
     tags: Vec<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    has_private_key: bool,
+    ssh: SshBody,
 }
 
 impl From<Site> for SiteView {
@@ -310,6 +354,11 @@ impl From<Site> for SiteView {
             tags: s.tags,
             created_at: s.created_at,
             updated_at: s.updated_at,
+            has_private_key: s.has_private_key,
+            ssh: SshBody {
+                host_keys: s.ssh.host_keys,
+                platform: s.ssh.platform,
+            },
         }
     }
 }
@@ -992,6 +1041,7 @@ fn parse_csv(text: &str) -> Result<Vec<Vec<String>>, String> {
         ErrorBody,
         SiteBody,
         TlsBody,
+        SshBody,
         SiteView,
         SitePage,
         ImportReport,

@@ -1,18 +1,21 @@
 //! Host-side bindings of version 1 of the plugin contract, generated from `wit/`.
 //!
-//! The host imports (`log`, `config`, `tls`) are generated once and shared by the four
+//! The host imports (`log`, `config`, `tls`, `ssh`) are generated once and shared by the four
 //! plugin worlds, so there is one set of host types. A later major version of a kind
 //! gets a module of its own beside these, with its own supported range in
 //! `plugins::version`.
 
-/// `yardmaster:host@1.0.0`: what every plugin may import.
+/// `yardmaster:host@1.1.0`: what every plugin may import. A plugin built against 1.0
+/// imports the same interfaces at 1.0.0, and wasmtime links those to these by semver;
+/// 1.1 only added `ssh`.
 pub(crate) mod host {
     wasmtime::component::bindgen!({
-        path: ["../wit/host@1.0.0"],
+        path: ["../wit/host@1.1.0"],
         world: "yardmaster:host/imports",
         imports: { default: async | trappable },
         with: {
             "yardmaster:host/tls.connection": crate::plugins::host::Connection,
+            "yardmaster:host/ssh.session": crate::plugins::ssh::Session,
         },
     });
 }

@@ -1,6 +1,6 @@
 //! What a plugin's `Store` holds, and the host side of `yardmaster:host`: logging into
 //! the engine's tracing, the plugin's own configuration, and TCP/TLS connections made by
-//! the host (rustls) under the plugin's allow-list.
+//! the host (rustls) under the plugin's allow-list. SSH sessions live in `ssh.rs`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -119,7 +119,12 @@ pub(crate) struct HostState {
     /// Also holds the TLS clients, which the host's own connections use too.
     pub http_hooks: super::http::Hooks,
     pub table: ResourceTable,
+    /// TCP connections and SSH sessions held open, together.
     pub connections: usize,
+    /// What the host offers in SSH key exchange (`[ssh]`).
+    pub ssh_algorithms: super::ssh::Algorithms,
+    /// For a call that serves a site: its SSH key and host keys.
+    pub ssh_site: Option<Arc<super::ssh::SiteSsh>>,
 }
 
 impl WasiView for HostState {
@@ -272,7 +277,7 @@ fn io_error(host: &str, port: u16, err: &std::io::Error) -> tls::NetError {
 
 impl HostState {
     /// Resolves `host:port` and connects, if the allow-list grants it.
-    async fn open(
+    pub(super) async fn open(
         &mut self,
         host: &str,
         port: u16,

@@ -253,7 +253,7 @@ fn info_from(
 
 macro_rules! call {
     // A call that serves a site: its connections are held to `[sites] allow` too.
-    (@site $site:expr, $host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
+    (@site $site:expr, $ssh:expr, $host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {{
         let Pre::$variant(pre) = &$plugin.pre else {
             return Err(CallError::WrongKind {
                 name: $plugin.info.name.clone(),
@@ -264,7 +264,7 @@ macro_rules! call {
         };
         let pre = pre.clone();
         let outcome = $host
-            .invoke_for(&$plugin, $op, Reach::from($grants), $site, move |mut store| async move {
+            .invoke_for(&$plugin, $op, Reach::from($grants), $site, $ssh, move |mut store| async move {
                 let instance = pre.instantiate_async(&mut store).await?;
                 let $inst = instance.$getter();
                 let $store = &mut store;
@@ -275,7 +275,7 @@ macro_rules! call {
         outcome
     }};
     ($host:expr, $plugin:expr, $op:expr, $grants:expr, $variant:ident, $getter:ident, |$inst:ident, $store:ident| $body:expr) => {
-        call!(@site None, $host, $plugin, $op, $grants, $variant, $getter, |$inst, $store| $body)
+        call!(@site None, None, $host, $plugin, $op, $grants, $variant, $getter, |$inst, $store| $body)
     };
 }
 
@@ -463,6 +463,7 @@ impl PluginHost {
         Ok(Transport {
             host: self.clone(),
             plugin: self.get_kind(name, PluginKind::Transport)?,
+            ssh: None,
         })
     }
 
@@ -496,9 +497,23 @@ impl PluginHost {
 pub struct Transport {
     host: PluginHost,
     plugin: Arc<LoadedPlugin>,
+    /// The site's SSH key and host keys, held by the host for the calls of this handle.
+    ssh: Option<Arc<super::ssh::SiteSsh>>,
 }
 
 impl Transport {
+    /// This transport's calls serve a site whose SSH credentials and host keys the host
+    /// holds; a plugin reaches them only through `yardmaster:host/ssh`.
+    pub(crate) fn with_ssh(mut self, ssh: Arc<super::ssh::SiteSsh>) -> Transport {
+        self.ssh = Some(ssh);
+        self
+    }
+
+    /// Why a session of this handle's calls was refused for its host key, if one was.
+    pub(crate) fn ssh_refusal(&self) -> Option<super::ssh::HostKeyRefusal> {
+        self.ssh.as_ref().and_then(|s| s.refusal())
+    }
+
     pub fn plugin(&self) -> &LoadedPlugin {
         &self.plugin
     }
@@ -546,7 +561,7 @@ impl Transport {
     ) -> Result<transport::CommandReply, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
-            @site Some(target.address.clone()),
+            @site Some(target.address.clone()), self.ssh.clone(),
             self.host,
             self.plugin,
             "run-command",
@@ -564,7 +579,7 @@ impl Transport {
     ) -> Result<String, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
-            @site Some(target.address.clone()),
+            @site Some(target.address.clone()), self.ssh.clone(),
             self.host,
             self.plugin,
             "run-script",
@@ -582,7 +597,7 @@ impl Transport {
     ) -> Result<transport::BackupResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
-            @site Some(target.address.clone()),
+            @site Some(target.address.clone()), self.ssh.clone(),
             self.host,
             self.plugin,
             "backup",
@@ -599,7 +614,7 @@ impl Transport {
     ) -> Result<transport::ProbeResult, Failure<transport::TransportError>> {
         let grants = self.site_grant(target)?;
         settle(call!(
-            @site Some(target.address.clone()),
+            @site Some(target.address.clone()), self.ssh.clone(),
             self.host,
             self.plugin,
             "probe",

@@ -22,6 +22,7 @@ mod kinds;
 mod loader;
 pub mod net;
 mod site_allow;
+pub(crate) mod ssh;
 mod tls_client;
 mod version;
 mod watcher;
@@ -50,6 +51,8 @@ pub use kinds::{
 };
 pub use loader::Change;
 pub use site_allow::SiteAllow;
+pub use ssh::Algorithms as SshAlgorithms;
+pub(crate) use ssh::SiteSsh;
 pub(crate) use tls_client::load_trusted;
 pub use watcher::watch;
 
@@ -262,6 +265,8 @@ pub struct HostOptions {
     pub trusted_certificates: Vec<rustls::pki_types::CertificateDer<'static>>,
     /// Where a transport may connect for a site (`[sites] allow`).
     pub sites_allow: SiteAllow,
+    /// The SSH algorithms the host offers (`[ssh] legacy_algorithms`).
+    pub ssh_algorithms: ssh::Algorithms,
 }
 
 impl HostOptions {
@@ -276,6 +281,9 @@ impl HostOptions {
             max_memory_bytes: config.max_plugin_memory(),
             trusted_certificates: config.trusted_certificates.clone(),
             sites_allow: config.sites_allow.clone(),
+            ssh_algorithms: ssh::Algorithms {
+                legacy: config.ssh_legacy_algorithms,
+            },
         }
     }
 
@@ -459,7 +467,13 @@ impl PluginHost {
     /// the call's own grants, or those alone, and, for a call that serves the site at
     /// `site`, `[sites] allow`), its memory cap and an epoch deadline that yields to
     /// tokio. WASI state is made only if the guest calls WASI.
-    fn store(&self, plugin: &LoadedPlugin, reach: Reach, site: Option<String>) -> CallContext {
+    fn store(
+        &self,
+        plugin: &LoadedPlugin,
+        reach: Reach,
+        site: Option<String>,
+        ssh_site: Option<Arc<ssh::SiteSsh>>,
+    ) -> CallContext {
         let grants = match reach {
             Reach::AllowListAnd(extra) => plugin.grants.iter().cloned().chain(extra).collect(),
             Reach::Only(grants) => grants,
@@ -486,6 +500,8 @@ impl PluginHost {
             },
             table: wasmtime::component::ResourceTable::new(),
             connections: 0,
+            ssh_algorithms: self.inner.options.ssh_algorithms,
+            ssh_site,
         };
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -510,7 +526,7 @@ impl PluginHost {
     where
         Fut: Future<Output = wasmtime::Result<T>>,
     {
-        self.invoke_for(plugin, operation, reach.into(), None, call)
+        self.invoke_for(plugin, operation, reach.into(), None, None, call)
             .await
     }
 
@@ -522,6 +538,7 @@ impl PluginHost {
         operation: &str,
         reach: Reach,
         site: Option<String>,
+        ssh_site: Option<Arc<ssh::SiteSsh>>,
         call: impl FnOnce(Store<HostState>) -> Fut,
     ) -> Result<(T, Vec<String>), CallError>
     where
@@ -550,7 +567,7 @@ impl PluginHost {
             store,
             outcome: left,
             policy,
-        } = self.store(plugin, reach, site);
+        } = self.store(plugin, reach, site, ssh_site);
         let limit = plugin.limits.timeout;
         let outcome = tokio::time::timeout(limit, call(store)).await;
         let dropped = left.log_dropped();

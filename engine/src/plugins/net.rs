@@ -412,6 +412,16 @@ impl Policy {
         allow.check_connect(address, addr).err()
     }
 
+    /// Whether this call serves a site.
+    pub fn serves_site(&self) -> bool {
+        self.site.is_some()
+    }
+
+    /// The address of the site this call serves, as the site names it.
+    pub fn site_address(&self) -> Option<&str> {
+        self.site.as_deref().map(|(_, address)| address.as_str())
+    }
+
     /// May the plugin connect to this resolved address?
     pub fn allows_addr(&self, addr: SocketAddr) -> bool {
         self.grants

@@ -12,7 +12,7 @@ use super::PluginKind;
 
 /// The host package this engine implements.
 pub(crate) const HOST_PACKAGE: &str = "yardmaster:host";
-pub(crate) const HOST_VERSION: Version = Version::new(1, 0, 0);
+pub(crate) const HOST_VERSION: Version = Version::new(1, 1, 0);
 
 /// One kind's package and the range of its versions the engine accepts.
 pub(crate) struct Supported {
@@ -180,7 +180,16 @@ mod tests {
         )
         .expect_err("refused");
         assert!(err.contains("yardmaster:host@1.2.0"), "{err}");
-        assert!(err.contains("yardmaster:host@1.0.0"), "{err}");
+        assert!(err.contains("yardmaster:host@1.1.0"), "{err}");
+    }
+
+    #[test]
+    fn host_1_0_and_1_1_imports_are_accepted() {
+        check(
+            ["yardmaster:transport/plugin@1.1.0"],
+            ["yardmaster:host/log@1.0.0", "yardmaster:host/ssh@1.1.0"],
+        )
+        .expect("supported");
     }
 
     #[test]

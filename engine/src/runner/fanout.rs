@@ -57,6 +57,9 @@ pub const SITE_CHANGED: &str = "site-changed";
 pub const PASSWORD_MISSING: &str = "password-missing";
 /// Error code of a job whose site's stored password cannot be opened.
 pub const CREDENTIALS: &str = "credentials";
+/// Error code of a job whose SSH server showed a host key other than the site's: nothing
+/// was sent, and the job is not retried until an operator accepts the new key.
+pub const HOST_KEY_CHANGED: &str = "host_key_changed";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
@@ -634,11 +637,20 @@ impl Runner {
             .plugins
             .transport(&site.transport)
             .map_err(|e| ExecError::from(crate::plugins::Failure::Call(e)))?;
+        let transport = transport.with_ssh(self.site_ssh(&site)?);
         let tls = site.tls.enabled.then(|| transport::TlsSettings {
             verify: site.tls.verify,
             pinned_sha256: site.tls.pinned_sha256.clone(),
             server_name: site.tls.server_name.clone(),
         });
+        // What an SSH transport needs to know of the site; the key itself stays in the host.
+        let mut options = Vec::new();
+        if let Some(platform) = &site.ssh.platform {
+            options.push(("ssh.platform".to_owned(), platform.clone()));
+        }
+        if site.has_private_key {
+            options.push(("ssh.auth".to_owned(), "key".to_owned()));
+        }
         let target = transport::Target {
             site_id: site.id,
             address: site.address,
@@ -648,9 +660,49 @@ impl Runner {
             tls,
             connect_timeout_ms: 0,
             reply_timeout_ms: 0,
-            options: Vec::new(),
+            options,
         };
         Ok((transport, target))
+    }
+
+    /// What the host holds for the site's SSH sessions: its private key, its host keys,
+    /// and where the first key seen is stored when none is pinned.
+    fn site_ssh(
+        &self,
+        site: &crate::store::Site,
+    ) -> Result<Arc<crate::plugins::SiteSsh>, ExecError> {
+        let private_key = self
+            .inner
+            .store
+            .site_private_key(&site.id)
+            .map_err(|e| ExecError {
+                code: CREDENTIALS.into(),
+                message: e.to_string(),
+                category: None,
+                maybe_sent: false,
+            })?
+            .map(|(key, passphrase)| {
+                (
+                    key.expose().to_owned(),
+                    passphrase.map(|p| p.expose().to_owned()),
+                )
+            });
+        let (store, id) = (self.inner.store.clone(), site.id.clone());
+        let remember = move |fingerprint: &str| match store.remember_host_key(
+            &id,
+            fingerprint,
+            chrono::Utc::now(),
+        ) {
+            Ok(verdict) => verdict,
+            Err(e) => Err(format!("(the key could not be stored: {e})")),
+        };
+        Ok(Arc::new(crate::plugins::SiteSsh {
+            site_id: site.id.clone(),
+            private_key,
+            host_keys: site.ssh.host_keys.clone(),
+            remember: Some(Box::new(remember)),
+            refused: std::sync::Mutex::new(None),
+        }))
     }
 
     /// One job from claim to its recorded end. The slot is given back as soon as the
@@ -739,7 +791,11 @@ impl Runner {
             let retry = !error.maybe_sent
                 && !matches!(
                     error.code.as_str(),
-                    SITE_NOT_FOUND | SITE_CHANGED | PASSWORD_MISSING | CREDENTIALS
+                    SITE_NOT_FOUND
+                        | SITE_CHANGED
+                        | PASSWORD_MISSING
+                        | CREDENTIALS
+                        | HOST_KEY_CHANGED
                 )
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
@@ -769,8 +825,36 @@ impl Runner {
         }
     }
 
-    /// One attempt: probe, backup, `MarkSent`, script, each within the job's deadline.
+    /// One attempt; a host key refused by the host fails it as [`HOST_KEY_CHANGED`],
+    /// whatever the plugin made of the refusal.
     async fn attempt(
+        &self,
+        job: &Job,
+        prepared: Result<(Transport, transport::Target), ExecError>,
+        options: &RunOptions,
+        marked: bool,
+        deadline: Instant,
+        shutdown: &Shutdown,
+    ) -> Attempt {
+        let transport = prepared.as_ref().ok().map(|(t, _)| t.clone());
+        let mut outcome = self
+            .attempt_on_site(job, prepared, options, marked, deadline, shutdown)
+            .await;
+        if let (Attempt::Failed(error), Some(refusal)) =
+            (&mut outcome, transport.and_then(|t| t.ssh_refusal()))
+        {
+            *error = ExecError {
+                code: HOST_KEY_CHANGED.into(),
+                message: refusal.to_string(),
+                category: None,
+                maybe_sent: false,
+            };
+        }
+        outcome
+    }
+
+    /// One attempt: probe, backup, `MarkSent`, script, each within the job's deadline.
+    async fn attempt_on_site(
         &self,
         job: &Job,
         prepared: Result<(Transport, transport::Target), ExecError>,

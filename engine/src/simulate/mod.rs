@@ -8,7 +8,8 @@
 //! its ports, and keeps its own state (`state`), built on first use so that an idle
 //! fleet of 10,000 costs little. `conn` serves one API connection, `script` runs
 //! console scripts, `faults` describes what can be made to go wrong, and `tls` makes
-//! the shared self-signed certificate.
+//! the shared self-signed certificate. `ssh` answers SSH as RouterOS does, when asked
+//! for (`--ssh-port`), running each exec request as a console script.
 //!
 //! Version profiles change what clients see: 6.42 knows only the challenge login,
 //! 6.45 takes the plain login (and still the challenge), 7.18 answers `!empty` for
@@ -19,6 +20,7 @@
 mod conn;
 mod faults;
 mod script;
+mod ssh;
 mod state;
 mod tls;
 
@@ -92,6 +94,8 @@ pub enum SimulateError {
     Tls(String),
     #[error("--cert-out: {0}")]
     CertOut(String),
+    #[error("cannot make the SSH host key: {0}")]
+    Ssh(String),
 }
 
 /// What to simulate.
@@ -108,6 +112,8 @@ pub struct FleetConfig {
     pub user: String,
     pub password: String,
     pub faults: Vec<Fault>,
+    /// The SSH port, when SSH is served; 0 picks a free port per router.
+    pub ssh_port: Option<u16>,
 }
 
 impl Default for FleetConfig {
@@ -121,6 +127,7 @@ impl Default for FleetConfig {
             user: "admin".into(),
             password: String::new(),
             faults: Vec::new(),
+            ssh_port: None,
         }
     }
 }
@@ -171,6 +178,9 @@ pub struct Router {
     online: watch::Sender<bool>,
     offline_until: Mutex<Option<tokio::time::Instant>>,
     stats: Stats,
+    ssh_address: Option<SocketAddr>,
+    /// The login names SSH clients gave, console options (`+cet1024w`) and all.
+    ssh_logins: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Router {
@@ -257,6 +267,16 @@ impl Router {
         self.with_state(|s, ctx| s.print(menu, &[], None, ctx).ok())
     }
 
+    /// Where the router serves SSH, when the fleet does.
+    pub fn ssh_address(&self) -> Option<SocketAddr> {
+        self.ssh_address
+    }
+
+    /// The login names SSH clients gave so far, oldest first.
+    pub fn ssh_logins(&self) -> Vec<String> {
+        lock(&self.ssh_logins).clone()
+    }
+
     /// Runs a console script as `/execute` would, returning its output.
     pub fn run_script(&self, source: &str) -> String {
         self.with_state(|s, ctx| script::execute(s, ctx, source))
@@ -298,6 +318,7 @@ pub struct Fleet {
     certificate_der: Option<Vec<u8>>,
     certificate_pem: Option<String>,
     config: FleetConfig,
+    ssh_fingerprint: Option<String>,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -342,7 +363,8 @@ impl Fleet {
                 routers: config.routers,
             });
         }
-        let per_router = if config.tls_port.is_some() { 2 } else { 1 };
+        let per_router =
+            1 + u64::from(config.tls_port.is_some()) + u64::from(config.ssh_port.is_some());
         let needed = config.routers as u64 * per_router + 256;
         if let Some(limit) = open_files_limit()
             && limit < needed
@@ -361,6 +383,10 @@ impl Fleet {
         }
         let tls = match config.tls_port {
             Some(_) => Some(tls::self_signed(config.bind)?),
+            None => None,
+        };
+        let ssh_server = match config.ssh_port {
+            Some(_) => Some(ssh::SshServer::new().map_err(SimulateError::Ssh)?),
             None => None,
         };
         let shared = Arc::new(Shared {
@@ -392,6 +418,19 @@ impl Fleet {
                 }
                 None => None,
             };
+            let ssh_listener = match config.ssh_port {
+                Some(port) => {
+                    let listener = bind(SocketAddr::from((ip, port))).await?;
+                    let addr = listener
+                        .local_addr()
+                        .map_err(|source| SimulateError::Bind {
+                            addr: SocketAddr::from((ip, port)),
+                            source,
+                        })?;
+                    Some((listener, addr))
+                }
+                None => None,
+            };
             let faults = RouterFaults::resolve(&config.faults, index);
             let router = Arc::new(Router {
                 index,
@@ -403,7 +442,17 @@ impl Fleet {
                 online: watch::Sender::new(true),
                 offline_until: Mutex::new(None),
                 stats: Stats::default(),
+                ssh_address: ssh_listener.as_ref().map(|(_, a)| *a),
+                ssh_logins: Mutex::new(Vec::new()),
             });
+            if let (Some((listener, _)), Some(server)) = (ssh_listener, &ssh_server) {
+                tasks.spawn(ssh::serve(
+                    router.clone(),
+                    listener,
+                    server.config.clone(),
+                    stop_rx.clone(),
+                ));
+            }
             if let Some(d) = faults.offline {
                 router.go_offline(d);
             }
@@ -431,6 +480,7 @@ impl Fleet {
             certificate_pem: tls.as_ref().map(|t| t.certificate_pem.clone()),
             certificate_der: tls.map(|t| t.certificate_der),
             config,
+            ssh_fingerprint: ssh_server.map(|s| s.fingerprint),
         })
     }
 
@@ -481,6 +531,16 @@ impl Fleet {
     /// The same certificate as PEM text.
     pub fn tls_certificate_pem(&self) -> Option<&str> {
         self.certificate_pem.as_deref()
+    }
+
+    /// Every router's SSH address, when SSH is served.
+    pub fn ssh_addresses(&self) -> Option<Vec<SocketAddr>> {
+        self.routers.iter().map(|r| r.ssh_address).collect()
+    }
+
+    /// The SSH host key's fingerprint (`SHA256:...`), when SSH is served.
+    pub fn ssh_fingerprint(&self) -> Option<&str> {
+        self.ssh_fingerprint.as_deref()
     }
 
     pub fn config(&self) -> &FleetConfig {
@@ -621,6 +681,9 @@ pub struct SimulateArgs {
     /// Serve the plain API only.
     #[arg(long)]
     pub no_tls: bool,
+    /// Also serve SSH on this port of every router, answering as RouterOS does.
+    #[arg(long, value_name = "PORT")]
+    pub ssh_port: Option<u16>,
     /// The RouterOS version to behave as.
     #[arg(long, value_enum, default_value_t = Profile::V7_18)]
     pub profile: Profile,
@@ -657,6 +720,7 @@ impl From<&SimulateArgs> for FleetConfig {
             user: args.user.clone(),
             password: args.password.clone(),
             faults: args.faults.clone(),
+            ssh_port: args.ssh_port,
         }
     }
 }
@@ -704,6 +768,9 @@ pub async fn run(
             }
         }
         _ => println!("api-ssl: off"),
+    }
+    if let (Some(ssh), Some(fingerprint)) = (fleet.ssh_addresses(), fleet.ssh_fingerprint()) {
+        println!("ssh: port {} host key {fingerprint}", ssh[0].port());
     }
     println!(
         "credentials: user {:?} password {:?}",

@@ -81,6 +81,7 @@ fn config(bind: [u8; 4], profile: Profile) -> FleetConfig {
         user: "admin".into(),
         password: "pw".into(),
         faults: Vec::new(),
+        ssh_port: None,
     }
 }
 

@@ -65,6 +65,24 @@ pub struct TlsSettings {
     pub server_name: Option<String>,
 }
 
+/// How the engine speaks SSH to a site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SshSettings {
+    /// The host keys accepted, as OpenSSH fingerprints (`SHA256:` and base64). Empty:
+    /// the first key the server shows is stored here (trust on first use), and every
+    /// later session must show it.
+    pub host_keys: Vec<String>,
+    /// `routeros` or `linux`; when absent the transport tells by the server's version
+    /// string.
+    pub platform: Option<String>,
+}
+
+/// The platforms an SSH site may name.
+pub const SSH_PLATFORMS: &[&str] = &["routeros", "linux"];
+/// The most text a private key may have.
+pub const MAX_PRIVATE_KEY_BYTES: usize = 16 * 1024;
+
 /// One router or host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Site {
@@ -81,6 +99,11 @@ pub struct Site {
     pub tags: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Whether an SSH private key is stored; like the password, it never leaves.
+    #[serde(default)]
+    pub has_private_key: bool,
+    #[serde(default)]
+    pub ssh: SshSettings,
 }
 
 pub const DEFAULT_TRANSPORT: &str = "routeros-api";
@@ -109,6 +132,16 @@ pub struct SiteInput {
     pub tls: TlsSettings,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// An SSH private key (OpenSSH or PEM text), kept like the password: on update,
+    /// `None` keeps the stored one while the endpoint stays the same.
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    #[serde(default)]
+    pub private_key_passphrase: Option<Secret>,
+    /// `None` on update keeps the stored settings (and the host keys learned) while the
+    /// endpoint stays the same; a changed endpoint forgets the host keys.
+    #[serde(default)]
+    pub ssh: Option<SshSettings>,
 }
 
 impl SiteInput {
@@ -130,8 +163,50 @@ impl SiteInput {
         if let Some(name) = &self.tls.server_name {
             check_name("site", "tls.server_name", name)?;
         }
+        if let Some(key) = &self.private_key
+            && (key.expose().len() > MAX_PRIVATE_KEY_BYTES || !key.expose().contains("PRIVATE KEY"))
+        {
+            return Err(StoreError::invalid(
+                "site",
+                "private_key",
+                "must be a private key in OpenSSH or PEM form, at most 16 KiB",
+            ));
+        }
+        if let Some(ssh) = &self.ssh {
+            for key in &ssh.host_keys {
+                if !is_ssh_fingerprint(key) {
+                    return Err(StoreError::invalid(
+                        "site",
+                        "ssh.host_keys",
+                        "each must be an OpenSSH fingerprint, `SHA256:` and 43 base64 characters",
+                    ));
+                }
+            }
+            if ssh.host_keys.len() > 16 {
+                return Err(StoreError::invalid("site", "ssh.host_keys", "at most 16"));
+            }
+            if let Some(platform) = &ssh.platform
+                && !SSH_PLATFORMS.contains(&platform.as_str())
+            {
+                return Err(StoreError::invalid(
+                    "site",
+                    "ssh.platform",
+                    "must be `routeros` or `linux`",
+                ));
+            }
+        }
         check_list("site", "tags", &self.tags)
     }
+}
+
+/// `SHA256:` and the 43 characters of unpadded base64 of a SHA-256 digest.
+pub fn is_ssh_fingerprint(text: &str) -> bool {
+    text.strip_prefix("SHA256:").is_some_and(|b64| {
+        b64.len() == 43
+            && b64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+    })
 }
 
 /// A scheduled script's lifecycle (seed 000, plus the outcomes after launch).

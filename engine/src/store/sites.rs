@@ -42,6 +42,23 @@ pub(crate) struct StoredSite {
     #[serde(flatten)]
     pub(super) site: Site,
     pub(super) password: Option<Sealed>,
+    /// The SSH private key and its passphrase ([`PrivateKey`] as JSON), sealed under
+    /// [`private_key_aad`].
+    #[serde(default)]
+    pub(super) private_key: Option<Sealed>,
+}
+
+/// An SSH private key as it is sealed.
+#[derive(Serialize, Deserialize)]
+struct PrivateKey {
+    key: String,
+    passphrase: Option<String>,
+}
+
+/// The private key is sealed for the same endpoint as the password, under a label of
+/// its own so neither sealed value opens as the other.
+fn private_key_aad(site: &Site) -> String {
+    format!("{}\nkind=ssh-private-key", credential_aad(site))
 }
 
 impl StoredSite {
@@ -60,7 +77,15 @@ impl StoredSite {
     /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
     /// was agreed to for one credential can be checked against the one in use now.
     pub(crate) fn credential_identity(&self) -> Option<String> {
-        self.password.as_ref().map(Sealed::fingerprint)
+        let password = self.password.as_ref().map(Sealed::fingerprint);
+        match &self.private_key {
+            None => password,
+            Some(key) => Some(format!(
+                "{}+{}",
+                password.unwrap_or_default(),
+                key.fingerprint()
+            )),
+        }
     }
 }
 
@@ -260,11 +285,15 @@ impl Store {
                 tags: dedup(input.tags),
                 created_at: now,
                 updated_at: now,
+                has_private_key: input.private_key.is_some(),
+                ssh: input.ssh.unwrap_or_default(),
             };
             let password = input
                 .password
                 .as_ref()
                 .map(|p| self.vault.seal(&credential_aad(&site), p.expose()));
+            let private_key =
+                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?;
             by_org.insert(site.organization.as_str(), id.as_str())?;
             for tag in &site.tags {
                 by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
@@ -272,6 +301,7 @@ impl Store {
             let stored = StoredSite {
                 site: site.clone(),
                 password,
+                private_key,
             };
             sites.insert(id.as_str(), encode(KIND, &id, &stored)?.as_slice())?;
             out.push(site);
@@ -397,6 +427,7 @@ impl Store {
             ..old.site
         };
         let changed = endpoint_changes(&old_site, &site);
+        let same_endpoint = changed.is_empty();
         let (password, change) = match (&input.password, old.password) {
             (Some(p), _) => (
                 Some(self.vault.seal(&credential_aad(&site), p.expose())),
@@ -408,12 +439,31 @@ impl Store {
             (None, Some(_)) => (None, PasswordChange::Cleared(changed)),
         };
         site.has_password = password.is_some();
+        // The private key and the host keys follow the password's rule: they stay with
+        // the endpoint they were given for.
+        let private_key = match (&input.private_key, old.private_key) {
+            (Some(_), _) => {
+                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?
+            }
+            (None, kept) if same_endpoint => kept,
+            (None, _) => None,
+        };
+        site.has_private_key = private_key.is_some();
+        site.ssh = match input.ssh {
+            Some(ssh) => ssh,
+            None if same_endpoint => old_site.ssh.clone(),
+            None => crate::store::SshSettings {
+                host_keys: Vec::new(),
+                platform: old_site.ssh.platform.clone(),
+            },
+        };
         index_tags(tx, &site, true)?;
         put(
             tx,
             &StoredSite {
                 site: site.clone(),
                 password,
+                private_key,
             },
         )?;
         Ok((site, change))
@@ -442,6 +492,10 @@ impl Store {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
         let Some(sealed) = &stored.password else {
+            // A site that logs in with its SSH key needs no password.
+            if stored.private_key.is_some() {
+                return Ok((stored.site, Secret::new("")));
+            }
             return Err(StoreError::PasswordMissing {
                 site: stored.site.id,
                 name: stored.site.name,
@@ -455,6 +509,80 @@ impl Store {
                 site: id.to_owned(),
             })?;
         Ok((stored.site, password))
+    }
+
+    fn seal_private_key(
+        &self,
+        site: &Site,
+        key: &Option<Secret>,
+        passphrase: &Option<Secret>,
+    ) -> Result<Option<Sealed>, StoreError> {
+        let Some(key) = key else {
+            return Ok(None);
+        };
+        let plain = PrivateKey {
+            key: key.expose().to_owned(),
+            passphrase: passphrase.as_ref().map(|p| p.expose().to_owned()),
+        };
+        let json = serde_json::to_string(&plain)
+            .map_err(|e| StoreError::invalid("site", "private_key", e.to_string()))?;
+        Ok(Some(self.vault.seal(&private_key_aad(site), &json)))
+    }
+
+    /// The site's SSH private key and its passphrase, for the host's SSH login; `None`
+    /// when the site has none. Opens only for the site's current endpoint.
+    pub fn site_private_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
+        let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
+        let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
+        let Some(sealed) = &stored.private_key else {
+            return Ok(None);
+        };
+        let decrypt = || StoreError::Decrypt {
+            site: id.to_owned(),
+        };
+        let json = self
+            .vault
+            .open_sealed(&private_key_aad(&stored.site), sealed)
+            .ok_or_else(decrypt)?;
+        let key: PrivateKey = serde_json::from_str(&json).map_err(|_| decrypt())?;
+        Ok(Some((
+            Secret::new(key.key),
+            key.passphrase.map(Secret::new),
+        )))
+    }
+
+    /// Stores `fingerprint` as the site's host key when it has none (trust on first
+    /// use), with an audit line. A site that has keys already is left as it is: the
+    /// answer is `Err` with the key it holds when `fingerprint` is not among them, so a
+    /// changed key is never put in place of the stored one.
+    pub fn remember_host_key(
+        &self,
+        id: &str,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Result<(), String>, StoreError> {
+        self.write(|tx| {
+            let mut stored = read_stored_site(tx, id)?;
+            let keys = &stored.site.ssh.host_keys;
+            if keys.iter().any(|k| k == fingerprint) {
+                return Ok(Ok(()));
+            }
+            if let Some(first) = keys.first() {
+                return Ok(Err(first.clone()));
+            }
+            stored.site.ssh.host_keys.push(fingerprint.to_owned());
+            let site = stored.site.clone();
+            put(tx, &stored)?;
+            let mut audit = site_audit("site.host_key_stored", &site, "engine", false, now);
+            if let serde_json::Value::Object(detail) = &mut audit.detail {
+                detail.insert("host_key".into(), fingerprint.into());
+            }
+            push_audit(tx, audit)?;
+            Ok(Ok(()))
+        })
     }
 
     /// Seals every stored site password again under [`credential_aad`], for a database
@@ -794,6 +922,9 @@ pub(crate) mod tests {
                 server_name: Some("r1.example".into()),
             },
             tags: vec!["core".into(), "edge".into(), "core".into()],
+            private_key: None,
+            private_key_passphrase: None,
+            ssh: None,
         }
     }
 
@@ -942,6 +1073,136 @@ pub(crate) mod tests {
             reopened.site_password(&site.id).expect("password").expose(),
             "correct horse battery staple"
         );
+    }
+
+    const KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-secret-body\n-----END OPENSSH PRIVATE KEY-----\n";
+
+    fn ssh_input(org: &str, name: &str) -> SiteInput {
+        let mut i = input(org, name);
+        i.transport = "ssh".into();
+        i.password = None;
+        i.private_key = Some(Secret::new(KEY));
+        i.private_key_passphrase = Some(Secret::new("key passphrase"));
+        i
+    }
+
+    #[test]
+    fn a_private_key_is_sealed_never_shown_and_logs_in_without_a_password() {
+        let (dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        assert!(site.has_private_key && !site.has_password);
+        let json = serde_json::to_string(&store.get_site(&site.id).expect("get")).expect("json");
+        assert!(
+            !json.contains("secret-body") && !json.contains("passphrase"),
+            "{json}"
+        );
+        // A key is enough to log in: no password is asked for.
+        let (_, password) = store.site_with_password(&site.id).expect("credentials");
+        assert_eq!(password.expose(), "");
+        let (key, passphrase) = store
+            .site_private_key(&site.id)
+            .expect("read")
+            .expect("a key");
+        assert_eq!(key.expose(), KEY);
+        assert_eq!(
+            passphrase.map(|p| p.expose().to_owned()).as_deref(),
+            Some("key passphrase")
+        );
+        let path = store.path().to_owned();
+        drop(store);
+        let raw = std::fs::read(&path).expect("raw db");
+        for needle in [&b"secret-body"[..], b"key passphrase"] {
+            assert!(!raw.windows(needle.len()).any(|w| w == needle));
+        }
+        drop(dir);
+    }
+
+    #[test]
+    fn a_repointed_ssh_site_loses_its_key_and_its_host_keys() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        let fp = format!("SHA256:{}", "A".repeat(43));
+        assert_eq!(
+            store.remember_host_key(&site.id, &fp, t(1)).expect("store"),
+            Ok(())
+        );
+        // Another user of the organization points the site at a host of theirs without
+        // bringing a key: the stored key and the learned host key stay behind.
+        let mut repointed = ssh_input("org1", "h1");
+        repointed.private_key = None;
+        repointed.private_key_passphrase = None;
+        repointed.address = "203.0.113.66".into();
+        let updated = store
+            .update_site_by(&site.id, repointed, "mallory", t(2))
+            .expect("update");
+        assert!(!updated.has_private_key);
+        assert!(updated.ssh.host_keys.is_empty());
+        assert!(store.site_private_key(&site.id).expect("read").is_none());
+        assert!(matches!(
+            store.site_with_password(&site.id),
+            Err(StoreError::PasswordMissing { .. })
+        ));
+    }
+
+    #[test]
+    fn the_first_host_key_is_kept_and_a_different_one_is_never_stored() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        let first = format!("SHA256:{}", "A".repeat(43));
+        let other = format!("SHA256:{}", "B".repeat(43));
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &first, t(1))
+                .expect("store"),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &first, t(2))
+                .expect("again"),
+            Ok(())
+        );
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &other, t(3))
+                .expect("read"),
+            Err(first.clone())
+        );
+        assert_eq!(
+            store.get_site(&site.id).expect("get").ssh.host_keys,
+            vec![first.clone()]
+        );
+        // An edit that leaves `ssh` out keeps the learned key.
+        let mut edited = ssh_input("org1", "h1");
+        edited.private_key = None;
+        edited.tags = vec!["renamed-tag".into()];
+        let kept = store.update_site(&site.id, edited, t(4)).expect("update");
+        assert_eq!(kept.ssh.host_keys, vec![first]);
+        assert!(kept.has_private_key);
+    }
+
+    #[test]
+    fn ssh_settings_are_checked() {
+        let mut bad = ssh_input("org1", "h1");
+        bad.ssh = Some(crate::store::SshSettings {
+            host_keys: vec!["MD5:aa:bb".into()],
+            platform: None,
+        });
+        assert!(bad.validate().is_err());
+        bad.ssh = Some(crate::store::SshSettings {
+            host_keys: vec![],
+            platform: Some("windows".into()),
+        });
+        assert!(bad.validate().is_err());
+        bad.ssh = None;
+        bad.private_key = Some(Secret::new("not a key"));
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -28,6 +28,7 @@
 mod codec;
 mod io;
 mod login;
+mod output;
 mod sentence;
 
 pub use codec::{
@@ -36,4 +37,5 @@ pub use codec::{
 };
 pub use io::{ReadError, read_sentence, write_sentence};
 pub use login::{LoginError, challenge_login_words, challenge_response, plain_login_words};
+pub use output::script_error;
 pub use sentence::{Attributes, Query, Reply, Sentence, Word, parse_word};

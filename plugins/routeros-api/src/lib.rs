@@ -3,14 +3,14 @@
 //! Each call opens a connection through the host (which applies the allow-list and,
 //! for API-SSL, does the TLS with the site's verification or pinned fingerprint), logs
 //! in with the plain flow or the legacy challenge, does its work with tagged commands,
-//! and closes. `session` speaks the protocol; `output` tells a script's console output
-//! that reports an error from one that does not.
+//! and closes. `session` speaks the protocol; the SDK's `routeros::script_error`, shared
+//! with the SSH transport, tells a script's console output that reports an error from
+//! one that does not.
 //!
 //! RouterOS's API-SSL without a certificate uses anonymous Diffie-Hellman, which the
 //! host's TLS (rustls) does not offer: such a router needs a certificate (a self-signed
 //! one with its fingerprint pinned on the site is enough).
 
-mod output;
 mod session;
 
 use std::time::Duration;
@@ -21,8 +21,8 @@ use yardmaster_plugin_sdk::transport::{
 };
 use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
 
-pub use output::script_error;
 pub use session::{Collected, Session};
+pub use yardmaster_plugin_sdk::routeros::script_error;
 
 const API_PORT: u16 = 8728;
 const API_SSL_PORT: u16 = 8729;

@@ -44,6 +44,9 @@ fn world() -> World {
                     password: None,
                     tls: Default::default(),
                     tags: vec!["edge".into()],
+                    private_key: None,
+                    private_key_passphrase: None,
+                    ssh: None,
                 },
                 now,
             )

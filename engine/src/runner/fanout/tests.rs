@@ -40,6 +40,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
             user: "admin".into(),
             password: PASSWORD.into(),
             faults,
+            ssh_port: None,
         },
         async move {
             let mut stopped = stopped;
@@ -62,6 +63,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
         trusted_certificates: Vec::new(),
         // The simulated routers listen on loopback.
         sites_allow: crate::plugins::SiteAllow::with_loopback(),
+        ssh_algorithms: Default::default(),
     })
     .expect("host");
     host.reconcile().await;
@@ -102,6 +104,9 @@ fn add_site(store: &Store, name: &str, addr: SocketAddr, password: &str) -> Stri
                 password: Some(Secret::new(password)),
                 tls: TlsSettings::default(),
                 tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
             },
             Utc::now(),
         )

@@ -2,7 +2,8 @@
 //!
 //! RouterOS runs a script and hands back what it printed; a syntax error, a failed
 //! command or a bad argument shows up only in that text. A job whose output says so
-//! has failed, whatever the API's reply word was.
+//! has failed, whatever the API's reply word was (or, over SSH, its exit status). The
+//! RouterOS API and SSH transports share this one classifier.
 
 /// Lines RouterOS prints when a script or one of its commands fails. Matched at the
 /// start of a line, case-sensitively, as RouterOS prints them.
