@@ -34,7 +34,7 @@ fn script(bytes: usize) -> String {
         s.push_str(&format!(
             "/system scheduler add name=s{n} interval=1d on-event=\"/system backup save name=b{n}\"\n"
         ));
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             s.push_str("/ip service set ssh port=2222\n/system reboot\n");
         }
     }

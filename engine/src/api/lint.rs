@@ -108,7 +108,10 @@ mod tests {
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
             .await
             .expect("body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     #[tokio::test]
@@ -124,7 +127,11 @@ mod tests {
             && f["severity"] == "critical"
             && f["line"] == 1
             && f["column"] == 1));
-        assert!(findings.iter().any(|f| f["rule"] == "syntax" && f["line"] == 2));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f["rule"] == "syntax" && f["line"] == 2)
+        );
 
         let runner = t.token("ana", "org-a", &[scopes::SCRIPT_RUN, scopes::SCRIPT_CREATE]);
         let (status, v) = call(&t, Some(&runner), body.clone()).await;

@@ -413,10 +413,7 @@ impl Parser<'_> {
             }
         }
         let defines_function = matches!(cmd.colon.as_deref(), Some("local" | "global"));
-        loop {
-            let Some(t) = self.peek().cloned() else {
-                break;
-            };
+        while let Some(t) = self.peek().cloned() {
             match &t.tok {
                 Tok::Sep | Tok::Close(_) => break,
                 Tok::Eq => {
