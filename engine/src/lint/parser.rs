@@ -407,8 +407,10 @@ impl Parser<'_> {
                     ..
                 }) = self.peek()
             {
-                let v = v.clone();
-                self.declare(&v, name == "global");
+                // `:foreach k,v in=...` names a key and a value.
+                for v in v.clone().split(',') {
+                    self.declare(v, name == "global");
+                }
                 self.i += 1;
             }
         }
