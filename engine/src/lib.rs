@@ -14,6 +14,7 @@
 //! - [`notify`]: outbox events delivered through the webhook and e-mail plugins, with
 //!   retries, per-job order and dead letters.
 //! - [`api`]: the embedded HTTP API (axum).
+//! - [`lint`]: the RouterOS script parser and safety linter behind `POST /scripts/lint`.
 //! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
 //! - [`store`]: the durable state in one redb file: sites (credentials sealed), scheduled
 //!   scripts, runs, the never-twice ledger, jobs, users, audit log and outbox.
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod lint;
 pub mod notify;
 pub mod plugins;
 pub mod runner;

@@ -194,6 +194,13 @@ const CASES: &[Case] = &[
         Cross::NotFound,
     ),
     case(
+        "POST",
+        "/scripts/lint",
+        Param::None,
+        |_| Some(json!({"script": "/system reboot"})),
+        Cross::Own,
+    ),
+    case(
         "GET",
         "/scripts/scheduled",
         Param::None,

@@ -11,6 +11,7 @@ mod conn;
 mod error;
 mod health;
 mod jobs;
+mod lint;
 mod metrics;
 mod notifications;
 mod openapi;
@@ -63,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::routes())
         .merge(plugins::routes())
         .merge(scripts::routes())
+        .merge(lint::routes())
         .merge(sites::routes())
         .merge(users::routes())
         .merge(jobs::routes())

@@ -76,6 +76,7 @@ static ROUTES: &[Route] = &[
     route("POST", "/api/asynchronous/{router_id}", Scope(SCRIPT_RUN)),
     route("GET", "/api/routers/{router_id}/jobs", Scope(SCRIPT_VIEW)),
     route("GET", "/api/jobs/{id}", Scope(SCRIPT_VIEW)),
+    route("POST", "/scripts/lint", Scope(SCRIPT_VIEW)),
     route("GET", "/scripts/scheduled", Scope(SCRIPT_VIEW)),
     route("POST", "/scripts/scheduled", Scope(SCRIPT_CREATE)),
     route("DELETE", "/scripts/scheduled", Scope(SCRIPT_DELETE)),

@@ -459,7 +459,7 @@ async fn bulk_delete(
     params(("id" = String, Path, description = "Schedule id")),
     security(("bearer" = [])),
     responses(
-        (status = 200, description = "The scheduled script", body = ScheduleView),
+        (status = 200, description = "The scheduled script, with what the linter finds in it (`lint`)", body = ScheduleView),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks script:view", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
@@ -473,11 +473,12 @@ async fn show(
     caller.require(scopes::SCRIPT_VIEW)?;
     let store = state.store.clone();
     let now = Utc::now();
-    let view = blocking(move || {
+    let mut view = blocking(move || {
         let s = owned(&store, &id, &caller)?;
         view(&store, s, now)
     })
     .await?;
+    view.lint = Some(crate::lint::lint(&view.script));
     Ok(Json(view))
 }
 

@@ -284,6 +284,10 @@ pub(crate) struct ScheduleView {
     pub missed_runs: MissedRuns,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What the linter finds in `script`: only in `GET /scripts/scheduled/{id}`, as
+    /// linting every script of a listing would cost more than the listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lint: Option<crate::lint::LintReport>,
 }
 
 impl ScheduleView {
@@ -333,6 +337,7 @@ impl ScheduleView {
             missed_runs: s.missed_runs.into(),
             created_at: s.created_at,
             updated_at: s.updated_at,
+            lint: None,
         }
     }
 }

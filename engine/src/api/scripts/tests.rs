@@ -1312,3 +1312,30 @@ async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
     assert_eq!(body["runs"].as_array().map(Vec::len), Some(3));
     assert_eq!(body["runs"][0]["jobs_truncated"], false);
 }
+
+#[tokio::test]
+async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
+    let w = world();
+    let mut body = w.body("risky");
+    body["script"] = json!(":log info \"x\"\n/system reset-configuration");
+    let (status, created) = w
+        .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(created.get("lint").is_none());
+    let (status, shown) = w
+        .call("GET", &format!("/scripts/scheduled/{id}"), &w.bob(), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shown["lint"]["syntax_ok"], true);
+    let finding = &shown["lint"]["findings"][0];
+    assert_eq!(finding["rule"], "factory-reset");
+    assert_eq!(finding["severity"], "critical");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(2), Some(1))
+    );
+    let (_, listed) = w.call("GET", "/scripts/scheduled", &w.bob(), None).await;
+    assert!(!listed.to_string().contains("\"lint\""), "{listed}");
+}

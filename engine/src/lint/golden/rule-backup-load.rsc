@@ -1,0 +1,1 @@
+/system backup load name=old.backup password=x

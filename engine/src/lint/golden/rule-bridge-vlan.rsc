@@ -1,0 +1,2 @@
+/interface bridge set bridge1 vlan-filtering=yes
+/interface bridge add name=br2 vlan-filtering=no

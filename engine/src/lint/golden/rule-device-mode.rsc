@@ -1,0 +1,1 @@
+/system device-mode update container=yes

@@ -1,0 +1,1 @@
+/disk format-drive disk1 file-system=ext4

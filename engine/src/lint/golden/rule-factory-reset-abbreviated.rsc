@@ -1,0 +1,2 @@
+/sys reset-conf
+/system/reset-configuration keep-users=yes

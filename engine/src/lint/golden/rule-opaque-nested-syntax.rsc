@@ -1,0 +1,1 @@
+/system script add name=broken source="/ip firewall filter add chain=input { "

@@ -1,0 +1,2 @@
+/system package uninstall wireless
+/system package downgrade

@@ -1,0 +1,4 @@
+/system reboot
+/system shutdown
+/system package update install
+/system routerboard upgrade

@@ -1,0 +1,1 @@
+:put "bad \q escape"

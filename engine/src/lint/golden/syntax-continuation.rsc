@@ -1,0 +1,3 @@
+/ip firewall filter add chain=forward \
+    action=accept \
+    comment="long"

@@ -1,0 +1,7 @@
+/ip firewall filter
+..
+nat add chain=srcnat action=masquerade
+/system reset
+..
+/system
+reset-configuration

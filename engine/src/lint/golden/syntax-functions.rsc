@@ -1,0 +1,2 @@
+:global greet do={ :put ("hello " . $name . $1) }
+$greet name="x"

@@ -1,0 +1,2 @@
+/ip firewall filter add chain=forward action=accept
+/ip/firewall/filter/add chain=forward action=accept

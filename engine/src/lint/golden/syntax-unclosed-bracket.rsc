@@ -1,0 +1,1 @@
+:local x [/system identity get name

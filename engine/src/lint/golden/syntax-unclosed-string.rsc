@@ -1,0 +1,2 @@
+:put "never closed
+/system reboot

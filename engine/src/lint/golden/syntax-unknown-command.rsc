@@ -1,0 +1,4 @@
+:put "x"
+:pute "y"
+:sleep 5s
+:delay 1s

@@ -1,0 +1,3 @@
+:put "a" }
+:put [:len "b"]]
+:put (1))
