@@ -49,23 +49,7 @@ async fn world(bind: Ipv4Addr, routers: usize) -> World {
     let mut sites = Vec::new();
     for (i, addr) in fleet.addresses().iter().enumerate() {
         let site = store
-            .create_site(
-                SiteInput {
-                    organization: "acme".into(),
-                    name: format!("router-{i}"),
-                    address: addr.ip().to_string(),
-                    port: Some(addr.port()),
-                    transport: "routeros-api".into(),
-                    username: "admin".into(),
-                    password: Some(Secret::new("pw")),
-                    tls: Default::default(),
-                    tags: vec!["edge".into()],
-                    private_key: None,
-                    private_key_passphrase: None,
-                    ssh: None,
-                },
-                now,
-            )
+            .create_site(router_site(*addr, i, &["edge"]), now)
             .expect("site");
         sites.push(site.id);
     }
@@ -531,7 +515,11 @@ async fn launch_refused(w: &World, schedule: &ScheduledScript, why: &str) {
 }
 
 fn site_input(w: &World, i: usize, tags: &[&str]) -> SiteInput {
-    let addr = w.fleet.addresses()[i];
+    router_site(w.fleet.addresses()[i], i, tags)
+}
+
+/// The site of simulated router `i` at `addr`, with `tags`.
+fn router_site(addr: std::net::SocketAddr, i: usize, tags: &[&str]) -> SiteInput {
     SiteInput {
         organization: "acme".into(),
         name: format!("router-{i}"),

@@ -594,10 +594,10 @@ impl Runner {
     /// The site's target and its transport, read fresh for each attempt so an edited
     /// site or a reloaded plugin is picked up between retries.
     fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
-        let (site, password) = self
+        let (site, password, endpoint) = self
             .inner
             .store
-            .site_with_password(&job.site_id)
+            .site_with_password_and_endpoint(&job.site_id)
             .map_err(|e| {
                 let code = match e {
                     StoreError::NotFound { .. } => SITE_NOT_FOUND,
@@ -613,12 +613,9 @@ impl Runner {
                 }
             })?;
         if let Some(approved) = &job.endpoint {
-            let now = self
-                .inner
-                .store
-                .site_endpoint(&job.organization, &job.site_id)
-                .map(|e| e.digest());
-            if now.as_ref().ok() != Some(approved) {
+            // The same snapshot the job is about to use; a site is never of another
+            // organization than its job, and if it were, it would not be the approved one.
+            if site.organization != job.organization || endpoint.digest() != *approved {
                 return Err(ExecError {
                     code: SITE_CHANGED.into(),
                     message: format!(

@@ -342,6 +342,20 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, SimulateError> {
         .map_err(|source| SimulateError::Bind { addr, source })
 }
 
+/// A second listener of a router (API-SSL, SSH) on `ip`, when the fleet serves one.
+async fn bind_optional(
+    ip: Ipv4Addr,
+    port: Option<u16>,
+) -> Result<Option<(TcpListener, SocketAddr)>, SimulateError> {
+    let Some(port) = port else { return Ok(None) };
+    let addr = SocketAddr::from((ip, port));
+    let listener = bind(addr).await?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| SimulateError::Bind { addr, source })?;
+    Ok(Some((listener, local)))
+}
+
 impl Fleet {
     /// Binds every router's listeners (so address and permission problems surface
     /// here), then serves until `shutdown` completes or [`Fleet::shutdown`] is called.
@@ -405,32 +419,8 @@ impl Fleet {
                 addr: SocketAddr::from((ip, config.port)),
                 source,
             })?;
-            let secure = match config.tls_port {
-                Some(port) => {
-                    let listener = bind(SocketAddr::from((ip, port))).await?;
-                    let addr = listener
-                        .local_addr()
-                        .map_err(|source| SimulateError::Bind {
-                            addr: SocketAddr::from((ip, port)),
-                            source,
-                        })?;
-                    Some((listener, addr))
-                }
-                None => None,
-            };
-            let ssh_listener = match config.ssh_port {
-                Some(port) => {
-                    let listener = bind(SocketAddr::from((ip, port))).await?;
-                    let addr = listener
-                        .local_addr()
-                        .map_err(|source| SimulateError::Bind {
-                            addr: SocketAddr::from((ip, port)),
-                            source,
-                        })?;
-                    Some((listener, addr))
-                }
-                None => None,
-            };
+            let secure = bind_optional(ip, config.tls_port).await?;
+            let ssh_listener = bind_optional(ip, config.ssh_port).await?;
             let faults = RouterFaults::resolve(&config.faults, index);
             let router = Arc::new(Router {
                 index,

@@ -345,12 +345,6 @@ impl Store {
         })
     }
 
-    /// How `organization`'s site `id` is reached now; a site of another organization, or
-    /// none, is reported missing.
-    pub fn site_endpoint(&self, organization: &str, id: &str) -> Result<Endpoint, StoreError> {
-        self.read(|tx| targets::endpoint(&tx.open_table(SITES)?, organization, id))
-    }
-
     /// Marks a schedule authorized by `by` under the approval binding `approval`, due at
     /// `next_launch_at`, using up the approval link `token` (a digest) when one was
     /// presented, and writing the decision, all in one commit. The binding is computed

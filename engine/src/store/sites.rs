@@ -67,11 +67,6 @@ impl StoredSite {
         &self.site
     }
 
-    /// The public part, taken.
-    pub(crate) fn into_site(self) -> Site {
-        self.site
-    }
-
     /// A stable name for the site's current credential, never the credential itself:
     /// sha256 of the sealed bytes. It changes whenever a password is set (even the same
     /// one again: every sealing has a fresh nonce) or cleared (then `None`), so whatever
@@ -489,12 +484,23 @@ impl Store {
     /// without a password (never given, or cleared when its endpoint changed) is
     /// [`StoreError::PasswordMissing`], so nothing logs in to it without one.
     pub fn site_with_password(&self, id: &str) -> Result<(Site, Secret), StoreError> {
+        self.site_with_password_and_endpoint(id)
+            .map(|(site, password, _)| (site, password))
+    }
+
+    /// [`Store::site_with_password`], with how the site is reached, all from one read: a
+    /// job checks the endpoint it was launched for against the site it is about to use.
+    pub fn site_with_password_and_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<(Site, Secret, super::Endpoint), StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
+        let endpoint = super::Endpoint::of(&stored);
         let Some(sealed) = &stored.password else {
             // A site that logs in with its SSH key needs no password.
             if stored.private_key.is_some() {
-                return Ok((stored.site, Secret::new("")));
+                return Ok((stored.site, Secret::new(""), endpoint));
             }
             return Err(StoreError::PasswordMissing {
                 site: stored.site.id,
@@ -508,7 +514,7 @@ impl Store {
             .ok_or_else(|| StoreError::Decrypt {
                 site: id.to_owned(),
             })?;
-        Ok((stored.site, password))
+        Ok((stored.site, password, endpoint))
     }
 
     fn seal_private_key(

@@ -109,18 +109,24 @@ where
     if stored.site().organization != organization {
         return Ok(missing());
     }
-    let credential = stored.credential_identity();
-    let site = stored.into_site();
-    Ok(Endpoint {
-        site_id: site.id,
-        missing: false,
-        address: site.address,
-        port: site.port,
-        transport: site.transport,
-        username: site.username,
-        tls: site.tls,
-        credential,
-    })
+    Ok(Endpoint::of(&stored))
+}
+
+impl Endpoint {
+    /// How the stored site `stored` is reached.
+    pub(crate) fn of(stored: &StoredSite) -> Endpoint {
+        let site = stored.site();
+        Endpoint {
+            site_id: site.id.clone(),
+            missing: false,
+            address: site.address.clone(),
+            port: site.port,
+            transport: site.transport.clone(),
+            username: site.username.clone(),
+            tls: site.tls.clone(),
+            credential: stored.credential_identity(),
+        }
+    }
 }
 
 /// How the targets an approval covered differ from those found now, in words an
