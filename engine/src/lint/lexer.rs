@@ -29,6 +29,9 @@ pub(crate) struct Token {
     pub col: usize,
     /// No whitespace between this token and the one before it.
     pub glued: bool,
+    /// In a string: the variables it interpolates (`"up $name"`), each with its line
+    /// and column.
+    pub vars: Vec<(String, usize, usize)>,
 }
 
 fn is_word_char(c: char) -> bool {
@@ -94,18 +97,20 @@ pub(crate) fn lex(src: &str, errors: &mut Vec<SyntaxError>) -> Vec<Token> {
             continue;
         }
         let (line, col) = (cur.line, cur.col);
-        let push = |out: &mut Vec<Token>, tok: Tok, glued: bool| {
+        let mut vars = Vec::new();
+        let push = |out: &mut Vec<Token>, tok: Tok, glued: bool, vars: Vec<_>| {
             out.push(Token {
                 tok,
                 line,
                 col,
                 glued,
+                vars,
             })
         };
         match c {
             '\n' | ';' => {
                 cur.bump();
-                push(&mut out, Tok::Sep, glued);
+                push(&mut out, Tok::Sep, glued, vars);
                 stmt_start = true;
                 glued = false;
                 continue;
@@ -126,30 +131,30 @@ pub(crate) fn lex(src: &str, errors: &mut Vec<SyntaxError>) -> Vec<Token> {
             }
             '{' | '[' | '(' => {
                 cur.bump();
-                push(&mut out, Tok::Open(c), glued);
+                push(&mut out, Tok::Open(c), glued, vars);
                 stmt_start = c != '(';
                 glued = true;
                 continue;
             }
             '}' | ']' | ')' => {
                 cur.bump();
-                push(&mut out, Tok::Close(c), glued);
+                push(&mut out, Tok::Close(c), glued, vars);
             }
             '=' => {
                 cur.bump();
-                push(&mut out, Tok::Eq, glued);
+                push(&mut out, Tok::Eq, glued, vars);
             }
             '"' => {
                 cur.bump();
-                let s = string(&mut cur, line, col, errors);
-                push(&mut out, Tok::Str(s), glued);
+                let s = string(&mut cur, line, col, errors, &mut vars);
+                push(&mut out, Tok::Str(s), glued, vars);
             }
             '$' => {
                 cur.bump();
                 if cur.peek() == Some('"') {
                     cur.bump();
-                    let s = string(&mut cur, line, col, errors);
-                    push(&mut out, Tok::Var(s), glued);
+                    let s = string(&mut cur, line, col, errors, &mut Vec::new());
+                    push(&mut out, Tok::Var(s), glued, vars);
                 } else {
                     let mut name = String::new();
                     while let Some(c) = cur.peek() {
@@ -161,9 +166,9 @@ pub(crate) fn lex(src: &str, errors: &mut Vec<SyntaxError>) -> Vec<Token> {
                         }
                     }
                     if name.is_empty() {
-                        push(&mut out, Tok::Word("$".into()), glued);
+                        push(&mut out, Tok::Word("$".into()), glued, vars);
                     } else {
-                        push(&mut out, Tok::Var(name), glued);
+                        push(&mut out, Tok::Var(name), glued, vars);
                     }
                 }
             }
@@ -176,7 +181,7 @@ pub(crate) fn lex(src: &str, errors: &mut Vec<SyntaxError>) -> Vec<Token> {
                     word.push(c);
                     cur.bump();
                 }
-                push(&mut out, Tok::Word(word), glued);
+                push(&mut out, Tok::Word(word), glued, vars);
             }
         }
         stmt_start = false;
@@ -185,16 +190,40 @@ pub(crate) fn lex(src: &str, errors: &mut Vec<SyntaxError>) -> Vec<Token> {
     out
 }
 
-/// The rest of a quoted string after its opening quote, escapes resolved.
-fn string(cur: &mut Cursor<'_>, line: usize, col: usize, errors: &mut Vec<SyntaxError>) -> String {
+/// The rest of a quoted string after its opening quote, escapes resolved; the names of
+/// the variables it interpolates (an unescaped `$name`) go to `vars`.
+fn string(
+    cur: &mut Cursor<'_>,
+    line: usize,
+    col: usize,
+    errors: &mut Vec<SyntaxError>,
+    vars: &mut Vec<(String, usize, usize)>,
+) -> String {
     let mut s = String::new();
     loop {
+        let (vl, vc) = (cur.line, cur.col);
         let Some(c) = cur.bump() else {
             errors.push(SyntaxError::new(line, col, "unclosed string"));
             return s;
         };
         match c {
             '"' => return s,
+            '$' => {
+                s.push('$');
+                let mut name = String::new();
+                while let Some(c) = cur.peek() {
+                    if c.is_alphanumeric() || c == '_' {
+                        name.push(c);
+                        s.push(c);
+                        cur.bump();
+                    } else {
+                        break;
+                    }
+                }
+                if !name.is_empty() {
+                    vars.push((name, vl, vc));
+                }
+            }
             '\\' => {
                 let (el, ec) = (cur.line, cur.col.saturating_sub(1));
                 let Some(e) = cur.bump() else {

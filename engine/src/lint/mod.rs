@@ -10,9 +10,10 @@
 //! - `golden/`: `NAME.rsc` scripts beside `NAME.expected` findings, run by the tests
 //!   below (`UPDATE_GOLDEN=1` rewrites the expectations, to be reviewed before commit).
 //!
-//! Code held in strings (`:execute`, `:parse`, `source=`, `on-event=`) is linted too
-//! when it is a literal, its findings placed at the literal; built at run time, it gets
-//! an `info` finding saying it could not be checked.
+//! Code held in strings (`:execute`, `:parse`, `source=`, `on-event=`, netwatch's and
+//! DHCP's scripts) is linted too when it is a literal, its findings placed at the
+//! literal; code the linter cannot see (built at run time, named by reference, imported
+//! from a file) gets the `opaque-code` warning.
 
 mod lexer;
 mod parser;
@@ -139,32 +140,34 @@ fn lint_into(
                 });
             }
         }
+        // Code held in a literal is linted here; any other is `opaque-code`'s.
         for value in code_values(cmd) {
-            match value {
-                Value::Literal { text, line, col } => {
-                    if depth < MAX_NESTED_CODE {
-                        lint_into(text, Some(place(*line, *col)), depth + 1, findings);
-                    }
-                }
-                Value::Text(_) => {}
-                Value::Subst(_) | Value::Dynamic => {
-                    let (line, column) = place(cmd.line, cmd.col);
-                    findings.push(Finding {
-                        rule: "opaque-runtime".into(),
-                        severity: Severity::Info,
-                        message: format!("{prefix}code built at run time is not checked"),
-                        line,
-                        column,
-                    });
-                }
+            if let Value::Literal { text, line, col } = value
+                && depth < MAX_NESTED_CODE
+            {
+                lint_into(text, Some(place(*line, *col)), depth + 1, findings);
             }
         }
     }
     parsed.errors.is_empty()
 }
 
+/// Arguments of menu commands whose value is script source: a scheduler's or a
+/// script's, netwatch's, a DHCP server's or client's, a PPP profile's.
+const CODE_ARGS: &[&str] = &[
+    "on-event",
+    "source",
+    "up-script",
+    "down-script",
+    "test-script",
+    "lease-script",
+    "script",
+    "on-up",
+    "on-down",
+];
+
 /// The values of a command that hold code to run.
-fn code_values(cmd: &Command) -> Vec<&Value> {
+pub(crate) fn code_values(cmd: &Command) -> Vec<&Value> {
     match cmd.colon.as_deref() {
         Some("execute" | "parse") => cmd
             .args
@@ -177,7 +180,7 @@ fn code_values(cmd: &Command) -> Vec<&Value> {
         None => cmd
             .args
             .iter()
-            .filter(|a| matches!(a.name.as_deref(), Some("on-event" | "source")))
+            .filter(|a| a.name.as_deref().is_some_and(|n| CODE_ARGS.contains(&n)))
             .map(|a| &a.value)
             .collect(),
     }

@@ -159,6 +159,8 @@ struct Parser<'a> {
     toks: &'a [Token],
     i: usize,
     depth: usize,
+    /// Nesting went too deep: parsing stopped, and only that is reported.
+    gave_up: bool,
     commands: Vec<Command>,
     errors: Vec<SyntaxError>,
     scopes: Vec<Scope>,
@@ -169,6 +171,7 @@ pub(crate) fn parse(toks: &[Token], mut errors: Vec<SyntaxError>) -> Parsed {
         toks,
         i: 0,
         depth: 0,
+        gave_up: false,
         commands: Vec::new(),
         errors: Vec::new(),
         scopes: vec![Scope {
@@ -231,6 +234,14 @@ impl Parser<'_> {
         }
     }
 
+    /// The variables the string token at `at` interpolates must be declared.
+    fn check_string_vars(&mut self, at: usize) {
+        let toks = self.toks;
+        for (name, line, col) in &toks[at].vars {
+            self.check_var(name, *line, *col);
+        }
+    }
+
     /// Statements until `closer` (consumed) or the end of input. Returns the index of
     /// the first command parsed inside.
     fn block(&mut self, open: Option<&Token>, ctx: Vec<String>) -> Option<usize> {
@@ -243,7 +254,7 @@ impl Parser<'_> {
         loop {
             match self.peek().map(|t| t.tok.clone()) {
                 None => {
-                    if let (Some(t), Some(c)) = (open, closer) {
+                    if let (Some(t), Some(c), false) = (open, closer, self.gave_up) {
                         self.err(t.line, t.col, format!("unclosed {}", name_of(c)));
                     }
                     break;
@@ -270,6 +281,7 @@ impl Parser<'_> {
         if self.depth >= MAX_DEPTH {
             self.err(open.line, open.col, "nesting too deep");
             self.i = self.toks.len();
+            self.gave_up = true;
             return None;
         }
         self.depth += 1;
@@ -292,7 +304,9 @@ impl Parser<'_> {
     fn expression(&mut self, open: &Token) {
         loop {
             let Some(t) = self.peek() else {
-                self.err(open.line, open.col, "unclosed parenthesis");
+                if !self.gave_up {
+                    self.err(open.line, open.col, "unclosed parenthesis");
+                }
                 return;
             };
             match &t.tok {
@@ -311,6 +325,10 @@ impl Parser<'_> {
                 Tok::Var(v) => {
                     let (v, l, c) = (v.clone(), t.line, t.col);
                     self.check_var(&v, l, c);
+                    self.i += 1;
+                }
+                Tok::Str(_) => {
+                    self.check_string_vars(self.i);
                     self.i += 1;
                 }
                 _ => self.i += 1,
@@ -335,6 +353,7 @@ impl Parser<'_> {
                 }
                 Tok::Str(s) => {
                     let s = s.clone();
+                    self.check_string_vars(self.i);
                     self.i += 1;
                     Value::Literal { text: s, line, col }
                 }
@@ -392,7 +411,7 @@ impl Parser<'_> {
             if !COLON_COMMANDS.contains(&name) {
                 self.err(start.line, start.col, format!("unknown command :{name}"));
             }
-            if matches!(name, "foreach" | "for") {
+            if matches!(name, "foreach" | "for" | "onerror") {
                 self.scopes.push(Scope {
                     names: HashSet::new(),
                     lenient: false,
@@ -401,7 +420,7 @@ impl Parser<'_> {
             }
             cmd.colon = Some(name.to_owned());
             // The name a declaration or loop introduces.
-            if matches!(name, "local" | "global" | "foreach" | "for")
+            if matches!(name, "local" | "global" | "foreach" | "for" | "onerror")
                 && let Some(Token {
                     tok: Tok::Word(v) | Tok::Str(v),
                     ..

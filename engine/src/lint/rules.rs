@@ -3,9 +3,9 @@
 //! depend on what came before). Adding a rule is adding an entry here.
 //!
 //! Paths are matched a segment at a time, and a written segment matches when it is the
-//! rule's segment or a prefix of it of 3 letters or more, as RouterOS accepts unique
-//! abbreviations (`/sys reset-conf`). An ambiguous prefix RouterOS would refuse still
-//! matches here, which errs on the side of a finding.
+//! rule's segment or a prefix of it of 2 letters or more, as RouterOS accepts unique
+//! abbreviations (`/sys reset-conf`, `/system backup lo`). An ambiguous prefix RouterOS
+//! would refuse still matches here, which errs on the side of a finding.
 
 use super::Severity;
 use super::parser::{Command, Value};
@@ -17,9 +17,9 @@ pub(crate) struct Rule {
     pub check: fn(&[Command], usize) -> bool,
 }
 
-/// Whether `written` names `full`: the same, or a 3+ letter prefix of it.
+/// Whether `written` names `full`: the same, or a prefix of it of 2 letters or more.
 fn seg(written: &str, full: &str) -> bool {
-    written == full || (written.len() >= 3 && full.starts_with(written))
+    written == full || (written.len() >= 2 && full.starts_with(written))
 }
 
 /// Whether the command's path starts with `pattern` (each element `a|b` alternatives).
@@ -58,17 +58,9 @@ fn substituted<'c>(all: &'c [Command], cmd: &Command) -> impl Iterator<Item = &'
         .into_iter()
 }
 
-fn by_find(all: &[Command], cmd: &Command) -> bool {
-    substituted(all, cmd).any(|c| c.words.iter().any(|w| seg(w, "find")))
-}
-
 /// An argument, of the command or of a `[find ...]` it holds, with this value.
 fn mentions(all: &[Command], cmd: &Command, name: &str, value: &str) -> bool {
     arg_is(cmd, name, &[value]) || substituted(all, cmd).any(|c| arg_is(c, name, &[value]))
-}
-
-fn colon(cmd: &Command, name: &str) -> bool {
-    cmd.colon.as_deref() == Some(name)
 }
 
 const MANAGEMENT_SERVICES: &[&str] = &["api", "api-ssl", "ssh", "winbox", "www", "www-ssl"];
@@ -97,12 +89,13 @@ fn input_drop(cmd: &Command) -> bool {
         && arg_is(cmd, "action", &["drop", "reject"])
 }
 
-/// An input accept rule of the same address family as `drop`.
+/// An input accept rule of the same address family as `drop`. `accept` is a filter
+/// rule's default action, and `/export` leaves defaults out.
 fn input_accept(cmd: &Command, drop: &Command) -> bool {
     cmd.words.first() == drop.words.first()
         && path(cmd, &["ip|ipv6", "firewall", "filter", "add"])
         && arg_is(cmd, "chain", &["input"])
-        && arg_is(cmd, "action", &["accept"])
+        && (arg(cmd, "action").is_none() || arg_is(cmd, "action", &["accept"]))
 }
 
 pub(crate) static RULES: &[Rule] = &[
@@ -173,12 +166,12 @@ pub(crate) static RULES: &[Rule] = &[
     Rule {
         id: "firewall-filter-removal",
         severity: Severity::High,
-        message: "removes or disables firewall filter rules chosen by [find]",
+        message: "removes or disables firewall filter rules",
         check: |all, i| {
             path(
                 &all[i],
                 &["ip|ipv6", "firewall", "filter", "remove|disable"],
-            ) && by_find(all, &all[i])
+            )
         },
     },
     Rule {
@@ -256,21 +249,24 @@ pub(crate) static RULES: &[Rule] = &[
                     || c.args
                         .iter()
                         .any(|a| a.value.text().is_some_and(named_file))
-                    || by_find(all, c));
+                    || substituted(all, c).any(|f| {
+                        f.words.iter().any(|w| seg(w, "find"))
+                            && arg(f, "name").and_then(Value::text).is_none_or(named_file)
+                    }));
             file || path(c, &["system", "script|scheduler", "remove"])
         },
     },
     Rule {
         id: "opaque-code",
         severity: Severity::Warning,
-        message: "runs code the linter cannot fully see (:execute, :parse, /import, fetched scripts, on-event or source)",
+        message: "runs code the linter cannot see: an imported or fetched file, a script named by reference, or code built at run time",
         check: |all, i| {
             let c = &all[i];
-            colon(c, "execute")
-                || colon(c, "parse")
-                || path(c, &["import"])
+            path(c, &["import"])
                 || path(c, &["tool", "fetch"]) && all[i..].iter().any(|l| path(l, &["import"]))
-                || c.colon.is_none() && (arg(c, "on-event").is_some() || arg(c, "source").is_some())
+                || super::code_values(c)
+                    .iter()
+                    .any(|v| !matches!(v, Value::Literal { .. }))
         },
     },
 ];

@@ -50,7 +50,11 @@ fn golden_scripts() -> Vec<(String, String)> {
 fn golden() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
     let scripts = golden_scripts();
-    assert!(scripts.len() > 20, "golden scripts missing");
+    assert!(
+        scripts.len() >= 150,
+        "golden scripts missing: {}",
+        scripts.len()
+    );
     let mut failures = Vec::new();
     for (name, script) in scripts {
         let got = render(&script);
@@ -65,6 +69,27 @@ fn golden() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Everyday scripts and `/export` output (`benign-*`) parse, and give nothing critical
+/// or high: a linter that cries wolf on them would be switched off.
+#[test]
+fn benign_scripts_give_no_critical_or_high_finding() {
+    let benign: Vec<_> = golden_scripts()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("benign-"))
+        .collect();
+    assert!(benign.len() >= 40, "benign golden scripts missing");
+    for (name, script) in benign {
+        let report = lint(&script);
+        assert!(report.syntax_ok, "{name}: {:?}", report.findings);
+        let loud: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.severity <= Severity::High)
+            .collect();
+        assert!(loud.is_empty(), "{name}: {loud:?}");
+    }
 }
 
 #[test]

@@ -1,0 +1,1 @@
+/interface ethernet set [find where !running and comment=""] disabled=yes

@@ -1,0 +1,2 @@
+/export file=("cfg-" . [/system identity get name])
+/system backup save name=before-change

@@ -1,0 +1,2 @@
+/file remove [find name="old-log.txt"]
+/file remove flash/tmp.txt

@@ -1,0 +1,2 @@
+:local greet do={ :return ("hello " . $1) }
+:put [$greet "world"]

@@ -1,0 +1,1 @@
+/ip hotspot user add name=guest1 password=welcome limit-uptime=1h

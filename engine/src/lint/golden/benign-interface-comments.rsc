@@ -1,0 +1,2 @@
+/interface ethernet set [find default-name=ether1] comment="uplink to ISP"
+/interface ethernet set ether2 comment="LAN switch"

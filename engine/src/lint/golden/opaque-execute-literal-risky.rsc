@@ -1,0 +1,1 @@
+:execute script="/ip service disable ssh"

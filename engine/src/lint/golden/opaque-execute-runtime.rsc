@@ -1,0 +1,2 @@
+:local cmd ("/ip address print")
+:execute script=$cmd

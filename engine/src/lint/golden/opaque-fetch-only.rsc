@@ -1,0 +1,1 @@
+/tool fetch url="https://example.net/motd.txt" dst-path=motd.txt

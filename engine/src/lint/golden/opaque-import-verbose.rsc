@@ -1,0 +1,1 @@
+/import file-name=changes.rsc verbose=yes

@@ -1,0 +1,2 @@
+:local f [:parse ":log info \"parsed\""]
+$f

@@ -1,0 +1,2 @@
+:local f [:parse "/system reset-configuration"]
+$f

@@ -1,0 +1,1 @@
+/system script add name=outer source=":execute script=\"/user remove guest\""

@@ -1,0 +1,1 @@
+/sys backup lo name=before-change.backup

@@ -1,0 +1,1 @@
+/interface bridge add name=br-trunk vlan-filtering=yes

@@ -1,0 +1,2 @@
+/interface bridge set bridge vlan-filtering=yes
+/interface bridge set bridge vlan-filtering=no

@@ -1,0 +1,1 @@
+/certificate remove [find]

@@ -1,0 +1,1 @@
+/ip route disable [find dst-address=0.0.0.0/0]

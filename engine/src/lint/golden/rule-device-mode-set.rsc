@@ -1,0 +1,1 @@
+/system device-mode set scheduler=no

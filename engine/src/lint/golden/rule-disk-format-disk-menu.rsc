@@ -1,0 +1,1 @@
+/disk format-drive usb1 file-system=ext4

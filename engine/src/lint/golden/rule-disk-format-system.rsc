@@ -1,0 +1,1 @@
+/system format-drive usb1

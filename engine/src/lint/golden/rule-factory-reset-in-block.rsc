@@ -1,0 +1,3 @@
+:if ([/system identity get name] = "lab") do={
+  /system reset-configuration no-defaults=yes
+}

@@ -1,0 +1,1 @@
+/system/reset-configuration no-defaults=yes skip-backup=yes

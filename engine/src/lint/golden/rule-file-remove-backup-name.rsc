@@ -1,0 +1,2 @@
+/file remove "nightly-edge.backup"
+/file remove [find name~"\\.rsc\$"]

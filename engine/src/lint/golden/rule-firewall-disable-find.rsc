@@ -1,0 +1,1 @@
+/ip firewall filter disable [find comment~"defconf"]

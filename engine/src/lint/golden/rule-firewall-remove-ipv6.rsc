@@ -1,0 +1,1 @@
+/ipv6 firewall filter remove [find chain=input]

@@ -1,0 +1,2 @@
+:delay 10s
+/system reboot

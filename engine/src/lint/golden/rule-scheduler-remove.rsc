@@ -1,0 +1,1 @@
+/system scheduler remove [find name~"^tmp-"]

@@ -1,0 +1,1 @@
+/system script remove [find name=cleanup]

@@ -1,0 +1,1 @@
+/ip service disable numbers=api,ftp

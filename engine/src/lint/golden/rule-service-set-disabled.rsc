@@ -1,0 +1,2 @@
+/ip service set ssh disabled=yes
+/ip service set telnet disabled=yes

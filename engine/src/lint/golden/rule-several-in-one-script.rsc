@@ -1,0 +1,3 @@
+/ip service disable winbox
+/user remove oldadmin
+/system reboot

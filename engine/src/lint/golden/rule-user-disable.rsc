@@ -1,0 +1,2 @@
+/user disable noc
+/user set ops disabled=yes

@@ -1,0 +1,3 @@
+/user set noc group=read
+/user group set ops policy=read
+/user group remove full-ops

@@ -1,0 +1,1 @@
+/user remove [find name=admin]

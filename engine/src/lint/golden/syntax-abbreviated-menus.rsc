@@ -1,0 +1,3 @@
+/ip fire fil pr
+/int eth pr
+/sys ide pr

@@ -1,0 +1,4 @@
+{
+  :local inner 1
+  :put $inner
+}

@@ -1,0 +1,3 @@
+# a comment at the start
+   # an indented comment
+:put "# not a comment inside a string"

@@ -1,0 +1,3 @@
+/ip firewall filter
+print
+.. .. route print

@@ -1,0 +1,1 @@
+/system identity set name= edge

@@ -1,0 +1,2 @@
+/system reboot
+:put (1 + 

@@ -1,0 +1,3 @@
+:global limit
+:set limit 10
+:put $limit

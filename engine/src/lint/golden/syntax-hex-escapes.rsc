@@ -1,0 +1,4 @@
+:put "\41\42\43"
+:put "tab\there"
+:put "quote \" and backslash \\"
+:put "dollar \$ and question \?"

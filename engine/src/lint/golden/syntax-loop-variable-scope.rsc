@@ -1,0 +1,2 @@
+:foreach i in={1;2} do={ :put $i }
+:put $i

@@ -1,0 +1,1 @@
+:foreach a in=[/ip address print as-value] do={ :put ($a->"address") }

@@ -1,0 +1,2 @@
+:local "my-var" 5
+:put $"my-var"

@@ -1,0 +1,2 @@
+:local who "noc"
+:put "hello $who, it is $[/system clock get time]"

@@ -1,0 +1,2 @@
+:put "starts here
+:put "and this line is inside the string"

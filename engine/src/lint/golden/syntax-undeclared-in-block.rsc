@@ -1,0 +1,1 @@
+:if (true) do={ :put $ghost }

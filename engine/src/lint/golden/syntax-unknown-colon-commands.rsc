@@ -1,0 +1,2 @@
+:frobnicate 1
+:putt "typo"
