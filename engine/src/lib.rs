@@ -18,6 +18,8 @@
 //! - [`simulate`]: a fleet of simulated RouterOS devices on loopback (`yardmaster simulate`).
 //! - [`store`]: the durable state in one redb file: sites (credentials sealed), scheduled
 //!   scripts, runs, the never-twice ledger, jobs, users, audit log and outbox.
+//! - [`templates`]: script templates' typed variables, injection-safe rendering, and the
+//!   global templates read from `templates_dir`.
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 //! - [`cli`]: the client commands (`site`, `script`, `job`, `token create`).
@@ -44,3 +46,4 @@ pub mod scheduler;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod templates;

@@ -33,6 +33,7 @@ pub(crate) mod schedules;
 pub(crate) mod sites;
 mod tables;
 mod targets;
+mod templates;
 mod txn;
 
 #[cfg(test)]
@@ -61,6 +62,11 @@ pub use schedules::{
     AUDIT_CREATED, AUDIT_DELETED, AUDIT_UPDATED, EVENT_APPROVAL_VOIDED, Launch, LaunchPlan,
 };
 pub use targets::{Endpoint, Targets, differences};
+pub use templates::{
+    AUDIT_TEMPLATE_CREATED, AUDIT_TEMPLATE_DELETED, AUDIT_TEMPLATE_UPDATED, MAX_TEMPLATE_CONTENT,
+    MAX_TEMPLATE_DESCRIPTION, MAX_TEMPLATE_NAME, Template, TemplateInput, TemplateVersion,
+    check_template_fields,
+};
 
 /// File name of the database inside the data dir.
 pub const DB_FILE: &str = "yardmaster.redb";

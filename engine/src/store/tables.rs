@@ -94,6 +94,16 @@ pub(crate) const OUTBOX_DUE: TableDefinition<(i64, u64), ()> = TableDefinition::
 pub(crate) const OUTBOX_DEAD: TableDefinition<(&str, u64), ()> =
     TableDefinition::new("outbox_dead");
 
+/// template id -> an organization's script template (its current version). Created at
+/// every open, so a database written before templates existed simply has none.
+pub(crate) const TEMPLATES: TableDefinition<&str, &[u8]> = TableDefinition::new("templates");
+/// organization -> template ids.
+pub(crate) const TEMPLATES_BY_ORG: MultimapTableDefinition<&str, &str> =
+    MultimapTableDefinition::new("templates_by_org");
+/// (template id, version) -> that version as it was written; the current one included.
+pub(crate) const TEMPLATE_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("template_versions");
+
 /// channel id -> notification channel (settings, with its secrets sealed).
 pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
 /// organization -> which secret signs its jobs' notify-url deliveries (a

@@ -146,6 +146,9 @@ fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(AUDIT)?;
     tx.open_table(OUTBOX)?;
     tx.open_table(OUTBOX_DUE)?;
+    tx.open_table(TEMPLATES)?;
+    tx.open_multimap_table(TEMPLATES_BY_ORG)?;
+    tx.open_table(TEMPLATE_VERSIONS)?;
     Ok(())
 }
 
