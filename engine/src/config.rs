@@ -4,6 +4,7 @@
 //! ```toml
 //! data_dir = "./yardmaster-data"
 //! plugins_dir = "./plugins"
+//! templates_dir = "./templates"   # global script templates (.toml, .rsc), read-only
 //! listen = "127.0.0.1:8080"
 //!
 //! [plugin_defaults]
@@ -94,6 +95,7 @@ pub enum ConfigError {
 struct FileConfig {
     data_dir: Option<PathBuf>,
     plugins_dir: Option<PathBuf>,
+    templates_dir: Option<PathBuf>,
     listen: Option<String>,
     install_bundled_plugins: Option<bool>,
     max_concurrent_plugin_calls: Option<u32>,
@@ -408,6 +410,9 @@ pub struct PluginSettings {
 pub struct Config {
     pub data_dir: PathBuf,
     pub plugins_dir: PathBuf,
+    /// Global script templates, shared by every organization and read-only through the
+    /// API; reloaded when a file changes (`YARDMASTER_TEMPLATES_DIR`).
+    pub templates_dir: PathBuf,
     pub listen: SocketAddr,
     /// Copy the first-party plugins into an empty plugins folder on start.
     pub install_bundled_plugins: bool,
@@ -447,6 +452,7 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("./yardmaster-data"),
             plugins_dir: PathBuf::from("./plugins"),
+            templates_dir: PathBuf::from("./templates"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             install_bundled_plugins: true,
             max_concurrent_plugin_calls: 256,
@@ -539,6 +545,12 @@ impl Config {
         }
         if let Some(dir) = parsed.plugins_dir {
             config.plugins_dir = dir;
+        }
+        if let Some(dir) = parsed.templates_dir {
+            config.templates_dir = dir;
+        }
+        if let Some(dir) = env_var("YARDMASTER_TEMPLATES_DIR") {
+            config.templates_dir = PathBuf::from(dir);
         }
         let mut listen = parsed.listen;
         if let Some(install) = parsed.install_bundled_plugins {

@@ -180,6 +180,7 @@ pub async fn run(
         ready: ready.clone(),
         notifications: notifications.clone(),
         organizations: Arc::new(config.organizations.clone()),
+        templates: global_templates(&config, &stopped),
     };
     let server = tokio::spawn(api::serve(
         listener,
@@ -248,4 +249,26 @@ pub async fn run(
         Ok(Err(e)) => Err(ServeError::Http(e)),
         Err(e) => Err(ServeError::Http(std::io::Error::other(e.to_string()))),
     }
+}
+
+/// Reads the global templates from `templates_dir` and keeps them in step with it until
+/// the engine stops.
+fn global_templates(config: &Config, stopped: &Shutdown) -> crate::templates::GlobalTemplates {
+    let dir = config.templates_dir.clone();
+    let (loaded, errors) = crate::templates::load_dir(&dir);
+    for e in &errors {
+        tracing::warn!(template = %e, "a global template was not loaded");
+    }
+    tracing::info!(
+        "loaded {} global template(s) from {}",
+        loaded.len(),
+        dir.display()
+    );
+    let templates = crate::templates::GlobalTemplates::new(loaded);
+    tokio::spawn(crate::templates::watch(
+        dir,
+        templates.clone(),
+        stopped.clone().wait(),
+    ));
+    templates
 }

@@ -40,6 +40,8 @@ const CHANNEL_URL: &str = "https://alpha-hooks.example/matrix";
 const CHANNEL_SECRET: &str = "alpha-channel-secret-9d2e";
 const DEAD_LETTER_ERROR: &str = "alpha-dead-letter-error";
 const DEAD_LETTER_MARK: &str = "alpha-dead-letter-payload";
+const TEMPLATE_NAME: &str = "alpha private template";
+const TEMPLATE_CONTENT: &str = ":log info alpha-template-{{who}}";
 
 /// Which of A's resources fills a route's path parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +50,7 @@ enum Param {
     Site,
     User,
     Schedule,
+    Template,
     Job,
     Channel,
     DeadLetter,
@@ -199,6 +202,62 @@ const CASES: &[Case] = &[
         Param::None,
         |_| Some(json!({"script": "/system reboot"})),
         Cross::Own,
+    ),
+    case(
+        "GET",
+        "/scripts/templates",
+        Param::None,
+        no_body,
+        Cross::Own,
+    ),
+    case(
+        "POST",
+        "/scripts/templates",
+        Param::None,
+        |_| Some(json!({"name": "beta template", "description": "b", "content": ":log info beta"})),
+        Cross::Own,
+    ),
+    case(
+        "GET",
+        "/scripts/templates/{id}",
+        Param::Template,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "PUT",
+        "/scripts/templates/{id}",
+        Param::Template,
+        |_| Some(json!({"name": "hijacked", "description": "x", "content": "/system reboot"})),
+        Cross::NotFound,
+    ),
+    case(
+        "DELETE",
+        "/scripts/templates/{id}",
+        Param::Template,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "GET",
+        "/scripts/templates/{id}/versions",
+        Param::Template,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "GET",
+        "/scripts/templates/{id}/versions/{n}",
+        Param::Template,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "POST",
+        "/scripts/templates/{id}/render",
+        Param::Template,
+        |_| Some(json!({"variables": {"who": "beta"}})),
+        Cross::NotFound,
     ),
     case(
         "GET",
@@ -363,6 +422,7 @@ fn beta_site(name: &str) -> Value {
 struct Fixture {
     site: String,
     schedule: String,
+    template: String,
     job: String,
     channel: String,
     dead_letter: String,
@@ -377,6 +437,7 @@ impl Fixture {
             Param::Site => &self.site,
             Param::User => USER_ID,
             Param::Schedule => &self.schedule,
+            Param::Template => &self.template,
             Param::Job => &self.job,
             Param::Channel => &self.channel,
             Param::DeadLetter => &self.dead_letter,
@@ -413,8 +474,11 @@ impl Fixture {
             CHANNEL_SECRET,
             DEAD_LETTER_ERROR,
             DEAD_LETTER_MARK,
+            TEMPLATE_NAME,
+            "alpha-template-",
             &self.site,
             &self.schedule,
+            &self.template,
             &self.job,
             &self.channel,
             &self.signing_secret,
@@ -427,6 +491,7 @@ fn uri(case: &Case, id: &str) -> String {
     ["{id}", "{name}", "{router_id}"]
         .iter()
         .fold(case.path.to_owned(), |path, p| path.replace(p, id))
+        .replace("{n}", "1")
 }
 
 fn send(
@@ -494,6 +559,8 @@ fn snapshot(engine: &Engine, token: &str, f: &Fixture) -> Value {
             schedule["authorization_requested_at"], schedule["authorized_at"],
             schedule["cancelled_at"],
         ],
+        "template": get(&format!("/scripts/templates/{}", f.template)),
+        "template_versions": get(&format!("/scripts/templates/{}/versions", f.template)),
         "jobs": ids(&get(&format!("/api/routers/{}/jobs", f.site))),
         "channels": get("/notifications/channels"),
         "dead_letters": ids(&get("/notifications/dead-letters")),
@@ -566,6 +633,18 @@ fn start() -> (Engine, Fixture) {
         .as_str()
         .unwrap_or_else(|| panic!("schedule id in {schedule}"))
         .to_owned();
+    let template = create(
+        "/scripts/templates",
+        json!({
+            "name": TEMPLATE_NAME,
+            "description": "alpha",
+            "content": TEMPLATE_CONTENT,
+            "variables": [{"name": "who", "type": "string", "default": "noc"}],
+        }),
+    )["id"]
+        .as_str()
+        .expect("template id")
+        .to_owned();
     create(
         &format!("/api/asynchronous/{site}"),
         json!({"description": JOB_DESCRIPTION, "script": JOB_SCRIPT}),
@@ -614,6 +693,7 @@ fn start() -> (Engine, Fixture) {
     let fixture = Fixture {
         site,
         schedule,
+        template,
         job,
         channel,
         dead_letter,

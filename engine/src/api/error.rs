@@ -124,6 +124,14 @@ const CODES: &[(&str, &str)] = &[
         "A query parameter is malformed or out of range (for example `page=0`); the message names it.",
     ),
     (
+        "invalid_path",
+        "A part of the path is malformed (for example a version that is not a number).",
+    ),
+    (
+        "read_only_template",
+        "Global templates are files in the engine's templates folder; the API cannot change them.",
+    ),
+    (
         "body_too_large",
         "The request body is larger than the route accepts (32 MiB for an import, 2 MiB otherwise).",
     ),

@@ -20,6 +20,7 @@ mod routes;
 mod scripts;
 mod sites;
 mod support;
+mod templates;
 mod users;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub notifications: crate::notify::Notifications,
     /// Approval rules by organization (`[organizations.<id>]` in the config).
     pub organizations: Arc<BTreeMap<String, crate::approval::OrgPolicy>>,
+    /// The global script templates, as last read from `templates_dir`.
+    pub templates: crate::templates::GlobalTemplates,
 }
 
 /// The whole API.
@@ -65,6 +68,7 @@ pub fn app(state: AppState) -> Router {
         .merge(plugins::routes())
         .merge(scripts::routes())
         .merge(lint::routes())
+        .merge(templates::routes())
         .merge(sites::routes())
         .merge(users::routes())
         .merge(jobs::routes())
@@ -154,6 +158,7 @@ pub(crate) mod test_support {
                 "http://127.0.0.1:8080".into(),
             ),
             organizations: Default::default(),
+            templates: Default::default(),
         };
         TestState { state, dir, stop }
     }

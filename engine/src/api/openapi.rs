@@ -46,6 +46,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::jobs::Doc::openapi());
     doc.merge(super::scripts::Doc::openapi());
     doc.merge(super::lint::Doc::openapi());
+    doc.merge(super::templates::Doc::openapi());
     doc.merge(super::notifications::Doc::openapi());
     doc.merge(super::metrics::Doc::openapi());
     doc.merge(super::health::Doc::openapi());

@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-pub use global::{GlobalTemplates, load_dir, watch};
+pub use global::{GLOBAL_PREFIX, GlobalTemplate, GlobalTemplates, load_dir, watch};
 
 /// Most variables one template declares.
 pub const MAX_VARIABLES: usize = 50;
