@@ -461,7 +461,7 @@ fn new_key() -> String {
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for another job", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the message names it); or the script has a syntax error (`script_syntax_error`, naming its line, column and message)", body = ErrorBody),
     )
 )]
 async fn asynchronous(
@@ -492,6 +492,8 @@ async fn asynchronous(
         notify_url: body.notify_url,
     };
     input.validate().map_err(ApiError::from)?;
+    // RouterOS would refuse the script after the engine reached the router: refused here.
+    crate::lint::policy::check_syntax(&input.script)?;
     let site = site_of(&state, &caller, router_id).await?;
     let (script, description) = (input.script.clone(), input.description.clone());
     let (job, created) = state

@@ -101,6 +101,11 @@ pub enum ApprovalError {
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 
+    /// The script or its acknowledged risks do not pass the lint policy: it cannot be
+    /// sent for approval or approved as it stands.
+    #[error(transparent)]
+    Policy(crate::lint::policy::PolicyError),
+
     #[error(transparent)]
     Store(StoreError),
 }
@@ -115,7 +120,7 @@ impl ApprovalError {
             ApprovalError::NotFound { .. } => 404,
             ApprovalError::Conflict { .. } => 409,
             ApprovalError::ExpiredToken => 410,
-            ApprovalError::Invalid { .. } => 422,
+            ApprovalError::Invalid { .. } | ApprovalError::Policy(_) => 422,
             ApprovalError::Store(_) => 500,
         }
     }
@@ -129,6 +134,7 @@ impl ApprovalError {
                 id: id.to_owned(),
                 reason,
             },
+            StoreError::LintPolicy(e) => ApprovalError::Policy(e),
             other => ApprovalError::Store(other),
         }
     }

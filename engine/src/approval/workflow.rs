@@ -88,6 +88,11 @@ pub fn request(
             ),
         ));
     }
+    // A schedule stored before the lint policy, or under older rules, is held to it
+    // before anyone is asked to approve it.
+    let lint = crate::lint::policy::check(&current.script, &current.acknowledged_risks)
+        .map_err(ApprovalError::Policy)?;
+    let findings = crate::lint::policy::shown_to_approvers(&lint);
     // Bound to the version this request reads, targets included: an edit of the
     // schedule or of a target site after this point changes the hash, and the links
     // stop approving.
@@ -156,6 +161,10 @@ pub fn request(
         "links": links,
         "expires_at": expires_at,
         "approval": approval,
+        // What the approver accepts beside the script: the linter's critical and high
+        // findings, and the risks the author acknowledged (covered by `approval`).
+        "findings": findings,
+        "acknowledged_risks": schedule.acknowledged_risks,
     });
     let decision = Decision {
         audit,
@@ -208,6 +217,11 @@ pub fn approve(
     if own_work && !policy.allow_self_approval {
         return Err(ApprovalError::SelfApproval);
     }
+    // The binding computed below covers the script and the acknowledged list, and the
+    // store refuses the approval if either changed since this read: checking them here
+    // checks what is approved.
+    crate::lint::policy::check(&current.script, &current.acknowledged_risks)
+        .map_err(ApprovalError::Policy)?;
     let (approval, targets) = store
         .approval_binding(&current)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;

@@ -365,6 +365,7 @@ async fn create(
         notify: body.notify,
         summary: body.summary,
         missed_runs: body.missed_runs.map(Into::into).unwrap_or_default(),
+        acknowledged_risks: body.acknowledged_risks,
         created_by: caller.user_id().to_owned(),
         ..ScheduleInput::default()
     };
@@ -538,6 +539,7 @@ async fn update(
             notify: body.notify,
             summary: body.summary,
             missed_runs: body.missed_runs.map(Into::into),
+            acknowledged_risks: body.acknowledged_risks,
             ..SchedulePatch::default()
         };
         if patch.sites.is_some() || patch.tags.is_some() || patch.test_site_id.is_some() {

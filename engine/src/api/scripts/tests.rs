@@ -1318,6 +1318,7 @@ async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
     let w = world();
     let mut body = w.body("risky");
     body["script"] = json!(":log info \"x\"\n/system reset-configuration");
+    body["acknowledged_risks"] = json!(["factory-reset"]);
     let (status, created) = w
         .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
         .await;
