@@ -754,6 +754,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_script_with_a_syntax_error_is_refused_and_queues_nothing() {
+        let t = state();
+        let router = site(&t, "acme", "r1").await;
+        let token = t.token("alice", "acme", &["script:run", "script:view"]);
+        let uri = format!("/api/asynchronous/{router}");
+        let mut broken = job("k-broken");
+        broken["script"] = json!(":log info test\n/ip address add address=$missing");
+        let (status, err, text) = json(&t.state, "POST", &uri, Some(&token), Some(&broken)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_eq!(err["code"], "script_syntax_error");
+        let message = err["message"].as_str().expect("message");
+        assert!(message.contains("line 2, column 25"), "{message}");
+        let jobs = t
+            .state
+            .store
+            .jobs_for_site(&router, &crate::store::Page::first(10))
+            .expect("jobs");
+        assert!(jobs.is_empty(), "{jobs:?}");
+        // A risky script is no syntax error: a job carries no acknowledgement.
+        let mut risky = job("k-risky");
+        risky["script"] = json!("/system reboot");
+        let (status, _, text) = json(&t.state, "POST", &uri, Some(&token), Some(&risky)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    }
+
+    #[tokio::test]
     async fn asynchronous_jobs_are_created_once_per_key_and_listed() {
         let t = state();
         let router = site(&t, "acme", "r1").await;

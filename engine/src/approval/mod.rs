@@ -28,11 +28,11 @@ mod tests;
 use chrono::TimeDelta;
 
 pub use binding::approval_hash;
-pub(crate) use workflow::scheduler_rule;
 pub use workflow::{
     Approved, EVENT_AUTHORIZED, EVENT_CANCELLED, EVENT_REQUESTED, Requested, approve, cancel,
     request,
 };
+pub(crate) use workflow::{linked_schedule, scheduler_rule};
 
 use crate::store::StoreError;
 

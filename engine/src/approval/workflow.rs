@@ -350,6 +350,36 @@ pub fn cancel(
     Ok(schedule)
 }
 
+/// The schedule an approval link was sent for, when the link would still approve it:
+/// issued for this schedule, unused, unexpired, and the schedule unauthorized and
+/// unchanged (targets included) since. Whoever holds such a link was sent it to review
+/// the schedule, so its confirm page may show what is being approved; any other token
+/// learns nothing.
+pub(crate) fn linked_schedule(
+    store: &Store,
+    schedule_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ScheduledScript>, ApprovalError> {
+    let found = store
+        .approval_token(&digest(token))
+        .map_err(ApprovalError::Store)?;
+    let Some(link) =
+        found.filter(|t| t.schedule_id == schedule_id && t.used_at.is_none() && now < t.expires_at)
+    else {
+        return Ok(None);
+    };
+    let schedule = match store.get_schedule(schedule_id) {
+        Ok(s) if s.status == ScheduleStatus::Unauthorized => s,
+        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(ApprovalError::Store(e)),
+    };
+    let (approval, _) = store
+        .approval_binding(&schedule)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    Ok((approval == link.approval).then_some(schedule))
+}
+
 /// The schedule, if it exists and belongs to the caller's organization; any other
 /// schedule is not found, so ids of other organizations cannot be probed.
 fn load(store: &Store, id: &str, who: &Principal) -> Result<ScheduledScript, ApprovalError> {

@@ -208,7 +208,8 @@ fn acknowledged(payload: &Value) -> String {
     }
 }
 
-fn escape(text: &str) -> String {
+/// `text` safe to place in HTML, in an element or a quoted attribute.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -630,7 +630,7 @@ async fn request_authorization(
 ) -> Result<Response, ApiError> {
     let query = support::query(query)?;
     if let Some(token) = query.token {
-        return confirm_page(&id, &token);
+        return confirm_page(&state.store, id, token).await;
     }
     let caller = caller?;
     let store = state.store.clone();
@@ -656,25 +656,51 @@ async fn request_authorization(
 }
 
 /// The page an approval link opens: it shows what the link is for and approves only
-/// when its button POSTs the token with the approver's bearer token. Nothing about the
-/// schedule is shown, since the page itself needs no authentication.
-fn confirm_page(id: &str, token: &str) -> Result<Response, ApiError> {
+/// when its button POSTs the token with the approver's bearer token. The page needs no
+/// authentication, so it shows the schedule's name, the linter's critical and high
+/// findings and the acknowledged risks only while the token is one that would still
+/// approve the schedule as it stands ([`approval::linked_schedule`]): the recipient
+/// reviewing it. Any other token gets the page without them.
+async fn confirm_page(
+    store: &std::sync::Arc<Store>,
+    id: String,
+    token: String,
+) -> Result<Response, ApiError> {
     let plain = |s: &str, max: usize| {
         !s.is_empty()
             && s.len() <= max
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    if !plain(token, 256) {
+    if !plain(&token, 256) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
             "token: not the token of an approval link",
         ));
     }
-    if !plain(id, crate::store::MAX_NAME_CHARS) {
-        return Err(not_found(id));
+    if !plain(&id, crate::store::MAX_NAME_CHARS) {
+        return Err(not_found(&id));
     }
+    let store = store.clone();
+    let (lookup_id, lookup_token) = (id.clone(), token.clone());
+    let linked = blocking(move || {
+        Ok(approval::linked_schedule(
+            &store,
+            &lookup_id,
+            &lookup_token,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    let review = match linked {
+        Some(s) => review_section(&s),
+        None => "<p>This link does not show the script's details: it is not valid for the \
+                 scheduled script as it stands (used, expired, or the script changed since \
+                 it was sent).</p>"
+            .to_owned(),
+    };
+    let (id, token) = (id.as_str(), token.as_str());
     let page = format!(
         r#"<!doctype html>
 <meta charset="utf-8">
@@ -682,6 +708,7 @@ fn confirm_page(id: &str, token: &str) -> Result<Response, ApiError> {
 <title>Approve scheduled script</title>
 <h1>Approve scheduled script</h1>
 <p>Scheduled script <code>{id}</code> is waiting for approval. Approving lets it run at its launch time on its sites.</p>
+{review}
 <form id="approve">
   <label>Your API token <input id="bearer" type="password" autocomplete="off" required></label>
   <button type="submit">Approve</button>
@@ -714,6 +741,53 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     Ok(response)
+}
+
+/// What the confirm page shows the recipient of a valid link: the schedule's name and
+/// version, the linter's critical and high findings, and the risks its author
+/// acknowledged, which approving accepts.
+fn review_section(s: &ScheduledScript) -> String {
+    use crate::notify::escape_html as esc;
+    let report = crate::lint::lint(&s.script);
+    let findings = crate::lint::policy::shown_to_approvers(&report);
+    let mut html = format!(
+        "<section id=\"review\">\n<h2>{} (version {})</h2>\n",
+        esc(&s.description),
+        s.version
+    );
+    if findings.is_empty() {
+        html.push_str(
+            "<p id=\"findings\">The linter finds nothing critical or high in the script.</p>\n",
+        );
+    } else {
+        html.push_str("<p>The linter's critical and high findings:</p>\n<table id=\"findings\">\n<tr><th>Severity</th><th>Rule</th><th>Line</th><th>Column</th><th>Message</th></tr>\n");
+        for f in &findings {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                f.severity.as_str(),
+                esc(&f.rule),
+                f.line,
+                f.column,
+                esc(&f.message)
+            ));
+        }
+        html.push_str("</table>\n");
+    }
+    if s.acknowledged_risks.is_empty() {
+        html.push_str("<p id=\"acknowledged\">Acknowledged risks: none.</p>\n");
+    } else {
+        let ids: Vec<String> = s
+            .acknowledged_risks
+            .iter()
+            .map(|id| format!("<code>{}</code>", esc(id)))
+            .collect();
+        html.push_str(&format!(
+            "<p id=\"acknowledged\">Acknowledged risks (approving accepts them): {}</p>\n",
+            ids.join(", ")
+        ));
+    }
+    html.push_str("</section>");
+    html
 }
 
 /// Approve a scheduled script. Always needs the `script:authorize` scope; nobody who
