@@ -11,6 +11,10 @@
 //! - `POST .../cancel`, `GET .../occurrences?count=N` (the next N launches) and
 //!   `GET .../runs` (the run history, each run with its jobs).
 //!
+//! The script must parse, and every critical lint finding's rule id must be listed in
+//! `acknowledged_risks` ([`crate::lint::policy`]); the store checks both, in the
+//! transaction that writes the schedule, and answers 422 otherwise.
+//!
 //! Scopes: `script:view` to read, `script:create`, `script:update`, `script:delete`,
 //! `script:authorize`. A schedule of another organization is answered 404.
 //!
@@ -329,7 +333,7 @@ fn list_data(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks script:create", body = ErrorBody),
         (status = 409, description = "A schedule with the same name already exists: <name>", body = ErrorBody),
-        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site); the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site): `validation_failed`, naming it; the script has a syntax error: `script_syntax_error`, naming its line, column and message; the script has critical lint findings whose rule ids `acknowledged_risks` does not list: `risks_not_acknowledged`, naming each; `acknowledged_risks` names an unknown rule or one the script does not trigger at critical or high severity: `validation_failed`", body = ErrorBody),
         (status = 507, description = "The engine's disk is full; nothing was written", body = ErrorBody),
     )
 )]
@@ -500,7 +504,7 @@ async fn show(
         (status = 403, description = "The token lacks script:update", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Launched, finished or cancelled schedules cannot be edited; or the new name is taken", body = ErrorBody),
-        (status = 422, description = "A field is not valid; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is not valid (`validation_failed`, naming it); or the script or `acknowledged_risks` as edited break the lint policy, as on create: `script_syntax_error` (line, column, message), `risks_not_acknowledged` (each missing rule id), or `validation_failed` for an id that is no rule or not a critical or high finding of the script", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
@@ -601,8 +605,10 @@ struct AuthorizeQuery {
 }
 
 /// Request authorization (seed route): records the request and sends the recipients
-/// (`notify`, or everyone in the organization) a single-use link that expires. Opened
-/// with the link's `token`, it answers a page that confirms the approval with a POST.
+/// (`notify`, or everyone in the organization) a single-use link that expires, with the
+/// script's critical and high lint findings and its acknowledged risks. Opened with the
+/// link's `token`, it answers a page that confirms the approval with a POST and, while
+/// the token would still approve, shows those findings and risks.
 #[utoipa::path(
     get,
     path = "/scripts/scheduled/{id}/authorize",
@@ -619,6 +625,7 @@ struct AuthorizeQuery {
         (status = 403, description = "The token lacks script:create and script:update", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Only an unauthorized schedule asks for approval", body = ErrorBody),
+        (status = 422, description = "The schedule (stored before the lint policy) breaks it: a syntax error (`script_syntax_error`) or unacknowledged critical findings (`risks_not_acknowledged`); edit it first", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
@@ -810,7 +817,7 @@ fn review_section(s: &ScheduledScript) -> String {
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorBody),
         (status = 410, description = "The approval link has expired", body = ErrorBody),
-        (status = 422, description = "The schedule has no launch in the future; or a body field is not valid", body = ErrorBody),
+        (status = 422, description = "The schedule has no launch in the future; a body field is not valid; or the schedule breaks the lint policy (`script_syntax_error`, `risks_not_acknowledged`)", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
