@@ -12,6 +12,11 @@
 //!   (which the store answers by returning the schedule to `unauthorized`) needs a new
 //!   approval, a link sent out before the edit no longer approves, and a launch whose
 //!   targets changed since does not start.
+//! - Both [`request`] and [`approve`] hold the schedule to the lint policy
+//!   ([`crate::lint::policy`]): a script that does not parse, or critical findings not
+//!   listed in `acknowledged_risks`, are refused (422). The request's event carries the
+//!   critical and high findings and the acknowledged list for the approvers, and the
+//!   binding covers the list.
 //! - [`cancel`] stops a schedule that has not finished.
 //!
 //! Every decision is audited and announced in the outbox. Errors are [`ApprovalError`],
