@@ -161,13 +161,14 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
     }
 }
 
-/// The linter's critical and high findings an approval request carries, one a line.
+/// The linter's critical and high findings an approval request carries, one a line;
+/// nothing for a request made before requests carried them.
 fn findings(payload: &Value) -> String {
-    let list: Vec<String> = payload
-        .get("findings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let Some(all) = payload.get("findings").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let list: Vec<String> = all
+        .iter()
         .map(|f| {
             format!(
                 "- {} {} at line {}, column {}: {}",
@@ -191,13 +192,10 @@ fn findings(payload: &Value) -> String {
 
 /// The risks the author acknowledged, which the approval covers.
 fn acknowledged(payload: &Value) -> String {
-    let ids: Vec<&str> = payload
-        .get("acknowledged_risks")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let Some(all) = payload.get("acknowledged_risks").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let ids: Vec<&str> = all.iter().filter_map(Value::as_str).collect();
     if ids.is_empty() {
         "Acknowledged risks: none.".into()
     } else {
@@ -288,7 +286,7 @@ mod tests {
         }
         let m = render(
             "script.authorization_requested",
-            &json!({"requested_by": "ada"}),
+            &json!({"requested_by": "ada", "findings": [], "acknowledged_risks": []}),
             &Context {
                 description: "Benign",
                 link: None,
@@ -297,6 +295,21 @@ mod tests {
         );
         assert!(m.text.contains("finds nothing critical or high"));
         assert!(m.text.contains("Acknowledged risks: none."));
+        // A request queued before requests carried findings claims nothing about them.
+        let m = render(
+            "script.authorization_requested",
+            &json!({"requested_by": "ada"}),
+            &Context {
+                description: "Older",
+                link: None,
+                script: None,
+            },
+        );
+        assert!(
+            !m.text.contains("linter") && !m.text.contains("Acknowledged"),
+            "{}",
+            m.text
+        );
     }
 
     #[test]
