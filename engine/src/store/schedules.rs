@@ -60,13 +60,12 @@ pub struct Launch {
 
 impl Store {
     /// Creates a scheduled script in `unauthorized`; its description must be new in its
-    /// organization.
+    /// organization, and its script must pass the lint policy with its acknowledged risks.
     pub fn create_schedule(
         &self,
-        input: ScheduleInput,
+        mut input: ScheduleInput,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
-        let mut input = input;
         input.validate()?;
         crate::lint::policy::normalize(&mut input.acknowledged_risks);
         crate::lint::policy::check(&input.script, &input.acknowledged_risks)?;
