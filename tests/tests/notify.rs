@@ -687,7 +687,7 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
             Some("s3cret pass"),
         )],
     );
-    let _engine = engine_in(dir, config(&[]));
+    let engine = engine_in(dir, config(&[]));
     let mails = tokio::task::block_in_place(|| {
         eventually("the approval request to arrive by mail", || {
             let messages = smtp.messages();
@@ -770,6 +770,29 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
     assert_eq!(mine.len(), 64, "{text}");
     assert!(!other.contains(&mine), "each recipient's link is different");
     assert_eq!(smtp.messages().len(), 2, "one message per recipient");
+
+    // The page the mailed link opens shows its recipient the same findings.
+    let page = yardmaster_tests::http(engine.addr, "GET", &format!("{link}{mine}"), None)
+        .expect("confirm page");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text
+            .contains("<code>factory-reset</code></td><td>6</td><td>1</td>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("<code>user-change</code></td><td>5</td><td>1</td>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("Acknowledged risks (approving accepts them): <code>factory-reset</code>"),
+        "{}",
+        page.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
