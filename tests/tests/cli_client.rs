@@ -230,6 +230,39 @@ async fn sites_jobs_and_a_script_approved_by_a_second_user_and_watched() {
 
         // A scheduled script: alice creates it, cannot approve it herself, bob does.
         let sites = ids.join(",");
+        // A critical finding must be acknowledged by its rule id.
+        let risky = |extra: &[&str]| {
+            let mut args = vec![
+                "script",
+                "schedule",
+                "--description",
+                "cli reset",
+                "--script",
+                "/system reset-configuration",
+                "--site",
+                &sites,
+                "--in",
+                "1h",
+                "--quiet",
+            ];
+            args.extend_from_slice(extra);
+            run(&alice, &args)
+        };
+        let (code, _, stderr) = risky(&[]);
+        assert_ne!(code, Some(0), "an unacknowledged reset was scheduled");
+        assert!(
+            stderr.contains("factory-reset (line 1, column 1)"),
+            "{stderr}"
+        );
+        let (code, stdout, stderr) = risky(&["--acknowledge", "factory-reset"]);
+        assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+        let shown = expect_ok(&bob, &["script", "show", stdout.trim()]);
+        assert!(
+            shown
+                .lines()
+                .any(|l| l.starts_with("acknowledged:") && l.ends_with("factory-reset")),
+            "{shown}"
+        );
         let id = expect_ok(
             &alice,
             &[

@@ -432,9 +432,12 @@ fn approval_requested(dir: &tempfile::TempDir, channels: Vec<ChannelInput>) -> S
             ScheduleInput {
                 organization: ORG.into(),
                 description: "Rotate the backup keys".into(),
-                script: "/system script run rotate\n.dot-line stays\n.\n:log info done".into(),
+                script: "/system script run rotate\n.dot-line stays\n.\n:log info done\n\
+                         /user remove [find name=old]\n/system reset-configuration"
+                    .into(),
                 launch_at: Some(now + TimeDelta::days(1)),
                 notify: vec!["bob".into(), "carol".into()],
+                acknowledged_risks: vec!["factory-reset".into()],
                 created_by: "alice".into(),
                 ..ScheduleInput::default()
             },
@@ -684,7 +687,7 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
             Some("s3cret pass"),
         )],
     );
-    let _engine = engine_in(dir, config(&[]));
+    let engine = engine_in(dir, config(&[]));
     let mails = tokio::task::block_in_place(|| {
         eventually("the approval request to arrive by mail", || {
             let messages = smtp.messages();
@@ -741,6 +744,20 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
         text.contains("\n.dot-line stays\n.\n:log info done"),
         "{text}"
     );
+    // What the linter found, and what alice acknowledged, above the script.
+    assert!(
+        text.contains("- high user-change at line 5, column 1: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("- critical factory-reset at line 6, column 1: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("Acknowledged risks (approving accepts them): factory-reset."),
+        "{text}"
+    );
+    assert!(html.contains("critical factory-reset at line 6"), "{html}");
     assert!(html.contains("<a href=\""), "{html}");
     let other = serde_json::to_string(&mails[1]).expect("json");
     let token_of = |text: &str| {
@@ -753,6 +770,29 @@ async fn an_approval_request_is_mailed_to_the_authorizers_over_smtp() {
     assert_eq!(mine.len(), 64, "{text}");
     assert!(!other.contains(&mine), "each recipient's link is different");
     assert_eq!(smtp.messages().len(), 2, "one message per recipient");
+
+    // The page the mailed link opens shows its recipient the same findings.
+    let page = yardmaster_tests::http(engine.addr, "GET", &format!("{link}{mine}"), None)
+        .expect("confirm page");
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert!(
+        page.text
+            .contains("<code>factory-reset</code></td><td>6</td><td>1</td>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("<code>user-change</code></td><td>5</td><td>1</td>"),
+        "{}",
+        page.text
+    );
+    assert!(
+        page.text
+            .contains("Acknowledged risks (approving accepts them): <code>factory-reset</code>"),
+        "{}",
+        page.text
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -1206,6 +1246,59 @@ async fn a_scheduled_run_reaches_the_organization_webhook_in_order() {
     assert_eq!(hits.len(), delivered.len() * 2);
     let ids: Vec<u64> = delivered.iter().map(|h| h.event_id()).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_webhook_copy_of_an_approval_request_carries_the_findings_but_no_link() {
+    let receiver = Receiver::start(Ipv4Addr::new(127, 12, 0, 10), 0);
+    let dir = tempfile::tempdir().expect("tmp");
+    let schedule_id = approval_requested(
+        &dir,
+        vec![ChannelInput {
+            organization: ORG.into(),
+            name: "review hook".into(),
+            kind: ChannelKind::Webhook,
+            plugin: None,
+            events: vec!["script.authorization_requested".into()],
+            settings: BTreeMap::from([("url".to_owned(), receiver.url())]),
+            secrets: BTreeMap::from([("secret".to_owned(), "a hook secret".to_owned())]),
+            created_by: "alice".into(),
+        }],
+    );
+    let _engine = engine_in(dir, config(&[receiver.addr]));
+    let hit = tokio::task::block_in_place(|| {
+        eventually("the approval request to reach the webhook", || {
+            receiver.hits().into_iter().find(|h| h.answered == 200)
+        })
+    });
+    let body = hit.json();
+    assert_eq!(body["type"], "script.authorization_requested");
+    let data = &body["data"];
+    assert_eq!(data["schedule_id"], schedule_id.as_str());
+    assert_eq!(data["acknowledged_risks"], json!(["factory-reset"]));
+    let findings: Vec<(String, String, u64, u64)> = data["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            assert!(f["message"].as_str().is_some_and(|m| !m.is_empty()), "{f}");
+            (
+                f["rule"].as_str().unwrap_or("").to_owned(),
+                f["severity"].as_str().unwrap_or("").to_owned(),
+                f["line"].as_u64().unwrap_or(0),
+                f["column"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        findings,
+        [
+            ("user-change".into(), "high".into(), 5, 1),
+            ("factory-reset".into(), "critical".into(), 6, 1),
+        ]
+    );
+    assert!(data.get("links").is_none(), "{body}");
+    assert!(!hit.body.contains("token="), "{}", hit.body);
 }
 
 /// A listener that only counts the connections it is offered.

@@ -104,6 +104,14 @@ const CODES: &[(&str, &str)] = &[
         "The site has no `password`: none was set, or it was cleared because the site's address, port, transport or TLS settings changed. Set one with PUT /sites/{id}; nothing was sent to the site.",
     ),
     (
+        "script_syntax_error",
+        "RouterOS would not parse the script; the message names the first error's line and column (POST /scripts/lint shows them all). Nothing was stored or queued.",
+    ),
+    (
+        "risks_not_acknowledged",
+        "The script has critical lint findings whose rule ids `acknowledged_risks` does not list; the message names each with its line and column.",
+    ),
+    (
         "self_approval",
         "The creator of a scheduled script cannot approve it; another user must (four eyes).",
     ),
@@ -296,6 +304,7 @@ impl From<crate::store::StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "password_missing", e.to_string())
             }
             E::Invalid { field, reason, .. } => ApiError::validation(field, reason),
+            E::LintPolicy(policy) => ApiError::from(policy.clone()),
             E::Db(redb::Error::Io(io)) | E::Io { source: io, .. }
                 if io.raw_os_error() == Some(28) =>
             {
@@ -311,12 +320,19 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::lint::policy::PolicyError> for ApiError {
+    fn from(e: crate::lint::policy::PolicyError) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.code(), e.to_string())
+    }
+}
+
 impl From<crate::approval::ApprovalError> for ApiError {
     fn from(e: crate::approval::ApprovalError) -> ApiError {
         use crate::approval::ApprovalError as E;
         let e = match e {
             E::Store(inner) => return ApiError::from(inner),
             E::Invalid { field, reason } => return ApiError::validation(field, reason),
+            E::Policy(policy) => return ApiError::from(policy),
             other => other,
         };
         let code = match &e {
@@ -326,7 +342,7 @@ impl From<crate::approval::ApprovalError> for ApiError {
             E::NotFound { .. } => "not_found",
             E::Conflict { .. } => "state_conflict",
             E::ExpiredToken => "approval_link_expired",
-            E::Invalid { .. } | E::Store(_) => "internal",
+            E::Invalid { .. } | E::Policy(_) | E::Store(_) => "internal",
         };
         let status =
             StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);

@@ -353,7 +353,7 @@ pub(super) async fn site_target(
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 409, description = "The site has no `password` (none was set, or it was cleared when the site's endpoint changed): `password_missing`; nothing was sent", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong (the message names it), or the router refused the command (`router_trap`, quoting the router)", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the message names it); the script of an `/execute` (`=script=`) has a syntax error (`script_syntax_error`, naming its line, column and message); or the router refused the command (`router_trap`, quoting the router)", body = ErrorBody),
         (status = 502, description = "The router or its plugin failed: `router_unreachable`, `router_auth_failed`, `plugin_error`, `plugin_crashed`, `plugin_not_found`", body = ErrorBody),
         (status = 503, description = "The engine is shutting down", body = ErrorBody),
         (status = 504, description = "The router or plugin did not answer in time", body = ErrorBody),
@@ -384,6 +384,7 @@ async fn synchronous(
             format!("at most {MAX_PARAMETERS_CHARS} characters"),
         ));
     }
+    check_executed_script(&command, &parameters)?;
     let site = site_of(&state, &caller, router_id).await?;
     let (site, target) = site_target(&state, &site).await?;
     let transport = state
@@ -420,6 +421,21 @@ async fn synchronous(
         status: success(),
         data: rows,
     }))
+}
+
+/// `/execute` runs the script in its `=script=` word at once: one RouterOS would not
+/// parse is refused, as an asynchronous job's would be. Other commands carry no script
+/// to run now (a `=source=` is stored code, linted where it runs).
+fn check_executed_script(command: &str, parameters: &str) -> Result<(), ApiError> {
+    if command.trim_end_matches('/') != "/execute" {
+        return Ok(());
+    }
+    for word in execute::parse_parameters(parameters) {
+        if let Some(script) = word.strip_prefix("=script=") {
+            crate::lint::policy::check_syntax(script)?;
+        }
+    }
+    Ok(())
 }
 
 /// A random idempotency key in the form of a UUID (version 4).
@@ -461,7 +477,7 @@ fn new_key() -> String {
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for another job", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the message names it); or the script has a syntax error (`script_syntax_error`, naming its line, column and message)", body = ErrorBody),
     )
 )]
 async fn asynchronous(
@@ -492,6 +508,8 @@ async fn asynchronous(
         notify_url: body.notify_url,
     };
     input.validate().map_err(ApiError::from)?;
+    // RouterOS would refuse the script after the engine reached the router: refused here.
+    crate::lint::policy::check_syntax(&input.script)?;
     let site = site_of(&state, &caller, router_id).await?;
     let (script, description) = (input.script.clone(), input.description.clone());
     let (job, created) = state
@@ -749,6 +767,55 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{text}");
         assert_eq!(shown["data"]["backup"], export);
         assert_eq!(shown["data"]["backup_withheld"], false);
+    }
+
+    #[tokio::test]
+    async fn a_script_with_a_syntax_error_is_refused_and_queues_nothing() {
+        let t = state();
+        let router = site(&t, "acme", "r1").await;
+        let token = t.token("alice", "acme", &["script:run", "script:view"]);
+        let uri = format!("/api/asynchronous/{router}");
+        let mut broken = job("k-broken");
+        broken["script"] = json!(":log info test\n/ip address add address=$missing");
+        let (status, err, text) = json(&t.state, "POST", &uri, Some(&token), Some(&broken)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_eq!(err["code"], "script_syntax_error");
+        let message = err["message"].as_str().expect("message");
+        assert!(message.contains("line 2, column 25"), "{message}");
+        let jobs = t
+            .state
+            .store
+            .jobs_for_site(&router, &crate::store::Page::first(10))
+            .expect("jobs");
+        assert!(jobs.is_empty(), "{jobs:?}");
+        // A risky script is no syntax error: a job carries no acknowledgement.
+        let mut risky = job("k-risky");
+        risky["script"] = json!("/system reboot");
+        let (status, _, text) = json(&t.state, "POST", &uri, Some(&token), Some(&risky)).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+    }
+
+    #[tokio::test]
+    async fn an_execute_whose_script_has_a_syntax_error_is_refused_before_the_router() {
+        let t = state();
+        let router = site(&t, "acme", "r1").await;
+        let token = t.token("alice", "acme", &["script:run"]);
+        let uri = format!("/api/synchronous/{router}");
+        let call = json!({
+            "command": "/execute",
+            "parameters": "=script=:log info ok\n:put [/system identity get name",
+        });
+        let (status, err, text) = json(&t.state, "POST", &uri, Some(&token), Some(&call)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+        assert_eq!(err["code"], "script_syntax_error");
+        assert!(
+            err["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("line 2, column 6")),
+            "{text}"
+        );
+        assert!(super::check_executed_script("/execute", "=script=:log info ok").is_ok());
+        assert!(super::check_executed_script("/system/script/add", "=source=:put (").is_ok());
     }
 
     #[tokio::test]

@@ -6,10 +6,10 @@
 //! approval void. The hash is computed from a canonical encoding, never from serde
 //! output, so a new optional field or a different JSON library cannot change it.
 //!
-//! Canonical form, version 2, fed to sha256 in this order:
+//! Canonical form, version 3, fed to sha256 in this order:
 //!
 //! ```text
-//! str("yardmaster/approval-binding/v2")
+//! str("yardmaster/approval-binding/v3")
 //! "schedule"         str(id)
 //! "script"           str(script)                 exact bytes, no normalisation
 //! "sites"            set(sites)
@@ -30,6 +30,7 @@
 //!                    str(username) bool(tls.enabled) bool(tls.verify)
 //!                    opt(str(tls.pinned_sha256)) opt(str(tls.server_name))
 //!                    opt(str(credential digest))
+//! "acknowledged_risks" set(rule ids)                 since v3
 //! ```
 //!
 //! - every field name is written as `str(name)` before its value;
@@ -51,6 +52,11 @@
 //! address, port, transport, TLS settings, user name or credential changed. The
 //! credential is bound by a digest of its sealed form ([`Endpoint::credential`]), never
 //! by the secret.
+//!
+//! Version 3 added the acknowledged risks: the approver accepts the script's findings
+//! as listed, so a change of the list needs a new approval. As from v1 to v2, an approval
+//! stored under an older version no longer matches the hash a launch computes: the launch
+//! voids it (`script.approval_voided`) and the schedule needs a new approval.
 
 use chrono::{DateTime, Timelike, Utc};
 use sha2::{Digest, Sha256};
@@ -60,7 +66,7 @@ use crate::store::{
 };
 
 /// Prefix of the encoding; a new canonical form gets a new version, and with it new hashes.
-const DOMAIN: &str = "yardmaster/approval-binding/v2";
+const DOMAIN: &str = "yardmaster/approval-binding/v3";
 
 /// The approval hash of a schedule as it stands, with its targets as resolved now.
 pub fn approval_hash(schedule: &ScheduledScript, targets: &Targets) -> String {
@@ -111,6 +117,8 @@ pub fn approval_hash(schedule: &ScheduledScript, targets: &Targets) -> String {
     for e in endpoints {
         c.endpoint(e);
     }
+    c.field("acknowledged_risks")
+        .set(&schedule.acknowledged_risks);
     hex::encode(c.0.finalize())
 }
 
@@ -260,6 +268,7 @@ mod tests {
             next_launch_at: None,
             missed_runs: MissedRunPolicy::Skip,
             rollout: crate::store::Rollout::default(),
+            acknowledged_risks: vec!["factory-reset".into()],
             created_at: t(0),
             updated_at: t(0),
         }
@@ -313,7 +322,7 @@ mod tests {
     }
 
     /// Computed apart from this code, from the form in the module documentation.
-    const PINNED: &str = "c547ee72f824e2893a4f2d60af46e1fb1b2ecdf648bf6c6dc50c957036dbab6f";
+    const PINNED: &str = "c701b18ade266f6ecdfb71d0832db7a2272dd34da6e935dd3a83e078ee317515";
 
     #[test]
     fn the_same_inputs_hash_the_same() {
@@ -338,6 +347,9 @@ mod tests {
                 s.status = crate::store::ScheduleStatus::Scheduled
             }),
             ("updated_at", |s| s.updated_at = t(99)),
+            ("acknowledged order", |s| {
+                s.acknowledged_risks = vec!["factory-reset".into(), "factory-reset".into()]
+            }),
         ];
         for (what, change) in same {
             let mut s = schedule();
@@ -383,6 +395,10 @@ mod tests {
             }),
             ("make_backup", |s| s.make_backup = false),
             ("abort_if_offline", |s| s.abort_if_offline = false),
+            ("risk acknowledged", |s| {
+                s.acknowledged_risks.push("user-change".into())
+            }),
+            ("no risk acknowledged", |s| s.acknowledged_risks.clear()),
             // A site id that moves between lists must not hash like the original.
             ("site to excluded", |s| {
                 s.sites = vec!["site-a".into()];

@@ -12,6 +12,11 @@
 //!   (which the store answers by returning the schedule to `unauthorized`) needs a new
 //!   approval, a link sent out before the edit no longer approves, and a launch whose
 //!   targets changed since does not start.
+//! - Both [`request`] and [`approve`] hold the schedule to the lint policy
+//!   ([`crate::lint::policy`]): a script that does not parse, or critical findings not
+//!   listed in `acknowledged_risks`, are refused (422). The request's event carries the
+//!   critical and high findings and the acknowledged list for the approvers, and the
+//!   binding covers the list.
 //! - [`cancel`] stops a schedule that has not finished.
 //!
 //! Every decision is audited and announced in the outbox. Errors are [`ApprovalError`],
@@ -28,11 +33,11 @@ mod tests;
 use chrono::TimeDelta;
 
 pub use binding::approval_hash;
-pub(crate) use workflow::scheduler_rule;
 pub use workflow::{
     Approved, EVENT_AUTHORIZED, EVENT_CANCELLED, EVENT_REQUESTED, Requested, approve, cancel,
     request,
 };
+pub(crate) use workflow::{linked_schedule, scheduler_rule};
 
 use crate::store::StoreError;
 
@@ -101,6 +106,11 @@ pub enum ApprovalError {
     #[error("{field}: {reason}")]
     Invalid { field: &'static str, reason: String },
 
+    /// The script or its acknowledged risks do not pass the lint policy: it cannot be
+    /// sent for approval or approved as it stands.
+    #[error(transparent)]
+    Policy(crate::lint::policy::PolicyError),
+
     #[error(transparent)]
     Store(StoreError),
 }
@@ -115,7 +125,7 @@ impl ApprovalError {
             ApprovalError::NotFound { .. } => 404,
             ApprovalError::Conflict { .. } => 409,
             ApprovalError::ExpiredToken => 410,
-            ApprovalError::Invalid { .. } => 422,
+            ApprovalError::Invalid { .. } | ApprovalError::Policy(_) => 422,
             ApprovalError::Store(_) => 500,
         }
     }
@@ -129,6 +139,7 @@ impl ApprovalError {
                 id: id.to_owned(),
                 reason,
             },
+            StoreError::LintPolicy(e) => ApprovalError::Policy(e),
             other => ApprovalError::Store(other),
         }
     }

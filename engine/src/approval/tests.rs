@@ -478,9 +478,13 @@ fn an_edit_after_approval_returns_the_schedule_to_unauthorized() {
     let s = created(&store);
     approve(&store, &s.id, &approver(), None, FOUR_EYES, t(20)).expect("approve");
     type Patch = fn() -> SchedulePatch;
-    let patches: [(&str, Patch); 7] = [
+    let patches: [(&str, Patch); 8] = [
         ("script", || SchedulePatch {
-            script: Some("/ip firewall filter add chain=input action=drop".into()),
+            script: Some(
+                "/ip firewall filter add chain=input action=drop\n/user remove [find name=old]"
+                    .into(),
+            ),
+            acknowledged_risks: Some(vec!["input-drop-without-accept".into()]),
             ..SchedulePatch::default()
         }),
         ("sites", || SchedulePatch {
@@ -505,6 +509,13 @@ fn an_edit_after_approval_returns_the_schedule_to_unauthorized() {
         }),
         ("abort_if_offline", || SchedulePatch {
             abort_if_offline: Some(true),
+            ..SchedulePatch::default()
+        }),
+        ("acknowledged_risks", || SchedulePatch {
+            acknowledged_risks: Some(vec![
+                "user-change".into(),
+                "input-drop-without-accept".into(),
+            ]),
             ..SchedulePatch::default()
         }),
     ];

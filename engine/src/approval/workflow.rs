@@ -88,6 +88,11 @@ pub fn request(
             ),
         ));
     }
+    // A schedule stored before the lint policy, or under older rules, is held to it
+    // before anyone is asked to approve it.
+    let lint = crate::lint::policy::check(&current.script, &current.acknowledged_risks)
+        .map_err(ApprovalError::Policy)?;
+    let findings = crate::lint::policy::shown_to_approvers(&lint);
     // Bound to the version this request reads, targets included: an edit of the
     // schedule or of a target site after this point changes the hash, and the links
     // stop approving.
@@ -156,6 +161,10 @@ pub fn request(
         "links": links,
         "expires_at": expires_at,
         "approval": approval,
+        // What the approver accepts beside the script: the linter's critical and high
+        // findings, and the risks the author acknowledged (covered by `approval`).
+        "findings": findings,
+        "acknowledged_risks": schedule.acknowledged_risks,
     });
     let decision = Decision {
         audit,
@@ -208,6 +217,11 @@ pub fn approve(
     if own_work && !policy.allow_self_approval {
         return Err(ApprovalError::SelfApproval);
     }
+    // The binding computed below covers the script and the acknowledged list, and the
+    // store refuses the approval if either changed since this read: checking them here
+    // checks what is approved.
+    crate::lint::policy::check(&current.script, &current.acknowledged_risks)
+        .map_err(ApprovalError::Policy)?;
     let (approval, targets) = store
         .approval_binding(&current)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
@@ -334,6 +348,36 @@ pub fn cancel(
         .cancel_schedule(schedule_id, decision, now)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
     Ok(schedule)
+}
+
+/// The schedule an approval link was sent for, when the link would still approve it:
+/// issued for this schedule, unused, unexpired, and the schedule unauthorized and
+/// unchanged (targets included) since. Whoever holds such a link was sent it to review
+/// the schedule, so its confirm page may show what is being approved; any other token
+/// learns nothing.
+pub(crate) fn linked_schedule(
+    store: &Store,
+    schedule_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ScheduledScript>, ApprovalError> {
+    let found = store
+        .approval_token(&digest(token))
+        .map_err(ApprovalError::Store)?;
+    let Some(link) =
+        found.filter(|t| t.schedule_id == schedule_id && t.used_at.is_none() && now < t.expires_at)
+    else {
+        return Ok(None);
+    };
+    let schedule = match store.get_schedule(schedule_id) {
+        Ok(s) if s.status == ScheduleStatus::Unauthorized => s,
+        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(ApprovalError::Store(e)),
+    };
+    let (approval, _) = store
+        .approval_binding(&schedule)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    Ok((approval == link.approval).then_some(schedule))
 }
 
 /// The schedule, if it exists and belongs to the caller's organization; any other

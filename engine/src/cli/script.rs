@@ -75,6 +75,10 @@ pub struct ScheduleArgs {
     /// Skip sites that are offline at launch.
     #[arg(long)]
     pub abort_if_offline: bool,
+    /// Rule ids of the script's lint findings you accept (`acknowledged_risks`): every
+    /// critical one must be named; repeat, or separate with commas.
+    #[arg(long = "acknowledge", value_name = "RULE", value_delimiter = ',')]
+    pub acknowledged_risks: Vec<String>,
     /// Print only the new script's id (for `ID=$(yardmaster script schedule ...)`).
     #[arg(long, short)]
     pub quiet: bool,
@@ -206,6 +210,7 @@ async fn schedule(api: &ApiArgs, client: &Client, args: ScheduleArgs) -> anyhow:
     }
     body.insert("make_backup".into(), json!(args.make_backup));
     body.insert("abort_if_offline".into(), json!(args.abort_if_offline));
+    body.insert("acknowledged_risks".into(), json!(args.acknowledged_risks));
     let value = client
         .post("/scripts/scheduled", &Value::Object(body))
         .await?;
@@ -328,6 +333,7 @@ fn show(script: &Value) {
     field("make backup:", "make_backup");
     field("skip offline:", "abort_if_offline");
     field("notify:", "notify");
+    field("acknowledged:", "acknowledged_risks");
     let sites = script
         .get("sites")
         .and_then(Value::as_array)

@@ -7,6 +7,8 @@
 //!   the context lines `/export` writes, checking brackets, `=`, `:commands` and that
 //!   every variable is declared;
 //! - `rules`: the safety rules, one table entry each;
+//! - `policy`: what the findings allow: a script with a syntax error is refused, and a
+//!   scheduled script acknowledges each critical rule it triggers (`acknowledged_risks`);
 //! - `golden/`: `NAME.rsc` scripts beside `NAME.expected` findings, run by the tests
 //!   below (`UPDATE_GOLDEN=1` rewrites the expectations, to be reviewed before commit).
 //!
@@ -17,6 +19,7 @@
 
 mod lexer;
 mod parser;
+pub mod policy;
 mod rules;
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ use crate::plugins::{Describe, Failure, PluginHost};
 use crate::server::Shutdown;
 use crate::store::{EventAttempt, OutboxEvent, Store, StoreError};
 
+pub(crate) use render::escape as escape_html;
 pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
 pub use settings::{NotifyConfig, check_notify_url, check_url};
 

@@ -45,6 +45,8 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
                 "Review it and approve it here (the link works once):".into(),
                 ctx.link.unwrap_or_default().to_owned(),
                 format!("The link expires at {}.", field(payload, "expires_at")),
+                findings(payload),
+                acknowledged(payload),
                 match ctx.script {
                     Some(script) => format!("The script:\n\n{script}"),
                     None => String::new(),
@@ -159,7 +161,53 @@ pub(crate) fn render(kind: &str, payload: &Value, ctx: &Context<'_>) -> Message 
     }
 }
 
-fn escape(text: &str) -> String {
+/// The linter's critical and high findings an approval request carries, one a line;
+/// nothing for a request made before requests carried them.
+fn findings(payload: &Value) -> String {
+    let Some(all) = payload.get("findings").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let list: Vec<String> = all
+        .iter()
+        .map(|f| {
+            format!(
+                "- {} {} at line {}, column {}: {}",
+                field(f, "severity"),
+                field(f, "rule"),
+                number(f, "line"),
+                number(f, "column"),
+                field(f, "message")
+            )
+        })
+        .collect();
+    if list.is_empty() {
+        "The linter finds nothing critical or high in the script.".into()
+    } else {
+        format!(
+            "The linter's critical and high findings:\n{}",
+            list.join("\n")
+        )
+    }
+}
+
+/// The risks the author acknowledged, which the approval covers.
+fn acknowledged(payload: &Value) -> String {
+    let Some(all) = payload.get("acknowledged_risks").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let ids: Vec<&str> = all.iter().filter_map(Value::as_str).collect();
+    if ids.is_empty() {
+        "Acknowledged risks: none.".into()
+    } else {
+        format!(
+            "Acknowledged risks (approving accepts them): {}.",
+            ids.join(", ")
+        )
+    }
+}
+
+/// `text` safe to place in HTML, in an element or a quoted attribute.
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -197,6 +245,71 @@ mod tests {
         ));
         assert!(m.html.contains("Nightly &lt;backup&gt;"));
         assert!(m.text.contains("\n.two"));
+    }
+
+    #[test]
+    fn authorization_request_shows_the_findings_and_the_acknowledged_risks() {
+        let payload = json!({
+            "requested_by": "ada",
+            "expires_at": "2030-01-01T00:00:00Z",
+            "findings": [
+                {"rule": "factory-reset", "severity": "critical", "line": 2, "column": 1,
+                 "message": "resets the <whole> configuration"},
+                {"rule": "user-change", "severity": "high", "line": 3, "column": 5,
+                 "message": "removes users"},
+            ],
+            "acknowledged_risks": ["factory-reset"],
+        });
+        for link in [Some("https://ym.example/x?token=t"), None] {
+            let m = render(
+                "script.authorization_requested",
+                &payload,
+                &Context {
+                    description: "Reset",
+                    link,
+                    script: None,
+                },
+            );
+            assert!(
+                m.text.contains(
+                    "- critical factory-reset at line 2, column 1: resets the <whole> configuration"
+                ),
+                "{}",
+                m.text
+            );
+            assert!(m.text.contains("- high user-change at line 3, column 5"));
+            assert!(
+                m.text
+                    .contains("Acknowledged risks (approving accepts them): factory-reset.")
+            );
+            assert!(m.html.contains("resets the &lt;whole&gt; configuration"));
+        }
+        let m = render(
+            "script.authorization_requested",
+            &json!({"requested_by": "ada", "findings": [], "acknowledged_risks": []}),
+            &Context {
+                description: "Benign",
+                link: None,
+                script: None,
+            },
+        );
+        assert!(m.text.contains("finds nothing critical or high"));
+        assert!(m.text.contains("Acknowledged risks: none."));
+        // A request queued before requests carried findings claims nothing about them.
+        let m = render(
+            "script.authorization_requested",
+            &json!({"requested_by": "ada"}),
+            &Context {
+                description: "Older",
+                link: None,
+                script: None,
+            },
+        );
+        assert!(
+            !m.text.contains("linter") && !m.text.contains("Acknowledged"),
+            "{}",
+            m.text
+        );
     }
 
     #[test]

@@ -111,6 +111,22 @@ pub(crate) fn use_approval_token(
 }
 
 impl Store {
+    /// The approval token with this digest, if one was issued.
+    pub(crate) fn approval_token(&self, digest: &str) -> Result<Option<ApprovalToken>, StoreError> {
+        self.read(|tx| {
+            let tokens = match tx.open_table(APPROVAL_TOKENS) {
+                Ok(tokens) => tokens,
+                // Created on first write: a database that never issued a link has none.
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            match tokens.get(digest)? {
+                Some(bytes) => Ok(Some(decode(KIND, digest, bytes.value())?)),
+                None => Ok(None),
+            }
+        })
+    }
+
     /// The users of one organization, in id order.
     pub(crate) fn organization_users(&self, organization: &str) -> Result<Vec<User>, StoreError> {
         self.read(|tx| {

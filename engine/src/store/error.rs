@@ -46,6 +46,10 @@ pub enum StoreError {
         unfinished_jobs: u64,
     },
 
+    /// The script or its acknowledged risks do not pass the lint policy.
+    #[error(transparent)]
+    LintPolicy(#[from] crate::lint::policy::PolicyError),
+
     #[error("{kind} {field}: {reason}")]
     Invalid {
         kind: &'static str,

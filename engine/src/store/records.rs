@@ -354,6 +354,11 @@ pub struct ScheduledScript {
     pub missed_runs: MissedRunPolicy,
     #[serde(default)]
     pub rollout: Rollout,
+    /// The linter's rule ids the script triggers that its author accepts, each once in
+    /// byte order ([`crate::lint::policy`]): every critical one must be here. The
+    /// approval covers the list.
+    #[serde(default)]
+    pub acknowledged_risks: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -377,6 +382,9 @@ pub struct ScheduleInput {
     pub summary: Option<String>,
     pub missed_runs: MissedRunPolicy,
     pub rollout: Rollout,
+    /// Rule ids of the script's findings its author accepts; see
+    /// [`ScheduledScript::acknowledged_risks`].
+    pub acknowledged_risks: Vec<String>,
     pub created_by: String,
 }
 
@@ -402,6 +410,7 @@ impl ScheduleInput {
         check_list("schedule", "tags", &self.tags)?;
         check_list("schedule", "excluded_sites", &self.excluded_sites)?;
         check_list("schedule", "notify", &self.notify)?;
+        check_list("schedule", "acknowledged_risks", &self.acknowledged_risks)?;
         self.rollout.validate("schedule")?;
         if self.launch_at.is_none() && self.recurrence.is_none() {
             return Err(StoreError::invalid(
@@ -432,6 +441,7 @@ pub struct SchedulePatch {
     pub summary: Option<Option<String>>,
     pub missed_runs: Option<MissedRunPolicy>,
     pub rollout: Option<Rollout>,
+    pub acknowledged_risks: Option<Vec<String>>,
 }
 
 /// The state of one occurrence of a schedule.

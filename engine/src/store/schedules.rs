@@ -60,13 +60,15 @@ pub struct Launch {
 
 impl Store {
     /// Creates a scheduled script in `unauthorized`; its description must be new in its
-    /// organization.
+    /// organization, and its script must pass the lint policy with its acknowledged risks.
     pub fn create_schedule(
         &self,
-        input: ScheduleInput,
+        mut input: ScheduleInput,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
         input.validate()?;
+        crate::lint::policy::normalize(&mut input.acknowledged_risks);
+        crate::lint::policy::check(&input.script, &input.acknowledged_risks)?;
         let schedule = ScheduledScript {
             id: new_id(),
             organization: input.organization,
@@ -97,6 +99,7 @@ impl Store {
             next_launch_at: None,
             missed_runs: input.missed_runs,
             rollout: input.rollout,
+            acknowledged_risks: input.acknowledged_risks,
             created_at: now,
             updated_at: now,
         };
@@ -126,6 +129,7 @@ impl Store {
                         "tags": schedule.tags,
                         "excluded_sites": schedule.excluded_sites,
                         "test_site_id": schedule.test_site_id,
+                        "acknowledged_risks": schedule.acknowledged_risks,
                     }),
                 },
             )?;
@@ -208,6 +212,7 @@ impl Store {
                 summary,
                 missed_runs,
                 rollout,
+                acknowledged_risks,
             } = patch;
             if let Some(v) = description {
                 new.description = v;
@@ -251,10 +256,24 @@ impl Store {
             if let Some(v) = rollout {
                 new.rollout = v;
             }
+            if let Some(mut v) = acknowledged_risks {
+                crate::lint::policy::normalize(&mut v);
+                new.acknowledged_risks = v;
+            }
             as_input(&new).validate()?;
             let changed = changed_fields(&old, &new);
             if changed.is_empty() {
                 return Ok(old);
+            }
+            // The lint policy is checked on the edited schedule whenever the script or
+            // its acknowledged risks change, in this transaction, so two edits racing
+            // each other cannot together leave a risk unacknowledged. Other edits leave
+            // a schedule written before the policy as it is; approving it checks it.
+            if changed
+                .iter()
+                .any(|f| matches!(*f, "script" | "acknowledged_risks"))
+            {
+                crate::lint::policy::check(&new.script, &new.acknowledged_risks)?;
             }
             let binding_changed = changed.iter().any(|f| BOUND_FIELDS.contains(f));
             if binding_changed {
@@ -899,6 +918,7 @@ const BOUND_FIELDS: &[&str] = &[
     "rollout",
     "make_backup",
     "abort_if_offline",
+    "acknowledged_risks",
 ];
 
 /// Why an authorization was refused without anything being written.
@@ -935,6 +955,10 @@ fn changed_fields(old: &ScheduledScript, new: &ScheduledScript) -> Vec<&'static 
     );
     check("notify", old.notify != new.notify);
     check("summary", old.summary != new.summary);
+    check(
+        "acknowledged_risks",
+        old.acknowledged_risks != new.acknowledged_risks,
+    );
     out
 }
 
@@ -1107,6 +1131,7 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
         summary: s.summary.clone(),
         missed_runs: s.missed_runs,
         rollout: s.rollout,
+        acknowledged_risks: s.acknowledged_risks.clone(),
         created_by: s.created_by.clone(),
     }
 }
@@ -1204,6 +1229,154 @@ pub(crate) mod tests {
             used_at: None,
             used_by: None,
         }
+    }
+
+    #[test]
+    fn the_lint_policy_is_checked_on_create_and_on_edits_of_the_script_or_its_risks() {
+        use crate::lint::policy::PolicyError;
+        let (_dir, store) = open();
+        let mut bad = input("org1", "Broken");
+        bad.script = ":log info ok\n:put (1".into();
+        let err = store.create_schedule(bad, t(0)).expect_err("syntax");
+        assert!(
+            matches!(
+                err,
+                StoreError::LintPolicy(PolicyError::Syntax { line: 2, .. })
+            ),
+            "{err}"
+        );
+        let mut risky = input("org1", "Reset");
+        risky.script = "/system reset-configuration".into();
+        let err = store
+            .create_schedule(risky.clone(), t(0))
+            .expect_err("unacknowledged");
+        assert!(matches!(
+            err,
+            StoreError::LintPolicy(PolicyError::Unacknowledged { .. })
+        ));
+        risky.acknowledged_risks = vec!["factory-reset".into(), "factory-reset".into()];
+        let s = store.create_schedule(risky, t(0)).expect("acknowledged");
+        assert_eq!(s.acknowledged_risks, ["factory-reset"]);
+
+        // An edit of the script is checked against the list as it stands, and back.
+        let edit = |patch: SchedulePatch| store.update_schedule(&s.id, patch, "auth0|editor", t(5));
+        let err = edit(SchedulePatch {
+            script: Some(":log info benign".into()),
+            ..SchedulePatch::default()
+        })
+        .expect_err("the list names a risk the script no longer has");
+        assert!(matches!(
+            err,
+            StoreError::LintPolicy(PolicyError::NotInScript { .. })
+        ));
+        let err = edit(SchedulePatch {
+            acknowledged_risks: Some(Vec::new()),
+            ..SchedulePatch::default()
+        })
+        .expect_err("the reset is no longer acknowledged");
+        assert!(matches!(
+            err,
+            StoreError::LintPolicy(PolicyError::Unacknowledged { .. })
+        ));
+        let edited = edit(SchedulePatch {
+            script: Some(":log info benign".into()),
+            acknowledged_risks: Some(Vec::new()),
+            ..SchedulePatch::default()
+        })
+        .expect("both at once");
+        assert!(edited.acknowledged_risks.is_empty());
+        assert_eq!(edited.version, 2);
+        assert!(edited.editors.iter().any(|e| e == "auth0|editor"));
+    }
+
+    #[test]
+    fn a_schedule_stored_before_the_policy_is_held_to_it_before_approval() {
+        use crate::approval::{ApprovalError, OrgPolicy, Principal};
+        let (_dir, store) = open();
+        let s = store
+            .create_schedule(input("org1", "Legacy"), t(0))
+            .expect("create");
+        // Written as an engine without the lint policy would have kept it.
+        store
+            .write(|tx| {
+                let old = get(tx, &s.id)?;
+                let mut new = old.clone();
+                new.script = "/system reset-configuration".into();
+                save(tx, Some(&old), &new)
+            })
+            .expect("legacy record");
+        let who = |user: &str| Principal {
+            user_id: user.into(),
+            organization: "org1".into(),
+            scopes: vec!["script:update".into(), "script:authorize".into()],
+        };
+        // An edit that leaves the script alone is not refused for it.
+        store
+            .update_schedule(
+                &s.id,
+                SchedulePatch {
+                    summary: Some(Some("resets".into())),
+                    ..SchedulePatch::default()
+                },
+                "auth0|creator",
+                t(1),
+            )
+            .expect("summary");
+        let err = crate::approval::request(
+            &store,
+            &s.id,
+            &who("auth0|creator"),
+            t(2),
+            chrono::TimeDelta::hours(1),
+        )
+        .expect_err("not sent for approval");
+        assert!(matches!(err, ApprovalError::Policy(_)), "{err}");
+        assert_eq!(err.http_status(), 422);
+        let err = crate::approval::approve(
+            &store,
+            &s.id,
+            &who("auth0|approver"),
+            None,
+            OrgPolicy::default(),
+            t(3),
+        )
+        .expect_err("not approved");
+        assert!(matches!(err, ApprovalError::Policy(_)), "{err}");
+        store
+            .update_schedule(
+                &s.id,
+                SchedulePatch {
+                    acknowledged_risks: Some(vec!["factory-reset".into()]),
+                    ..SchedulePatch::default()
+                },
+                "auth0|creator",
+                t(4),
+            )
+            .expect("acknowledged");
+        let requested = crate::approval::request(
+            &store,
+            &s.id,
+            &who("auth0|creator"),
+            t(5),
+            chrono::TimeDelta::hours(1),
+        )
+        .expect("requested");
+        let event = store.get_event(requested.event_id).expect("event");
+        assert_eq!(
+            event.payload["acknowledged_risks"],
+            json!(["factory-reset"])
+        );
+        assert_eq!(event.payload["findings"][0]["rule"], "factory-reset");
+        assert_eq!(event.payload["findings"][0]["line"], 1);
+        crate::approval::approve(
+            &store,
+            &s.id,
+            &who("auth0|approver"),
+            None,
+            OrgPolicy::default(),
+            t(6),
+        )
+        .expect("approved");
     }
 
     #[test]

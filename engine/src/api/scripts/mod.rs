@@ -11,6 +11,10 @@
 //! - `POST .../cancel`, `GET .../occurrences?count=N` (the next N launches) and
 //!   `GET .../runs` (the run history, each run with its jobs).
 //!
+//! The script must parse, and every critical lint finding's rule id must be listed in
+//! `acknowledged_risks` ([`crate::lint::policy`]); the store checks both, in the
+//! transaction that writes the schedule, and answers 422 otherwise.
+//!
 //! Scopes: `script:view` to read, `script:create`, `script:update`, `script:delete`,
 //! `script:authorize`. A schedule of another organization is answered 404.
 //!
@@ -329,7 +333,7 @@ fn list_data(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks script:create", body = ErrorBody),
         (status = 409, description = "A schedule with the same name already exists: <name>", body = ErrorBody),
-        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site); the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or not valid (launch_at in the past, an unknown site): `validation_failed`, naming it; the script has a syntax error: `script_syntax_error`, naming its line, column and message; the script has critical lint findings whose rule ids `acknowledged_risks` does not list: `risks_not_acknowledged`, naming each; `acknowledged_risks` names an unknown rule or one the script does not trigger at critical or high severity: `validation_failed`", body = ErrorBody),
         (status = 507, description = "The engine's disk is full; nothing was written", body = ErrorBody),
     )
 )]
@@ -365,6 +369,7 @@ async fn create(
         notify: body.notify,
         summary: body.summary,
         missed_runs: body.missed_runs.map(Into::into).unwrap_or_default(),
+        acknowledged_risks: body.acknowledged_risks,
         created_by: caller.user_id().to_owned(),
         ..ScheduleInput::default()
     };
@@ -499,7 +504,7 @@ async fn show(
         (status = 403, description = "The token lacks script:update", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Launched, finished or cancelled schedules cannot be edited; or the new name is taken", body = ErrorBody),
-        (status = 422, description = "A field is not valid; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is not valid (`validation_failed`, naming it); or the script or `acknowledged_risks` as edited break the lint policy, as on create: `script_syntax_error` (line, column, message), `risks_not_acknowledged` (each missing rule id), or `validation_failed` for an id that is no rule or not a critical or high finding of the script", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
@@ -538,6 +543,7 @@ async fn update(
             notify: body.notify,
             summary: body.summary,
             missed_runs: body.missed_runs.map(Into::into),
+            acknowledged_risks: body.acknowledged_risks,
             ..SchedulePatch::default()
         };
         if patch.sites.is_some() || patch.tags.is_some() || patch.test_site_id.is_some() {
@@ -599,8 +605,10 @@ struct AuthorizeQuery {
 }
 
 /// Request authorization (seed route): records the request and sends the recipients
-/// (`notify`, or everyone in the organization) a single-use link that expires. Opened
-/// with the link's `token`, it answers a page that confirms the approval with a POST.
+/// (`notify`, or everyone in the organization) a single-use link that expires, with the
+/// script's critical and high lint findings and its acknowledged risks. Opened with the
+/// link's `token`, it answers a page that confirms the approval with a POST and, while
+/// the token would still approve, shows those findings and risks.
 #[utoipa::path(
     get,
     path = "/scripts/scheduled/{id}/authorize",
@@ -617,6 +625,7 @@ struct AuthorizeQuery {
         (status = 403, description = "The token lacks script:create and script:update", body = ErrorBody),
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Only an unauthorized schedule asks for approval", body = ErrorBody),
+        (status = 422, description = "The schedule (stored before the lint policy) breaks it: a syntax error (`script_syntax_error`) or unacknowledged critical findings (`risks_not_acknowledged`); edit it first", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]
@@ -628,7 +637,7 @@ async fn request_authorization(
 ) -> Result<Response, ApiError> {
     let query = support::query(query)?;
     if let Some(token) = query.token {
-        return confirm_page(&id, &token);
+        return confirm_page(&state.store, id, token).await;
     }
     let caller = caller?;
     let store = state.store.clone();
@@ -654,25 +663,51 @@ async fn request_authorization(
 }
 
 /// The page an approval link opens: it shows what the link is for and approves only
-/// when its button POSTs the token with the approver's bearer token. Nothing about the
-/// schedule is shown, since the page itself needs no authentication.
-fn confirm_page(id: &str, token: &str) -> Result<Response, ApiError> {
+/// when its button POSTs the token with the approver's bearer token. The page needs no
+/// authentication, so it shows the schedule's name, the linter's critical and high
+/// findings and the acknowledged risks only while the token is one that would still
+/// approve the schedule as it stands ([`approval::linked_schedule`]): the recipient
+/// reviewing it. Any other token gets the page without them.
+async fn confirm_page(
+    store: &std::sync::Arc<Store>,
+    id: String,
+    token: String,
+) -> Result<Response, ApiError> {
     let plain = |s: &str, max: usize| {
         !s.is_empty()
             && s.len() <= max
             && s.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     };
-    if !plain(token, 256) {
+    if !plain(&token, 256) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
             "token: not the token of an approval link",
         ));
     }
-    if !plain(id, crate::store::MAX_NAME_CHARS) {
-        return Err(not_found(id));
+    if !plain(&id, crate::store::MAX_NAME_CHARS) {
+        return Err(not_found(&id));
     }
+    let store = store.clone();
+    let (lookup_id, lookup_token) = (id.clone(), token.clone());
+    let linked = blocking(move || {
+        Ok(approval::linked_schedule(
+            &store,
+            &lookup_id,
+            &lookup_token,
+            Utc::now(),
+        )?)
+    })
+    .await?;
+    let review = match linked {
+        Some(s) => review_section(&s),
+        None => "<p>This link does not show the script's details: it is not valid for the \
+                 scheduled script as it stands (used, expired, or the script changed since \
+                 it was sent).</p>"
+            .to_owned(),
+    };
+    let (id, token) = (id.as_str(), token.as_str());
     let page = format!(
         r#"<!doctype html>
 <meta charset="utf-8">
@@ -680,6 +715,7 @@ fn confirm_page(id: &str, token: &str) -> Result<Response, ApiError> {
 <title>Approve scheduled script</title>
 <h1>Approve scheduled script</h1>
 <p>Scheduled script <code>{id}</code> is waiting for approval. Approving lets it run at its launch time on its sites.</p>
+{review}
 <form id="approve">
   <label>Your API token <input id="bearer" type="password" autocomplete="off" required></label>
   <button type="submit">Approve</button>
@@ -714,6 +750,53 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
     Ok(response)
 }
 
+/// What the confirm page shows the recipient of a valid link: the schedule's name and
+/// version, the linter's critical and high findings, and the risks its author
+/// acknowledged, which approving accepts.
+fn review_section(s: &ScheduledScript) -> String {
+    use crate::notify::escape_html as esc;
+    let report = crate::lint::lint(&s.script);
+    let findings = crate::lint::policy::shown_to_approvers(&report);
+    let mut html = format!(
+        "<section id=\"review\">\n<h2>{} (version {})</h2>\n",
+        esc(&s.description),
+        s.version
+    );
+    if findings.is_empty() {
+        html.push_str(
+            "<p id=\"findings\">The linter finds nothing critical or high in the script.</p>\n",
+        );
+    } else {
+        html.push_str("<p>The linter's critical and high findings:</p>\n<table id=\"findings\">\n<tr><th>Severity</th><th>Rule</th><th>Line</th><th>Column</th><th>Message</th></tr>\n");
+        for f in &findings {
+            html.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+                f.severity.as_str(),
+                esc(&f.rule),
+                f.line,
+                f.column,
+                esc(&f.message)
+            ));
+        }
+        html.push_str("</table>\n");
+    }
+    if s.acknowledged_risks.is_empty() {
+        html.push_str("<p id=\"acknowledged\">Acknowledged risks: none.</p>\n");
+    } else {
+        let ids: Vec<String> = s
+            .acknowledged_risks
+            .iter()
+            .map(|id| format!("<code>{}</code>", esc(id)))
+            .collect();
+        html.push_str(&format!(
+            "<p id=\"acknowledged\">Acknowledged risks (approving accepts them): {}</p>\n",
+            ids.join(", ")
+        ));
+    }
+    html.push_str("</section>");
+    html
+}
+
 /// Approve a scheduled script. Always needs the `script:authorize` scope; nobody who
 /// created it or edited what the approval covers may approve it (four eyes). The token of
 /// an approval link in the body is optional proof of receipt, accepted only from the
@@ -734,7 +817,7 @@ document.getElementById("approve").addEventListener("submit", async (event) => {
         (status = 404, description = "No such schedule in your organization", body = ErrorBody),
         (status = 409, description = "Only an unauthorized schedule can be approved", body = ErrorBody),
         (status = 410, description = "The approval link has expired", body = ErrorBody),
-        (status = 422, description = "The schedule has no launch in the future; or a body field is not valid", body = ErrorBody),
+        (status = 422, description = "The schedule has no launch in the future; a body field is not valid; or the schedule breaks the lint policy (`script_syntax_error`, `risks_not_acknowledged`)", body = ErrorBody),
         (status = 507, description = "The engine's disk is full", body = ErrorBody),
     )
 )]

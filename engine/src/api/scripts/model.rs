@@ -132,11 +132,20 @@ pub(crate) struct CreateBody {
     pub recurrence: Option<RecurrenceSpec>,
     #[serde(default)]
     pub missed_runs: Option<MissedRuns>,
+    /// Rule ids of the script's lint findings that you accept (`POST /scripts/lint`
+    /// lists them). Every critical finding's rule must be listed, or the schedule is
+    /// refused (422 `risks_not_acknowledged`); high findings may be listed too. An id
+    /// that is no rule, or that the script does not trigger at critical or high
+    /// severity, is refused (422). The approval covers the list.
+    #[serde(default)]
+    #[schema(example = json!(["factory-reset"]))]
+    pub acknowledged_risks: Vec<String>,
 }
 
 /// `PUT /scripts/scheduled/{id}`: the fields to change; absent fields keep their value,
 /// `null` clears an optional one. Changing the script, targets, launch time, recurrence,
-/// test site or missed-run policy returns the schedule to `unauthorized`.
+/// test site, missed-run policy or acknowledged risks returns the schedule to
+/// `unauthorized`.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct UpdateBody {
@@ -161,6 +170,9 @@ pub(crate) struct UpdateBody {
     #[schema(value_type = Option<RecurrenceDoc>)]
     pub recurrence: Option<Option<RecurrenceSpec>>,
     pub missed_runs: Option<MissedRuns>,
+    /// The whole list again (see `POST`); checked against the script as edited. A
+    /// change returns the schedule to `unauthorized`, like an edit of the script.
+    pub acknowledged_risks: Option<Vec<String>>,
 }
 
 /// A field that is present (possibly `null`) becomes `Some`; an absent one stays `None`
@@ -282,6 +294,9 @@ pub(crate) struct ScheduleView {
     #[schema(value_type = Option<RecurrenceDoc>)]
     pub recurrence: Option<RecurrenceSpec>,
     pub missed_runs: MissedRuns,
+    /// The rule ids of the script's lint findings its author accepts; the approval
+    /// covers them.
+    pub acknowledged_risks: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// What the linter finds in `script`: only in `GET /scripts/scheduled/{id}`, as
@@ -335,6 +350,7 @@ impl ScheduleView {
             notify: s.notify,
             progress,
             missed_runs: s.missed_runs.into(),
+            acknowledged_risks: s.acknowledged_risks,
             created_at: s.created_at,
             updated_at: s.updated_at,
             lint: None,

@@ -1318,6 +1318,7 @@ async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
     let w = world();
     let mut body = w.body("risky");
     body["script"] = json!(":log info \"x\"\n/system reset-configuration");
+    body["acknowledged_risks"] = json!(["factory-reset"]);
     let (status, created) = w
         .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
         .await;
@@ -1338,4 +1339,291 @@ async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
     );
     let (_, listed) = w.call("GET", "/scripts/scheduled", &w.bob(), None).await;
     assert!(!listed.to_string().contains("\"lint\""), "{listed}");
+}
+
+#[tokio::test]
+async fn a_script_with_a_syntax_error_is_refused_naming_its_line_and_column() {
+    let w = world();
+    let mut body = w.body("broken");
+    body["script"] = json!(":log info \"ok\"\n:put (1 + 2");
+    let (status, refused) = w
+        .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
+        .await;
+    assert_error(status, &refused, 422, "script_syntax_error");
+    let message = refused["message"].as_str().expect("message");
+    assert!(message.contains("line 2, column 6"), "{message}");
+    let (_, listed) = w.call("GET", "/scripts/scheduled", &w.bob(), None).await;
+    assert_eq!(listed["data"]["total"], 0, "nothing was stored: {listed}");
+
+    let id = w.create("fine").await;
+    let one = format!("/scripts/scheduled/{id}");
+    let (status, refused) = w
+        .call(
+            "PUT",
+            &one,
+            &w.alice(),
+            Some(json!({"script": "/ip address add address=10.0.0.1/24 interface=\"ether1"})),
+        )
+        .await;
+    assert_error(status, &refused, 422, "script_syntax_error");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 1, column 47")),
+        "{refused}"
+    );
+    let (_, shown) = w.call("GET", &one, &w.bob(), None).await;
+    assert_eq!(shown["script"], ":log info \"hello\"");
+    assert_eq!(shown["version"], 1);
+}
+
+#[tokio::test]
+async fn critical_findings_need_their_rule_ids_in_acknowledged_risks() {
+    let w = world();
+    let script = "/system reset-configuration no-defaults=yes\n/user remove [find name=old]";
+    let with = |acks: Value| {
+        let mut body = w.body("reset");
+        body["script"] = json!(script);
+        body["acknowledged_risks"] = acks;
+        body
+    };
+    let (status, refused) = w
+        .call(
+            "POST",
+            "/scripts/scheduled",
+            &w.alice(),
+            Some(with(json!([]))),
+        )
+        .await;
+    assert_error(status, &refused, 422, "risks_not_acknowledged");
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("factory-reset (line 1, column 1)")),
+        "{refused}"
+    );
+    for (acks, names) in [
+        (json!(["factory-reset", "no-such-rule"]), "no-such-rule"),
+        (json!(["factory-reset", "disk-format"]), "disk-format"),
+    ] {
+        let (status, refused) = w
+            .call("POST", "/scripts/scheduled", &w.alice(), Some(with(acks)))
+            .await;
+        assert_error(status, &refused, 422, "validation_failed");
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("acknowledged_risks: ") && m.contains(names)),
+            "{refused}"
+        );
+    }
+    let (status, created) = w
+        .call(
+            "POST",
+            "/scripts/scheduled",
+            &w.alice(),
+            Some(with(json!([
+                "user-change",
+                "factory-reset",
+                "factory-reset"
+            ]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["acknowledged_risks"],
+        json!(["factory-reset", "user-change"])
+    );
+    let id = created["id"].as_str().expect("id");
+    let (_, shown) = w
+        .call("GET", &format!("/scripts/scheduled/{id}"), &w.bob(), None)
+        .await;
+    assert_eq!(
+        shown["acknowledged_risks"],
+        json!(["factory-reset", "user-change"])
+    );
+    let rules: Vec<&str> = shown["lint"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|f| f["rule"].as_str())
+        .collect();
+    assert!(
+        rules.contains(&"factory-reset") && rules.contains(&"user-change"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn the_approval_covers_the_acknowledged_risks() {
+    let w = world();
+    let mut body = w.body("acknowledged");
+    body["script"] = json!("/system reset-configuration\n/user remove [find name=old]");
+    body["acknowledged_risks"] = json!(["factory-reset"]);
+    let (status, created) = w
+        .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let one = format!("/scripts/scheduled/{id}");
+    let uri = format!("{one}/authorize");
+    let carol = w.token("carol", "acme", ALL);
+
+    // Approved as it stands, then the list is edited: the approval is void.
+    w.approve(&id).await;
+    let (status, edited) = w
+        .call(
+            "PUT",
+            &one,
+            &carol,
+            Some(json!({"acknowledged_risks": ["user-change", "factory-reset"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{edited}");
+    assert_eq!(edited["status"], "unauthorized");
+    assert!(edited["authorized_by"].is_null());
+    assert_eq!(edited["version"], 2);
+    assert!(
+        edited["editors"]
+            .as_array()
+            .is_some_and(|e| e.contains(&json!("carol"))),
+        "{edited}"
+    );
+    // Whoever edited the list may not approve it.
+    let (status, refused) = w.call("POST", &uri, &carol, None).await;
+    assert_error(status, &refused, 403, "self_approval");
+
+    // A link sent for one list does not approve another.
+    let (status, body) = w.call("GET", &uri, &w.alice(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let stale = w.link_token(&id);
+    let (status, body) = w
+        .call(
+            "PUT",
+            &one,
+            &carol,
+            Some(json!({"acknowledged_risks": ["factory-reset"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"], 3);
+    let (status, refused) = w
+        .call("POST", &uri, &w.bob(), Some(json!({"token": stale})))
+        .await;
+    assert_error(status, &refused, 403, "invalid_approval_link");
+    let (_, shown) = w.call("GET", &one, &w.bob(), None).await;
+    assert_eq!(shown["status"], "unauthorized");
+    // The same list in another order, or repeated, is no edit.
+    let (status, same) = w
+        .call(
+            "PUT",
+            &one,
+            &w.alice(),
+            Some(json!({"acknowledged_risks": ["factory-reset", "factory-reset"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{same}");
+    assert_eq!(same["version"], 3);
+    w.approve(&id).await;
+}
+
+#[tokio::test]
+async fn the_request_and_the_confirm_page_show_approvers_the_findings() {
+    let w = world();
+    let mut body = w.body("shown");
+    body["script"] = json!(
+        ":log info \"go\"\n/system reset-configuration\n/user remove [find name=old]\n/system reboot"
+    );
+    body["acknowledged_risks"] = json!(["factory-reset"]);
+    let (status, created) = w
+        .call("POST", "/scripts/scheduled", &w.alice(), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = created["id"].as_str().expect("id").to_owned();
+    let uri = format!("/scripts/scheduled/{id}/authorize");
+    let (status, body) = w.call("GET", &uri, &w.alice(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The request's event: what the e-mail and the webhook copies are made from.
+    let events =
+        w.t.state
+            .store
+            .due_events(Utc::now() + TimeDelta::days(1), 1000)
+            .expect("events");
+    let event = events
+        .iter()
+        .find(|e| e.kind == crate::approval::EVENT_REQUESTED && e.payload["schedule_id"] == id)
+        .expect("the request's event");
+    assert_eq!(
+        event.payload["acknowledged_risks"],
+        json!(["factory-reset"])
+    );
+    let findings = event.payload["findings"].as_array().expect("findings");
+    let shown: Vec<(&str, &str, u64)> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or(""),
+                f["severity"].as_str().unwrap_or(""),
+                f["line"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [("factory-reset", "critical", 2), ("user-change", "high", 3)],
+        "warnings are not shown: {findings:?}"
+    );
+    assert!(findings.iter().all(|f| f["message"].is_string()));
+
+    // The page the link opens shows them to the link's holder.
+    let token = w.link_token(&id);
+    let (status, _, page) = w
+        .raw("GET", &format!("{uri}?token={token}"), None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("<code>factory-reset</code></td><td>2</td><td>1</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<code>user-change</code></td><td>3</td>"),
+        "{page}"
+    );
+    assert!(!page.contains("reboot"), "{page}");
+    assert!(
+        page.contains("Acknowledged risks (approving accepts them): <code>factory-reset</code>"),
+        "{page}"
+    );
+    assert!(page.contains("shown (version 1)"), "{page}");
+    // Any other token, or the same one once the schedule changed, shows none of it.
+    let (_, _, page) = w
+        .raw(
+            "GET",
+            &format!("{uri}?token={}", "ab".repeat(32)),
+            None,
+            None,
+        )
+        .await;
+    assert!(
+        !page.contains("factory-reset") && !page.contains("shown"),
+        "{page}"
+    );
+    let (status, body) = w
+        .call(
+            "PUT",
+            &format!("/scripts/scheduled/{id}"),
+            &w.alice(),
+            Some(json!({"launch_at": Utc::now() + TimeDelta::hours(2)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, _, page) = w
+        .raw("GET", &format!("{uri}?token={token}"), None, None)
+        .await;
+    assert!(!page.contains("factory-reset"), "{page}");
+    assert!(
+        page.contains("not valid for the scheduled script as it stands"),
+        "{page}"
+    );
 }
