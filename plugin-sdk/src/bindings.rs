@@ -76,8 +76,8 @@ pub mod notifier {
 
 pub mod script_source {
     wit_bindgen::generate!({
-        path: ["../wit/host@1.0.0", "../wit/script-source@1.0.0"],
-        world: "yardmaster:script-source/script-source@1.0.0",
+        path: ["../wit/host@1.0.0", "../wit/script-source@1.1.0"],
+        world: "yardmaster:script-source/script-source@1.1.0",
         with: {
             "yardmaster:host/types@1.0.0": crate::bindings::host::yardmaster::host::types,
             "yardmaster:host/log@1.0.0": crate::bindings::host::yardmaster::host::log,

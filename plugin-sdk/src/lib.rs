@@ -163,7 +163,7 @@ pub const fn __native_transport<T: transport::Transport>() {}
 #[doc(hidden)]
 pub const fn __native_notifier<T: notifier::Notifier>() {}
 #[doc(hidden)]
-pub const fn __native_script_source<T: script_source::ScriptSource>() {}
+pub const fn __native_script_source<T: script_source::ScriptSource + script_source::Catalog>() {}
 #[doc(hidden)]
 pub const fn __native_generator<T: generator::Generator>() {}
 

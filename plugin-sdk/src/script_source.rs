@@ -1,11 +1,14 @@
 //! Script sources: where community scripts come from
-//! (`yardmaster:script-source/plugin@1.0.0`).
+//! (`yardmaster:script-source@1.1.0`: `plugin` and `catalog`).
 //!
-//! Implement [`ScriptSource`] on a type and export it with
+//! Implement [`ScriptSource`] and [`Catalog`] on a type and export it with
 //! [`export_script_source!`](crate::export_script_source).
 
 use std::io;
 
+pub use crate::bindings::script_source::exports::yardmaster::script_source::catalog::{
+    Entry, Guest as Catalog, Owner, Repository,
+};
 pub use crate::bindings::script_source::exports::yardmaster::script_source::plugin::{
     Fetched, Guest as ScriptSource, ScriptMeta, SourceError,
 };

@@ -54,6 +54,13 @@ plugin_world!(
     "../wit/script-source@1.0.0",
     "yardmaster:script-source/script-source"
 );
+// Script source 1.1 added `catalog`; a 1.1 component is also linked with these bindings,
+// which call its `catalog` export, while `plugin` goes through the 1.0 ones above.
+plugin_world!(
+    script_source_catalog,
+    "../wit/script-source@1.1.0",
+    "yardmaster:script-source/script-source"
+);
 plugin_world!(
     generator,
     "../wit/generator@1.0.0",

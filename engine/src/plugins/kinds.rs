@@ -34,6 +34,9 @@ pub mod script_source {
     pub use super::bindings::script_source::exports::yardmaster::script_source::plugin::{
         Fetched, ScriptMeta, SourceError,
     };
+    pub use super::bindings::script_source_catalog::exports::yardmaster::script_source::catalog::{
+        Entry, Owner, Repository,
+    };
 }
 
 /// The types of the generator contract.
@@ -48,8 +51,29 @@ pub mod generator {
 pub(crate) enum Pre {
     Transport(bindings::transport::TransportPre<HostState>),
     Notifier(bindings::notifier::NotifierPre<HostState>),
-    ScriptSource(bindings::script_source::ScriptSourcePre<HostState>),
+    ScriptSource(SourcePre),
     Generator(bindings::generator::GeneratorPre<HostState>),
+}
+
+/// A script source: the 1.0 bindings every 1.x component answers, and the `catalog`
+/// bindings when the component is built against 1.1 or later.
+#[derive(Clone)]
+pub(crate) struct SourcePre {
+    plugin: bindings::script_source::ScriptSourcePre<HostState>,
+    catalog: Option<bindings::script_source_catalog::ScriptSourcePre<HostState>>,
+}
+
+impl SourcePre {
+    async fn instantiate_async(
+        &self,
+        store: impl wasmtime::AsContextMut<Data = HostState>,
+    ) -> wasmtime::Result<bindings::script_source::ScriptSource> {
+        self.plugin.instantiate_async(store).await
+    }
+
+    fn instance_pre(&self) -> &InstancePre<HostState> {
+        self.plugin.instance_pre()
+    }
 }
 
 impl Pre {
@@ -57,9 +81,10 @@ impl Pre {
         Ok(match kind {
             PluginKind::Transport => Pre::Transport(bindings::transport::TransportPre::new(pre)?),
             PluginKind::Notifier => Pre::Notifier(bindings::notifier::NotifierPre::new(pre)?),
-            PluginKind::ScriptSource => {
-                Pre::ScriptSource(bindings::script_source::ScriptSourcePre::new(pre)?)
-            }
+            PluginKind::ScriptSource => Pre::ScriptSource(SourcePre {
+                catalog: bindings::script_source_catalog::ScriptSourcePre::new(pre.clone()).ok(),
+                plugin: bindings::script_source::ScriptSourcePre::new(pre)?,
+            }),
             PluginKind::Generator => Pre::Generator(bindings::generator::GeneratorPre::new(pre)?),
         })
     }
@@ -695,6 +720,77 @@ impl ScriptSource {
             yardmaster_script_source_plugin,
             |i, s| i.call_fetch(s, &url)
         ))
+    }
+
+    /// Whether the plugin offers `catalog.fetch-entry` (script source 1.1 or later).
+    pub fn has_catalog(&self) -> bool {
+        matches!(&self.plugin.pre, Pre::ScriptSource(p) if p.catalog.is_some())
+    }
+
+    /// Pins `url` (and `readme_url`) to a commit and reads the script with its
+    /// repository's and owner's details (`catalog.fetch-entry`).
+    pub async fn fetch_entry(
+        &self,
+        url: &str,
+        readme_url: Option<&str>,
+    ) -> Result<script_source::Entry, Failure<script_source::SourceError>> {
+        let catalog = match &self.plugin.pre {
+            Pre::ScriptSource(SourcePre {
+                catalog: Some(c), ..
+            }) => c.clone(),
+            _ => {
+                return Err(Failure::Plugin {
+                    error: script_source::SourceError::Other(format!(
+                        "plugin {} is built against script-source 1.0, which cannot pin a script \
+                         with its repository's details; rebuild it against 1.1",
+                        self.plugin.info.name
+                    )),
+                    denied: Vec::new(),
+                });
+            }
+        };
+        let (url, readme_url) = (url.to_owned(), readme_url.map(str::to_owned));
+        let outcome = self
+            .host
+            .invoke_for(
+                &self.plugin,
+                "fetch-entry",
+                Reach::from(Vec::new()),
+                None,
+                None,
+                move |mut store| async move {
+                    let instance = catalog.instantiate_async(&mut store).await?;
+                    instance
+                        .yardmaster_script_source_catalog()
+                        .call_fetch_entry(&mut store, &url, readme_url.as_deref())
+                        .await
+                },
+            )
+            .await;
+        count_call(&self.plugin.info.name, "fetch-entry", &outcome);
+        settle(outcome).map_err(|f| match f {
+            Failure::Plugin { error, denied } => Failure::Plugin {
+                error: source_error_1_0(error),
+                denied,
+            },
+            Failure::Call(e) => Failure::Call(e),
+        })
+    }
+}
+
+/// Script source 1.1's error (the same variants as 1.0's, in its own package).
+fn source_error_1_0(
+    e: bindings::script_source_catalog::exports::yardmaster::script_source::plugin::SourceError,
+) -> script_source::SourceError {
+    use bindings::script_source_catalog::exports::yardmaster::script_source::plugin::SourceError as New;
+    use script_source::SourceError as Old;
+    match e {
+        New::InvalidUrl(m) => Old::InvalidUrl(m),
+        New::NotFound(m) => Old::NotFound(m),
+        New::Unavailable(m) => Old::Unavailable(m),
+        New::Denied(m) => Old::Denied(m),
+        New::TooLarge(m) => Old::TooLarge(m),
+        New::Other(m) => Old::Other(m),
     }
 }
 
