@@ -20,6 +20,8 @@
 //!   scripts, runs, the never-twice ledger, jobs, users, audit log and outbox.
 //! - [`templates`]: script templates' typed variables, injection-safe rendering, and the
 //!   global templates read from `templates_dir`.
+//! - [`community`]: the community library's processor: submissions fetched through the
+//!   `github` script-source plugin, pinned to a commit, from a durable queue.
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 //! - [`cli`]: the client commands (`site`, `script`, `job`, `token create`).
@@ -36,6 +38,7 @@ pub mod approval;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod community;
 pub mod config;
 pub mod demo;
 pub mod lint;

@@ -171,6 +171,13 @@ pub async fn run(
             );
         }
     }
+    let community = crate::community::Wake::default();
+    tokio::spawn(crate::community::run(
+        store.clone(),
+        host.clone(),
+        community.clone(),
+        stopped.clone().wait(),
+    ));
     let state = AppState {
         store: store.clone(),
         runner: runner.clone(),
@@ -181,6 +188,7 @@ pub async fn run(
         notifications: notifications.clone(),
         organizations: Arc::new(config.organizations.clone()),
         templates: global_templates(&config, &stopped),
+        community: community.clone(),
     };
     let server = tokio::spawn(api::serve(
         listener,

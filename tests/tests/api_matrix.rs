@@ -51,6 +51,8 @@ enum Param {
     User,
     Schedule,
     Template,
+    /// A community script: the library is shared by every organization.
+    Community,
     Job,
     Channel,
     DeadLetter,
@@ -201,6 +203,34 @@ const CASES: &[Case] = &[
         "/scripts/lint",
         Param::None,
         |_| Some(json!({"script": "/system reboot"})),
+        Cross::Own,
+    ),
+    case(
+        "GET",
+        "/scripts/community-scripts",
+        Param::None,
+        no_body,
+        Cross::Own,
+    ),
+    case(
+        "POST",
+        "/scripts/community-scripts",
+        Param::None,
+        |_| Some(json!({"github_url": "https://raw.githubusercontent.com/beta/s/main/b.rsc"})),
+        Cross::Own,
+    ),
+    case(
+        "GET",
+        "/scripts/community-scripts/{id}",
+        Param::Community,
+        no_body,
+        Cross::Own,
+    ),
+    case(
+        "POST",
+        "/scripts/community-scripts/{id}/refresh",
+        Param::Community,
+        no_body,
         Cross::Own,
     ),
     case(
@@ -423,6 +453,7 @@ struct Fixture {
     site: String,
     schedule: String,
     template: String,
+    community: String,
     job: String,
     channel: String,
     dead_letter: String,
@@ -438,6 +469,7 @@ impl Fixture {
             Param::User => USER_ID,
             Param::Schedule => &self.schedule,
             Param::Template => &self.template,
+            Param::Community => &self.community,
             Param::Job => &self.job,
             Param::Channel => &self.channel,
             Param::DeadLetter => &self.dead_letter,
@@ -645,6 +677,13 @@ fn start() -> (Engine, Fixture) {
         .as_str()
         .expect("template id")
         .to_owned();
+    let community = create(
+        "/scripts/community-scripts",
+        json!({"github_url": "https://raw.githubusercontent.com/acme/scripts/main/a.rsc"}),
+    )["id"]
+        .as_str()
+        .expect("community script id")
+        .to_owned();
     create(
         &format!("/api/asynchronous/{site}"),
         json!({"description": JOB_DESCRIPTION, "script": JOB_SCRIPT}),
@@ -694,6 +733,7 @@ fn start() -> (Engine, Fixture) {
         site,
         schedule,
         template,
+        community,
         job,
         channel,
         dead_letter,

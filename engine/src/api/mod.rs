@@ -7,6 +7,7 @@
 //! `{type, code, message, doc_url}` with the status that fits.
 
 mod auth;
+mod community;
 mod conn;
 mod error;
 mod health;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub organizations: Arc<BTreeMap<String, crate::approval::OrgPolicy>>,
     /// The global script templates, as last read from `templates_dir`.
     pub templates: crate::templates::GlobalTemplates,
+    /// Wakes the community library's processor when a submission is queued.
+    pub community: crate::community::Wake,
 }
 
 /// The whole API.
@@ -69,6 +72,7 @@ pub fn app(state: AppState) -> Router {
         .merge(scripts::routes())
         .merge(lint::routes())
         .merge(templates::routes())
+        .merge(community::routes())
         .merge(sites::routes())
         .merge(users::routes())
         .merge(jobs::routes())
@@ -159,6 +163,7 @@ pub(crate) mod test_support {
             ),
             organizations: Default::default(),
             templates: Default::default(),
+            community: Default::default(),
         };
         TestState { state, dir, stop }
     }

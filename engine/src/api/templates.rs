@@ -200,8 +200,61 @@ pub(super) struct ListParams {
     per_page: Option<usize>,
 }
 
-fn bad_query(message: String) -> ApiError {
+pub(super) fn bad_query(message: String) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", message)
+}
+
+/// `(page, per_page)` from the query, with their defaults and bounds checked.
+pub(super) fn page_of(
+    page: Option<usize>,
+    per_page: Option<usize>,
+    default: usize,
+    max: usize,
+) -> Result<(usize, usize), ApiError> {
+    let page = page.unwrap_or(1);
+    let per_page = per_page.unwrap_or(default);
+    if page == 0 {
+        return Err(bad_query("page: pages are numbered from 1".into()));
+    }
+    if !(1..=max).contains(&per_page) {
+        return Err(bad_query(format!("per_page: must be between 1 and {max}")));
+    }
+    Ok((page, per_page))
+}
+
+/// One page of `all`, with the links and counts a `{data, links, meta}` page carries.
+pub(super) fn paginate<T>(
+    all: Vec<T>,
+    page: usize,
+    per_page: usize,
+    path: &str,
+) -> (Vec<T>, PageLinks, PageMeta) {
+    let total = all.len();
+    let last_page = total.div_ceil(per_page).max(1);
+    let offset = (page - 1).saturating_mul(per_page);
+    let data: Vec<T> = all.into_iter().skip(offset).take(per_page).collect();
+    let link = |p: usize| format!("{path}?page={p}&per_page={per_page}");
+    let (from, to) = if data.is_empty() {
+        (None, None)
+    } else {
+        (Some(offset + 1), Some(offset + data.len()))
+    };
+    let links = PageLinks {
+        first: link(1),
+        last: link(last_page),
+        prev: (page > 1).then(|| link((page - 1).min(last_page))),
+        next: (page < last_page).then(|| link(page + 1)),
+    };
+    let meta = PageMeta {
+        current_page: page,
+        from,
+        last_page,
+        path: path.into(),
+        per_page,
+        to,
+        total,
+    };
+    (data, links, meta)
 }
 
 /// List templates: the organization's private ones and the global ones.
@@ -231,16 +284,7 @@ async fn list(
         Some(t) if t == "private" => (false, true),
         Some(t) => return Err(bad_query(format!("type: `{t}` is not public or private"))),
     };
-    let page = params.page.unwrap_or(1);
-    let per_page = params.per_page.unwrap_or(DEFAULT_PER_PAGE);
-    if page == 0 {
-        return Err(bad_query("page: pages are numbered from 1".into()));
-    }
-    if !(1..=MAX_PER_PAGE).contains(&per_page) {
-        return Err(bad_query(format!(
-            "per_page: must be between 1 and {MAX_PER_PAGE}"
-        )));
-    }
+    let (page, per_page) = page_of(params.page, params.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
     let search = params
         .search
         .filter(|s| !s.trim().is_empty())
@@ -272,34 +316,8 @@ async fn list(
                 .map(TemplateView::from),
         );
     }
-    let total = all.len();
-    let last_page = total.div_ceil(per_page).max(1);
-    let offset = (page - 1).saturating_mul(per_page);
-    let data: Vec<TemplateView> = all.into_iter().skip(offset).take(per_page).collect();
-    let link = |p: usize| format!("{PATH}?page={p}&per_page={per_page}");
-    let (from, to) = if data.is_empty() {
-        (None, None)
-    } else {
-        (Some(offset + 1), Some(offset + data.len()))
-    };
-    Ok(Json(TemplatePage {
-        links: PageLinks {
-            first: link(1),
-            last: link(last_page),
-            prev: (page > 1).then(|| link((page - 1).min(last_page))),
-            next: (page < last_page).then(|| link(page + 1)),
-        },
-        meta: PageMeta {
-            current_page: page,
-            from,
-            last_page,
-            path: PATH.into(),
-            per_page,
-            to,
-            total,
-        },
-        data,
-    }))
+    let (data, links, meta) = paginate(all, page, per_page, PATH);
+    Ok(Json(TemplatePage { data, links, meta }))
 }
 
 /// A global template, or 403 when `id` names one.

@@ -288,12 +288,27 @@ impl HostOptions {
     }
 
     fn settings(&self, name: &str) -> PluginSettings {
-        self.plugins.get(name).cloned().unwrap_or(PluginSettings {
+        let mut settings = self.plugins.get(name).cloned().unwrap_or(PluginSettings {
             limits: self.defaults,
             ..PluginSettings::default()
-        })
+        });
+        // A first-party plugin's fixed public endpoints, unless the operator lists its own.
+        if settings.allow.is_empty()
+            && let Some((_, allow)) = FIRST_PARTY_ALLOW.iter().find(|(n, _)| *n == name)
+        {
+            settings.allow = allow.iter().map(|a| (*a).to_owned()).collect();
+        }
+        settings
     }
 }
+
+/// What the bundled plugins that reach fixed public services are granted when the
+/// operator's `[plugins.<name>] allow` says nothing: a fresh install can fetch community
+/// scripts from github.com. An `allow` of the operator's own replaces this list.
+const FIRST_PARTY_ALLOW: &[(&str, &[&str])] = &[(
+    "github",
+    &["api.github.com:443", "raw.githubusercontent.com:443"],
+)];
 
 /// The plugin host. Cheap to clone; all clones share one registry.
 #[derive(Clone)]

@@ -233,6 +233,23 @@ fn check_private(_path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// A new ULID: 48 bits of unix milliseconds then 80 random bits, in Crockford's base32
+/// (26 characters), so ids made later sort later.
+pub(crate) fn new_ulid() -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let mut random = [0u8; 10];
+    OsRng.fill_bytes(&mut random);
+    let mut value: u128 = u128::from(millis & 0xFFFF_FFFF_FFFF) << 80;
+    for (i, b) in random.iter().enumerate() {
+        value |= u128::from(*b) << (8 * (9 - i));
+    }
+    (0..26)
+        .rev()
+        .map(|i| ALPHABET[((value >> (5 * i)) & 31) as usize] as char)
+        .collect()
+}
+
 /// A new identifier: a UUID version 7 (time-ordered, so ids created later sort later and
 /// index inserts append), with 74 random bits.
 pub(crate) fn new_id() -> String {

@@ -22,6 +22,7 @@
 
 pub(crate) mod approvals;
 mod channels;
+mod community;
 mod crypto;
 mod error;
 mod jobs;
@@ -44,6 +45,10 @@ use std::path::{Path, PathBuf};
 pub use channels::{
     AUDIT_CHANNEL_SECRET_ROTATED, AUDIT_NOTIFY_SECRET_ROTATED, Channel, ChannelInput, ChannelKind,
     MAX_CHANNELS_PER_ORG, SecretGeneration,
+};
+pub use community::{
+    CommunityContent, CommunityRepository, CommunityScript, CommunityStatus, CommunityUser,
+    Submitted, git_blob_sha,
 };
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;

@@ -104,6 +104,19 @@ pub(crate) const TEMPLATES_BY_ORG: MultimapTableDefinition<&str, &str> =
 pub(crate) const TEMPLATE_VERSIONS: TableDefinition<(&str, u64), &[u8]> =
     TableDefinition::new("template_versions");
 
+/// community script id (a ULID) -> community script: the library every organization
+/// shares. Created at every open.
+pub(crate) const COMMUNITY: TableDefinition<&str, &[u8]> = TableDefinition::new("community");
+/// (submitted URL, commit) -> community script id, once processed: the same file at the
+/// same commit is one record.
+pub(crate) const COMMUNITY_BY_SOURCE: TableDefinition<(&str, &str), &str> =
+    TableDefinition::new("community_by_source");
+/// (queued at, unix milliseconds; id) -> attempts so far: submissions still to process.
+/// An entry leaves only in the transaction that records the outcome, so a restart picks
+/// up whatever was in flight.
+pub(crate) const COMMUNITY_QUEUE: TableDefinition<(i64, &str), u32> =
+    TableDefinition::new("community_queue");
+
 /// channel id -> notification channel (settings, with its secrets sealed).
 pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
 /// organization -> which secret signs its jobs' notify-url deliveries (a

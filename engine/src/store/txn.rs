@@ -149,6 +149,9 @@ fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(TEMPLATES)?;
     tx.open_multimap_table(TEMPLATES_BY_ORG)?;
     tx.open_table(TEMPLATE_VERSIONS)?;
+    tx.open_table(COMMUNITY)?;
+    tx.open_table(COMMUNITY_BY_SOURCE)?;
+    tx.open_table(COMMUNITY_QUEUE)?;
     Ok(())
 }
 
