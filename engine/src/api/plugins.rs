@@ -508,7 +508,7 @@ async fn transport_call(
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token lacks `engine:admin`", body = ErrorBody),
         (status = 404, description = "No active plugin of that name, or `target.site_id` is not a site of the organization", body = ErrorBody),
-        (status = 422, description = "An unknown operation or field, a missing field, a target that gives its own address, port, credentials or TLS settings, a site served by another transport, or an operation the plugin's kind does not offer", body = ErrorBody),
+        (status = 422, description = "An unknown operation or field, a missing field, a target that gives its own address, port, credentials or TLS settings, a site served by another transport, an operation the plugin's kind does not offer, or a URL the script source does not serve", body = ErrorBody),
         (status = 502, description = "The plugin answered with its own error, trapped or ran out of memory", body = ErrorBody),
         (status = 503, description = "The engine is shutting down", body = ErrorBody),
         (status = 504, description = "The plugin did not finish within its time limit", body = ErrorBody),
@@ -625,7 +625,14 @@ async fn call(
                 .map_err(call_error)?
                 .fetch(&url)
                 .await
-                .map_err(failure)?;
+                .map_err(|f| match f {
+                    // The caller's URL is not one the source serves: the request's fault.
+                    Failure::Plugin {
+                        error: crate::plugins::script_source::SourceError::InvalidUrl(m),
+                        ..
+                    } => ApiError::validation("url", m),
+                    other => failure(other),
+                })?;
             let meta = fetched.meta;
             json!({
                 "content": fetched.content,
