@@ -60,6 +60,7 @@ async fn routeros_over_ssh_logs_in_with_its_options_and_reads_errors_from_the_ou
             password: PASSWORD.into(),
             faults: Vec::new(),
             ssh_port: Some(0),
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let _ = stopped.wait_for(|s| *s).await;
