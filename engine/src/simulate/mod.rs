@@ -410,8 +410,9 @@ impl Fleet {
             Some(_) => Some(ssh::SshServer::new(config.profile).map_err(SimulateError::Ssh)?),
             None => None,
         };
-        let ssh_authorized_keys = ssh::parse_authorized_keys(&config.ssh_authorized_keys.join("\n"))
-            .map_err(SimulateError::Ssh)?;
+        let ssh_authorized_keys =
+            ssh::parse_authorized_keys(&config.ssh_authorized_keys.join("\n"))
+                .map_err(SimulateError::Ssh)?;
         let shared = Arc::new(Shared {
             profile: config.profile,
             user: config.user.clone(),

@@ -81,8 +81,7 @@ pub(super) fn parse_authorized_keys(text: &str) -> Result<Vec<PublicKey>, String
         .enumerate()
         .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
         .map(|(n, l)| {
-            PublicKey::from_openssh(l)
-                .map_err(|e| format!("authorized key on line {}: {e}", n + 1))
+            PublicKey::from_openssh(l).map_err(|e| format!("authorized key on line {}: {e}", n + 1))
         })
         .collect()
 }
@@ -253,7 +252,11 @@ pub(super) async fn serve(
         () = until(&mut online, false) => {}
     }
     let _ = handle
-        .disconnect(Disconnect::ByApplication, "router offline".into(), String::new())
+        .disconnect(
+            Disconnect::ByApplication,
+            "router offline".into(),
+            String::new(),
+        )
         .await;
     let _ = session.await;
 }

@@ -493,7 +493,10 @@ mod ssh_client {
     impl client::Handler for AnyKey {
         type Error = russh::Error;
 
-        async fn check_server_key(&mut self, _key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+        async fn check_server_key(
+            &mut self,
+            _key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
             Ok(true)
         }
     }
@@ -581,7 +584,11 @@ async fn ssh_6_45_offers_only_the_routeros_6_algorithms() {
     use russh::kex;
     let fleet = fleet(ssh_config([127, 1, 207, 1], Profile::V6_45)).await;
     let addr = fleet.router(0).ssh_address().expect("ssh");
-    assert!(ssh_client::connect(addr, ssh_client::modern()).await.is_err());
+    assert!(
+        ssh_client::connect(addr, ssh_client::modern())
+            .await
+            .is_err()
+    );
     for kex in [&[kex::DH_G14_SHA1][..], &[kex::DH_GEX_SHA256][..]] {
         let mut ssh = ssh_client::connect(addr, ssh_client::legacy(kex))
             .await
@@ -630,7 +637,12 @@ async fn ssh_logs_in_with_an_authorized_key_only() {
     assert!(ssh_client::key(&mut ssh, &known).await);
     let (out, status) = ssh_client::exec(&ssh, ":log info \"by key\"").await;
     assert_eq!(status, Some(0), "{out}");
-    assert!(fleet.router(0).log_messages().contains(&"by key".to_owned()));
+    assert!(
+        fleet
+            .router(0)
+            .log_messages()
+            .contains(&"by key".to_owned())
+    );
     assert_eq!(fleet.router(0).stats().logins, 1);
 
     let bad = FleetConfig {
@@ -674,8 +686,16 @@ async fn ssh_shows_the_routers_faults() {
         .expect("connect");
     assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
     let (_, status) = ssh_client::exec(&ssh, ":log info \"never\"").await;
-    assert_eq!(status, None, "a fatal router ends the connection unanswered");
-    assert!(!fleet.router(fatal).log_messages().contains(&"never".to_owned()));
+    assert_eq!(
+        status, None,
+        "a fatal router ends the connection unanswered"
+    );
+    assert!(
+        !fleet
+            .router(fatal)
+            .log_messages()
+            .contains(&"never".to_owned())
+    );
 
     // Offline: the open session ends, the port refuses, and comes back.
     let router = fleet.router(healthy);
@@ -685,7 +705,10 @@ async fn ssh_shows_the_routers_faults() {
     assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
     router.go_offline(Duration::from_secs(3600));
     let (_, status) = ssh_client::exec(&ssh, ":put 1").await;
-    assert_eq!(status, None, "open sessions end when the router goes offline");
+    assert_eq!(
+        status, None,
+        "open sessions end when the router goes offline"
+    );
     let mut refused = false;
     for _ in 0..100 {
         if TcpStream::connect(ssh_of(healthy)).await.is_err() {
