@@ -25,7 +25,9 @@ use yardmaster::runner::fanout::{Runner, RunnerSettings};
 use yardmaster::scheduler::launcher::{Launcher, Outcome};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
-use yardmaster::store::{JobStatus, ScheduleInput, Secret, SiteInput, Store, User};
+use yardmaster::store::{
+    JobStatus, ScheduleInput, ScheduledScript, Secret, SiteInput, SshSettings, Store, User,
+};
 use yardmaster_tests::{Engine, EngineOptions, binary, bundled_host, eventually};
 
 const PASSWORD: &str = "ros-ssh-password";
@@ -177,6 +179,35 @@ fn ssh_site(engine: &Engine, addr: SocketAddr, name: &str, extra: Value) -> Stri
     engine.add_site(&site)
 }
 
+/// A schedule created by alice logging `message` on every `ssh` site, approved by bob.
+fn approved(store: &Store, message: &str) -> ScheduledScript {
+    let now = Utc::now();
+    let schedule = store
+        .create_schedule(
+            ScheduleInput {
+                organization: "acme".into(),
+                description: message.into(),
+                script: format!(":log info \"{message}\"\n"),
+                tags: vec!["ssh".into()],
+                launch_at: Some(now + TimeDelta::seconds(2)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            now,
+        )
+        .expect("schedule");
+    approval::approve(
+        store,
+        &schedule.id,
+        &person("bob", &["script:authorize"]),
+        None,
+        OrgPolicy::default(),
+        now,
+    )
+    .expect("approved by bob");
+    store.get_schedule(&schedule.id).expect("schedule")
+}
+
 fn person(id: &str, scopes: &[&str]) -> Principal {
     Principal {
         user_id: id.into(),
@@ -243,30 +274,10 @@ async fn a_scheduled_script_runs_once_on_each_of_50_routers_of_both_profiles() {
     let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_millis(200));
     let (_stop, shutdown) = Shutdown::new();
 
-    let schedule = store
-        .create_schedule(
-            ScheduleInput {
-                organization: "acme".into(),
-                description: "mark the fleet over ssh".into(),
-                script: ":log info \"scheduled over ssh\"\n".into(),
-                tags: vec!["ssh".into()],
-                launch_at: Some(now + TimeDelta::seconds(2)),
-                created_by: "alice".into(),
-                ..ScheduleInput::default()
-            },
-            now,
-        )
-        .expect("schedule");
-    approval::approve(
-        &store,
-        &schedule.id,
-        &person("bob", &["script:authorize"]),
-        None,
-        OrgPolicy::default(),
-        now,
-    )
-    .expect("approved by bob");
-    let schedule = store.get_schedule(&schedule.id).expect("schedule");
+    let schedule = approved(&store, "scheduled over ssh");
+    // Approved while no site had a host key: the keys learned by the first launch are
+    // what that approval covered, so it still holds after them.
+    let second = approved(&store, "second over ssh");
     let outcome = launcher
         .launch(
             schedule.clone(),
@@ -311,6 +322,70 @@ async fn a_scheduled_script_runs_once_on_each_of_50_routers_of_both_profiles() {
         assert_eq!(pinned, [fleet.ssh_fingerprint().expect("a host key")]);
     }
     assert_ne!(old.ssh_fingerprint(), new.ssh_fingerprint());
+
+    let outcome = launcher
+        .launch(
+            second.clone(),
+            now + TimeDelta::seconds(3),
+            shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert_eq!(
+        outcome,
+        Outcome::Launched {
+            occurrence: 0,
+            sites: 50
+        }
+    );
+    assert!(routers.iter().all(|r| {
+        r.log_messages()
+            .iter()
+            .filter(|m| *m == "second over ssh")
+            .count()
+            == 1
+    }));
+
+    // An operator pins another host key on one site after a third approval: that
+    // approval no longer covers the fleet, and nothing runs anywhere.
+    let third = approved(&store, "third over ssh");
+    let addr = routers[7].ssh_address().expect("ssh");
+    store
+        .update_site(
+            &sites[7],
+            SiteInput {
+                organization: "acme".into(),
+                name: "ssh-7".into(),
+                address: addr.ip().to_string(),
+                port: Some(addr.port()),
+                transport: "ssh".into(),
+                username: "admin".into(),
+                password: None,
+                tls: Default::default(),
+                tags: vec!["ssh".into()],
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: Some(SshSettings {
+                    host_keys: vec![format!("SHA256:{}", "Q".repeat(43))],
+                    platform: None,
+                }),
+            },
+            Utc::now(),
+        )
+        .expect("re-pinned");
+    let outcome = launcher
+        .launch(third, now + TimeDelta::seconds(3), shutdown.clone())
+        .await
+        .expect("launch");
+    assert!(
+        matches!(&outcome, Outcome::Refused(why) if why.contains("pinned SSH host keys")),
+        "{outcome:?}"
+    );
+    assert!(
+        routers
+            .iter()
+            .all(|r| !r.log_messages().contains(&"third over ssh".to_owned()))
+    );
     drop(launcher);
     drop(runner);
     old.shutdown().await;
