@@ -732,3 +732,25 @@ async fn ssh_shows_the_routers_faults() {
     assert_eq!(ssh_client::exec(&ssh, ":put 1").await.1, Some(0));
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn ssh_drop_sends_half_the_first_reply_then_ends_the_connection() {
+    let fleet = fleet(FleetConfig {
+        routers: 1,
+        faults: vec!["drop".parse().expect("fault")],
+        ..ssh_config([127, 1, 212, 1], Profile::V7_18)
+    })
+    .await;
+    let addr = fleet.router(0).ssh_address().expect("ssh");
+    let mut ssh = ssh_client::connect(addr, ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    let (out, status) = ssh_client::exec(&ssh, ":put \"0123456789abcdefghij\"").await;
+    assert_eq!(status, None, "no exit status after a dropped reply");
+    assert!(
+        !out.is_empty() && "0123456789abcdefghij\r\n".starts_with(&out) && out.len() < 20,
+        "{out:?}"
+    );
+    fleet.shutdown().await;
+}
