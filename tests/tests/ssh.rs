@@ -4,8 +4,15 @@
 //! Each test starts its own `/usr/sbin/sshd -D -e -f <config>` as a child process on
 //! loopback and a free port, with a host key and `authorized_keys` made by `ssh-keygen`
 //! in a temporary folder, and kills it at the end. Logins use a key the engine holds
-//! for the site; password logins need an account with a password on this machine,
-//! which a test should not create, so they are not exercised here.
+//! for the site; password logins need an account with a password on this machine
+//! (sshd checks passwords against the system's accounts), which a test should not
+//! create, so they are exercised against the simulator only (`ssh_routeros.rs`).
+//!
+//! What it shows: key login, a script's exit status and stderr, a changed host key
+//! refused before sending, servers offering only the RouterOS 6 algorithms or only
+//! diffie-hellman-group-exchange-sha256, the Linux probe, a backup by the plugin's
+//! `backup_command`, a script ended by a signal, and output cut at `max_output` with a
+//! notice.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
