@@ -13,7 +13,9 @@
 //! `cargo bench -p yardmaster-tests --bench ssh [-- ROUTERS]`; `SSH_BENCH_ROUNDS` sets
 //! the rounds per path (default 5), `SSH_BENCH_CONCURRENCY` the routers at once
 //! (default: the runner's `run_concurrency`), `SSH_BENCH_ONLY=plugin` (or `native`)
-//! runs one path alone, e.g. under a profiler.
+//! runs one path alone, e.g. under a profiler, and `SSH_BENCH_DETECT=1` leaves the
+//! sites' platform unset, so the plugin first reads each server's version line on a
+//! connection of its own, as it does for a site that does not name its platform.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -107,7 +109,7 @@ async fn plugin_run(
         .map_err(|e| e.to_string())
 }
 
-fn target(addr: SocketAddr) -> transport::Target {
+fn target(addr: SocketAddr, detect: bool) -> transport::Target {
     transport::Target {
         site_id: addr.ip().to_string(),
         address: addr.ip().to_string(),
@@ -119,7 +121,11 @@ fn target(addr: SocketAddr) -> transport::Target {
         reply_timeout_ms: 30_000,
         // As a site that names its platform: the plugin logs in straight away rather
         // than first reading the version line on a connection of its own.
-        options: vec![("ssh.platform".into(), "routeros".into())],
+        options: if detect {
+            Vec::new()
+        } else {
+            vec![("ssh.platform".into(), "routeros".into())]
+        },
     }
 }
 
@@ -266,7 +272,8 @@ async fn main() {
         .transport("ssh")
         .expect("the bundled ssh transport")
         .with_pinned_ssh("bench", vec![fingerprint.to_string()]);
-    let targets: Arc<[transport::Target]> = addrs.iter().map(|&a| target(a)).collect();
+    let detect = std::env::var("SSH_BENCH_DETECT").is_ok_and(|v| v == "1");
+    let targets: Arc<[transport::Target]> = addrs.iter().map(|&a| target(a, detect)).collect();
     let config = Arc::new(client::Config {
         nodelay: true,
         ..client::Config::default()
@@ -274,11 +281,12 @@ async fn main() {
 
     println!(
         "ssh benchmark: {routers} simulated routers (RouterOS 7.18 profile) on loopback, \
-         concurrency {concurrency}, {rounds} rounds per path, {} cores; CPU is the whole \
-         process's (the routers' side included)",
+         concurrency {concurrency}, {rounds} rounds per path, {} cores, platform {}; CPU is \
+         the whole process's (the routers' side included)",
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        if detect { "detected" } else { "named" },
     );
     let before: u64 = fleet.routers().map(|r| r.log_total()).sum();
     let mut native = Rounds::default();
