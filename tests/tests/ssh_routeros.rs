@@ -1,7 +1,11 @@
-//! The SSH transport's RouterOS side, driving the real binary against a simulated
-//! router that serves SSH as RouterOS does (`yardmaster simulate --ssh-port`): version
-//! line `SSH-2.0-ROSSSH`, password login, each exec request run as a console script
-//! with exit status 0 whatever it reports.
+//! The SSH transport's RouterOS side, driving the real binary against simulated
+//! routers that serve SSH as RouterOS does (`yardmaster simulate --ssh-port`): version
+//! line `SSH-2.0-ROSSSH`, password or public-key login, each exec request run as a
+//! console script with exit status 0 whatever it reports. The fleets run in the test's
+//! process (the code `yardmaster simulate` runs), so each router's `/log` and counters
+//! can be read, except for the key login, which starts `yardmaster simulate` itself. The
+//! scheduled fan-out runs the engine's store, approval, launcher and runner in process,
+//! as `schedules.rs` does.
 //!
 //! What it shows: the platform is told from the version line, the login name carries
 //! `+cet1024w`, a password login works, a multi-line script runs whole, output that
@@ -10,7 +14,8 @@
 //! reaches 50 routers of both profiles (RouterOS 6 and 7 algorithm sets) over SSH and
 //! runs once on each; a wrong password fails as `auth`; a changed host key stops the
 //! job before the router sees a login; `yardmaster simulate --ssh-authorized-keys`
-//! lets the engine log in with the site's key.
+//! lets the engine log in with the site's key. An approval survives the host keys
+//! learned on first use and is voided by a host key pinned after it.
 
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr};
