@@ -153,6 +153,7 @@ pub async fn run(
             password: PASSWORD.into(),
             faults: Vec::new(),
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         wait(),
     )

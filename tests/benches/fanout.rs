@@ -251,6 +251,7 @@ async fn main() {
             password: PASSWORD.into(),
             faults: Vec::new(),
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let mut stopped = stopped;

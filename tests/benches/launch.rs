@@ -57,6 +57,7 @@ async fn launch(routers: usize) -> Result<(), String> {
             password: PASSWORD.into(),
             faults: Vec::new(),
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let mut stopped = stopped;

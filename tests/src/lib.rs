@@ -423,6 +423,7 @@ pub async fn fleet(
             password: password.into(),
             faults: Vec::new(),
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let mut stopped = stopped;

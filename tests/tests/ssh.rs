@@ -4,8 +4,15 @@
 //! Each test starts its own `/usr/sbin/sshd -D -e -f <config>` as a child process on
 //! loopback and a free port, with a host key and `authorized_keys` made by `ssh-keygen`
 //! in a temporary folder, and kills it at the end. Logins use a key the engine holds
-//! for the site; password logins need an account with a password on this machine,
-//! which a test should not create, so they are not exercised here.
+//! for the site; password logins need an account with a password on this machine
+//! (sshd checks passwords against the system's accounts), which a test should not
+//! create, so they are exercised against the simulator only (`ssh_routeros.rs`).
+//!
+//! What it shows: key login, a script's exit status and stderr, a changed host key
+//! refused before sending, servers offering only the RouterOS 6 algorithms or only
+//! diffie-hellman-group-exchange-sha256, the Linux probe, a backup by the plugin's
+//! `backup_command`, a script ended by a signal, and output cut at `max_output` with a
+//! notice.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -425,4 +432,131 @@ fn a_key_the_server_does_not_know_fails_as_auth() {
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "auth", "{failed}");
     assert!(!marker.exists());
+}
+
+/// The Linux side beyond scripts: the probe, a backup by the plugin's `backup_command`,
+/// a script ended by a signal, and output beyond the plugin's `max_output` cut with a
+/// notice the job shows.
+#[test]
+fn linux_probe_backup_command_signal_and_output_cap() {
+    let sshd = Sshd::start("ed25519", "");
+    let saved = sshd.dir.path().join("saved-config");
+    std::fs::write(&saved, "hostname edge-linux\nroute 10.0.0.0/8\n").expect("config file");
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        config: format!(
+            "[runner]\nmax_attempts = 1\n[plugins.ssh.config]\nbackup_command = \"cat {}\"\nmax_output = \"2048\"\n",
+            saved.display()
+        ),
+        ..EngineOptions::default()
+    });
+    let id = add_ssh_site(&engine, &sshd, json!({}));
+
+    // The probe: `uname -srm` as the version, the host name as the identity.
+    let probe = engine
+        .post(
+            "/plugins/ssh/call",
+            &json!({"operation": "probe", "target": {"site_id": id}}),
+        )
+        .expect("plugin call");
+    assert_eq!(probe.status, 200, "{}", probe.text);
+    let result = &probe.body["result"];
+    assert_eq!(result["online"], true, "{result}");
+    let uname = |arg: &str| {
+        let out = Command::new("uname").arg(arg).output().expect("uname");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(result["identity"], json!(uname("-n")), "{result}");
+    assert!(
+        result["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("Linux ") && v.contains(&uname("-r"))),
+        "{result}"
+    );
+
+    // A backup before the script is the output of `backup_command`.
+    let submitted = engine
+        .post(
+            &format!("/api/asynchronous/{id}"),
+            &json!({"description": "with backup", "script": "echo after\n", "make_backup": true}),
+        )
+        .expect("submit");
+    assert!(submitted.status == 200 || submitted.status == 202);
+    let done = eventually("the backed-up job to end", || {
+        let job = jobs(&engine, &id)
+            .into_iter()
+            .find(|j| j["status"] == "completed" || j["status"] == "failed")?;
+        let id = job["id"].as_str()?.to_owned();
+        Some(engine.get(&format!("/api/jobs/{id}")).ok()?.body["data"].clone())
+    });
+    assert_eq!(done["status"], "completed", "{done}\n{}", engine.log());
+    assert_eq!(done["has_backup"], true, "{done}");
+    assert_eq!(
+        done["backup"],
+        json!("hostname edge-linux\nroute 10.0.0.0/8\n"),
+        "{done}"
+    );
+
+    // A script that ends by a signal fails with the signal's name.
+    let killed = run_job(
+        &engine,
+        &id,
+        "echo before the end >&2\nkill -TERM $$\necho never\n",
+    );
+    assert_eq!(killed["status"], "failed", "{killed}");
+    assert_eq!(killed["error"]["code"], "script", "{killed}");
+    let message = killed["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("ended by signal TERM") && message.contains("before the end"),
+        "{message}"
+    );
+
+    // 100,000 bytes against a cap of 2,048: the job keeps what fits and says so.
+    let long = run_job(&engine, &id, "head -c 100000 /dev/zero | tr '\\0' x\n");
+    assert_eq!(long["status"], "completed", "{long}");
+    let output = long["output"].as_str().unwrap_or_default();
+    assert!(output.len() <= 2048, "{}", output.len());
+    assert!(output.starts_with("xxxx"), "{output}");
+    assert!(
+        output.ends_with("[output truncated: the site sent more than 2048 bytes]\n"),
+        "{output}"
+    );
+    // Output under the cap is whole, with no notice.
+    let short = run_job(&engine, &id, "head -c 1000 /dev/zero | tr '\\0' y\n");
+    assert_eq!(short["output"], json!("y".repeat(1000)), "{short}");
+}
+
+/// RouterOS with strong crypto offers only diffie-hellman-group-exchange-sha256; the
+/// engine asks for a group of at least 2048 bits and gets through.
+#[test]
+fn a_server_offering_only_group_exchange_sha256_is_reached() {
+    let sshd = Sshd::start(
+        "rsa",
+        "KexAlgorithms diffie-hellman-group-exchange-sha256\n",
+    );
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        config: "[runner]\nmax_attempts = 1\n".into(),
+        ..EngineOptions::default()
+    });
+    let id = add_ssh_site(&engine, &sshd, json!({"ssh": {"platform": "linux"}}));
+    let done = run_job(&engine, &id, "echo gex-ok\n");
+    assert_eq!(done["status"], "completed", "{done}\n{}", engine.log());
+    assert_eq!(done["output"], json!("gex-ok\n"), "{done}");
+
+    // The same server is out of reach with the legacy set off, and the error names
+    // the one algorithm it offered.
+    let strict = Engine::start(EngineOptions {
+        bundled: true,
+        config: "[ssh]\nlegacy_algorithms = false\n[runner]\nmax_attempts = 1\n".into(),
+        ..EngineOptions::default()
+    });
+    let id = add_ssh_site(&strict, &sshd, json!({"ssh": {"platform": "linux"}}));
+    let failed = run_job(&strict, &id, "echo never\n");
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("diffie-hellman-group-exchange-sha256"),
+        "{message}"
+    );
 }

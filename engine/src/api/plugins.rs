@@ -333,7 +333,14 @@ impl TargetBody {
         }
         target.connect_timeout_ms = self.connect_timeout_ms;
         target.reply_timeout_ms = self.reply_timeout_ms;
-        target.options = self.options.into_iter().collect();
+        // The site's own SSH options (platform, key login) are the site's to say.
+        let site_options = crate::runner::fanout::ssh_options(&site);
+        target.options = self
+            .options
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("ssh."))
+            .chain(site_options)
+            .collect();
         Ok((site, target))
     }
 }
@@ -480,6 +487,12 @@ async fn transport_call(
 ) -> Result<(Transport, transport::Target), ApiError> {
     let handle = state.plugins.transport(name).map_err(call_error)?;
     let (site, target) = target.resolve(state, caller, name).await?;
+    // SSH sessions of this call get the site's key and host keys, as a job's do.
+    let (store, of) = (state.store.clone(), site.clone());
+    let site_ssh =
+        blocking(move || crate::runner::fanout::site_ssh(&store, &of).map_err(ApiError::from))
+            .await?;
+    let handle = handle.with_ssh(site_ssh);
     let audit = AuditInput {
         at: Utc::now(),
         organization: site.organization.clone(),
@@ -498,7 +511,7 @@ async fn transport_call(
     path = "/plugins/{name}/call",
     tag = "plugins",
     summary = "Run one operation of a plugin",
-    description = "An operator's tool: lets an operator or a plugin author try a plugin against the running engine. Needs `engine:admin`, a scope `all` does not include. A transport operation names one of the organization's sites by `target.site_id`; the engine fills in its address, port, TLS settings and credentials, grants the plugin that endpoint for this call only, and audits the call. A body that gives an address, port, credentials or TLS settings itself is refused (422 naming the field).",
+    description = "An operator's tool: lets an operator or a plugin author try a plugin against the running engine. Needs `engine:admin`, a scope `all` does not include. A transport operation names one of the organization's sites by `target.site_id`; the engine fills in its address, port, TLS settings and credentials (for SSH, its key and host keys, enforced by the host as for a job), grants the plugin that endpoint for this call only, and audits the call. A body that gives an address, port, credentials or TLS settings itself is refused (422 naming the field).",
     params(("name" = String, Path, description = "The plugin's name")),
     request_body = CallBody,
     security(("bearer" = [])),

@@ -30,6 +30,8 @@
 //!                    str(username) bool(tls.enabled) bool(tls.verify)
 //!                    opt(str(tls.pinned_sha256)) opt(str(tls.server_name))
 //!                    opt(str(credential digest))
+//!                    then, only for a site with pinned SSH host keys:
+//!                    str("ssh_host_keys") set(host keys)
 //! "acknowledged_risks" set(rule ids)                 since v3
 //! ```
 //!
@@ -49,9 +51,9 @@
 //!
 //! Targets are bound as resolved when the schedule is approved: tags are resolved to
 //! sites then, and a site tagged afterwards is not covered; neither is a target whose
-//! address, port, transport, TLS settings, user name or credential changed. The
-//! credential is bound by a digest of its sealed form ([`Endpoint::credential`]), never
-//! by the secret.
+//! address, port, transport, TLS settings, user name, credential or pinned SSH host keys
+//! changed. The credential is bound by a digest of its sealed form
+//! ([`Endpoint::credential`]), never by the secret.
 //!
 //! Version 3 added the acknowledged risks: the approver accepts the script's findings
 //! as listed, so a change of the list needs a new approval. As from v1 to v2, an approval
@@ -169,7 +171,12 @@ impl Canon {
             .bool(e.tls.verify)
             .opt_str(e.tls.pinned_sha256.as_deref())
             .opt_str(e.tls.server_name.as_deref())
-            .opt_str(e.credential.as_deref())
+            .opt_str(e.credential.as_deref());
+        // Written only when there are pins, so endpoints without them hash as before.
+        if !e.host_keys.is_empty() {
+            self.str("ssh_host_keys").set(&e.host_keys);
+        }
+        self
     }
 
     fn none(&mut self) -> &mut Self {
@@ -284,6 +291,7 @@ mod tests {
             username: "admin".into(),
             tls: crate::store::TlsSettings::default(),
             credential: Some("c0ffee".into()),
+            host_keys: Vec::new(),
         };
         Targets {
             sites: vec!["site-a".into(), "site-b".into(), "site-c".into()],
@@ -478,6 +486,12 @@ mod tests {
                 t.endpoints[1].credential = Some("decaf".into())
             }),
             ("credential cleared", |t| t.endpoints[1].credential = None),
+            ("host key pinned", |t| {
+                t.endpoints[1].host_keys = vec!["SHA256:a".into()]
+            }),
+            ("pinned host keys changed", |t| {
+                t.endpoints[1].host_keys = vec!["SHA256:a".into(), "SHA256:b".into()]
+            }),
             ("site deleted", |t| t.endpoints[2].missing = true),
             ("endpoint added", |t| {
                 let mut e = t.endpoints[0].clone();

@@ -534,6 +534,19 @@ impl Transport {
         self
     }
 
+    /// For callers outside the engine's runner (a benchmark, a program embedding the
+    /// plugin host): this transport's calls serve site `site_id`, whose SSH server must
+    /// show one of `host_keys` (`SHA256:...`), logging in with the target's password.
+    pub fn with_pinned_ssh(self, site_id: &str, host_keys: Vec<String>) -> Transport {
+        self.with_ssh(Arc::new(super::ssh::SiteSsh {
+            site_id: site_id.to_owned(),
+            private_key: None,
+            host_keys,
+            remember: None,
+            refused: std::sync::Mutex::new(None),
+        }))
+    }
+
     /// Why a session of this handle's calls was refused for its host key, if one was.
     pub(crate) fn ssh_refusal(&self) -> Option<super::ssh::HostKeyRefusal> {
         self.ssh.as_ref().and_then(|s| s.refusal())

@@ -490,6 +490,7 @@ impl HostState {
             seen: id.clone(),
         };
         let seen_now = || seen.lock().ok().and_then(|s| s.clone());
+        let method = if key.is_some() { "key" } else { "password" };
         let login = async {
             let mut handle = client::connect_stream(Arc::new(config), stream, handler)
                 .await
@@ -520,7 +521,8 @@ impl HostState {
             .map_err(|e| from_russh(&endpoint, e, seen_now()))?;
             if !result.success() {
                 return Err(ssh::SshError::AuthFailed(format!(
-                    "{endpoint}: the server refused user `{}`",
+                    "{endpoint}: authentication failed: the server refused the {method} \
+                     of user `{}`",
                     options.username
                 )));
             }

@@ -634,20 +634,19 @@ impl Runner {
             .plugins
             .transport(&site.transport)
             .map_err(|e| ExecError::from(crate::plugins::Failure::Call(e)))?;
-        let transport = transport.with_ssh(self.site_ssh(&site)?);
+        let site_ssh = site_ssh(&self.inner.store, &site).map_err(|e| ExecError {
+            code: CREDENTIALS.into(),
+            message: e.to_string(),
+            category: None,
+            maybe_sent: false,
+        })?;
+        let transport = transport.with_ssh(site_ssh);
         let tls = site.tls.enabled.then(|| transport::TlsSettings {
             verify: site.tls.verify,
             pinned_sha256: site.tls.pinned_sha256.clone(),
             server_name: site.tls.server_name.clone(),
         });
-        // What an SSH transport needs to know of the site; the key itself stays in the host.
-        let mut options = Vec::new();
-        if let Some(platform) = &site.ssh.platform {
-            options.push(("ssh.platform".to_owned(), platform.clone()));
-        }
-        if site.has_private_key {
-            options.push(("ssh.auth".to_owned(), "key".to_owned()));
-        }
+        let options = ssh_options(&site);
         let target = transport::Target {
             site_id: site.id,
             address: site.address,
@@ -660,46 +659,6 @@ impl Runner {
             options,
         };
         Ok((transport, target))
-    }
-
-    /// What the host holds for the site's SSH sessions: its private key, its host keys,
-    /// and where the first key seen is stored when none is pinned.
-    fn site_ssh(
-        &self,
-        site: &crate::store::Site,
-    ) -> Result<Arc<crate::plugins::SiteSsh>, ExecError> {
-        let private_key = self
-            .inner
-            .store
-            .site_private_key(&site.id)
-            .map_err(|e| ExecError {
-                code: CREDENTIALS.into(),
-                message: e.to_string(),
-                category: None,
-                maybe_sent: false,
-            })?
-            .map(|(key, passphrase)| {
-                (
-                    key.expose().to_owned(),
-                    passphrase.map(|p| p.expose().to_owned()),
-                )
-            });
-        let (store, id) = (self.inner.store.clone(), site.id.clone());
-        let remember = move |fingerprint: &str| match store.remember_host_key(
-            &id,
-            fingerprint,
-            chrono::Utc::now(),
-        ) {
-            Ok(verdict) => verdict,
-            Err(e) => Err(format!("(the key could not be stored: {e})")),
-        };
-        Ok(Arc::new(crate::plugins::SiteSsh {
-            site_id: site.id.clone(),
-            private_key,
-            host_keys: site.ssh.host_keys.clone(),
-            remember: Some(Box::new(remember)),
-            refused: std::sync::Mutex::new(None),
-        }))
     }
 
     /// One job from claim to its recorded end. The slot is given back as soon as the
@@ -1243,6 +1202,49 @@ enum Attempt {
     Stopped,
     /// The `sent` mark could not be written; nothing was sent, the job stays running.
     Unrecorded,
+}
+
+/// What an SSH transport needs to know of `site` as target options; the key itself
+/// stays in the host.
+pub(crate) fn ssh_options(site: &crate::store::Site) -> Vec<(String, String)> {
+    let mut options = Vec::new();
+    if let Some(platform) = &site.ssh.platform {
+        options.push(("ssh.platform".to_owned(), platform.clone()));
+    }
+    if site.has_private_key {
+        options.push(("ssh.auth".to_owned(), "key".to_owned()));
+    }
+    options
+}
+
+/// What the host holds for `site`'s SSH sessions: its private key, its host keys, and
+/// where the first key seen is stored when none is pinned.
+pub(crate) fn site_ssh(
+    store: &Arc<Store>,
+    site: &crate::store::Site,
+) -> Result<Arc<crate::plugins::SiteSsh>, StoreError> {
+    let private_key = store.site_private_key(&site.id)?.map(|(key, passphrase)| {
+        (
+            key.expose().to_owned(),
+            passphrase.map(|p| p.expose().to_owned()),
+        )
+    });
+    let (store, id) = (store.clone(), site.id.clone());
+    let remember = move |fingerprint: &str| match store.remember_host_key(
+        &id,
+        fingerprint,
+        chrono::Utc::now(),
+    ) {
+        Ok(verdict) => verdict,
+        Err(e) => Err(format!("(the key could not be stored: {e})")),
+    };
+    Ok(Arc::new(crate::plugins::SiteSsh {
+        site_id: site.id.clone(),
+        private_key,
+        host_keys: site.ssh.host_keys.clone(),
+        remember: Some(Box::new(remember)),
+        refused: std::sync::Mutex::new(None),
+    }))
 }
 
 #[cfg(test)]

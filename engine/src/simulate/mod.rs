@@ -9,13 +9,15 @@
 //! fleet of 10,000 costs little. `conn` serves one API connection, `script` runs
 //! console scripts, `faults` describes what can be made to go wrong, and `tls` makes
 //! the shared self-signed certificate. `ssh` answers SSH as RouterOS does, when asked
-//! for (`--ssh-port`), running each exec request as a console script.
+//! for (`--ssh-port`), running each exec request as a console script; its listener is
+//! one more port of the router task, so offline periods and faults apply to it too.
 //!
 //! Version profiles change what clients see: 6.42 knows only the challenge login,
 //! 6.45 takes the plain login (and still the challenge), 7.18 answers `!empty` for
 //! prints that find nothing and is the only one to accept `/execute =as-string=`.
 //! API `/export` answers its text in `=ret=`; `/execute =script=/export =as-string=`
-//! works as it does on a real 7.x router.
+//! works as it does on a real 7.x router. Over SSH, 6.42 and 6.45 offer only the
+//! RouterOS 6 algorithms and 7.18 only modern ones.
 
 mod conn;
 mod faults;
@@ -114,6 +116,9 @@ pub struct FleetConfig {
     pub faults: Vec<Fault>,
     /// The SSH port, when SSH is served; 0 picks a free port per router.
     pub ssh_port: Option<u16>,
+    /// Public keys (OpenSSH `authorized_keys` lines) the fleet's user may log in with
+    /// over SSH, besides the password.
+    pub ssh_authorized_keys: Vec<String>,
 }
 
 impl Default for FleetConfig {
@@ -128,6 +133,7 @@ impl Default for FleetConfig {
             password: String::new(),
             faults: Vec::new(),
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         }
     }
 }
@@ -138,6 +144,7 @@ struct Shared {
     user: String,
     password: String,
     started: Instant,
+    ssh_authorized_keys: Vec<russh::keys::PublicKey>,
 }
 
 /// Counters a test can read to see what a router was asked.
@@ -400,14 +407,18 @@ impl Fleet {
             None => None,
         };
         let ssh_server = match config.ssh_port {
-            Some(_) => Some(ssh::SshServer::new().map_err(SimulateError::Ssh)?),
+            Some(_) => Some(ssh::SshServer::new(config.profile).map_err(SimulateError::Ssh)?),
             None => None,
         };
+        let ssh_authorized_keys =
+            ssh::parse_authorized_keys(&config.ssh_authorized_keys.join("\n"))
+                .map_err(SimulateError::Ssh)?;
         let shared = Arc::new(Shared {
             profile: config.profile,
             user: config.user.clone(),
             password: config.password.clone(),
             started: Instant::now(),
+            ssh_authorized_keys,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -435,14 +446,6 @@ impl Fleet {
                 ssh_address: ssh_listener.as_ref().map(|(_, a)| *a),
                 ssh_logins: Mutex::new(Vec::new()),
             });
-            if let (Some((listener, _)), Some(server)) = (ssh_listener, &ssh_server) {
-                tasks.spawn(ssh::serve(
-                    router.clone(),
-                    listener,
-                    server.config.clone(),
-                    stop_rx.clone(),
-                ));
-            }
             if let Some(d) = faults.offline {
                 router.go_offline(d);
             }
@@ -450,6 +453,9 @@ impl Fleet {
             let listeners = Listeners {
                 plain,
                 secure: secure.map(|(l, _)| l).zip(acceptor),
+                ssh: ssh_listener
+                    .map(|(l, _)| l)
+                    .zip(ssh_server.as_ref().map(|s| s.config.clone())),
             };
             tasks.spawn(router_task(router.clone(), listeners, stop_rx.clone()));
             routers.push(router);
@@ -553,6 +559,21 @@ impl Fleet {
 struct Listeners {
     plain: TcpListener,
     secure: Option<(TcpListener, TlsAcceptor)>,
+    ssh: Option<(TcpListener, Arc<russh::server::Config>)>,
+}
+
+/// A router's listening sockets while it is online.
+struct Open {
+    plain: TcpListener,
+    secure: Option<TcpListener>,
+    ssh: Option<TcpListener>,
+}
+
+async fn bind_again(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, SimulateError> {
+    match addr {
+        Some(a) => bind(a).await.map(Some),
+        None => Ok(None),
+    }
 }
 
 async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
@@ -579,8 +600,12 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 /// then waits for its connections to end.
 async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch::Receiver<bool>) {
     let acceptor = listeners.secure.as_ref().map(|(_, a)| a.clone());
-    let mut open: Option<(TcpListener, Option<TcpListener>)> =
-        Some((listeners.plain, listeners.secure.map(|(l, _)| l)));
+    let ssh_config = listeners.ssh.as_ref().map(|(_, c)| c.clone());
+    let mut open = Some(Open {
+        plain: listeners.plain,
+        secure: listeners.secure.map(|(l, _)| l),
+        ssh: listeners.ssh.map(|(l, _)| l),
+    });
     let mut online = router.online.subscribe();
     let mut conns: JoinSet<()> = JoinSet::new();
     loop {
@@ -601,13 +626,11 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
         }
         if open.is_none() {
             let plain = bind(router.address).await;
-            let secure = match router.tls_address {
-                Some(a) => bind(a).await.map(Some),
-                None => Ok(None),
-            };
-            match (plain, secure) {
-                (Ok(p), Ok(s)) => open = Some((p, s)),
-                (Err(e), _) | (_, Err(e)) => {
+            let secure = bind_again(router.tls_address).await;
+            let ssh = bind_again(router.ssh_address).await;
+            match (plain, secure, ssh) {
+                (Ok(plain), Ok(secure), Ok(ssh)) => open = Some(Open { plain, secure, ssh }),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                     tracing::warn!(
                         router = router.index,
                         "cannot listen again after going offline: {e}"
@@ -620,7 +643,7 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
                 }
             }
         }
-        let Some((plain, secure)) = open.as_ref() else {
+        let Some(Open { plain, secure, ssh }) = open.as_ref() else {
             continue;
         };
         let conn_stop = stop.clone();
@@ -645,6 +668,11 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
                             Err(_) => tracing::debug!(router = router.index, "TLS handshake timed out"),
                         }
                     });
+                }
+            }
+            accepted = accept_on(ssh.as_ref()) => {
+                if let (Ok(stream), Some(config)) = (accepted, ssh_config.clone()) {
+                    conns.spawn(ssh::serve(stream, router.clone(), config, conn_stop));
                 }
             }
         }
@@ -674,6 +702,10 @@ pub struct SimulateArgs {
     /// Also serve SSH on this port of every router, answering as RouterOS does.
     #[arg(long, value_name = "PORT")]
     pub ssh_port: Option<u16>,
+    /// Public keys (an OpenSSH authorized_keys file) the user may also log in with
+    /// over SSH.
+    #[arg(long, value_name = "FILE", requires = "ssh_port")]
+    pub ssh_authorized_keys: Option<std::path::PathBuf>,
     /// The RouterOS version to behave as.
     #[arg(long, value_enum, default_value_t = Profile::V7_18)]
     pub profile: Profile,
@@ -711,6 +743,7 @@ impl From<&SimulateArgs> for FleetConfig {
             password: args.password.clone(),
             faults: args.faults.clone(),
             ssh_port: args.ssh_port,
+            ssh_authorized_keys: Vec::new(),
         }
     }
 }
@@ -727,7 +760,13 @@ pub async fn run(
             "there is no certificate without API-SSL; leave out --no-tls".into(),
         ));
     }
-    let config = FleetConfig::from(&args);
+    let mut config = FleetConfig::from(&args);
+    if let Some(file) = &args.ssh_authorized_keys {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| SimulateError::Ssh(format!("cannot read {}: {e}", file.display())))?;
+        config.ssh_authorized_keys = text.lines().map(str::to_owned).collect();
+    }
+    let keys = config.ssh_authorized_keys.len();
     let fleet = Fleet::start(config, shutdown).await?;
     let addresses = fleet.addresses();
     let (first, last) = (addresses[0], addresses[addresses.len() - 1]);
@@ -760,7 +799,15 @@ pub async fn run(
         _ => println!("api-ssl: off"),
     }
     if let (Some(ssh), Some(fingerprint)) = (fleet.ssh_addresses(), fleet.ssh_fingerprint()) {
-        println!("ssh: port {} host key {fingerprint}", ssh[0].port());
+        let algorithms = match args.profile {
+            Profile::V6_42 | Profile::V6_45 => "RouterOS 6 algorithms",
+            Profile::V7_18 => "modern algorithms",
+        };
+        println!(
+            "ssh: port {} host key {fingerprint} ({algorithms}; password login{})",
+            ssh[0].port(),
+            if keys > 0 { " and authorized keys" } else { "" }
+        );
     }
     println!(
         "credentials: user {:?} password {:?}",

@@ -82,6 +82,7 @@ fn config(bind: [u8; 4], profile: Profile) -> FleetConfig {
         password: "pw".into(),
         faults: Vec::new(),
         ssh_port: None,
+        ssh_authorized_keys: Vec::new(),
     }
 }
 
@@ -474,4 +475,282 @@ async fn shutdown_closes_open_connections() {
     let mut c = Client::login(fleet.addresses()[0], "pw").await;
     fleet.shutdown().await;
     assert!(c.reply().await.is_none());
+}
+
+/// A bare russh client for the simulator's SSH side: it accepts any host key and
+/// offers only the algorithms it is given.
+mod ssh_client {
+    use std::borrow::Cow;
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use russh::client::{self, Handle};
+    use russh::keys::{Algorithm, PrivateKey, PrivateKeyWithHashAlg, PublicKeyOrCertificate};
+    use russh::{ChannelMsg, Preferred, cipher, kex, mac};
+
+    pub struct AnyKey;
+
+    impl client::Handler for AnyKey {
+        type Error = russh::Error;
+
+        async fn check_server_key(
+            &mut self,
+            _key: &PublicKeyOrCertificate,
+        ) -> Result<bool, Self::Error> {
+            Ok(true)
+        }
+    }
+
+    /// group14-sha1, ssh-rsa, aes128-ctr, hmac-sha1: what RouterOS 6 speaks.
+    pub fn legacy(kex: &'static [kex::Name]) -> Preferred {
+        Preferred {
+            kex: Cow::Borrowed(kex),
+            key: Cow::Borrowed(&[Algorithm::Rsa { hash: None }]),
+            host_key_certificates: Cow::Borrowed(&[]),
+            cipher: Cow::Borrowed(&[cipher::AES_128_CTR]),
+            mac: Cow::Borrowed(&[mac::HMAC_SHA1]),
+            compression: Cow::Borrowed(&[russh::compression::NONE]),
+        }
+    }
+
+    pub fn modern() -> Preferred {
+        Preferred {
+            kex: Cow::Borrowed(&[kex::CURVE25519, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT]),
+            key: Cow::Borrowed(&[Algorithm::Ed25519]),
+            host_key_certificates: Cow::Borrowed(&[]),
+            cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305]),
+            mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM]),
+            compression: Cow::Borrowed(&[russh::compression::NONE]),
+        }
+    }
+
+    pub async fn connect(
+        addr: SocketAddr,
+        preferred: Preferred,
+    ) -> Result<Handle<AnyKey>, russh::Error> {
+        let config = client::Config {
+            preferred,
+            gex: client::GexParams::new(2048, 3072, 8192)?,
+            ..client::Config::default()
+        };
+        client::connect(Arc::new(config), addr, AnyKey).await
+    }
+
+    pub async fn password(handle: &mut Handle<AnyKey>, user: &str, password: &str) -> bool {
+        handle
+            .authenticate_password(user, password)
+            .await
+            .is_ok_and(|r| r.success())
+    }
+
+    pub async fn key(handle: &mut Handle<AnyKey>, key: &PrivateKey) -> bool {
+        let key = PrivateKeyWithHashAlg::new(Arc::new(key.clone()), None);
+        handle
+            .authenticate_publickey("admin", key)
+            .await
+            .is_ok_and(|r| r.success())
+    }
+
+    /// Runs `command`: its output and exit status (none when the server ended the
+    /// connection without one).
+    pub async fn exec(handle: &Handle<AnyKey>, command: &str) -> (String, Option<u32>) {
+        let Ok(mut channel) = handle.channel_open_session().await else {
+            return (String::new(), None);
+        };
+        if channel.exec(true, command).await.is_err() {
+            return (String::new(), None);
+        }
+        let (mut out, mut status) = (Vec::new(), None);
+        while let Some(msg) = channel.wait().await {
+            match msg {
+                ChannelMsg::Data { data } => out.extend_from_slice(&data),
+                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                _ => {}
+            }
+        }
+        (String::from_utf8_lossy(&out).into_owned(), status)
+    }
+}
+
+fn ssh_config(bind: [u8; 4], profile: Profile) -> FleetConfig {
+    FleetConfig {
+        ssh_port: Some(0),
+        ..config(bind, profile)
+    }
+}
+
+#[tokio::test]
+async fn ssh_6_45_offers_only_the_routeros_6_algorithms() {
+    use russh::kex;
+    let fleet = fleet(ssh_config([127, 1, 207, 1], Profile::V6_45)).await;
+    let addr = fleet.router(0).ssh_address().expect("ssh");
+    assert!(
+        ssh_client::connect(addr, ssh_client::modern())
+            .await
+            .is_err()
+    );
+    for kex in [&[kex::DH_G14_SHA1][..], &[kex::DH_GEX_SHA256][..]] {
+        let mut ssh = ssh_client::connect(addr, ssh_client::legacy(kex))
+            .await
+            .expect("a RouterOS 6 client is served");
+        assert!(ssh_client::password(&mut ssh, "admin+cet1024w", "pw").await);
+        let (out, status) = ssh_client::exec(&ssh, "/system identity print").await;
+        assert_eq!(status, Some(0));
+        assert!(out.contains("router-0"), "{out}");
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_7_18_offers_only_modern_algorithms() {
+    let fleet = fleet(ssh_config([127, 1, 208, 1], Profile::V7_18)).await;
+    let addr = fleet.router(1).ssh_address().expect("ssh");
+    let legacy = ssh_client::legacy(&[russh::kex::DH_G14_SHA1, russh::kex::DH_GEX_SHA256]);
+    assert!(ssh_client::connect(addr, legacy).await.is_err());
+    let mut ssh = ssh_client::connect(addr, ssh_client::modern())
+        .await
+        .expect("a modern client is served");
+    assert!(!ssh_client::password(&mut ssh, "admin", "wrong").await);
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    let (out, _) = ssh_client::exec(&ssh, ":put [/system identity get name]").await;
+    assert_eq!(out.trim(), "router-1");
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_logs_in_with_an_authorized_key_only() {
+    use russh::keys::PrivateKey;
+    use russh::keys::ssh_key::private::Ed25519Keypair;
+    let known = PrivateKey::from(Ed25519Keypair::from_seed(&[7; 32]));
+    let stranger = PrivateKey::from(Ed25519Keypair::from_seed(&[9; 32]));
+    let line = known.public_key().to_openssh().expect("openssh text");
+    let fleet = fleet(FleetConfig {
+        ssh_authorized_keys: vec!["# the operator".into(), line],
+        ..ssh_config([127, 1, 209, 1], Profile::V7_18)
+    })
+    .await;
+    let addr = fleet.router(0).ssh_address().expect("ssh");
+    let mut ssh = ssh_client::connect(addr, ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(!ssh_client::key(&mut ssh, &stranger).await);
+    assert!(ssh_client::key(&mut ssh, &known).await);
+    let (out, status) = ssh_client::exec(&ssh, ":log info \"by key\"").await;
+    assert_eq!(status, Some(0), "{out}");
+    assert!(
+        fleet
+            .router(0)
+            .log_messages()
+            .contains(&"by key".to_owned())
+    );
+    assert_eq!(fleet.router(0).stats().logins, 1);
+
+    let bad = FleetConfig {
+        ssh_authorized_keys: vec!["ssh-ed25519 not-base64".into()],
+        ..ssh_config([127, 1, 210, 1], Profile::V7_18)
+    };
+    assert!(matches!(
+        Fleet::start(bad, std::future::pending()).await,
+        Err(SimulateError::Ssh(_))
+    ));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_shows_the_routers_faults() {
+    let fleet = fleet(FleetConfig {
+        routers: 3,
+        faults: vec![
+            "refuse-login@0.34".parse().expect("fault"),
+            "fatal@0.5".parse().expect("fault"),
+        ],
+        ..ssh_config([127, 1, 211, 1], Profile::V7_18)
+    })
+    .await;
+    let faults: Vec<RouterFaults> = fleet.routers().map(Router::faults).collect();
+    let refusing = faults.iter().position(|f| f.refuse_login && !f.fatal);
+    let fatal = faults.iter().position(|f| f.fatal && !f.refuse_login);
+    let healthy = faults.iter().position(|f| *f == RouterFaults::default());
+    let (Some(refusing), Some(fatal), Some(healthy)) = (refusing, fatal, healthy) else {
+        panic!("the fractions pick one router each: {faults:?}");
+    };
+    let ssh_of = |i: usize| fleet.router(i).ssh_address().expect("ssh");
+
+    let mut ssh = ssh_client::connect(ssh_of(refusing), ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(!ssh_client::password(&mut ssh, "admin", "pw").await);
+
+    let mut ssh = ssh_client::connect(ssh_of(fatal), ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    let (_, status) = ssh_client::exec(&ssh, ":log info \"never\"").await;
+    assert_eq!(
+        status, None,
+        "a fatal router ends the connection unanswered"
+    );
+    assert!(
+        !fleet
+            .router(fatal)
+            .log_messages()
+            .contains(&"never".to_owned())
+    );
+
+    // Offline: the open session ends, the port refuses, and comes back.
+    let router = fleet.router(healthy);
+    let mut ssh = ssh_client::connect(ssh_of(healthy), ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    router.go_offline(Duration::from_secs(3600));
+    let (_, status) = ssh_client::exec(&ssh, ":put 1").await;
+    assert_eq!(
+        status, None,
+        "open sessions end when the router goes offline"
+    );
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(ssh_of(healthy)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the SSH port refuses while offline");
+    router.come_online();
+    let mut back = None;
+    for _ in 0..200 {
+        if let Ok(ssh) = ssh_client::connect(ssh_of(healthy), ssh_client::modern()).await {
+            back = Some(ssh);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut ssh = back.expect("the SSH port listens again");
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    assert_eq!(ssh_client::exec(&ssh, ":put 1").await.1, Some(0));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn ssh_drop_sends_half_the_first_reply_then_ends_the_connection() {
+    let fleet = fleet(FleetConfig {
+        routers: 1,
+        faults: vec!["drop".parse().expect("fault")],
+        ..ssh_config([127, 1, 212, 1], Profile::V7_18)
+    })
+    .await;
+    let addr = fleet.router(0).ssh_address().expect("ssh");
+    let mut ssh = ssh_client::connect(addr, ssh_client::modern())
+        .await
+        .expect("connect");
+    assert!(ssh_client::password(&mut ssh, "admin", "pw").await);
+    let (out, status) = ssh_client::exec(&ssh, ":put \"0123456789abcdefghij\"").await;
+    assert_eq!(status, None, "no exit status after a dropped reply");
+    assert!(
+        !out.is_empty() && "0123456789abcdefghij\r\n".starts_with(&out) && out.len() < 20,
+        "{out:?}"
+    );
+    fleet.shutdown().await;
 }

@@ -46,6 +46,11 @@ pub(crate) struct StoredSite {
     /// [`private_key_aad`].
     #[serde(default)]
     pub(super) private_key: Option<Sealed>,
+    /// The site's host key was stored on first use rather than pinned by an operator.
+    /// An approval of a site with no pinned key covers whatever key it shows first, so
+    /// such a key is not part of the site's [`Endpoint`](super::Endpoint).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) host_key_learned: bool,
 }
 
 /// An SSH private key as it is sealed.
@@ -297,6 +302,7 @@ impl Store {
                 site: site.clone(),
                 password,
                 private_key,
+                host_key_learned: false,
             };
             sites.insert(id.as_str(), encode(KIND, &id, &stored)?.as_slice())?;
             out.push(site);
@@ -444,14 +450,25 @@ impl Store {
             (None, _) => None,
         };
         site.has_private_key = private_key.is_some();
-        site.ssh = match input.ssh {
-            Some(ssh) => ssh,
-            None if same_endpoint => old_site.ssh.clone(),
-            None => crate::store::SshSettings {
-                host_keys: Vec::new(),
-                platform: old_site.ssh.platform.clone(),
-            },
+        // A learned key stays learned while the same key comes back (a read, edit and
+        // write of the site); any other set of keys is the operator's pin.
+        let (ssh, host_key_learned) = match input.ssh {
+            Some(ssh) => {
+                let learned = old.host_key_learned
+                    && same_endpoint
+                    && ssh.host_keys == old_site.ssh.host_keys;
+                (ssh, learned)
+            }
+            None if same_endpoint => (old_site.ssh.clone(), old.host_key_learned),
+            None => (
+                crate::store::SshSettings {
+                    host_keys: Vec::new(),
+                    platform: old_site.ssh.platform.clone(),
+                },
+                false,
+            ),
         };
+        site.ssh = ssh;
         index_tags(tx, &site, true)?;
         put(
             tx,
@@ -459,6 +476,7 @@ impl Store {
                 site: site.clone(),
                 password,
                 private_key,
+                host_key_learned,
             },
         )?;
         Ok((site, change))
@@ -580,6 +598,7 @@ impl Store {
                 return Ok(Err(first.clone()));
             }
             stored.site.ssh.host_keys.push(fingerprint.to_owned());
+            stored.host_key_learned = true;
             let site = stored.site.clone();
             put(tx, &stored)?;
             let mut audit = site_audit("site.host_key_stored", &site, "engine", false, now);
@@ -1191,6 +1210,66 @@ pub(crate) mod tests {
         let kept = store.update_site(&site.id, edited, t(4)).expect("update");
         assert_eq!(kept.ssh.host_keys, vec![first]);
         assert!(kept.has_private_key);
+    }
+
+    /// A key stored on first use leaves the endpoint an approval bound as it was; a key
+    /// an operator pins, or a pin changed, is a different endpoint.
+    #[test]
+    fn only_pinned_host_keys_are_part_of_the_endpoint() {
+        let (_dir, store) = open();
+        let site = store
+            .create_site_by(ssh_input("org1", "h1"), "alice", t(0))
+            .expect("create");
+        let digest = |store: &Store| {
+            let (_, _, endpoint) = store
+                .site_with_password_and_endpoint(&site.id)
+                .expect("endpoint");
+            endpoint.digest()
+        };
+        let unpinned = digest(&store);
+        let first = format!("SHA256:{}", "A".repeat(43));
+        let other = format!("SHA256:{}", "B".repeat(43));
+        assert_eq!(
+            store
+                .remember_host_key(&site.id, &first, t(1))
+                .expect("store"),
+            Ok(())
+        );
+        assert_eq!(digest(&store), unpinned, "a learned key is no new endpoint");
+        // Reading the site and writing it back with the learned key keeps it learned.
+        let mut echoed = ssh_input("org1", "h1");
+        echoed.private_key = None;
+        echoed.private_key_passphrase = None;
+        echoed.ssh = Some(crate::store::SshSettings {
+            host_keys: vec![first.clone()],
+            platform: None,
+        });
+        store
+            .update_site(&site.id, echoed.clone(), t(2))
+            .expect("update");
+        assert_eq!(digest(&store), unpinned);
+        // An operator pins another key: the endpoint is not the approved one any more.
+        let mut pinned = echoed;
+        pinned.ssh = Some(crate::store::SshSettings {
+            host_keys: vec![other.clone()],
+            platform: None,
+        });
+        store
+            .update_site(&site.id, pinned.clone(), t(3))
+            .expect("update");
+        let repinned = digest(&store);
+        assert_ne!(repinned, unpinned);
+        // The same pin written again is the same endpoint; a third key is not.
+        store
+            .update_site(&site.id, pinned.clone(), t(4))
+            .expect("update");
+        assert_eq!(digest(&store), repinned);
+        pinned.ssh = Some(crate::store::SshSettings {
+            host_keys: vec![first, other],
+            platform: None,
+        });
+        store.update_site(&site.id, pinned, t(5)).expect("update");
+        assert_ne!(digest(&store), repinned);
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct Endpoint {
     /// Hex sha256 of the sealed credential; it changes whenever a secret is set or
     /// cleared, and reveals nothing of it.
     pub credential: Option<String>,
+    /// The SSH host keys an operator pinned, sorted. A key stored on first use is not
+    /// here: approving a site with none pinned approves whatever key it shows first,
+    /// and later sessions must show that one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_keys: Vec<String>,
 }
 
 impl Endpoint {
@@ -125,6 +130,14 @@ impl Endpoint {
             username: site.username.clone(),
             tls: site.tls.clone(),
             credential: stored.credential_identity(),
+            host_keys: if stored.host_key_learned {
+                Vec::new()
+            } else {
+                let mut keys = site.ssh.host_keys.clone();
+                keys.sort();
+                keys.dedup();
+                keys
+            },
         }
     }
 }
@@ -168,6 +181,9 @@ pub fn differences(approved: &Targets, now: &Targets) -> Vec<String> {
         }
         if old.credential != new.credential {
             changed.push("credentials");
+        }
+        if old.host_keys != new.host_keys {
+            changed.push("pinned SSH host keys");
         }
         if !changed.is_empty() {
             out.push(format!(

@@ -14,6 +14,11 @@
 //!   with the status and the tail of stderr. Backup runs the operator's
 //!   `backup_command` (none by default); the probe runs `uname -srm` and `uname -n`.
 //!
+//! A script's output is kept up to the plugin's `max_output` (bytes of each of stdout
+//! and stderr; 256 KiB by default, what a job keeps). Output cut there ends with a
+//! notice line saying so, within the cap, so the job shows it; a backup that does not
+//! fit in 4 MiB fails rather than being kept in part.
+//!
 //! The platform is the site's `ssh.platform` when set (passed as the option
 //! `ssh.platform`); otherwise it is told from the server's version string before login,
 //! since the RouterOS login name depends on it: RouterOS answers `SSH-2.0-ROSSSH`.
@@ -29,13 +34,18 @@ use yardmaster_plugin_sdk::ssh::{
 use yardmaster_plugin_sdk::transport::{
     BackupResult, CommandReply, ProbeResult, Target, Transport, TransportError,
 };
-use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
+use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config, log};
 
 const SSH_PORT: u16 = 22;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REPLY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Each of stdout and stderr is kept up to this much.
+/// A script's stdout and stderr are each kept up to this much unless the plugin's
+/// `max_output` says otherwise: what a job keeps of its output.
+const DEFAULT_MAX_OUTPUT: u32 = 256 * 1024;
+/// The most `max_output` may be, and what a backup may be.
 const MAX_OUTPUT: u32 = 4 * 1024 * 1024;
+/// The least `max_output` may be: room for the notice and some output.
+const MIN_OUTPUT: u32 = 1024;
 /// How much of stderr a failed Linux script's error quotes.
 const STDERR_TAIL: usize = 2048;
 /// RouterOS reads options after `+` in the login name: no colours (`c`), no terminal
@@ -151,6 +161,29 @@ struct Opened {
     reply_timeout_ms: u32,
 }
 
+/// The plugin's `max_output`, within its bounds; unset or unreadable means the default.
+fn max_output() -> u32 {
+    config::get("max_output")
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(DEFAULT_MAX_OUTPUT, |v| v.clamp(MIN_OUTPUT, MAX_OUTPUT))
+}
+
+/// `text` as a job shows it: when the host dropped output beyond `cap`, cut back so that
+/// the text and a notice saying so fit in `cap`, and end with the notice.
+fn noting_truncation(mut text: String, truncated: bool, cap: u32) -> String {
+    if !truncated {
+        return text;
+    }
+    let notice = format!("\n[output truncated: the site sent more than {cap} bytes]\n");
+    let mut keep = (cap as usize).saturating_sub(notice.len()).min(text.len());
+    while !text.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    text.truncate(keep);
+    text.push_str(&notice);
+    text
+}
+
 fn open(target: &Target) -> Result<Opened, TransportError> {
     let port = target.port_or(SSH_PORT);
     let platform = match target.option("ssh.platform").and_then(Platform::named) {
@@ -184,10 +217,27 @@ fn millis(d: Duration) -> u32 {
 }
 
 impl Opened {
-    fn exec(&self, command: &str, stdin: Option<&[u8]>) -> Result<ExecOutput, TransportError> {
+    fn exec(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        cap: u32,
+    ) -> Result<ExecOutput, TransportError> {
         self.session
-            .exec(command, stdin, self.reply_timeout_ms, MAX_OUTPUT)
+            .exec(command, stdin, self.reply_timeout_ms, cap)
             .map_err(TransportError::from)
+    }
+
+    /// Runs a command whose whole output is needed (a backup): output beyond the cap
+    /// fails it.
+    fn exec_whole(&self, command: &str, what: &str) -> Result<ExecOutput, TransportError> {
+        let out = self.exec(command, None, MAX_OUTPUT)?;
+        if out.truncated {
+            return Err(TransportError::Script(format!(
+                "{what} is larger than {MAX_OUTPUT} bytes; it was not kept in part"
+            )));
+        }
+        Ok(out)
     }
 
     fn close(self) {
@@ -309,6 +359,11 @@ impl Transport for Ssh {
                 "backup_command",
                 "Linux: the command whose output is a site's backup (none by default)",
             ))
+            .with_config_key(ConfigKey::optional(
+                "max_output",
+                "Bytes of a script's stdout (and of its stderr) kept; more is cut with a \
+                 notice (default 262144, at most 4194304)",
+            ))
     }
 
     fn run_command(target: Target, _words: Vec<String>) -> Result<CommandReply, TransportError> {
@@ -319,16 +374,29 @@ impl Transport for Ssh {
     }
 
     fn run_script(target: Target, script: String) -> Result<String, TransportError> {
-        with_session(&target, |s| match s.platform {
-            // One exec: RouterOS runs the whole text as one script.
-            Platform::RouterOs => routeros_output(&s.exec(&script, None)?),
-            Platform::Linux => {
-                let out = s.exec("sh -s", Some(script.as_bytes()))?;
-                if let Some(error) = failed(&out, "the script") {
-                    return Err(error);
+        let cap = max_output();
+        with_session(&target, |s| {
+            let (output, truncated) = match s.platform {
+                // One exec: RouterOS runs the whole text as one script.
+                Platform::RouterOs => {
+                    let out = s.exec(&script, None, cap)?;
+                    (routeros_output(&out)?, out.truncated)
                 }
-                Ok(text(&out.stdout))
+                Platform::Linux => {
+                    let out = s.exec("sh -s", Some(script.as_bytes()), cap)?;
+                    if let Some(error) = failed(&out, "the script") {
+                        return Err(error);
+                    }
+                    (text(&out.stdout), out.truncated)
+                }
+            };
+            if truncated {
+                log::warn!(
+                    "site {}: the script's output was cut at {cap} bytes (max_output)",
+                    target.site_id
+                );
             }
+            Ok(noting_truncation(output, truncated, cap))
         })
     }
 
@@ -342,7 +410,7 @@ impl Transport for Ssh {
         let command = config::get("backup_command");
         with_session(&target, |s| match s.platform {
             Platform::RouterOs => Ok(BackupResult {
-                config: routeros_output(&s.exec("/export", None)?)?,
+                config: routeros_output(&s.exec_whole("/export", "the export")?)?,
                 saved_file: None,
             }),
             Platform::Linux => {
@@ -352,7 +420,7 @@ impl Transport for Ssh {
                             .into(),
                     ));
                 };
-                let out = s.exec(command, None)?;
+                let out = s.exec_whole(command, "the backup command's output")?;
                 if let Some(error) = failed(&out, "the backup command") {
                     return Err(error);
                 }
@@ -371,8 +439,16 @@ impl Transport for Ssh {
         };
         let result = (|| match opened.platform {
             Platform::RouterOs => {
-                let identity = routeros_output(&opened.exec("/system identity print", None)?)?;
-                let resource = routeros_output(&opened.exec("/system resource print", None)?)?;
+                let identity = routeros_output(&opened.exec(
+                    "/system identity print",
+                    None,
+                    MIN_OUTPUT * 64,
+                )?)?;
+                let resource = routeros_output(&opened.exec(
+                    "/system resource print",
+                    None,
+                    MIN_OUTPUT * 64,
+                )?)?;
                 Ok(ProbeResult {
                     online: true,
                     identity: print_field(&identity, "name"),
@@ -383,8 +459,8 @@ impl Transport for Ssh {
                 })
             }
             Platform::Linux => {
-                let system = opened.exec("uname -srm", None)?;
-                let name = opened.exec("uname -n", None)?;
+                let system = opened.exec("uname -srm", None, MIN_OUTPUT * 64)?;
+                let name = opened.exec("uname -n", None, MIN_OUTPUT * 64)?;
                 let line = |out: &ExecOutput| {
                     let t = text(&out.stdout).trim().to_owned();
                     (!t.is_empty()).then_some(t)
@@ -481,6 +557,17 @@ mod tests {
             panic!("a script error")
         };
         assert!(m.len() < 2100, "{}", m.len());
+    }
+
+    #[test]
+    fn cut_output_ends_with_a_notice_within_the_cap() {
+        assert_eq!(noting_truncation("whole".into(), false, 1024), "whole");
+        let cut = noting_truncation("é".repeat(2000), true, 1024);
+        assert!(cut.len() <= 1024, "{}", cut.len());
+        assert!(cut.starts_with("éé"));
+        assert!(cut.ends_with("[output truncated: the site sent more than 1024 bytes]\n"));
+        let short = noting_truncation("abc".into(), true, 1024);
+        assert!(short.starts_with("abc\n[output truncated"), "{short}");
     }
 
     #[test]

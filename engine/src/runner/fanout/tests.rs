@@ -41,6 +41,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
             password: PASSWORD.into(),
             faults,
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let mut stopped = stopped;
