@@ -368,6 +368,13 @@ const CASES: &[Case] = &[
     ),
     case(
         "GET",
+        "/scripts/scheduled/{id}/progress",
+        Param::Schedule,
+        no_body,
+        Cross::NotFound,
+    ),
+    case(
+        "GET",
         "/scripts/scheduled/{id}/runs",
         Param::Schedule,
         no_body,

@@ -182,6 +182,19 @@ async fn a_schedule_made_and_approved_through_the_api_runs_once_on_every_site() 
     assert_eq!(completed, expected);
     assert_eq!(done["progress"]["pending"], json!([]));
     assert_eq!(done["progress"]["counts"]["completed"], ROUTERS);
+    // The seed's progress route says the same, site by site.
+    let (status, progress) = call(addr, "GET", &format!("{one}/progress"), &bob, None);
+    assert_eq!(status, 200, "{progress}");
+    let mut listed: Vec<String> = progress["completed"]
+        .as_array()
+        .expect("completed")
+        .iter()
+        .filter_map(|s| s.as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    assert_eq!(listed, expected);
+    assert_eq!(progress["failed"], json!([]));
+    assert_eq!(progress["pending"], json!([]));
 
     let (status, runs) = call(addr, "GET", &format!("{one}/runs"), &bob, None);
     assert_eq!(status, 200, "{runs}");

@@ -130,6 +130,11 @@ static ROUTES: &[Route] = &[
         Scope(SCRIPT_VIEW),
     ),
     route("GET", "/scripts/scheduled/{id}/runs", Scope(SCRIPT_VIEW)),
+    route(
+        "GET",
+        "/scripts/scheduled/{id}/progress",
+        Scope(SCRIPT_VIEW),
+    ),
     route("GET", "/notifications/channels", Scope(PLUGIN_VIEW)),
     route("POST", "/notifications/channels", Scope(PLUGIN_MANAGE)),
     route("GET", "/notifications/channels/{id}", Scope(PLUGIN_VIEW)),

@@ -77,6 +77,7 @@ const MAX_BULK: usize = 1000;
         approve,
         cancel,
         occurrences,
+        progress,
         runs
     ),
     components(schemas(
@@ -114,6 +115,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/scripts/scheduled/{id}/cancel", post(cancel))
         .route("/scripts/scheduled/{id}/occurrences", get(occurrences))
+        .route("/scripts/scheduled/{id}/progress", get(progress))
         .route("/scripts/scheduled/{id}/runs", get(runs))
 }
 
@@ -132,6 +134,12 @@ fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, Ap
 
 /// The schedule as the API shows it, with the progress of its latest run.
 fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<ScheduleView, ApiError> {
+    let progress = progress_of(store, &s)?;
+    Ok(ScheduleView::new(s, progress, now))
+}
+
+/// Where the schedule's latest run stands, site by site.
+fn progress_of(store: &Store, s: &ScheduledScript) -> Result<model::Progress, ApiError> {
     let run = store.last_run(&s.id)?;
     let jobs = match &run {
         Some(run) => store.run_jobs(&s.id, run.occurrence)?,
@@ -146,8 +154,37 @@ fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<Schedul
             tagged.extend(store.site_ids_with_tag(&s.organization, tag)?);
         }
     }
-    let progress = model::progress(&s, run.as_ref(), &jobs, &tagged);
-    Ok(ScheduleView::new(s, progress, now))
+    Ok(model::progress(s, run.as_ref(), &jobs, &tagged))
+}
+
+/// Where a scheduled script's latest run stands (seed 002): the sites it completed on,
+/// failed on, and has still to finish (or reach), plus those skipped as offline.
+#[utoipa::path(
+    get,
+    path = "/scripts/scheduled/{id}/progress",
+    tag = "Scheduled scripts",
+    params(("id" = String, Path, description = "Schedule id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Site ids by outcome in the latest run; before the first launch every target is pending", body = model::Progress),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks script:view", body = ErrorBody),
+        (status = 404, description = "No such schedule in your organization", body = ErrorBody),
+    )
+)]
+async fn progress(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<model::Progress>, ApiError> {
+    caller.require(scopes::SCRIPT_VIEW)?;
+    let store = state.store.clone();
+    let p = blocking(move || {
+        let s = owned(&store, &id, &caller)?;
+        progress_of(&store, &s)
+    })
+    .await?;
+    Ok(Json(p))
 }
 
 /// Every site named must be a site of the organization; a schedule must target something.
