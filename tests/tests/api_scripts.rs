@@ -226,4 +226,103 @@ async fn a_schedule_made_and_approved_through_the_api_runs_once_on_every_site() 
     assert_eq!(list["data"]["registries"][0]["outcome"], "completed");
     let (_, preview) = call(addr, "GET", &format!("{one}/occurrences"), &bob, None);
     assert_eq!(preview["occurrences"], json!([]));
+
+    // A schedule made from a template: rendered with the caller's values (one trying to
+    // break out of its string), approved as rendered, run once on every router.
+    let (status, template) = call(
+        addr,
+        "POST",
+        "/scripts/templates",
+        &alice,
+        Some(&json!({
+            "name": "Log a marker",
+            "description": "Writes a marker to the log",
+            "content": ":log {{level}} \"marker {{text}}\"\n",
+            "variables": [
+                {"name": "level", "type": "enum", "allowed": ["info", "warning"], "default": "info"},
+                {"name": "text", "type": "string"},
+            ],
+        })),
+    );
+    assert_eq!(status, 201, "{template}");
+    let template_id = template["id"].as_str().expect("id").to_owned();
+    let text = "x\"; /system reset-configuration; :put \"";
+    let (status, created) = call(
+        addr,
+        "POST",
+        "/scripts/scheduled",
+        &alice,
+        Some(&json!({
+            "description": "From a template",
+            "template_id": template_id,
+            "variables": {"text": text},
+            "launch_at": Utc::now() + TimeDelta::seconds(3),
+            "sites": sites,
+        })),
+    );
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(
+        created["script"],
+        ":log info \"marker x\\\"; /system reset-configuration; :put \\\"\"\n"
+    );
+    assert_eq!(created["origin"]["kind"], "template");
+    assert_eq!(created["origin"]["template_id"], template_id.as_str());
+    assert_eq!(created["origin"]["template_version"], 1);
+    assert_eq!(created["origin"]["variables"]["text"], text);
+    let from_template = format!("/scripts/scheduled/{}", created["id"].as_str().expect("id"));
+    let (status, _) = call(
+        addr,
+        "POST",
+        &format!("{from_template}/authorize"),
+        &bob,
+        None,
+    );
+    assert_eq!(status, 200);
+    eventually("the templated schedule to complete", || {
+        let (_, shown) = call(addr, "GET", &from_template, &bob, None);
+        assert!(
+            shown["progress"]["failed"]
+                .as_array()
+                .is_some_and(Vec::is_empty),
+            "a site failed: {shown}"
+        );
+        (shown["outcome"] == "completed").then_some(())
+    });
+    let marker = format!("marker {text}");
+    let counts: Vec<usize> = fleet
+        .routers()
+        .map(|r| r.log_messages().iter().filter(|m| **m == marker).count())
+        .collect();
+    assert_eq!(counts, vec![1; ROUTERS], "the value stayed text");
+
+    // Exactly one source; a bad value names its variable.
+    for (body, field) in [
+        (
+            json!({"script": ":log info x", "template_id": template_id}),
+            "script",
+        ),
+        (
+            json!({"template_id": template_id, "variables": {"level": "debug", "text": "a"}}),
+            "level",
+        ),
+        (
+            json!({"template_id": "nope", "variables": {}}),
+            "template_id",
+        ),
+        (
+            json!({"community_script_id": "01HZZZZZZZZZZZZZZZZZZZZZZZ"}),
+            "community_script_id",
+        ),
+    ] {
+        let mut body = body;
+        body["description"] = json!(format!("refused {field}"));
+        body["launch_at"] = json!(Utc::now() + TimeDelta::hours(1));
+        body["sites"] = json!(sites);
+        let (status, refused) = call(addr, "POST", "/scripts/scheduled", &alice, Some(&body));
+        assert_eq!(status, 422, "{body}: {refused}");
+        assert!(
+            refused["message"].as_str().unwrap_or("").contains(field),
+            "{refused}"
+        );
+    }
 }

@@ -276,6 +276,7 @@ mod tests {
             missed_runs: MissedRunPolicy::Skip,
             rollout: crate::store::Rollout::default(),
             acknowledged_risks: vec!["factory-reset".into()],
+            origin: None,
             created_at: t(0),
             updated_at: t(0),
         }

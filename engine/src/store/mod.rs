@@ -59,8 +59,8 @@ pub use records::{
     JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,
     MAX_NAME_CHARS, MAX_PAGE, MAX_SCHEDULE_SCRIPT_CHARS, MAX_TARGETS, MissedRunPolicy, OutboxEvent,
     OutboxState, Page, Recurrence, RecurrenceKind, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
-    SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, SshSettings,
-    TlsSettings, User,
+    SchedulePatch, ScheduleStatus, ScheduledScript, ScriptOrigin, Secret, Site, SiteInput,
+    SshSettings, TlsSettings, User,
 };
 pub(crate) use redact::is_secret as is_secret_name;
 pub use schedules::{

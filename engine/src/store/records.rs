@@ -359,8 +359,33 @@ pub struct ScheduledScript {
     /// approval covers the list.
     #[serde(default)]
     pub acknowledged_risks: Vec<String>,
+    /// Where the script came from when it was made from the library: a template's
+    /// version and values, or a community script's pinned commit. Cleared when the
+    /// script is edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<ScriptOrigin>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Where a scheduled script's text came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScriptOrigin {
+    /// Rendered from a template.
+    Template {
+        template_id: String,
+        template_version: u64,
+        /// The values given (defaults filled the rest).
+        variables: std::collections::BTreeMap<String, String>,
+    },
+    /// A community script, as pinned.
+    Community {
+        community_script_id: String,
+        commit: String,
+        /// SHA-256 of the content.
+        sha256: String,
+    },
 }
 
 /// What creates a scheduled script.
@@ -385,6 +410,8 @@ pub struct ScheduleInput {
     /// Rule ids of the script's findings its author accepts; see
     /// [`ScheduledScript::acknowledged_risks`].
     pub acknowledged_risks: Vec<String>,
+    /// Where the script came from, when from the library.
+    pub origin: Option<ScriptOrigin>,
     pub created_by: String,
 }
 

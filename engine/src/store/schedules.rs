@@ -100,6 +100,7 @@ impl Store {
             missed_runs: input.missed_runs,
             rollout: input.rollout,
             acknowledged_risks: input.acknowledged_risks,
+            origin: input.origin,
             created_at: now,
             updated_at: now,
         };
@@ -218,6 +219,9 @@ impl Store {
                 new.description = v;
             }
             if let Some(v) = script {
+                if v != new.script {
+                    new.origin = None;
+                }
                 new.script = v;
             }
             if let Some(v) = sites {
@@ -1132,6 +1136,7 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
         missed_runs: s.missed_runs,
         rollout: s.rollout,
         acknowledged_risks: s.acknowledged_risks.clone(),
+        origin: s.origin.clone(),
         created_by: s.created_by.clone(),
     }
 }

@@ -9,8 +9,9 @@
 //! Rendering is injection-safe: a value is first checked against its declared type, then
 //! written for where its `{{name}}` stands. Inside a quoted string it is escaped as
 //! RouterOS reads strings (`\"`, `\\`, `\$`, `\?`); anywhere else a number, address or
-//! prefix is written as it is (its type allows nothing else) and any other value as a
-//! quoted, escaped string. No value, whatever it holds, can end a string, start a command
+//! prefix is written as it is (its type allows nothing else), so is an enum's value made
+//! only of letters, digits, `-`, `_` and `.` (the template's author chose it), and any
+//! other value as a quoted, escaped string. No value, whatever it holds, can end a string, start a command
 //! or reach a variable.
 
 mod global;
@@ -371,7 +372,7 @@ pub fn render(
         };
         if p.in_string {
             out.push_str(&escape(value));
-        } else if v.kind.bare_safe() {
+        } else if v.kind.bare_safe() || (v.kind == VariableType::Enum && plain_word(value)) {
             out.push_str(&normalized(v.kind, value));
         } else {
             out.push('"');
@@ -382,6 +383,15 @@ pub fn render(
     }
     out.push_str(&content[at..]);
     Ok(out)
+}
+
+/// A word RouterOS reads as one bare token: an enum's value may then be a command word
+/// (`:log {{level}}`), which a quoted string could not be.
+fn plain_word(value: &str) -> bool {
+    !value.is_empty()
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// An address or number as RouterOS writes it (`::ffff:1.2.3.4` stays an IPv6 address).

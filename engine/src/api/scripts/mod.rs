@@ -391,10 +391,23 @@ async fn create(
             "required (a future UTC time) unless a recurrence is given",
         ));
     }
+    let (script, origin) = library_script(
+        &state,
+        &caller,
+        LibraryChoice {
+            script: body.script,
+            template_id: body.template_id,
+            template_version: body.template_version,
+            variables: body.variables,
+            community_script_id: body.community_script_id,
+        },
+    )
+    .await?;
     let input = ScheduleInput {
         organization: caller.org().to_owned(),
         description: body.description,
-        script: body.script,
+        script,
+        origin,
         sites: body.sites,
         tags: body.tags,
         excluded_sites: body.excluded_sites,
@@ -424,6 +437,134 @@ async fn create(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Where a new schedule's script comes from: given, or from the library.
+struct LibraryChoice {
+    script: Option<String>,
+    template_id: Option<String>,
+    template_version: Option<u64>,
+    variables: std::collections::BTreeMap<String, String>,
+    community_script_id: Option<String>,
+}
+
+/// The script a schedule will run, with its origin when it comes from the library: a
+/// template rendered with the caller's values (a private one of the caller's
+/// organization, or a global one), or a community script as pinned. Exactly one source.
+async fn library_script(
+    state: &AppState,
+    caller: &Caller,
+    choice: LibraryChoice,
+) -> Result<(String, Option<crate::store::ScriptOrigin>), ApiError> {
+    use crate::store::{CommunityStatus, ScriptOrigin};
+    let given = [
+        choice.script.is_some(),
+        choice.template_id.is_some(),
+        choice.community_script_id.is_some(),
+    ]
+    .iter()
+    .filter(|g| **g)
+    .count();
+    if given != 1 {
+        return Err(ApiError::validation(
+            "script",
+            "give exactly one of `script`, `template_id` and `community_script_id`",
+        ));
+    }
+    let from_template = choice.template_id.is_some();
+    if !from_template && (choice.template_version.is_some() || !choice.variables.is_empty()) {
+        return Err(ApiError::validation(
+            "template_id",
+            "`template_version` and `variables` go with `template_id`",
+        ));
+    }
+    if let Some(script) = choice.script {
+        return Ok((script, None));
+    }
+    if let Some(id) = choice.template_id {
+        let (version, content, variables) = match state.templates.get(&id) {
+            Some(t) => match choice.template_version {
+                None | Some(1) => (1, t.content, t.variables),
+                Some(n) => {
+                    return Err(ApiError::validation(
+                        "template_version",
+                        format!("global template {id} has only version 1, not {n}"),
+                    ));
+                }
+            },
+            None => {
+                let store = state.store.clone();
+                let org = caller.org().to_owned();
+                let (id, wanted) = (id.clone(), choice.template_version);
+                blocking(move || {
+                    let found = match wanted {
+                        Some(n) => store
+                            .template_version(&org, &id, n)
+                            .map(|v| (v.version, v.content, v.variables)),
+                        None => store
+                            .get_template(&org, &id)
+                            .map(|t| (t.version, t.content, t.variables)),
+                    };
+                    found.map_err(|e| match e {
+                        StoreError::NotFound { .. } => ApiError::validation(
+                            "template_id",
+                            format!(
+                                "no template {id}{} in your organization or among the global ones",
+                                wanted.map(|n| format!(" version {n}")).unwrap_or_default()
+                            ),
+                        ),
+                        other => other.into(),
+                    })
+                })
+                .await?
+            }
+        };
+        let script = crate::templates::render(&content, &variables, &choice.variables)
+            .map_err(|e| ApiError::validation("variables", e))?;
+        return Ok((
+            script,
+            Some(ScriptOrigin::Template {
+                template_id: id,
+                template_version: version,
+                variables: choice.variables,
+            }),
+        ));
+    }
+    let id = choice.community_script_id.unwrap_or_default();
+    let store = state.store.clone();
+    let lookup = id.clone();
+    let s = blocking(move || {
+        store.get_community_script(&lookup).map_err(|e| match e {
+            StoreError::NotFound { .. } => ApiError::validation(
+                "community_script_id",
+                format!("no community script {lookup}"),
+            ),
+            other => other.into(),
+        })
+    })
+    .await?;
+    match (s.status, s.fetched, s.sha256) {
+        (CommunityStatus::Ready, Some(f), Some(sha256)) => Ok((
+            f.content,
+            Some(ScriptOrigin::Community {
+                community_script_id: id,
+                commit: f.commit,
+                sha256,
+            }),
+        )),
+        (status, _, _) => Err(ApiError::validation(
+            "community_script_id",
+            format!(
+                "community script {id} is {}, not ready{}",
+                match status {
+                    CommunityStatus::Processing => "still processing",
+                    CommunityStatus::Failed => "failed",
+                    CommunityStatus::Ready => "incomplete",
+                },
+                s.failure.map(|f| format!(": {f}")).unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 /// Delete several scheduled scripts by id (seed 003): all of them, or none when one is

@@ -94,12 +94,23 @@ pub(crate) struct CreateBody {
         max_length = 200
     )]
     pub description: String,
-    /// The full RouterOS script (at most 65,536 characters).
-    #[schema(
-        example = "/routing bgp peer disable [find name=peer1]",
-        min_length = 1
-    )]
-    pub script: String,
+    /// The full RouterOS script (at most 65,536 characters). Required unless the
+    /// script comes from the library (`template_id` or `community_script_id`).
+    #[schema(example = "/routing bgp peer disable [find name=peer1]")]
+    #[serde(default)]
+    pub script: Option<String>,
+    /// Render this template (of your organization, or a global one) as the script.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// The template's version to render; the current one when absent.
+    #[serde(default)]
+    pub template_version: Option<u64>,
+    /// Values for the template's variables; declared defaults fill the rest.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, String>,
+    /// Run this community script, as pinned (it must be `ready`).
+    #[serde(default)]
+    pub community_script_id: Option<String>,
     /// When to run, UTC; must be in the future. Required unless `recurrence` is given.
     #[serde(default)]
     pub launch_at: Option<DateTime<Utc>>,
@@ -297,6 +308,9 @@ pub(crate) struct ScheduleView {
     /// The rule ids of the script's lint findings its author accepts; the approval
     /// covers them.
     pub acknowledged_risks: Vec<String>,
+    /// Where `script` came from, when it was made from a template or a community script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::store::ScriptOrigin>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// What the linter finds in `script`: only in `GET /scripts/scheduled/{id}`, as
@@ -351,6 +365,7 @@ impl ScheduleView {
             progress,
             missed_runs: s.missed_runs.into(),
             acknowledged_risks: s.acknowledged_risks,
+            origin: s.origin,
             created_at: s.created_at,
             updated_at: s.updated_at,
             lint: None,
