@@ -98,6 +98,14 @@ impl Client {
         self.send("POST", path, Some(body), &[]).await
     }
 
+    pub async fn put(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send("PUT", path, Some(body), &[]).await
+    }
+
     pub async fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
         self.send("DELETE", path, None, &[]).await
     }

@@ -37,6 +37,10 @@ enum Command {
     Token(yardmaster::cli::TokenCommand),
     /// Sites: the routers and hosts scripts run on (through a running engine).
     Site(yardmaster::cli::SiteArgs),
+    /// Script templates: list, show, create, update (through a running engine).
+    Template(yardmaster::cli::TemplateArgs),
+    /// The community library: submit, list, show (through a running engine).
+    Community(yardmaster::cli::CommunityArgs),
     /// Scheduled scripts: schedule, authorize, cancel, show, watch.
     Script(yardmaster::cli::ScriptArgs),
     /// Jobs on one router: run a script, call a command, list.
@@ -130,6 +134,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Token(command) => yardmaster::cli::token::run(command).map(|()| true),
         Command::Site(args) => yardmaster::cli::site(args).await,
+        Command::Template(args) => yardmaster::cli::template(args).await,
+        Command::Community(args) => yardmaster::cli::community(args).await,
         Command::Script(args) => yardmaster::cli::script(args).await,
         Command::Job(args) => yardmaster::cli::job(args).await,
         Command::Demo(args) => {

@@ -339,6 +339,94 @@ async fn sites_jobs_and_a_script_approved_by_a_second_user_and_watched() {
 }
 
 #[test]
+fn templates_from_the_command_line_make_schedules() {
+    let engine = Engine::start(EngineOptions::default());
+    let url = format!("http://{}", engine.addr);
+    let alice = token(&engine, "alice", "acme", "all");
+    let api = ["--url", url.as_str(), "--token", alice.as_str()];
+    let with = |args: &[&str]| -> String {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&api);
+        ok(&all)
+    };
+    let file = engine.dir.path().join("dns.rsc");
+    std::fs::write(&file, "/ip dns set servers={{dns}}\n").expect("write");
+    let created = with(&[
+        "template",
+        "create",
+        "--name",
+        "DNS",
+        "--description",
+        "resolvers",
+        "--file",
+        file.to_str().expect("path"),
+        "--var",
+        "dns:ip=1.1.1.1",
+        "--json",
+    ]);
+    let created: serde_json::Value = serde_json::from_str(&created).expect("json");
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert_eq!(created["variables"][0]["default"], "1.1.1.1");
+    std::fs::write(
+        &file,
+        "/ip dns set servers={{dns}} allow-remote-requests=no\n",
+    )
+    .expect("write");
+    let updated = with(&[
+        "template",
+        "update",
+        &id,
+        "--name",
+        "DNS",
+        "--file",
+        file.to_str().expect("path"),
+    ]);
+    assert!(updated.contains("version 2"), "{updated}");
+    let listed = with(&["template", "list"]);
+    assert!(listed.contains("DNS") && listed.contains(&id), "{listed}");
+    let shown = with(&["template", "show", &id]);
+    assert!(shown.contains("{{dns}}: ip = 1.1.1.1"), "{shown}");
+
+    let site = with(&[
+        "site",
+        "add",
+        "--name",
+        "edge",
+        "--address",
+        "127.11.3.1",
+        "--json",
+    ]);
+    let site: serde_json::Value = serde_json::from_str(&site).expect("json");
+    let site = site["id"].as_str().expect("id").to_owned();
+    let schedule = with(&[
+        "script",
+        "schedule",
+        "--description",
+        "dns from template",
+        "--template",
+        &id,
+        "--var",
+        "dns=9.9.9.9",
+        "--site",
+        &site,
+        "--in",
+        "1h",
+        "-q",
+    ]);
+    let shown = with(&["script", "show", schedule.trim(), "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    let shown = shown.get("data").unwrap_or(&shown);
+    assert_eq!(
+        shown["script"],
+        "/ip dns set servers=9.9.9.9 allow-remote-requests=no\n"
+    );
+    assert_eq!(shown["origin"]["template_version"], 2);
+
+    let community = with(&["community", "list"]);
+    assert!(community.contains("no community scripts"), "{community}");
+}
+
+#[test]
 fn a_watch_of_a_cancelled_script_exits_non_zero() {
     let engine = Engine::start(EngineOptions::default());
     let url = format!("http://{}", engine.addr);

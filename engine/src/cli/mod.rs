@@ -1,6 +1,6 @@
-//! The command line's client side: `yardmaster site`, `script` and `job` talk to a
-//! running engine through its HTTP API; `yardmaster token create` issues bearer tokens
-//! from the engine's key on disk.
+//! The command line's client side: `yardmaster site`, `script`, `job`, `template` and
+//! `community` talk to a running engine through its HTTP API; `yardmaster token create`
+//! issues bearer tokens from the engine's key on disk.
 //!
 //! Every client command takes `--url` and `--token` (or `YARDMASTER_URL` and
 //! `YARDMASTER_TOKEN`), prints a table by default and the engine's JSON with `--json`.
@@ -8,6 +8,7 @@
 //! exits non-zero.
 
 mod job;
+mod library;
 mod script;
 mod site;
 mod table;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::client::{Client, DEFAULT_URL};
 
 pub use job::JobCommand;
+pub use library::{CommunityCommand, TemplateCommand};
 pub use script::ScriptCommand;
 pub use site::SiteCommand;
 pub use token::TokenCommand;
@@ -68,6 +70,34 @@ pub struct JobArgs {
     pub api: ApiArgs,
     #[command(subcommand)]
     pub command: JobCommand,
+}
+
+/// `yardmaster template ...`
+#[derive(Debug, clap::Args)]
+pub struct TemplateArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+/// `yardmaster community ...`
+#[derive(Debug, clap::Args)]
+pub struct CommunityArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(subcommand)]
+    pub command: CommunityCommand,
+}
+
+/// Runs `yardmaster template ...`.
+pub async fn template(args: TemplateArgs) -> anyhow::Result<bool> {
+    library::template(&args.api, args.command).await
+}
+
+/// Runs `yardmaster community ...`.
+pub async fn community(args: CommunityArgs) -> anyhow::Result<bool> {
+    library::community(&args.api, args.command).await
 }
 
 /// Runs `yardmaster site ...`.

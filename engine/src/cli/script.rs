@@ -16,7 +16,7 @@ use crate::client::Client;
 pub enum ScriptCommand {
     /// Schedule a script to run on sites at a future time; it waits for another user's
     /// approval (`script authorize`).
-    Schedule(ScheduleArgs),
+    Schedule(Box<ScheduleArgs>),
     /// List scheduled scripts.
     List(ListArgs),
     /// Show one scheduled script and its progress.
@@ -37,11 +37,27 @@ pub struct ScheduleArgs {
     #[arg(long)]
     pub description: String,
     /// The RouterOS script itself.
-    #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+    #[arg(
+        long,
+        conflicts_with_all = ["file", "template", "community"],
+        required_unless_present_any = ["file", "template", "community"]
+    )]
     pub script: Option<String>,
     /// Read the script from this file (`-` for standard input).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["template", "community"])]
     pub file: Option<PathBuf>,
+    /// Render this template (its id) as the script.
+    #[arg(long, conflicts_with = "community")]
+    pub template: Option<String>,
+    /// The template's version (the current one when absent).
+    #[arg(long, requires = "template")]
+    pub template_version: Option<u64>,
+    /// A value for the template: `NAME=VALUE`; repeat.
+    #[arg(long = "var", value_name = "NAME=VALUE", requires = "template")]
+    pub vars: Vec<String>,
+    /// Run this community script (its id), as pinned.
+    #[arg(long)]
+    pub community: Option<String>,
     /// Site ids to run on; repeat, or separate with commas.
     #[arg(
         long = "site",
@@ -111,7 +127,7 @@ pub struct AuthorizeArgs {
 pub(super) async fn run(api: &ApiArgs, command: ScriptCommand) -> anyhow::Result<bool> {
     let client = api.client()?;
     match command {
-        ScriptCommand::Schedule(args) => schedule(api, &client, args).await?,
+        ScriptCommand::Schedule(args) => schedule(api, &client, *args).await?,
         ScriptCommand::List(args) => list(api, &client, args).await?,
         ScriptCommand::Show { id } => {
             let value = client.get(&path(&id, "")).await?;
@@ -177,7 +193,10 @@ async fn schedule(api: &ApiArgs, client: &Client, args: ScheduleArgs) -> anyhow:
         }
         (None, Some(file)) => std::fs::read_to_string(file)
             .with_context(|| format!("cannot read the script from {}", file.display()))?,
-        (None, None) => anyhow::bail!("give the script with --script or --file"),
+        (None, None) if args.template.is_some() || args.community.is_some() => String::new(),
+        (None, None) => {
+            anyhow::bail!("give the script with --script, --file, --template or --community")
+        }
     };
     let launch_at = match (args.launch_at, args.launch_in) {
         (Some(at), _) => at,
@@ -198,7 +217,24 @@ async fn schedule(api: &ApiArgs, client: &Client, args: ScheduleArgs) -> anyhow:
     }
     let mut body = Map::new();
     body.insert("description".into(), json!(args.description));
-    body.insert("script".into(), json!(script));
+    if let Some(template) = &args.template {
+        body.insert("template_id".into(), json!(template));
+        if let Some(v) = args.template_version {
+            body.insert("template_version".into(), json!(v));
+        }
+        let mut vars = Map::new();
+        for pair in &args.vars {
+            let (k, v) = pair
+                .split_once('=')
+                .ok_or_else(|| anyhow::anyhow!("--var {pair}: write NAME=VALUE"))?;
+            vars.insert(k.to_owned(), json!(v));
+        }
+        body.insert("variables".into(), Value::Object(vars));
+    } else if let Some(community) = &args.community {
+        body.insert("community_script_id".into(), json!(community));
+    } else {
+        body.insert("script".into(), json!(script));
+    }
     body.insert(
         "launch_at".into(),
         json!(launch_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
