@@ -93,8 +93,8 @@ pub mod script_source {
 
 pub mod generator {
     wit_bindgen::generate!({
-        path: ["../wit/host@1.0.0", "../wit/generator@1.0.0"],
-        world: "yardmaster:generator/generator@1.0.0",
+        path: ["../wit/host@1.0.0", "../wit/generator@1.1.0"],
+        world: "yardmaster:generator/generator@1.1.0",
         with: {
             "yardmaster:host/types@1.0.0": crate::bindings::host::yardmaster::host::types,
             "yardmaster:host/log@1.0.0": crate::bindings::host::yardmaster::host::log,

@@ -1,11 +1,14 @@
 //! Script generation: write RouterOS scripts from a prompt, and summarize them
-//! (`yardmaster:generator/plugin@1.0.0`).
+//! (`yardmaster:generator@1.1.0`: `plugin` and `chat`).
 //!
-//! Implement [`Generator`] on a type and export it with
+//! Implement [`Generator`] and [`Chat`] on a type and export it with
 //! [`export_generator!`](crate::export_generator).
 
 use std::io;
 
+pub use crate::bindings::generator::exports::yardmaster::generator::chat::{
+    Guest as Chat, Reply, Turn, Usage,
+};
 pub use crate::bindings::generator::exports::yardmaster::generator::plugin::{
     GenerateError, Generated, Guest as Generator, Request,
 };

@@ -165,7 +165,7 @@ pub const fn __native_notifier<T: notifier::Notifier>() {}
 #[doc(hidden)]
 pub const fn __native_script_source<T: script_source::ScriptSource + script_source::Catalog>() {}
 #[doc(hidden)]
-pub const fn __native_generator<T: generator::Generator>() {}
+pub const fn __native_generator<T: generator::Generator + generator::Chat>() {}
 
 /// Exports a type implementing [`transport::Transport`] as the plugin's transport.
 ///

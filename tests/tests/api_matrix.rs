@@ -200,6 +200,13 @@ const CASES: &[Case] = &[
     ),
     case(
         "POST",
+        "/scripts/gen-ai",
+        Param::None,
+        |f| Some(json!({"prompt": "log a line", "site_id": f.site})),
+        Cross::Refused,
+    ),
+    case(
+        "POST",
         "/scripts/lint",
         Param::None,
         |_| Some(json!({"script": "/system reboot"})),

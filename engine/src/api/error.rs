@@ -136,6 +136,10 @@ const CODES: &[(&str, &str)] = &[
         "A part of the path is malformed (for example a version that is not a number).",
     ),
     (
+        "generator_unavailable",
+        "No generator plugin named openai is loaded; see the README's AI script generation.",
+    ),
+    (
         "read_only_template",
         "Global templates are files in the engine's templates folder; the API cannot change them.",
     ),

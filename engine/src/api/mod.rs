@@ -10,6 +10,7 @@ mod auth;
 mod community;
 mod conn;
 mod error;
+mod genai;
 mod health;
 mod jobs;
 mod lint;
@@ -73,6 +74,7 @@ pub fn app(state: AppState) -> Router {
         .merge(lint::routes())
         .merge(templates::routes())
         .merge(community::routes())
+        .merge(genai::routes())
         .merge(sites::routes())
         .merge(users::routes())
         .merge(jobs::routes())

@@ -48,6 +48,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(super::lint::Doc::openapi());
     doc.merge(super::templates::Doc::openapi());
     doc.merge(super::community::Doc::openapi());
+    doc.merge(super::genai::Doc::openapi());
     doc.merge(super::notifications::Doc::openapi());
     doc.merge(super::metrics::Doc::openapi());
     doc.merge(super::health::Doc::openapi());

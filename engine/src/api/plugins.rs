@@ -438,7 +438,7 @@ fn attributes(pairs: &[(String, String)]) -> Value {
 
 /// Maps a failed call to the status that says whose fault it was. A plugin's own error
 /// reads `[code] message`, with the endpoints the allow-list refused, if any.
-fn failure<E: crate::plugins::Describe>(failure: Failure<E>) -> ApiError {
+pub(super) fn failure<E: crate::plugins::Describe>(failure: Failure<E>) -> ApiError {
     match failure {
         Failure::Plugin { error, denied } => {
             let mut message = format!("[{}] {}", error.code(), error.message());

@@ -77,6 +77,7 @@ static ROUTES: &[Route] = &[
     route("GET", "/api/routers/{router_id}/jobs", Scope(SCRIPT_VIEW)),
     route("GET", "/api/jobs/{id}", Scope(SCRIPT_VIEW)),
     route("POST", "/scripts/lint", Scope(SCRIPT_VIEW)),
+    route("POST", "/scripts/gen-ai", Scope(SCRIPT_CREATE)),
     route("GET", "/scripts/templates", Scope(SCRIPT_VIEW)),
     route("POST", "/scripts/templates", Scope(SCRIPT_CREATE)),
     route("GET", "/scripts/templates/{id}", Scope(SCRIPT_VIEW)),

@@ -61,6 +61,13 @@ plugin_world!(
     "../wit/script-source@1.1.0",
     "yardmaster:script-source/script-source"
 );
+// Generator 1.1 added `chat`, called through these bindings; `plugin` goes through the
+// 1.0 ones below.
+plugin_world!(
+    generator_chat,
+    "../wit/generator@1.1.0",
+    "yardmaster:generator/generator"
+);
 plugin_world!(
     generator,
     "../wit/generator@1.0.0",

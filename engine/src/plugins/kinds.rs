@@ -44,6 +44,9 @@ pub mod generator {
     pub use super::bindings::generator::exports::yardmaster::generator::plugin::{
         GenerateError, Generated, Request,
     };
+    pub use super::bindings::generator_chat::exports::yardmaster::generator::chat::{
+        Reply, Turn, Usage,
+    };
 }
 
 /// A cached, linked component, ready to instantiate for the kind it exports.
@@ -52,7 +55,28 @@ pub(crate) enum Pre {
     Transport(bindings::transport::TransportPre<HostState>),
     Notifier(bindings::notifier::NotifierPre<HostState>),
     ScriptSource(SourcePre),
-    Generator(bindings::generator::GeneratorPre<HostState>),
+    Generator(GenPre),
+}
+
+/// A generator: the 1.0 bindings every 1.x component answers, and the `chat` bindings
+/// when the component is built against 1.1 or later.
+#[derive(Clone)]
+pub(crate) struct GenPre {
+    plugin: bindings::generator::GeneratorPre<HostState>,
+    chat: Option<bindings::generator_chat::GeneratorPre<HostState>>,
+}
+
+impl GenPre {
+    async fn instantiate_async(
+        &self,
+        store: impl wasmtime::AsContextMut<Data = HostState>,
+    ) -> wasmtime::Result<bindings::generator::Generator> {
+        self.plugin.instantiate_async(store).await
+    }
+
+    fn instance_pre(&self) -> &InstancePre<HostState> {
+        self.plugin.instance_pre()
+    }
 }
 
 /// A script source: the 1.0 bindings every 1.x component answers, and the `catalog`
@@ -85,7 +109,10 @@ impl Pre {
                 catalog: bindings::script_source_catalog::ScriptSourcePre::new(pre.clone()).ok(),
                 plugin: bindings::script_source::ScriptSourcePre::new(pre)?,
             }),
-            PluginKind::Generator => Pre::Generator(bindings::generator::GeneratorPre::new(pre)?),
+            PluginKind::Generator => Pre::Generator(GenPre {
+                chat: bindings::generator_chat::GeneratorPre::new(pre.clone()).ok(),
+                plugin: bindings::generator::GeneratorPre::new(pre)?,
+            }),
         })
     }
 }
@@ -849,5 +876,91 @@ impl Generator {
             yardmaster_generator_plugin,
             |i, s| i.call_summarize(s, &script)
         ))
+    }
+
+    /// Writes a script continuing `history` (`chat.generate-turns`, generator 1.1), with
+    /// the model's token usage. A 1.0 generator answers through `generate`, without
+    /// usage, and only a first round.
+    pub async fn generate_turns(
+        &self,
+        request: &generator::Request,
+        history: &[generator::Turn],
+    ) -> Result<generator::Reply, Failure<generator::GenerateError>> {
+        let chat = match &self.plugin.pre {
+            Pre::Generator(GenPre { chat: Some(c), .. }) => c.clone(),
+            _ => {
+                if !history.is_empty() {
+                    return Err(Failure::Plugin {
+                        error: generator::GenerateError::Other(format!(
+                            "plugin {} is built against generator 1.0, which cannot take the \
+                             linter's findings back; rebuild it against 1.1",
+                            self.plugin.info.name
+                        )),
+                        denied: Vec::new(),
+                    });
+                }
+                let g = self.generate(request).await?;
+                return Ok(generator::Reply {
+                    script: g.script,
+                    explanation: g.explanation,
+                    model: g.model,
+                    response_id: None,
+                    usage: None,
+                });
+            }
+        };
+        type New = bindings::generator_chat::exports::yardmaster::generator::plugin::Request;
+        type NewTurn = bindings::generator_chat::exports::yardmaster::generator::chat::Turn;
+        let request = New {
+            prompt: request.prompt.clone(),
+            context: request.context.clone(),
+        };
+        let history: Vec<NewTurn> = history
+            .iter()
+            .map(|t| NewTurn {
+                role: t.role.clone(),
+                content: t.content.clone(),
+            })
+            .collect();
+        let outcome = self
+            .host
+            .invoke_for(
+                &self.plugin,
+                "generate-turns",
+                Reach::from(Vec::new()),
+                None,
+                None,
+                move |mut store| async move {
+                    let instance = chat.instantiate_async(&mut store).await?;
+                    instance
+                        .yardmaster_generator_chat()
+                        .call_generate_turns(&mut store, &request, &history)
+                        .await
+                },
+            )
+            .await;
+        count_call(&self.plugin.info.name, "generate-turns", &outcome);
+        settle(outcome).map_err(|f| match f {
+            Failure::Plugin { error, denied } => Failure::Plugin {
+                error: generate_error_1_0(error),
+                denied,
+            },
+            Failure::Call(e) => Failure::Call(e),
+        })
+    }
+}
+
+/// Generator 1.1's error (the same variants as 1.0's, in its own package).
+fn generate_error_1_0(
+    e: bindings::generator_chat::exports::yardmaster::generator::plugin::GenerateError,
+) -> generator::GenerateError {
+    use bindings::generator_chat::exports::yardmaster::generator::plugin::GenerateError as New;
+    use generator::GenerateError as Old;
+    match e {
+        New::Refused(m) => Old::Refused(m),
+        New::Unavailable(m) => Old::Unavailable(m),
+        New::Denied(m) => Old::Denied(m),
+        New::Invalid(m) => Old::Invalid(m),
+        New::Other(m) => Old::Other(m),
     }
 }
