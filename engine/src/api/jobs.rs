@@ -236,6 +236,23 @@ pub(super) struct JobDetail {
     /// True when the job has a backup that is not shown because the token lacks
     /// `site:backup`: `backup` is then null although `has_backup` is true.
     backup_withheld: bool,
+    /// How many lines of the export the script added and removed, when `make_backup`
+    /// was set and the export after the script was taken.
+    changes: Option<ChangesView>,
+    /// The unified diff of the export before and after the script. The values of secret
+    /// attributes (`password=`, `secret=`, `*-key=`, `passphrase=`, ...) are masked unless
+    /// the token carries `site:backup`, as the backup itself is withheld.
+    diff: Option<String>,
+    /// True when `diff` has its secret values masked.
+    diff_masked: bool,
+}
+
+/// The size of a job's diff, and a digest shared by jobs that changed the same lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ChangesView {
+    added: u32,
+    removed: u32,
+    digest: String,
 }
 
 /// `{"status": "success", "data": job}`.
@@ -580,7 +597,7 @@ async fn router_jobs(
     path = "/api/jobs/{id}",
     tag = "jobs",
     summary = "Show a job",
-    description = "The job with its script, output, error and the backup taken before it, if any. Needs `script:view`; the backup (which holds the router's secrets) is shown only to a token that also carries `site:backup`, and is otherwise withheld (`backup_withheld`).",
+    description = "The job with its script, output, error, the backup taken before it and the diff of what the script changed in the export, if any. Needs `script:view`; the backup (which holds the router's secrets) is shown only to a token that also carries `site:backup`, and is otherwise withheld (`backup_withheld`); the diff is shown to both, with the values of secret attributes masked (`diff_masked`) for a token without `site:backup`.",
     params(("id" = String, Path, description = "Job id")),
     security(("bearer" = [])),
     responses(
@@ -599,7 +616,7 @@ async fn show(
     let may_read_backup = caller.0.has_scope(SITE_BACKUP);
     let store = state.store.clone();
     let org = caller.org().to_owned();
-    let (job, backup) = blocking(move || {
+    let (job, backup, diff) = blocking(move || {
         let job = match store.get_job(&id) {
             Ok(job) if job.organization == org => job,
             Ok(_) | Err(StoreError::NotFound { .. }) => {
@@ -614,9 +631,21 @@ async fn show(
         } else {
             None
         };
-        Ok((job, backup))
+        let diff = match job.changes {
+            Some(_) => store.get_diff(&job.id)?,
+            None => None,
+        };
+        Ok((job, backup, diff))
     })
     .await?;
+    let diff_masked = diff.is_some() && !may_read_backup;
+    let diff = diff.map(|d| {
+        if may_read_backup {
+            d
+        } else {
+            crate::runner::diff::mask(&d)
+        }
+    });
     Ok(Json(JobReply {
         status: success(),
         data: JobDetail {
@@ -633,6 +662,13 @@ async fn show(
             has_backup: job.has_backup,
             backup_withheld: job.has_backup && !may_read_backup,
             backup: backup.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            changes: job.changes.map(|c| ChangesView {
+                added: c.added,
+                removed: c.removed,
+                digest: c.digest,
+            }),
+            diff,
+            diff_masked,
         },
     }))
 }
@@ -648,6 +684,7 @@ async fn show(
         Accepted,
         AcceptedReply,
         JobSummary,
+        ChangesView,
         JobErrorView,
         JobList,
         JobDetail,

@@ -951,7 +951,19 @@ impl Runner {
         )
         .await
         {
-            Ok(Ok(run)) => Attempt::Done(ScriptOutcome { output: run.output }),
+            Ok(Ok(run)) => {
+                let diff = match &backup {
+                    Some(before) => {
+                        self.changes(job, &transport, &target, before, deadline)
+                            .await
+                    }
+                    None => None,
+                };
+                Attempt::Done(ScriptOutcome {
+                    output: run.output,
+                    diff,
+                })
+            }
             Ok(Err(e)) => Attempt::Failed(e),
             Err(_) => Attempt::Failed(ExecError {
                 code: JOB_TIMEOUT.into(),
@@ -965,7 +977,38 @@ impl Runner {
         }
     }
 
+    /// The export after a script that ran, diffed against the one before it. A failure
+    /// here leaves the job without a diff, not failed: the script has run.
+    async fn changes(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        before: &str,
+        deadline: Instant,
+    ) -> Option<(String, crate::store::JobChanges)> {
+        match tokio::time::timeout_at(deadline, transport.backup(target, None)).await {
+            Ok(Ok(after)) => Some(super::diff::diff(before, &after.config)),
+            Ok(Err(e)) => {
+                tracing::warn!(job = %job.id, error = %e, "no export after the script; the job has no diff");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(job = %job.id, "the export after the script timed out; the job has no diff");
+                None
+            }
+        }
+    }
+
     async fn finish_completed(&self, id: &str, run: ScriptOutcome) -> Outcome {
+        if let Some((diff, changes)) = run.diff {
+            let (store, job) = (self.inner.store.clone(), id.to_owned());
+            let stored =
+                tokio::task::spawn_blocking(move || store.put_diff(&job, &diff, changes)).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                tracing::warn!(job = %id, "the diff of what the script changed could not be stored");
+            }
+        }
         let complete = JobTransition::Complete {
             output: Some(run.output),
         };
@@ -1212,6 +1255,8 @@ enum Dispatch {
 
 struct ScriptOutcome {
     output: String,
+    /// What the script changed in the export, when a backup was taken before it.
+    diff: Option<(String, crate::store::JobChanges)>,
 }
 
 /// A job's run slot: its permit within the run, within its organization's share of the

@@ -13,11 +13,12 @@ use super::crypto::new_id;
 use super::error::StoreError;
 use super::journal::push_audit;
 use super::records::{
-    AuditInput, INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
+    AuditInput, INTERRUPTED, Job, JobChanges, JobError, JobInput, JobOrigin, JobStatus,
+    JobTransition, Page,
 };
 use super::tables::{
-    IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META,
-    META_JOB_COUNTS, META_JOB_SEQ,
+    IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_DIFFS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE,
+    META, META_JOB_COUNTS, META_JOB_SEQ,
 };
 use super::txn::{decode, encode, take_seq};
 use super::{Store, journal, schedules};
@@ -31,6 +32,11 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// backup copied onto another job's row does not open.
 fn backup_record(id: &str, seq: u64) -> String {
     format!("job-backup/{id}/{seq}")
+}
+
+/// What a sealed diff is bound to, as a backup is.
+fn diff_record(id: &str, seq: u64) -> String {
+    format!("job-diff/{id}/{seq}")
 }
 
 /// Largest backup the store keeps for one job.
@@ -468,6 +474,53 @@ impl Store {
         })
     }
 
+    /// Stores the diff of what a job's script changed, sealed apart from the job as its
+    /// backup is (an export's lines can carry secrets), and its shape on the job.
+    pub fn put_diff(&self, id: &str, diff: &str, changes: JobChanges) -> Result<(), StoreError> {
+        if diff.len() > MAX_BACKUP_BYTES {
+            return Err(StoreError::invalid(
+                KIND,
+                "diff",
+                format!("at most {MAX_BACKUP_BYTES} bytes"),
+            ));
+        }
+        self.write(|tx| {
+            let mut tables = JobTables::open(tx)?;
+            let seq = tables.seq_of(id)?;
+            let mut job = tables.get(seq)?;
+            job.changes = Some(changes);
+            tables.put(&job)?;
+            let sealed = self
+                .vault
+                .seal_bytes(&diff_record(id, seq), diff.as_bytes())
+                .ok_or_else(|| StoreError::invalid(KIND, "diff", "too large to seal"))?;
+            tx.open_table(JOB_DIFFS)?.insert(seq, sealed.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The diff of what a job's script changed, unsealed; `None` when none was stored.
+    pub fn get_diff(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.read(|tx| {
+            let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
+            let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+            // Made on the first diff written: a database without one has no diffs.
+            let table = match tx.open_table(JOB_DIFFS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(sealed) = table.get(seq)? else {
+                return Ok(None);
+            };
+            let plain = self
+                .vault
+                .open_bytes(&diff_record(id, seq), sealed.value())
+                .ok_or_else(|| StoreError::BackupUnreadable { job: id.to_owned() })?;
+            Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+        })
+    }
+
     fn seal_backup(&self, id: &str, seq: u64, backup: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.vault
             .seal_bytes(&backup_record(id, seq), backup)
@@ -643,6 +696,7 @@ pub(crate) fn new_job(
         has_backup: false,
         origin,
         endpoint: None,
+        changes: None,
     }
 }
 
@@ -1196,6 +1250,37 @@ pub(crate) mod tests {
             store.get_backup(&job.id).expect("some").as_deref(),
             Some(&b"/export\n"[..])
         );
+    }
+
+    #[test]
+    fn diffs_are_sealed_at_rest_and_their_shape_is_on_the_job() {
+        let (_dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        assert_eq!(store.get_diff(&job.id).expect("none yet"), None);
+        let diff = "--- before\n+++ after\n+/ppp secret add password=hunter2\n";
+        let changes = JobChanges {
+            added: 1,
+            removed: 0,
+            digest: "d".into(),
+        };
+        store
+            .put_diff(&job.id, diff, changes.clone())
+            .expect("diff");
+        assert_eq!(store.get_job(&job.id).expect("get").changes, Some(changes));
+        assert_eq!(
+            store.get_diff(&job.id).expect("open").as_deref(),
+            Some(diff)
+        );
+        let raw = store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(JOB_DIFFS)?
+                    .get(job.seq_id)?
+                    .map(|b| b.value().to_vec())
+                    .expect("diff row"))
+            })
+            .expect("read raw");
+        assert!(!raw.windows(7).any(|w| w == b"hunter2"), "sealed at rest");
     }
 
     fn raw_backup(store: &Store, id: &str) -> Vec<u8> {

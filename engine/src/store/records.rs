@@ -555,6 +555,22 @@ pub struct Job {
     /// a site that is reached any other way by the time its turn comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// What the script changed in the exported configuration, when `make_backup` was set
+    /// and the export after the script was taken; the diff itself is kept apart, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<JobChanges>,
+}
+
+/// The shape of a job's diff, kept on the job so a run's sites can be grouped by what
+/// changed without opening any sealed diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChanges {
+    /// Lines the script added to the export, and lines it removed.
+    pub added: u32,
+    pub removed: u32,
+    /// SHA-256 (hex) of the changed lines in order, without positions: two sites whose
+    /// scripts changed the same lines share it, wherever those lines sit in their exports.
+    pub digest: String,
 }
 
 /// What creates a job (seed 001's asynchronous request, plus its target).

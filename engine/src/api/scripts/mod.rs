@@ -88,7 +88,9 @@ const MAX_BULK: usize = 1000;
         AuthorizationRequested,
         BulkDeleted,
         TypeParam,
-        FrequencyParam
+        FrequencyParam,
+        crate::runner::diff::ChangesSummary,
+        crate::runner::diff::ChangeGroup
     )),
     tags((name = "Scheduled scripts", description = "Scripts run on many sites at a future time, once or on a recurrence, after a second person approves them."))
 )]
@@ -143,7 +145,10 @@ fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<Schedul
         }
     }
     let progress = model::progress(&s, run.as_ref(), &jobs, &tagged);
-    Ok(ScheduleView::new(s, progress, now))
+    let changes = crate::runner::diff::summarize(&jobs);
+    let mut view = ScheduleView::new(s, progress, now);
+    view.changes = changes;
+    Ok(view)
 }
 
 /// Every site named must be a site of the organization; a schedule must target something.

@@ -288,6 +288,10 @@ pub(crate) struct ScheduleView {
     /// linting every script of a listing would cost more than the listing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lint: Option<crate::lint::LintReport>,
+    /// What the latest run's scripts changed (with `make_backup`), its sites grouped by
+    /// identical diff; absent when no job of the run has a diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::runner::diff::ChangesSummary>,
 }
 
 impl ScheduleView {
@@ -338,6 +342,7 @@ impl ScheduleView {
             created_at: s.created_at,
             updated_at: s.updated_at,
             lint: None,
+            changes: None,
         }
     }
 }
@@ -548,6 +553,10 @@ pub(crate) struct RunView {
     pub jobs: Vec<RunJob>,
     /// True when the run has more jobs than one page carries (1000).
     pub jobs_truncated: bool,
+    /// What the run's scripts changed (with `make_backup`), its sites grouped by identical
+    /// diff, over the jobs listed; absent when none has a diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::runner::diff::ChangesSummary>,
 }
 
 impl RunView {
@@ -570,6 +579,7 @@ impl RunView {
                 pending: run.pending,
                 skipped: run.skipped,
             },
+            changes: crate::runner::diff::summarize(&jobs),
             jobs: jobs.into_iter().map(RunJob::from).collect(),
             jobs_truncated: false,
         }
