@@ -115,6 +115,14 @@ pub(super) struct AsyncJob {
     #[serde(default)]
     #[schema(max_length = 200)]
     idempotency_key: Option<String>,
+    /// Dead-man rollback: before the script the router saves a backup and schedules
+    /// its restore this long after (`30s`, `5m`, `1h30m`; 1s to 24h); the engine removes
+    /// both once it reaches the router again after the script. A router it cannot reach
+    /// restores itself, and the job fails `rolled_back`. Refused (422
+    /// `rollback_unsupported`) on a router whose transport cannot arm one.
+    #[serde(default)]
+    #[schema(example = "5m")]
+    rollback_after: Option<String>,
 }
 
 /// What an asynchronous submission answers (seeds/README.md).
@@ -245,6 +253,28 @@ pub(super) struct JobDetail {
     diff: Option<String>,
     /// True when `diff` has its secret values masked.
     diff_masked: bool,
+    /// The dead-man rollback window asked for (`5m`), if any.
+    rollback_after: Option<String>,
+    /// The rollback as armed on the router and settled, if one was.
+    rollback: Option<RollbackView>,
+}
+
+/// A job's dead-man rollback: when the router restores its backup unless disarmed,
+/// whether it was disarmed, and whether a router cut off by its script came back.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RollbackView {
+    /// The name of the backup and of the scheduler entry on the router.
+    name: String,
+    /// When the router restores the backup taken before the script (engine clock).
+    fires_at: String,
+    /// The same deadline as the router's clock reads it, once armed.
+    router_fires_at: Option<String>,
+    /// Set when the engine reached the router again after the script and removed the
+    /// scheduler entry and the backup file.
+    disarmed_at: Option<String>,
+    /// Set when a router that could not be reached (the job failed `rolled_back`)
+    /// answered again after restoring itself.
+    returned_at: Option<String>,
 }
 
 /// The size of a job's diff, and a digest shared by jobs that changed the same lines.
@@ -265,6 +295,28 @@ pub(super) struct JobReply {
 
 fn success() -> String {
     "success".to_owned()
+}
+
+/// A dead-man rollback can be armed only by a transport that says it can (transport
+/// contract 1.2): 422 `rollback_unsupported` otherwise, before anything is stored.
+pub(super) fn check_rollback(state: &AppState, site: &Site) -> Result<(), ApiError> {
+    let supported = state
+        .plugins
+        .transport(&site.transport)
+        .is_ok_and(|t| t.supports_rollback());
+    if supported {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rollback_unsupported",
+        format!(
+            "rollback_after: site {} is reached through the {} transport, which cannot arm a \
+             dead-man rollback (it needs transport contract 1.2 and says it can); leave \
+             rollback_after out or use a transport that can, such as routeros-api",
+            site.id, site.transport
+        ),
+    ))
 }
 
 /// Maps a failed call on a router to the status that says whose failure it was.
@@ -496,7 +548,14 @@ async fn asynchronous(
             .check_notify_url(url)
             .map_err(|m| ApiError::validation("notify_url", m))?;
     }
+    let rollback_after_secs = body
+        .rollback_after
+        .as_deref()
+        .map(crate::runner::rollback::parse_window)
+        .transpose()
+        .map_err(|m| ApiError::validation("rollback_after", m))?;
     let input = JobInput {
+        rollback_after_secs,
         organization: caller.org().to_owned(),
         site_id: router_id.clone(),
         request_id: None,
@@ -510,6 +569,9 @@ async fn asynchronous(
     };
     input.validate().map_err(ApiError::from)?;
     let site = site_of(&state, &caller, router_id).await?;
+    if input.rollback_after_secs.is_some() {
+        check_rollback(&state, &site)?;
+    }
     let (script, description) = (input.script.clone(), input.description.clone());
     let (job, created) = state
         .runner
@@ -669,6 +731,16 @@ async fn show(
             }),
             diff,
             diff_masked,
+            rollback_after: job
+                .rollback_after_secs
+                .map(crate::runner::rollback::format_window),
+            rollback: job.rollback.map(|g| RollbackView {
+                name: g.name,
+                fires_at: stamp(g.fires_at),
+                router_fires_at: g.router_fires_at,
+                disarmed_at: stamp_opt(g.disarmed_at),
+                returned_at: stamp_opt(g.returned_at),
+            }),
         },
     }))
 }
@@ -685,6 +757,7 @@ async fn show(
         AcceptedReply,
         JobSummary,
         ChangesView,
+        RollbackView,
         JobErrorView,
         JobList,
         JobDetail,

@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::execute::{self, ExecError};
+use super::rollback;
 use crate::plugins::{PluginHost, Transport, transport};
 use crate::server::Shutdown;
 use crate::store::{
@@ -750,7 +751,10 @@ impl Runner {
         {
             return End::Failed(vec![JobTransition::Load], e.clone());
         }
-        let direct = prepared.is_ok() && !options.abort_if_offline && !job.make_backup;
+        let direct = prepared.is_ok()
+            && !options.abort_if_offline
+            && !job.make_backup
+            && job.rollback_after_secs.is_none();
         let mut claim = vec![JobTransition::Load, JobTransition::Start];
         if direct {
             claim.push(JobTransition::MarkSent);
@@ -936,21 +940,74 @@ impl Runner {
                 });
             }
         }
-        if !marked
-            && let Err(e) = self
-                .commit_one(&job.id, vec![JobTransition::MarkSent])
-                .await
-        {
-            tracing::error!(job = %job.id, error = %e, "could not mark a job sent; not sending");
-            return Attempt::Unrecorded;
+        let planned = match job.rollback_after_secs {
+            Some(secs) if !transport.supports_rollback() => {
+                return Attempt::Failed(ExecError {
+                    code: "unsupported".into(),
+                    message: format!(
+                        "rollback_after was asked for, but the {} transport cannot arm a dead-man \
+                         rollback; nothing was sent (window {})",
+                        transport.plugin().info.name,
+                        rollback::format_window(secs)
+                    ),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+            Some(secs) => Some((secs, rollback::plan(&job.id, secs, Utc::now()))),
+            None => None,
+        };
+        if !marked {
+            // The guard is on record before anything of it reaches the router.
+            let mut mark = vec![JobTransition::MarkSent];
+            if let Some((_, guard)) = &planned {
+                mark.push(JobTransition::Guard(guard.clone()));
+            }
+            if let Err(e) = self.commit_one(&job.id, mark).await {
+                tracing::error!(job = %job.id, error = %e, "could not mark a job sent; not sending");
+                return Attempt::Unrecorded;
+            }
         }
         // From here the script may reach the device: no shutdown, only the deadline.
-        match tokio::time::timeout_at(
-            deadline,
+        let guard = match planned {
+            Some((secs, guard)) => match self.arm(job, &transport, &target, secs, guard, deadline).await {
+                Ok(guard) => Some((secs, guard)),
+                Err(e) => return Attempt::Failed(e),
+            },
+            None => None,
+        };
+        // A guarded script must end before its router restores itself.
+        let script_deadline = match &guard {
+            Some((_, g)) => deadline.min(
+                Instant::now() + (g.fires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            ),
+            None => deadline,
+        };
+        let ran = tokio::time::timeout_at(
+            script_deadline,
             execute::script(&transport, &target, &job.script, false),
         )
-        .await
-        {
+        .await;
+        if let Some((secs, guard)) = guard {
+            // Whatever the script did, the router is reached again or it rolls back.
+            match rollback::settle(&transport, &target, &guard).await {
+                rollback::Settled::Disarmed => {
+                    let mut done = guard;
+                    done.disarmed_at = Some(Utc::now());
+                    if let Err(e) = self
+                        .commit_one(&job.id, vec![JobTransition::Guard(done)])
+                        .await
+                    {
+                        tracing::error!(job = %job.id, error = %e, "could not record a disarmed rollback");
+                    }
+                }
+                rollback::Settled::RolledBack(error) => {
+                    self.watch_return(job, &transport, &target, guard, secs, shutdown);
+                    return Attempt::Failed(error);
+                }
+            }
+        }
+        match ran {
             Ok(Ok(run)) => {
                 let diff = match &backup {
                     Some(before) => {
@@ -975,6 +1032,96 @@ impl Runner {
                 maybe_sent: true,
             }),
         }
+    }
+
+    /// Arms the job's dead-man rollback on its router and records what was armed. A
+    /// failure stops the script from running.
+    async fn arm(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        secs: u32,
+        guard: crate::store::RollbackGuard,
+        deadline: Instant,
+    ) -> Result<crate::store::RollbackGuard, ExecError> {
+        let armed = match tokio::time::timeout_at(
+            deadline,
+            transport.arm_rollback(target, &guard.name, secs),
+        )
+        .await
+        {
+            Ok(Ok(armed)) => armed,
+            Ok(Err(e)) => {
+                let mut e = ExecError::from(e);
+                e.message = format!(
+                    "arming the dead-man rollback failed, so the script was not run: {}",
+                    e.message
+                );
+                return Err(e);
+            }
+            Err(_) => {
+                return Err(ExecError {
+                    code: JOB_TIMEOUT.into(),
+                    message: "arming the dead-man rollback did not finish in time, so the script \
+                              was not run"
+                        .into(),
+                    category: None,
+                    maybe_sent: true,
+                });
+            }
+        };
+        let guard = rollback::armed(guard, &armed);
+        if let Err(e) = self
+            .commit_one(&job.id, vec![JobTransition::Guard(guard.clone())])
+            .await
+        {
+            // The plan is on record already; the details only name what was armed.
+            tracing::warn!(job = %job.id, error = %e, "could not record what the rollback armed");
+        }
+        Ok(guard)
+    }
+
+    /// Looks for a rolled-back router's return in the background (awaited by
+    /// [`Runner::drain`]) and records it on the job.
+    fn watch_return(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        guard: crate::store::RollbackGuard,
+        secs: u32,
+        shutdown: &Shutdown,
+    ) {
+        let runner = self.clone();
+        let (id, transport, target, shutdown) = (
+            job.id.clone(),
+            transport.clone(),
+            target.clone(),
+            shutdown.clone(),
+        );
+        let mut background = lock(&self.inner.background);
+        while background.try_join_next().is_some() {}
+        background.spawn(async move {
+            if !rollback::watch_return(&transport, &target, &guard, secs, shutdown).await {
+                tracing::warn!(job = %id, "the router did not answer again after its rollback");
+                return;
+            }
+            tracing::info!(job = %id, "the router answered again after restoring itself");
+            // The job's failure is committed by its own task; wait for it a little.
+            for _ in 0..50 {
+                match runner.commit_one(&id, vec![JobTransition::Returned]).await {
+                    Ok(_) => return,
+                    Err(RunnerError::Store(StoreError::IllegalTransition { .. })) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "could not record the router's return");
+                        return;
+                    }
+                }
+            }
+        });
     }
 
     /// The export after a script that ran, diffed against the one before it. A failure

@@ -4,3 +4,4 @@
 pub mod diff;
 pub mod execute;
 pub mod fanout;
+pub mod rollback;

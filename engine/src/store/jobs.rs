@@ -622,9 +622,24 @@ impl Store {
             for seq in in_flight {
                 let job = tables.get(seq)?;
                 if job.status == JobStatus::Running && job.sent {
+                    let message = match &job.rollback {
+                        // Armed (or perhaps armed) and never disarmed: the router restores
+                        // itself unless someone removes the entry, and nobody may take the
+                        // job for a success.
+                        Some(guard) if guard.disarmed_at.is_none() => format!(
+                            "{INTERRUPTED_MESSAGE}; a dead-man rollback was armed for it and \
+                             not disarmed: the router loads the backup taken before the script \
+                             at {} (scheduler entry `{}`, backup `{}.backup`) unless the entry \
+                             is removed",
+                            guard.fires_at.to_rfc3339(),
+                            guard.name,
+                            guard.name
+                        ),
+                        _ => INTERRUPTED_MESSAGE.to_owned(),
+                    };
                     let error = JobError {
                         code: INTERRUPTED.into(),
-                        message: INTERRUPTED_MESSAGE.into(),
+                        message,
                     };
                     let fail = JobTransition::Fail {
                         error,
@@ -697,6 +712,8 @@ pub(crate) fn new_job(
         origin,
         endpoint: None,
         changes: None,
+        rollback_after_secs: input.rollback_after_secs,
+        rollback: None,
     }
 }
 
@@ -809,6 +826,14 @@ pub(crate) fn apply(
             job.deleted_at = Some(now);
         }
         (JobTransition::Delete, _) => return Err(illegal(Deleted)),
+        (JobTransition::Guard(guard), Running) => job.rollback = Some(guard.clone()),
+        (JobTransition::Guard(_), _) => return Err(illegal(Running)),
+        (JobTransition::Returned, Failed) if job.rollback.is_some() => {
+            if let Some(guard) = &mut job.rollback {
+                guard.returned_at.get_or_insert(now);
+            }
+        }
+        (JobTransition::Returned, _) => return Err(illegal(Failed)),
     }
     Ok(())
 }

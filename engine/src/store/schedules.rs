@@ -97,6 +97,7 @@ impl Store {
             next_launch_at: None,
             missed_runs: input.missed_runs,
             rollout: input.rollout,
+            rollback_after_secs: input.rollback_after_secs,
             created_at: now,
             updated_at: now,
         };
@@ -208,6 +209,7 @@ impl Store {
                 summary,
                 missed_runs,
                 rollout,
+                rollback_after_secs,
             } = patch;
             if let Some(v) = description {
                 new.description = v;
@@ -250,6 +252,9 @@ impl Store {
             }
             if let Some(v) = rollout {
                 new.rollout = v;
+            }
+            if let Some(v) = rollback_after_secs {
+                new.rollback_after_secs = v;
             }
             as_input(&new).validate()?;
             let changed = changed_fields(&old, &new);
@@ -604,6 +609,7 @@ impl Store {
                         express_execute: true,
                         needs_acknowledgement: true,
                         notify_url: None,
+                        rollback_after_secs: old.rollback_after_secs,
                     };
                     let mut job = new_job(input, seq, Some(origin.clone()), now);
                     job.endpoint = targets
@@ -899,6 +905,7 @@ const BOUND_FIELDS: &[&str] = &[
     "rollout",
     "make_backup",
     "abort_if_offline",
+    "rollback_after",
 ];
 
 /// Why an authorization was refused without anything being written.
@@ -932,6 +939,10 @@ fn changed_fields(old: &ScheduledScript, new: &ScheduledScript) -> Vec<&'static 
     check(
         "abort_if_offline",
         old.abort_if_offline != new.abort_if_offline,
+    );
+    check(
+        "rollback_after",
+        old.rollback_after_secs != new.rollback_after_secs,
     );
     check("notify", old.notify != new.notify);
     check("summary", old.summary != new.summary);
@@ -1107,6 +1118,7 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
         summary: s.summary.clone(),
         missed_runs: s.missed_runs,
         rollout: s.rollout,
+        rollback_after_secs: s.rollback_after_secs,
         created_by: s.created_by.clone(),
     }
 }
