@@ -7,11 +7,11 @@
 use std::io;
 use std::time::Duration;
 
+pub use crate::bindings::transport::exports::yardmaster::transport::guard::Armed;
 pub use crate::bindings::transport::exports::yardmaster::transport::plugin::{
     Attributes, BackupResult, CommandReply, Guest as Transport, ProbeResult, Target, TlsSettings,
     TransportError, Trap,
 };
-pub use crate::bindings::transport::exports::yardmaster::transport::guard::Armed;
 use crate::net::{NetError, TlsOptions};
 
 /// The dead-man rollback (`yardmaster:transport/guard`, contract 1.2): a transport that

@@ -479,13 +479,18 @@ impl PluginHost {
         };
         let pre = pre.instance_pre().clone();
         let (supported, _) = self
-            .invoke(plugin, "supported", Vec::new(), move |mut store| async move {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let func =
-                    instance.get_typed_func::<(), (bool,)>(&mut store, &exports.supported)?;
-                let (supported,) = func.call_async(&mut store, ()).await?;
-                Ok(supported)
-            })
+            .invoke(
+                plugin,
+                "supported",
+                Vec::new(),
+                move |mut store| async move {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let func =
+                        instance.get_typed_func::<(), (bool,)>(&mut store, &exports.supported)?;
+                    let (supported,) = func.call_async(&mut store, ()).await?;
+                    Ok(supported)
+                },
+            )
             .await?;
         Ok(supported.then_some(exports))
     }

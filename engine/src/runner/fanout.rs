@@ -970,7 +970,10 @@ impl Runner {
         }
         // From here the script may reach the device: no shutdown, only the deadline.
         let guard = match planned {
-            Some((secs, guard)) => match self.arm(job, &transport, &target, secs, guard, deadline).await {
+            Some((secs, guard)) => match self
+                .arm(job, &transport, &target, secs, guard, deadline)
+                .await
+            {
                 Ok(guard) => Some((secs, guard)),
                 Err(e) => return Attempt::Failed(e),
             },
@@ -978,9 +981,8 @@ impl Runner {
         };
         // A guarded script must end before its router restores itself.
         let script_deadline = match &guard {
-            Some((_, g)) => deadline.min(
-                Instant::now() + (g.fires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
-            ),
+            Some((_, g)) => deadline
+                .min(Instant::now() + (g.fires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO)),
             None => deadline,
         };
         let ran = tokio::time::timeout_at(

@@ -126,7 +126,9 @@ pub fn armed_of(guard: &RollbackGuard) -> Armed {
 
 /// The engine's deadline for a guard, on the monotonic clock.
 fn deadline_of(guard: &RollbackGuard) -> Instant {
-    let left = (guard.fires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+    let left = (guard.fires_at - Utc::now())
+        .to_std()
+        .unwrap_or(Duration::ZERO);
     Instant::now() + left
 }
 
@@ -158,7 +160,9 @@ pub async fn settle(
                     .await
                 {
                     Ok(Ok(())) => return Settled::Disarmed,
-                    Ok(Err(e)) => last = format!("the router answered but could not be disarmed: {e}"),
+                    Ok(Err(e)) => {
+                        last = format!("the router answered but could not be disarmed: {e}")
+                    }
                     Err(_) => break,
                 }
             }

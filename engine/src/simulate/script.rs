@@ -990,10 +990,18 @@ mod tests {
             ),
         );
         assert_eq!(out, "", "{out}");
-        run(&mut s, "/ip service disable api\n/system identity set name=cut-off");
+        run(
+            &mut s,
+            "/ip service disable api\n/system identity set name=cut-off",
+        );
         assert!(!s.service_enabled("api"));
-        assert!(s.export(&ctx(Profile::V7_18)).contains("set api disabled=yes"));
-        let due = s.next_scheduled(chrono::Utc::now()).expect("an entry is due");
+        assert!(
+            s.export(&ctx(Profile::V7_18))
+                .contains("set api disabled=yes")
+        );
+        let due = s
+            .next_scheduled(chrono::Utc::now())
+            .expect("an entry is due");
         assert!(s.take_due(due - chrono::TimeDelta::seconds(1)).is_empty());
         let sources = s.take_due(due);
         assert_eq!(sources.len(), 1, "{sources:?}");
@@ -1001,12 +1009,18 @@ mod tests {
         for source in sources {
             run(&mut s, &source);
         }
-        assert!(std::mem::take(&mut s.restart), "loading a backup restarts the router");
+        assert!(
+            std::mem::take(&mut s.restart),
+            "loading a backup restarts the router"
+        );
         assert!(s.service_enabled("api"));
         assert_eq!(s.identity, "router-0");
         // The entry was added after the backup, so the restore took it away, and the
         // backup file is still there.
         assert_eq!(run(&mut s, "/system scheduler print count-only"), "0\r\n");
-        assert_eq!(run(&mut s, ":put [/file get guard.backup type]"), "backup\r\n");
+        assert_eq!(
+            run(&mut s, ":put [/file get guard.backup type]"),
+            "backup\r\n"
+        );
     }
 }

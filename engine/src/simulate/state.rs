@@ -1331,7 +1331,9 @@ fn parse_interval(text: &str) -> Option<i64> {
     if text.contains(':') {
         let parts: Vec<&str> = text.split(':').collect();
         let [h, m, s] = parts[..] else { return None };
-        return Some(h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60 + s.parse::<i64>().ok()?);
+        return Some(
+            h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60 + s.parse::<i64>().ok()?,
+        );
     }
     let mut total = 0i64;
     let mut digits = String::new();

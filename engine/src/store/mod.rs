@@ -52,9 +52,9 @@ pub use records::{
     AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobChanges, JobError,
     JobInput, JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,
     MAX_NAME_CHARS, MAX_PAGE, MAX_SCHEDULE_SCRIPT_CHARS, MAX_TARGETS, MissedRunPolicy, OutboxEvent,
-    OutboxState, Page, ROLLED_BACK, Recurrence, RecurrenceKind, RollbackGuard, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
-    SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, SshSettings,
-    TlsSettings, User,
+    OutboxState, Page, ROLLED_BACK, Recurrence, RecurrenceKind, RollbackGuard, Rollout, Run,
+    RunStatus, SKIPPED, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript, Secret,
+    Site, SiteInput, SshSettings, TlsSettings, User,
 };
 pub(crate) use redact::is_secret as is_secret_name;
 pub(crate) use redact::text as redact_text;

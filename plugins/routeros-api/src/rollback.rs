@@ -25,7 +25,12 @@ enum DateStyle {
 fn parse_date(text: &str) -> Option<(i64, u32, u32, DateStyle)> {
     let text = text.trim();
     if let [y, m, d] = text.split('-').collect::<Vec<_>>()[..] {
-        return Some((y.parse().ok()?, m.parse().ok()?, d.parse().ok()?, DateStyle::Iso));
+        return Some((
+            y.parse().ok()?,
+            m.parse().ok()?,
+            d.parse().ok()?,
+            DateStyle::Iso,
+        ));
     }
     if let [m, d, y] = text.split('/').collect::<Vec<_>>()[..] {
         let month = MONTHS.iter().position(|n| n.eq_ignore_ascii_case(m))? as u32 + 1;
@@ -199,7 +204,11 @@ pub(crate) fn disarm(
     armed: &Armed,
 ) -> Result<(), TransportError> {
     // The entry first: once it is gone, nothing will load the file.
-    remove_by_name(session, "/system/scheduler", checked_name(&armed.scheduler_entry)?)?;
+    remove_by_name(
+        session,
+        "/system/scheduler",
+        checked_name(&armed.scheduler_entry)?,
+    )?;
     remove_by_name(session, "/file", &armed.backup_file)
 }
 

@@ -1,0 +1,197 @@
+//! The dead-man rollback end to end: the real engine and its RouterOS API plugin against
+//! simulated routers. A guarded script that disables the API cuts the engine off: the
+//! router restores the backup taken before it when its scheduler entry fires, the job
+//! fails `rolled_back`, and the router answers the API again with the service enabled;
+//! the job then records that it came back. A guarded benign script completes, and leaves
+//! neither a scheduler entry nor a backup file behind. Windows are a few seconds; nothing
+//! here asserts on how long anything took.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{Value, json};
+use yardmaster::simulate::Profile;
+use yardmaster_tests::{Engine, EngineOptions, InProcessFleet, eventually, fleet};
+
+const PASSWORD: &str = "rollback-pw";
+
+fn engine() -> Engine {
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        ..EngineOptions::default()
+    });
+    engine.wait_for_file("routeros-api.wasm", "the RouterOS plugin", |p| {
+        p["status"] == "active"
+    });
+    engine
+}
+
+fn site(engine: &Engine, fleet: &InProcessFleet, i: usize) -> String {
+    let addr = fleet.addresses()[i];
+    engine.add_site(&json!({
+        "name": format!("guarded-{i}"),
+        "address": addr.ip().to_string(),
+        "port": addr.port(),
+        "username": "admin",
+        "password": PASSWORD,
+    }))
+}
+
+/// Submits an express job and answers its id.
+fn submit(engine: &Engine, site: &str, body: Value) -> String {
+    let submitted = engine
+        .post(&format!("/api/asynchronous/{site}"), &body)
+        .expect("submit");
+    assert_eq!(submitted.status, 202, "{}", submitted.text);
+    let request = submitted.body["data"]["request_id"].clone();
+    let jobs = engine
+        .get(&format!("/api/routers/{site}/jobs"))
+        .expect("list jobs");
+    jobs.body["data"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["request_id"] == request))
+        .and_then(|j| j["id"].as_str())
+        .expect("the job in the router's list")
+        .to_owned()
+}
+
+fn job(engine: &Engine, id: &str) -> Value {
+    let shown = engine.get(&format!("/api/jobs/{id}")).expect("show");
+    assert_eq!(shown.status, 200, "{}", shown.text);
+    shown.body["data"].clone()
+}
+
+fn finished(engine: &Engine, id: &str) -> Value {
+    eventually("the job to finish", || {
+        let job = job(engine, id);
+        matches!(job["status"].as_str(), Some("completed" | "failed")).then_some(job)
+    })
+}
+
+/// What the router's API answers now, over a new connection through the engine.
+fn identity(engine: &Engine, site: &str) -> Option<String> {
+    let r = engine
+        .post(
+            &format!("/api/synchronous/{site}"),
+            &json!({"command": "/system/identity/print"}),
+        )
+        .ok()?;
+    (r.status == 200).then(|| r.body["data"][0]["name"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_cuts_the_api_off_is_rolled_back_by_the_router() {
+    let fleet = fleet(Ipv4Addr::new(127, 14, 0, 1), 1, Profile::V7_18, PASSWORD).await;
+    let engine = engine();
+    let site = site(&engine, &fleet, 0);
+    let router = fleet.router(0);
+
+    let id = submit(
+        &engine,
+        &site,
+        json!({
+            "description": "Lock the API out",
+            "script": "/system identity set name=cut-off\n/ip service disable api",
+            "express_execute": true,
+            "rollback_after": "3s",
+        }),
+    );
+    let failed = finished(&engine, &id);
+    assert_eq!(failed["status"], "failed", "{failed}\n{}", engine.log());
+    assert_eq!(failed["error"]["code"], "rolled_back", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("could not be reached again") && message.contains("restores the backup"),
+        "{message}"
+    );
+    assert_eq!(failed["rollback_after"], "3s");
+    assert!(
+        failed["rollback"]["router_fires_at"].is_string(),
+        "{failed}"
+    );
+    assert_eq!(failed["rollback"]["disarmed_at"], Value::Null);
+
+    // The router restores itself: the API answers again, with the configuration from
+    // before the script, the service enabled and the scheduler entry gone with it.
+    let name = eventually("the router to answer the API again", || {
+        identity(&engine, &site)
+    });
+    assert_eq!(name, "router-0");
+    assert!(router.service_enabled("api"));
+    let services = router.rows("/ip/service").expect("services");
+    let api = services
+        .iter()
+        .find(|r| r.iter().any(|(k, v)| k == "name" && v == "api"))
+        .expect("the api service");
+    assert!(
+        api.iter().any(|(k, v)| k == "disabled" && v == "false"),
+        "{api:?}"
+    );
+    assert_eq!(
+        router.rows("/system/scheduler").expect("scheduler"),
+        Vec::<Vec<(String, String)>>::new()
+    );
+
+    // The engine saw it come back, and says so on the job.
+    let back = eventually("the job to record the router's return", || {
+        let job = job(&engine, &id);
+        job["rollback"]["returned_at"].is_string().then_some(job)
+    });
+    assert_eq!(back["status"], "failed");
+    assert_eq!(back["error"]["code"], "rolled_back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_benign_guarded_script_completes_and_leaves_nothing_behind() {
+    let fleet = fleet(Ipv4Addr::new(127, 14, 1, 1), 1, Profile::V7_18, PASSWORD).await;
+    let engine = engine();
+    let site = site(&engine, &fleet, 0);
+    let router = fleet.router(0);
+
+    let id = submit(
+        &engine,
+        &site,
+        json!({
+            "description": "Rename, guarded",
+            "script": "/system identity set name=renamed",
+            "express_execute": true,
+            "make_backup": true,
+            "rollback_after": "30s",
+        }),
+    );
+    let done = finished(&engine, &id);
+    assert_eq!(done["status"], "completed", "{done}\n{}", engine.log());
+    assert!(done["rollback"]["disarmed_at"].is_string(), "{done}");
+    assert_eq!(router.identity(), "renamed");
+    assert_eq!(
+        router.rows("/system/scheduler").expect("scheduler"),
+        Vec::<Vec<(String, String)>>::new(),
+        "no scheduler entry is left"
+    );
+    let files = router.rows("/file").expect("files");
+    assert!(
+        !files
+            .iter()
+            .flatten()
+            .any(|(k, v)| k == "name" && v.ends_with(".backup")),
+        "no backup file is left: {files:?}"
+    );
+    // The diff shows the script's change, and nothing of the guard.
+    let diff = done["diff"].as_str().expect("a diff");
+    assert!(diff.contains("+set name=renamed"), "{diff}");
+    assert!(!diff.contains("scheduler"), "{diff}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_is_not_a_duration_is_refused() {
+    let fleet = fleet(Ipv4Addr::new(127, 14, 2, 1), 1, Profile::V7_18, PASSWORD).await;
+    let engine = engine();
+    let site = site(&engine, &fleet, 0);
+    let refused = engine
+        .post(
+            &format!("/api/asynchronous/{site}"),
+            &json!({"description": "x", "script": ":put 1", "rollback_after": "soon"}),
+        )
+        .expect("submit");
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("rollback_after"), "{}", refused.text);
+}
