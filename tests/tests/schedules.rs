@@ -355,6 +355,7 @@ async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
         express_execute: true,
         needs_acknowledgement: false,
         notify_url: None,
+        rollback_after_secs: None,
     };
     let (first, created) = w
         .runner

@@ -530,7 +530,7 @@ fn new_key() -> String {
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for another job", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong; the message names it", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong; the message names it. `rollback_after` on a router whose transport cannot arm a dead-man rollback is `rollback_unsupported`", body = ErrorBody),
     )
 )]
 async fn asynchronous(

@@ -239,6 +239,7 @@ mod tests {
             express_execute: false,
             needs_acknowledgement: false,
             notify_url: None,
+            rollback_after_secs: None,
         };
         let mut job = crate::store::test_new_job(input);
         job.changes = changes;

@@ -887,6 +887,7 @@ pub(crate) mod tests {
             express_execute: false,
             needs_acknowledgement: true,
             notify_url: Some("https://example.com/notify".into()),
+            rollback_after_secs: None,
         }
     }
 
@@ -1399,6 +1400,67 @@ pub(crate) mod tests {
             store.get_backup(&job.id).expect("open").as_deref(),
             Some(&plain[..])
         );
+    }
+
+    #[test]
+    fn a_job_stopped_mid_guard_is_interrupted_and_names_the_pending_restore() {
+        let (dir, store) = open();
+        let mut guarded = input("s1", None);
+        guarded.rollback_after_secs = Some(300);
+        let (job, _) = store.create_job(guarded, t(0)).expect("create");
+        let (done, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let guard = crate::store::RollbackGuard {
+            name: "yardmaster-rollback-x1".into(),
+            fires_at: t(301),
+            backup_file: None,
+            scheduler_entry: None,
+            router_fires_at: None,
+            disarmed_at: None,
+            returned_at: None,
+        };
+        for (id, g) in [(&job.id, guard.clone()), (&done.id, guard.clone())] {
+            store
+                .transition_job(id, JobTransition::Start, t(1))
+                .expect("start");
+            store
+                .transition_job(id, JobTransition::MarkSent, t(1))
+                .expect("sent");
+            store
+                .transition_job(id, JobTransition::Guard(g), t(1))
+                .expect("guard on record");
+        }
+        // The second one was disarmed before the stop: nothing is pending on its router.
+        let mut disarmed = guard;
+        disarmed.disarmed_at = Some(t(5));
+        store
+            .transition_job(&done.id, JobTransition::Guard(disarmed), t(5))
+            .expect("disarmed");
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Returned, t(6))
+                .is_err(),
+            "only a failed job records a return"
+        );
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let report = store.recover(t(10)).expect("recover");
+        assert_eq!(report.interrupted.len(), 2);
+        let failed = store.get_job(&job.id).expect("get");
+        let error = failed.error.expect("an error");
+        assert_eq!(error.code, INTERRUPTED);
+        assert!(
+            error.message.contains("dead-man rollback")
+                && error.message.contains("yardmaster-rollback-x1"),
+            "{}",
+            error.message
+        );
+        let other = store.get_job(&done.id).expect("get").error.expect("error");
+        assert!(!other.message.contains("dead-man"), "{}", other.message);
+        let back = store
+            .transition_job(&job.id, JobTransition::Returned, t(400))
+            .expect("a return is recorded on the failed job");
+        assert_eq!(back.rollback.and_then(|g| g.returned_at), Some(t(400)));
     }
 
     #[test]

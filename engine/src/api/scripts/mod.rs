@@ -189,6 +189,28 @@ fn check_targets(
     Ok(())
 }
 
+/// `rollback_after` in seconds, or 422 naming the field.
+fn window(text: Option<&str>) -> Result<Option<u32>, ApiError> {
+    text.map(crate::runner::rollback::parse_window)
+        .transpose()
+        .map_err(|m| ApiError::validation("rollback_after", m))
+}
+
+/// Every site named (and the test site) must be reached through a transport that can arm
+/// a dead-man rollback; a site a tag brings in is checked when its job runs, and fails
+/// there before anything is sent.
+fn check_rollback(
+    state: &AppState,
+    sites: &[String],
+    test_site: Option<&str>,
+) -> Result<(), ApiError> {
+    for id in sites.iter().map(String::as_str).chain(test_site) {
+        let site = state.store.get_site(id)?;
+        super::jobs::check_rollback(state, &site)?;
+    }
+    Ok(())
+}
+
 fn future(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ApiError> {
     if at <= now {
         return Err(ApiError::validation(
@@ -355,7 +377,9 @@ async fn create(
             "required (a future UTC time) unless a recurrence is given",
         ));
     }
+    let rollback_after_secs = window(body.rollback_after.as_deref())?;
     let input = ScheduleInput {
+        rollback_after_secs,
         organization: caller.org().to_owned(),
         description: body.description,
         script: body.script,
@@ -382,6 +406,9 @@ async fn create(
             &input.tags,
             input.test_site_id.as_deref(),
         )?;
+        if input.rollback_after_secs.is_some() {
+            check_rollback(&state, &input.sites, input.test_site_id.as_deref())?;
+        }
         let created = store.create_schedule(input, now)?;
         view(&store, created, now)
     })
@@ -529,7 +556,13 @@ async fn update(
             Some(None) => Some(None),
             None => None,
         };
+        let rollback_after_secs = match &body.rollback_after {
+            Some(Some(text)) => Some(window(Some(text))?),
+            Some(None) => Some(None),
+            None => None,
+        };
         let patch = SchedulePatch {
+            rollback_after_secs,
             description: body.description,
             script: body.script,
             sites: body.sites,
@@ -553,6 +586,18 @@ async fn update(
                 None => current.test_site_id.as_deref(),
             };
             check_targets(&store, caller.org(), sites, tags, test_site)?;
+        }
+        let guarded = match patch.rollback_after_secs {
+            Some(secs) => secs.is_some(),
+            None => current.rollback_after_secs.is_some(),
+        };
+        if guarded {
+            let sites = patch.sites.as_ref().unwrap_or(&current.sites);
+            let test_site = match &patch.test_site_id {
+                Some(t) => t.as_deref(),
+                None => current.test_site_id.as_deref(),
+            };
+            check_rollback(&state, sites, test_site)?;
         }
         let updated = store.update_schedule(&id, patch, caller.user_id(), now)?;
         view(&store, updated, now)

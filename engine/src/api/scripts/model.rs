@@ -132,6 +132,12 @@ pub(crate) struct CreateBody {
     pub recurrence: Option<RecurrenceSpec>,
     #[serde(default)]
     pub missed_runs: Option<MissedRuns>,
+    /// Dead-man rollback on each site (`30s`, `5m`, `1h30m`; 1s to 24h): the router saves
+    /// a backup before the script and restores it after this long unless the engine
+    /// reaches it again and disarms it. Part of what an approval covers.
+    #[serde(default)]
+    #[schema(example = "5m")]
+    pub rollback_after: Option<String>,
 }
 
 /// `PUT /scripts/scheduled/{id}`: the fields to change; absent fields keep their value,
@@ -161,6 +167,10 @@ pub(crate) struct UpdateBody {
     #[schema(value_type = Option<RecurrenceDoc>)]
     pub recurrence: Option<Option<RecurrenceSpec>>,
     pub missed_runs: Option<MissedRuns>,
+    /// `null` removes the rollback window.
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub rollback_after: Option<Option<String>>,
 }
 
 /// A field that is present (possibly `null`) becomes `Some`; an absent one stays `None`
@@ -257,6 +267,8 @@ pub(crate) struct ScheduleView {
     pub test_site_id: Option<String>,
     pub make_backup: bool,
     pub abort_if_offline: bool,
+    /// The dead-man rollback window of each job (`5m`), if any.
+    pub rollback_after: Option<String>,
     pub description: String,
     pub summary: Option<String>,
     pub script: String,
@@ -321,6 +333,9 @@ impl ScheduleView {
             test_site_id: s.test_site_id,
             make_backup: s.make_backup,
             abort_if_offline: s.abort_if_offline,
+            rollback_after: s
+                .rollback_after_secs
+                .map(crate::runner::rollback::format_window),
             description: s.description,
             summary: s.summary,
             script: s.script,

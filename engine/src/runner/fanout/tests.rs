@@ -146,6 +146,7 @@ fn job_input(site: &str, script: &str, make_backup: bool) -> JobInput {
         express_execute: false,
         needs_acknowledgement: false,
         notify_url: None,
+        rollback_after_secs: None,
     }
 }
 
