@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 
 use serde_json::{Value, json};
 use yardmaster::simulate::Profile;
-use yardmaster_tests::{Engine, EngineOptions, InProcessFleet, eventually, fleet};
+use yardmaster_tests::{Engine, EngineOptions, InProcessFleet, eventually, fixture, fleet};
 
 const PASSWORD: &str = "rollback-pw";
 
@@ -182,16 +182,84 @@ async fn a_benign_guarded_script_completes_and_leaves_nothing_behind() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_window_that_is_not_a_duration_is_refused() {
+async fn rollback_after_is_refused_where_it_cannot_be_armed() {
     let fleet = fleet(Ipv4Addr::new(127, 14, 2, 1), 1, Profile::V7_18, PASSWORD).await;
     let engine = engine();
-    let site = site(&engine, &fleet, 0);
+    // A transport built against contract 1.1 keeps loading beside 1.2 ones.
+    std::fs::copy(
+        fixture("transport-v1-1"),
+        engine.plugins_dir().join("transport-v1-1.wasm"),
+    )
+    .expect("copy the fixture");
+    let old = engine.wait_for_file("transport-v1-1.wasm", "the 1.1 transport", |p| {
+        p["status"] == "active"
+    });
+    assert_eq!(old["wit_version"], "1.1.0");
+    let guarded = site(&engine, &fleet, 0);
+
     let refused = engine
         .post(
-            &format!("/api/asynchronous/{site}"),
+            &format!("/api/asynchronous/{guarded}"),
             &json!({"description": "x", "script": ":put 1", "rollback_after": "soon"}),
         )
         .expect("submit");
     assert_eq!(refused.status, 422, "{}", refused.text);
     assert!(refused.text.contains("rollback_after"), "{}", refused.text);
+
+    for transport in ["transport-v1-1", "ssh"] {
+        let unguarded = engine.add_site(&json!({
+            "name": format!("unguarded-{transport}"),
+            "address": "127.14.2.1",
+            "port": 9999,
+            "transport": transport,
+            "username": "admin",
+            "password": PASSWORD,
+        }));
+        let refused = engine
+            .post(
+                &format!("/api/asynchronous/{unguarded}"),
+                &json!({"description": "x", "script": ":put 1", "rollback_after": "5m"}),
+            )
+            .expect("submit");
+        assert_eq!(refused.status, 422, "{transport}: {}", refused.text);
+        assert_eq!(
+            refused.body["code"], "rollback_unsupported",
+            "{}",
+            refused.text
+        );
+        let jobs = engine
+            .get(&format!("/api/routers/{unguarded}/jobs"))
+            .expect("jobs");
+        assert_eq!(jobs.body["total"], 0, "nothing was stored: {}", jobs.text);
+
+        let schedule = engine
+            .post(
+                "/scripts/scheduled",
+                &json!({
+                    "description": format!("guarded on {transport}"),
+                    "script": ":put 1",
+                    "launch_at": "2099-01-01T00:00:00Z",
+                    "sites": [unguarded],
+                    "rollback_after": "5m",
+                }),
+            )
+            .expect("create");
+        assert_eq!(schedule.status, 422, "{}", schedule.text);
+        assert_eq!(schedule.body["code"], "rollback_unsupported");
+    }
+
+    let schedule = engine
+        .post(
+            "/scripts/scheduled",
+            &json!({
+                "description": "guarded on the API",
+                "script": ":put 1",
+                "launch_at": "2099-01-01T00:00:00Z",
+                "sites": [guarded],
+                "rollback_after": "90s",
+            }),
+        )
+        .expect("create");
+    assert_eq!(schedule.status, 201, "{}", schedule.text);
+    assert_eq!(schedule.body["rollback_after"], "1m30s");
 }
