@@ -109,6 +109,10 @@ pub(super) async fn serve(
             () = until(&mut stop, true) => break,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
+                // `/ip service disable ssh`: new connections are closed unanswered.
+                if !router.service_enabled("ssh") {
+                    continue;
+                }
                 let console = Console { router: router.clone() };
                 let config = config.clone();
                 sessions.spawn(async move {
