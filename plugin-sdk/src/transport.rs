@@ -1,4 +1,4 @@
-//! Transports reach routers and hosts (`yardmaster:transport/plugin@1.0.0`).
+//! Transports reach routers and hosts (`yardmaster:transport@1.2.0`: `plugin`, `ports` and `guard`).
 //!
 //! Implement [`Transport`] on a type and export it with
 //! [`export_transport!`](crate::export_transport); the crate-level documentation has a
