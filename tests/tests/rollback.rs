@@ -263,3 +263,76 @@ async fn rollback_after_is_refused_where_it_cannot_be_armed() {
     assert_eq!(schedule.status, 201, "{}", schedule.text);
     assert_eq!(schedule.body["rollback_after"], "1m30s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_killed_mid_guard_says_so_and_the_router_still_restores_itself() {
+    // Every reply of this router comes a little late, so the engine can be killed while
+    // it arms the rollback.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let fleet = yardmaster::simulate::Fleet::start(
+        yardmaster::simulate::FleetConfig {
+            routers: 1,
+            bind: Ipv4Addr::new(127, 14, 3, 1),
+            port: 8728,
+            tls_port: None,
+            profile: Profile::V7_18,
+            user: "admin".into(),
+            password: PASSWORD.into(),
+            faults: vec!["delay=700".parse().expect("a fault")],
+            ssh_port: None,
+        },
+        async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        },
+    )
+    .await
+    .expect("the simulated router starts");
+    let router = fleet.router(0);
+    let engine = engine();
+    let addr = fleet.addresses()[0];
+    let site = engine.add_site(&json!({
+        "name": "slow",
+        "address": addr.ip().to_string(),
+        "port": addr.port(),
+        "username": "admin",
+        "password": PASSWORD,
+    }));
+    let id = submit(
+        &engine,
+        &site,
+        json!({
+            "description": "Rename, guarded, interrupted",
+            "script": "/system identity set name=mid-guard",
+            "express_execute": true,
+            "rollback_after": "6s",
+        }),
+    );
+    eventually("the rollback to be armed on the router", || {
+        let entries = router.rows("/system/scheduler")?;
+        (!entries.is_empty()).then_some(())
+    });
+    let dir = engine.kill();
+
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        reuse: Some(dir),
+        ..EngineOptions::default()
+    });
+    let failed = job(&engine, &id);
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "interrupted", "{failed}");
+    let message = failed["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("dead-man rollback") && message.contains("not disarmed"),
+        "the job names the restore still pending on the router: {message}"
+    );
+    // Nothing disarmed it, so the router restores itself: the entry goes with the
+    // restore, and the configuration is as it was before the script.
+    eventually("the router to restore itself", || {
+        let entries = router.rows("/system/scheduler")?;
+        (entries.is_empty() && router.is_online()).then_some(())
+    });
+    assert_eq!(router.identity(), "router-0");
+    let _ = stop.send(true);
+}
