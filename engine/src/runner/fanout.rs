@@ -785,6 +785,8 @@ impl Runner {
                 Attempt::Stopped => return End::Requeue,
                 // Still running and unsent: recovery requeues it.
                 Attempt::Unrecorded => return End::Outcome(Outcome::LeftPending),
+                // Sent, and its guard armed: recovery fails it as interrupted.
+                Attempt::Abandoned => return End::Outcome(Outcome::LeftRunning),
                 Attempt::Failed(error) => error,
             };
             // An offline site (refused) is waited for until the deadline; anything else
@@ -992,7 +994,7 @@ impl Runner {
         .await;
         if let Some((secs, guard)) = guard {
             // Whatever the script did, the router is reached again or it rolls back.
-            match rollback::settle(&transport, &target, &guard).await {
+            match rollback::settle(&transport, &target, &guard, || signalled(shutdown)).await {
                 rollback::Settled::Disarmed => {
                     let mut done = guard;
                     done.disarmed_at = Some(Utc::now());
@@ -1006,6 +1008,10 @@ impl Runner {
                 rollback::Settled::RolledBack(error) => {
                     self.watch_return(job, &transport, &target, guard, secs, shutdown);
                     return Attempt::Failed(error);
+                }
+                rollback::Settled::Stopped => {
+                    tracing::warn!(job = %job.id, "stopping with the job's rollback armed; it is failed as interrupted on the next start");
+                    return Attempt::Abandoned;
                 }
             }
         }
@@ -1437,6 +1443,9 @@ enum Attempt {
     Stopped,
     /// The `sent` mark could not be written; nothing was sent, the job stays running.
     Unrecorded,
+    /// Shutdown while the router of a guarded script did not answer: the job stays
+    /// running and sent, for recovery.
+    Abandoned,
 }
 
 #[cfg(test)]

@@ -139,15 +139,20 @@ pub enum Settled {
     Disarmed,
     /// The router was not reached again before its deadline: it restores itself.
     RolledBack(ExecError),
+    /// The engine is stopping and the router did not answer the last try: the guard is
+    /// left armed, and the job to recovery, which names the pending restore.
+    Stopped,
 }
 
 /// After the script: reaches the router again over a new connection and probes it, then
 /// disarms it; tries again until the deadline. Each disarm opens its own connection, so
-/// a success proves the router takes new connections.
+/// a success proves the router takes new connections. Shutdown does not cut a try
+/// short, but no new try starts after it.
 pub async fn settle(
     transport: &Transport,
     target: &transport::Target,
     guard: &RollbackGuard,
+    stopping: impl Fn() -> bool,
 ) -> Settled {
     let deadline = deadline_of(guard);
     let armed = armed_of(guard);
@@ -174,6 +179,9 @@ pub async fn settle(
         }
         if Instant::now() + PROBE_EVERY >= deadline {
             break;
+        }
+        if stopping() {
+            return Settled::Stopped;
         }
         tokio::time::sleep(PROBE_EVERY).await;
     }
