@@ -195,6 +195,15 @@ async fn rollback_after_is_refused_where_it_cannot_be_armed() {
         p["status"] == "active"
     });
     assert_eq!(old["wit_version"], "1.1.0");
+    for (plugin, rollback) in [
+        ("transport-v1-1", false),
+        ("ssh", false),
+        ("routeros-api", true),
+    ] {
+        let shown = engine.get(&format!("/plugins/{plugin}")).expect("plugin");
+        assert_eq!(shown.status, 200, "{}", shown.text);
+        assert_eq!(shown.body["rollback"], rollback, "{plugin}: {}", shown.text);
+    }
     let guarded = site(&engine, &fleet, 0);
 
     let refused = engine

@@ -683,7 +683,7 @@ impl Transport {
 
     /// Whether this transport can arm a dead-man rollback (contract 1.2, and it says so).
     pub fn supports_rollback(&self) -> bool {
-        self.plugin.guard.is_some()
+        self.plugin.supports_rollback()
     }
 
     fn guard_exports(&self) -> Result<GuardExports, Failure<transport::TransportError>> {

@@ -212,6 +212,12 @@ impl LoadedPlugin {
         self.limits
     }
 
+    /// Whether this transport can arm a dead-man rollback: built against transport
+    /// contract 1.2 or later, and its `guard.supported()` said so when it loaded.
+    pub fn supports_rollback(&self) -> bool {
+        self.guard.is_some()
+    }
+
     /// The allow-list the operator granted, as written back in canonical form.
     pub fn allow_list(&self) -> Vec<String> {
         self.grants.iter().map(ToString::to_string).collect()
