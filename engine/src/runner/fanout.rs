@@ -1066,9 +1066,15 @@ impl Runner {
                     "arming the dead-man rollback failed, so the script was not run: {}",
                     e.message
                 );
+                if e.maybe_sent {
+                    self.disarm_leftovers(job, transport, target, guard, deadline)
+                        .await;
+                }
                 return Err(e);
             }
             Err(_) => {
+                self.disarm_leftovers(job, transport, target, guard, deadline)
+                    .await;
                 return Err(ExecError {
                     code: JOB_TIMEOUT.into(),
                     message: "arming the dead-man rollback did not finish in time, so the script \
@@ -1088,6 +1094,33 @@ impl Runner {
             tracing::warn!(job = %job.id, error = %e, "could not record what the rollback armed");
         }
         Ok(guard)
+    }
+
+    /// After an arm that failed part way: removes whatever of the guard reached the router
+    /// (its names are known), so it does not restore a backup over a script that never
+    /// ran. Best effort: what cannot be removed stays on the job's record.
+    async fn disarm_leftovers(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        mut guard: crate::store::RollbackGuard,
+        deadline: Instant,
+    ) {
+        let armed = rollback::armed_of(&guard);
+        let cleared =
+            tokio::time::timeout_at(deadline, transport.disarm_rollback(target, &armed)).await;
+        if !matches!(cleared, Ok(Ok(()))) {
+            tracing::warn!(job = %job.id, "a partly armed rollback could not be removed");
+            return;
+        }
+        guard.disarmed_at = Some(Utc::now());
+        if let Err(e) = self
+            .commit_one(&job.id, vec![JobTransition::Guard(guard)])
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "could not record a removed rollback");
+        }
     }
 
     /// Looks for a rolled-back router's return in the background (awaited by
