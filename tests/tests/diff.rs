@@ -36,7 +36,7 @@ fn job_of(engine: &Engine, token: &str, id: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_with_a_backup_records_the_diff_of_what_its_script_changed() {
-    let fleet = fleet(Ipv4Addr::new(127, 13, 0, 1), 1, Profile::V7_18, PASSWORD).await;
+    let fleet = fleet(Ipv4Addr::new(127, 22, 0, 1), 1, Profile::V7_18, PASSWORD).await;
     let engine = Engine::start(EngineOptions {
         bundled: true,
         ..EngineOptions::default()

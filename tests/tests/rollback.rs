@@ -80,7 +80,7 @@ fn identity(engine: &Engine, site: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_cuts_the_api_off_is_rolled_back_by_the_router() {
-    let fleet = fleet(Ipv4Addr::new(127, 14, 0, 1), 1, Profile::V7_18, PASSWORD).await;
+    let fleet = fleet(Ipv4Addr::new(127, 21, 0, 1), 1, Profile::V7_18, PASSWORD).await;
     let engine = engine();
     let site = site(&engine, &fleet, 0);
     let router = fleet.router(0);
@@ -142,7 +142,7 @@ async fn a_script_that_cuts_the_api_off_is_rolled_back_by_the_router() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_benign_guarded_script_completes_and_leaves_nothing_behind() {
-    let fleet = fleet(Ipv4Addr::new(127, 14, 1, 1), 1, Profile::V7_18, PASSWORD).await;
+    let fleet = fleet(Ipv4Addr::new(127, 21, 1, 1), 1, Profile::V7_18, PASSWORD).await;
     let engine = engine();
     let site = site(&engine, &fleet, 0);
     let router = fleet.router(0);
@@ -183,7 +183,7 @@ async fn a_benign_guarded_script_completes_and_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollback_after_is_refused_where_it_cannot_be_armed() {
-    let fleet = fleet(Ipv4Addr::new(127, 14, 2, 1), 1, Profile::V7_18, PASSWORD).await;
+    let fleet = fleet(Ipv4Addr::new(127, 21, 2, 1), 1, Profile::V7_18, PASSWORD).await;
     let engine = engine();
     // A transport built against contract 1.1 keeps loading beside 1.2 ones.
     std::fs::copy(
@@ -218,7 +218,7 @@ async fn rollback_after_is_refused_where_it_cannot_be_armed() {
     for transport in ["transport-v1-1", "ssh"] {
         let unguarded = engine.add_site(&json!({
             "name": format!("unguarded-{transport}"),
-            "address": "127.14.2.1",
+            "address": "127.21.2.1",
             "port": 9999,
             "transport": transport,
             "username": "admin",
@@ -281,7 +281,7 @@ async fn an_engine_killed_mid_guard_says_so_and_the_router_still_restores_itself
     let fleet = yardmaster::simulate::Fleet::start(
         yardmaster::simulate::FleetConfig {
             routers: 1,
-            bind: Ipv4Addr::new(127, 14, 3, 1),
+            bind: Ipv4Addr::new(127, 21, 3, 1),
             port: 8728,
             tls_port: None,
             profile: Profile::V7_18,

@@ -61,6 +61,9 @@ pub const CREDENTIALS: &str = "credentials";
 /// Error code of a job whose SSH server showed a host key other than the site's: nothing
 /// was sent, and the job is not retried until an operator accepts the new key.
 pub const HOST_KEY_CHANGED: &str = "host_key_changed";
+/// Error code of a guarded job whose site's transport cannot arm a dead-man rollback:
+/// nothing was sent, and a retry would not help.
+pub const ROLLBACK_UNSUPPORTED: &str = "rollback_unsupported";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
@@ -799,6 +802,7 @@ impl Runner {
                         | PASSWORD_MISSING
                         | CREDENTIALS
                         | HOST_KEY_CHANGED
+                        | ROLLBACK_UNSUPPORTED
                 )
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
@@ -945,7 +949,7 @@ impl Runner {
         let planned = match job.rollback_after_secs {
             Some(secs) if !transport.supports_rollback() => {
                 return Attempt::Failed(ExecError {
-                    code: "unsupported".into(),
+                    code: ROLLBACK_UNSUPPORTED.into(),
                     message: format!(
                         "rollback_after was asked for, but the {} transport cannot arm a dead-man \
                          rollback; nothing was sent (window {})",
