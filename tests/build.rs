@@ -18,6 +18,7 @@ const FIXTURES: &[(&str, &[&str], &str)] = &[
     ("spin", &[], "spin.wasm"),
     ("memory-bomb", &[], "memory-bomb.wasm"),
     ("wit-v2", &[], "wit-v2.wasm"),
+    ("transport-v1-1", &[], "transport-v1-1.wasm"),
     ("trespasser", &[], "trespasser.wasm"),
 ];
 

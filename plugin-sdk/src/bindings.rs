@@ -42,8 +42,8 @@ pub mod host_ssh {
 
 pub mod transport {
     wit_bindgen::generate!({
-        path: ["../wit/host@1.0.0", "../wit/transport@1.1.0"],
-        world: "yardmaster:transport/transport@1.1.0",
+        path: ["../wit/host@1.0.0", "../wit/transport@1.2.0"],
+        world: "yardmaster:transport/transport@1.2.0",
         with: {
             "yardmaster:host/types@1.0.0": crate::bindings::host::yardmaster::host::types,
             "yardmaster:host/log@1.0.0": crate::bindings::host::yardmaster::host::log,

@@ -161,6 +161,8 @@ pub use info::{ConfigKey, PluginInfo, PluginKind};
 #[doc(hidden)]
 pub const fn __native_transport<T: transport::Transport>() {}
 #[doc(hidden)]
+pub const fn __native_rollback<T: transport::Rollback>() {}
+#[doc(hidden)]
 pub const fn __native_notifier<T: notifier::Notifier>() {}
 #[doc(hidden)]
 pub const fn __native_script_source<T: script_source::ScriptSource + script_source::Catalog>() {}
@@ -176,24 +178,84 @@ pub const fn __native_generator<T: generator::Generator + generator::Chat>() {}
 /// call exactly that endpoint: `export_transport!(Shell, default_port = 2323)`, or
 /// `export_transport!(Api, default_port = 8728, default_tls_port = 8729)`. Without them,
 /// a site served by the plugin must name its port.
+///
+/// A transport that implements [`transport::Rollback`] adds `rollback` last:
+/// `export_transport!(Api, default_port = 8728, default_tls_port = 8729, rollback)`.
+/// Without it the plugin still exports the guard interface of contract 1.2, answering
+/// that it cannot arm a rollback.
 #[macro_export]
 macro_rules! export_transport {
     ($ty:ident) => {
-        $crate::export_transport!(@ports $ty, None, None);
+        $crate::export_transport!(@ports $ty, None, None, none);
     };
     ($ty:ident, default_port = $plain:expr) => {
-        $crate::export_transport!(@ports $ty, Some($plain), None);
+        $crate::export_transport!(@ports $ty, Some($plain), None, none);
     };
     ($ty:ident, default_port = $plain:expr, default_tls_port = $tls:expr) => {
-        $crate::export_transport!(@ports $ty, Some($plain), Some($tls));
+        $crate::export_transport!(@ports $ty, Some($plain), Some($tls), none);
     };
-    (@ports $ty:ident, $plain:expr, $tls:expr) => {
+    ($ty:ident, default_port = $plain:expr, rollback) => {
+        $crate::export_transport!(@ports $ty, Some($plain), None, rollback);
+    };
+    ($ty:ident, default_port = $plain:expr, default_tls_port = $tls:expr, rollback) => {
+        $crate::export_transport!(@ports $ty, Some($plain), Some($tls), rollback);
+    };
+    (@guard $ty:ident, none) => {
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings::transport::exports::yardmaster::transport::guard::Guest for $ty {
+            fn supported() -> bool {
+                false
+            }
+            fn arm(
+                _target: $crate::transport::Target,
+                _name: String,
+                _seconds: u32,
+            ) -> Result<$crate::transport::Armed, $crate::transport::TransportError> {
+                Err($crate::transport::TransportError::Unsupported(
+                    "this transport cannot arm a dead-man rollback".to_owned(),
+                ))
+            }
+            fn disarm(
+                _target: $crate::transport::Target,
+                _armed: $crate::transport::Armed,
+            ) -> Result<(), $crate::transport::TransportError> {
+                Err($crate::transport::TransportError::Unsupported(
+                    "this transport cannot arm a dead-man rollback".to_owned(),
+                ))
+            }
+        }
+    };
+    (@guard $ty:ident, rollback) => {
+        #[cfg(target_arch = "wasm32")]
+        impl $crate::bindings::transport::exports::yardmaster::transport::guard::Guest for $ty {
+            fn supported() -> bool {
+                true
+            }
+            fn arm(
+                target: $crate::transport::Target,
+                name: String,
+                seconds: u32,
+            ) -> Result<$crate::transport::Armed, $crate::transport::TransportError> {
+                <$ty as $crate::transport::Rollback>::arm(target, name, seconds)
+            }
+            fn disarm(
+                target: $crate::transport::Target,
+                armed: $crate::transport::Armed,
+            ) -> Result<(), $crate::transport::TransportError> {
+                <$ty as $crate::transport::Rollback>::disarm(target, armed)
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: () = $crate::__native_rollback::<$ty>();
+    };
+    (@ports $ty:ident, $plain:expr, $tls:expr, $guard:ident) => {
         #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::transport::exports::yardmaster::transport::ports::Guest for $ty {
             fn default_port(tls: bool) -> Option<u16> {
                 if tls { $tls } else { $plain }
             }
         }
+        $crate::export_transport!(@guard $ty, $guard);
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::transport::export_transport!($ty);
         #[cfg(not(target_arch = "wasm32"))]

@@ -1,4 +1,4 @@
-//! Transports reach routers and hosts (`yardmaster:transport/plugin@1.0.0`).
+//! Transports reach routers and hosts (`yardmaster:transport@1.2.0`: `plugin`, `ports` and `guard`).
 //!
 //! Implement [`Transport`] on a type and export it with
 //! [`export_transport!`](crate::export_transport); the crate-level documentation has a
@@ -7,11 +7,24 @@
 use std::io;
 use std::time::Duration;
 
+pub use crate::bindings::transport::exports::yardmaster::transport::guard::Armed;
 pub use crate::bindings::transport::exports::yardmaster::transport::plugin::{
     Attributes, BackupResult, CommandReply, Guest as Transport, ProbeResult, Target, TlsSettings,
     TransportError, Trap,
 };
 use crate::net::{NetError, TlsOptions};
+
+/// The dead-man rollback (`yardmaster:transport/guard`, contract 1.2): a transport that
+/// can arm one implements this and exports itself with `rollback` in
+/// [`export_transport!`](crate::export_transport); one that cannot leaves it out, and
+/// the engine refuses `rollback_after` on its sites.
+pub trait Rollback {
+    /// Saves a backup on the device, then schedules its restore `seconds` from now, both
+    /// under `name`.
+    fn arm(target: Target, name: String, seconds: u32) -> Result<Armed, TransportError>;
+    /// Removes the scheduled restore and the backup, on a new connection.
+    fn disarm(target: Target, armed: Armed) -> Result<(), TransportError>;
+}
 
 impl Target {
     /// The port to dial: the site's own, or `default` when the site leaves it at 0.

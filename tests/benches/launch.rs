@@ -41,6 +41,7 @@ fn job(site: &str) -> JobInput {
         express_execute: false,
         needs_acknowledgement: false,
         notify_url: None,
+        rollback_after_secs: None,
     }
 }
 

@@ -36,7 +36,7 @@ fn inspect_prints_what_a_plugin_is() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("contract:  yardmaster:transport@1.1.0"),
+        stdout.contains("contract:  yardmaster:transport@1.2.0"),
         "{stdout}"
     );
     assert!(
@@ -57,7 +57,7 @@ fn inspect_prints_what_a_plugin_is() {
     let json: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(json["name"], "echo");
     assert_eq!(json["kind"], "transport");
-    assert_eq!(json["wit_version"], "1.1.0");
+    assert_eq!(json["wit_version"], "1.2.0");
     assert_eq!(json["default_port"], serde_json::Value::Null);
     assert_eq!(json["config_keys"][0]["name"], "greeting");
 }
@@ -68,7 +68,7 @@ fn inspect_refuses_what_the_engine_cannot_run() {
     let (ok, _, stderr) = yardmaster(&["plugin", "inspect", v2.to_str().expect("path")]);
     assert!(!ok);
     assert!(stderr.contains("yardmaster:transport@2.0.0"), "{stderr}");
-    assert!(stderr.contains("yardmaster:transport@1.1.0"), "{stderr}");
+    assert!(stderr.contains("yardmaster:transport@1.2.0"), "{stderr}");
 
     let dir = tempfile::tempdir().expect("tmp");
     let missing = dir.path().join("missing.wasm");
@@ -104,7 +104,7 @@ fn list_reads_the_running_engine() {
             "echo",
             "transport",
             "1.0.0",
-            "1.1.0",
+            "1.2.0",
             "active",
             "-",
             "echo.wasm"

@@ -378,6 +378,7 @@ fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str
                 express_execute: false,
                 needs_acknowledgement: true,
                 notify_url: Some(notify_url.to_owned()),
+                rollback_after_secs: None,
             });
         }
     }

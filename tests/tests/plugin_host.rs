@@ -56,7 +56,7 @@ fn a_plugin_copied_in_becomes_active_and_answers() {
     assert_eq!(entry["name"], "echo");
     assert_eq!(entry["kind"], "transport");
     assert_eq!(entry["version"], "1.0.0");
-    assert_eq!(entry["wit_version"], "1.1.0");
+    assert_eq!(entry["wit_version"], "1.2.0");
     assert_eq!(entry["error"], Value::Null);
     assert_eq!(entry["sha256"].as_str().map(str::len), Some(64));
     assert!(entry["loaded_at"].is_string());
@@ -286,7 +286,7 @@ fn each_fixture_fails_its_own_call_and_the_engine_keeps_serving() {
     assert_eq!(v2["status"], "failed");
     let error = v2["error"].as_str().unwrap_or_default();
     assert!(error.contains("yardmaster:transport@2.0.0"), "{error}");
-    assert!(error.contains("yardmaster:transport@1.1.0"), "{error}");
+    assert!(error.contains("yardmaster:transport@1.2.0"), "{error}");
 
     let describe = engine.wait_for_file("trap-describe.wasm", "trap-describe to be refused", |p| {
         !p["error"].is_null()

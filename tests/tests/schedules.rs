@@ -355,6 +355,7 @@ async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
         express_execute: true,
         needs_acknowledgement: false,
         notify_url: None,
+        rollback_after_secs: None,
     };
     let (first, created) = w
         .runner
@@ -689,4 +690,57 @@ async fn a_site_re_pointed_between_launch_and_its_turn_is_not_run() {
     let error = moved_job.error.as_ref().expect("error");
     assert_eq!(error.code, "site-changed", "{error:?}");
     assert!(!moved_job.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_groups_its_sites_by_what_the_script_changed() {
+    let w = world(Ipv4Addr::new(127, 6, 30, 1), 4).await;
+    // One router already has the comment the script sets on the others.
+    w.fleet
+        .router(3)
+        .run_script("/interface set ether2 comment=lan");
+    let now = Utc::now();
+    let schedule = authorized(
+        &w,
+        "label the uplink",
+        "/interface set ether2 comment=uplink",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            make_backup: true,
+            ..ScheduleInput::default()
+        },
+    );
+    let outcome = w
+        .launcher
+        .launch(
+            schedule.clone(),
+            now + TimeDelta::seconds(3),
+            w.shutdown.clone(),
+        )
+        .await
+        .expect("launch");
+    assert!(
+        matches!(outcome, Outcome::Launched { sites: 4, .. }),
+        "{outcome:?}"
+    );
+    let jobs = w.store.run_jobs(&schedule.id, 0).expect("jobs");
+    assert!(
+        jobs.iter().all(|j| j.status == JobStatus::Completed),
+        "{jobs:?}"
+    );
+    let summary = yardmaster::runner::diff::summarize(&jobs).expect("a summary");
+    assert_eq!(
+        summary.summary, "3 sites changed the same 2 lines; 1 site differs",
+        "{summary:?}"
+    );
+    assert_eq!(summary.groups[1].sites, vec![w.sites[3].clone()]);
+    let diff = w
+        .store
+        .get_diff(&jobs[0].id)
+        .expect("read")
+        .expect("a diff");
+    assert!(
+        diff.contains("+/interface ethernet\n+set [ find default-name=ether2 ] comment=uplink"),
+        "{diff}"
+    );
 }

@@ -115,6 +115,14 @@ pub(super) struct AsyncJob {
     #[serde(default)]
     #[schema(max_length = 200)]
     idempotency_key: Option<String>,
+    /// Dead-man rollback: before the script the router saves a backup and schedules
+    /// its restore this long after (`30s`, `5m`, `1h30m`; 1s to 24h); the engine removes
+    /// both once it reaches the router again after the script. A router it cannot reach
+    /// restores itself, and the job fails `rolled_back`. Refused (422
+    /// `rollback_unsupported`) on a router whose transport cannot arm one.
+    #[serde(default)]
+    #[schema(example = "5m")]
+    rollback_after: Option<String>,
 }
 
 /// What an asynchronous submission answers (seeds/README.md).
@@ -236,6 +244,45 @@ pub(super) struct JobDetail {
     /// True when the job has a backup that is not shown because the token lacks
     /// `site:backup`: `backup` is then null although `has_backup` is true.
     backup_withheld: bool,
+    /// How many lines of the export the script added and removed, when `make_backup`
+    /// was set and the export after the script was taken.
+    changes: Option<ChangesView>,
+    /// The unified diff of the export before and after the script. The values of secret
+    /// attributes (`password=`, `secret=`, `*-key=`, `passphrase=`, ...) are masked unless
+    /// the token carries `site:backup`, as the backup itself is withheld.
+    diff: Option<String>,
+    /// True when `diff` has its secret values masked.
+    diff_masked: bool,
+    /// The dead-man rollback window asked for (`5m`), if any.
+    rollback_after: Option<String>,
+    /// The rollback as armed on the router and settled, if one was.
+    rollback: Option<RollbackView>,
+}
+
+/// A job's dead-man rollback: when the router restores its backup unless disarmed,
+/// whether it was disarmed, and whether a router cut off by its script came back.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct RollbackView {
+    /// The name of the backup and of the scheduler entry on the router.
+    name: String,
+    /// When the router restores the backup taken before the script (engine clock).
+    fires_at: String,
+    /// The same deadline as the router's clock reads it, once armed.
+    router_fires_at: Option<String>,
+    /// Set when the engine reached the router again after the script and removed the
+    /// scheduler entry and the backup file.
+    disarmed_at: Option<String>,
+    /// Set when a router that could not be reached (the job failed `rolled_back`)
+    /// answered again after restoring itself.
+    returned_at: Option<String>,
+}
+
+/// The size of a job's diff, and a digest shared by jobs that changed the same lines.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ChangesView {
+    added: u32,
+    removed: u32,
+    digest: String,
 }
 
 /// `{"status": "success", "data": job}`.
@@ -248,6 +295,28 @@ pub(super) struct JobReply {
 
 fn success() -> String {
     "success".to_owned()
+}
+
+/// A dead-man rollback can be armed only by a transport that says it can (transport
+/// contract 1.2): 422 `rollback_unsupported` otherwise, before anything is stored.
+pub(super) fn check_rollback(state: &AppState, site: &Site) -> Result<(), ApiError> {
+    let supported = state
+        .plugins
+        .transport(&site.transport)
+        .is_ok_and(|t| t.supports_rollback());
+    if supported {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "rollback_unsupported",
+        format!(
+            "rollback_after: site {} is reached through the {} transport, which cannot arm a \
+             dead-man rollback (it needs transport contract 1.2 and says it can); leave \
+             rollback_after out or use a transport that can, such as routeros-api",
+            site.id, site.transport
+        ),
+    ))
 }
 
 /// Maps a failed call on a router to the status that says whose failure it was.
@@ -477,7 +546,7 @@ fn new_key() -> String {
         (status = 404, description = "No such router in the organization", body = ErrorBody),
         (status = 409, description = "The idempotency key was used for another job", body = ErrorBody),
         (status = 413, description = "The body is too large", body = ErrorBody),
-        (status = 422, description = "A field is missing or wrong (the message names it); or the script has a syntax error (`script_syntax_error`, naming its line, column and message)", body = ErrorBody),
+        (status = 422, description = "A field is missing or wrong (the message names it); the script has a syntax error (`script_syntax_error`, naming its line, column and message); or `rollback_after` names a router whose transport cannot arm a dead-man rollback (`rollback_unsupported`)", body = ErrorBody),
     )
 )]
 async fn asynchronous(
@@ -495,7 +564,14 @@ async fn asynchronous(
             .check_notify_url(url)
             .map_err(|m| ApiError::validation("notify_url", m))?;
     }
+    let rollback_after_secs = body
+        .rollback_after
+        .as_deref()
+        .map(crate::runner::rollback::parse_window)
+        .transpose()
+        .map_err(|m| ApiError::validation("rollback_after", m))?;
     let input = JobInput {
+        rollback_after_secs,
         organization: caller.org().to_owned(),
         site_id: router_id.clone(),
         request_id: None,
@@ -511,6 +587,9 @@ async fn asynchronous(
     // RouterOS would refuse the script after the engine reached the router: refused here.
     crate::lint::policy::check_syntax(&input.script)?;
     let site = site_of(&state, &caller, router_id).await?;
+    if input.rollback_after_secs.is_some() {
+        check_rollback(&state, &site)?;
+    }
     let (script, description) = (input.script.clone(), input.description.clone());
     let (job, created) = state
         .runner
@@ -598,7 +677,7 @@ async fn router_jobs(
     path = "/api/jobs/{id}",
     tag = "jobs",
     summary = "Show a job",
-    description = "The job with its script, output, error and the backup taken before it, if any. Needs `script:view`; the backup (which holds the router's secrets) is shown only to a token that also carries `site:backup`, and is otherwise withheld (`backup_withheld`).",
+    description = "The job with its script, output, error, the backup taken before it and the diff of what the script changed in the export, if any. Needs `script:view`; the backup (which holds the router's secrets) is shown only to a token that also carries `site:backup`, and is otherwise withheld (`backup_withheld`); the diff is shown to both, with the values of secret attributes masked (`diff_masked`) for a token without `site:backup`.",
     params(("id" = String, Path, description = "Job id")),
     security(("bearer" = [])),
     responses(
@@ -617,7 +696,7 @@ async fn show(
     let may_read_backup = caller.0.has_scope(SITE_BACKUP);
     let store = state.store.clone();
     let org = caller.org().to_owned();
-    let (job, backup) = blocking(move || {
+    let (job, backup, diff) = blocking(move || {
         let job = match store.get_job(&id) {
             Ok(job) if job.organization == org => job,
             Ok(_) | Err(StoreError::NotFound { .. }) => {
@@ -632,9 +711,21 @@ async fn show(
         } else {
             None
         };
-        Ok((job, backup))
+        let diff = match job.changes {
+            Some(_) => store.get_diff(&job.id)?,
+            None => None,
+        };
+        Ok((job, backup, diff))
     })
     .await?;
+    let diff_masked = diff.is_some() && !may_read_backup;
+    let diff = diff.map(|d| {
+        if may_read_backup {
+            d
+        } else {
+            crate::runner::diff::mask(&d)
+        }
+    });
     Ok(Json(JobReply {
         status: success(),
         data: JobDetail {
@@ -651,6 +742,23 @@ async fn show(
             has_backup: job.has_backup,
             backup_withheld: job.has_backup && !may_read_backup,
             backup: backup.map(|b| String::from_utf8_lossy(&b).into_owned()),
+            changes: job.changes.map(|c| ChangesView {
+                added: c.added,
+                removed: c.removed,
+                digest: c.digest,
+            }),
+            diff,
+            diff_masked,
+            rollback_after: job
+                .rollback_after_secs
+                .map(crate::runner::rollback::format_window),
+            rollback: job.rollback.map(|g| RollbackView {
+                name: g.name,
+                fires_at: stamp(g.fires_at),
+                router_fires_at: g.router_fires_at,
+                disarmed_at: stamp_opt(g.disarmed_at),
+                returned_at: stamp_opt(g.returned_at),
+            }),
         },
     }))
 }
@@ -666,6 +774,8 @@ async fn show(
         Accepted,
         AcceptedReply,
         JobSummary,
+        ChangesView,
+        RollbackView,
         JobErrorView,
         JobList,
         JobDetail,

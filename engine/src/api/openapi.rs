@@ -15,7 +15,7 @@ use super::AppState;
 #[openapi(
     info(
         title = "Yardmaster",
-        description = "Schedules, authorizes and executes RouterOS scripts across fleets of routers. Every route but /healthz, /openapi.json, /metrics and /docs/errors takes `Authorization: Bearer <token>`; errors are `{type, code, message, doc_url}`.",
+        description = "Schedules, authorizes and executes RouterOS scripts across fleets of routers. Every route but /healthz, /openapi.json, /metrics and /docs/errors takes `Authorization: Bearer <token>`; errors are `{type, code, message, doc_url}`. A job with `make_backup` carries the diff of what its script changed in the router's export; a job or schedule with `rollback_after` is guarded by a dead-man rollback: the router restores the backup taken before the script unless the engine reaches it again afterwards (a job cut off fails `rolled_back`).",
     ),
     modifiers(&BearerAuth)
 )]

@@ -127,6 +127,9 @@ struct PluginDetail {
     default_port: Option<u16>,
     /// The same for sites reached over TLS.
     default_tls_port: Option<u16>,
+    /// Whether a transport can arm a dead-man rollback (contract 1.2, and it says so):
+    /// `rollback_after` on its sites is refused otherwise.
+    rollback: bool,
     /// The host interfaces the component imports.
     imports: Vec<String>,
     limits: LimitsView,
@@ -229,6 +232,7 @@ async fn show(
         allow: plugin.allow_list(),
         default_port: plugin.default_ports.plain,
         default_tls_port: plugin.default_ports.tls,
+        rollback: plugin.supports_rollback(),
         imports: plugin.imports.clone(),
         limits: LimitsView {
             memory_bytes: plugin.limits().memory_bytes,

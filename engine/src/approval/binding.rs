@@ -22,6 +22,7 @@
 //! "missed_runs"      str("skip" | "run_once")
 //! "make_backup"      bool
 //! "abort_if_offline" bool
+//! ["rollback_after"  u32(seconds)]              only when a rollback window is set
 //! "rollout"          u32(canary) opt(u32(halt_failure_percent)) u32(halt_min_finished)
 //!                    opt(u32(max_concurrency))
 //! "resolved"         set(resolved fleet site ids)
@@ -47,6 +48,9 @@
 //!   absent (the store's meaning); `set` of ISO weekdays (1 = Monday) as u32; `opt(u32)`
 //!   day of month; dates as `str("YYYY-MM-DD")`; start time as `str("HH:MM:SS")` then
 //!   u32 nanoseconds; `str(timezone)` as written;
+//! - a field in brackets is written (name and value) only when it is set, so the hashes
+//!   of schedules without it are unchanged; its name cannot be mistaken for the field
+//!   that follows it;
 //! - the result is 64 lowercase hex digits.
 //!
 //! Targets are bound as resolved when the schedule is approved: tags are resolved to
@@ -100,6 +104,9 @@ pub fn approval_hash(schedule: &ScheduledScript, targets: &Targets) -> String {
     });
     c.field("make_backup").bool(schedule.make_backup);
     c.field("abort_if_offline").bool(schedule.abort_if_offline);
+    if let Some(secs) = schedule.rollback_after_secs {
+        c.field("rollback_after").u32(secs);
+    }
     let rollout = schedule.rollout;
     c.field("rollout").u32(rollout.canary);
     match rollout.halt_failure_percent {
@@ -277,6 +284,7 @@ mod tests {
             rollout: crate::store::Rollout::default(),
             acknowledged_risks: vec!["factory-reset".into()],
             origin: None,
+            rollback_after_secs: None,
             created_at: t(0),
             updated_at: t(0),
         }
@@ -408,6 +416,10 @@ mod tests {
                 s.acknowledged_risks.push("user-change".into())
             }),
             ("no risk acknowledged", |s| s.acknowledged_risks.clear()),
+            ("rollback window", |s| s.rollback_after_secs = Some(300)),
+            ("longer rollback window", |s| {
+                s.rollback_after_secs = Some(301)
+            }),
             // A site id that moves between lists must not hash like the original.
             ("site to excluded", |s| {
                 s.sites = vec!["site-a".into()];

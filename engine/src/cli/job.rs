@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// Back up the configuration first.
     #[arg(long)]
     pub make_backup: bool,
+    /// Dead-man rollback: the router restores a backup taken before the script after
+    /// this long (`30s`, `5m`), unless the engine reaches it again afterwards.
+    #[arg(long)]
+    pub rollback_after: Option<String>,
     /// Run now rather than on the next pass of the job queue.
     #[arg(long)]
     pub express: bool,
@@ -85,6 +89,9 @@ pub(super) async fn run(api: &ApiArgs, command: JobCommand) -> anyhow::Result<bo
             );
             if let Some(url) = &args.notify_url {
                 body.insert("notify_url".into(), json!(url));
+            }
+            if let Some(window) = &args.rollback_after {
+                body.insert("rollback_after".into(), json!(window));
             }
             if let Some(key) = &args.idempotency_key {
                 body.insert("idempotency_key".into(), json!(key));

@@ -95,6 +95,10 @@ pub struct ScheduleArgs {
     /// critical one must be named; repeat, or separate with commas.
     #[arg(long = "acknowledge", value_name = "RULE", value_delimiter = ',')]
     pub acknowledged_risks: Vec<String>,
+    /// Dead-man rollback on each site (`30s`, `5m`): the router restores a backup taken
+    /// before the script unless the engine reaches it again afterwards.
+    #[arg(long)]
+    pub rollback_after: Option<String>,
     /// Print only the new script's id (for `ID=$(yardmaster script schedule ...)`).
     #[arg(long, short)]
     pub quiet: bool,
@@ -247,6 +251,9 @@ async fn schedule(api: &ApiArgs, client: &Client, args: ScheduleArgs) -> anyhow:
     body.insert("make_backup".into(), json!(args.make_backup));
     body.insert("abort_if_offline".into(), json!(args.abort_if_offline));
     body.insert("acknowledged_risks".into(), json!(args.acknowledged_risks));
+    if let Some(window) = &args.rollback_after {
+        body.insert("rollback_after".into(), json!(window));
+    }
     let value = client
         .post("/scripts/scheduled", &Value::Object(body))
         .await?;
@@ -368,6 +375,7 @@ fn show(script: &Value) {
     field("test site:", "test_site_id");
     field("make backup:", "make_backup");
     field("skip offline:", "abort_if_offline");
+    field("rollback:", "rollback_after");
     field("notify:", "notify");
     field("acknowledged:", "acknowledged_risks");
     let sites = script

@@ -36,9 +36,10 @@ macro_rules! plugin_world {
     };
 }
 
-// Transport 1.1 only added the `ports` interface, looked up by name when a plugin loads
-// (`kinds::ports_export`); `plugin` is unchanged, and wasmtime matches these 1.0 bindings
-// to a 1.1 component's `plugin@1.1.0` export by semver.
+// Transport 1.1 only added the `ports` interface and 1.2 the `guard` interface, each
+// looked up by name when a plugin loads (`kinds::ports_export`, `kinds::guard_exports`);
+// `plugin` is unchanged, and wasmtime matches these 1.0 bindings to a 1.1 or 1.2
+// component's `plugin@1.x.0` export by semver.
 plugin_world!(
     transport,
     "../wit/transport@1.0.0",

@@ -126,6 +126,51 @@ pub(crate) fn ports_export(component: &Component) -> Option<ComponentExportIndex
     component.get_export_index(Some(&interface), "default-port")
 }
 
+/// The interface transport contract 1.2 added for the dead-man rollback; a later 1.x
+/// matches too.
+const GUARD_INTERFACE: &str = "yardmaster:transport/guard@1.2.0";
+
+/// The functions of `guard` in a transport built against contract 1.2 or later.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GuardExports {
+    supported: ComponentExportIndex,
+    arm: ComponentExportIndex,
+    disarm: ComponentExportIndex,
+}
+
+pub(crate) fn guard_exports(component: &Component) -> Option<GuardExports> {
+    let interface = component.get_export_index(None, GUARD_INTERFACE)?;
+    let get = |name: &str| component.get_export_index(Some(&interface), name);
+    Some(GuardExports {
+        supported: get("supported")?,
+        arm: get("arm")?,
+        disarm: get("disarm")?,
+    })
+}
+
+/// What a transport armed on a device for a dead-man rollback (`guard.armed`, contract
+/// 1.2), handed back to disarm it.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    wasmtime::component::ComponentType,
+    wasmtime::component::Lift,
+    wasmtime::component::Lower,
+)]
+#[component(record)]
+pub struct Armed {
+    #[component(name = "backup-file")]
+    pub backup_file: String,
+    #[component(name = "scheduler-entry")]
+    pub scheduler_entry: String,
+    #[component(name = "fires-at")]
+    pub fires_at: String,
+}
+
 /// What went wrong in a call: the plugin said no, or the host stopped it.
 #[derive(Debug, Clone)]
 pub enum Failure<E> {
@@ -474,6 +519,34 @@ impl PluginHost {
         Ok(ports)
     }
 
+    /// Asks a transport whether it can arm a dead-man rollback: the guard's functions
+    /// when it can, none when it answers no.
+    pub(crate) async fn guard(
+        &self,
+        plugin: &LoadedPlugin,
+        exports: GuardExports,
+    ) -> Result<Option<GuardExports>, CallError> {
+        let Pre::Transport(pre) = &plugin.pre else {
+            return Ok(None);
+        };
+        let pre = pre.instance_pre().clone();
+        let (supported, _) = self
+            .invoke(
+                plugin,
+                "supported",
+                Vec::new(),
+                move |mut store| async move {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let func =
+                        instance.get_typed_func::<(), (bool,)>(&mut store, &exports.supported)?;
+                    let (supported,) = func.call_async(&mut store, ()).await?;
+                    Ok(supported)
+                },
+            )
+            .await?;
+        Ok(supported.then_some(exports))
+    }
+
     /// Makes a store and instantiates the plugin without calling into it: the cost every
     /// call pays before the plugin's own code runs. Used by the benchmarks.
     #[doc(hidden)]
@@ -671,6 +744,104 @@ impl Transport {
             yardmaster_transport_plugin,
             |i, s| i.call_backup(s, target, save_as)
         ))
+    }
+
+    /// Whether this transport can arm a dead-man rollback (contract 1.2, and it says so).
+    pub fn supports_rollback(&self) -> bool {
+        self.plugin.supports_rollback()
+    }
+
+    fn guard_exports(&self) -> Result<GuardExports, Failure<transport::TransportError>> {
+        self.plugin.guard.ok_or_else(|| Failure::Plugin {
+            error: transport::TransportError::Unsupported(format!(
+                "the {} plugin cannot arm a dead-man rollback (it needs transport contract 1.2 and a guard it supports)",
+                self.plugin.info.name
+            )),
+            denied: Vec::new(),
+        })
+    }
+
+    /// Saves a backup on the device and schedules its restore in `seconds`, under `name`.
+    pub async fn arm_rollback(
+        &self,
+        target: &transport::Target,
+        name: &str,
+        seconds: u32,
+    ) -> Result<Armed, Failure<transport::TransportError>> {
+        let exports = self.guard_exports()?;
+        let grants = self.site_grant(target)?;
+        let Pre::Transport(pre) = &self.plugin.pre else {
+            return Err(Failure::Call(CallError::WrongKind {
+                name: self.plugin.info.name.clone(),
+                expected: PluginKind::Transport,
+                actual: self.plugin.info.kind,
+            }));
+        };
+        let pre = pre.instance_pre().clone();
+        let (target, name) = (target.clone(), name.to_owned());
+        let outcome = self
+            .host
+            .invoke_for(
+                &self.plugin,
+                "arm",
+                Reach::from(grants),
+                Some(target.address.clone()),
+                self.ssh.clone(),
+                move |mut store| async move {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let func = instance.get_typed_func::<
+                        (&transport::Target, &str, u32),
+                        (Result<Armed, transport::TransportError>,),
+                    >(&mut store, &exports.arm)?;
+                    let (armed,) = func
+                        .call_async(&mut store, (&target, name.as_str(), seconds))
+                        .await?;
+                    Ok(armed)
+                },
+            )
+            .await;
+        count_call(&self.plugin.info.name, "arm", &outcome);
+        settle(outcome)
+    }
+
+    /// Removes what [`Transport::arm_rollback`] armed, on a new connection.
+    pub async fn disarm_rollback(
+        &self,
+        target: &transport::Target,
+        armed: &Armed,
+    ) -> Result<(), Failure<transport::TransportError>> {
+        let exports = self.guard_exports()?;
+        let grants = self.site_grant(target)?;
+        let Pre::Transport(pre) = &self.plugin.pre else {
+            return Err(Failure::Call(CallError::WrongKind {
+                name: self.plugin.info.name.clone(),
+                expected: PluginKind::Transport,
+                actual: self.plugin.info.kind,
+            }));
+        };
+        let pre = pre.instance_pre().clone();
+        let (target, armed) = (target.clone(), armed.clone());
+        let outcome = self
+            .host
+            .invoke_for(
+                &self.plugin,
+                "disarm",
+                Reach::from(grants),
+                Some(target.address.clone()),
+                self.ssh.clone(),
+                move |mut store| async move {
+                    let instance = pre.instantiate_async(&mut store).await?;
+                    let func = instance.get_typed_func::<
+                        (&transport::Target, &Armed),
+                        (Result<(), transport::TransportError>,),
+                    >(&mut store, &exports.disarm)?;
+                    let (done,) = func.call_async(&mut store, (&target, &armed)).await?;
+                    Ok(done)
+                },
+            )
+            .await;
+        count_call(&self.plugin.info.name, "disarm", &outcome);
+        settle(outcome)
     }
 
     pub async fn probe(

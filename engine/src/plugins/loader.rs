@@ -216,6 +216,7 @@ impl PluginHost {
             .instantiate_pre(&component)
             .map_err(|e| fail(format!("cannot be linked: {}", super::error_text(&e))))?;
         let ports_export = kinds::ports_export(&component);
+        let guard_exports = kinds::guard_exports(&component);
         let pre = kinds::Pre::new(contract.kind, instance_pre).map_err(|e| {
             fail(format!(
                 "does not match its contract: {}",
@@ -245,6 +246,7 @@ impl PluginHost {
                 version: "?".into(),
             }),
             default_ports: DefaultPorts::default(),
+            guard: None,
             pre,
             limits: self.inner.options.defaults,
             grants: Vec::new(),
@@ -273,6 +275,13 @@ impl PluginHost {
                 .map_err(|e| fail(format!("ports.default-port() failed: {e}")))?,
             _ => DefaultPorts::default(),
         };
+        let guard = match guard_exports {
+            Some(exports) if contract.kind == PluginKind::Transport => self
+                .guard(&provisional, exports)
+                .await
+                .map_err(|e| fail(format!("guard.supported() failed: {e}")))?,
+            _ => None,
+        };
         let settings = self.inner.options.settings(&info.name);
         let grants = Policy::parse(&settings.allow)
             .map_err(|e| fail(format!("plugins.{}.allow: {e}", info.name)))?;
@@ -297,6 +306,7 @@ impl PluginHost {
         Ok(LoadedPlugin {
             info,
             default_ports,
+            guard,
             caller,
             limits: settings.limits,
             grants,

@@ -46,7 +46,7 @@ use net::{Grant, Policy, Reach};
 
 pub use bundled::{bundled_names, install_bundled};
 pub use kinds::{
-    Describe, Failure, Generator, Notifier, ScriptSource, Transport, generator, notifier,
+    Armed, Describe, Failure, Generator, Notifier, ScriptSource, Transport, generator, notifier,
     script_source, transport,
 };
 pub use loader::Change;
@@ -166,6 +166,9 @@ pub struct LoadedPlugin {
     pub imports: Vec<String>,
     /// The ports a transport uses when a site names none (transport contract 1.1).
     pub default_ports: DefaultPorts,
+    /// The dead-man rollback of a transport built against contract 1.2 that says it can
+    /// arm one.
+    guard: Option<kinds::GuardExports>,
     caller: Arc<Caller>,
     pre: kinds::Pre,
     limits: Limits,
@@ -207,6 +210,12 @@ impl LoadedPlugin {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Whether this transport can arm a dead-man rollback: built against transport
+    /// contract 1.2 or later, and its `guard.supported()` said so when it loaded.
+    pub fn supports_rollback(&self) -> bool {
+        self.guard.is_some()
     }
 
     /// The allow-list the operator granted, as written back in canonical form.

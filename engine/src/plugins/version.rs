@@ -33,7 +33,7 @@ pub(crate) static SUPPORTED: [Supported; 4] = [
     Supported {
         kind: PluginKind::Transport,
         package: "yardmaster:transport",
-        implemented: Version::new(1, 1, 0),
+        implemented: Version::new(1, 2, 0),
     },
     Supported {
         kind: PluginKind::Notifier,
@@ -169,7 +169,7 @@ mod tests {
     fn another_major_names_both_versions() {
         let err = check(["yardmaster:transport/plugin@2.0.0"], []).expect_err("refused");
         assert!(err.contains("yardmaster:transport@2.0.0"), "{err}");
-        assert!(err.contains("yardmaster:transport@1.1.0"), "{err}");
+        assert!(err.contains("yardmaster:transport@1.2.0"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::execute::{self, ExecError};
+use super::rollback;
 use crate::plugins::{PluginHost, Transport, transport};
 use crate::server::Shutdown;
 use crate::store::{
@@ -60,6 +61,9 @@ pub const CREDENTIALS: &str = "credentials";
 /// Error code of a job whose SSH server showed a host key other than the site's: nothing
 /// was sent, and the job is not retried until an operator accepts the new key.
 pub const HOST_KEY_CHANGED: &str = "host_key_changed";
+/// Error code of a guarded job whose site's transport cannot arm a dead-man rollback:
+/// nothing was sent, and a retry would not help.
+pub const ROLLBACK_UNSUPPORTED: &str = "rollback_unsupported";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
@@ -709,7 +713,10 @@ impl Runner {
         {
             return End::Failed(vec![JobTransition::Load], e.clone());
         }
-        let direct = prepared.is_ok() && !options.abort_if_offline && !job.make_backup;
+        let direct = prepared.is_ok()
+            && !options.abort_if_offline
+            && !job.make_backup
+            && job.rollback_after_secs.is_none();
         let mut claim = vec![JobTransition::Load, JobTransition::Start];
         if direct {
             claim.push(JobTransition::MarkSent);
@@ -740,6 +747,8 @@ impl Runner {
                 Attempt::Stopped => return End::Requeue,
                 // Still running and unsent: recovery requeues it.
                 Attempt::Unrecorded => return End::Outcome(Outcome::LeftPending),
+                // Sent, and its guard armed: recovery fails it as interrupted.
+                Attempt::Abandoned => return End::Outcome(Outcome::LeftRunning),
                 Attempt::Failed(error) => error,
             };
             // An offline site (refused) is waited for until the deadline; anything else
@@ -752,6 +761,7 @@ impl Runner {
                         | PASSWORD_MISSING
                         | CREDENTIALS
                         | HOST_KEY_CHANGED
+                        | ROLLBACK_UNSUPPORTED
                 )
                 && (error.code == "refused" || attempts < settings.max_attempts)
                 && Instant::now() + backoff < deadline;
@@ -895,22 +905,93 @@ impl Runner {
                 });
             }
         }
-        if !marked
-            && let Err(e) = self
-                .commit_one(&job.id, vec![JobTransition::MarkSent])
-                .await
-        {
-            tracing::error!(job = %job.id, error = %e, "could not mark a job sent; not sending");
-            return Attempt::Unrecorded;
+        let planned = match job.rollback_after_secs {
+            Some(secs) if !transport.supports_rollback() => {
+                return Attempt::Failed(ExecError {
+                    code: ROLLBACK_UNSUPPORTED.into(),
+                    message: format!(
+                        "rollback_after was asked for, but the {} transport cannot arm a dead-man \
+                         rollback; nothing was sent (window {})",
+                        transport.plugin().info.name,
+                        rollback::format_window(secs)
+                    ),
+                    category: None,
+                    maybe_sent: false,
+                });
+            }
+            Some(secs) => Some((secs, rollback::plan(&job.id, secs, Utc::now()))),
+            None => None,
+        };
+        if !marked {
+            // The guard is on record before anything of it reaches the router.
+            let mut mark = vec![JobTransition::MarkSent];
+            if let Some((_, guard)) = &planned {
+                mark.push(JobTransition::Guard(guard.clone()));
+            }
+            if let Err(e) = self.commit_one(&job.id, mark).await {
+                tracing::error!(job = %job.id, error = %e, "could not mark a job sent; not sending");
+                return Attempt::Unrecorded;
+            }
         }
         // From here the script may reach the device: no shutdown, only the deadline.
-        match tokio::time::timeout_at(
-            deadline,
+        let guard = match planned {
+            Some((secs, guard)) => match self
+                .arm(job, &transport, &target, secs, guard, deadline)
+                .await
+            {
+                Ok(guard) => Some((secs, guard)),
+                Err(e) => return Attempt::Failed(e),
+            },
+            None => None,
+        };
+        // A guarded script must end before its router restores itself.
+        let script_deadline = match &guard {
+            Some((_, g)) => deadline
+                .min(Instant::now() + (g.fires_at - Utc::now()).to_std().unwrap_or(Duration::ZERO)),
+            None => deadline,
+        };
+        let ran = tokio::time::timeout_at(
+            script_deadline,
             execute::script(&transport, &target, &job.script, false),
         )
-        .await
-        {
-            Ok(Ok(run)) => Attempt::Done(ScriptOutcome { output: run.output }),
+        .await;
+        if let Some((secs, guard)) = guard {
+            // Whatever the script did, the router is reached again or it rolls back.
+            match rollback::settle(&transport, &target, &guard, || signalled(shutdown)).await {
+                rollback::Settled::Disarmed => {
+                    let mut done = guard;
+                    done.disarmed_at = Some(Utc::now());
+                    if let Err(e) = self
+                        .commit_one(&job.id, vec![JobTransition::Guard(done)])
+                        .await
+                    {
+                        tracing::error!(job = %job.id, error = %e, "could not record a disarmed rollback");
+                    }
+                }
+                rollback::Settled::RolledBack(error) => {
+                    self.watch_return(job, &transport, &target, guard, secs, shutdown);
+                    return Attempt::Failed(error);
+                }
+                rollback::Settled::Stopped => {
+                    tracing::warn!(job = %job.id, "stopping with the job's rollback armed; it is failed as interrupted on the next start");
+                    return Attempt::Abandoned;
+                }
+            }
+        }
+        match ran {
+            Ok(Ok(run)) => {
+                let diff = match &backup {
+                    Some(before) => {
+                        self.changes(job, &transport, &target, before, deadline)
+                            .await
+                    }
+                    None => None,
+                };
+                Attempt::Done(ScriptOutcome {
+                    output: run.output,
+                    diff,
+                })
+            }
             Ok(Err(e)) => Attempt::Failed(e),
             Err(_) => Attempt::Failed(ExecError {
                 code: JOB_TIMEOUT.into(),
@@ -924,7 +1005,161 @@ impl Runner {
         }
     }
 
+    /// Arms the job's dead-man rollback on its router and records what was armed. A
+    /// failure stops the script from running.
+    async fn arm(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        secs: u32,
+        guard: crate::store::RollbackGuard,
+        deadline: Instant,
+    ) -> Result<crate::store::RollbackGuard, ExecError> {
+        let armed = match tokio::time::timeout_at(
+            deadline,
+            transport.arm_rollback(target, &guard.name, secs),
+        )
+        .await
+        {
+            Ok(Ok(armed)) => armed,
+            Ok(Err(e)) => {
+                let mut e = ExecError::from(e);
+                e.message = format!(
+                    "arming the dead-man rollback failed, so the script was not run: {}",
+                    e.message
+                );
+                if e.maybe_sent {
+                    self.disarm_leftovers(job, transport, target, guard, deadline)
+                        .await;
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                self.disarm_leftovers(job, transport, target, guard, deadline)
+                    .await;
+                return Err(ExecError {
+                    code: JOB_TIMEOUT.into(),
+                    message: "arming the dead-man rollback did not finish in time, so the script \
+                              was not run"
+                        .into(),
+                    category: None,
+                    maybe_sent: true,
+                });
+            }
+        };
+        let guard = rollback::armed(guard, &armed);
+        if let Err(e) = self
+            .commit_one(&job.id, vec![JobTransition::Guard(guard.clone())])
+            .await
+        {
+            // The plan is on record already; the details only name what was armed.
+            tracing::warn!(job = %job.id, error = %e, "could not record what the rollback armed");
+        }
+        Ok(guard)
+    }
+
+    /// After an arm that failed part way: removes whatever of the guard reached the router
+    /// (its names are known), so it does not restore a backup over a script that never
+    /// ran. Best effort: what cannot be removed stays on the job's record.
+    async fn disarm_leftovers(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        mut guard: crate::store::RollbackGuard,
+        deadline: Instant,
+    ) {
+        let armed = rollback::armed_of(&guard);
+        let cleared =
+            tokio::time::timeout_at(deadline, transport.disarm_rollback(target, &armed)).await;
+        if !matches!(cleared, Ok(Ok(()))) {
+            tracing::warn!(job = %job.id, "a partly armed rollback could not be removed");
+            return;
+        }
+        guard.disarmed_at = Some(Utc::now());
+        if let Err(e) = self
+            .commit_one(&job.id, vec![JobTransition::Guard(guard)])
+            .await
+        {
+            tracing::warn!(job = %job.id, error = %e, "could not record a removed rollback");
+        }
+    }
+
+    /// Looks for a rolled-back router's return in the background (awaited by
+    /// [`Runner::drain`]) and records it on the job.
+    fn watch_return(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        guard: crate::store::RollbackGuard,
+        secs: u32,
+        shutdown: &Shutdown,
+    ) {
+        let runner = self.clone();
+        let (id, transport, target, shutdown) = (
+            job.id.clone(),
+            transport.clone(),
+            target.clone(),
+            shutdown.clone(),
+        );
+        let mut background = lock(&self.inner.background);
+        while background.try_join_next().is_some() {}
+        background.spawn(async move {
+            if !rollback::watch_return(&transport, &target, &guard, secs, shutdown).await {
+                tracing::warn!(job = %id, "the router did not answer again after its rollback");
+                return;
+            }
+            tracing::info!(job = %id, "the router answered again after restoring itself");
+            // The job's failure is committed by its own task; wait for it a little.
+            for _ in 0..50 {
+                match runner.commit_one(&id, vec![JobTransition::Returned]).await {
+                    Ok(_) => return,
+                    Err(RunnerError::Store(StoreError::IllegalTransition { .. })) => {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(e) => {
+                        tracing::error!(job = %id, error = %e, "could not record the router's return");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// The export after a script that ran, diffed against the one before it. A failure
+    /// here leaves the job without a diff, not failed: the script has run.
+    async fn changes(
+        &self,
+        job: &Job,
+        transport: &Transport,
+        target: &transport::Target,
+        before: &str,
+        deadline: Instant,
+    ) -> Option<(String, crate::store::JobChanges)> {
+        match tokio::time::timeout_at(deadline, transport.backup(target, None)).await {
+            Ok(Ok(after)) => Some(super::diff::diff(before, &after.config)),
+            Ok(Err(e)) => {
+                tracing::warn!(job = %job.id, error = %e, "no export after the script; the job has no diff");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(job = %job.id, "the export after the script timed out; the job has no diff");
+                None
+            }
+        }
+    }
+
     async fn finish_completed(&self, id: &str, run: ScriptOutcome) -> Outcome {
+        if let Some((diff, changes)) = run.diff {
+            let (store, job) = (self.inner.store.clone(), id.to_owned());
+            let stored =
+                tokio::task::spawn_blocking(move || store.put_diff(&job, &diff, changes)).await;
+            if !matches!(stored, Ok(Ok(()))) {
+                tracing::warn!(job = %id, "the diff of what the script changed could not be stored");
+            }
+        }
         let complete = JobTransition::Complete {
             output: Some(run.output),
         };
@@ -1171,6 +1406,8 @@ enum Dispatch {
 
 struct ScriptOutcome {
     output: String,
+    /// What the script changed in the export, when a backup was taken before it.
+    diff: Option<(String, crate::store::JobChanges)>,
 }
 
 /// A job's run slot: its permit within the run, within its organization's share of the
@@ -1202,6 +1439,9 @@ enum Attempt {
     Stopped,
     /// The `sent` mark could not be written; nothing was sent, the job stays running.
     Unrecorded,
+    /// Shutdown while the router of a guarded script did not answer: the job stays
+    /// running and sent, for recovery.
+    Abandoned,
 }
 
 /// What an SSH transport needs to know of `site` as target options; the key itself

@@ -390,13 +390,19 @@ fn command_outcome(router: &Router, command: &str, sentence: &Sentence) -> Outco
                         return Outcome::trap(Trap::unknown_parameter(n));
                     }
                 }
-                let name = if name.ends_with(".backup") {
-                    name
-                } else {
-                    format!("{name}.backup")
-                };
-                state.save_file(&name, "backup", "", ctx);
+                state.save_backup(&name, ctx);
                 Outcome::done()
+            }
+            ("system/backup", "load") => {
+                let Some(name) = take(&mut attrs, "name") else {
+                    return Outcome::trap(Trap::new(1, "missing value(s) of argument(s) name"));
+                };
+                for (n, _) in &attrs {
+                    if n != "password" {
+                        return Outcome::trap(Trap::unknown_parameter(n));
+                    }
+                }
+                ok_or_trap(state.load_backup(&name).map(|()| Outcome::done()))
             }
             ("log", level @ ("info" | "warning" | "error" | "debug")) => {
                 let message = take(&mut attrs, "message").unwrap_or_default();

@@ -43,6 +43,8 @@ use state::{Ctx, State};
 
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a router that loaded a backup stays away while it restarts.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
 /// The RouterOS version a fleet pretends to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -184,6 +186,9 @@ pub struct Router {
     state: Mutex<Option<Box<State>>>,
     online: watch::Sender<bool>,
     offline_until: Mutex<Option<tokio::time::Instant>>,
+    /// Bumped when the services or the scheduler change, so the listeners and the
+    /// scheduler's timer follow.
+    changes: watch::Sender<u64>,
     stats: Stats,
     ssh_address: Option<SocketAddr>,
     /// The login names SSH clients gave, console options (`+cet1024w`) and all.
@@ -232,7 +237,46 @@ impl Router {
         };
         let mut guard = lock(&self.state);
         let state = guard.get_or_insert_with(|| Box::new(State::new(self.index)));
-        f(state, &ctx)
+        let before = state.revision;
+        let out = f(state, &ctx);
+        let changed = state.revision != before;
+        let restart = std::mem::take(&mut state.restart);
+        drop(guard);
+        if changed {
+            self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if restart {
+            // As a router does after `/system backup load`: every connection drops, and
+            // its services answer again once it is back.
+            self.go_offline(RESTART_PAUSE);
+        }
+        out
+    }
+
+    /// Whether the service `name` (`api`, `api-ssl`, `ssh`) accepts new connections. A
+    /// router nobody has used yet has its defaults: every service on.
+    pub fn service_enabled(&self, name: &str) -> bool {
+        lock(&self.state)
+            .as_ref()
+            .is_none_or(|s| s.service_enabled(name))
+    }
+
+    /// Runs the scheduler entries due by now, as their owner.
+    fn run_due(&self) {
+        self.with_state(|s, ctx| {
+            for source in s.take_due(chrono::Utc::now()) {
+                script::execute(s, ctx, &source);
+            }
+        });
+    }
+
+    /// When the router's next scheduler entry is due, on this process's clock.
+    fn next_scheduled(&self) -> Option<tokio::time::Instant> {
+        let now = chrono::Utc::now();
+        // Read without building the state: an idle router has no scheduler entries.
+        let at = lock(&self.state).as_ref()?.next_scheduled(now)?;
+        let wait = (at - now).to_std().unwrap_or(Duration::ZERO);
+        Some(tokio::time::Instant::now() + wait)
     }
 
     pub fn identity(&self) -> String {
@@ -442,6 +486,7 @@ impl Fleet {
                 state: Mutex::new(None),
                 online: watch::Sender::new(true),
                 offline_until: Mutex::new(None),
+                changes: watch::Sender::new(0),
                 stats: Stats::default(),
                 ssh_address: ssh_listener.as_ref().map(|(_, a)| *a),
                 ssh_logins: Mutex::new(Vec::new()),
@@ -562,20 +607,6 @@ struct Listeners {
     ssh: Option<(TcpListener, Arc<russh::server::Config>)>,
 }
 
-/// A router's listening sockets while it is online.
-struct Open {
-    plain: TcpListener,
-    secure: Option<TcpListener>,
-    ssh: Option<TcpListener>,
-}
-
-async fn bind_again(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, SimulateError> {
-    match addr {
-        Some(a) => bind(a).await.map(Some),
-        None => Ok(None),
-    }
-}
-
 async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
     match listener {
         Some(l) => l.accept().await.map(|(s, _)| s),
@@ -597,16 +628,17 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Accepts on one router's ports, going offline and back when told, until shutdown;
-/// then waits for its connections to end.
+/// then waits for its connections to end. A port whose service is disabled
+/// (`/ip service disable api`) is closed, so new connections are refused, and opened
+/// again when it is enabled; scheduler entries run when due while the router is up.
 async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch::Receiver<bool>) {
     let acceptor = listeners.secure.as_ref().map(|(_, a)| a.clone());
     let ssh_config = listeners.ssh.as_ref().map(|(_, c)| c.clone());
-    let mut open = Some(Open {
-        plain: listeners.plain,
-        secure: listeners.secure.map(|(l, _)| l),
-        ssh: listeners.ssh.map(|(l, _)| l),
-    });
+    let mut plain: Option<TcpListener> = Some(listeners.plain);
+    let mut secure: Option<TcpListener> = listeners.secure.map(|(l, _)| l);
+    let mut ssh: Option<TcpListener> = listeners.ssh.map(|(l, _)| l);
     let mut online = router.online.subscribe();
+    let mut changes = router.changes.subscribe();
     let mut conns: JoinSet<()> = JoinSet::new();
     loop {
         if *stop.borrow() {
@@ -614,7 +646,7 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
         }
         if !*online.borrow_and_update() {
             // Dropping the listeners makes connection attempts fail as refused.
-            open = None;
+            (plain, secure, ssh) = (None, None, None);
             let deadline = *lock(&router.offline_until);
             tokio::select! {
                 () = until(&mut stop, true) => break,
@@ -624,35 +656,54 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
             }
             continue;
         }
-        if open.is_none() {
-            let plain = bind(router.address).await;
-            let secure = bind_again(router.tls_address).await;
-            let ssh = bind_again(router.ssh_address).await;
-            match (plain, secure, ssh) {
-                (Ok(plain), Ok(secure), Ok(ssh)) => open = Some(Open { plain, secure, ssh }),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    tracing::warn!(
-                        router = router.index,
-                        "cannot listen again after going offline: {e}"
-                    );
-                    tokio::select! {
-                        () = until(&mut stop, true) => break,
-                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    }
-                    continue;
-                }
+        changes.borrow_and_update();
+        // A service disabled by `/ip service` stops listening, so new connections to it
+        // are refused; enabled again (or restored from a backup), it listens again.
+        let wanted = [
+            (
+                router.service_enabled("api").then_some(router.address),
+                &mut plain,
+            ),
+            (
+                router
+                    .tls_address
+                    .filter(|_| router.service_enabled("api-ssl")),
+                &mut secure,
+            ),
+            (
+                router.ssh_address.filter(|_| router.service_enabled("ssh")),
+                &mut ssh,
+            ),
+        ];
+        let mut failed = None;
+        for (want, listener) in wanted {
+            match want {
+                None => *listener = None,
+                Some(addr) if listener.is_none() => match bind(addr).await {
+                    Ok(l) => *listener = Some(l),
+                    Err(e) => failed = Some(e),
+                },
+                Some(_) => {}
             }
         }
-        let Some(Open { plain, secure, ssh }) = open.as_ref() else {
+        if let Some(e) = failed {
+            tracing::warn!(router = router.index, "cannot listen again: {e}");
+            tokio::select! {
+                () = until(&mut stop, true) => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
             continue;
-        };
+        }
         let conn_stop = stop.clone();
+        let due = router.next_scheduled();
         tokio::select! {
             () = until(&mut stop, true) => break,
             _ = online.changed() => {}
+            _ = changes.changed() => {}
+            () = sleep_until_opt(due) => router.run_due(),
             Some(_) = conns.join_next() => {}
-            accepted = plain.accept() => {
-                if let Ok((stream, _)) = accepted {
+            accepted = accept_on(plain.as_ref()) => {
+                if let Ok(stream) = accepted {
                     let _ = stream.set_nodelay(true);
                     conns.spawn(conn::serve(stream, router.clone(), conn_stop));
                 }
@@ -677,7 +728,7 @@ async fn router_task(router: Arc<Router>, listeners: Listeners, mut stop: watch:
             }
         }
     }
-    drop(open);
+    drop((plain, secure, ssh));
     while conns.join_next().await.is_some() {}
 }
 

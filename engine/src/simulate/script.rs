@@ -547,6 +547,11 @@ fn allowed_args(path: &str, verb: &str) -> Allowed {
             flags: &[],
             positional: 1,
         },
+        "load" => Allowed {
+            named: only(&["name", "password"]),
+            flags: &[],
+            positional: 0,
+        },
         "save" => Allowed {
             named: only(&["name", "dont-encrypt", "password", "encryption"]),
             flags: &[],
@@ -689,14 +694,17 @@ impl Exec<'_, '_> {
             Some(named.remove(i).1)
         };
         let ctx = self.ctx;
+        if path == "system/backup" && verb == "load" {
+            let name = take(&mut named, "name")
+                .or_else(|| positional.first().map(Value::refs))
+                .ok_or_else(|| "missing value(s) of argument(s) name".to_owned())?;
+            self.state.load_backup(&name).map_err(trap)?;
+            self.line("configuration restored, restarting");
+            return Ok(Value::Str(String::new()));
+        }
         if path == "system/backup" {
             let name = take(&mut named, "name").unwrap_or_else(|| self.state.identity.clone());
-            let name = if name.ends_with(".backup") {
-                name
-            } else {
-                format!("{name}.backup")
-            };
-            self.state.save_file(&name, "backup", "", ctx);
+            self.state.save_backup(&name, ctx);
             self.line("Configuration backup saved");
             return Ok(Value::Str(String::new()));
         }
@@ -964,5 +972,55 @@ mod tests {
             "Configuration backup saved\r\n"
         );
         assert_eq!(run(&mut s, ":put [/file get b1.backup type]"), "backup\r\n");
+    }
+
+    #[test]
+    fn a_scheduled_backup_load_restores_what_was_saved() {
+        let mut s = State::new(0);
+        assert!(s.service_enabled("api"));
+        run(&mut s, "/system backup save name=guard dont-encrypt=yes");
+        let at = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+        let out = run(
+            &mut s,
+            &format!(
+                "/system scheduler add name=guard start-date={} start-time={} interval=0s \
+                 on-event=\"/system backup load name=guard.backup password=\\\"\\\"\"",
+                at.format("%Y-%m-%d"),
+                at.format("%H:%M:%S")
+            ),
+        );
+        assert_eq!(out, "", "{out}");
+        run(
+            &mut s,
+            "/ip service disable api\n/system identity set name=cut-off",
+        );
+        assert!(!s.service_enabled("api"));
+        assert!(
+            s.export(&ctx(Profile::V7_18))
+                .contains("set api disabled=yes")
+        );
+        let due = s
+            .next_scheduled(chrono::Utc::now())
+            .expect("an entry is due");
+        assert!(s.take_due(due - chrono::TimeDelta::seconds(1)).is_empty());
+        let sources = s.take_due(due);
+        assert_eq!(sources.len(), 1, "{sources:?}");
+        assert!(s.next_scheduled(due).is_none(), "a one-shot runs once");
+        for source in sources {
+            run(&mut s, &source);
+        }
+        assert!(
+            std::mem::take(&mut s.restart),
+            "loading a backup restarts the router"
+        );
+        assert!(s.service_enabled("api"));
+        assert_eq!(s.identity, "router-0");
+        // The entry was added after the backup, so the restore took it away, and the
+        // backup file is still there.
+        assert_eq!(run(&mut s, "/system scheduler print count-only"), "0\r\n");
+        assert_eq!(
+            run(&mut s, ":put [/file get guard.backup type]"),
+            "backup\r\n"
+        );
     }
 }

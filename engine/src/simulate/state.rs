@@ -8,6 +8,8 @@
 //! vectors. Everything a peer can grow is capped ([`MAX_ROWS`], [`MAX_LOG`]).
 
 use std::collections::VecDeque;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -111,9 +113,11 @@ pub(crate) enum TableId {
     Log = 4,
     File = 5,
     Arp = 6,
+    Service = 7,
+    Scheduler = 8,
 }
 
-const TABLES: usize = 7;
+const TABLES: usize = 9;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum MenuKind {
@@ -248,6 +252,28 @@ static FILE_FIELDS: [Field; 5] = [
     ro("creation-time"),
     ro("contents"),
 ];
+/// `/ip/service`: the management services, which refuse new connections when disabled.
+static SERVICE_FIELDS: [Field; 4] = [ro("name"), w("port"), w("address"), flag("disabled")];
+/// `/system/scheduler`: an entry runs `on-event` at `start-date` `start-time`, then every
+/// `interval` (never again when it is `0s`).
+static SCHEDULER_FIELDS: [Field; 11] = [
+    req("name"),
+    w("start-date"),
+    def("start-time", "startup"),
+    def("interval", "0s"),
+    def("on-event", ""),
+    ro("owner"),
+    def(
+        "policy",
+        "ftp,reboot,read,write,policy,test,password,sniff,sensitive,romon",
+    ),
+    ro_def("run-count", "0"),
+    ro("next-run"),
+    flag("disabled"),
+    w("comment"),
+];
+/// `/system/clock`: the router keeps UTC, as one synchronised by NTP with no time zone.
+static CLOCK_FIELDS: [Field; 3] = [ro("time"), ro("date"), ro("time-zone-name")];
 static IDENTITY_FIELDS: [Field; 1] = [w("name")];
 static RESOURCE_FIELDS: [Field; 15] = [
     ro("uptime"),
@@ -278,7 +304,7 @@ static FILTER_ALL: [Field; 21] = {
     all
 };
 
-pub(crate) static MENUS: [Menu; 9] = [
+pub(crate) static MENUS: [Menu; 12] = [
     Menu {
         path: "interface",
         kind: MenuKind::Table {
@@ -357,6 +383,35 @@ pub(crate) static MENUS: [Menu; 9] = [
         extra: &[],
     },
     Menu {
+        path: "ip/service",
+        kind: MenuKind::Table {
+            table: TableId::Service,
+            add: false,
+            remove: false,
+        },
+        fields: &SERVICE_FIELDS,
+        key: Some("name"),
+        extra: &[],
+    },
+    Menu {
+        path: "system/scheduler",
+        kind: MenuKind::Table {
+            table: TableId::Scheduler,
+            add: true,
+            remove: true,
+        },
+        fields: &SCHEDULER_FIELDS,
+        key: Some("name"),
+        extra: &[],
+    },
+    Menu {
+        path: "system/clock",
+        kind: MenuKind::Single,
+        fields: &CLOCK_FIELDS,
+        key: None,
+        extra: &[],
+    },
+    Menu {
         path: "system/identity",
         kind: MenuKind::Single,
         fields: &IDENTITY_FIELDS,
@@ -374,7 +429,7 @@ pub(crate) static MENUS: [Menu; 9] = [
 
 /// Menus that hold only commands: `/system/backup save`.
 pub(crate) static COMMAND_MENUS: [(&str, &[&str]); 2] =
-    [("system/backup", &["save"]), ("", &["export"])];
+    [("system/backup", &["save", "load"]), ("", &["export"])];
 
 pub(crate) fn menu(path: &str) -> Option<&'static Menu> {
     MENUS.iter().find(|m| m.path == path)
@@ -397,7 +452,7 @@ pub(crate) struct Row {
     pub values: Vec<Option<String>>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Table {
     next_id: u32,
     pub rows: VecDeque<Row>,
@@ -503,6 +558,28 @@ pub(crate) fn quote(value: &str) -> String {
     out
 }
 
+/// Binary backups a router keeps at once; saving another forgets the oldest.
+const MAX_BACKUPS: usize = 16;
+/// The services a router has, with their default ports.
+const SERVICES: [(&str, &str); 8] = [
+    ("telnet", "23"),
+    ("ftp", "21"),
+    ("www", "80"),
+    ("ssh", "22"),
+    ("www-ssl", "443"),
+    ("api", "8728"),
+    ("winbox", "8291"),
+    ("api-ssl", "8729"),
+];
+
+/// What a binary backup holds: the configuration, without files and the log, which
+/// `/system backup load` leaves as they are.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    identity: String,
+    tables: [Table; TABLES],
+}
+
 /// One router's configuration.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -510,6 +587,13 @@ pub(crate) struct State {
     tables: [Table; TABLES],
     /// Log entries ever written, including those that rolled out of the buffer.
     pub log_total: u64,
+    /// Binary backups by file name; one counts only while its `/file` entry exists.
+    backups: VecDeque<(String, Box<Snapshot>)>,
+    /// Changes of the services and the scheduler, which the router's listeners and
+    /// timer follow.
+    pub revision: u64,
+    /// A backup was loaded: the router restarts, closing every connection.
+    pub restart: bool,
 }
 
 impl State {
@@ -518,7 +602,19 @@ impl State {
             identity: format!("router-{index}"),
             tables: Default::default(),
             log_total: 0,
+            backups: VecDeque::new(),
+            revision: 0,
+            restart: false,
         };
+        for (name, port) in SERVICES {
+            let values = vec![
+                Some(name.to_owned()),
+                Some(port.to_owned()),
+                None,
+                Some("false".to_owned()),
+            ];
+            state.push_row(TableId::Service, values);
+        }
         let mac_base = index as u32;
         for n in 1..=4u8 {
             let name = format!("ether{n}");
@@ -566,7 +662,105 @@ impl State {
     }
 
     fn table_mut(&mut self, id: TableId) -> &mut Table {
+        if matches!(id, TableId::Service | TableId::Scheduler) {
+            self.revision = self.revision.wrapping_add(1);
+        }
         &mut self.tables[id as usize]
+    }
+
+    /// Whether the service `name` (`api`, `api-ssl`, `ssh`) accepts new connections. A
+    /// service the router does not list is served as configured by the fleet.
+    pub fn service_enabled(&self, name: &str) -> bool {
+        !self
+            .table(TableId::Service)
+            .rows
+            .iter()
+            .any(|r| r.values[0].as_deref() == Some(name) && r.values[3].as_deref() == Some("true"))
+    }
+
+    /// `/system backup save`: the configuration as it is now, and its `/file` entry.
+    pub fn save_backup(&mut self, name: &str, ctx: &Ctx<'_>) -> String {
+        let name = if name.ends_with(".backup") {
+            name.to_owned()
+        } else {
+            format!("{name}.backup")
+        };
+        let mut tables = self.tables.clone();
+        tables[TableId::Log as usize] = Table::default();
+        tables[TableId::File as usize] = Table::default();
+        let snapshot = Box::new(Snapshot {
+            identity: self.identity.clone(),
+            tables,
+        });
+        self.backups.retain(|(n, _)| *n != name);
+        if self.backups.len() >= MAX_BACKUPS {
+            self.backups.pop_front();
+        }
+        self.backups.push_back((name.clone(), snapshot));
+        self.save_file(&name, "backup", "", ctx);
+        name
+    }
+
+    /// `/system backup load`: restores the configuration of a backup whose file is still
+    /// there; the router then restarts. Files and the log stay as they are.
+    pub fn load_backup(&mut self, name: &str) -> Result<(), Trap> {
+        let has_file = self
+            .table(TableId::File)
+            .rows
+            .iter()
+            .any(|r| r.values[0].as_deref() == Some(name));
+        let snapshot = self
+            .backups
+            .iter()
+            .find(|(n, _)| n == name)
+            .filter(|_| has_file)
+            .map(|(_, s)| s.clone())
+            .ok_or_else(|| Trap::new(0, "failure: no such backup file"))?;
+        let Snapshot { identity, tables } = *snapshot;
+        for (i, table) in tables.into_iter().enumerate() {
+            if i != TableId::Log as usize && i != TableId::File as usize {
+                self.tables[i] = table;
+            }
+        }
+        self.identity = identity;
+        self.revision = self.revision.wrapping_add(1);
+        self.restart = true;
+        Ok(())
+    }
+
+    /// When the next scheduler entry is due, as of `now`.
+    pub fn next_scheduled(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.table(TableId::Scheduler)
+            .rows
+            .iter()
+            .filter_map(|r| due_at(r, now))
+            .min()
+    }
+
+    /// Marks every scheduler entry due by `now` as run and returns their `on-event`
+    /// sources, to run in that order.
+    pub fn take_due(&mut self, now: DateTime<Utc>) -> Vec<String> {
+        let due: Vec<u32> = self
+            .table(TableId::Scheduler)
+            .rows
+            .iter()
+            .filter(|r| due_at(r, now).is_some_and(|at| at <= now))
+            .map(|r| r.id)
+            .collect();
+        let mut sources = Vec::new();
+        for id in due {
+            let table = self.table_mut(TableId::Scheduler);
+            let Some(row) = table.rows.iter_mut().find(|r| r.id == id) else {
+                continue;
+            };
+            let runs: u64 = row.values[7]
+                .as_deref()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            row.values[7] = Some((runs + 1).to_string());
+            sources.push(row.values[4].clone().unwrap_or_default());
+        }
+        sources
     }
 
     fn push_row(&mut self, table: TableId, values: Vec<Option<String>>) -> u32 {
@@ -606,6 +800,20 @@ impl State {
     fn single_values(&self, menu: &Menu, ctx: &Ctx<'_>) -> Vec<Option<String>> {
         match menu.path {
             "system/identity" => vec![Some(self.identity.clone())],
+            "system/clock" => {
+                let now = Utc::now();
+                let date = match ctx.profile {
+                    Profile::V7_18 => now.format("%Y-%m-%d").to_string(),
+                    Profile::V6_42 | Profile::V6_45 => {
+                        now.format("%b/%d/%Y").to_string().to_ascii_lowercase()
+                    }
+                };
+                vec![
+                    Some(now.format("%H:%M:%S").to_string()),
+                    Some(date),
+                    Some("UTC".to_owned()),
+                ]
+            }
             _ => {
                 let (version, build, arch) = match ctx.profile {
                     Profile::V6_42 => ("6.42.12 (long-term)", "Feb/12/2019 08:17:38", "x86"),
@@ -876,6 +1084,9 @@ impl State {
         if table == TableId::Script {
             values[1] = Some(ctx.user.to_owned());
         }
+        if table == TableId::Scheduler {
+            values[5] = Some(ctx.user.to_owned());
+        }
         self.check(menu, &mut values, given)?;
         if self.key_taken(menu, &values, None) {
             return Err(Trap::new(1, "failure: item with such name already exists"));
@@ -1070,13 +1281,112 @@ impl State {
                 out.push_str("\r\n");
             }
         }
+        let disabled: Vec<&str> = self
+            .table(TableId::Service)
+            .rows
+            .iter()
+            .filter(|r| r.values[3].as_deref() == Some("true"))
+            .filter_map(|r| r.values[0].as_deref())
+            .collect();
+        if !disabled.is_empty() {
+            out.push_str("/ip service\r\n");
+            for name in disabled {
+                let _ = write!(out, "set {name} disabled=yes\r\n");
+            }
+        }
         let _ = write!(
             out,
             "/system identity\r\nset name={}\r\n",
             quote(&self.identity)
         );
+        let scheduler = &self.table(TableId::Scheduler).rows;
+        if let (false, Some(menu)) = (scheduler.is_empty(), menu("system/scheduler")) {
+            out.push_str("/system scheduler\r\n");
+            for row in scheduler {
+                out.push_str("add");
+                let mut pairs: Vec<(&str, String)> = menu
+                    .fields
+                    .iter()
+                    .zip(&row.values)
+                    .filter_map(|(f, v)| {
+                        let v = v.as_ref()?;
+                        (f.writable && (f.required || f.default != Some(v.as_str())))
+                            .then(|| (f.name, export_value(f, v)))
+                    })
+                    .collect();
+                pairs.sort_by(|a, b| a.0.cmp(b.0));
+                for (name, v) in pairs {
+                    let _ = write!(out, " {name}={}", quote(&v));
+                }
+                out.push_str("\r\n");
+            }
+        }
         out
     }
+}
+
+/// `5m`, `1h30m`, `1d`, `90s`, `00:05:00` or `0s`, as RouterOS writes an interval.
+fn parse_interval(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if text.contains(':') {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [h, m, s] = parts[..] else { return None };
+        return Some(
+            h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60 + s.parse::<i64>().ok()?,
+        );
+    }
+    let mut total = 0i64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let n: i64 = digits.parse().ok()?;
+        digits.clear();
+        total += n * match c {
+            'w' => 604_800,
+            'd' => 86_400,
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return None,
+        };
+    }
+    if !digits.is_empty() {
+        total += digits.parse::<i64>().ok()?;
+    }
+    Some(total)
+}
+
+/// A date as a router takes it: `2024-05-28` or `may/28/2024`.
+fn parse_router_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(&text.to_ascii_lowercase(), "%b/%d/%Y"))
+        .ok()
+}
+
+/// When a scheduler entry runs next, or `None` if it never will (disabled, run at
+/// startup only, or a one-shot that has run).
+fn due_at(row: &Row, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    if row.values[9].as_deref() == Some("true") {
+        return None;
+    }
+    let time = NaiveTime::parse_from_str(row.values[2].as_deref()?, "%H:%M:%S").ok()?;
+    let date = match row.values[1].as_deref() {
+        Some(d) if !d.is_empty() => parse_router_date(d)?,
+        _ => now.date_naive(),
+    };
+    let start = date.and_time(time).and_utc();
+    let interval = parse_interval(row.values[3].as_deref().unwrap_or("0s"))?;
+    let runs: i64 = row.values[7]
+        .as_deref()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    if interval <= 0 {
+        return (runs == 0).then_some(start);
+    }
+    Some(start + chrono::TimeDelta::seconds(interval.saturating_mul(runs)))
 }
 
 fn export_value(field: &Field, value: &str) -> String {

@@ -135,6 +135,7 @@ fn job_input(key: &str) -> JobInput {
         express_execute: false,
         needs_acknowledgement: true,
         notify_url: None,
+        rollback_after_secs: None,
     }
 }
 

@@ -13,11 +13,12 @@ use super::crypto::new_id;
 use super::error::StoreError;
 use super::journal::push_audit;
 use super::records::{
-    AuditInput, INTERRUPTED, Job, JobError, JobInput, JobOrigin, JobStatus, JobTransition, Page,
+    AuditInput, INTERRUPTED, Job, JobChanges, JobError, JobInput, JobOrigin, JobStatus,
+    JobTransition, Page,
 };
 use super::tables::{
-    IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE, META,
-    META_JOB_COUNTS, META_JOB_SEQ,
+    IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_DIFFS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE,
+    META, META_JOB_COUNTS, META_JOB_SEQ,
 };
 use super::txn::{decode, encode, take_seq};
 use super::{Store, journal, schedules};
@@ -31,6 +32,11 @@ pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// backup copied onto another job's row does not open.
 fn backup_record(id: &str, seq: u64) -> String {
     format!("job-backup/{id}/{seq}")
+}
+
+/// What a sealed diff is bound to, as a backup is.
+fn diff_record(id: &str, seq: u64) -> String {
+    format!("job-diff/{id}/{seq}")
 }
 
 /// Largest backup the store keeps for one job.
@@ -468,6 +474,53 @@ impl Store {
         })
     }
 
+    /// Stores the diff of what a job's script changed, sealed apart from the job as its
+    /// backup is (an export's lines can carry secrets), and its shape on the job.
+    pub fn put_diff(&self, id: &str, diff: &str, changes: JobChanges) -> Result<(), StoreError> {
+        if diff.len() > MAX_BACKUP_BYTES {
+            return Err(StoreError::invalid(
+                KIND,
+                "diff",
+                format!("at most {MAX_BACKUP_BYTES} bytes"),
+            ));
+        }
+        self.write(|tx| {
+            let mut tables = JobTables::open(tx)?;
+            let seq = tables.seq_of(id)?;
+            let mut job = tables.get(seq)?;
+            job.changes = Some(changes);
+            tables.put(&job)?;
+            let sealed = self
+                .vault
+                .seal_bytes(&diff_record(id, seq), diff.as_bytes())
+                .ok_or_else(|| StoreError::invalid(KIND, "diff", "too large to seal"))?;
+            tx.open_table(JOB_DIFFS)?.insert(seq, sealed.as_slice())?;
+            Ok(())
+        })
+    }
+
+    /// The diff of what a job's script changed, unsealed; `None` when none was stored.
+    pub fn get_diff(&self, id: &str) -> Result<Option<String>, StoreError> {
+        self.read(|tx| {
+            let seq = tx.open_table(JOB_IDS)?.get(id)?.map(|v| v.value());
+            let seq = seq.ok_or_else(|| StoreError::not_found(KIND, id))?;
+            // Made on the first diff written: a database without one has no diffs.
+            let table = match tx.open_table(JOB_DIFFS) {
+                Ok(table) => table,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(e.into()),
+            };
+            let Some(sealed) = table.get(seq)? else {
+                return Ok(None);
+            };
+            let plain = self
+                .vault
+                .open_bytes(&diff_record(id, seq), sealed.value())
+                .ok_or_else(|| StoreError::BackupUnreadable { job: id.to_owned() })?;
+            Ok(Some(String::from_utf8_lossy(&plain).into_owned()))
+        })
+    }
+
     fn seal_backup(&self, id: &str, seq: u64, backup: &[u8]) -> Result<Vec<u8>, StoreError> {
         self.vault
             .seal_bytes(&backup_record(id, seq), backup)
@@ -569,9 +622,24 @@ impl Store {
             for seq in in_flight {
                 let job = tables.get(seq)?;
                 if job.status == JobStatus::Running && job.sent {
+                    let message = match &job.rollback {
+                        // Armed (or perhaps armed) and never disarmed: the router restores
+                        // itself unless someone removes the entry, and nobody may take the
+                        // job for a success.
+                        Some(guard) if guard.disarmed_at.is_none() => format!(
+                            "{INTERRUPTED_MESSAGE}; a dead-man rollback was armed for it and \
+                             not disarmed: the router loads the backup taken before the script \
+                             at {} (scheduler entry `{}`, backup `{}.backup`) unless the entry \
+                             is removed",
+                            guard.fires_at.to_rfc3339(),
+                            guard.name,
+                            guard.name
+                        ),
+                        _ => INTERRUPTED_MESSAGE.to_owned(),
+                    };
                     let error = JobError {
                         code: INTERRUPTED.into(),
-                        message: INTERRUPTED_MESSAGE.into(),
+                        message,
                     };
                     let fail = JobTransition::Fail {
                         error,
@@ -643,6 +711,9 @@ pub(crate) fn new_job(
         has_backup: false,
         origin,
         endpoint: None,
+        changes: None,
+        rollback_after_secs: input.rollback_after_secs,
+        rollback: None,
     }
 }
 
@@ -755,6 +826,14 @@ pub(crate) fn apply(
             job.deleted_at = Some(now);
         }
         (JobTransition::Delete, _) => return Err(illegal(Deleted)),
+        (JobTransition::Guard(guard), Running) => job.rollback = Some(guard.clone()),
+        (JobTransition::Guard(_), _) => return Err(illegal(Running)),
+        (JobTransition::Returned, Failed) if job.rollback.is_some() => {
+            if let Some(guard) = &mut job.rollback {
+                guard.returned_at.get_or_insert(now);
+            }
+        }
+        (JobTransition::Returned, _) => return Err(illegal(Failed)),
     }
     Ok(())
 }
@@ -808,6 +887,7 @@ pub(crate) mod tests {
             express_execute: false,
             needs_acknowledgement: true,
             notify_url: Some("https://example.com/notify".into()),
+            rollback_after_secs: None,
         }
     }
 
@@ -1198,6 +1278,37 @@ pub(crate) mod tests {
         );
     }
 
+    #[test]
+    fn diffs_are_sealed_at_rest_and_their_shape_is_on_the_job() {
+        let (_dir, store) = open();
+        let (job, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        assert_eq!(store.get_diff(&job.id).expect("none yet"), None);
+        let diff = "--- before\n+++ after\n+/ppp secret add password=hunter2\n";
+        let changes = JobChanges {
+            added: 1,
+            removed: 0,
+            digest: "d".into(),
+        };
+        store
+            .put_diff(&job.id, diff, changes.clone())
+            .expect("diff");
+        assert_eq!(store.get_job(&job.id).expect("get").changes, Some(changes));
+        assert_eq!(
+            store.get_diff(&job.id).expect("open").as_deref(),
+            Some(diff)
+        );
+        let raw = store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(JOB_DIFFS)?
+                    .get(job.seq_id)?
+                    .map(|b| b.value().to_vec())
+                    .expect("diff row"))
+            })
+            .expect("read raw");
+        assert!(!raw.windows(7).any(|w| w == b"hunter2"), "sealed at rest");
+    }
+
     fn raw_backup(store: &Store, id: &str) -> Vec<u8> {
         store
             .read(|tx| {
@@ -1289,6 +1400,67 @@ pub(crate) mod tests {
             store.get_backup(&job.id).expect("open").as_deref(),
             Some(&plain[..])
         );
+    }
+
+    #[test]
+    fn a_job_stopped_mid_guard_is_interrupted_and_names_the_pending_restore() {
+        let (dir, store) = open();
+        let mut guarded = input("s1", None);
+        guarded.rollback_after_secs = Some(300);
+        let (job, _) = store.create_job(guarded, t(0)).expect("create");
+        let (done, _) = store.create_job(input("s1", None), t(0)).expect("create");
+        let guard = crate::store::RollbackGuard {
+            name: "yardmaster-rollback-x1".into(),
+            fires_at: t(301),
+            backup_file: None,
+            scheduler_entry: None,
+            router_fires_at: None,
+            disarmed_at: None,
+            returned_at: None,
+        };
+        for (id, g) in [(&job.id, guard.clone()), (&done.id, guard.clone())] {
+            store
+                .transition_job(id, JobTransition::Start, t(1))
+                .expect("start");
+            store
+                .transition_job(id, JobTransition::MarkSent, t(1))
+                .expect("sent");
+            store
+                .transition_job(id, JobTransition::Guard(g), t(1))
+                .expect("guard on record");
+        }
+        // The second one was disarmed before the stop: nothing is pending on its router.
+        let mut disarmed = guard;
+        disarmed.disarmed_at = Some(t(5));
+        store
+            .transition_job(&done.id, JobTransition::Guard(disarmed), t(5))
+            .expect("disarmed");
+        assert!(
+            store
+                .transition_job(&job.id, JobTransition::Returned, t(6))
+                .is_err(),
+            "only a failed job records a return"
+        );
+        drop(store);
+
+        let store = Store::open(dir.path()).expect("reopen");
+        let report = store.recover(t(10)).expect("recover");
+        assert_eq!(report.interrupted.len(), 2);
+        let failed = store.get_job(&job.id).expect("get");
+        let error = failed.error.expect("an error");
+        assert_eq!(error.code, INTERRUPTED);
+        assert!(
+            error.message.contains("dead-man rollback")
+                && error.message.contains("yardmaster-rollback-x1"),
+            "{}",
+            error.message
+        );
+        let other = store.get_job(&done.id).expect("get").error.expect("error");
+        assert!(!other.message.contains("dead-man"), "{}", other.message);
+        let back = store
+            .transition_job(&job.id, JobTransition::Returned, t(400))
+            .expect("a return is recorded on the failed job");
+        assert_eq!(back.rollback.and_then(|g| g.returned_at), Some(t(400)));
     }
 
     #[test]

@@ -55,14 +55,15 @@ pub use error::StoreError;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};
 pub use journal::EventAttempt;
 pub use records::{
-    AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobError, JobInput,
-    JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,
+    AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobChanges, JobError,
+    JobInput, JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,
     MAX_NAME_CHARS, MAX_PAGE, MAX_SCHEDULE_SCRIPT_CHARS, MAX_TARGETS, MissedRunPolicy, OutboxEvent,
-    OutboxState, Page, Recurrence, RecurrenceKind, Rollout, Run, RunStatus, SKIPPED, ScheduleInput,
-    SchedulePatch, ScheduleStatus, ScheduledScript, ScriptOrigin, Secret, Site, SiteInput,
-    SshSettings, TlsSettings, User,
+    OutboxState, Page, ROLLED_BACK, Recurrence, RecurrenceKind, RollbackGuard, Rollout, Run,
+    RunStatus, SKIPPED, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
+    ScriptOrigin, Secret, Site, SiteInput, SshSettings, TlsSettings, User,
 };
 pub(crate) use redact::is_secret as is_secret_name;
+pub(crate) use redact::text as redact_text;
 pub use schedules::{
     AUDIT_CREATED, AUDIT_DELETED, AUDIT_UPDATED, EVENT_APPROVAL_VOIDED, Launch, LaunchPlan,
 };
@@ -105,6 +106,13 @@ impl Store {
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// A job as [`Store::create_job`] would make it, without a store, for tests of code that
+/// reads jobs.
+#[cfg(test)]
+pub(crate) fn test_new_job(input: JobInput) -> Job {
+    jobs::new_job(input, 1, None, chrono::Utc::now())
 }
 
 #[cfg(test)]

@@ -364,6 +364,9 @@ pub struct ScheduledScript {
     /// script is edited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<ScriptOrigin>,
+    /// The dead-man rollback window of each of its jobs, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_after_secs: Option<u32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -412,6 +415,7 @@ pub struct ScheduleInput {
     pub acknowledged_risks: Vec<String>,
     /// Where the script came from, when from the library.
     pub origin: Option<ScriptOrigin>,
+    pub rollback_after_secs: Option<u32>,
     pub created_by: String,
 }
 
@@ -469,6 +473,8 @@ pub struct SchedulePatch {
     pub missed_runs: Option<MissedRunPolicy>,
     pub rollout: Option<Rollout>,
     pub acknowledged_risks: Option<Vec<String>>,
+    /// `Some(None)` removes the rollback window.
+    pub rollback_after_secs: Option<Option<u32>>,
 }
 
 /// The state of one occurrence of a schedule.
@@ -592,6 +598,58 @@ pub struct Job {
     /// a site that is reached any other way by the time its turn comes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// What the script changed in the exported configuration, when `make_backup` was set
+    /// and the export after the script was taken; the diff itself is kept apart, sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<JobChanges>,
+    /// The dead-man rollback window asked for, in seconds: the router restores the
+    /// backup taken before the script unless the engine reaches it again within it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_after_secs: Option<u32>,
+    /// The rollback as it was armed and settled, written before it is armed on the
+    /// router, so an engine that stops mid-guard knows it was there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackGuard>,
+}
+
+/// Error code of a job whose router could not be reached after its guarded script: the
+/// router restores the backup taken before the script.
+pub const ROLLED_BACK: &str = "rolled_back";
+
+/// One job's dead-man rollback on its router.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackGuard {
+    /// The name of the backup and the scheduler entry on the router.
+    pub name: String,
+    /// When the router restores the backup, by the engine's clock.
+    pub fires_at: DateTime<Utc>,
+    /// Set once the router confirmed it armed: the backup file and the scheduler entry,
+    /// and the deadline as the router wrote it.
+    #[serde(default)]
+    pub backup_file: Option<String>,
+    #[serde(default)]
+    pub scheduler_entry: Option<String>,
+    #[serde(default)]
+    pub router_fires_at: Option<String>,
+    /// When the engine reached the router again after the script and removed the entry
+    /// and the backup: all is well.
+    #[serde(default)]
+    pub disarmed_at: Option<DateTime<Utc>>,
+    /// When the router, cut off by the script, answered again after restoring itself.
+    #[serde(default)]
+    pub returned_at: Option<DateTime<Utc>>,
+}
+
+/// The shape of a job's diff, kept on the job so a run's sites can be grouped by what
+/// changed without opening any sealed diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobChanges {
+    /// Lines the script added to the export, and lines it removed.
+    pub added: u32,
+    pub removed: u32,
+    /// SHA-256 (hex) of the changed lines in order, without positions: two sites whose
+    /// scripts changed the same lines share it, wherever those lines sit in their exports.
+    pub digest: String,
 }
 
 /// What creates a job (seed 001's asynchronous request, plus its target).
@@ -613,6 +671,9 @@ pub struct JobInput {
     pub needs_acknowledgement: bool,
     #[serde(default)]
     pub notify_url: Option<String>,
+    /// The dead-man rollback window, in seconds ([`Job::rollback_after_secs`]).
+    #[serde(default)]
+    pub rollback_after_secs: Option<u32>,
 }
 
 fn yes() -> bool {
@@ -672,6 +733,11 @@ pub enum JobTransition {
     Requeue,
     /// any status but running -> deleted.
     Delete,
+    /// running: records the job's dead-man rollback as it stands (planned, armed or
+    /// disarmed), without changing its status.
+    Guard(RollbackGuard),
+    /// failed with a rollback: the router answered again after restoring itself.
+    Returned,
 }
 
 /// Someone who can create and authorize schedules.

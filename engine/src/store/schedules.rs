@@ -101,6 +101,7 @@ impl Store {
             rollout: input.rollout,
             acknowledged_risks: input.acknowledged_risks,
             origin: input.origin,
+            rollback_after_secs: input.rollback_after_secs,
             created_at: now,
             updated_at: now,
         };
@@ -214,6 +215,7 @@ impl Store {
                 missed_runs,
                 rollout,
                 acknowledged_risks,
+                rollback_after_secs,
             } = patch;
             if let Some(v) = description {
                 new.description = v;
@@ -263,6 +265,9 @@ impl Store {
             if let Some(mut v) = acknowledged_risks {
                 crate::lint::policy::normalize(&mut v);
                 new.acknowledged_risks = v;
+            }
+            if let Some(v) = rollback_after_secs {
+                new.rollback_after_secs = v;
             }
             as_input(&new).validate()?;
             let changed = changed_fields(&old, &new);
@@ -627,6 +632,7 @@ impl Store {
                         express_execute: true,
                         needs_acknowledgement: true,
                         notify_url: None,
+                        rollback_after_secs: old.rollback_after_secs,
                     };
                     let mut job = new_job(input, seq, Some(origin.clone()), now);
                     job.endpoint = targets
@@ -923,6 +929,7 @@ const BOUND_FIELDS: &[&str] = &[
     "make_backup",
     "abort_if_offline",
     "acknowledged_risks",
+    "rollback_after",
 ];
 
 /// Why an authorization was refused without anything being written.
@@ -956,6 +963,10 @@ fn changed_fields(old: &ScheduledScript, new: &ScheduledScript) -> Vec<&'static 
     check(
         "abort_if_offline",
         old.abort_if_offline != new.abort_if_offline,
+    );
+    check(
+        "rollback_after",
+        old.rollback_after_secs != new.rollback_after_secs,
     );
     check("notify", old.notify != new.notify);
     check("summary", old.summary != new.summary);
@@ -1137,6 +1148,7 @@ fn as_input(s: &ScheduledScript) -> ScheduleInput {
         rollout: s.rollout,
         acknowledged_risks: s.acknowledged_risks.clone(),
         origin: s.origin.clone(),
+        rollback_after_secs: s.rollback_after_secs,
         created_by: s.created_by.clone(),
     }
 }

@@ -73,6 +73,9 @@ pub(crate) const META_JOB_COUNTS: &str = "job_counts_complete";
 /// seq_id -> backup, sealed by the store's vault (nonce then ciphertext, bound to the job
 /// id and seq), apart from the job so listing jobs stays cheap.
 pub(crate) const JOB_BACKUPS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_backups");
+/// seq_id -> unified diff of the export before and after the job's script, sealed as the
+/// backups are. Made on the first diff written: a database without it has no diffs.
+pub(crate) const JOB_DIFFS: TableDefinition<u64, &[u8]> = TableDefinition::new("job_diffs");
 /// (organization, idempotency key) -> seq_id.
 pub(crate) const IDEMPOTENCY: TableDefinition<(&str, &str), u64> =
     TableDefinition::new("idempotency");

@@ -11,13 +11,14 @@
 //! host's TLS (rustls) does not offer: such a router needs a certificate (a self-signed
 //! one with its fingerprint pinned on the site is enough).
 
+mod rollback;
 mod session;
 
 use std::time::Duration;
 
 use yardmaster_plugin_sdk::net::Connection;
 use yardmaster_plugin_sdk::transport::{
-    BackupResult, CommandReply, ProbeResult, Target, Transport, TransportError,
+    Armed, BackupResult, CommandReply, ProbeResult, Rollback, Target, Transport, TransportError,
 };
 use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
 
@@ -260,8 +261,21 @@ impl Transport for RouterOsApi {
     }
 }
 
+impl Rollback for RouterOsApi {
+    fn arm(target: Target, name: String, seconds: u32) -> Result<Armed, TransportError> {
+        with_session(&target, |session| {
+            rollback::arm(session, &target, &name, seconds)
+        })
+    }
+
+    fn disarm(target: Target, armed: Armed) -> Result<(), TransportError> {
+        with_session(&target, |session| rollback::disarm(session, &armed))
+    }
+}
+
 yardmaster_plugin_sdk::export_transport!(
     RouterOsApi,
     default_port = API_PORT,
-    default_tls_port = API_SSL_PORT
+    default_tls_port = API_SSL_PORT,
+    rollback
 );

@@ -93,7 +93,9 @@ const MAX_BULK: usize = 1000;
         AuthorizationRequested,
         BulkDeleted,
         TypeParam,
-        FrequencyParam
+        FrequencyParam,
+        crate::runner::diff::ChangesSummary,
+        crate::runner::diff::ChangeGroup
     )),
     tags((name = "Scheduled scripts", description = "Scripts run on many sites at a future time, once or on a recurrence, after a second person approves them."))
 )]
@@ -132,14 +134,21 @@ fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, Ap
     }
 }
 
-/// The schedule as the API shows it, with the progress of its latest run.
+/// The schedule as the API shows it, with the progress of its latest run and what it
+/// changed.
 fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<ScheduleView, ApiError> {
-    let progress = progress_of(store, &s)?;
-    Ok(ScheduleView::new(s, progress, now))
+    let (progress, jobs) = latest_run(store, &s)?;
+    let changes = crate::runner::diff::summarize(&jobs);
+    let mut view = ScheduleView::new(s, progress, now);
+    view.changes = changes;
+    Ok(view)
 }
 
-/// Where the schedule's latest run stands, site by site.
-fn progress_of(store: &Store, s: &ScheduledScript) -> Result<model::Progress, ApiError> {
+/// Where the schedule's latest run stands, site by site, and that run's jobs.
+fn latest_run(
+    store: &Store,
+    s: &ScheduledScript,
+) -> Result<(model::Progress, Vec<crate::store::Job>), ApiError> {
     let run = store.last_run(&s.id)?;
     let jobs = match &run {
         Some(run) => store.run_jobs(&s.id, run.occurrence)?,
@@ -154,7 +163,7 @@ fn progress_of(store: &Store, s: &ScheduledScript) -> Result<model::Progress, Ap
             tagged.extend(store.site_ids_with_tag(&s.organization, tag)?);
         }
     }
-    Ok(model::progress(s, run.as_ref(), &jobs, &tagged))
+    Ok((model::progress(s, run.as_ref(), &jobs, &tagged), jobs))
 }
 
 /// Where a scheduled script's latest run stands (seed 002): the sites it completed on,
@@ -181,7 +190,7 @@ async fn progress(
     let store = state.store.clone();
     let p = blocking(move || {
         let s = owned(&store, &id, &caller)?;
-        progress_of(&store, &s)
+        Ok(latest_run(&store, &s)?.0)
     })
     .await?;
     Ok(Json(p))
@@ -221,6 +230,28 @@ fn check_targets(
             "test_site_id",
             format!("no site `{id}` in your organization"),
         ));
+    }
+    Ok(())
+}
+
+/// `rollback_after` in seconds, or 422 naming the field.
+fn window(text: Option<&str>) -> Result<Option<u32>, ApiError> {
+    text.map(crate::runner::rollback::parse_window)
+        .transpose()
+        .map_err(|m| ApiError::validation("rollback_after", m))
+}
+
+/// Every site named (and the test site) must be reached through a transport that can arm
+/// a dead-man rollback; a site a tag brings in is checked when its job runs, and fails
+/// there before anything is sent.
+fn check_rollback(
+    state: &AppState,
+    sites: &[String],
+    test_site: Option<&str>,
+) -> Result<(), ApiError> {
+    for id in sites.iter().map(String::as_str).chain(test_site) {
+        let site = state.store.get_site(id)?;
+        super::jobs::check_rollback(state, &site)?;
     }
     Ok(())
 }
@@ -403,7 +434,9 @@ async fn create(
         },
     )
     .await?;
+    let rollback_after_secs = window(body.rollback_after.as_deref())?;
     let input = ScheduleInput {
+        rollback_after_secs,
         organization: caller.org().to_owned(),
         description: body.description,
         script,
@@ -432,6 +465,9 @@ async fn create(
             &input.tags,
             input.test_site_id.as_deref(),
         )?;
+        if input.rollback_after_secs.is_some() {
+            check_rollback(&state, &input.sites, input.test_site_id.as_deref())?;
+        }
         let created = store.create_schedule(input, now)?;
         view(&store, created, now)
     })
@@ -707,7 +743,13 @@ async fn update(
             Some(None) => Some(None),
             None => None,
         };
+        let rollback_after_secs = match &body.rollback_after {
+            Some(Some(text)) => Some(window(Some(text))?),
+            Some(None) => Some(None),
+            None => None,
+        };
         let patch = SchedulePatch {
+            rollback_after_secs,
             description: body.description,
             script: body.script,
             sites: body.sites,
@@ -732,6 +774,18 @@ async fn update(
                 None => current.test_site_id.as_deref(),
             };
             check_targets(&store, caller.org(), sites, tags, test_site)?;
+        }
+        let guarded = match patch.rollback_after_secs {
+            Some(secs) => secs.is_some(),
+            None => current.rollback_after_secs.is_some(),
+        };
+        if guarded {
+            let sites = patch.sites.as_ref().unwrap_or(&current.sites);
+            let test_site = match &patch.test_site_id {
+                Some(t) => t.as_deref(),
+                None => current.test_site_id.as_deref(),
+            };
+            check_rollback(&state, sites, test_site)?;
         }
         let updated = store.update_schedule(&id, patch, caller.user_id(), now)?;
         view(&store, updated, now)

@@ -151,6 +151,12 @@ pub(crate) struct CreateBody {
     #[serde(default)]
     #[schema(example = json!(["factory-reset"]))]
     pub acknowledged_risks: Vec<String>,
+    /// Dead-man rollback on each site (`30s`, `5m`, `1h30m`; 1s to 24h): the router saves
+    /// a backup before the script and restores it after this long unless the engine
+    /// reaches it again and disarms it. Part of what an approval covers.
+    #[serde(default)]
+    #[schema(example = "5m")]
+    pub rollback_after: Option<String>,
 }
 
 /// `PUT /scripts/scheduled/{id}`: the fields to change; absent fields keep their value,
@@ -184,6 +190,10 @@ pub(crate) struct UpdateBody {
     /// The whole list again (see `POST`); checked against the script as edited. A
     /// change returns the schedule to `unauthorized`, like an edit of the script.
     pub acknowledged_risks: Option<Vec<String>>,
+    /// `null` removes the rollback window.
+    #[serde(deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub rollback_after: Option<Option<String>>,
 }
 
 /// A field that is present (possibly `null`) becomes `Some`; an absent one stays `None`
@@ -280,6 +290,8 @@ pub(crate) struct ScheduleView {
     pub test_site_id: Option<String>,
     pub make_backup: bool,
     pub abort_if_offline: bool,
+    /// The dead-man rollback window of each job (`5m`), if any.
+    pub rollback_after: Option<String>,
     pub description: String,
     pub summary: Option<String>,
     pub script: String,
@@ -317,6 +329,10 @@ pub(crate) struct ScheduleView {
     /// linting every script of a listing would cost more than the listing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lint: Option<crate::lint::LintReport>,
+    /// What the latest run's scripts changed (with `make_backup`), its sites grouped by
+    /// identical diff; absent when no job of the run has a diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::runner::diff::ChangesSummary>,
 }
 
 impl ScheduleView {
@@ -346,6 +362,9 @@ impl ScheduleView {
             test_site_id: s.test_site_id,
             make_backup: s.make_backup,
             abort_if_offline: s.abort_if_offline,
+            rollback_after: s
+                .rollback_after_secs
+                .map(crate::runner::rollback::format_window),
             description: s.description,
             summary: s.summary,
             script: s.script,
@@ -369,6 +388,7 @@ impl ScheduleView {
             created_at: s.created_at,
             updated_at: s.updated_at,
             lint: None,
+            changes: None,
         }
     }
 }
@@ -579,6 +599,10 @@ pub(crate) struct RunView {
     pub jobs: Vec<RunJob>,
     /// True when the run has more jobs than one page carries (1000).
     pub jobs_truncated: bool,
+    /// What the run's scripts changed (with `make_backup`), its sites grouped by identical
+    /// diff, over the jobs listed; absent when none has a diff.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::runner::diff::ChangesSummary>,
 }
 
 impl RunView {
@@ -601,6 +625,7 @@ impl RunView {
                 pending: run.pending,
                 skipped: run.skipped,
             },
+            changes: crate::runner::diff::summarize(&jobs),
             jobs: jobs.into_iter().map(RunJob::from).collect(),
             jobs_truncated: false,
         }

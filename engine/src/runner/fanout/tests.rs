@@ -147,6 +147,7 @@ fn job_input(site: &str, script: &str, make_backup: bool) -> JobInput {
         express_execute: false,
         needs_acknowledgement: false,
         notify_url: None,
+        rollback_after_secs: None,
     }
 }
 
@@ -581,4 +582,53 @@ async fn shutdown_leaves_unstarted_jobs_pending() {
         3,
         "{statuses:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_guarded_job_on_a_transport_without_rollback_fails_once_and_sends_nothing() {
+    let env = env(Ipv4Addr::new(127, 40, 30, 1), 1, Vec::new(), quick()).await;
+    let router = env.fleet.router(0);
+    let site = env
+        .store
+        .create_site(
+            SiteInput {
+                organization: "org1".into(),
+                name: "over-ssh".into(),
+                address: router.address().ip().to_string(),
+                port: Some(router.address().port()),
+                transport: "ssh".into(),
+                username: "admin".into(),
+                password: Some(Secret::new(PASSWORD)),
+                tls: TlsSettings::default(),
+                tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
+            },
+            Utc::now(),
+        )
+        .expect("site")
+        .id;
+    let mut input = job_input(&site, ":log info \"guarded-over-ssh\"", false);
+    input.rollback_after_secs = Some(5);
+    let (created, _) = env.store.create_job(input, Utc::now()).expect("job");
+    let report = env
+        .runner
+        .run_jobs(
+            Selection::Jobs(vec![created.id.clone()]),
+            RunOptions::default(),
+            env.shutdown.clone(),
+        )
+        .await
+        .expect("run");
+    assert_eq!(report.failed, 1, "{report:?}");
+    let j = job(&env.store, &created.id);
+    assert_eq!(
+        j.error.as_ref().map(|e| e.code.as_str()),
+        Some(ROLLBACK_UNSUPPORTED),
+        "{j:?}"
+    );
+    assert_eq!((j.sent, j.attempts), (false, 1), "{j:?}");
+    assert_eq!(j.rollback, None, "nothing was planned on the router");
+    assert_eq!(runs_of(&env.fleet, 0, "guarded-over-ssh"), 0);
 }
