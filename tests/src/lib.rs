@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 /// How long a test waits for something the engine does eventually (a reload, a start).
 /// Generous on purpose: speed is the benchmarks' business, not the tests'.
+pub mod openai;
+
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The `yardmaster` binary built by this `cargo test` run.

@@ -7,7 +7,8 @@
 //! transport (the notifier plugins are removed, so a generated `notify_url` is never
 //! called), routes that run something on a router are pointed at a site whose address is
 //! a simulated router on 127.13.0.1, and routes that edit or delete a site get another
-//! site, so a generated address is never dialled. The stateful phase, which would chain
+//! site, so a generated address is never dialled; the generator plugin is pointed at an
+//! OpenAI-compatible stand-in on loopback. The stateful phase, which would chain
 //! created resources into later calls, is left out for the same reason.
 
 use std::process::{Child, Command, Stdio};
@@ -56,7 +57,10 @@ fn schemathesis() -> Command {
 #[test]
 fn every_operation_answers_as_documented() {
     let _router = Router::start();
+    // The generator answers from a stand-in on loopback, never a real model.
+    let model = yardmaster_tests::openai::OpenAiStandIn::start();
     let engine = Engine::start(EngineOptions {
+        config: model.config(5000),
         bundled: true,
         ..EngineOptions::default()
     });
@@ -96,8 +100,11 @@ fn every_operation_answers_as_documented() {
     };
     eventually("the notifier plugins to be unloaded", || {
         let list = plugins();
-        (list.contains("routeros-api") && !list.contains("webhook") && !list.contains("email"))
-            .then_some(())
+        (list.contains("routeros-api")
+            && list.contains("openai")
+            && !list.contains("webhook")
+            && !list.contains("email"))
+        .then_some(())
     });
     let site = call(
         "POST",

@@ -289,6 +289,7 @@ async fn an_engine_killed_mid_guard_says_so_and_the_router_still_restores_itself
             password: PASSWORD.into(),
             faults: vec!["delay=700".parse().expect("a fault")],
             ssh_port: None,
+            ssh_authorized_keys: Vec::new(),
         },
         async move {
             let mut stopped = stopped;

@@ -314,10 +314,13 @@ impl HostOptions {
 /// What the bundled plugins that reach fixed public services are granted when the
 /// operator's `[plugins.<name>] allow` says nothing: a fresh install can fetch community
 /// scripts from github.com. An `allow` of the operator's own replaces this list.
-const FIRST_PARTY_ALLOW: &[(&str, &[&str])] = &[(
-    "github",
-    &["api.github.com:443", "raw.githubusercontent.com:443"],
-)];
+const FIRST_PARTY_ALLOW: &[(&str, &[&str])] = &[
+    (
+        "github",
+        &["api.github.com:443", "raw.githubusercontent.com:443"],
+    ),
+    ("openai", &["api.openai.com:443"]),
+];
 
 /// The plugin host. Cheap to clone; all clones share one registry.
 #[derive(Clone)]
