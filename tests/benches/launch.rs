@@ -42,6 +42,7 @@ fn job(site: &str) -> JobInput {
         needs_acknowledgement: false,
         notify_url: None,
         rollback_after_secs: None,
+        script_origin: None,
     }
 }
 

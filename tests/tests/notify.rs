@@ -379,6 +379,7 @@ fn jobs(store: &Store, fleet: &InProcessFleet, per_site: usize, notify_url: &str
                 needs_acknowledgement: true,
                 notify_url: Some(notify_url.to_owned()),
                 rollback_after_secs: None,
+                script_origin: None,
             });
         }
     }

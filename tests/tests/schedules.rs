@@ -356,6 +356,7 @@ async fn an_idempotency_key_reused_returns_the_same_job_and_runs_once() {
         needs_acknowledgement: false,
         notify_url: None,
         rollback_after_secs: None,
+        script_origin: None,
     };
     let (first, created) = w
         .runner

@@ -90,9 +90,23 @@ pub(super) struct AsyncJob {
     /// What the job does, up to 100 characters.
     #[schema(max_length = 100, example = "Log test message")]
     description: String,
-    /// RouterOS commands, up to 2000 characters.
+    /// RouterOS commands, up to 2000 characters. Required unless the script comes from
+    /// the library (`template_id` or `community_script_id`).
     #[schema(max_length = 2000, example = ":log info test")]
-    script: String,
+    #[serde(default)]
+    script: Option<String>,
+    /// Render this template (of your organization, or a global one) as the script.
+    #[serde(default)]
+    template_id: Option<String>,
+    /// The template's version to render; the current one when absent.
+    #[serde(default)]
+    template_version: Option<u64>,
+    /// Values for the template's variables.
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    /// Run this community script, as pinned (it must be `ready`).
+    #[serde(default)]
+    community_script_id: Option<String>,
     /// Export the configuration before running the script; default false.
     #[serde(default)]
     make_backup: Option<bool>,
@@ -257,6 +271,10 @@ pub(super) struct JobDetail {
     rollback_after: Option<String>,
     /// The rollback as armed on the router and settled, if one was.
     rollback: Option<RollbackView>,
+    /// Where the script came from, when the job was made from a template or a community
+    /// script.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    script_origin: Option<crate::store::ScriptOrigin>,
 }
 
 /// A job's dead-man rollback: when the router restores its backup unless disarmed,
@@ -570,6 +588,18 @@ async fn asynchronous(
         .map(crate::runner::rollback::parse_window)
         .transpose()
         .map_err(|m| ApiError::validation("rollback_after", m))?;
+    let (script, script_origin) = super::scripts::library_script(
+        &state,
+        &caller,
+        super::scripts::LibraryChoice {
+            script: body.script,
+            template_id: body.template_id,
+            template_version: body.template_version,
+            variables: body.variables,
+            community_script_id: body.community_script_id,
+        },
+    )
+    .await?;
     let input = JobInput {
         rollback_after_secs,
         organization: caller.org().to_owned(),
@@ -577,11 +607,12 @@ async fn asynchronous(
         request_id: None,
         idempotency_key: Some(body.idempotency_key.unwrap_or_else(new_key)),
         description: body.description,
-        script: body.script,
+        script,
         make_backup: body.make_backup.unwrap_or(false),
         express_execute: body.express_execute.unwrap_or(false),
         needs_acknowledgement: body.needs_acknowledgement.unwrap_or(true),
         notify_url: body.notify_url,
+        script_origin,
     };
     input.validate().map_err(ApiError::from)?;
     // RouterOS would refuse the script after the engine reached the router: refused here.
@@ -759,6 +790,7 @@ async fn show(
                 disarmed_at: stamp_opt(g.disarmed_at),
                 returned_at: stamp_opt(g.returned_at),
             }),
+            script_origin: job.script_origin,
         },
     }))
 }

@@ -240,6 +240,7 @@ mod tests {
             needs_acknowledgement: false,
             notify_url: None,
             rollback_after_secs: None,
+            script_origin: None,
         };
         let mut job = crate::store::test_new_job(input);
         job.changes = changes;

@@ -136,6 +136,7 @@ fn job_input(key: &str) -> JobInput {
         needs_acknowledgement: true,
         notify_url: None,
         rollback_after_secs: None,
+        script_origin: None,
     }
 }
 

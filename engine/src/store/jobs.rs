@@ -713,6 +713,7 @@ pub(crate) fn new_job(
         endpoint: None,
         changes: None,
         rollback_after_secs: input.rollback_after_secs,
+        script_origin: input.script_origin,
         rollback: None,
     }
 }
@@ -888,6 +889,7 @@ pub(crate) mod tests {
             needs_acknowledgement: true,
             notify_url: Some("https://example.com/notify".into()),
             rollback_after_secs: None,
+            script_origin: None,
         }
     }
 

@@ -610,6 +610,9 @@ pub struct Job {
     /// router, so an engine that stops mid-guard knows it was there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackGuard>,
+    /// Where the script came from when the job was made from the library.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_origin: Option<ScriptOrigin>,
 }
 
 /// Error code of a job whose router could not be reached after its guarded script: the
@@ -674,6 +677,9 @@ pub struct JobInput {
     /// The dead-man rollback window, in seconds ([`Job::rollback_after_secs`]).
     #[serde(default)]
     pub rollback_after_secs: Option<u32>,
+    /// Where the script came from, when from the library ([`Job::script_origin`]).
+    #[serde(default)]
+    pub script_origin: Option<ScriptOrigin>,
 }
 
 fn yes() -> bool {

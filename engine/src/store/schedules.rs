@@ -633,6 +633,7 @@ impl Store {
                         needs_acknowledgement: true,
                         notify_url: None,
                         rollback_after_secs: old.rollback_after_secs,
+                        script_origin: None,
                     };
                     let mut job = new_job(input, seq, Some(origin.clone()), now);
                     job.endpoint = targets

@@ -476,18 +476,18 @@ async fn create(
 }
 
 /// Where a new schedule's script comes from: given, or from the library.
-struct LibraryChoice {
-    script: Option<String>,
-    template_id: Option<String>,
-    template_version: Option<u64>,
-    variables: std::collections::BTreeMap<String, String>,
-    community_script_id: Option<String>,
+pub(super) struct LibraryChoice {
+    pub script: Option<String>,
+    pub template_id: Option<String>,
+    pub template_version: Option<u64>,
+    pub variables: std::collections::BTreeMap<String, String>,
+    pub community_script_id: Option<String>,
 }
 
 /// The script a schedule will run, with its origin when it comes from the library: a
 /// template rendered with the caller's values (a private one of the caller's
 /// organization, or a global one), or a community script as pinned. Exactly one source.
-async fn library_script(
+pub(super) async fn library_script(
     state: &AppState,
     caller: &Caller,
     choice: LibraryChoice,

@@ -148,6 +148,7 @@ fn job_input(site: &str, script: &str, make_backup: bool) -> JobInput {
         needs_acknowledgement: false,
         notify_url: None,
         rollback_after_secs: None,
+        script_origin: None,
     }
 }
 
