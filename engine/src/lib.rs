@@ -22,6 +22,8 @@
 //!   global templates read from `templates_dir`.
 //! - [`community`]: the community library's processor: submissions fetched through the
 //!   `github` script-source plugin, pinned to a commit, from a durable queue.
+//! - [`summaries`]: what each script does, in a sentence: written by the generator
+//!   plugin, or from the linter's parse without one.
 //! - [`server`]: `yardmaster serve`, tying the pieces together with graceful shutdown.
 //! - [`client`]: the small HTTP client the CLI uses to talk to a running engine.
 //! - [`cli`]: the client commands (`site`, `script`, `job`, `token create`).
@@ -49,4 +51,5 @@ pub mod scheduler;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod summaries;
 pub mod templates;

@@ -171,6 +171,11 @@ pub async fn run(
             );
         }
     }
+    tokio::spawn(crate::summaries::run(
+        store.clone(),
+        host.clone(),
+        stopped.clone().wait(),
+    ));
     let community = crate::community::Wake::default();
     tokio::spawn(crate::community::run(
         store.clone(),

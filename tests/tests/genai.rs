@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use yardmaster_tests::openai::{Canned, OpenAiStandIn};
-use yardmaster_tests::{Engine, EngineOptions, Response, http_as};
+use yardmaster_tests::{Engine, EngineOptions, Response, eventually, http_as};
 
 fn start() -> (Engine, OpenAiStandIn, String) {
     let model = OpenAiStandIn::start();
@@ -217,4 +217,81 @@ fn failures_are_retried_or_final_and_credentials_never_reach_the_model() {
     // Every request carried the key only in its header, never in a prompt.
     let all = serde_json::to_string(&model.received()).expect("json");
     assert!(!all.contains("sk-test"), "{all}");
+}
+
+/// A schedule whose summary appears once written, and whose edit is summarized again.
+fn summary_of(engine: &Engine, token: &str, script: &str) -> (String, String) {
+    let site = http_as(
+        engine.addr,
+        "POST",
+        "/sites",
+        Some(&json!({"name": "summarized", "address": "127.19.0.9", "username": "a", "password": "b"})),
+        Some(token),
+    )
+    .expect("site");
+    let created = http_as(
+        engine.addr,
+        "POST",
+        "/scripts/scheduled",
+        Some(&json!({
+            "description": "summarized",
+            "script": script,
+            "sites": [site.body["id"]],
+            "launch_at": "2099-01-01T00:00:00Z",
+        })),
+        Some(token),
+    )
+    .expect("schedule");
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    let summary = eventually("the summary to be written", || {
+        let r = http_as(
+            engine.addr,
+            "GET",
+            &format!("/scripts/scheduled/{id}"),
+            None,
+            Some(token),
+        )
+        .ok()?;
+        r.body["summary"].as_str().map(str::to_owned)
+    });
+    (id, summary)
+}
+
+#[test]
+fn summaries_are_written_by_the_generator_or_from_the_parse() {
+    let (engine, model, token) = start();
+    model.push(Canned::content(
+        "Writes a greeting to the router's log.",
+        None,
+    ));
+    let (id, summary) = summary_of(&engine, &token, ":log info \"hello\"\n");
+    assert_eq!(summary, "Writes a greeting to the router's log.");
+    // The client does not write it.
+    let refused = http_as(
+        engine.addr,
+        "PUT",
+        &format!("/scripts/scheduled/{id}"),
+        Some(&json!({"summary": "mine"})),
+        Some(&token),
+    )
+    .expect("put");
+    assert!(
+        refused.status >= 400 && refused.status < 500,
+        "{}",
+        refused.text
+    );
+
+    // Without a generator the summary comes from the parse.
+    let bare = Engine::start(EngineOptions::default());
+    let token = bare.token_for("alice", "gen-org", &["all"], 3600);
+    let (_, summary) = summary_of(
+        &bare,
+        &token,
+        "/ip firewall filter add chain=input action=accept\n:log info \"done\"\n",
+    );
+    assert_eq!(
+        summary,
+        "Adds 1 entry to /ip firewall filter; logs 1 message."
+    );
 }

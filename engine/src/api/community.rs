@@ -111,8 +111,10 @@ pub(super) struct CommunityView {
     failure: Option<String>,
     /// The file name.
     name: Option<String>,
-    /// A summary: the repository's description.
+    /// The repository's description.
     description: Option<String>,
+    /// What the script does, in a sentence, written by the engine once it is ready.
+    summary: Option<String>,
     /// Bytes of content.
     size: Option<usize>,
     readme_url: Option<String>,
@@ -156,6 +158,7 @@ fn view(s: CommunityScript, full: bool) -> CommunityView {
         failure: s.failure,
         name: f.as_ref().map(|f| f.name.clone()),
         description: f.as_ref().and_then(|f| f.repository.description.clone()),
+        summary: s.summary,
         size: f.as_ref().map(|f| f.content.len()),
         readme_url: f
             .as_ref()

@@ -38,6 +38,7 @@ use crate::store::Store;
 
 pub use auth::Caller;
 pub use error::ApiError;
+pub use genai::GENERATOR_PLUGIN;
 pub use openapi::document as openapi_document;
 pub use routes::{Access, Route, routes};
 

@@ -109,6 +109,9 @@ pub(super) struct TemplateView {
     author: Option<String>,
     /// Global templates are read-only.
     read_only: bool,
+    /// What the content does, in a sentence, written by the engine; null until written
+    /// (and for global templates).
+    summary: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     /// What the linter says of `content` (shown on one template, not in the listing).
@@ -128,6 +131,7 @@ impl From<Template> for TemplateView {
             version: t.version,
             author: Some(t.author),
             read_only: false,
+            summary: t.summary,
             created_at: t.created_at,
             updated_at: t.updated_at,
             lint: None,
@@ -137,6 +141,7 @@ impl From<Template> for TemplateView {
 
 impl From<GlobalTemplate> for TemplateView {
     fn from(t: GlobalTemplate) -> Self {
+        let summary = crate::lint::describe(&t.content);
         TemplateView {
             id: t.id,
             name: t.name,
@@ -147,6 +152,7 @@ impl From<GlobalTemplate> for TemplateView {
             version: 1,
             author: None,
             read_only: true,
+            summary: Some(summary),
             created_at: t.updated_at,
             updated_at: t.updated_at,
             lint: None,

@@ -17,6 +17,7 @@
 //! literal; code the linter cannot see (built at run time, named by reference, imported
 //! from a file) gets the `opaque-code` warning.
 
+mod describe;
 mod lexer;
 mod parser;
 pub mod policy;
@@ -28,6 +29,7 @@ mod tests;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+pub use describe::describe;
 use parser::{Command, Value};
 
 /// How much a finding matters.

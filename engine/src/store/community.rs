@@ -101,6 +101,9 @@ pub struct CommunityScript {
     /// Fetch attempts made.
     #[serde(default)]
     pub attempts: u32,
+    /// What the content does, in a sentence; written by the engine once it is ready.
+    #[serde(default)]
+    pub summary: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -181,6 +184,7 @@ impl Store {
                 sha: None,
                 sha256: None,
                 attempts: 0,
+                summary: None,
                 created_at: now,
                 updated_at: now,
             };
@@ -252,6 +256,13 @@ impl Store {
                     tx.open_table(COMMUNITY_BY_SOURCE)?.insert(
                         (s.github_url.as_str(), content.commit.as_str()),
                         s.id.as_str(),
+                    )?;
+                    super::queue_summary(
+                        tx,
+                        super::SummaryOf::Community,
+                        &s.id,
+                        &content.content,
+                        now,
                     )?;
                     s.fetched = Some(content);
                 }

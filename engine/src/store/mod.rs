@@ -32,6 +32,7 @@ mod records;
 mod redact;
 pub(crate) mod schedules;
 pub(crate) mod sites;
+mod summaries;
 mod tables;
 mod targets;
 mod templates;
@@ -67,6 +68,8 @@ pub(crate) use redact::text as redact_text;
 pub use schedules::{
     AUDIT_CREATED, AUDIT_DELETED, AUDIT_UPDATED, EVENT_APPROVAL_VOIDED, Launch, LaunchPlan,
 };
+pub(crate) use summaries::queue_summary;
+pub use summaries::{SummaryOf, SummaryTask};
 pub use targets::{Endpoint, Targets, differences};
 pub use templates::{
     AUDIT_TEMPLATE_CREATED, AUDIT_TEMPLATE_DELETED, AUDIT_TEMPLATE_UPDATED, MAX_TEMPLATE_CONTENT,

@@ -115,6 +115,13 @@ impl Store {
             tx.open_multimap_table(SCHEDULES_BY_ORG)?
                 .insert(schedule.organization.as_str(), schedule.id.as_str())?;
             save(tx, None, &schedule)?;
+            super::queue_summary(
+                tx,
+                super::SummaryOf::Schedule,
+                &schedule.id,
+                &schedule.script,
+                now,
+            )?;
             push_audit(
                 tx,
                 AuditInput {
@@ -273,6 +280,11 @@ impl Store {
             let changed = changed_fields(&old, &new);
             if changed.is_empty() {
                 return Ok(old);
+            }
+            if old.script != new.script {
+                // The summary was of the old script: a new one is written for this one.
+                new.summary = None;
+                super::queue_summary(tx, super::SummaryOf::Schedule, &new.id, &new.script, now)?;
             }
             // The lint policy is checked on the edited schedule whenever the script or
             // its acknowledged risks change, in this transaction, so two edits racing

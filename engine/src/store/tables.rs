@@ -120,6 +120,11 @@ pub(crate) const COMMUNITY_BY_SOURCE: TableDefinition<(&str, &str), &str> =
 pub(crate) const COMMUNITY_QUEUE: TableDefinition<(i64, &str), u32> =
     TableDefinition::new("community_queue");
 
+/// (record kind, record id) -> the summary still to write for its content (digest,
+/// attempts, when due): see `summaries`.
+pub(crate) const SUMMARY_QUEUE: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("summary_queue");
+
 /// channel id -> notification channel (settings, with its secrets sealed).
 pub(crate) const CHANNELS: TableDefinition<&str, &[u8]> = TableDefinition::new("channels");
 /// organization -> which secret signs its jobs' notify-url deliveries (a

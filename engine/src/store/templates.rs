@@ -62,6 +62,9 @@ pub struct Template {
     pub version: u64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// What the content does, in a sentence; written by the engine after each change.
+    #[serde(default)]
+    pub summary: Option<String>,
 }
 
 /// One version of a template, as it was written.
@@ -213,6 +216,7 @@ impl Store {
             version: 1,
             created_at: now,
             updated_at: now,
+            summary: None,
         };
         self.write(|tx| {
             let mut by_org = tx.open_multimap_table(TEMPLATES_BY_ORG)?;
@@ -225,6 +229,7 @@ impl Store {
             }
             by_org.insert(org, t.id.as_str())?;
             put(tx, &t)?;
+            super::queue_summary(tx, super::SummaryOf::Template, &t.id, &t.content, now)?;
             push_audit(
                 tx,
                 AuditInput {
@@ -292,7 +297,15 @@ impl Store {
                     format!("a template keeps at most {MAX_TEMPLATE_VERSIONS} versions"),
                 ));
             }
+            if input.content != old.content {
+                super::queue_summary(tx, super::SummaryOf::Template, id, &input.content, now)?;
+            }
             let t = Template {
+                summary: if input.content == old.content {
+                    old.summary.clone()
+                } else {
+                    None
+                },
                 name: input.name,
                 description: input.description,
                 content: input.content,

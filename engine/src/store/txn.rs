@@ -152,6 +152,7 @@ fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(COMMUNITY)?;
     tx.open_table(COMMUNITY_BY_SOURCE)?;
     tx.open_table(COMMUNITY_QUEUE)?;
+    tx.open_table(SUMMARY_QUEUE)?;
     Ok(())
 }
 

@@ -11,9 +11,10 @@
 //! exponential backoff with jitter; 401 and `insufficient_quota` are final.
 //!
 //! Configuration (`[plugins.openai.config]`): `base_url` (default
-//! `https://api.openai.com/v1`), `model` (default `gpt-4o-mini`), `api_key` (optional:
-//! servers that need none ignore it), `timeout` (milliseconds per request, default
-//! 60000), `max_attempts`.
+//! `https://api.openai.com/v1`), `model` (default `gpt-4o-mini`), `api_key` (needed for
+//! OpenAI; servers that need none ignore it), `timeout` (milliseconds per request,
+//! default 60000), `max_attempts`. Left with neither `api_key` nor another `base_url`,
+//! the plugin is not configured and answers so without sending anything.
 //!
 //! `chat` builds the requests and reads the answers (tested natively); `http` is the
 //! wasi:http part.
@@ -27,6 +28,8 @@ use yardmaster_plugin_sdk::generator::{
 };
 use yardmaster_plugin_sdk::{ConfigKey, PluginInfo, PluginKind, config};
 
+const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 struct Settings {
     base_url: String,
@@ -39,7 +42,7 @@ struct Settings {
 fn settings() -> Settings {
     Settings {
         base_url: config::get("base_url")
-            .unwrap_or_else(|| "https://api.openai.com/v1".into())
+            .unwrap_or_else(|| DEFAULT_BASE_URL.into())
             .trim_end_matches('/')
             .to_owned(),
         model: config::get("model").unwrap_or_else(|| "gpt-4o-mini".into()),
@@ -54,9 +57,23 @@ fn settings() -> Settings {
     }
 }
 
+/// OpenAI itself needs a key: without one (and no other `base_url`), the plugin is not
+/// configured, and says so without a request.
+fn configured(s: &Settings) -> Result<(), GenerateError> {
+    if s.api_key.is_none() && s.base_url == DEFAULT_BASE_URL {
+        return Err(GenerateError::Denied(
+            "the openai plugin is not configured: set api_key in [plugins.openai.config] for \
+             OpenAI, or base_url for a local model server (Ollama, llama.cpp, vLLM)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// One chat completion, retried as `chat::after_failure` says.
 #[cfg(target_arch = "wasm32")]
 fn complete(s: &Settings, body: &serde_json::Value) -> Result<serde_json::Value, GenerateError> {
+    configured(s)?;
     let url = format!("{}/chat/completions", s.base_url);
     let bytes = serde_json::to_vec(body).map_err(|e| GenerateError::Other(e.to_string()))?;
     let mut attempt = 0;
@@ -86,6 +103,7 @@ fn complete(s: &Settings, body: &serde_json::Value) -> Result<serde_json::Value,
 
 #[cfg(not(target_arch = "wasm32"))]
 fn complete(s: &Settings, _body: &serde_json::Value) -> Result<serde_json::Value, GenerateError> {
+    configured(s)?;
     Err(GenerateError::Unavailable(format!(
         "{}: the generator calls the API only inside the engine",
         s.base_url

@@ -450,7 +450,6 @@ async fn create(
         abort_if_offline: body.abort_if_offline,
         test_site_id: body.test_site_id,
         notify: body.notify,
-        summary: body.summary,
         missed_runs: body.missed_runs.map(Into::into).unwrap_or_default(),
         acknowledged_risks: body.acknowledged_risks,
         created_by: caller.user_id().to_owned(),
@@ -761,7 +760,6 @@ async fn update(
             abort_if_offline: body.abort_if_offline,
             test_site_id: body.test_site_id,
             notify: body.notify,
-            summary: body.summary,
             missed_runs: body.missed_runs.map(Into::into),
             acknowledged_risks: body.acknowledged_risks,
             ..SchedulePatch::default()

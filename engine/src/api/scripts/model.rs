@@ -135,9 +135,6 @@ pub(crate) struct CreateBody {
     /// Skip sites that are offline at launch instead of trying them until the job's timeout.
     #[serde(default)]
     pub abort_if_offline: bool,
-    /// What the script does, in a sentence.
-    #[serde(default)]
-    pub summary: Option<String>,
     #[serde(default)]
     #[schema(value_type = Option<RecurrenceDoc>)]
     pub recurrence: Option<RecurrenceSpec>,
@@ -180,9 +177,6 @@ pub(crate) struct UpdateBody {
     pub test_site_id: Option<Option<String>>,
     pub make_backup: Option<bool>,
     pub abort_if_offline: Option<bool>,
-    #[serde(deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
-    pub summary: Option<Option<String>>,
     #[serde(deserialize_with = "present")]
     #[schema(value_type = Option<RecurrenceDoc>)]
     pub recurrence: Option<Option<RecurrenceSpec>>,
@@ -293,6 +287,9 @@ pub(crate) struct ScheduleView {
     /// The dead-man rollback window of each job (`5m`), if any.
     pub rollback_after: Option<String>,
     pub description: String,
+    /// What the script does, in a sentence, written by the engine (by the generator
+    /// plugin, or from the linter's parse without one); null until written, and again
+    /// for a moment after the script changes.
     pub summary: Option<String>,
     pub script: String,
     pub status: Status,
