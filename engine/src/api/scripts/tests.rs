@@ -132,7 +132,6 @@ impl World {
             "test_site_id": self.sites[0],
             "make_backup": true,
             "abort_if_offline": true,
-            "summary": "Logs a greeting.",
         })
     }
 
@@ -392,7 +391,7 @@ async fn every_route_needs_its_scope_and_hides_other_organizations() {
         (
             "PUT",
             one.clone(),
-            Some(json!({"summary": "changed"})),
+            Some(json!({"notify": []})),
             &[scopes::SCRIPT_UPDATE],
         ),
         (
@@ -751,7 +750,7 @@ async fn an_edit_of_what_runs_resets_authorization_and_other_edits_do_not() {
             "PUT",
             &one,
             &w.alice(),
-            Some(json!({"description": "Editable (renamed)", "summary": null, "notify": []})),
+            Some(json!({"description": "Editable (renamed)", "notify": []})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -759,7 +758,6 @@ async fn an_edit_of_what_runs_resets_authorization_and_other_edits_do_not() {
         body["status"], "scheduled",
         "a new name does not change what runs"
     );
-    assert!(body["summary"].is_null());
 
     for change in [
         json!({"script": ":log info \"changed\""}),
