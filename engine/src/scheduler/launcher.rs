@@ -120,13 +120,28 @@ impl Launcher {
             }
             // Reap finished runs so the set does not grow.
             while runs.try_join_next().is_some() {}
+            let wait = self.wait_for_next().await;
             tokio::select! {
                 biased;
                 () = shutdown.clone().wait() => break,
-                () = tokio::time::sleep(self.tick) => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
         while runs.join_next().await.is_some() {}
+    }
+
+    /// How long to sleep before looking again: until the earliest launch the store knows
+    /// of when that comes before the next poll, so a schedule launches on its time rather
+    /// than up to a tick late; a tick otherwise (schedules approved meanwhile, or one due
+    /// already and in flight).
+    async fn wait_for_next(&self) -> Duration {
+        let store = self.store.clone();
+        let next = tokio::task::spawn_blocking(move || store.next_due_at()).await;
+        let now = Utc::now();
+        match next {
+            Ok(Ok(Some(at))) if at > now => (at - now).to_std().unwrap_or(self.tick).min(self.tick),
+            _ => self.tick,
+        }
     }
 
     /// Launches the due occurrence of one schedule, if any, and runs it to its end.

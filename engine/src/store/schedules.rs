@@ -547,6 +547,17 @@ impl Store {
         })
     }
 
+    /// The earliest launch time of any schedule that may launch (one read of the due
+    /// index's first key), so the launcher can wake for it rather than at its next poll.
+    pub fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .open_table(SCHEDULES_DUE)?
+                .first()?
+                .and_then(|(key, _)| DateTime::from_timestamp_millis(key.value().0)))
+        })
+    }
+
     /// Moves a schedule's next launch (missed occurrences skipped, a recurrence ended).
     pub fn set_next_launch(
         &self,
@@ -1530,8 +1541,11 @@ pub(crate) mod tests {
     #[test]
     fn editing_what_runs_resets_authorization_and_leaves_the_due_index() {
         let (_dir, store) = open();
+        assert_eq!(store.next_due_at().expect("next"), None);
         let s = authorized(&store, "s1");
         assert_eq!(s.status, ScheduleStatus::Scheduled);
+        // The launcher wakes for the one schedule that may launch, at its time.
+        assert_eq!(store.next_due_at().expect("next"), Some(t(3600)));
         assert_eq!(store.due_schedules(t(3600), 10).expect("due").len(), 1);
         assert!(
             store
