@@ -13,6 +13,11 @@ use crate::plugins::{self, Change, HostOptions, PluginHost};
 use crate::runner::fanout::{RunReport, Runner};
 use crate::scheduler::launcher::Launcher;
 
+/// The longest the launcher sleeps between looks at the due schedules. It wakes for the
+/// earliest launch, and whenever a schedule is created, edited, approved, cancelled or
+/// deleted, so this only bounds how late a launch could be after the wall clock jumps.
+const LAUNCHER_TICK: Duration = Duration::from_secs(10);
+
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -232,7 +237,7 @@ pub async fn run(
             runner.serve(stopped).await;
         })
     };
-    let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_secs(1));
+    let launcher = Launcher::new(store.clone(), runner.clone(), LAUNCHER_TICK);
     let scheduler = {
         let stopped = stopped.clone();
         tokio::spawn(async move { launcher.serve(stopped).await })

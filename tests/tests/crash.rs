@@ -255,3 +255,89 @@ fn sigkill_during_a_launch_never_runs_a_script_twice() {
     assert!(completed > 0);
     drop(simulator);
 }
+
+/// Job submissions are committed in groups: a SIGKILL in the middle of a burst from many
+/// clients must lose no job whose submission was answered. Every key a client saw
+/// accepted names a job after the restart.
+#[test]
+fn sigkill_during_a_burst_of_submissions_loses_no_acknowledged_job() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    const CLIENTS: usize = 16;
+    let engine = Engine::start(EngineOptions {
+        bundled: true,
+        ..EngineOptions::default()
+    });
+    // Nothing listens there: the jobs wait and retry, which is all this test needs.
+    let site = engine.add_site(&serde_json::json!({
+        "name": "unreachable",
+        "address": "127.8.250.1",
+        "port": 9,
+        "username": "admin",
+        "password": "pw",
+    }));
+    let token = engine.token(&["script:run"]);
+    let addr = engine.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (stop, acknowledged) = (stop.clone(), acknowledged.clone());
+            let (token, path) = (token.clone(), format!("/api/asynchronous/{site}"));
+            std::thread::spawn(move || {
+                for n in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let key = format!("burst-{client}-{n}");
+                    let body = serde_json::json!({
+                        "description": "burst",
+                        "script": ":log info burst",
+                        "express_execute": false,
+                        "idempotency_key": key,
+                    });
+                    match yardmaster_tests::http_as(addr, "POST", &path, Some(&body), Some(&token))
+                    {
+                        Ok(reply) if reply.status == 202 => {
+                            acknowledged.lock().expect("keys").push(key);
+                        }
+                        Ok(reply) => {
+                            panic!("submission {key} answered {}: {}", reply.status, reply.text)
+                        }
+                        // The engine is gone: this answer never came, so nothing was promised.
+                        Err(_) => break,
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("a few hundred acknowledged submissions", || {
+        (acknowledged.lock().expect("keys").len() >= 300).then_some(())
+    });
+    std::thread::sleep(kill_after(1) / 4);
+    let folder = engine.kill();
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("client");
+    }
+
+    let keys = acknowledged.lock().expect("keys").clone();
+    let store = Store::open(folder.path().join("data")).expect("store");
+    let missing: Vec<&String> = keys
+        .iter()
+        .filter(|key| {
+            store
+                .job_by_idempotency_key(yardmaster_tests::TEST_ORG, key)
+                .expect("lookup")
+                .is_none()
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged submissions were lost, e.g. {:?}",
+        missing.len(),
+        keys.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

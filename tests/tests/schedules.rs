@@ -745,3 +745,43 @@ async fn a_run_groups_its_sites_by_what_the_script_changed() {
         "{diff}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_approved_while_the_launcher_sleeps_launches_on_its_time_without_a_poll() {
+    let w = world(Ipv4Addr::new(127, 6, 31, 1), 2).await;
+    // A tick of an hour: the launcher looks once at start, finds nothing, and would not
+    // look again within this test unless the approval woke it.
+    let launcher = Launcher::new(w.store.clone(), w.runner.clone(), Duration::from_secs(3600));
+    let serving = tokio::spawn({
+        let (launcher, shutdown) = (launcher.clone(), w.shutdown.clone());
+        async move { launcher.serve(shutdown).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let schedule = authorized(
+        &w,
+        "woken",
+        ":log info \"woken\"",
+        ScheduleInput {
+            sites: w.sites.clone(),
+            ..ScheduleInput::default()
+        },
+    );
+    let launch_at = schedule.launch_at.expect("launch_at");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        match w.store.last_run(&schedule.id).expect("run") {
+            Some(run) if run.finished_at.is_some() => break run,
+            _ if tokio::time::Instant::now() > deadline => {
+                panic!("the schedule never launched: the launcher was not woken")
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    assert_eq!((run.completed, run.failed), (2, 0));
+    assert_eq!(runs_of(&w, "woken"), vec![1, 1]);
+    for job in w.store.run_jobs(&schedule.id, 0).expect("jobs") {
+        let started = job.started_at.expect("started");
+        assert!(started >= launch_at, "started {started} before {launch_at}");
+    }
+    serving.abort();
+}

@@ -122,16 +122,27 @@ fn lines(n: u32) -> String {
 
 /// Groups the jobs of a run that have a diff; `None` when none has one.
 pub fn summarize<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Option<ChangesSummary> {
+    summarize_sites(
+        jobs.into_iter()
+            .map(|job| (job.site_id.as_str(), job.changes.as_ref())),
+    )
+}
+
+/// Groups the sites of a run by the shape of their diffs (`None`: no diff); `None` when
+/// none has one.
+pub fn summarize_sites<'a>(
+    outcomes: impl IntoIterator<Item = (&'a str, Option<&'a JobChanges>)>,
+) -> Option<ChangesSummary> {
     let mut groups: BTreeMap<String, ChangeGroup> = BTreeMap::new();
     let mut unchanged = Vec::new();
     let mut any = false;
-    for job in jobs {
-        let Some(changes) = &job.changes else {
+    for (site_id, changes) in outcomes {
+        let Some(changes) = changes else {
             continue;
         };
         any = true;
         if changes.added == 0 && changes.removed == 0 {
-            unchanged.push(job.site_id.clone());
+            unchanged.push(site_id.to_owned());
             continue;
         }
         groups
@@ -143,7 +154,7 @@ pub fn summarize<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Option<ChangesS
                 sites: Vec::new(),
             })
             .sites
-            .push(job.site_id.clone());
+            .push(site_id.to_owned());
     }
     if !any {
         return None;

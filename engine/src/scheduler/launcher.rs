@@ -18,6 +18,9 @@ use crate::store::{JobStatus, LaunchPlan, MissedRunPolicy, ScheduledScript, Stor
 
 use super::MissedRuns;
 
+/// Most due schedules one look takes; with more due, the launcher looks again at once.
+const DUE_BATCH: usize = 100;
+
 /// How late a `run_once` schedule may still launch a missed occurrence.
 const GRACE: TimeDelta = TimeDelta::hours(1);
 
@@ -75,44 +78,24 @@ impl Launcher {
         }
     }
 
-    /// Looks for due schedules every `tick` until shutdown; the runs it starts are
-    /// awaited before it returns.
+    /// Launches due schedules until shutdown: it sleeps until the earliest launch the
+    /// store knows of, and wakes early when a schedule is created, edited, approved,
+    /// cancelled or deleted; `tick` bounds every sleep. The runs it starts are awaited
+    /// before it returns.
     pub async fn serve(&self, shutdown: Shutdown) {
         let mut runs = JoinSet::new();
         loop {
             let now = Utc::now();
             let due = {
                 let store = self.store.clone();
-                tokio::task::spawn_blocking(move || store.due_schedules(now, 100)).await
+                tokio::task::spawn_blocking(move || store.due_schedules(now, DUE_BATCH)).await
             };
+            let mut more_due = false;
             match due {
                 Ok(Ok(schedules)) => {
+                    more_due = schedules.len() == DUE_BATCH;
                     for schedule in schedules {
-                        let fresh = self
-                            .in_flight
-                            .lock()
-                            .map(|mut set| set.insert(schedule.id.clone()))
-                            .unwrap_or(false);
-                        if !fresh {
-                            continue;
-                        }
-                        let guard = InFlight {
-                            set: self.in_flight.clone(),
-                            id: schedule.id.clone(),
-                        };
-                        let (launcher, shutdown) = (self.clone(), shutdown.clone());
-                        runs.spawn(async move {
-                            let _guard = guard;
-                            let id = schedule.id.clone();
-                            match launcher.launch(schedule, now, shutdown).await {
-                                Ok(outcome) => {
-                                    tracing::info!(schedule = %id, ?outcome, "schedule due")
-                                }
-                                Err(e) => {
-                                    tracing::error!(schedule = %id, error = %e, "launch failed")
-                                }
-                            }
-                        });
+                        self.start(schedule, now, &shutdown, &mut runs);
                     }
                 }
                 Ok(Err(e)) => tracing::error!(error = %e, "cannot read due schedules"),
@@ -120,26 +103,73 @@ impl Launcher {
             }
             // Reap finished runs so the set does not grow.
             while runs.try_join_next().is_some() {}
-            let wait = self.wait_for_next().await;
+            let wait = if more_due {
+                Duration::ZERO
+            } else {
+                self.wait_for_next(now).await
+            };
             tokio::select! {
                 biased;
                 () = shutdown.clone().wait() => break,
+                () = self.store.launches_changed() => {}
                 () = tokio::time::sleep(wait) => {}
             }
         }
         while runs.join_next().await.is_some() {}
     }
 
+    /// Starts the launch of one due schedule in `runs`, unless it is being launched.
+    fn start(
+        &self,
+        schedule: ScheduledScript,
+        now: DateTime<Utc>,
+        shutdown: &Shutdown,
+        runs: &mut JoinSet<()>,
+    ) {
+        let fresh = self
+            .in_flight
+            .lock()
+            .map(|mut set| set.insert(schedule.id.clone()))
+            .unwrap_or(false);
+        if !fresh {
+            return;
+        }
+        let guard = InFlight {
+            set: self.in_flight.clone(),
+            id: schedule.id.clone(),
+        };
+        let (launcher, shutdown) = (self.clone(), shutdown.clone());
+        runs.spawn(async move {
+            let _guard = guard;
+            let id = schedule.id.clone();
+            let outcome = launcher.launch(schedule, now, shutdown).await;
+            // A run that ended may leave its schedule due again (the next occurrence of
+            // a recurrence, a fleet batch after its test site): look at once.
+            launcher.store.wake_launcher();
+            match outcome {
+                Ok(outcome) => tracing::info!(schedule = %id, ?outcome, "schedule due"),
+                Err(e) => tracing::error!(schedule = %id, error = %e, "launch failed"),
+            }
+        });
+    }
+
     /// How long to sleep before looking again: until the earliest launch the store knows
-    /// of when that comes before the next poll, so a schedule launches on its time rather
-    /// than up to a tick late; a tick otherwise (schedules approved meanwhile, or one due
-    /// already and in flight).
-    async fn wait_for_next(&self) -> Duration {
+    /// of, passing over the schedules being launched (they stay due meanwhile), and at
+    /// most a tick. One that was due already at the look made at `looked` and is not
+    /// being launched (its launch failed) is looked at again after a tick, not at once.
+    async fn wait_for_next(&self, looked: DateTime<Utc>) -> Duration {
         let store = self.store.clone();
-        let next = tokio::task::spawn_blocking(move || store.next_due_at()).await;
+        let busy = self
+            .in_flight
+            .lock()
+            .map(|set| set.clone())
+            .unwrap_or_default();
+        let next = tokio::task::spawn_blocking(move || store.next_due_at(&busy)).await;
         let now = Utc::now();
         match next {
-            Ok(Ok(Some(at))) if at > now => (at - now).to_std().unwrap_or(self.tick).min(self.tick),
+            Ok(Ok(Some(at))) if at > looked => {
+                (at - now).to_std().unwrap_or(Duration::ZERO).min(self.tick)
+            }
             _ => self.tick,
         }
     }

@@ -149,6 +149,23 @@ impl StoreError {
         }
     }
 
+    /// The same failure for another caller of a shared commit: an I/O error keeps its OS
+    /// code (a full disk stays a full disk), anything else keeps its message.
+    pub(crate) fn copy_for_another(&self, path: &std::path::Path) -> StoreError {
+        let io = match self {
+            StoreError::Db(redb::Error::Io(io)) | StoreError::Io { source: io, .. } => Some(io),
+            _ => None,
+        };
+        let source = match io.and_then(std::io::Error::raw_os_error) {
+            Some(code) => std::io::Error::from_raw_os_error(code),
+            None => std::io::Error::other(self.to_string()),
+        };
+        StoreError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
     /// True for the errors a client caused by naming something that is already taken.
     pub fn is_conflict(&self) -> bool {
         matches!(

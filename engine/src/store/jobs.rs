@@ -18,10 +18,10 @@ use super::records::{
 };
 use super::tables::{
     IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_DIFFS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE,
-    META, META_JOB_COUNTS, META_JOB_SEQ,
+    META, META_JOB_COUNTS, META_JOB_SEQ, RUN_SITES,
 };
 use super::txn::{decode, encode, take_seq};
-use super::{Store, journal, schedules};
+use super::{Store, journal, outcomes, schedules};
 
 const KIND: &str = "job";
 /// Audit action of an asynchronous job someone submitted.
@@ -63,6 +63,8 @@ pub(crate) struct JobTables<'txn> {
     active: Table<'txn, (u8, u64), ()>,
     idempotency: Table<'txn, (&'static str, &'static str), u64>,
     counts: Table<'txn, &'static str, u64>,
+    /// Where each site of a schedule's run stands.
+    outcomes: Table<'txn, (&'static str, u64, &'static str), &'static [u8]>,
     /// Changes to the per-status counts not yet written, by `JobStatus as usize`; one
     /// write per status at [`JobTables::close`] instead of one per job.
     deltas: [i64; STATUSES.len()],
@@ -85,6 +87,7 @@ impl<'txn> JobTables<'txn> {
             active: tx.open_table(JOBS_ACTIVE)?,
             idempotency: tx.open_table(IDEMPOTENCY)?,
             counts: tx.open_table(JOB_COUNTS)?,
+            outcomes: tx.open_table(RUN_SITES)?,
             deltas: [0; STATUSES.len()],
         })
     }
@@ -148,6 +151,7 @@ impl<'txn> JobTables<'txn> {
         }
         self.put(&job)?;
         if before != job.status {
+            outcomes::record(&mut self.outcomes, &job)?;
             if let Some(code) = before.active_code() {
                 self.active.remove((code, seq))?;
             }
@@ -201,7 +205,7 @@ impl<'txn> JobTables<'txn> {
                 .insert((job.organization.as_str(), key.as_str()), job.seq_id)?;
         }
         self.recount(None, job.status);
-        Ok(())
+        outcomes::record(&mut self.outcomes, job)
     }
 }
 
@@ -218,20 +222,6 @@ impl Store {
             .ok_or_else(|| StoreError::not_found(KIND, "new job"))
     }
 
-    /// [`Store::create_job`] on behalf of `actor`: a job it creates is written with an
-    /// audit line (`job.submitted`) in the same transaction; a job found under the
-    /// idempotency key writes nothing, audit included.
-    pub fn create_job_by(
-        &self,
-        input: JobInput,
-        actor: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, bool), StoreError> {
-        let mut out = self.insert_jobs(vec![input], Some(actor), now)?;
-        out.pop()
-            .ok_or_else(|| StoreError::not_found(KIND, "new job"))
-    }
-
     /// Creates many jobs in one transaction (bulk loads and benchmarks), with the same
     /// idempotency rule as [`Store::create_job`] for each.
     pub fn create_jobs(
@@ -239,21 +229,31 @@ impl Store {
         inputs: Vec<JobInput>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Job, bool)>, StoreError> {
-        self.insert_jobs(inputs, None, now)
+        inputs.iter().try_for_each(JobInput::validate)?;
+        self.insert_jobs(inputs.into_iter().map(|i| (i, None)).collect(), now)
+    }
+
+    /// Creates jobs submitted by their actors in one transaction, each audited as
+    /// submitted, with the idempotency rule of [`Store::create_job`]; the inputs are
+    /// validated already.
+    pub(crate) fn insert_jobs_by(
+        &self,
+        inputs: Vec<(JobInput, String)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        self.insert_jobs(inputs.into_iter().map(|(i, a)| (i, Some(a))).collect(), now)
     }
 
     fn insert_jobs(
         &self,
-        inputs: Vec<JobInput>,
-        actor: Option<&str>,
+        inputs: Vec<(JobInput, Option<String>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Job, bool)>, StoreError> {
-        inputs.iter().try_for_each(JobInput::validate)?;
         self.write(|tx| {
             let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
             let mut tables = JobTables::open(tx)?;
             let mut out = Vec::with_capacity(inputs.len());
-            for input in inputs {
+            for (input, actor) in inputs {
                 if let Some(key) = &input.idempotency_key {
                     let existing = tables
                         .idempotency
@@ -267,7 +267,7 @@ impl Store {
                 let job = new_job(input, seq, None, now);
                 seq += 1;
                 tables.insert(&job)?;
-                if let Some(actor) = actor {
+                if let Some(actor) = &actor {
                     push_audit(tx, submitted(&job, actor, now))?;
                 }
                 out.push((job, true));
@@ -490,6 +490,7 @@ impl Store {
             let mut job = tables.get(seq)?;
             job.changes = Some(changes);
             tables.put(&job)?;
+            outcomes::record(&mut tables.outcomes, &job)?;
             let sealed = self
                 .vault
                 .seal_bytes(&diff_record(id, seq), diff.as_bytes())

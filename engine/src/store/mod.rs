@@ -25,9 +25,11 @@ mod channels;
 mod community;
 mod crypto;
 mod error;
+mod group;
 mod jobs;
 mod journal;
 pub mod listing;
+mod outcomes;
 mod records;
 mod redact;
 pub(crate) mod schedules;
@@ -55,6 +57,7 @@ pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};
 pub use journal::EventAttempt;
+pub use outcomes::{LatestRun, SiteOutcome, SiteState};
 pub use records::{
     AuditEntry, AuditInput, CANCELLED, DEFAULT_TRANSPORT, INTERRUPTED, Job, JobChanges, JobError,
     JobInput, JobOrigin, JobStatus, JobTransition, MAX_JOB_DESCRIPTION_CHARS, MAX_JOB_SCRIPT_CHARS,
@@ -86,6 +89,10 @@ pub struct Store {
     db: redb::Database,
     vault: crypto::Vault,
     path: PathBuf,
+    /// Signalled after every commit that may have moved a schedule's next launch.
+    launches: tokio::sync::Notify,
+    /// Job submissions waiting to share a commit.
+    submissions: group::Submissions,
 }
 
 impl Store {
@@ -100,7 +107,13 @@ impl Store {
         let vault = crypto::Vault::open(dir)?;
         let path = dir.join(DB_FILE);
         let db = redb::Database::create(&path)?;
-        let store = Store { db, vault, path };
+        let store = Store {
+            db,
+            vault,
+            path,
+            launches: tokio::sync::Notify::new(),
+            submissions: group::Submissions::default(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -108,6 +121,19 @@ impl Store {
     /// Where the database file lives.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Completes after a schedule was created, edited, approved, cancelled or deleted
+    /// (once the change committed): the launcher waits on it beside its timer, so a
+    /// launch moved closer is not left to the next look. A change made while nobody
+    /// waited is kept for the next waiter.
+    pub async fn launches_changed(&self) {
+        self.launches.notified().await;
+    }
+
+    /// Wakes whoever waits in [`Store::launches_changed`] (or the next to wait).
+    pub fn wake_launcher(&self) {
+        self.launches.notify_one();
     }
 }
 

@@ -105,7 +105,7 @@ impl Store {
             created_at: now,
             updated_at: now,
         };
-        self.write(|tx| {
+        self.write_launches(|tx| {
             claim_name(
                 tx,
                 &schedule.organization,
@@ -194,7 +194,7 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
-        self.write(|tx| {
+        self.write_launches(|tx| {
             let old = get(tx, id)?;
             if !matches!(
                 old.status,
@@ -404,7 +404,7 @@ impl Store {
         decision: Decision,
         now: DateTime<Utc>,
     ) -> Result<Result<ScheduledScript, Refusal>, StoreError> {
-        self.write(|tx| {
+        self.write_launches(|tx| {
             let old = get(tx, id)?;
             if old.status != ScheduleStatus::Unauthorized {
                 return Err(state(id, "only an unauthorized schedule can be authorized"));
@@ -446,7 +446,7 @@ impl Store {
         decision: Decision,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
-        self.write(|tx| {
+        self.write_launches(|tx| {
             let old = get(tx, id)?;
             if !matches!(
                 old.status,
@@ -489,7 +489,7 @@ impl Store {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.write(|tx| {
+        self.write_launches(|tx| {
             let old = get(tx, id)?;
             push_audit(
                 tx,
@@ -547,14 +547,23 @@ impl Store {
         })
     }
 
-    /// The earliest launch time of any schedule that may launch (one read of the due
-    /// index's first key), so the launcher can wake for it rather than at its next poll.
-    pub fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// The earliest launch time of any schedule that may launch, passing over those in
+    /// `skip` (schedules the launcher is launching already, which stay due meanwhile), so
+    /// the launcher can wake for it rather than at its next poll. Reads the due index
+    /// from its start, no further than `skip` requires.
+    pub fn next_due_at(
+        &self,
+        skip: &std::collections::HashSet<String>,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.read(|tx| {
-            Ok(tx
-                .open_table(SCHEDULES_DUE)?
-                .first()?
-                .and_then(|(key, _)| DateTime::from_timestamp_millis(key.value().0)))
+            for entry in tx.open_table(SCHEDULES_DUE)?.iter()? {
+                let (key, _) = entry?;
+                let (at, id) = key.value();
+                if !skip.contains(id) {
+                    return Ok(DateTime::from_timestamp_millis(at));
+                }
+            }
+            Ok(None)
         })
     }
 
@@ -1212,7 +1221,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn authorized(store: &Store, name: &str) -> ScheduledScript {
+    pub(crate) fn authorized(store: &Store, name: &str) -> ScheduledScript {
         let s = store
             .create_schedule(input("org1", name), t(0))
             .expect("create");
@@ -1541,11 +1550,15 @@ pub(crate) mod tests {
     #[test]
     fn editing_what_runs_resets_authorization_and_leaves_the_due_index() {
         let (_dir, store) = open();
-        assert_eq!(store.next_due_at().expect("next"), None);
+        let none = std::collections::HashSet::new();
+        assert_eq!(store.next_due_at(&none).expect("next"), None);
         let s = authorized(&store, "s1");
         assert_eq!(s.status, ScheduleStatus::Scheduled);
-        // The launcher wakes for the one schedule that may launch, at its time.
-        assert_eq!(store.next_due_at().expect("next"), Some(t(3600)));
+        // The launcher wakes for the one schedule that may launch, at its time, unless
+        // it is launching it already.
+        assert_eq!(store.next_due_at(&none).expect("next"), Some(t(3600)));
+        let busy = std::collections::HashSet::from([s.id.clone()]);
+        assert_eq!(store.next_due_at(&busy).expect("next"), None);
         assert_eq!(store.due_schedules(t(3600), 10).expect("due").len(), 1);
         assert!(
             store

@@ -16,7 +16,7 @@ use redb::{MultimapTableDefinition, TableDefinition};
 ///   the site id alone.
 /// - 3: a job's backup is sealed at rest.
 /// - 4: users are keyed by (organization, user id).
-pub(crate) const SCHEMA_VERSION: u64 = 4;
+pub(crate) const SCHEMA_VERSION: u64 = 5;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -54,6 +54,10 @@ pub(crate) const RUNS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::ne
 /// (schedule id, occurrence, site id) -> job seq_id: the never-twice ledger. Written in the
 /// same transaction as the job it names, and never removed.
 pub(crate) const LEDGER: TableDefinition<(&str, u64, &str), u64> = TableDefinition::new("ledger");
+/// (schedule id, occurrence, site id) -> where that site of the run stands (`outcomes`),
+/// written with every change of the job the ledger names.
+pub(crate) const RUN_SITES: TableDefinition<(&str, u64, &str), &[u8]> =
+    TableDefinition::new("run_sites");
 
 /// seq_id -> job (without its backup). Keyed by the monotonic sequence so inserts append.
 pub(crate) const JOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("jobs");

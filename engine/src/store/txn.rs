@@ -27,6 +27,17 @@ impl Store {
         Ok(out)
     }
 
+    /// [`Store::write`] for a change that may move a schedule's next launch: once it has
+    /// committed, whoever waits in [`Store::launches_changed`] is woken.
+    pub(crate) fn write_launches<T>(
+        &self,
+        f: impl FnOnce(&WriteTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let out = self.write(f)?;
+        self.wake_launcher();
+        Ok(out)
+    }
+
     /// Runs `f` against a consistent snapshot.
     pub(crate) fn read<T>(
         &self,
@@ -85,6 +96,13 @@ impl Store {
                     tracing::info!(sealed, "store schema 2 -> 3: backups sealed at rest");
                 }
                 3 => migrate_users_by_organization(tx)?,
+                4 => {
+                    let sites = super::outcomes::backfill(tx)?;
+                    tracing::info!(
+                        sites,
+                        "store schema 4 -> 5: each run's sites kept beside the run"
+                    );
+                }
                 _ => {
                     return Err(StoreError::SchemaUnknown {
                         path: path.to_owned(),
@@ -136,6 +154,7 @@ fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(SCHEDULES_DUE)?;
     tx.open_table(RUNS)?;
     tx.open_table(LEDGER)?;
+    tx.open_table(RUN_SITES)?;
     tx.open_table(JOBS)?;
     tx.open_table(JOB_IDS)?;
     tx.open_table(JOBS_BY_SITE)?;

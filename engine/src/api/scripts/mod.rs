@@ -137,24 +137,49 @@ fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, Ap
 /// The schedule as the API shows it, with the progress of its latest run and what it
 /// changed.
 fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<ScheduleView, ApiError> {
-    let (progress, jobs) = latest_run(store, &s)?;
-    let changes = crate::runner::diff::summarize(&jobs);
-    let mut view = ScheduleView::new(s, progress, now);
-    view.changes = changes;
-    Ok(view)
+    let id = s.id.clone();
+    let mut views = views(store, vec![s], now)?;
+    views
+        .pop()
+        .ok_or_else(|| ApiError::not_found(format!("schedule {id}")))
 }
 
-/// Where the schedule's latest run stands, site by site, and that run's jobs.
-fn latest_run(
+/// Several schedules as the API shows them; their latest runs are read in one snapshot,
+/// from where each site stands rather than from the jobs themselves.
+fn views(
+    store: &Store,
+    schedules: Vec<ScheduledScript>,
+    now: DateTime<Utc>,
+) -> Result<Vec<ScheduleView>, ApiError> {
+    let ids: Vec<&str> = schedules.iter().map(|s| s.id.as_str()).collect();
+    let latest = store.latest_runs(&ids)?;
+    schedules
+        .into_iter()
+        .zip(latest)
+        .map(|(s, latest)| {
+            let progress = progress_of(store, &s, &latest)?;
+            let changes = crate::runner::diff::summarize_sites(
+                latest
+                    .sites
+                    .iter()
+                    .map(|site| (site.site_id.as_str(), site.changes.as_ref())),
+            );
+            let mut view = ScheduleView::new(s, progress, now);
+            view.changes = changes;
+            Ok(view)
+        })
+        .collect()
+}
+
+/// Where the schedule's latest run stands, site by site; before the fleet is launched,
+/// the sites its tags reach now are pending too.
+fn progress_of(
     store: &Store,
     s: &ScheduledScript,
-) -> Result<(model::Progress, Vec<crate::store::Job>), ApiError> {
-    let run = store.last_run(&s.id)?;
-    let jobs = match &run {
-        Some(run) => store.run_jobs(&s.id, run.occurrence)?,
-        None => Vec::new(),
-    };
-    let awaiting = run
+    latest: &crate::store::LatestRun,
+) -> Result<model::Progress, ApiError> {
+    let awaiting = latest
+        .run
         .as_ref()
         .is_none_or(|r| r.awaiting_batches && r.finished_at.is_none());
     let mut tagged = Vec::new();
@@ -163,7 +188,7 @@ fn latest_run(
             tagged.extend(store.site_ids_with_tag(&s.organization, tag)?);
         }
     }
-    Ok((model::progress(s, run.as_ref(), &jobs, &tagged), jobs))
+    Ok(model::progress(s, latest, &tagged))
 }
 
 /// Where a scheduled script's latest run stands (seed 002): the sites it completed on,
@@ -190,7 +215,8 @@ async fn progress(
     let store = state.store.clone();
     let p = blocking(move || {
         let s = owned(&store, &id, &caller)?;
-        Ok(latest_run(&store, &s)?.0)
+        let latest = store.latest_runs(&[s.id.as_str()])?;
+        progress_of(&store, &s, latest.first().unwrap_or(&Default::default()))
     })
     .await?;
     Ok(Json(p))
@@ -373,11 +399,7 @@ fn list_data(
             ),
         ));
     }
-    let registries = listing
-        .items
-        .into_iter()
-        .map(|s| view(store, s, now))
-        .collect::<Result<Vec<_>, _>>()?;
+    let registries = views(store, listing.items, now)?;
     Ok(ListData {
         registries,
         paginate: query.paging.is_some(),

@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 
 use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
 use crate::store::{
-    Job, JobStatus, MissedRunPolicy, Recurrence, RecurrenceKind, Run, RunStatus, SKIPPED,
-    ScheduleStatus, ScheduledScript,
+    Job, JobStatus, LatestRun, MissedRunPolicy, Recurrence, RecurrenceKind, Run, RunStatus,
+    ScheduleStatus, ScheduledScript, SiteState,
 };
 
 /// A recurrence (seed 004): `ONE_TIME`, `HOURLY` every `hourly_interval` hours, `DAILY`,
@@ -390,29 +390,23 @@ impl ScheduleView {
     }
 }
 
-/// The progress of `s` from the jobs of its latest run; sites the run has not reached
-/// (or every target, before the first launch) are pending while more is to launch.
-pub(crate) fn progress(
-    s: &ScheduledScript,
-    run: Option<&Run>,
-    jobs: &[Job],
-    tagged: &[String],
-) -> Progress {
+/// The progress of `s` from where each site of its latest run stands; sites the run has
+/// not reached (or every target, before the first launch) are pending while more is to
+/// launch.
+pub(crate) fn progress(s: &ScheduledScript, latest: &LatestRun, tagged: &[String]) -> Progress {
     let mut p = Progress::default();
     let mut seen = BTreeSet::new();
-    for job in jobs {
-        seen.insert(job.site_id.as_str());
-        let list = match job.status {
-            JobStatus::Completed => &mut p.completed,
-            JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
-                &mut p.skipped
-            }
-            JobStatus::Failed | JobStatus::Deleted => &mut p.failed,
-            JobStatus::Pending | JobStatus::Loaded | JobStatus::Running => &mut p.pending,
+    for site in &latest.sites {
+        seen.insert(site.site_id.as_str());
+        let list = match site.state {
+            SiteState::Completed => &mut p.completed,
+            SiteState::Skipped => &mut p.skipped,
+            SiteState::Failed => &mut p.failed,
+            SiteState::Pending => &mut p.pending,
         };
-        list.push(job.site_id.clone());
+        list.push(site.site_id.clone());
     }
-    let more_to_launch = match run {
+    let more_to_launch = match &latest.run {
         None => !matches!(s.status, ScheduleStatus::Cancelled),
         Some(run) => run.awaiting_batches && run.finished_at.is_none(),
     };
