@@ -1,12 +1,19 @@
 //! HTTP API load benchmark: the real `yardmaster` binary with a simulated fleet, N sites
-//! (default 1,000, 200 of them simulated routers on 127.13.x.x) imported in one call and
-//! M scheduled scripts (default 1,000), loaded by `wrk` (Debian package `wrk`) over
+//! (default 2,000, 200 of them simulated routers on 127.13.x.x) and M scheduled scripts
+//! (default 1,000) stored before it starts, the first of them with a finished run on
+//! 2,000 sites, the others on 10 sites each; loaded by `wrk` (Debian package `wrk`) over
 //! loopback. Prints requests per second and latency percentiles for
 //!
-//! - `GET /scripts/scheduled?paginate=true&page=1&page_size=50` (listing), and
+//! - `GET /healthz` (what the server does with no work, for scale),
+//! - `GET /scripts/scheduled?paginate=true&page=1&page_size=50` (listing; the page holds
+//!   the 2,000-site run),
+//! - `GET /api/jobs/{id}` (one job), and
 //! - `POST /api/asynchronous/{router_id}` (job submission; a Lua script gives every
 //!   request its own idempotency key and cycles through the simulated routers, which
 //!   really run the jobs meanwhile).
+//!
+//! Run it with M = 1,000 and M = 100,000 to see that a page costs the same whatever the
+//! table holds.
 //!
 //! `cargo build --release -p yardmaster && cargo bench -p yardmaster-tests --bench http [-- SITES SCHEDULES SECONDS CONNECTIONS]`
 //!
@@ -16,11 +23,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Instant;
 
-use serde_json::{Value, json};
 use yardmaster::simulate::Profile;
 use yardmaster_tests::{Engine, EngineOptions, fleet, http};
 
 const ROUTERS: usize = 200;
+const ORG: &str = "bench";
 const PASSWORD: &str = "bench";
 
 fn arg(n: usize, default: usize) -> usize {
@@ -29,27 +36,6 @@ fn arg(n: usize, default: usize) -> usize {
         .nth(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
-}
-
-/// One request with a bearer token (the harness's `http` sends none).
-fn call(addr: SocketAddr, token: &str, method: &str, path: &str, body: Option<&Value>) -> Value {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    let payload = body.map(Value::to_string).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-        payload.len()
-    );
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("read");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    let status = head.split_whitespace().nth(1).unwrap_or("?");
-    assert!(
-        status.starts_with('2'),
-        "{method} {path} answered {status}: {body}"
-    );
-    serde_json::from_str(body).unwrap_or(Value::Null)
 }
 
 /// What wrk reported.
@@ -123,8 +109,8 @@ fn wrk(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let sites = arg(1, 1000).max(ROUTERS);
-    let schedules = arg(2, 1000);
+    let sites = arg(1, 2000).max(ROUTERS);
+    let schedules = arg(2, 1000).max(1);
     let seconds = arg(3, 10).max(1);
     let connections = arg(4, 32).max(2);
     let engine_binary = std::env::current_exe()
@@ -153,9 +139,15 @@ async fn main() {
     )
     .await;
     let addresses = routers.addresses();
+    let dir = tempfile::tempdir().expect("engine folder");
+    let data = dir.path().join("data");
+    let seeded = tokio::task::spawn_blocking(move || seed(&data, &addresses, sites, schedules))
+        .await
+        .expect("seed");
     let engine = tokio::task::spawn_blocking(|| {
         Engine::start(EngineOptions {
             bundled: true,
+            reuse: Some(dir),
             ..EngineOptions::default()
         })
     })
@@ -165,7 +157,7 @@ async fn main() {
         .expect("the engine's key");
     let token = auth.issue(&yardmaster::auth::Claims::new(
         "bench",
-        "bench",
+        ORG,
         yardmaster::auth::scopes::ALL
             .iter()
             .map(|s| s.to_string())
@@ -174,54 +166,45 @@ async fn main() {
         chrono::TimeDelta::hours(2),
     ));
     let addr = engine.addr;
-
-    let seeded = {
-        let token = token.clone();
-        tokio::task::spawn_blocking(move || seed(addr, &token, &addresses, sites, schedules))
-            .await
-            .expect("seed")
-    };
     let base = format!("http://{addr}");
     println!(
-        "http bench: engine at {base}, {sites} sites ({ROUTERS} simulated routers), {schedules} scheduled scripts; wrk -t2 -c{connections} -d{seconds}s"
+        "http bench: engine at {base}, {sites} sites ({ROUTERS} simulated routers), {schedules} scheduled scripts (one with a finished run on {} sites); wrk -t2 -c{connections} -d{seconds}s",
+        seeded.big_run
     );
-
-    let list_url = format!("{base}/scripts/scheduled?paginate=true&page=1&page_size=50");
-    {
+    let load = |name: &'static str, url: String, script: Option<std::path::PathBuf>| {
         let token = token.clone();
         tokio::task::spawn_blocking(move || {
-            wrk(
-                "GET /scripts/scheduled (page of 50)",
-                &list_url,
-                &token,
-                None,
-                seconds,
-                connections,
-            );
+            wrk(name, &url, &token, script.as_deref(), seconds, connections);
         })
+    };
+    load("GET /healthz", format!("{base}/healthz"), None)
         .await
         .expect("wrk");
-    }
+    load(
+        "GET /scripts/scheduled (page of 50)",
+        format!("{base}/scripts/scheduled?paginate=true&page=1&page_size=50"),
+        None,
+    )
+    .await
+    .expect("wrk");
+    load(
+        "GET /api/jobs/{id}",
+        format!("{base}/api/jobs/{}", seeded.job_id),
+        None,
+    )
+    .await
+    .expect("wrk");
 
-    let dir = tempfile::tempdir().expect("dir");
-    let lua = dir.path().join("submit.lua");
-    std::fs::write(&lua, submit_script(&seeded)).expect("lua");
-    {
-        let token = token.clone();
-        let base = base.clone();
-        tokio::task::spawn_blocking(move || {
-            wrk(
-                "POST /api/asynchronous/{router_id}",
-                &base,
-                &token,
-                Some(&lua),
-                seconds,
-                connections,
-            );
-        })
-        .await
-        .expect("wrk");
-    }
+    let scripts = tempfile::tempdir().expect("dir");
+    let lua = scripts.path().join("submit.lua");
+    std::fs::write(&lua, submit_script(&seeded.routers)).expect("lua");
+    load(
+        "POST /api/asynchronous/{router_id}",
+        base.clone(),
+        Some(lua),
+    )
+    .await
+    .expect("wrk");
     let health = http(addr, "GET", "/healthz", None).expect("healthz");
     println!(
         "engine still healthy after the load: {}",
@@ -231,76 +214,168 @@ async fn main() {
     routers.fleet.shutdown().await;
 }
 
-/// Imports the sites in one call and creates the schedules; gives the router site ids.
-fn seed(
-    addr: SocketAddr,
-    token: &str,
-    routers: &[SocketAddr],
-    sites: usize,
-    schedules: usize,
-) -> Vec<String> {
+/// What the seeding left for the load.
+struct Seeded {
+    /// Site ids of the simulated routers.
+    routers: Vec<String>,
+    /// A job of the big run.
+    job_id: String,
+    /// Sites of the big run.
+    big_run: usize,
+}
+
+/// Stores the sites, the schedules and one finished run on up to 2,000 sites, as an
+/// engine that has been working for a while holds them, before the engine starts.
+fn seed(data: &std::path::Path, routers: &[SocketAddr], sites: usize, schedules: usize) -> Seeded {
+    use yardmaster::store::{
+        JobTransition, LaunchPlan, ScheduleInput, Secret, SiteInput, Store, User,
+    };
     let started = Instant::now();
-    let rows: Vec<Value> = (0..sites)
-        .map(|i| match routers.get(i) {
-            Some(a) => json!({
-                "name": format!("router-{i:05}"), "address": a.ip().to_string(), "port": a.port(),
-                "username": "admin", "password": PASSWORD, "tags": ["simulated"],
-            }),
-            None => json!({
-                "name": format!("router-{i:05}"), "address": format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
-                "username": "admin", "password": PASSWORD,
-            }),
+    let store = Store::open(data).expect("store");
+    let now = chrono::Utc::now();
+    for id in ["alice", "bob"] {
+        store
+            .put_user(&User {
+                id: id.into(),
+                name: id.into(),
+                email: format!("{id}@example.com"),
+                organization: ORG.into(),
+                created_at: now,
+            })
+            .expect("user");
+    }
+    let inputs: Vec<SiteInput> = (0..sites)
+        .map(|i| {
+            let (address, port) = match routers.get(i) {
+                Some(a) => (a.ip().to_string(), Some(a.port())),
+                None => (
+                    format!("10.{}.{}.{}", i >> 16 & 255, i >> 8 & 255, i & 255),
+                    None,
+                ),
+            };
+            SiteInput {
+                organization: ORG.into(),
+                name: format!("router-{i:05}"),
+                address,
+                port,
+                transport: "routeros-api".into(),
+                username: "admin".into(),
+                password: Some(Secret::new(PASSWORD)),
+                tls: Default::default(),
+                tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
+            }
         })
         .collect();
-    call(
-        addr,
-        token,
-        "POST",
-        "/sites/import",
-        Some(&Value::Array(rows)),
-    );
-    let mut ids = Vec::new();
-    for page in 1.. {
-        let listed = call(
-            addr,
-            token,
-            "GET",
-            &format!("/sites?tag=simulated&page={page}&page_size=1000"),
-            None,
-        );
-        let batch = listed["data"].as_array().cloned().unwrap_or_default();
-        ids.extend(
-            batch
-                .iter()
-                .filter_map(|s| s["id"].as_str().map(str::to_string)),
-        );
-        if batch.is_empty() || ids.len() >= routers.len() {
-            break;
-        }
-    }
-    assert_eq!(ids.len(), routers.len(), "every router is a site");
-    let launch = (chrono::Utc::now() + chrono::TimeDelta::days(30))
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    for i in 0..schedules {
-        let targets: Vec<&String> = ids.iter().skip(i % ids.len()).take(10).collect();
-        call(
-            addr,
-            token,
-            "POST",
-            "/scripts/scheduled",
-            Some(&json!({
-                "description": format!("bench schedule {i}"),
-                "script": format!(":log info \"bench {i}\""),
-                "launch_at": launch,
-                "sites": targets,
-            })),
-        );
+    let ids: Vec<String> = store
+        .import_sites(ORG, inputs, "alice", now)
+        .expect("import")
+        .expect("sites accepted")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let launch_at = now + chrono::TimeDelta::days(30);
+    let schedule = |i: usize, sites: Vec<String>| ScheduleInput {
+        organization: ORG.into(),
+        description: format!("bench schedule {i}"),
+        script: format!(":log info \"bench {i}\""),
+        sites,
+        launch_at: Some(launch_at),
+        created_by: "alice".into(),
+        ..ScheduleInput::default()
+    };
+
+    // The first schedule, on the first page, ran on up to 2,000 sites.
+    let big: Vec<String> = ids.iter().take(2000).cloned().collect();
+    let first = store
+        .create_schedule(schedule(0, big.clone()), now)
+        .expect("schedule");
+    let bob = yardmaster::approval::Principal {
+        user_id: "bob".into(),
+        organization: ORG.into(),
+        scopes: vec!["script:authorize".into()],
+    };
+    yardmaster::approval::approve(
+        &store,
+        &first.id,
+        &bob,
+        None,
+        yardmaster::approval::OrgPolicy::default(),
+        now,
+    )
+    .expect("approved");
+    let approved = store.get_schedule(&first.id).expect("schedule");
+    let launch = store
+        .launch(
+            LaunchPlan {
+                schedule_id: first.id.clone(),
+                occurrence: 0,
+                scheduled_for: launch_at,
+                approval: approved.approval.clone().expect("approval"),
+                sites: big.clone(),
+                more_batches: false,
+                next_launch_at: None,
+            },
+            now,
+        )
+        .expect("launch");
+    let done = launch
+        .created
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let end = if i % 10 == 0 {
+                JobTransition::Fail {
+                    error: yardmaster::store::JobError {
+                        code: "timeout".into(),
+                        message: "no answer".into(),
+                    },
+                    output: None,
+                }
+            } else {
+                JobTransition::Complete {
+                    output: Some("ok".into()),
+                }
+            };
+            (
+                job.id.clone(),
+                vec![JobTransition::Start, JobTransition::MarkSent, end],
+            )
+        })
+        .collect();
+    store.transition_each(done, now).expect("finish the run");
+
+    let mut made = 1;
+    while made < schedules {
+        let n = (schedules - made).min(10_000);
+        let batch = (made..made + n)
+            .map(|i| {
+                schedule(
+                    i,
+                    ids.iter()
+                        .cycle()
+                        .skip(i % ids.len())
+                        .take(10)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect();
+        store.create_schedules(batch, now).expect("schedules");
+        made += n;
     }
     println!(
-        "seeded {sites} sites and {schedules} schedules in {:.1}s",
+        "seeded {sites} sites, {schedules} schedules and a {}-site run in {:.1}s",
+        big.len(),
         started.elapsed().as_secs_f64()
     );
-    ids
+    Seeded {
+        routers: ids.into_iter().take(routers.len()).collect(),
+        job_id: launch.created[0].id.clone(),
+        big_run: big.len(),
+    }
 }
 
 /// A wrk script: POSTs seed 001's job body to the routers in turn, each request with an

@@ -4,7 +4,11 @@
 //! `Store::open` plus `recover` over M stored jobs (default 1,000,000; all pending, the
 //! worst case for recovery's count, with 1,000 left running and sent to be interrupted).
 //!
-//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS]]`
+//! Last, punctuality: S schedules (default 100), 50 ms apart, each launched by the
+//! engine's launcher on a router of its own; prints how long after `launch_at` each
+//! launch committed and its first job started (p50, p90, p99, max).
+//!
+//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS [SCHEDULES]]]`
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -17,6 +21,9 @@ use yardmaster::runner::fanout::{RunOptions, Runner, RunnerSettings, Selection};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster::store::{JobInput, JobTransition, Secret, SiteInput, Store, TlsSettings};
+
+#[path = "launch/punctual.rs"]
+mod punctual;
 
 const PASSWORD: &str = "bench";
 const MARKER: &str = "launch-bench";
@@ -237,6 +244,14 @@ fn main() {
     }
     if let Err(e) = restart(stored) {
         eprintln!("restart: {e}");
+        std::process::exit(1);
+    }
+    let schedules = args.get(2).copied().unwrap_or(100);
+    if let Err(e) = runtime.block_on(punctual::run(
+        schedules,
+        std::time::Duration::from_millis(50),
+    )) {
+        eprintln!("punctuality: {e}");
         std::process::exit(1);
     }
 }

@@ -63,86 +63,29 @@ impl Store {
     /// organization, and its script must pass the lint policy with its acknowledged risks.
     pub fn create_schedule(
         &self,
-        mut input: ScheduleInput,
+        input: ScheduleInput,
         now: DateTime<Utc>,
     ) -> Result<ScheduledScript, StoreError> {
-        input.validate()?;
-        crate::lint::policy::normalize(&mut input.acknowledged_risks);
-        crate::lint::policy::check(&input.script, &input.acknowledged_risks)?;
-        let schedule = ScheduledScript {
-            id: new_id(),
-            organization: input.organization,
-            description: input.description,
-            script: input.script,
-            sites: input.sites,
-            tags: input.tags,
-            excluded_sites: input.excluded_sites,
-            launch_at: input.launch_at,
-            recurrence: input.recurrence,
-            make_backup: input.make_backup,
-            abort_if_offline: input.abort_if_offline,
-            test_site_id: input.test_site_id,
-            notify: input.notify,
-            summary: input.summary,
-            status: ScheduleStatus::Unauthorized,
-            editors: vec![input.created_by.clone()],
-            updated_by: None,
-            version: 1,
-            created_by: input.created_by,
-            authorization_requested_at: None,
-            authorized_at: None,
-            authorized_by: None,
-            approval: None,
-            approved_targets: None,
-            cancelled_at: None,
-            started_at: None,
-            next_launch_at: None,
-            missed_runs: input.missed_runs,
-            rollout: input.rollout,
-            acknowledged_risks: input.acknowledged_risks,
-            origin: input.origin,
-            rollback_after_secs: input.rollback_after_secs,
-            created_at: now,
-            updated_at: now,
-        };
+        let schedule = new_schedule(input, now)?;
+        self.write_launches(|tx| insert_schedule(tx, schedule, now))
+    }
+
+    /// Creates many scheduled scripts in one commit (bulk loads and benchmarks), each as
+    /// [`Store::create_schedule`] would: all of them, or none when one is refused.
+    pub fn create_schedules(
+        &self,
+        inputs: Vec<ScheduleInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduledScript>, StoreError> {
+        let schedules = inputs
+            .into_iter()
+            .map(|input| new_schedule(input, now))
+            .collect::<Result<Vec<_>, _>>()?;
         self.write_launches(|tx| {
-            claim_name(
-                tx,
-                &schedule.organization,
-                &schedule.description,
-                &schedule.id,
-            )?;
-            tx.open_multimap_table(SCHEDULES_BY_ORG)?
-                .insert(schedule.organization.as_str(), schedule.id.as_str())?;
-            save(tx, None, &schedule)?;
-            super::queue_summary(
-                tx,
-                super::SummaryOf::Schedule,
-                &schedule.id,
-                &schedule.script,
-                now,
-            )?;
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: schedule.organization.clone(),
-                    actor: schedule.created_by.clone(),
-                    action: AUDIT_CREATED.into(),
-                    target: schedule.id.clone(),
-                    detail: json!({
-                        "description": schedule.description,
-                        "version": schedule.version,
-                        "script_sha256": script_digest(&schedule.script),
-                        "sites": schedule.sites,
-                        "tags": schedule.tags,
-                        "excluded_sites": schedule.excluded_sites,
-                        "test_site_id": schedule.test_site_id,
-                        "acknowledged_risks": schedule.acknowledged_risks,
-                    }),
-                },
-            )?;
-            Ok(schedule)
+            schedules
+                .into_iter()
+                .map(|schedule| insert_schedule(tx, schedule, now))
+                .collect()
         })
     }
 
@@ -1144,6 +1087,97 @@ fn unindex_due(tx: &WriteTransaction, s: &ScheduledScript) -> Result<(), StoreEr
 }
 
 /// Writes a schedule and moves its due-index entry from where `old` had it.
+/// A new schedule from its input, checked (fields and lint policy), not yet stored.
+fn new_schedule(
+    mut input: ScheduleInput,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, StoreError> {
+    input.validate()?;
+    crate::lint::policy::normalize(&mut input.acknowledged_risks);
+    crate::lint::policy::check(&input.script, &input.acknowledged_risks)?;
+    Ok(ScheduledScript {
+        id: new_id(),
+        organization: input.organization,
+        description: input.description,
+        script: input.script,
+        sites: input.sites,
+        tags: input.tags,
+        excluded_sites: input.excluded_sites,
+        launch_at: input.launch_at,
+        recurrence: input.recurrence,
+        make_backup: input.make_backup,
+        abort_if_offline: input.abort_if_offline,
+        test_site_id: input.test_site_id,
+        notify: input.notify,
+        summary: input.summary,
+        status: ScheduleStatus::Unauthorized,
+        editors: vec![input.created_by.clone()],
+        updated_by: None,
+        version: 1,
+        created_by: input.created_by,
+        authorization_requested_at: None,
+        authorized_at: None,
+        authorized_by: None,
+        approval: None,
+        approved_targets: None,
+        cancelled_at: None,
+        started_at: None,
+        next_launch_at: None,
+        missed_runs: input.missed_runs,
+        rollout: input.rollout,
+        acknowledged_risks: input.acknowledged_risks,
+        origin: input.origin,
+        rollback_after_secs: input.rollback_after_secs,
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+/// Stores a new schedule with its name, index entries, summary task and audit line.
+fn insert_schedule(
+    tx: &WriteTransaction,
+    schedule: ScheduledScript,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, StoreError> {
+    claim_name(
+        tx,
+        &schedule.organization,
+        &schedule.description,
+        &schedule.id,
+    )?;
+    tx.open_multimap_table(SCHEDULES_BY_ORG)?
+        .insert(schedule.organization.as_str(), schedule.id.as_str())?;
+    save(tx, None, &schedule)?;
+    super::queue_summary(
+        tx,
+        super::SummaryOf::Schedule,
+        &schedule.id,
+        &schedule.script,
+        now,
+    )?;
+    push_audit(
+        tx,
+        AuditInput {
+            at: now,
+            organization: schedule.organization.clone(),
+            actor: schedule.created_by.clone(),
+            action: AUDIT_CREATED.into(),
+            target: schedule.id.clone(),
+            detail: json!({
+                "description": schedule.description,
+                "version": schedule.version,
+                "script_sha256": script_digest(&schedule.script),
+                "sites": schedule.sites,
+                "tags": schedule.tags,
+                "excluded_sites": schedule.excluded_sites,
+                "test_site_id": schedule.test_site_id,
+                "acknowledged_risks": schedule.acknowledged_risks,
+            }),
+        },
+    )?;
+    Ok(schedule)
+}
+
 fn save(
     tx: &WriteTransaction,
     old: Option<&ScheduledScript>,
