@@ -199,6 +199,7 @@ pub async fn run(
         organizations: Arc::new(config.organizations.clone()),
         templates: global_templates(&config, &stopped),
         community: community.clone(),
+        listings: Default::default(),
     };
     let server = tokio::spawn(api::serve(
         listener,

@@ -1,12 +1,13 @@
 //! HTTP API load benchmark: the real `yardmaster` binary with a simulated fleet, N sites
 //! (default 2,000, 200 of them simulated routers on 127.13.x.x) and M scheduled scripts
-//! (default 1,000) stored before it starts, the first of them with a finished run on
-//! 2,000 sites, the others on 10 sites each; loaded by `wrk` (Debian package `wrk`) over
+//! (default 1,000) stored before it starts, on 10 sites each but the last, which has a
+//! finished run on 2,000 sites; loaded by `wrk` (Debian package `wrk`) over
 //! loopback. Prints requests per second and latency percentiles for
 //!
 //! - `GET /healthz` (what the server does with no work, for scale),
-//! - `GET /scripts/scheduled?paginate=true&page=1&page_size=50` (listing; the page holds
-//!   the 2,000-site run),
+//! - `GET /scripts/scheduled?paginate=true&page=1&page_size=50` (a page of listing),
+//! - `GET /scripts/scheduled?id=...` (the one schedule with the 2,000-site run: 2,000
+//!   site ids in each of `sites`, `approved_sites` and `progress`),
 //! - `GET /api/jobs/{id}` (one job), and
 //! - `POST /api/asynchronous/{router_id}` (job submission; a Lua script gives every
 //!   request its own idempotency key and cycles through the simulated routers, which
@@ -188,6 +189,13 @@ async fn main() {
     .await
     .expect("wrk");
     load(
+        "GET /scripts/scheduled (the 2,000-site run)",
+        format!("{base}/scripts/scheduled?id={}", seeded.big_schedule),
+        None,
+    )
+    .await
+    .expect("wrk");
+    load(
         "GET /api/jobs/{id}",
         format!("{base}/api/jobs/{}", seeded.job_id),
         None,
@@ -220,6 +228,8 @@ struct Seeded {
     routers: Vec<String>,
     /// A job of the big run.
     job_id: String,
+    /// The schedule of the big run.
+    big_schedule: String,
     /// Sites of the big run.
     big_run: usize,
 }
@@ -287,10 +297,29 @@ fn seed(data: &std::path::Path, routers: &[SocketAddr], sites: usize, schedules:
         ..ScheduleInput::default()
     };
 
-    // The first schedule, on the first page, ran on up to 2,000 sites.
+    let mut made = 0;
+    while made + 1 < schedules {
+        let n = (schedules - 1 - made).min(10_000);
+        let batch = (made..made + n)
+            .map(|i| {
+                schedule(
+                    i,
+                    ids.iter()
+                        .cycle()
+                        .skip(i % ids.len())
+                        .take(10)
+                        .cloned()
+                        .collect(),
+                )
+            })
+            .collect();
+        store.create_schedules(batch, now).expect("schedules");
+        made += n;
+    }
+    // The last schedule, alone on the last page, ran on up to 2,000 sites.
     let big: Vec<String> = ids.iter().take(2000).cloned().collect();
     let first = store
-        .create_schedule(schedule(0, big.clone()), now)
+        .create_schedule(schedule(schedules - 1, big.clone()), now)
         .expect("schedule");
     let bob = yardmaster::approval::Principal {
         user_id: "bob".into(),
@@ -347,25 +376,6 @@ fn seed(data: &std::path::Path, routers: &[SocketAddr], sites: usize, schedules:
         .collect();
     store.transition_each(done, now).expect("finish the run");
 
-    let mut made = 1;
-    while made < schedules {
-        let n = (schedules - made).min(10_000);
-        let batch = (made..made + n)
-            .map(|i| {
-                schedule(
-                    i,
-                    ids.iter()
-                        .cycle()
-                        .skip(i % ids.len())
-                        .take(10)
-                        .cloned()
-                        .collect(),
-                )
-            })
-            .collect();
-        store.create_schedules(batch, now).expect("schedules");
-        made += n;
-    }
     println!(
         "seeded {sites} sites, {schedules} schedules and a {}-site run in {:.1}s",
         big.len(),
@@ -374,6 +384,7 @@ fn seed(data: &std::path::Path, routers: &[SocketAddr], sites: usize, schedules:
     Seeded {
         routers: ids.into_iter().take(routers.len()).collect(),
         job_id: launch.created[0].id.clone(),
+        big_schedule: first.id.clone(),
         big_run: big.len(),
     }
 }

@@ -64,6 +64,8 @@ pub struct AppState {
     pub templates: crate::templates::GlobalTemplates,
     /// Wakes the community library's processor when a submission is queued.
     pub community: crate::community::Wake,
+    /// Listing pages as rendered, until the store's next commit.
+    pub listings: Arc<scripts::pages::ListingPages>,
 }
 
 /// The whole API.
@@ -167,6 +169,7 @@ pub(crate) mod test_support {
             organizations: Default::default(),
             templates: Default::default(),
             community: Default::default(),
+            listings: Default::default(),
         };
         TestState { state, dir, stop }
     }

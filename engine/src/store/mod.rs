@@ -93,6 +93,8 @@ pub struct Store {
     launches: tokio::sync::Notify,
     /// Job submissions waiting to share a commit.
     submissions: group::Submissions,
+    /// Counts commits: anything read before it moved may have changed since.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -113,6 +115,7 @@ impl Store {
             path,
             launches: tokio::sync::Notify::new(),
             submissions: group::Submissions::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         store.check_schema()?;
         Ok(store)
@@ -129,6 +132,12 @@ impl Store {
     /// waited is kept for the next waiter.
     pub async fn launches_changed(&self) {
         self.launches.notified().await;
+    }
+
+    /// How many commits this store has made since it opened. Read it before reading
+    /// something derived from the store: while it has not moved, nothing has changed.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Wakes whoever waits in [`Store::launches_changed`] (or the next to wait).

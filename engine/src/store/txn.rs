@@ -24,6 +24,10 @@ impl Store {
         tx.set_quick_repair(true);
         let out = f(&tx)?;
         tx.commit()?;
+        // After the commit: a reader that saw the old count may cache what it read under
+        // it, never the other way round.
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(out)
     }
 

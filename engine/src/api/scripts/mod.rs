@@ -21,6 +21,7 @@
 //! Store and approval calls block on disk, so handlers run them on the blocking pool.
 
 mod model;
+pub(crate) mod pages;
 mod query;
 
 #[cfg(test)]
@@ -323,19 +324,47 @@ async fn list(
     State(state): State<AppState>,
     caller: Caller,
     pairs: Result<Query<Vec<(String, String)>>, QueryRejection>,
-) -> Result<Json<ListResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
     let pairs = support::query(pairs)?;
     let query = ListQuery::parse(&pairs)?;
     let org = caller.org().to_owned();
-    let store = state.store.clone();
+    // The commit count is read before the store is: a page kept under it can only be
+    // as new as what it says, or newer.
     let now = Utc::now();
-    let data = blocking(move || list_data(&store, &org, &query, now, MAX_UNPAGED)).await?;
-    Ok(Json(ListResponse {
-        status: "ok".into(),
-        message: "List of scheduled scripts".into(),
-        data,
-    }))
+    let moment = pages::Moment {
+        generation: state.store.generation(),
+        second: now.timestamp(),
+    };
+    let key = serde_json::to_string(&pairs).unwrap_or_default();
+    let page = match state.listings.get(moment, &org, &key) {
+        Some(page) => page,
+        None => {
+            let store = state.store.clone();
+            let organization = org.clone();
+            let data = blocking(move || list_data(&store, &organization, &query, now, MAX_UNPAGED))
+                .await?;
+            let body = serde_json::to_vec(&ListResponse {
+                status: "ok".into(),
+                message: "List of scheduled scripts".into(),
+                data,
+            })
+            .map_err(|e| {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            })?;
+            let page = Bytes::from(body);
+            state.listings.put(moment, &org, &key, page.clone());
+            page
+        }
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        page,
+    )
+        .into_response())
 }
 
 /// A page of runs carrying at most `max_jobs` jobs over all of them: it ends before the
