@@ -4,19 +4,31 @@
 //! `Store::open` plus `recover` over M stored jobs (default 1,000,000; all pending, the
 //! worst case for recovery's count, with 1,000 left running and sent to be interrupted).
 //!
-//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS]]`
+//! The runner gets the limits the engine's start-up budget gives it on this machine
+//! (counting two sockets per router in flight, since the routers live in this process).
+//! Latency mode: `LAUNCH_DELAY_MS=100` makes every simulated router send each reply that
+//! late; beside launch-to-done it then prints the floor the waiting sets (round trips per
+//! router x delay x routers / concurrency), with the round trips counted by the routers.
+//! After the launch it prints the process's peak resident memory (fleet included).
+//! `LAUNCH_CONCURRENCY` sets the per-launch limit instead (e.g. 64, the old default, to
+//! compare with a script of 64 threads).
+//!
+//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS]]`; a
+//! STORED_JOBS of 0 makes the restart part quick.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use yardmaster::budget::{Budget, Requested, Resources};
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost};
 use yardmaster::runner::fanout::{RunOptions, Runner, RunnerSettings, Selection};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster::store::{JobInput, JobTransition, Secret, SiteInput, Store, TlsSettings};
+use yardmaster_tests::bench;
 
 const PASSWORD: &str = "bench";
 const MARKER: &str = "launch-bench";
@@ -47,6 +59,9 @@ fn job(site: &str) -> JobInput {
 }
 
 async fn launch(routers: usize) -> Result<(), String> {
+    let delay = bench::reply_delay("LAUNCH_DELAY_MS");
+    // Raised to the hard limit before the fleet takes its listeners, as the engine does.
+    Resources::detect();
     let (fleet_stop, stopped) = tokio::sync::watch::channel(false);
     let fleet = Fleet::start(
         FleetConfig {
@@ -57,7 +72,7 @@ async fn launch(routers: usize) -> Result<(), String> {
             profile: Profile::V7_18,
             user: "admin".into(),
             password: PASSWORD.into(),
-            faults: Vec::new(),
+            faults: bench::delay_faults(delay),
             ssh_port: None,
             ssh_authorized_keys: Vec::new(),
         },
@@ -68,6 +83,10 @@ async fn launch(routers: usize) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let mut cost = yardmaster::plugins::call_cost(Limits::default().memory_bytes);
+    cost.files = 2;
+    let budget = Budget::plan(Requested::default(), &Resources::detect(), cost);
+    println!("engine budget with the fleet in this process: {}", budget.summary());
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let plugins = dir.path().join("plugins");
     yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data"))
@@ -77,7 +96,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         cache_dir: Some(dir.path().join("cache")),
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
-        max_concurrent_calls: 256,
+        max_concurrent_calls: budget.plugin_calls,
         organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
@@ -127,13 +146,35 @@ async fn launch(routers: usize) -> Result<(), String> {
         setup.elapsed().as_secs_f64()
     );
 
-    let settings = RunnerSettings::default();
+    let settings = RunnerSettings {
+        global_concurrency: budget.jobs,
+        run_concurrency: std::env::var("LAUNCH_CONCURRENCY")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(budget.jobs_per_launch)
+            .max(1),
+        ..RunnerSettings::default()
+    };
+    // One organization's jobs hold at most its share of the global slots.
+    let concurrency = settings.run_concurrency.min(
+        ((settings.global_concurrency as f64 * settings.organization_share) as usize).max(1),
+    );
     println!(
-        "limits: global {}, per run {}",
-        settings.global_concurrency, settings.run_concurrency
+        "limits: global {}, per run {}, so {concurrency} of this organization's jobs at once; {}",
+        settings.global_concurrency,
+        settings.run_concurrency,
+        match delay {
+            Some(d) => format!("every reply {} ms late (LAUNCH_DELAY_MS)", d.as_millis()),
+            None => "replies immediate (LAUNCH_DELAY_MS=100 for latency mode)".to_owned(),
+        }
     );
     let runner = Runner::new(store.clone(), host, settings);
     let (_signal, shutdown) = Shutdown::new();
+    let (rss_before, _) = bench::memory();
+    let (requests, connections) = (
+        bench::requests(&fleet, routers),
+        bench::connections(&fleet, routers),
+    );
     let started = Instant::now();
     let report = runner
         .run_jobs(Selection::Jobs(ids), RunOptions::default(), shutdown)
@@ -143,6 +184,25 @@ async fn launch(routers: usize) -> Result<(), String> {
     println!(
         "launch-to-done: {routers} jobs in {elapsed:.2} s, {:.0} jobs/s ({report:?})",
         routers as f64 / elapsed
+    );
+    let round_trips = (bench::requests(&fleet, routers) - requests) as f64 / routers as f64;
+    let opened = (bench::connections(&fleet, routers) - connections) as f64 / routers as f64;
+    let floor = match delay {
+        Some(d) => format!(
+            "; latency floor {:.2?} ({round_trips:.2} x {} ms x {routers} / {concurrency})",
+            bench::latency_floor(round_trips, d, routers, concurrency),
+            d.as_millis()
+        ),
+        None => String::new(),
+    };
+    println!("{round_trips:.2} round trips and {opened:.2} connections per router{floor}");
+    let (rss, peak) = bench::memory();
+    println!(
+        "memory: peak RSS {:.0} MiB (VmHWM, fleet included), {:.0} MiB after, {:.0} MiB before \
+         the launch",
+        bench::mib(peak),
+        bench::mib(rss),
+        bench::mib(rss_before)
     );
     let once = fleet.routers().all(|r| {
         r.log_messages()

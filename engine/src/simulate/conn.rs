@@ -290,6 +290,9 @@ fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome
 
 fn handle(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome {
     let command = sentence.command_str().into_owned();
+    if command != "/quit" {
+        router.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
     if command == "/login" {
         return login(router, session, sentence);
     }

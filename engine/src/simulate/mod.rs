@@ -156,6 +156,7 @@ struct Stats {
     logins: AtomicU64,
     failed_logins: AtomicU64,
     commands: AtomicU64,
+    requests: AtomicU64,
     jobs: AtomicU64,
 }
 
@@ -166,6 +167,10 @@ pub struct RouterStats {
     pub logins: u64,
     pub failed_logins: u64,
     pub commands: u64,
+    /// Sentences the router answered for a client that waits for the answer: every
+    /// login and command but `/quit`, whose answer no client reads. A client that sends
+    /// one request at a time makes this many round trips.
+    pub requests: u64,
 }
 
 /// One line of a router's `/log`.
@@ -355,6 +360,7 @@ impl Router {
             logins: self.stats.logins.load(Ordering::Relaxed),
             failed_logins: self.stats.failed_logins.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
+            requests: self.stats.requests.load(Ordering::Relaxed),
         }
     }
 }
