@@ -173,12 +173,19 @@ impl Budget {
             .jobs_per_launch
             .unwrap_or_else(|| DEFAULT_JOBS_PER_LAUNCH.min(jobs));
         let excess = [
-            ("max_concurrent_plugin_calls", requested.plugin_calls.map(|n| n as usize)),
+            (
+                "max_concurrent_plugin_calls",
+                requested.plugin_calls.map(|n| n as usize),
+            ),
             ("runner.max_jobs", requested.jobs),
             ("runner.max_jobs_per_launch", requested.jobs_per_launch),
         ]
         .into_iter()
-        .filter_map(|(key, value)| value.filter(|&v| v > capacity).map(|value| Excess { key, value }))
+        .filter_map(|(key, value)| {
+            value
+                .filter(|&v| v > capacity)
+                .map(|value| Excess { key, value })
+        })
         .collect();
         Budget {
             capacity,
@@ -475,7 +482,10 @@ mod tests {
         // Unknown memory leaves the other bounds.
         let mut unknown = machine(GIB, 65_536, 20);
         unknown.memory = None;
-        assert_eq!(Budget::plan(Requested::default(), &unknown, cost()).capacity, 8192);
+        assert_eq!(
+            Budget::plan(Requested::default(), &unknown, cost()).capacity,
+            8192
+        );
     }
 
     #[test]
@@ -484,7 +494,10 @@ mod tests {
         limited.address_space = 64 * GIB;
         let budget = Budget::plan(Requested::default(), &limited, cost());
         assert_eq!(budget.capacity, 4);
-        assert_eq!((budget.plugin_calls, budget.jobs, budget.jobs_per_launch), (4, 4, 4));
+        assert_eq!(
+            (budget.plugin_calls, budget.jobs, budget.jobs_per_launch),
+            (4, 4, 4)
+        );
     }
 
     #[test]
@@ -542,7 +555,10 @@ mod tests {
     fn a_machine_with_nothing_to_spare_still_runs_one() {
         let budget = Budget::plan(Requested::default(), &machine(0, 16, 16), cost());
         assert_eq!(budget.capacity, 1);
-        assert_eq!((budget.plugin_calls, budget.jobs, budget.jobs_per_launch), (1, 1, 1));
+        assert_eq!(
+            (budget.plugin_calls, budget.jobs, budget.jobs_per_launch),
+            (1, 1, 1)
+        );
     }
 
     #[test]

@@ -1049,7 +1049,10 @@ mod tests {
         );
         // Left to the budget, from defaults sized for waiting on routers.
         assert_eq!(defaults.concurrency, crate::budget::Requested::default());
-        assert_eq!(defaults.runner.global_concurrency, crate::budget::DEFAULT_JOBS);
+        assert_eq!(
+            defaults.runner.global_concurrency,
+            crate::budget::DEFAULT_JOBS
+        );
         assert_eq!(
             defaults.max_concurrent_plugin_calls,
             crate::budget::DEFAULT_PLUGIN_CALLS

@@ -287,7 +287,10 @@ async fn main() {
     let mut cost = yardmaster::plugins::call_cost(Limits::default().memory_bytes);
     cost.files = 2;
     let budget = Budget::plan(Requested::default(), &Resources::detect(), cost);
-    println!("engine budget with the fleet in this process: {}", budget.summary());
+    println!(
+        "engine budget with the fleet in this process: {}",
+        budget.summary()
+    );
     let concurrency: usize = std::env::var("FANOUT_CONCURRENCY")
         .ok()
         .and_then(|c| c.parse().ok())
@@ -364,8 +367,10 @@ async fn main() {
         for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
-                let (requests, connections) =
-                    (bench::requests(&fleet, size), bench::connections(&fleet, size));
+                let (requests, connections) = (
+                    bench::requests(&fleet, size),
+                    bench::connections(&fleet, size),
+                );
                 let (wall, failed) = match &against {
                     Some(other) => {
                         fan_out(size, concurrency, |i| {
@@ -386,8 +391,10 @@ async fn main() {
             }
             if only != base {
                 let cpu = cpu_time();
-                let (requests, connections) =
-                    (bench::requests(&fleet, size), bench::connections(&fleet, size));
+                let (requests, connections) = (
+                    bench::requests(&fleet, size),
+                    bench::connections(&fleet, size),
+                );
                 let (wall, failed) = fan_out(size, concurrency, |i| {
                     plugin_run(routeros.clone(), targets.clone(), i, ":log info \"plugin\"")
                 })

@@ -86,7 +86,10 @@ async fn launch(routers: usize) -> Result<(), String> {
     let mut cost = yardmaster::plugins::call_cost(Limits::default().memory_bytes);
     cost.files = 2;
     let budget = Budget::plan(Requested::default(), &Resources::detect(), cost);
-    println!("engine budget with the fleet in this process: {}", budget.summary());
+    println!(
+        "engine budget with the fleet in this process: {}",
+        budget.summary()
+    );
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let plugins = dir.path().join("plugins");
     yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data"))
@@ -156,9 +159,9 @@ async fn launch(routers: usize) -> Result<(), String> {
         ..RunnerSettings::default()
     };
     // One organization's jobs hold at most its share of the global slots.
-    let concurrency = settings.run_concurrency.min(
-        ((settings.global_concurrency as f64 * settings.organization_share) as usize).max(1),
-    );
+    let concurrency = settings
+        .run_concurrency
+        .min(((settings.global_concurrency as f64 * settings.organization_share) as usize).max(1));
     println!(
         "limits: global {}, per run {}, so {concurrency} of this organization's jobs at once; {}",
         settings.global_concurrency,

@@ -23,12 +23,20 @@ pub fn delay_faults(delay: Option<Duration>) -> Vec<Fault> {
 /// Requests answered by the first `routers` routers so far (every login and command but
 /// `/quit`): each is a round trip for a client that sends one at a time.
 pub fn requests(fleet: &Fleet, routers: usize) -> u64 {
-    fleet.routers().take(routers).map(|r| r.stats().requests).sum()
+    fleet
+        .routers()
+        .take(routers)
+        .map(|r| r.stats().requests)
+        .sum()
 }
 
 /// Connections the first `routers` routers accepted so far.
 pub fn connections(fleet: &Fleet, routers: usize) -> u64 {
-    fleet.routers().take(routers).map(|r| r.stats().connections).sum()
+    fleet
+        .routers()
+        .take(routers)
+        .map(|r| r.stats().connections)
+        .sum()
 }
 
 /// The least time `routers` routers can take when each needs `round_trips` replies, each

@@ -12,12 +12,12 @@ use wasmtime::component::Component;
 use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::host::Caller;
-use crate::budget::CallCost;
 use super::net::Policy;
 use super::{
     DefaultPorts, HostOptions, LoadError, LoadedPlugin, PluginHost, PluginInfo, PluginKind, Slot,
     kinds, version,
 };
+use crate::budget::CallCost;
 
 /// Linear memory kept resident per pooled instance slot between calls.
 const KEEP_RESIDENT: usize = 4 * 1024 * 1024;
@@ -33,12 +33,13 @@ const ASYNC_STACK: usize = 2 << 20;
 /// Memory slots in the pool for each concurrent call: a plugin's main module and the
 /// WASI adapter may each have one.
 const MEMORIES_PER_CALL: u32 = 2;
-/// What a call to the RouterOS plugin waiting on a router keeps resident, measured with
-/// thousands in flight (`FANOUT_DELAY_MS=100 cargo bench --bench fanout`): the pages of
+/// What a call to the RouterOS plugin waiting on a router keeps resident: the pages of
 /// its linear memory and fiber stack it touched, the host's store and WASI state for it,
-/// and its socket's buffers. Rounded up, since a budget that holds its limit matters more
-/// than a few calls more.
-const RESIDENT_PER_CALL: u64 = 512 * 1024;
+/// and its socket's buffers. With 2,048 in flight the benchmarks measure about 110-130
+/// KiB per call, simulated router included (`FANOUT_DELAY_MS=100 cargo bench --bench
+/// fanout`); twice that leaves room for plugins that touch more, since a budget that
+/// holds its limit matters more than a few calls more.
+const RESIDENT_PER_CALL: u64 = 256 * 1024;
 
 /// What one concurrent plugin call costs the process, for [`crate::budget`]: the
 /// pool's reservation for it (its memory slots with their guards, and its stack) and
