@@ -754,3 +754,19 @@ async fn ssh_drop_sends_half_the_first_reply_then_ends_the_connection() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_count_the_round_trips_a_client_waits_for() {
+    let fleet = fleet(config([127, 1, 213, 1], Profile::V7_18)).await;
+    let mut c = Client::login(fleet.addresses()[0], "pw").await;
+    let r = c.call(&["/execute", "=script=:put 1", "=as-string="]).await;
+    assert!(matches!(r[..], [Reply::Done { .. }]), "{r:?}");
+    // No one waits for the answer to `/quit`: the login and the `/execute` are the
+    // round trips.
+    c.send(&["/quit"]).await;
+    assert!(matches!(c.reply().await, Some(Reply::Fatal { .. })));
+    let stats = fleet.router(0).stats();
+    assert_eq!((stats.connections, stats.requests), (1, 2));
+    assert_eq!(stats.commands, 2, "/execute and /quit");
+    fleet.shutdown().await;
+}
