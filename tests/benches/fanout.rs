@@ -170,27 +170,13 @@ where
 struct Rounds {
     times: Vec<(Duration, Duration)>,
     failed: usize,
-    requests: u64,
-    connections: u64,
+    seen: bench::Seen,
 }
 
 impl Rounds {
     fn add(&mut self, wall: Duration, cpu: Duration, failed: usize) {
         self.times.push((wall, cpu));
         self.failed += failed;
-    }
-
-    /// Round trips per router per run, as the routers counted them.
-    fn round_trips(&self, routers: usize) -> f64 {
-        self.requests as f64 / (routers * self.count().max(1)) as f64
-    }
-
-    fn connections_per_router(&self, routers: usize) -> f64 {
-        self.connections as f64 / (routers * self.count().max(1)) as f64
-    }
-
-    fn count(&self) -> usize {
-        self.times.len()
     }
 
     /// The fastest round (noise on a shared machine only ever adds time).
@@ -367,10 +353,7 @@ async fn main() {
         for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
-                let (requests, connections) = (
-                    bench::requests(&fleet, size),
-                    bench::connections(&fleet, size),
-                );
+                let seen = bench::Seen::of(&fleet, size);
                 let (wall, failed) = match &against {
                     Some(other) => {
                         fan_out(size, concurrency, |i| {
@@ -386,22 +369,17 @@ async fn main() {
                     }
                 };
                 baseline.add(wall, cpu_time().saturating_sub(cpu), failed);
-                baseline.requests += bench::requests(&fleet, size) - requests;
-                baseline.connections += bench::connections(&fleet, size) - connections;
+                baseline.seen.add_since(bench::Seen::of(&fleet, size), seen);
             }
             if only != base {
                 let cpu = cpu_time();
-                let (requests, connections) = (
-                    bench::requests(&fleet, size),
-                    bench::connections(&fleet, size),
-                );
+                let seen = bench::Seen::of(&fleet, size);
                 let (wall, failed) = fan_out(size, concurrency, |i| {
                     plugin_run(routeros.clone(), targets.clone(), i, ":log info \"plugin\"")
                 })
                 .await;
                 plugin.add(wall, cpu_time().saturating_sub(cpu), failed);
-                plugin.requests += bench::requests(&fleet, size) - requests;
-                plugin.connections += bench::connections(&fleet, size) - connections;
+                plugin.seen.add_since(bench::Seen::of(&fleet, size), seen);
             }
             let show = |r: &Rounds| match r.times.last() {
                 Some((wall, cpu)) => format!("{wall:>8.2?} (CPU {cpu:>8.2?})"),
@@ -425,7 +403,7 @@ async fn main() {
                     cpu,
                     cpu.as_secs_f64() * 1e6 / size as f64,
                 );
-                let round_trips = path.round_trips(size);
+                let (round_trips, requests, connections) = path.seen.per_router(size, path.count());
                 let floor = match delay {
                     Some(d) => format!(
                         "; latency floor {:.2?} ({round_trips:.2} x {} ms x {size} / {concurrency})",
@@ -435,9 +413,8 @@ async fn main() {
                     None => String::new(),
                 };
                 println!(
-                    "{size:>6} routers  {name}  {round_trips:.2} round trips and {:.2} connections \
-                     per router{floor}",
-                    path.connections_per_router(size)
+                    "{size:>6} routers  {name}  per router: {round_trips:.2} round trips \
+                     ({requests:.2} requests), {connections:.2} connections{floor}"
                 );
             }
         }

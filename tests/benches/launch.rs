@@ -11,7 +11,8 @@
 //! router x delay x routers / concurrency), with the round trips counted by the routers.
 //! After the launch it prints the process's peak resident memory (fleet included).
 //! `LAUNCH_CONCURRENCY` sets the per-launch limit instead (e.g. 64, the old default, to
-//! compare with a script of 64 threads).
+//! compare with a script of 64 threads), and `LAUNCH_ABORT_IF_OFFLINE=1` runs the jobs as
+//! a schedule with `abort_if_offline` does (a probe of each router first).
 //!
 //! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS]]`; a
 //! STORED_JOBS of 0 makes the restart part quick.
@@ -174,13 +175,17 @@ async fn launch(routers: usize) -> Result<(), String> {
     let runner = Runner::new(store.clone(), host, settings);
     let (_signal, shutdown) = Shutdown::new();
     let (rss_before, _) = bench::memory();
-    let (requests, connections) = (
-        bench::requests(&fleet, routers),
-        bench::connections(&fleet, routers),
-    );
+    let before = bench::Seen::of(&fleet, routers);
     let started = Instant::now();
     let report = runner
-        .run_jobs(Selection::Jobs(ids), RunOptions::default(), shutdown)
+        .run_jobs(
+            Selection::Jobs(ids),
+            RunOptions {
+                abort_if_offline: std::env::var("LAUNCH_ABORT_IF_OFFLINE").is_ok_and(|v| v == "1"),
+                ..RunOptions::default()
+            },
+            shutdown,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed().as_secs_f64();
@@ -188,8 +193,9 @@ async fn launch(routers: usize) -> Result<(), String> {
         "launch-to-done: {routers} jobs in {elapsed:.2} s, {:.0} jobs/s ({report:?})",
         routers as f64 / elapsed
     );
-    let round_trips = (bench::requests(&fleet, routers) - requests) as f64 / routers as f64;
-    let opened = (bench::connections(&fleet, routers) - connections) as f64 / routers as f64;
+    let mut seen = bench::Seen::default();
+    seen.add_since(bench::Seen::of(&fleet, routers), before);
+    let (round_trips, requests, opened) = seen.per_router(routers, 1);
     let floor = match delay {
         Some(d) => format!(
             "; latency floor {:.2?} ({round_trips:.2} x {} ms x {routers} / {concurrency})",
@@ -198,7 +204,10 @@ async fn launch(routers: usize) -> Result<(), String> {
         ),
         None => String::new(),
     };
-    println!("{round_trips:.2} round trips and {opened:.2} connections per router{floor}");
+    println!(
+        "per router: {round_trips:.2} round trips ({requests:.2} requests), {opened:.2} \
+         connections{floor}"
+    );
     let (rss, peak) = bench::memory();
     println!(
         "memory: peak RSS {:.0} MiB (VmHWM, fleet included), {:.0} MiB after, {:.0} MiB before \

@@ -20,23 +20,50 @@ pub fn delay_faults(delay: Option<Duration>) -> Vec<Fault> {
         .collect()
 }
 
-/// Requests answered by the first `routers` routers so far (every login and command but
-/// `/quit`): each is a round trip for a client that sends one at a time.
-pub fn requests(fleet: &Fleet, routers: usize) -> u64 {
-    fleet
-        .routers()
-        .take(routers)
-        .map(|r| r.stats().requests)
-        .sum()
+/// What the first routers of a fleet have served, summed over them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Every login and command but `/quit`.
+    pub requests: u64,
+    /// Requests that found no earlier answer of their connection held back: the waits
+    /// a client sat through (requests sent together count once).
+    pub round_trips: u64,
+    pub connections: u64,
 }
 
-/// Connections the first `routers` routers accepted so far.
-pub fn connections(fleet: &Fleet, routers: usize) -> u64 {
-    fleet
-        .routers()
-        .take(routers)
-        .map(|r| r.stats().connections)
-        .sum()
+impl Seen {
+    /// The counts of the first `routers` routers so far.
+    pub fn of(fleet: &Fleet, routers: usize) -> Seen {
+        fleet
+            .routers()
+            .take(routers)
+            .fold(Seen::default(), |seen, r| {
+                let stats = r.stats();
+                Seen {
+                    requests: seen.requests + stats.requests,
+                    round_trips: seen.round_trips + stats.round_trips,
+                    connections: seen.connections + stats.connections,
+                }
+            })
+    }
+
+    /// What was served since `before`, added to `self`.
+    pub fn add_since(&mut self, now: Seen, before: Seen) {
+        self.requests += now.requests - before.requests;
+        self.round_trips += now.round_trips - before.round_trips;
+        self.connections += now.connections - before.connections;
+    }
+
+    /// Each count per router, over `runs` runs on `routers` routers: (round trips,
+    /// requests, connections).
+    pub fn per_router(&self, routers: usize, runs: usize) -> (f64, f64, f64) {
+        let n = (routers * runs.max(1)) as f64;
+        (
+            self.round_trips as f64 / n,
+            self.requests as f64 / n,
+            self.connections as f64 / n,
+        )
+    }
 }
 
 /// The least time `routers` routers can take when each needs `round_trips` replies, each
