@@ -179,6 +179,10 @@ impl Rounds {
         self.failed += failed;
     }
 
+    fn count(&self) -> usize {
+        self.times.len()
+    }
+
     /// The fastest round (noise on a shared machine only ever adds time).
     fn best(&self) -> (Duration, Duration) {
         self.times.iter().copied().min().unwrap_or_default()
