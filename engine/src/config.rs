@@ -24,10 +24,14 @@
 //! jwks_file = "/etc/yardmaster/jwks.json"    # RSA keys (`n`, `e`) chosen by `kid`
 //! # or: public_key_pem = "/etc/yardmaster/issuer.pem" (SPKI PEM, its path or the text)
 //!
+//! # Left unset, max_jobs (4096), max_jobs_per_launch (2048) and
+//! # max_concurrent_plugin_calls (4096) are lowered at start to what memory and the
+//! # open-file limit hold (see `budget`); a value set here is kept, with a warning when
+//! # the machine cannot hold it.
 //! [runner]
-//! max_jobs = 256             # jobs at work on their sites at once, across all launches
+//! max_jobs = 4096            # jobs at work on their sites at once, across all launches
 //! organization_share = 0.5   # the part of max_jobs one organization's jobs may hold
-//! max_jobs_per_launch = 64   # within one launch (a schedule's rollout may lower it)
+//! max_jobs_per_launch = 2048 # within one launch (a schedule's rollout may lower it)
 //! job_timeout = "5m"         # one job from its start to its end, retries included
 //! max_attempts = 5           # for failures before the script was sent
 //!
@@ -418,6 +422,10 @@ pub struct Config {
     pub install_bundled_plugins: bool,
     /// Plugin calls running at once, across all plugins; more wait their turn.
     pub max_concurrent_plugin_calls: u32,
+    /// The concurrency limits the operator set (`max_concurrent_plugin_calls`,
+    /// `[runner] max_jobs` and `max_jobs_per_launch`); at start, those left unset are
+    /// sized by [`crate::budget`] to what the machine holds.
+    pub concurrency: crate::budget::Requested,
     /// The part of those calls one organization's work may hold at once (0 < share
     /// <= 1), so one organization's calls to routers that never answer leave room for
     /// the others'.
@@ -455,7 +463,8 @@ impl Default for Config {
             templates_dir: PathBuf::from("./templates"),
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             install_bundled_plugins: true,
-            max_concurrent_plugin_calls: 256,
+            max_concurrent_plugin_calls: crate::budget::DEFAULT_PLUGIN_CALLS,
+            concurrency: crate::budget::Requested::default(),
             organization_plugin_call_share: 0.5,
             http: HttpSettings::default(),
             plugin_defaults: Limits::default(),
@@ -564,6 +573,7 @@ impl Config {
                 ));
             }
             config.max_concurrent_plugin_calls = max;
+            config.concurrency.plugin_calls = Some(max);
         }
         if let Some(share) = parsed.organization_plugin_call_share {
             if !(share > 0.0 && share <= 1.0) {
@@ -606,6 +616,8 @@ impl Config {
             config.plugins.insert(name, settings);
         }
         config.notify = parsed.notify;
+        config.concurrency.jobs = parsed.runner.max_jobs;
+        config.concurrency.jobs_per_launch = parsed.runner.max_jobs_per_launch;
         config.runner = parsed.runner.resolve()?;
         for (id, organization) in parsed.organizations {
             if id.trim().is_empty() {
@@ -1021,11 +1033,38 @@ mod tests {
         assert_eq!(config.runner.run_concurrency, 128);
         assert_eq!(config.runner.job_timeout, Duration::from_secs(90));
         assert_eq!(config.runner.max_attempts, 2);
+        // Set by the operator, so the start-up budget keeps them.
+        assert_eq!(
+            config.concurrency,
+            crate::budget::Requested {
+                jobs: Some(512),
+                jobs_per_launch: Some(128),
+                plugin_calls: None,
+            }
+        );
         let defaults = Config::resolve(None, None, &none, &none).expect("defaults");
         assert_eq!(
             defaults.runner.run_concurrency,
             RunnerSettings::default().run_concurrency
         );
+        // Left to the budget, from defaults sized for waiting on routers.
+        assert_eq!(defaults.concurrency, crate::budget::Requested::default());
+        assert_eq!(
+            defaults.runner.global_concurrency,
+            crate::budget::DEFAULT_JOBS
+        );
+        assert_eq!(
+            defaults.max_concurrent_plugin_calls,
+            crate::budget::DEFAULT_PLUGIN_CALLS
+        );
+        let calls = Config::resolve(
+            None,
+            Some("max_concurrent_plugin_calls = 100\n"),
+            &none,
+            &none,
+        )
+        .expect("valid");
+        assert_eq!(calls.concurrency.plugin_calls, Some(100));
 
         for (text, message) in [
             (

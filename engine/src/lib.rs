@@ -6,6 +6,8 @@
 //!
 //! - [`approval`]: authorizing scheduled scripts: four eyes, single-use links, hash-bound.
 //! - [`auth`]: JWT bearer tokens, scopes and organizations: who is calling.
+//! - [`budget`]: how many jobs and plugin calls the machine holds at once, worked out at
+//!   start from memory, the open-file limit and the instance pool's reservations.
 //! - [`config`]: the TOML file, `YARDMASTER_*` variables and flags, with working defaults.
 //! - [`plugins`]: the plugin host: loading, hot reload, isolation, allow-lists, and typed
 //!   calls into transports, notifiers, script sources and generators.
@@ -38,6 +40,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod api;
 pub mod approval;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod client;
 pub mod community;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::api::{self, AppState};
+use crate::budget::{Budget, Resources};
 use crate::config::Config;
 use crate::plugins::{self, Change, HostOptions, PluginHost};
 use crate::runner::fanout::{RunReport, Runner};
@@ -89,6 +90,23 @@ pub async fn termination() {
     }
 }
 
+/// Sets the limits the operator left unset to what this machine holds, and says why.
+fn size_concurrency(mut config: Config) -> Config {
+    let budget = Budget::plan(
+        config.concurrency,
+        &Resources::detect(),
+        plugins::call_cost(config.max_plugin_memory()),
+    );
+    tracing::info!("{}", budget.summary());
+    for warning in budget.warnings() {
+        tracing::warn!("{warning}");
+    }
+    config.max_concurrent_plugin_calls = budget.plugin_calls;
+    config.runner.global_concurrency = budget.jobs;
+    config.runner.run_concurrency = budget.jobs_per_launch;
+    config
+}
+
 /// Runs the engine until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -139,6 +157,7 @@ pub async fn run(
         );
     }
     let store = Arc::new(store);
+    let config = size_concurrency(config);
     let host = PluginHost::new(HostOptions::from_config(&config)).map_err(ServeError::Plugins)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

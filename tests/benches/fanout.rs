@@ -7,6 +7,15 @@
 //! rounds, and the median of each round's ratio to the native round just before it.
 //! Asserts nothing about time, only that every router ran the script.
 //!
+//! Latency mode: `FANOUT_DELAY_MS=100` makes every simulated router send each reply that
+//! late, as real routers over a WAN do. Beside each path's time it then prints the floor
+//! the waiting sets (round trips per router x delay x routers / concurrency), with the
+//! round trips counted by the routers (every login and command a client waited for).
+//! Both paths run at the same concurrency: the engine's per-launch limit as its start-up
+//! budget sizes it on this machine (`FANOUT_CONCURRENCY` sets another), and the plugin
+//! host gets as many concurrent calls as the engine would. The peak resident memory
+//! of the process (fleet included) is printed at the end.
+//!
 //! `cargo bench -p yardmaster-tests --bench fanout [-- ROUTERS...]`; set
 //! `FANOUT_ONLY=plugin` (or `native`) to run one path alone, e.g. under a profiler, and
 //! `FANOUT_AGAINST=other.wasm` to measure the plugin against another build of it (in a
@@ -21,11 +30,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
+use yardmaster::budget::{Budget, Requested, Resources};
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost, Transport, transport};
-use yardmaster::runner::fanout::RunnerSettings;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
+use yardmaster_tests::bench;
 
 const PASSWORD: &str = "bench";
 
@@ -154,11 +164,13 @@ where
     (start.elapsed(), failed)
 }
 
-/// The rounds of one path: each one's wall time and the process's CPU time during it.
+/// The rounds of one path: each one's wall time and the process's CPU time during it,
+/// and the round trips and connections its routers saw.
 #[derive(Default)]
 struct Rounds {
     times: Vec<(Duration, Duration)>,
     failed: usize,
+    seen: bench::Seen,
 }
 
 impl Rounds {
@@ -200,13 +212,17 @@ fn cpu_time() -> Duration {
 }
 
 /// A plugin host serving the plugins in `dir`, and its RouterOS transport.
-async fn routeros_in(dir: std::path::PathBuf, cache: &std::path::Path) -> Transport {
+async fn routeros_in(
+    dir: std::path::PathBuf,
+    cache: &std::path::Path,
+    max_concurrent_calls: u32,
+) -> Transport {
     let host = PluginHost::new(HostOptions {
         plugins_dir: dir,
         cache_dir: Some(cache.to_path_buf()),
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
-        max_concurrent_calls: 256,
+        max_concurrent_calls,
         organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
@@ -231,13 +247,9 @@ async fn main() {
         sizes
     };
     let largest = sizes.iter().copied().max().unwrap_or(1_000);
-    let concurrency: usize = std::env::var("FANOUT_CONCURRENCY")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        // By default as many routers at once as the engine's runner works on in one
-        // launch of a script.
-        .unwrap_or(RunnerSettings::default().run_concurrency)
-        .max(1);
+    let delay = bench::reply_delay("FANOUT_DELAY_MS");
+    // Raised to the hard limit before the fleet takes its listeners, as the engine does.
+    Resources::detect();
 
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let fleet = Fleet::start(
@@ -249,7 +261,7 @@ async fn main() {
             profile: Profile::V7_18,
             user: "admin".into(),
             password: PASSWORD.into(),
-            faults: Vec::new(),
+            faults: bench::delay_faults(delay),
             ssh_port: None,
             ssh_authorized_keys: Vec::new(),
         },
@@ -260,12 +272,31 @@ async fn main() {
     )
     .await
     .expect("the simulated fleet starts (needs ~routers+300 open files)");
+    // The engine's budget, on what the fleet leaves: each router in flight holds two
+    // sockets here, the client's and the simulated router's.
+    let mut cost = yardmaster::plugins::call_cost(Limits::default().memory_bytes);
+    cost.files = 2;
+    let budget = Budget::plan(Requested::default(), &Resources::detect(), cost);
+    println!(
+        "engine budget with the fleet in this process: {}",
+        budget.summary()
+    );
+    let concurrency: usize = std::env::var("FANOUT_CONCURRENCY")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        // By default as many routers at once as the engine's runner works on in one
+        // launch of a script.
+        .unwrap_or(budget.jobs_per_launch)
+        .max(1);
+    let calls = budget
+        .plugin_calls
+        .max(u32::try_from(concurrency).unwrap_or(u32::MAX));
 
     let work = tempfile::tempdir().expect("temporary folder");
     let plugins = work.path().join("plugins");
     yardmaster::plugins::install_bundled(&plugins, &work.path().join("data"))
         .expect("bundled plugins");
-    let routeros = routeros_in(plugins, &work.path().join("cache")).await;
+    let routeros = routeros_in(plugins, &work.path().join("cache"), calls).await;
     // Another build of the plugin, in a host of its own, in place of the native client:
     // two builds compared round by round under the same conditions.
     let against = match std::env::var_os("FANOUT_AGAINST") {
@@ -274,7 +305,7 @@ async fn main() {
             std::fs::create_dir_all(&dir).expect("a folder for the other build");
             std::fs::copy(&file, dir.join("routeros-api.wasm"))
                 .unwrap_or_else(|e| panic!("FANOUT_AGAINST={}: {e}", file.to_string_lossy()));
-            Some(routeros_in(dir, &work.path().join("cache")).await)
+            Some(routeros_in(dir, &work.path().join("cache"), calls).await)
         }
         None => None,
     };
@@ -285,12 +316,18 @@ async fn main() {
     };
 
     println!(
-        "fan-out benchmark: {} simulated routers on loopback, concurrency {concurrency}, {} cores",
+        "fan-out benchmark: {} simulated routers on loopback, concurrency {concurrency} \
+         ({calls} plugin calls), {} cores, {}",
         largest,
         std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
+            .unwrap_or(1),
+        match delay {
+            Some(d) => format!("every reply {} ms late (FANOUT_DELAY_MS)", d.as_millis()),
+            None => "replies immediate (FANOUT_DELAY_MS=100 for latency mode)".to_owned(),
+        }
     );
+    let (rss_at_start, _) = bench::memory();
     let only = match std::env::var("FANOUT_ONLY").unwrap_or_default() {
         only if only == "native" => base.to_owned(),
         only => only,
@@ -320,6 +357,7 @@ async fn main() {
         for round in 1..=rounds {
             if only != "plugin" {
                 let cpu = cpu_time();
+                let seen = bench::Seen::of(&fleet, size);
                 let (wall, failed) = match &against {
                     Some(other) => {
                         fan_out(size, concurrency, |i| {
@@ -335,14 +373,17 @@ async fn main() {
                     }
                 };
                 baseline.add(wall, cpu_time().saturating_sub(cpu), failed);
+                baseline.seen.add_since(bench::Seen::of(&fleet, size), seen);
             }
             if only != base {
                 let cpu = cpu_time();
+                let seen = bench::Seen::of(&fleet, size);
                 let (wall, failed) = fan_out(size, concurrency, |i| {
                     plugin_run(routeros.clone(), targets.clone(), i, ":log info \"plugin\"")
                 })
                 .await;
                 plugin.add(wall, cpu_time().saturating_sub(cpu), failed);
+                plugin.seen.add_since(bench::Seen::of(&fleet, size), seen);
             }
             let show = |r: &Rounds| match r.times.last() {
                 Some((wall, cpu)) => format!("{wall:>8.2?} (CPU {cpu:>8.2?})"),
@@ -365,6 +406,19 @@ async fn main() {
                     path.failed,
                     cpu,
                     cpu.as_secs_f64() * 1e6 / size as f64,
+                );
+                let (round_trips, requests, connections) = path.seen.per_router(size, path.count());
+                let floor = match delay {
+                    Some(d) => format!(
+                        "; latency floor {:.2?} ({round_trips:.2} x {} ms x {size} / {concurrency})",
+                        bench::latency_floor(round_trips, d, size, concurrency),
+                        d.as_millis()
+                    ),
+                    None => String::new(),
+                };
+                println!(
+                    "{size:>6} routers  {name}  per router: {round_trips:.2} round trips \
+                     ({requests:.2} requests), {connections:.2} connections{floor}"
                 );
             }
         }
@@ -393,7 +447,19 @@ async fn main() {
             after - before,
         );
     }
-    println!("targets: 10,000 routers in under 3 s through the plugin, plugin/native at most 1.5x");
+    let (rss, peak) = bench::memory();
+    println!(
+        "memory: peak RSS {:.0} MiB (VmHWM, fleet included), {:.0} MiB now, {:.0} MiB before \
+         the rounds; {:.0} KiB more at the peak per router in flight",
+        bench::mib(peak),
+        bench::mib(rss),
+        bench::mib(rss_at_start),
+        peak.saturating_sub(rss_at_start) as f64 / 1024.0 / concurrency as f64
+    );
+    println!(
+        "targets: 10,000 routers in under 3 s through the plugin, plugin/native at most 1.5x; \
+         with FANOUT_DELAY_MS=100, near the latency floor"
+    );
     let _ = stop.send(true);
     fleet.wait().await;
 }

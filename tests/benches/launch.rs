@@ -4,23 +4,36 @@
 //! `Store::open` plus `recover` over M stored jobs (default 1,000,000; all pending, the
 //! worst case for recovery's count, with 1,000 left running and sent to be interrupted).
 //!
+//! The runner gets the limits the engine's start-up budget gives it on this machine
+//! (counting two sockets per router in flight, since the routers live in this process).
+//! Latency mode: `LAUNCH_DELAY_MS=100` makes every simulated router send each reply that
+//! late; beside launch-to-done it then prints the floor the waiting sets (round trips per
+//! router x delay x routers / concurrency), with the round trips counted by the routers.
+//! After the launch it prints the process's peak resident memory (fleet included).
+//! `LAUNCH_CONCURRENCY` sets the per-launch limit instead (e.g. 64, the old default, to
+//! compare with a script of 64 threads), and `LAUNCH_ABORT_IF_OFFLINE=1` runs the jobs as
+//! a schedule with `abort_if_offline` does (a probe of each router first).
+//!
 //! Last, punctuality: S schedules (default 100), 50 ms apart, each launched by the
 //! engine's launcher on a router of its own; prints how long after `launch_at` each
 //! launch committed and its first job started (p50, p90, p99, max).
 //!
-//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS [SCHEDULES]]]`
+//! `cargo bench -p yardmaster-tests --bench launch [-- ROUTERS [STORED_JOBS [SCHEDULES]]]`;
+//! a STORED_JOBS of 0 makes the restart part quick.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use yardmaster::budget::{Budget, Requested, Resources};
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost};
 use yardmaster::runner::fanout::{RunOptions, Runner, RunnerSettings, Selection};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
 use yardmaster::store::{JobInput, JobTransition, Secret, SiteInput, Store, TlsSettings};
+use yardmaster_tests::bench;
 
 #[path = "launch/punctual.rs"]
 mod punctual;
@@ -54,6 +67,9 @@ fn job(site: &str) -> JobInput {
 }
 
 async fn launch(routers: usize) -> Result<(), String> {
+    let delay = bench::reply_delay("LAUNCH_DELAY_MS");
+    // Raised to the hard limit before the fleet takes its listeners, as the engine does.
+    Resources::detect();
     let (fleet_stop, stopped) = tokio::sync::watch::channel(false);
     let fleet = Fleet::start(
         FleetConfig {
@@ -64,7 +80,7 @@ async fn launch(routers: usize) -> Result<(), String> {
             profile: Profile::V7_18,
             user: "admin".into(),
             password: PASSWORD.into(),
-            faults: Vec::new(),
+            faults: bench::delay_faults(delay),
             ssh_port: None,
             ssh_authorized_keys: Vec::new(),
         },
@@ -75,6 +91,13 @@ async fn launch(routers: usize) -> Result<(), String> {
     )
     .await
     .map_err(|e| e.to_string())?;
+    let mut cost = yardmaster::plugins::call_cost(Limits::default().memory_bytes);
+    cost.files = 2;
+    let budget = Budget::plan(Requested::default(), &Resources::detect(), cost);
+    println!(
+        "engine budget with the fleet in this process: {}",
+        budget.summary()
+    );
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let plugins = dir.path().join("plugins");
     yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data"))
@@ -84,7 +107,7 @@ async fn launch(routers: usize) -> Result<(), String> {
         cache_dir: Some(dir.path().join("cache")),
         defaults: Limits::default(),
         plugins: BTreeMap::new(),
-        max_concurrent_calls: 256,
+        max_concurrent_calls: budget.plugin_calls,
         organization_share: 1.0,
         max_memory_bytes: Limits::default().memory_bytes,
         trusted_certificates: Vec::new(),
@@ -134,22 +157,71 @@ async fn launch(routers: usize) -> Result<(), String> {
         setup.elapsed().as_secs_f64()
     );
 
-    let settings = RunnerSettings::default();
+    let settings = RunnerSettings {
+        global_concurrency: budget.jobs,
+        run_concurrency: std::env::var("LAUNCH_CONCURRENCY")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(budget.jobs_per_launch)
+            .max(1),
+        ..RunnerSettings::default()
+    };
+    // One organization's jobs hold at most its share of the global slots.
+    let concurrency = settings
+        .run_concurrency
+        .min(((settings.global_concurrency as f64 * settings.organization_share) as usize).max(1));
     println!(
-        "limits: global {}, per run {}",
-        settings.global_concurrency, settings.run_concurrency
+        "limits: global {}, per run {}, so {concurrency} of this organization's jobs at once; {}",
+        settings.global_concurrency,
+        settings.run_concurrency,
+        match delay {
+            Some(d) => format!("every reply {} ms late (LAUNCH_DELAY_MS)", d.as_millis()),
+            None => "replies immediate (LAUNCH_DELAY_MS=100 for latency mode)".to_owned(),
+        }
     );
     let runner = Runner::new(store.clone(), host, settings);
     let (_signal, shutdown) = Shutdown::new();
+    let (rss_before, _) = bench::memory();
+    let before = bench::Seen::of(&fleet, routers);
     let started = Instant::now();
     let report = runner
-        .run_jobs(Selection::Jobs(ids), RunOptions::default(), shutdown)
+        .run_jobs(
+            Selection::Jobs(ids),
+            RunOptions {
+                abort_if_offline: std::env::var("LAUNCH_ABORT_IF_OFFLINE").is_ok_and(|v| v == "1"),
+                ..RunOptions::default()
+            },
+            shutdown,
+        )
         .await
         .map_err(|e| e.to_string())?;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "launch-to-done: {routers} jobs in {elapsed:.2} s, {:.0} jobs/s ({report:?})",
         routers as f64 / elapsed
+    );
+    let mut seen = bench::Seen::default();
+    seen.add_since(bench::Seen::of(&fleet, routers), before);
+    let (round_trips, requests, opened) = seen.per_router(routers, 1);
+    let floor = match delay {
+        Some(d) => format!(
+            "; latency floor {:.2?} ({round_trips:.2} x {} ms x {routers} / {concurrency})",
+            bench::latency_floor(round_trips, d, routers, concurrency),
+            d.as_millis()
+        ),
+        None => String::new(),
+    };
+    println!(
+        "per router: {round_trips:.2} round trips ({requests:.2} requests), {opened:.2} \
+         connections{floor}"
+    );
+    let (rss, peak) = bench::memory();
+    println!(
+        "memory: peak RSS {:.0} MiB (VmHWM, fleet included), {:.0} MiB after, {:.0} MiB before \
+         the launch",
+        bench::mib(peak),
+        bench::mib(rss),
+        bench::mib(rss_before)
     );
     let once = fleet.routers().all(|r| {
         r.log_messages()

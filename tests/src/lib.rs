@@ -11,10 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long a test waits for something the engine does eventually (a reload, a start).
-/// Generous on purpose: speed is the benchmarks' business, not the tests'.
+pub mod bench;
 pub mod openai;
 
+/// How long a test waits for something the engine does eventually (a reload, a start).
+/// Generous on purpose: speed is the benchmarks' business, not the tests'.
 pub const PATIENCE: Duration = Duration::from_secs(120);
 
 /// The `yardmaster` binary built by this `cargo test` run.

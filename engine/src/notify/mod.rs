@@ -259,19 +259,31 @@ impl Deliverer {
             let (outcome, organization, done) = self.attempt(&event).await;
             let (error, retry_at) = match &outcome {
                 Outcome::Delivered => (None, None),
-                Outcome::Retry { error, at } => (Some(error.as_str()), Some(*at)),
-                Outcome::Dead { error } => (Some(error.as_str()), None),
+                Outcome::Retry { error, at } => (Some(error.clone()), Some(*at)),
+                Outcome::Dead { error } => (Some(error.clone()), None),
             };
-            let recorded = self.store.record_event_attempt(
-                event.id,
-                &EventAttempt {
-                    error,
-                    retry_at,
-                    organization: organization.as_deref(),
-                    delivered_to: &done,
-                    now: Utc::now(),
-                },
-            );
+            // A durable commit: off the async workers, which the runner's jobs share (on a
+            // small machine one blocked worker is half the engine).
+            let (store, id, org) = (self.store.clone(), event.id, organization.clone());
+            let recorded = tokio::task::spawn_blocking(move || {
+                store.record_event_attempt(
+                    id,
+                    &EventAttempt {
+                        error: error.as_deref(),
+                        retry_at,
+                        organization: org.as_deref(),
+                        delivered_to: &done,
+                        now: Utc::now(),
+                    },
+                )
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreError::Io {
+                    path: "record a notification attempt".into(),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            });
             if let Err(e) = recorded {
                 tracing::error!(event = event.id, error = %e, "cannot record a notification attempt");
                 return;

@@ -17,9 +17,41 @@ use super::{
     DefaultPorts, HostOptions, LoadError, LoadedPlugin, PluginHost, PluginInfo, PluginKind, Slot,
     kinds, version,
 };
+use crate::budget::CallCost;
 
 /// Linear memory kept resident per pooled instance slot between calls.
 const KEEP_RESIDENT: usize = 4 * 1024 * 1024;
+/// Address space reserved for each linear memory slot (wasmtime's default on 64-bit
+/// hosts, set here so the budget counts what is configured): 4 GiB lets compiled code
+/// skip bounds checks.
+const MEMORY_RESERVATION: u64 = 4 << 30;
+/// The guard region after each memory slot (wasmtime's default on 64-bit hosts).
+const MEMORY_GUARD: u64 = 32 << 20;
+/// Each call's fiber stack (wasmtime's default): host calls and the guest's wasm stack
+/// run on it.
+const ASYNC_STACK: usize = 2 << 20;
+/// Memory slots in the pool for each concurrent call: a plugin's main module and the
+/// WASI adapter may each have one.
+const MEMORIES_PER_CALL: u32 = 2;
+/// What a call to the RouterOS plugin waiting on a router keeps resident: the pages of
+/// its linear memory and fiber stack it touched, the host's store and WASI state for it,
+/// and its socket's buffers. With 2,048 in flight the benchmarks measure about 110-130
+/// KiB per call, simulated router included (`FANOUT_DELAY_MS=100 cargo bench --bench
+/// fanout`); twice that leaves room for plugins that touch more, since a budget that
+/// holds its limit matters more than a few calls more.
+const RESIDENT_PER_CALL: u64 = 256 * 1024;
+
+/// What one concurrent plugin call costs the process, for [`crate::budget`]: the
+/// pool's reservation for it (its memory slots with their guards, and its stack) and
+/// what it keeps resident while it waits.
+pub fn call_cost(max_memory_bytes: u64) -> CallCost {
+    let slot = MEMORY_RESERVATION.max(max_memory_bytes) + MEMORY_GUARD;
+    CallCost {
+        reserved: u64::from(MEMORIES_PER_CALL) * slot + ASYNC_STACK as u64 + 4096,
+        resident: RESIDENT_PER_CALL,
+        files: 1,
+    }
+}
 
 /// The largest plugin file the engine reads.
 const MAX_PLUGIN_FILE: u64 = 256 * 1024 * 1024;
@@ -31,11 +63,15 @@ pub(crate) fn engine(options: &HostOptions) -> Result<Engine, String> {
     let mut config = wasmtime::Config::new();
     config.epoch_interruption(true);
     config.wasm_component_model(true);
+    config
+        .memory_reservation(MEMORY_RESERVATION)
+        .memory_guard_size(MEMORY_GUARD)
+        .async_stack_size(ASYNC_STACK);
     let slots = options.max_concurrent_calls.max(1);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots.saturating_mul(8))
-        .total_memories(slots.saturating_mul(2))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_CALL))
         .total_tables(slots.saturating_mul(8))
         .total_stacks(slots)
         .max_memory_size(usize::try_from(options.max_memory_bytes).unwrap_or(usize::MAX))

@@ -49,7 +49,7 @@ pub use kinds::{
     Armed, Describe, Failure, Generator, Notifier, ScriptSource, Transport, generator, notifier,
     script_source, transport,
 };
-pub use loader::Change;
+pub use loader::{Change, call_cost};
 pub use site_allow::SiteAllow;
 pub use ssh::Algorithms as SshAlgorithms;
 pub(crate) use ssh::SiteSsh;

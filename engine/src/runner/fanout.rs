@@ -67,7 +67,9 @@ pub const ROLLBACK_UNSUPPORTED: &str = "rollback_unsupported";
 /// Most transitions one commit carries; keeps a commit's latency bounded under load.
 const MAX_BATCH: usize = 4096;
 
-/// How the runner behaves; the defaults suit a production fleet.
+/// How the runner behaves; the defaults suit a production fleet. A job at work mostly
+/// waits on its router, so the limits are sized for waiting, not for cores: the engine
+/// lowers them at start to what memory and the open-file limit hold ([`crate::budget`]).
 #[derive(Debug, Clone)]
 pub struct RunnerSettings {
     /// Jobs running at once across everything this runner does.
@@ -92,9 +94,9 @@ pub struct RunnerSettings {
 impl Default for RunnerSettings {
     fn default() -> Self {
         RunnerSettings {
-            global_concurrency: 256,
+            global_concurrency: crate::budget::DEFAULT_JOBS,
             organization_share: 0.5,
-            run_concurrency: 64,
+            run_concurrency: crate::budget::DEFAULT_JOBS_PER_LAUNCH,
             job_timeout: Duration::from_secs(300),
             max_attempts: 5,
             backoff_initial: Duration::from_millis(500),

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -106,6 +106,23 @@ fn new_challenge() -> [u8; 16] {
     out
 }
 
+/// Counts an answer held back by a `delay` fault until it is handed to the writer, or
+/// cancelled.
+struct HeldBack(Arc<AtomicUsize>);
+
+impl HeldBack {
+    fn new(count: &Arc<AtomicUsize>) -> HeldBack {
+        count.fetch_add(1, Ordering::Relaxed);
+        HeldBack(count.clone())
+    }
+}
+
+impl Drop for HeldBack {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Serves one connection until the peer leaves, the router goes offline, a fault ends
 /// it, or the fleet shuts down.
 pub(crate) async fn serve<S>(stream: S, router: Arc<Router>, mut shutdown: watch::Receiver<bool>)
@@ -122,6 +139,7 @@ where
     let mut delayed: JoinSet<()> = JoinSet::new();
     let mut by_tag: HashMap<Vec<u8>, AbortHandle> = HashMap::new();
     let delay = router.faults.delay;
+    let held_back = Arc::new(AtomicUsize::new(0));
     'conn: loop {
         tokio::select! {
             () = super::until(&mut shutdown, true) => break,
@@ -148,6 +166,11 @@ where
                         }
                     };
                     let tag = sentence.tag().map(<[u8]>::to_vec);
+                    // A client that waited for every answer before asking again finds
+                    // none held back.
+                    if sentence.command_str() != "/quit" && held_back.load(Ordering::Relaxed) == 0 {
+                        router.stats.round_trips.fetch_add(1, Ordering::Relaxed);
+                    }
                     let outcome = handle(&router, &mut session, &sentence);
                     if session.logged_in {
                         decoder.set_limits(MAX_WORD, MAX_SENTENCE);
@@ -191,9 +214,11 @@ where
                         Then::Continue | Then::Cancel(_) => match delay {
                             Some(d) => {
                                 let tx = tx.clone();
+                                let held = HeldBack::new(&held_back);
                                 let handle = delayed.spawn(async move {
                                     tokio::time::sleep(d).await;
                                     let _ = tx.send(bytes).await;
+                                    drop(held);
                                 });
                                 if let Some(tag) = tag {
                                     if by_tag.len() > 64 {
@@ -290,6 +315,9 @@ fn login(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome
 
 fn handle(router: &Router, session: &mut Session, sentence: &Sentence) -> Outcome {
     let command = sentence.command_str().into_owned();
+    if command != "/quit" {
+        router.stats.requests.fetch_add(1, Ordering::Relaxed);
+    }
     if command == "/login" {
         return login(router, session, sentence);
     }

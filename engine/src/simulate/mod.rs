@@ -156,6 +156,8 @@ struct Stats {
     logins: AtomicU64,
     failed_logins: AtomicU64,
     commands: AtomicU64,
+    requests: AtomicU64,
+    round_trips: AtomicU64,
     jobs: AtomicU64,
 }
 
@@ -166,6 +168,15 @@ pub struct RouterStats {
     pub logins: u64,
     pub failed_logins: u64,
     pub commands: u64,
+    /// Sentences the router answered for a client that waits for the answer: every
+    /// login and command but `/quit`, whose answer no client reads. A client that sends
+    /// one request at a time makes this many round trips.
+    pub requests: u64,
+    /// Those of the requests that came while no earlier answer on their connection was
+    /// still being held back by a `delay` fault: the round trips a client waited out.
+    /// Requests sent together (pipelined) count once. Without a delay every answer is
+    /// sent before the next request is read, so this equals `requests`.
+    pub round_trips: u64,
 }
 
 /// One line of a router's `/log`.
@@ -355,6 +366,8 @@ impl Router {
             logins: self.stats.logins.load(Ordering::Relaxed),
             failed_logins: self.stats.failed_logins.load(Ordering::Relaxed),
             commands: self.stats.commands.load(Ordering::Relaxed),
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            round_trips: self.stats.round_trips.load(Ordering::Relaxed),
         }
     }
 }

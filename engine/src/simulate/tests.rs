@@ -754,3 +754,37 @@ async fn ssh_drop_sends_half_the_first_reply_then_ends_the_connection() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn requests_count_the_round_trips_a_client_waits_for() {
+    let plain = fleet(config([127, 1, 213, 1], Profile::V7_18)).await;
+    let mut c = Client::login(plain.addresses()[0], "pw").await;
+    let r = c.call(&["/execute", "=script=:put 1", "=as-string="]).await;
+    assert!(matches!(r[..], [Reply::Done { .. }]), "{r:?}");
+    // No one waits for the answer to `/quit`: the login and the `/execute` are the
+    // round trips.
+    c.send(&["/quit"]).await;
+    assert!(matches!(c.reply().await, Some(Reply::Fatal { .. })));
+    let stats = plain.router(0).stats();
+    assert_eq!((stats.connections, stats.requests), (1, 2));
+    assert_eq!(stats.round_trips, 2);
+    assert_eq!(stats.commands, 2, "/execute and /quit");
+    plain.shutdown().await;
+
+    // Two prints sent together while answers are held back: two requests, one wait.
+    let mut cfg = config([127, 1, 214, 1], Profile::V7_18);
+    cfg.faults = vec![Fault::all(FaultKind::Delay(Duration::from_millis(50)))];
+    let delayed = fleet(cfg).await;
+    let mut c = Client::login(delayed.addresses()[0], "pw").await;
+    c.send(&["/system/identity/print", ".tag=1"]).await;
+    c.send(&["/system/resource/print", ".tag=2"]).await;
+    let mut done = 0;
+    while done < 2 {
+        if let Some(Reply::Done { .. }) = c.reply().await {
+            done += 1;
+        }
+    }
+    let stats = delayed.router(0).stats();
+    assert_eq!((stats.requests, stats.round_trips), (3, 2));
+    delayed.shutdown().await;
+}

@@ -1,0 +1,98 @@
+//! What the benchmarks share: the latency mode's delay and the floor it sets, the round
+//! trips each router saw, and the process's memory.
+
+use std::time::Duration;
+
+use yardmaster::simulate::{Fault, FaultKind, Fleet};
+
+/// The delay every simulated router adds to each reply, from `variable` (milliseconds);
+/// unset or 0 leaves replies immediate.
+pub fn reply_delay(variable: &str) -> Option<Duration> {
+    let ms: u64 = std::env::var(variable).ok()?.parse().ok()?;
+    (ms > 0).then_some(Duration::from_millis(ms))
+}
+
+/// The faults that make every router delay each reply by `delay`.
+pub fn delay_faults(delay: Option<Duration>) -> Vec<Fault> {
+    delay
+        .map(|d| Fault::all(FaultKind::Delay(d)))
+        .into_iter()
+        .collect()
+}
+
+/// What the first routers of a fleet have served, summed over them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Every login and command but `/quit`.
+    pub requests: u64,
+    /// Requests that found no earlier answer of their connection held back: the waits
+    /// a client sat through (requests sent together count once).
+    pub round_trips: u64,
+    pub connections: u64,
+}
+
+impl Seen {
+    /// The counts of the first `routers` routers so far.
+    pub fn of(fleet: &Fleet, routers: usize) -> Seen {
+        fleet
+            .routers()
+            .take(routers)
+            .fold(Seen::default(), |seen, r| {
+                let stats = r.stats();
+                Seen {
+                    requests: seen.requests + stats.requests,
+                    round_trips: seen.round_trips + stats.round_trips,
+                    connections: seen.connections + stats.connections,
+                }
+            })
+    }
+
+    /// What was served since `before`, added to `self`.
+    pub fn add_since(&mut self, now: Seen, before: Seen) {
+        self.requests += now.requests - before.requests;
+        self.round_trips += now.round_trips - before.round_trips;
+        self.connections += now.connections - before.connections;
+    }
+
+    /// Each count per router, over `runs` runs on `routers` routers: (round trips,
+    /// requests, connections).
+    pub fn per_router(&self, routers: usize, runs: usize) -> (f64, f64, f64) {
+        let n = (routers * runs.max(1)) as f64;
+        (
+            self.round_trips as f64 / n,
+            self.requests as f64 / n,
+            self.connections as f64 / n,
+        )
+    }
+}
+
+/// The least time `routers` routers can take when each needs `round_trips` replies, each
+/// `delay` late, with `concurrency` of them at once: the waiting alone, with no work.
+pub fn latency_floor(
+    round_trips: f64,
+    delay: Duration,
+    routers: usize,
+    concurrency: usize,
+) -> Duration {
+    let waves = routers as f64 / concurrency.max(1) as f64;
+    Duration::from_secs_f64(round_trips * delay.as_secs_f64() * waves)
+}
+
+/// This process's resident memory now and at its peak (`VmRSS`, `VmHWM`), in bytes;
+/// zero where /proc is not there.
+pub fn memory() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Bytes as MiB, for printing.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
