@@ -32,7 +32,7 @@ use yardmaster::plugins::{HostOptions, PluginHost};
 use yardmaster::runner::fanout::{RunOptions, Runner, RunnerSettings, Selection};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::{Fleet, FleetConfig, Profile};
-use yardmaster::store::{JobInput, JobTransition, Secret, SiteInput, Store, TlsSettings};
+use yardmaster::store::{JobInput, JobTransition, Store};
 use yardmaster_tests::bench;
 
 #[path = "launch/punctual.rs"]
@@ -119,26 +119,7 @@ async fn launch(routers: usize) -> Result<(), String> {
     let store = Arc::new(Store::open(dir.path().join("data")).map_err(|e| e.to_string())?);
 
     let setup = Instant::now();
-    let sites: Vec<SiteInput> = fleet
-        .routers()
-        .map(|router| {
-            let addr = router.address();
-            SiteInput {
-                organization: "bench".into(),
-                name: format!("r{}", router.index()),
-                address: addr.ip().to_string(),
-                port: Some(addr.port()),
-                transport: "routeros-api".into(),
-                username: "admin".into(),
-                password: Some(Secret::new(PASSWORD)),
-                tls: TlsSettings::default(),
-                tags: Vec::new(),
-                private_key: None,
-                private_key_passphrase: None,
-                ssh: None,
-            }
-        })
-        .collect();
+    let sites = yardmaster_tests::router_sites(&fleet, "bench", PASSWORD);
     let inputs: Vec<JobInput> = store
         .import_sites("bench", sites, "bench", instant!())
         .map_err(|e| e.to_string())?

@@ -438,6 +438,35 @@ pub async fn fleet(
     InProcessFleet { fleet, _stop: stop }
 }
 
+/// A site of `organization` for each router of `fleet`, reached over the RouterOS API as
+/// `admin` with `password`, named `r0`, `r1`, ... by the router's index.
+pub fn router_sites(
+    fleet: &yardmaster::simulate::Fleet,
+    organization: &str,
+    password: &str,
+) -> Vec<yardmaster::store::SiteInput> {
+    fleet
+        .routers()
+        .map(|router| {
+            let addr = router.address();
+            yardmaster::store::SiteInput {
+                organization: organization.into(),
+                name: format!("r{}", router.index()),
+                address: addr.ip().to_string(),
+                port: Some(addr.port()),
+                transport: "routeros-api".into(),
+                username: "admin".into(),
+                password: Some(yardmaster::store::Secret::new(password)),
+                tls: Default::default(),
+                tags: Vec::new(),
+                private_key: None,
+                private_key_passphrase: None,
+                ssh: None,
+            }
+        })
+        .collect()
+}
+
 /// A plugin host on `dir` serving the bundled plugins (the RouterOS transport).
 pub async fn bundled_host(
     dir: &Path,

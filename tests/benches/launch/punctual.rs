@@ -5,20 +5,17 @@
 //! the distribution of both. A launch is never early; a negative figure would be a bug,
 //! and is reported as such.
 
-use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use yardmaster::approval::{self, OrgPolicy, Principal};
-use yardmaster::config::Limits;
-use yardmaster::plugins::{HostOptions, PluginHost};
 use yardmaster::runner::fanout::{Runner, RunnerSettings};
 use yardmaster::scheduler::launcher::Launcher;
 use yardmaster::server::Shutdown;
-use yardmaster::simulate::{Fleet, FleetConfig, Profile};
-use yardmaster::store::{ScheduleInput, Secret, SiteInput, Store, TlsSettings, User};
+use yardmaster::simulate::Profile;
+use yardmaster::store::{ScheduleInput, Store, User};
 
 const PASSWORD: &str = "bench";
 /// The engine's own: the launcher looks at least this often, and otherwise only when it
@@ -56,45 +53,15 @@ fn millis(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
 
 /// `schedules` schedules, `spacing` apart, each on a router of its own.
 pub async fn run(schedules: usize, spacing: Duration) -> Result<(), String> {
-    let (fleet_stop, stopped) = tokio::sync::watch::channel(false);
-    let fleet = Fleet::start(
-        FleetConfig {
-            routers: schedules,
-            bind: Ipv4Addr::new(127, 7, 0, 1),
-            port: 8728,
-            tls_port: None,
-            profile: Profile::V7_18,
-            user: "admin".into(),
-            password: PASSWORD.into(),
-            faults: Vec::new(),
-            ssh_port: None,
-            ssh_authorized_keys: Vec::new(),
-        },
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
+    let fleet = yardmaster_tests::fleet(
+        Ipv4Addr::new(127, 7, 0, 1),
+        schedules,
+        Profile::V7_18,
+        PASSWORD,
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let plugins = dir.path().join("plugins");
-    yardmaster::plugins::install_bundled(&plugins, &dir.path().join("data"))
-        .map_err(|e| e.to_string())?;
-    let host = PluginHost::new(HostOptions {
-        plugins_dir: plugins,
-        cache_dir: Some(dir.path().join("cache")),
-        defaults: Limits::default(),
-        plugins: BTreeMap::new(),
-        max_concurrent_calls: 256,
-        organization_share: 1.0,
-        max_memory_bytes: Limits::default().memory_bytes,
-        trusted_certificates: Vec::new(),
-        sites_allow: yardmaster::plugins::SiteAllow::with_loopback(),
-        ssh_algorithms: Default::default(),
-    })
-    .map_err(|e| e.to_string())?;
-    host.reconcile().await;
+    let host = yardmaster_tests::bundled_host(dir.path(), 256).await;
     let store = Arc::new(Store::open(dir.path().join("data")).map_err(|e| e.to_string())?);
     let now = Utc::now();
     for id in ["alice", "bob"] {
@@ -108,26 +75,7 @@ pub async fn run(schedules: usize, spacing: Duration) -> Result<(), String> {
             })
             .map_err(|e| e.to_string())?;
     }
-    let sites: Vec<SiteInput> = fleet
-        .routers()
-        .map(|router| {
-            let addr = router.address();
-            SiteInput {
-                organization: "bench".into(),
-                name: format!("p{}", router.index()),
-                address: addr.ip().to_string(),
-                port: Some(addr.port()),
-                transport: "routeros-api".into(),
-                username: "admin".into(),
-                password: Some(Secret::new(PASSWORD)),
-                tls: TlsSettings::default(),
-                tags: Vec::new(),
-                private_key: None,
-                private_key_passphrase: None,
-                ssh: None,
-            }
-        })
-        .collect();
+    let sites = yardmaster_tests::router_sites(&fleet, "bench", PASSWORD);
     let sites = store
         .import_sites("bench", sites, "bench", now)
         .map_err(|e| e.to_string())?
@@ -214,7 +162,6 @@ pub async fn run(schedules: usize, spacing: Duration) -> Result<(), String> {
     describe("launch committed (jobs and ledger)", committed);
     describe("first job started", started);
     serving.abort();
-    let _ = fleet_stop.send(true);
-    fleet.wait().await;
+    fleet.fleet.shutdown().await;
     Ok(())
 }
