@@ -337,9 +337,9 @@ async fn list(
         second: now.timestamp(),
     };
     let key = serde_json::to_string(&pairs).unwrap_or_default();
-    let page = match state.listings.get(moment, &org, &key) {
-        Some(page) => page,
-        None => {
+    let slot = state.listings.slot(moment, &org, &key);
+    let page = slot
+        .get_or_try_init(|| async {
             let store = state.store.clone();
             let organization = org.clone();
             let data = blocking(move || list_data(&store, &organization, &query, now, MAX_UNPAGED))
@@ -352,11 +352,10 @@ async fn list(
             .map_err(|e| {
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             })?;
-            let page = Bytes::from(body);
-            state.listings.put(moment, &org, &key, page.clone());
-            page
-        }
-    };
+            Ok::<_, ApiError>(Bytes::from(body))
+        })
+        .await?
+        .clone();
     Ok((
         [(
             header::CONTENT_TYPE,
