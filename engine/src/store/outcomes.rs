@@ -156,11 +156,10 @@ impl Store {
             let sites = tx.open_table(RUN_SITES)?;
             let mut out = Vec::with_capacity(schedule_ids.len());
             for &id in schedule_ids {
-                let Some(entry) = runs.range((id, 0)..=(id, u64::MAX))?.next_back() else {
+                let Some(run) = super::schedules::latest_run_in(&runs, id)? else {
                     out.push(LatestRun::default());
                     continue;
                 };
-                let run: Run = decode("run", id, entry?.1.value())?;
                 let mut outcomes = Vec::new();
                 for entry in sites
                     .range((id, run.occurrence, "")..(id, run.occurrence.saturating_add(1), ""))?

@@ -669,16 +669,7 @@ impl Store {
     /// The run of a schedule's latest occurrence, if it ever launched; read from the end
     /// of its range, so a long history costs nothing.
     pub fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
-        self.read(|tx| {
-            match tx
-                .open_table(RUNS)?
-                .range((schedule_id, 0)..=(schedule_id, u64::MAX))?
-                .next_back()
-            {
-                Some(entry) => Ok(Some(decode("run", schedule_id, entry?.1.value())?)),
-                None => Ok(None),
-            }
-        })
+        self.read(|tx| latest_run_in(&tx.open_table(RUNS)?, schedule_id))
     }
 
     /// A schedule's run history, oldest occurrence first.
@@ -696,17 +687,9 @@ impl Store {
 
     /// The jobs of one occurrence, in site order: what its per-site progress is made of.
     pub fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError> {
-        self.read(|tx| {
-            let jobs = tx.open_table(JOBS)?;
-            let ledger = tx.open_table(LEDGER)?;
-            let mut out = Vec::new();
-            for seq in occurrence_jobs(&ledger, schedule_id, occurrence)? {
-                if let Some(bytes) = jobs.get(seq)? {
-                    out.push(decode("job", &seq.to_string(), bytes.value())?);
-                }
-            }
-            Ok(out)
-        })
+        Ok(self
+            .run_jobs_limited(schedule_id, occurrence, usize::MAX)?
+            .0)
     }
 
     /// The first `limit` jobs of one occurrence, in site order, and how many it has in
@@ -831,6 +814,21 @@ fn finish_run(run: &mut Run, schedule: &mut ScheduledScript, now: DateTime<Utc>)
 }
 
 /// Seq ids of the jobs one occurrence created, in site order.
+/// The run of a schedule's latest occurrence, read from the end of its range, so a long
+/// history costs nothing.
+pub(crate) fn latest_run_in(
+    runs: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    schedule_id: &str,
+) -> Result<Option<Run>, StoreError> {
+    match runs
+        .range((schedule_id, 0)..=(schedule_id, u64::MAX))?
+        .next_back()
+    {
+        Some(entry) => Ok(Some(decode("run", schedule_id, entry?.1.value())?)),
+        None => Ok(None),
+    }
+}
+
 fn occurrence_jobs(
     ledger: &impl ReadableTable<(&'static str, u64, &'static str), u64>,
     schedule_id: &str,
