@@ -14,16 +14,18 @@
 //! Claims: `Load` (pending -> loaded) succeeds for one caller only, so two runners (or a
 //! runner and `resume_pending`) given the same job never both run it.
 //!
-//! Store writes go through one committer task that takes every transition queued while
-//! the previous commit was syncing and writes them in one commit ([`Store::transition_each`]).
-//! A caller waits for its own commit, so a `MarkSent` is never later than the call that
-//! sends the script; batching only shares the sync among concurrent jobs.
+//! Store writes go through the store's group commit ([`Store::change_jobs`]): the
+//! transitions of concurrent jobs and the API's new submissions queued while a commit
+//! syncs are written together in the next one. A caller waits for its own commit, so a
+//! `MarkSent` is never later than the call that sends the script; batching only shares
+//! the sync among concurrent writers.
 //!
 //! The concurrency limits count jobs at work on their sites: a job gives its slot back
 //! when it is done with the site, and its end is committed after that, while the next
 //! job starts. The failure-rate halt counts a job's end before its slot is given back,
 //! so the next job is judged with it.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +34,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -41,7 +43,7 @@ use super::rollback;
 use crate::plugins::{PluginHost, Transport, transport};
 use crate::server::Shutdown;
 use crate::store::{
-    Job, JobError, JobInput, JobStatus, JobTransition, Page, SKIPPED, Store, StoreError,
+    Changes, Job, JobError, JobInput, JobStatus, JobTransition, Page, SKIPPED, Store, StoreError,
 };
 
 /// Error code of a job not started because its run was halted.
@@ -64,8 +66,6 @@ pub const HOST_KEY_CHANGED: &str = "host_key_changed";
 /// Error code of a guarded job whose site's transport cannot arm a dead-man rollback:
 /// nothing was sent, and a retry would not help.
 pub const ROLLBACK_UNSUPPORTED: &str = "rollback_unsupported";
-/// Most transitions one commit carries; keeps a commit's latency bounded under load.
-const MAX_BATCH: usize = 4096;
 
 /// How the runner behaves; the defaults suit a production fleet. A job at work mostly
 /// waits on its router, so the limits are sized for waiting, not for cores: the engine
@@ -139,6 +139,9 @@ impl RunOptions {
 #[derive(Debug, Clone)]
 pub enum Selection {
     Jobs(Vec<String>),
+    /// Jobs read already: each is claimed as any other, so one no longer pending by the
+    /// time its turn comes is left alone.
+    Read(Vec<Job>),
     Run {
         schedule_id: String,
         occurrence: u64,
@@ -167,23 +170,15 @@ pub struct RunReport {
 pub enum RunnerError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The commit itself failed: nothing of it was written.
     #[error("the store could not commit: {0}")]
-    Commit(Arc<StoreError>),
-    #[error("the runner's committer stopped")]
-    CommitterGone,
+    Commit(StoreError),
 }
 
-type Items = Vec<(String, Vec<JobTransition>)>;
 /// The schedule occurrence of a pending job, `None` for seed 001's jobs.
 type Origin = Option<(String, u64)>;
-type Outcomes = Result<Vec<Result<Job, StoreError>>, Arc<StoreError>>;
 
-struct CommitRequest {
-    items: Items,
-    reply: oneshot::Sender<Outcomes>,
-}
-
-/// Runs jobs. Cheap to clone; clones share limits, the committer and background work.
+/// Runs jobs. Cheap to clone; clones share limits and background work.
 #[derive(Clone)]
 pub struct Runner {
     inner: Arc<Inner>,
@@ -204,7 +199,6 @@ struct Inner {
     global: Arc<Semaphore>,
     /// Each organization's share of the global slots.
     organizations: crate::plugins::OrganizationShares,
-    commits: mpsc::UnboundedSender<CommitRequest>,
     /// Express jobs started by `submit_async`, awaited by `drain`.
     background: Mutex<JoinSet<()>>,
     wake: Notify,
@@ -221,53 +215,6 @@ fn signalled(shutdown: &Shutdown) -> bool {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Takes every queued request and commits them together; ends when the runner is dropped.
-async fn committer(store: Arc<Store>, mut rx: mpsc::UnboundedReceiver<CommitRequest>) {
-    while let Some(first) = rx.recv().await {
-        let mut requests = vec![first];
-        let mut count = requests[0].items.len();
-        while count < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(more) => {
-                    count += more.items.len();
-                    requests.push(more);
-                }
-                Err(_) => break,
-            }
-        }
-        let sizes: Vec<usize> = requests.iter().map(|r| r.items.len()).collect();
-        let mut replies = Vec::with_capacity(requests.len());
-        let mut items = Vec::with_capacity(count);
-        for request in requests {
-            items.extend(request.items);
-            replies.push(request.reply);
-        }
-        let store = store.clone();
-        let outcome = tokio::task::spawn_blocking(move || store.transition_each(items, Utc::now()))
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    path: "commit".into(),
-                    source: std::io::Error::other(e.to_string()),
-                })
-            });
-        match outcome {
-            Ok(results) => {
-                let mut results = results.into_iter();
-                for (reply, size) in replies.into_iter().zip(sizes) {
-                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
-                }
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
 }
 
 /// How one job ended, as far as this runner is concerned.
@@ -334,11 +281,8 @@ impl Tally {
 }
 
 impl Runner {
-    /// Makes a runner and starts its committer; call inside a tokio runtime.
+    /// Makes a runner; call inside a tokio runtime.
     pub fn new(store: Arc<Store>, plugins: PluginHost, settings: RunnerSettings) -> Runner {
-        let (commits, rx) = mpsc::unbounded_channel();
-        // The committer ends when the last clone of the runner is dropped.
-        tokio::spawn(committer(store.clone(), rx));
         Runner {
             inner: Arc::new(Inner {
                 store,
@@ -349,7 +293,6 @@ impl Runner {
                     settings.organization_share,
                 ),
                 settings,
-                commits,
                 background: Mutex::new(JoinSet::new()),
                 wake: Notify::new(),
             }),
@@ -364,15 +307,12 @@ impl Runner {
         &self.inner.settings
     }
 
-    /// Commits transitions of several jobs together with whatever else is queued.
-    async fn commit(&self, items: Items) -> Result<Vec<Result<Job, StoreError>>, RunnerError> {
-        let (reply, rx) = oneshot::channel();
+    /// Commits transitions of several jobs together with the other job writes queued.
+    async fn commit(&self, items: Changes) -> Result<Vec<Result<Job, StoreError>>, RunnerError> {
         self.inner
-            .commits
-            .send(CommitRequest { items, reply })
-            .map_err(|_| RunnerError::CommitterGone)?;
-        rx.await
-            .map_err(|_| RunnerError::CommitterGone)?
+            .store
+            .change_jobs(items, Utc::now())
+            .await
             .map_err(RunnerError::Commit)
     }
 
@@ -382,10 +322,9 @@ impl Runner {
         transitions: Vec<JobTransition>,
     ) -> Result<Job, RunnerError> {
         let mut out = self.commit(vec![(id.to_owned(), transitions)]).await?;
-        match out.pop() {
-            Some(result) => Ok(result?),
-            None => Err(RunnerError::CommitterGone),
-        }
+        Ok(out
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::not_found("job", id)))?)
     }
 
     /// Runs the pending jobs of a selection to their end (or to shutdown), and reports.
@@ -404,6 +343,7 @@ impl Runner {
                     occurrence,
                 } => store.run_jobs(&schedule_id, occurrence),
                 Selection::Jobs(ids) => store.get_jobs(&ids),
+                Selection::Read(jobs) => Ok(jobs),
             }
         })
         .await
@@ -1222,17 +1162,11 @@ impl Runner {
         actor: &str,
         shutdown: Shutdown,
     ) -> Result<(Job, bool), RunnerError> {
-        let store = self.inner.store.clone();
-        let actor = actor.to_owned();
-        let (job, created) =
-            tokio::task::spawn_blocking(move || store.create_job_by(input, &actor, Utc::now()))
-                .await
-                .map_err(|e| {
-                    RunnerError::Store(StoreError::Io {
-                        path: "create job".into(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                })??;
+        let (job, created) = self
+            .inner
+            .store
+            .submit_job(input, actor, Utc::now())
+            .await?;
         if created {
             if job.express_execute {
                 let runner = self.clone();
@@ -1274,17 +1208,21 @@ impl Runner {
     /// the jobs of a schedule run with that schedule's options, the others with defaults.
     /// Jobs left `running` are not touched: recovery has settled them already.
     pub async fn resume_pending(&self, shutdown: Shutdown) -> Result<RunReport, RunnerError> {
-        let pending = self.pending_ids(true).await?;
+        let pending = self.pending_jobs(None, true).await?;
         let mut total = RunReport::default();
-        let mut groups: Vec<(Origin, Vec<String>)> = Vec::new();
-        for (origin, id) in pending {
+        let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();
+        for job in pending {
+            let origin = job
+                .origin
+                .as_ref()
+                .map(|o| (o.schedule_id.clone(), o.occurrence));
             match groups.iter_mut().find(|(o, _)| *o == origin) {
-                Some((_, ids)) => ids.push(id),
-                None => groups.push((origin, vec![id])),
+                Some((_, jobs)) => jobs.push(job),
+                None => groups.push((origin, vec![job])),
             }
         }
         let mut runs = JoinSet::new();
-        for (origin, ids) in groups {
+        for (origin, jobs) in groups {
             let options = match &origin {
                 Some((schedule_id, _)) => self
                     .inner
@@ -1298,7 +1236,7 @@ impl Runner {
             let shutdown = shutdown.clone();
             runs.spawn(async move {
                 runner
-                    .run_jobs(Selection::Jobs(ids), options, shutdown)
+                    .run_jobs(Selection::Read(jobs), options, shutdown)
                     .await
             });
         }
@@ -1310,23 +1248,26 @@ impl Runner {
         Ok(total)
     }
 
-    /// Pending job ids with their schedule occurrence, oldest first; with `scheduled`
-    /// false, only the jobs of seed 001 (those without a schedule).
-    async fn pending_ids(&self, scheduled: bool) -> Result<Vec<(Origin, String)>, RunnerError> {
+    /// Pending jobs queued after job number `after` (all of them with `None`), oldest
+    /// first; with `scheduled` false, only the jobs of seed 001 (those without a schedule).
+    async fn pending_jobs(
+        &self,
+        after: Option<u64>,
+        scheduled: bool,
+    ) -> Result<Vec<Job>, RunnerError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut out = Vec::new();
             let mut page = Page::first(crate::store::MAX_PAGE);
+            page.after = after;
             loop {
                 let jobs = store.active_jobs(JobStatus::Pending, &page)?;
                 let Some(last) = jobs.last() else { break };
                 page.after = Some(last.seq_id);
-                for job in jobs {
-                    let origin = job.origin.map(|o| (o.schedule_id, o.occurrence));
-                    if scheduled || origin.is_none() {
-                        out.push((origin, job.id));
-                    }
-                }
+                out.extend(
+                    jobs.into_iter()
+                        .filter(|job| scheduled || job.origin.is_none()),
+                );
             }
             Ok(out)
         })
@@ -1340,33 +1281,60 @@ impl Runner {
         .map_err(RunnerError::Store)
     }
 
-    /// Runs queued seed 001 jobs (not express) until shutdown: woken by `submit_async`,
-    /// and every `poll_interval` for jobs queued by another path. Jobs of schedules are
-    /// left to the scheduler, which runs them with their run's options.
+    /// Runs queued seed 001 jobs (not express) until shutdown. Woken by `submit_async`, it
+    /// reads only the jobs queued since the last it handed out and starts them at once,
+    /// beside the ones still at work, so a slow router holds back nobody queued after it.
+    /// Every `poll_interval` it reads every pending job, for jobs queued by another path.
+    /// Jobs of schedules are left to the scheduler, which runs them with their run's
+    /// options.
     pub async fn serve(&self, shutdown: Shutdown) {
+        // Jobs handed to a run and not back yet: a full read never hands them out twice.
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut runs = JoinSet::new();
+        let mut newest: Option<u64> = None;
+        let mut everything = true;
         loop {
-            match self.pending_ids(false).await {
-                Ok(pending) if !pending.is_empty() => {
-                    let ids = pending.into_iter().map(|(_, id)| id).collect();
-                    let run = self.run_jobs(
-                        Selection::Jobs(ids),
-                        RunOptions::default(),
-                        shutdown.clone(),
-                    );
-                    if let Err(e) = run.await {
-                        tracing::error!(error = %e, "queued jobs could not run");
+            let after = if everything { None } else { newest };
+            match self.pending_jobs(after, false).await {
+                Ok(jobs) => {
+                    newest = newest.max(jobs.iter().map(|j| j.seq_id).max());
+                    let fresh: Vec<Job> = {
+                        let mut handed = lock(&in_flight);
+                        jobs.into_iter()
+                            .filter(|j| handed.insert(j.id.clone()))
+                            .collect()
+                    };
+                    if !fresh.is_empty() {
+                        let ids: Vec<String> = fresh.iter().map(|j| j.id.clone()).collect();
+                        let (runner, in_flight) = (self.clone(), in_flight.clone());
+                        let shutdown = shutdown.clone();
+                        runs.spawn(async move {
+                            let run = runner.run_jobs(
+                                Selection::Read(fresh),
+                                RunOptions::default(),
+                                shutdown,
+                            );
+                            if let Err(e) = run.await {
+                                tracing::error!(error = %e, "queued jobs could not run");
+                            }
+                            let mut handed = lock(&in_flight);
+                            for id in &ids {
+                                handed.remove(id);
+                            }
+                        });
                     }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::error!(error = %e, "could not read the pending jobs"),
             }
-            tokio::select! {
+            while runs.try_join_next().is_some() {}
+            everything = tokio::select! {
                 biased;
                 () = shutdown.clone().wait() => break,
-                () = self.inner.wake.notified() => {}
-                () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
-            }
+                () = self.inner.wake.notified() => false,
+                () = tokio::time::sleep(self.inner.settings.poll_interval) => true,
+            };
         }
+        while runs.join_next().await.is_some() {}
         self.drain().await;
     }
 }

@@ -233,17 +233,6 @@ impl Store {
         self.insert_jobs(inputs.into_iter().map(|i| (i, None)).collect(), now)
     }
 
-    /// Creates jobs submitted by their actors in one transaction, each audited as
-    /// submitted, with the idempotency rule of [`Store::create_job`]; the inputs are
-    /// validated already.
-    pub(crate) fn insert_jobs_by(
-        &self,
-        inputs: Vec<(JobInput, String)>,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<(Job, bool)>, StoreError> {
-        self.insert_jobs(inputs.into_iter().map(|(i, a)| (i, Some(a))).collect(), now)
-    }
-
     fn insert_jobs(
         &self,
         inputs: Vec<(JobInput, Option<String>)>,
@@ -252,26 +241,10 @@ impl Store {
         self.write(|tx| {
             let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
             let mut tables = JobTables::open(tx)?;
-            let mut out = Vec::with_capacity(inputs.len());
-            for (input, actor) in inputs {
-                if let Some(key) = &input.idempotency_key {
-                    let existing = tables
-                        .idempotency
-                        .get((input.organization.as_str(), key.as_str()))?
-                        .map(|v| v.value());
-                    if let Some(existing) = existing {
-                        out.push((tables.get(existing)?, false));
-                        continue;
-                    }
-                }
-                let job = new_job(input, seq, None, now);
-                seq += 1;
-                tables.insert(&job)?;
-                if let Some(actor) = &actor {
-                    push_audit(tx, submitted(&job, actor, now))?;
-                }
-                out.push((job, true));
-            }
+            let out = inputs
+                .into_iter()
+                .map(|(input, actor)| create_in(tx, &mut tables, &mut seq, input, actor, now))
+                .collect::<Result<Vec<_>, _>>()?;
             tables.close()?;
             set_job_seq(tx, seq - 1)?;
             Ok(out)
@@ -415,23 +388,7 @@ impl Store {
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         self.write(|tx| {
             let mut tables = JobTables::open(tx)?;
-            let mut out = Vec::with_capacity(items.len());
-            for (id, transitions) in items {
-                let seq = match tables.seq_of(&id) {
-                    Ok(seq) => seq,
-                    Err(e @ StoreError::NotFound { .. }) => {
-                        out.push(Err(e));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                match tables.change(tx, seq, &transitions, now) {
-                    Ok(job) => out.push(Ok(job)),
-                    // Refused before anything of this job was written.
-                    Err(e @ StoreError::IllegalTransition { .. }) => out.push(Err(e)),
-                    Err(e) => return Err(e),
-                }
-            }
+            let out = change_each_in(tx, &mut tables, items, now)?;
             tables.close()?;
             Ok(out)
         })
@@ -717,6 +674,64 @@ pub(crate) fn new_job(
         script_origin: input.script_origin,
         rollback: None,
     }
+}
+
+/// Creates one job inside a write, taking its place in the sequence from `seq`, or
+/// finds the job already created under its idempotency key (then `false`, nothing
+/// written). A job with an `actor` is audited as submitted by them.
+pub(super) fn create_in(
+    tx: &WriteTransaction,
+    tables: &mut JobTables,
+    seq: &mut u64,
+    input: JobInput,
+    actor: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<(Job, bool), StoreError> {
+    if let Some(key) = &input.idempotency_key {
+        let existing = tables
+            .idempotency
+            .get((input.organization.as_str(), key.as_str()))?
+            .map(|v| v.value());
+        if let Some(existing) = existing {
+            return Ok((tables.get(existing)?, false));
+        }
+    }
+    let job = new_job(input, *seq, None, now);
+    *seq += 1;
+    tables.insert(&job)?;
+    if let Some(actor) = &actor {
+        push_audit(tx, submitted(&job, actor, now))?;
+    }
+    Ok((job, true))
+}
+
+/// Moves several jobs inside a write, each settled alone: a job unknown or asked for a
+/// transition its lifecycle refuses gets its own error and nothing of it is written; any
+/// other error fails the whole write.
+pub(super) fn change_each_in(
+    tx: &WriteTransaction,
+    tables: &mut JobTables,
+    items: Vec<(String, Vec<JobTransition>)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (id, transitions) in items {
+        let seq = match tables.seq_of(&id) {
+            Ok(seq) => seq,
+            Err(e @ StoreError::NotFound { .. }) => {
+                out.push(Err(e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        match tables.change(tx, seq, &transitions, now) {
+            Ok(job) => out.push(Ok(job)),
+            // Refused before anything of this job was written.
+            Err(e @ StoreError::IllegalTransition { .. }) => out.push(Err(e)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreError> {

@@ -55,6 +55,7 @@ pub use community::{
 };
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
+pub use group::Changes;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};
 pub use journal::EventAttempt;
 pub use outcomes::{LatestRun, SiteOutcome, SiteState};
@@ -91,8 +92,8 @@ pub struct Store {
     path: PathBuf,
     /// Signalled after every commit that may have moved a schedule's next launch.
     launches: tokio::sync::Notify,
-    /// Job submissions waiting to share a commit.
-    submissions: group::Submissions,
+    /// Job writes waiting to share a commit.
+    pipeline: group::Pipeline,
     /// Counts commits: anything read before it moved may have changed since.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -114,7 +115,7 @@ impl Store {
             vault,
             path,
             launches: tokio::sync::Notify::new(),
-            submissions: group::Submissions::default(),
+            pipeline: group::Pipeline::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
         };
         store.check_schema()?;
