@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::Utc;
 use sha2::{Digest, Sha256};
@@ -100,10 +101,56 @@ pub(crate) fn engine(options: &HostOptions) -> Result<Engine, String> {
     }
 }
 
-/// What was last seen of a file, so unchanged content is not reloaded.
+/// What was last seen of a file, so unchanged content is not reloaded: the content's
+/// hash, and the file's identity and change time when it was read, so a rescan that
+/// finds those unchanged reads and hashes nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Fingerprint {
     pub sha256: String,
+    pub stat: Option<FileStat>,
+}
+
+/// A file's identity, size and last change. The change time moves on every write,
+/// rename into place, truncation and chmod, and cannot be set back by a tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileStat {
+    device: u64,
+    inode: u64,
+    len: u64,
+    changed: (i64, i64),
+    modified: (i64, i64),
+}
+
+/// A change younger than this may share its timestamp with a later write (file times tick
+/// at the kernel's coarse clock), so its stat does not vouch for the content yet.
+const RACY: Duration = Duration::from_secs(2);
+
+impl FileStat {
+    /// The file's (a symlink's target's) stat, or `None` where it cannot be read or the
+    /// file changed too recently for its stat to tell a later write apart.
+    fn of(path: &Path) -> Option<FileStat> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        let changed = UNIX_EPOCH
+            + Duration::new(
+                u64::try_from(meta.ctime()).ok()?,
+                u32::try_from(meta.ctime_nsec()).ok()?,
+            );
+        // A change time in the future fails `duration_since`: not trusted either.
+        if !SystemTime::now()
+            .duration_since(changed)
+            .is_ok_and(|age| age >= RACY)
+        {
+            return None;
+        }
+        Some(FileStat {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+        })
+    }
 }
 
 /// One change `reconcile` made.
@@ -398,6 +445,17 @@ impl PluginHost {
         }
 
         for (file, path) in on_disk {
+            // Taken before the read: a write after it changes the stat for the next look.
+            let stat = FileStat::of(&path);
+            let unchanged = stat.is_some()
+                && self
+                    .slots_mut()
+                    .get(&file)
+                    .and_then(|slot| slot.seen.as_ref())
+                    .is_some_and(|seen| seen.stat == stat);
+            if unchanged {
+                continue;
+            }
             let bytes = match read_plugin_file(&path) {
                 Ok(bytes) => bytes,
                 Err(error) => {
@@ -418,13 +476,14 @@ impl PluginHost {
             {
                 let mut slots = self.slots_mut();
                 let slot = slots.entry(file.clone()).or_default();
-                if slot.seen.as_ref().is_some_and(|s| s.sha256 == sha256) {
+                if let Some(seen) = slot.seen.as_mut().filter(|s| s.sha256 == sha256) {
+                    seen.stat = stat;
                     continue;
                 }
                 if slot.active.as_ref().is_some_and(|p| p.sha256 == sha256) {
                     // Back to the content that is serving: the failed attempt is over.
                     slot.error = None;
-                    slot.seen = Some(Fingerprint { sha256 });
+                    slot.seen = Some(Fingerprint { sha256, stat });
                     continue;
                 }
             }
@@ -442,7 +501,7 @@ impl PluginHost {
                     .map(|(f, _)| f.clone())
             });
             let slot = slots.entry(file.clone()).or_default();
-            slot.seen = Some(Fingerprint { sha256 });
+            slot.seen = Some(Fingerprint { sha256, stat });
             match (loaded, taken_by) {
                 (Ok(plugin), Some(other)) => {
                     let error = format!(
@@ -530,6 +589,22 @@ fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A file written a moment ago may be written again within the same clock tick, so
+    /// its stat is not trusted to skip the next read; an old file's is, and names it.
+    #[test]
+    fn only_a_settled_file_is_known_by_its_stat() {
+        let dir = tempfile::tempdir().expect("dir");
+        let fresh = dir.path().join("fresh.wasm");
+        std::fs::write(&fresh, b"one").expect("write");
+        assert_eq!(FileStat::of(&fresh), None);
+        assert_eq!(FileStat::of(&dir.path().join("missing.wasm")), None);
+        // The crate's manifest was written when the sources were checked out.
+        let settled = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+        let stat = FileStat::of(&settled).expect("a settled file has a stat");
+        assert_eq!(FileStat::of(&settled), Some(stat.clone()));
+        assert_eq!(stat.len, std::fs::metadata(&settled).expect("meta").len());
+    }
 
     #[test]
     fn prechecks_say_what_the_file_is() {
