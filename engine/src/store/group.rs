@@ -31,7 +31,7 @@ pub type Changes = Vec<(String, Vec<JobTransition>)>;
 /// One queued write and where its answer goes.
 enum Write {
     Create {
-        input: JobInput,
+        input: Box<JobInput>,
         actor: String,
         now: DateTime<Utc>,
         reply: oneshot::Sender<Created>,
@@ -45,13 +45,13 @@ enum Write {
 
 /// A write's payload, once its reply is set aside.
 enum Work {
-    Create(JobInput, String, DateTime<Utc>),
+    Create(Box<JobInput>, String, DateTime<Utc>),
     Change(Changes, DateTime<Utc>),
 }
 
 /// What a write came to, before the commit that holds it has returned.
 enum Done {
-    Created((Job, bool)),
+    Created(Box<(Job, bool)>),
     Changed(Vec<Result<Job, StoreError>>),
 }
 
@@ -126,7 +126,7 @@ impl Store {
         input.validate()?;
         let (reply, answer) = oneshot::channel();
         let write = Write::Create {
-            input,
+            input: Box::new(input),
             actor: actor.to_owned(),
             now,
             reply,
@@ -148,7 +148,7 @@ impl Store {
         input.validate()?;
         let (reply, answer) = oneshot::channel();
         let write = Write::Create {
-            input,
+            input: Box::new(input),
             actor: actor.to_owned(),
             now,
             reply,
@@ -210,14 +210,14 @@ impl Store {
             let mut done = Vec::with_capacity(work.len());
             for item in work {
                 done.push(match item {
-                    Work::Create(input, actor, now) => Done::Created(create_in(
+                    Work::Create(input, actor, now) => Done::Created(Box::new(create_in(
                         tx,
                         &mut tables,
                         &mut seq,
-                        input,
+                        *input,
                         Some(actor),
                         now,
-                    )?),
+                    )?)),
                     Work::Change(items, now) => {
                         Done::Changed(change_each_in(tx, &mut tables, items, now)?)
                     }
@@ -232,7 +232,7 @@ impl Store {
                 for (reply, done) in replies.into_iter().zip(done) {
                     // A writer that stopped waiting has its write committed all the same.
                     let _ = match (reply, done) {
-                        (Reply::Created(reply), Done::Created(job)) => reply.send(Ok(job)).is_ok(),
+                        (Reply::Created(reply), Done::Created(job)) => reply.send(Ok(*job)).is_ok(),
                         (Reply::Changed(reply), Done::Changed(jobs)) => {
                             reply.send(Ok(jobs)).is_ok()
                         }
