@@ -14,7 +14,8 @@
 //!   really run the jobs meanwhile).
 //!
 //! Run it with M = 1,000 and M = 100,000 to see that a page costs the same whatever the
-//! table holds.
+//! table holds, and with `HTTP_MAX_JOBS=1` to measure submissions with the jobs' execution
+//! held back to one at a time (the engine's `[runner] max_jobs`).
 //!
 //! `cargo build --release -p yardmaster && cargo bench -p yardmaster-tests --bench http [-- SITES SCHEDULES SECONDS CONNECTIONS]`
 //!
@@ -145,10 +146,17 @@ async fn main() {
     let seeded = tokio::task::spawn_blocking(move || seed(&data, &addresses, sites, schedules))
         .await
         .expect("seed");
-    let engine = tokio::task::spawn_blocking(|| {
+    // HTTP_MAX_JOBS=1 holds the jobs' execution back (one at a time), so the submissions
+    // are measured with the cores to themselves; by default the jobs run meanwhile.
+    let max_jobs = std::env::var("HTTP_MAX_JOBS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let config = max_jobs.map_or_else(String::new, |n| format!("[runner]\nmax_jobs = {n}\n"));
+    let engine = tokio::task::spawn_blocking(move || {
         Engine::start(EngineOptions {
             bundled: true,
             reuse: Some(dir),
+            config,
             ..EngineOptions::default()
         })
     })
@@ -169,8 +177,12 @@ async fn main() {
     let addr = engine.addr;
     let base = format!("http://{addr}");
     println!(
-        "http bench: engine at {base}, {sites} sites ({ROUTERS} simulated routers), {schedules} scheduled scripts (one with a finished run on {} sites); wrk -t2 -c{connections} -d{seconds}s",
-        seeded.big_run
+        "http bench: engine at {base}, {sites} sites ({ROUTERS} simulated routers), {schedules} scheduled scripts (one with a finished run on {} sites); wrk -t2 -c{connections} -d{seconds}s; {}",
+        seeded.big_run,
+        match max_jobs {
+            Some(n) => format!("submitted jobs run at most {n} at a time (HTTP_MAX_JOBS)"),
+            None => "submitted jobs run meanwhile".to_owned(),
+        }
     );
     let load = |name: &'static str, url: String, script: Option<std::path::PathBuf>| {
         let token = token.clone();
