@@ -2,8 +2,9 @@
 //! reviewed for compatibility) at a glance.
 //!
 //! Records are stored as JSON bytes under short keys; indexes are tables whose keys carry
-//! everything a query needs and whose values are empty, so a range scan over an index
-//! never has to decode a record it does not return. Changing a key type or the meaning of
+//! everything a query needs and whose values are empty (or, for what no key order serves,
+//! a few bytes: [`SCHEDULE_FACTS`]), so a scan over an index never has to decode a record
+//! it does not return. Changing a key type or the meaning of
 //! a table is a schema change: bump [`SCHEMA_VERSION`].
 
 use redb::{MultimapTableDefinition, TableDefinition};
