@@ -456,6 +456,7 @@ impl Store {
                 ));
             }
             unindex_due(tx, &old)?;
+            super::listing::reindex(tx, Some(&old), None)?;
             tx.open_table(SCHEDULE_NAMES)?
                 .remove((old.organization.as_str(), old.description.as_str()))?;
             tx.open_multimap_table(SCHEDULES_BY_ORG)?
@@ -1084,7 +1085,6 @@ fn unindex_due(tx: &WriteTransaction, s: &ScheduledScript) -> Result<(), StoreEr
     Ok(())
 }
 
-/// Writes a schedule and moves its due-index entry from where `old` had it.
 /// A new schedule from its input, checked (fields and lint policy), not yet stored.
 fn new_schedule(
     mut input: ScheduleInput,
@@ -1176,6 +1176,8 @@ fn insert_schedule(
     Ok(schedule)
 }
 
+/// Writes a schedule and moves its due-index and listing entries from where `old` had
+/// them.
 fn save(
     tx: &WriteTransaction,
     old: Option<&ScheduledScript>,
@@ -1188,6 +1190,7 @@ fn save(
         tx.open_table(SCHEDULES_DUE)?
             .insert((at, new.id.as_str()), ())?;
     }
+    super::listing::reindex(tx, old, Some(new))?;
     let bytes = encode(KIND, &new.id, new)?;
     tx.open_table(SCHEDULES)?
         .insert(new.id.as_str(), bytes.as_slice())?;

@@ -204,6 +204,8 @@ impl Store {
                 match task.of {
                     SummaryOf::Schedule => {
                         if let Some(mut s) = tx.schedule(&task.id)? {
+                            // Only the summary changes, which no listing filters on:
+                            // the listing's indexes (`listing::reindex`) stay as they are.
                             s.summary = Some(summary);
                             let bytes = encode("schedule", &task.id, &s)?;
                             tx.open_table(SCHEDULES)?

@@ -2,8 +2,9 @@
 //! reviewed for compatibility) at a glance.
 //!
 //! Records are stored as JSON bytes under short keys; indexes are tables whose keys carry
-//! everything a query needs and whose values are empty, so a range scan over an index
-//! never has to decode a record it does not return. Changing a key type or the meaning of
+//! everything a query needs and whose values are empty (or, for what no key order serves,
+//! a few bytes: [`SCHEDULE_FACTS`]), so a scan over an index never has to decode a record
+//! it does not return. Changing a key type or the meaning of
 //! a table is a schema change: bump [`SCHEMA_VERSION`].
 
 use redb::{MultimapTableDefinition, TableDefinition};
@@ -16,7 +17,10 @@ use redb::{MultimapTableDefinition, TableDefinition};
 ///   the site id alone.
 /// - 3: a job's backup is sealed at rest.
 /// - 4: users are keyed by (organization, user id).
-pub(crate) const SCHEMA_VERSION: u64 = 5;
+/// - 5: each run's sites are kept beside the run ([`RUN_SITES`]).
+/// - 6: a schedule listing's filters are served from indexes ([`SCHEDULES_BY_CREATOR`],
+///   [`SCHEDULES_BY_FREQUENCY`], [`SCHEDULES_BY_CREATED`], [`SCHEDULE_FACTS`]).
+pub(crate) const SCHEMA_VERSION: u64 = 6;
 
 /// Counters and the schema version: `schema_version`, `job_seq`, `audit_seq`, `outbox_seq`.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -45,6 +49,23 @@ pub(crate) const SCHEDULE_NAMES: TableDefinition<(&str, &str), &str> =
 /// organization -> schedule ids.
 pub(crate) const SCHEDULES_BY_ORG: MultimapTableDefinition<&str, &str> =
     MultimapTableDefinition::new("schedules_by_org");
+/// (organization, creator's user id) -> schedule ids, for listings by creator.
+pub(crate) const SCHEDULES_BY_CREATOR: MultimapTableDefinition<(&str, &str), &str> =
+    MultimapTableDefinition::new("schedules_by_creator");
+/// (organization, frequency code) -> schedule ids, for listings by frequency or type. The
+/// codes are stored: one-time (or no recurrence) 0, hourly 1, daily 2, weekly 3,
+/// monthly 4 (`listing::frequency_code`).
+pub(crate) const SCHEDULES_BY_FREQUENCY: MultimapTableDefinition<(&str, u8), &str> =
+    MultimapTableDefinition::new("schedules_by_frequency");
+/// (organization, creation time as unix seconds and nanoseconds, schedule id) -> (), for
+/// listings by creation time.
+pub(crate) const SCHEDULES_BY_CREATED: TableDefinition<(&str, i64, u32, &str), ()> =
+    TableDefinition::new("schedules_by_created");
+/// (organization, schedule id) -> what a listing's filters check of the schedule
+/// (frequency, creation time, creator, lowercased description), a few bytes
+/// (`listing::Facts`), so a filter never decodes a record it does not return.
+pub(crate) const SCHEDULE_FACTS: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("schedule_facts");
 /// (next launch, unix milliseconds; schedule id) -> (): only schedules that may launch.
 pub(crate) const SCHEDULES_DUE: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("schedules_due");

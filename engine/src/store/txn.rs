@@ -107,6 +107,13 @@ impl Store {
                         "store schema 4 -> 5: each run's sites kept beside the run"
                     );
                 }
+                5 => {
+                    let schedules = super::listing::backfill(tx)?;
+                    tracing::info!(
+                        schedules,
+                        "store schema 5 -> 6: schedule listings served from indexes"
+                    );
+                }
                 _ => {
                     return Err(StoreError::SchemaUnknown {
                         path: path.to_owned(),
@@ -156,6 +163,10 @@ fn open_all(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(SCHEDULE_NAMES)?;
     tx.open_multimap_table(SCHEDULES_BY_ORG)?;
     tx.open_table(SCHEDULES_DUE)?;
+    tx.open_multimap_table(SCHEDULES_BY_CREATOR)?;
+    tx.open_multimap_table(SCHEDULES_BY_FREQUENCY)?;
+    tx.open_table(SCHEDULES_BY_CREATED)?;
+    tx.open_table(SCHEDULE_FACTS)?;
     tx.open_table(RUNS)?;
     tx.open_table(LEDGER)?;
     tx.open_table(RUN_SITES)?;
