@@ -25,11 +25,10 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
 use yardmaster::budget::{Budget, Requested, Resources};
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost, Transport, transport};
@@ -120,48 +119,6 @@ fn target(addr: SocketAddr) -> transport::Target {
         reply_timeout_ms: 30_000,
         options: Vec::new(),
     }
-}
-
-/// Runs `work` for each of `count` routers (by index) with at most `concurrency` at
-/// once; returns the time taken and how many failed. Results are taken as tasks finish,
-/// as a runner would, rather than all held to the end.
-async fn fan_out<F, Fut>(count: usize, concurrency: usize, work: F) -> (Duration, usize)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut failed = 0;
-    let mut tally = |result: Result<Result<(), String>, tokio::task::JoinError>| {
-        if !matches!(result, Ok(Ok(()))) {
-            failed += 1;
-            if failed <= 3 {
-                eprintln!("failure: {result:?}");
-            }
-        }
-    };
-    for i in 0..count {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore open");
-        while let Some(result) = tasks.try_join_next() {
-            tally(result);
-        }
-        let job = work(i);
-        tasks.spawn(async move {
-            let result = job.await;
-            drop(permit);
-            result
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        tally(result);
-    }
-    (start.elapsed(), failed)
 }
 
 /// The rounds of one path: each one's wall time and the process's CPU time during it,
@@ -360,13 +317,13 @@ async fn main() {
                 let seen = bench::Seen::of(&fleet, size);
                 let (wall, failed) = match &against {
                     Some(other) => {
-                        fan_out(size, concurrency, |i| {
+                        bench::fan_out(size, concurrency, |i| {
                             plugin_run(other.clone(), targets.clone(), i, ":log info \"against\"")
                         })
                         .await
                     }
                     None => {
-                        fan_out(size, concurrency, |i| {
+                        bench::fan_out(size, concurrency, |i| {
                             native_run(addrs[i], ":log info \"native\"")
                         })
                         .await
@@ -378,7 +335,7 @@ async fn main() {
             if only != base {
                 let cpu = cpu_time();
                 let seen = bench::Seen::of(&fleet, size);
-                let (wall, failed) = fan_out(size, concurrency, |i| {
+                let (wall, failed) = bench::fan_out(size, concurrency, |i| {
                     plugin_run(routeros.clone(), targets.clone(), i, ":log info \"plugin\"")
                 })
                 .await;

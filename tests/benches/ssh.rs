@@ -20,12 +20,11 @@
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use russh::client;
 use russh::keys::{HashAlg, PublicKeyOrCertificate};
 use russh::{ChannelMsg, Disconnect};
-use tokio::sync::Semaphore;
 use yardmaster::config::Limits;
 use yardmaster::plugins::{HostOptions, PluginHost, Transport, transport};
 use yardmaster::runner::fanout::RunnerSettings;
@@ -127,47 +126,6 @@ fn target(addr: SocketAddr, detect: bool) -> transport::Target {
             vec![("ssh.platform".into(), "routeros".into())]
         },
     }
-}
-
-/// Runs `work` for each of `count` routers (by index) with at most `concurrency` at
-/// once; returns the time taken and how many failed.
-async fn fan_out<F, Fut>(count: usize, concurrency: usize, work: F) -> (Duration, usize)
-where
-    F: Fn(usize) -> Fut,
-    Fut: Future<Output = Result<(), String>> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut failed = 0;
-    let mut tally = |result: Result<Result<(), String>, tokio::task::JoinError>| {
-        if !matches!(result, Ok(Ok(()))) {
-            failed += 1;
-            if failed <= 3 {
-                eprintln!("failure: {result:?}");
-            }
-        }
-    };
-    for i in 0..count {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("semaphore open");
-        while let Some(result) = tasks.try_join_next() {
-            tally(result);
-        }
-        let job = work(i);
-        tasks.spawn(async move {
-            let result = job.await;
-            drop(permit);
-            result
-        });
-    }
-    while let Some(result) = tasks.join_next().await {
-        tally(result);
-    }
-    (start.elapsed(), failed)
 }
 
 /// The rounds of one path: each one's wall time and the process's CPU time during it.
@@ -294,7 +252,7 @@ async fn main() {
     for round in 1..=rounds {
         if only != "plugin" {
             let cpu = cpu_time();
-            let (wall, failed) = fan_out(routers, concurrency, |i| {
+            let (wall, failed) = yardmaster_tests::bench::fan_out(routers, concurrency, |i| {
                 native_run(
                     config.clone(),
                     addrs[i],
@@ -307,7 +265,7 @@ async fn main() {
         }
         if only != "native" {
             let cpu = cpu_time();
-            let (wall, failed) = fan_out(routers, concurrency, |i| {
+            let (wall, failed) = yardmaster_tests::bench::fan_out(routers, concurrency, |i| {
                 plugin_run(ssh.clone(), targets.clone(), i, ":log info \"plugin\"")
             })
             .await;

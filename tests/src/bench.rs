@@ -1,7 +1,11 @@
 //! What the benchmarks share: the latency mode's delay and the floor it sets, the round
 //! trips each router saw, and the process's memory.
 
-use std::time::Duration;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use yardmaster::simulate::{Fault, FaultKind, Fleet};
 
@@ -95,4 +99,46 @@ pub fn memory() -> (u64, u64) {
 /// Bytes as MiB, for printing.
 pub fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// Runs `work` for each of `count` routers (by index) with at most `concurrency` at
+/// once; returns the time taken and how many failed. Results are taken as tasks finish,
+/// as a runner would, rather than all held to the end.
+pub async fn fan_out<F, Fut>(count: usize, concurrency: usize, work: F) -> (Duration, usize)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut failed = 0;
+    let mut tally = |result: Result<Result<(), String>, tokio::task::JoinError>| {
+        if !matches!(result, Ok(Ok(()))) {
+            failed += 1;
+            if failed <= 3 {
+                eprintln!("failure: {result:?}");
+            }
+        }
+    };
+    for i in 0..count {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("semaphore open");
+        while let Some(result) = tasks.try_join_next() {
+            tally(result);
+        }
+        let job = work(i);
+        tasks.spawn(async move {
+            let result = job.await;
+            drop(permit);
+            result
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        tally(result);
+    }
+    (start.elapsed(), failed)
 }
