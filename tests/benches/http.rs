@@ -393,6 +393,7 @@ fn seed(data: &std::path::Path, routers: &[SocketAddr], sites: usize, schedules:
         big.len(),
         started.elapsed().as_secs_f64()
     );
+    listing_costs(&store, now);
     Seeded {
         routers: ids.into_iter().take(routers.len()).collect(),
         job_id: launch.created[0].id.clone(),
@@ -434,4 +435,65 @@ function request()
 end
 "#
     )
+}
+
+/// What a page of 50 costs the store itself, without HTTP and without the API's page
+/// cache (which serves a page asked again before the next commit as rendered), for
+/// each kind of filter: the figures that must not grow with the schedules stored.
+fn listing_costs(store: &yardmaster::store::Store, now: chrono::DateTime<chrono::Utc>) {
+    use yardmaster::store::RecurrenceKind;
+    use yardmaster::store::listing::{ScheduleFilter, ScheduleType};
+    let filters = [
+        ("no filter", ScheduleFilter::default()),
+        (
+            "by creator",
+            ScheduleFilter {
+                created_by: Some("alice".into()),
+                ..ScheduleFilter::default()
+            },
+        ),
+        (
+            "by type (one-time)",
+            ScheduleFilter {
+                schedule_type: Some(ScheduleType::OneTime),
+                ..ScheduleFilter::default()
+            },
+        ),
+        (
+            "by frequency (daily: none match)",
+            ScheduleFilter {
+                frequency: Some(RecurrenceKind::Daily),
+                ..ScheduleFilter::default()
+            },
+        ),
+        (
+            "by creation time (the last hour)",
+            ScheduleFilter {
+                created_from: Some(now - chrono::TimeDelta::hours(1)),
+                ..ScheduleFilter::default()
+            },
+        ),
+        (
+            "by name (a scan of the names)",
+            ScheduleFilter {
+                name: Some("schedule 7".into()),
+                ..ScheduleFilter::default()
+            },
+        ),
+    ];
+    for (name, filter) in filters {
+        const ROUNDS: u32 = 200;
+        let started = Instant::now();
+        let mut total = 0;
+        for _ in 0..ROUNDS {
+            total = store
+                .filter_schedules(ORG, &filter, 0, Some(50))
+                .expect("listing")
+                .total;
+        }
+        println!(
+            "store listing, page of 50, {name:<34} {:>9.1} us a page ({total} match)",
+            started.elapsed().as_secs_f64() * 1e6 / f64::from(ROUNDS)
+        );
+    }
 }
