@@ -45,7 +45,7 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<(Job, bool)>, StoreError> {
         inputs.iter().try_for_each(JobInput::validate)?;
-        self.write("create jobs", async |tx| {
+        transaction!(self, "create jobs", |tx| async {
             let seqs = take_seqs(tx, inputs.len()).await?;
             let mut out = Vec::with_capacity(inputs.len());
             for (input, seq) in inputs.iter().zip(seqs) {
@@ -66,7 +66,6 @@ impl PgStore {
             }
             Ok(out)
         })
-        .await
     }
 
     pub async fn get_job(&self, id: &str) -> Result<Job, StoreError> {
@@ -108,7 +107,7 @@ impl PgStore {
         items: Vec<(String, Vec<JobTransition>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
-        self.write("transition jobs", async |tx| {
+        transaction!(self, "transition jobs", |tx| async {
             let mut out = Vec::with_capacity(items.len());
             for (id, transitions) in &items {
                 let row = tx
@@ -139,7 +138,6 @@ impl PgStore {
             }
             Ok(out)
         })
-        .await
     }
 
     /// Takes up to `limit` pending jobs for `engine`, oldest first, and loads them: each
@@ -155,7 +153,7 @@ impl PgStore {
     ) -> Result<Vec<Job>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let ttl = lease_millis(ttl);
-        self.write("claim pending jobs", async |tx| {
+        transaction!(self, "claim pending jobs", |tx| async {
             let rows = tx
                 .query(
                     "SELECT id, record::text FROM jobs WHERE status = 'pending'
@@ -171,7 +169,7 @@ impl PgStore {
                 tx.execute(
                     "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
                          owner = $5,
-                         lease_expires_at = clock_timestamp() + $6 * interval '1 millisecond'
+                         lease_expires_at = clock_timestamp() + $6::bigint * interval '1 millisecond'
                      WHERE seq_id = $1",
                     &[
                         &big(KIND, "seq_id", job.seq_id)?,
@@ -188,7 +186,6 @@ impl PgStore {
             }
             Ok(claimed)
         })
-        .await
     }
 
     /// Extends `engine`'s lease on every job it still holds to `ttl` from now, and returns
@@ -201,11 +198,11 @@ impl PgStore {
         ttl: Duration,
     ) -> Result<Vec<String>, StoreError> {
         let ttl = lease_millis(ttl);
-        self.write("renew claims", async |tx| {
+        transaction!(self, "renew claims", |tx| async {
             let rows = tx
                 .query(
                     "UPDATE jobs
-                     SET lease_expires_at = clock_timestamp() + $2 * interval '1 millisecond'
+                     SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
                      WHERE owner = $1 AND status = ANY($3)
                      RETURNING id",
                     &[&engine, &ttl, &&HELD[..]],
@@ -214,7 +211,6 @@ impl PgStore {
                 .map_err(pg("renew claims"))?;
             rows.iter().map(|r| col(r, 0)).collect()
         })
-        .await
     }
 
     /// Settles the jobs whose lease has expired by the database's clock (their engine
@@ -258,7 +254,7 @@ impl PgStore {
         engine: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<Recovery, StoreError> {
-        self.write(operation, async |tx| {
+        transaction!(self, operation, |tx| async {
             let held = &HELD[..];
             let rows = match engine {
                 Some(engine) => tx.query(select, &[&held, &engine]).await,
@@ -285,7 +281,6 @@ impl PgStore {
             report.pending = col_u64(&pending, 0)?;
             Ok(report)
         })
-        .await
     }
 }
 

@@ -70,7 +70,7 @@ impl PgStore {
             .as_ref()
             .map(|t| t.endpoints.as_slice())
             .unwrap_or_default();
-        self.write("launch", async |tx| {
+        transaction!(self, "launch", |tx| async {
             fence(tx, SCHEDULER_LEASE, token).await?;
             // The run row is locked first: launches of one occurrence take turns, so the
             // second reads the first's tally.
@@ -182,7 +182,6 @@ impl PgStore {
                 already_launched: already,
             })
         })
-        .await
     }
 
     /// The job an occurrence created on a site, if it launched there.

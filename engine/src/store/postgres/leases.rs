@@ -38,11 +38,11 @@ impl PgStore {
         ttl: Duration,
     ) -> Result<Option<u64>, StoreError> {
         let ttl = lease_millis(ttl);
-        self.write("take a lease", async |tx| {
+        transaction!(self, "take a lease", |tx| async {
             let row = tx
                 .query_opt(
                     "INSERT INTO leases AS l (name, holder, token, expires_at)
-                     VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond')
+                     VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond')
                      ON CONFLICT (name) DO UPDATE SET
                          token = CASE WHEN l.holder = EXCLUDED.holder THEN l.token
                                       ELSE l.token + 1 END,
@@ -56,13 +56,12 @@ impl PgStore {
                 .map_err(pg("take a lease"))?;
             row.map(|r| col_u64(&r, 0)).transpose()
         })
-        .await
     }
 
     /// Gives up `engine`'s hold on a lease, so another engine need not wait for it to
     /// lapse. The token stays: the next holder's is larger still.
     pub async fn release_lease(&self, lease: &str, engine: &str) -> Result<bool, StoreError> {
-        self.write("release a lease", async |tx| {
+        transaction!(self, "release a lease", |tx| async {
             let n = tx
                 .execute(
                     "UPDATE leases SET expires_at = '-infinity'
@@ -73,7 +72,6 @@ impl PgStore {
                 .map_err(pg("release a lease"))?;
             Ok(n == 1)
         })
-        .await
     }
 
     /// The engine holding a lease and its token, if it has not lapsed.

@@ -29,6 +29,55 @@
 //! on a network the engines trust. Secrets never reach these tables unsealed; nothing
 //! stored here so far carries one.
 
+/// Runs `$body` (an `async` block that uses `$tx`, the transaction) in one transaction
+/// of `$store` (read committed; the operations lock the rows they change) and commits it;
+/// evaluates to the block's result. A transaction the server aborted for a serialization
+/// failure or a deadlock is run again from the start, up to [`MAX_ATTEMPTS`] times; any
+/// other error rolls everything the block did back and is returned.
+///
+/// A macro, not a function taking an async closure: the block is awaited in place, so
+/// the operations' futures stay `Send` (a future returned through a higher-ranked
+/// closure bound is not proven `Send` by today's compiler).
+macro_rules! transaction {
+    ($store:expr, $operation:expr, |$tx:ident| $body:expr) => {{
+        let operation: &'static str = $operation;
+        let mut client = $store.client().await?;
+        let mut attempt: u32 = 1;
+        loop {
+            let owned = client
+                .transaction()
+                .await
+                .map_err($crate::store::postgres::pg(operation))?;
+            let outcome: Result<_, $crate::store::error::StoreError> = {
+                let $tx = &owned;
+                $body.await
+            };
+            let result = match outcome {
+                Ok(out) => owned
+                    .commit()
+                    .await
+                    .map(|()| out)
+                    .map_err($crate::store::postgres::pg(operation)),
+                Err(e) => {
+                    // The rollback's own failure says nothing the first error does not.
+                    let _ = owned.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err($crate::store::error::StoreError::Postgres { source, .. })
+                    if attempt < $crate::store::postgres::MAX_ATTEMPTS
+                        && $crate::store::postgres::retryable(&source) =>
+                {
+                    attempt += 1;
+                    tracing::debug!(operation, attempt, "PostgreSQL transaction run again");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
 mod jobs;
 mod launch;
 mod leases;
@@ -36,7 +85,7 @@ mod schema;
 
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
@@ -106,39 +155,6 @@ impl PgStore {
                 other => other.to_string(),
             },
         })
-    }
-
-    /// Runs `f` in one transaction (read committed; the operations lock the rows they
-    /// change) and commits it. A transaction the server aborted for a serialization
-    /// failure or a deadlock is run again from the start, up to [`MAX_ATTEMPTS`] times;
-    /// any other error rolls everything `f` did back and is returned.
-    async fn write<T>(
-        &self,
-        operation: &'static str,
-        mut f: impl AsyncFnMut(&Transaction<'_>) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let mut client = self.client().await?;
-        let mut attempt = 1;
-        loop {
-            let tx = client.transaction().await.map_err(pg(operation))?;
-            let result = match f(&tx).await {
-                Ok(out) => tx.commit().await.map(|()| out).map_err(pg(operation)),
-                Err(e) => {
-                    // The rollback's own failure says nothing the first error does not.
-                    let _ = tx.rollback().await;
-                    Err(e)
-                }
-            };
-            match result {
-                Err(StoreError::Postgres { source, .. })
-                    if attempt < MAX_ATTEMPTS && retryable(&source) =>
-                {
-                    attempt += 1;
-                    tracing::debug!(operation, attempt, "PostgreSQL transaction run again");
-                }
-                other => return other,
-            }
-        }
     }
 }
 

@@ -24,48 +24,46 @@ impl PgStore {
     /// than [`SCHEMA_VERSION`].
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
         let address = self.address.clone();
-        let applied = self
-            .write("migrate the schema", async |tx| {
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                    .await
-                    .map_err(pg("take the migration lock"))?;
-                tx.batch_execute(
-                    "CREATE TABLE IF NOT EXISTS schema_version (
+        let applied = transaction!(self, "migrate the schema", |tx| async {
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                .await
+                .map_err(pg("take the migration lock"))?;
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (
                          version bigint PRIMARY KEY,
                          applied_at timestamptz NOT NULL DEFAULT now()
                      )",
+            )
+            .await
+            .map_err(pg("create schema_version"))?;
+            let found = tx
+                .query_one("SELECT max(version) FROM schema_version", &[])
+                .await
+                .map_err(pg("read the schema version"))?;
+            let found: Option<i64> = col(&found, 0)?;
+            let found = found.map_or(0, |v| v.max(0) as u64);
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::SchemaTooNew {
+                    path: address.clone(),
+                    found,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+            let mut applied = Vec::new();
+            for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
+                tx.batch_execute(sql)
+                    .await
+                    .map_err(pg("apply a schema migration"))?;
+                tx.execute(
+                    "INSERT INTO schema_version (version) VALUES ($1)",
+                    &[&(*version as i64)],
                 )
                 .await
-                .map_err(pg("create schema_version"))?;
-                let found = tx
-                    .query_one("SELECT max(version) FROM schema_version", &[])
-                    .await
-                    .map_err(pg("read the schema version"))?;
-                let found: Option<i64> = col(&found, 0)?;
-                let found = found.map_or(0, |v| v.max(0) as u64);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::SchemaTooNew {
-                        path: address.clone(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                let mut applied = Vec::new();
-                for (version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > found) {
-                    tx.batch_execute(sql)
-                        .await
-                        .map_err(pg("apply a schema migration"))?;
-                    tx.execute(
-                        "INSERT INTO schema_version (version) VALUES ($1)",
-                        &[&(*version as i64)],
-                    )
-                    .await
-                    .map_err(pg("record a schema migration"))?;
-                    applied.push(*version);
-                }
-                Ok(applied)
-            })
-            .await?;
+                .map_err(pg("record a schema migration"))?;
+                applied.push(*version);
+            }
+            Ok(applied)
+        })?;
         if !applied.is_empty() {
             tracing::info!(address = %self.address, ?applied, "PostgreSQL schema migrated");
         }
