@@ -8,8 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::{
-    INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, LaunchPlan, Page, Recovery,
-    RollbackGuard, ScheduleInput, ScheduleStatus, ScheduledScript, Store, StoreError, Targets,
+    EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, LaunchPlan,
+    OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus, ScheduledScript,
+    Store, StoreError, Targets,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -570,11 +571,11 @@ async fn migrations_apply_once_even_when_engines_start_together() {
         PgStore::connect(&url)
     );
     let (a, _b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
-    assert_eq!(a.schema_versions().await.expect("versions"), vec![1]);
+    assert_eq!(a.schema_versions().await.expect("versions"), vec![1, 2]);
     // Connecting again finds nothing to do and loses nothing.
     a.create_job(input("s1", None), t(0)).await.expect("create");
     let d = PgStore::connect(&url).await.expect("again");
-    assert_eq!(d.schema_versions().await.expect("versions"), vec![1]);
+    assert_eq!(d.schema_versions().await.expect("versions"), vec![1, 2]);
     let client = raw(&server).await;
     let jobs: i64 = client
         .query_one("SELECT count(*) FROM jobs", &[])
@@ -592,7 +593,7 @@ async fn migrations_apply_once_even_when_engines_start_together() {
         Err(
             e @ StoreError::SchemaTooNew {
                 found: 1000,
-                supported: 1,
+                supported: 2,
                 ..
             },
         ) => {
@@ -1108,5 +1109,151 @@ async fn a_server_restart_loses_nothing_acknowledged_and_the_pool_reconnects() {
         store.acquire_or_renew(ENGINE, LONG).await.expect("lease"),
         Some(token),
         "the lease survived"
+    );
+}
+
+#[tokio::test]
+async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url()).await.expect("a");
+    let b = PgStore::connect(&server.url()).await.expect("b");
+    let event = |job: &str, n: u32| serde_json::json!({"job_id": job, "n": n});
+    let x1 = a
+        .append_event("job.status", event("x", 1), t(0))
+        .await
+        .expect("x1");
+    let x2 = a
+        .append_event("job.status", event("x", 2), t(1))
+        .await
+        .expect("x2");
+    let y1 = a
+        .append_event("job.status", event("y", 1), t(2))
+        .await
+        .expect("y1");
+    let lone = a
+        .append_event("script.launched", serde_json::json!({}), t(3))
+        .await
+        .expect("lone");
+    let claimed_ids = |events: Vec<yardmaster::store::OutboxEvent>| {
+        events.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+
+    // Engine a takes what is due; x2 waits behind x1.
+    let first = a
+        .claim_events("engine-a", t(10), 10, LONG)
+        .await
+        .expect("claim");
+    assert_eq!(claimed_ids(first), vec![x1, y1, lone]);
+    assert!(
+        b.claim_events("engine-b", t(10), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "all held, or waiting behind a held one"
+    );
+
+    // x1 delivered: x2 is next, for whoever claims first.
+    let done = EventAttempt {
+        error: None,
+        retry_at: None,
+        organization: Some("org1"),
+        delivered_to: &[],
+        now: t(11),
+    };
+    let delivered = a
+        .record_event_attempt("engine-a", x1, &done)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        (delivered.state, delivered.attempts),
+        (OutboxState::Delivered, 1)
+    );
+    assert_eq!(
+        claimed_ids(
+            b.claim_events("engine-b", t(12), 10, LONG)
+                .await
+                .expect("claim")
+        ),
+        vec![x2]
+    );
+    // An attempt by an engine that does not hold the event is refused.
+    let stolen = a.record_event_attempt("engine-a", x2, &done).await;
+    assert!(
+        matches!(stolen, Err(StoreError::NotHeld { .. })),
+        "{stolen:?}"
+    );
+
+    // y1 fails and is retried later: not due before then, and still first of its job.
+    let y2 = a
+        .append_event("job.status", event("y", 2), t(13))
+        .await
+        .expect("y2");
+    let failed = EventAttempt {
+        error: Some("connection refused"),
+        retry_at: Some(t(100)),
+        organization: None,
+        delivered_to: &[],
+        now: t(14),
+    };
+    let retried = a
+        .record_event_attempt("engine-a", y1, &failed)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (
+            retried.state,
+            retried.next_attempt_at,
+            retried.last_error.as_deref()
+        ),
+        (OutboxState::Pending, t(100), Some("connection refused"))
+    );
+    assert!(
+        b.claim_events("engine-b", t(50), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "y1 is not due, and y2 waits behind it"
+    );
+
+    // Engine a dies holding `lone`: once its lease lapses, b delivers it (at least once).
+    assert!(
+        a.claim_events("engine-a", t(50), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = a.get_event(lone).await.expect("read");
+    assert_eq!(again.state, OutboxState::Pending);
+    let client = raw(&server).await;
+    client
+        .execute(
+            "UPDATE outbox SET lease_expires_at = clock_timestamp() - interval '1 second'
+             WHERE owner = 'engine-a'",
+            &[],
+        )
+        .await
+        .expect("a's leases lapse");
+    let taken = claimed_ids(
+        b.claim_events("engine-b", t(100), 10, LONG)
+            .await
+            .expect("claim"),
+    );
+    assert_eq!(taken, vec![lone, y1], "the lapsed claim, and y1 now due");
+    assert!(
+        a.record_event_attempt("engine-a", lone, &done)
+            .await
+            .is_err(),
+        "a lost it"
+    );
+    b.record_event_attempt("engine-b", y1, &done)
+        .await
+        .expect("y1 delivered");
+    assert_eq!(
+        claimed_ids(
+            b.claim_events("engine-b", t(101), 10, LONG)
+                .await
+                .expect("claim")
+        ),
+        vec![y2]
     );
 }

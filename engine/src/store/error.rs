@@ -123,6 +123,17 @@ pub enum StoreError {
         source: tokio_postgres::Error,
     },
 
+    /// An engine recorded work on something it no longer holds: its claim lapsed and the
+    /// work went to another engine (or was settled).
+    #[error(
+        "{kind} {id} is not held by engine {engine}; its claim lapsed and it went on without it"
+    )]
+    NotHeld {
+        kind: &'static str,
+        id: String,
+        engine: String,
+    },
+
     /// A write of a lease holder that has lost the lease: another engine holds it now (or
     /// nobody does), with a larger fencing token.
     #[error(

@@ -18,12 +18,15 @@
 //! - jobs are taken with a claim (`FOR UPDATE SKIP LOCKED`) that records the engine and
 //!   the end of its lease in the same transaction; an engine that stops renewing leaves
 //!   its jobs to [`PgStore::expire_leases`], which settles them as a local restart does.
-//!   Lease times are read from the database's clock, so engines need not agree on theirs.
+//!   Lease times are read from the database's clock, so engines need not agree on theirs;
+//! - outbox events are claimed the same way, delivered at least once, and in order per
+//!   job (`outbox`).
 //!
 //! Layout: `schema` (the versioned migrations, applied once under an advisory lock),
 //! `jobs` (creation, reads, transitions, claims, recovery), `launch` (the ledger),
-//! `leases` (the scheduler lease). This module holds the pool, the one place
-//! transactions are opened, and the mapping of client errors to [`StoreError`].
+//! `leases` (the scheduler lease), `outbox` (events and their delivery). This module
+//! holds the pool, the one place transactions are opened, and the mapping of client
+//! errors to [`StoreError`].
 //!
 //! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
 //! on a network the engines trust. Secrets never reach these tables unsealed; nothing
@@ -81,6 +84,7 @@ macro_rules! transaction {
 mod jobs;
 mod launch;
 mod leases;
+mod outbox;
 mod schema;
 
 use std::time::Duration;

@@ -11,7 +11,10 @@ use super::{PgStore, col, col_u64, pg};
 use crate::store::error::StoreError;
 
 /// The migrations, by version, in order.
-const MIGRATIONS: &[(u64, &str)] = &[(1, include_str!("migrations/0001_jobs_ledger_leases.sql"))];
+const MIGRATIONS: &[(u64, &str)] = &[
+    (1, include_str!("migrations/0001_jobs_ledger_leases.sql")),
+    (2, include_str!("migrations/0002_outbox.sql")),
+];
 
 /// The schema version this engine writes: the last migration's.
 pub(crate) const SCHEMA_VERSION: u64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
