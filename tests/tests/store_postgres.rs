@@ -6,11 +6,12 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
+use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::{
-    EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, LaunchPlan,
-    OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus, ScheduledScript,
-    Store, StoreError, Targets,
+    EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, Launch,
+    LaunchPlan, OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus,
+    ScheduledScript, Secret, SiteInput, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -82,6 +83,75 @@ trait Conformance {
     async fn take(&self, n: usize, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
     /// What the store does with the work in flight of an engine that stopped.
     async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError>;
+    /// A schedule on `n` new sites, approved as an operator would approve it.
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>);
+    /// Launches an occurrence as the scheduler does.
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError>;
+}
+
+/// Makes `n` sites and a schedule on them in `store`, created by one user and approved by
+/// another, through the approval workflow; returns the schedule as approved and the
+/// sites' ids.
+fn approved(store: &Store, n: usize) -> (ScheduledScript, Vec<String>) {
+    for id in ["alice", "bob"] {
+        store
+            .put_user(&User {
+                id: id.into(),
+                name: id.into(),
+                email: format!("{id}@example.com"),
+                organization: "org1".into(),
+                created_at: t(0),
+            })
+            .expect("user");
+    }
+    let sites: Vec<String> = (0..n)
+        .map(|i| {
+            store
+                .create_site(
+                    SiteInput {
+                        organization: "org1".into(),
+                        name: format!("router-{i:03}"),
+                        address: "127.0.0.1".into(),
+                        port: Some(8728),
+                        transport: "routeros-api".into(),
+                        username: "admin".into(),
+                        password: Some(Secret::new("pw")),
+                        tls: Default::default(),
+                        tags: Vec::new(),
+                        private_key: None,
+                        private_key_passphrase: None,
+                        ssh: None,
+                    },
+                    t(0),
+                )
+                .expect("site")
+                .id
+        })
+        .collect();
+    let schedule = store
+        .create_schedule(
+            ScheduleInput {
+                organization: "org1".into(),
+                description: "bgp peers off".into(),
+                script: ":log info launched".into(),
+                sites: sites.clone(),
+                launch_at: Some(t(3600)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            t(0),
+        )
+        .expect("schedule");
+    let bob = Principal {
+        user_id: "bob".into(),
+        organization: "org1".into(),
+        scopes: vec![SCOPE_AUTHORIZE.into()],
+    };
+    approval::approve(store, &schedule.id, &bob, None, OrgPolicy::default(), t(1))
+        .expect("approved");
+    let schedule = store.get_schedule(&schedule.id).expect("read");
+    assert_eq!(schedule.status, ScheduleStatus::Scheduled);
+    (schedule, sites)
 }
 
 struct Redb {
@@ -131,10 +201,20 @@ impl Conformance for Redb {
     async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
         self.store.recover(now)
     }
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>) {
+        approved(&self.store, n)
+    }
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
+        self.store.launch(plan, now)
+    }
 }
 
 struct Pg {
     store: PgStore,
+    /// Schedules and sites, which the redb store still keeps.
+    schedules: Redb,
+    /// The scheduler lease's fencing token, held for the whole test.
+    token: u64,
     // Dropped after the store's pool: the server stops once nothing is connected.
     _server: Postgres,
 }
@@ -145,8 +225,15 @@ impl Pg {
     async fn start() -> Pg {
         let server = Postgres::start();
         let store = PgStore::connect(&server.url()).await.expect("connect");
+        let token = store
+            .acquire_or_renew(ENGINE, LONG)
+            .await
+            .expect("lease")
+            .expect("the only engine");
         Pg {
             store,
+            schedules: Redb::open(),
+            token,
             _server: server,
         }
     }
@@ -176,6 +263,13 @@ impl Conformance for Pg {
     async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
         self.store.recover(ENGINE, now).await
     }
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>) {
+        approved(&self.schedules.store, n)
+    }
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
+        let schedule = self.schedules.store.get_schedule(&plan.schedule_id)?;
+        self.store.launch(plan, &schedule, self.token, now).await
+    }
 }
 
 /// Runs each named test body against a fresh redb store and a fresh PostgreSQL store.
@@ -202,7 +296,92 @@ conformance!(
     transition_each_settles_each_job_alone,
     the_lifecycle_refuses_what_it_does_not_allow,
     a_stopped_engines_sent_jobs_fail_and_the_rest_are_requeued,
+    an_occurrence_launches_once_per_site,
 );
+
+async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(3).await;
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let first = s
+        .launch(plan(&schedule, 0, &site_refs[..2]), t(3600))
+        .await
+        .expect("first batch");
+    assert_eq!(first.created.len(), 2);
+    assert!(first.already_launched.is_empty());
+    for job in &first.created {
+        let origin = job.origin.as_ref().expect("origin");
+        assert_eq!(
+            (origin.schedule_id.as_str(), origin.occurrence),
+            (schedule.id.as_str(), 0)
+        );
+        assert_eq!(
+            (
+                job.status,
+                job.script.as_str(),
+                job.description.as_str(),
+                job.express_execute
+            ),
+            (
+                JobStatus::Pending,
+                ":log info launched",
+                "bgp peers off",
+                true
+            )
+        );
+        assert!(job.endpoint.is_some(), "bound to how its site was reached");
+    }
+    // The whole occurrence again (a retry, a restart, a second scheduler): only the site
+    // not yet launched gets a job; the others are reported with the job they have.
+    let second = s
+        .launch(plan(&schedule, 0, &site_refs), t(3601))
+        .await
+        .expect("again");
+    assert_eq!(
+        second
+            .created
+            .iter()
+            .map(|j| j.site_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![site_refs[2]]
+    );
+    let mut expected: Vec<(String, String)> = first
+        .created
+        .iter()
+        .map(|j| (j.site_id.clone(), j.id.clone()))
+        .collect();
+    expected.sort();
+    let mut already = second.already_launched.clone();
+    already.sort();
+    assert_eq!(already, expected);
+    assert_eq!((second.run.total, second.run.pending), (3, 3));
+    let created: Vec<String> = first
+        .created
+        .iter()
+        .chain(&second.created)
+        .map(|j| j.id.clone())
+        .collect();
+    let stored = s.get_jobs(&created).await.expect("stored");
+    assert!(stored.iter().all(|j| j.status == JobStatus::Pending));
+
+    // Another approval than the schedule's, or a site it does not cover: nothing.
+    let mut stale = plan(&schedule, 1, &site_refs);
+    stale.approval = "an approval of something else".into();
+    let refused = s.launch(stale, t(7200)).await;
+    assert!(
+        matches!(refused, Err(StoreError::ScheduleState { .. })),
+        "{refused:?}"
+    );
+    let stray = s.launch(plan(&schedule, 1, &["elsewhere"]), t(7200)).await;
+    assert!(
+        matches!(stray, Err(StoreError::ScheduleState { .. })),
+        "{stray:?}"
+    );
+    assert_eq!(
+        s.take(10, t(7201)).await.expect("take").len(),
+        3,
+        "no other job was made"
+    );
+}
 
 async fn an_idempotency_key_creates_one_job(s: &impl Conformance) {
     let first = s
@@ -625,40 +804,12 @@ async fn an_unreachable_server_is_named() {
     assert!(text.to_lowercase().contains("refused"), "{text}");
 }
 
-/// A schedule as the redb store keeps it once approved, for the launch to check: made by
-/// the redb store, then given the approval and approved targets the approval flow would.
-fn approved_schedule(sites: &[&str]) -> (tempfile::TempDir, ScheduledScript) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
-    let mut schedule = store
-        .create_schedule(
-            ScheduleInput {
-                organization: "org1".into(),
-                description: "bgp peers off".into(),
-                script: ":log info launched".into(),
-                sites: sites.iter().map(|s| (*s).to_owned()).collect(),
-                launch_at: Some(t(3600)),
-                created_by: "creator".into(),
-                ..ScheduleInput::default()
-            },
-            t(0),
-        )
-        .expect("schedule");
-    schedule.status = ScheduleStatus::Scheduled;
-    schedule.approval = Some("approval-1".into());
-    schedule.approved_targets = Some(Targets {
-        sites: sites.iter().map(|s| (*s).to_owned()).collect(),
-        endpoints: Vec::new(),
-    });
-    (dir, schedule)
-}
-
 fn plan(schedule: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPlan {
     LaunchPlan {
         schedule_id: schedule.id.clone(),
         occurrence,
         scheduled_for: t(3600),
-        approval: "approval-1".into(),
+        approval: schedule.approval.clone().unwrap_or_default(),
         sites: sites.iter().map(|s| (*s).to_owned()).collect(),
         more_batches: false,
         next_launch_at: None,
@@ -670,9 +821,9 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     let server = Postgres::start();
     let a = PgStore::connect(&server.url()).await.expect("a");
     let b = PgStore::connect(&server.url()).await.expect("b");
-    let sites: Vec<String> = (0..40).map(|i| format!("site-{i:02}")).collect();
+    let schedules = Redb::open();
+    let (schedule, sites) = approved(&schedules.store, 40);
     let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
-    let (_dir, schedule) = approved_schedule(&site_refs);
     let token = a
         .acquire_or_renew("engine-a", LONG)
         .await
@@ -735,11 +886,11 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     assert!(again.created.is_empty());
     assert_eq!(again.already_launched.len(), 3);
     assert_eq!(
-        a.ledger_entry(&schedule.id, 7, "site-00")
+        a.ledger_entry(&schedule.id, 7, &sites[0])
             .await
             .expect("entry")
             .as_ref(),
-        job_of_site.get("site-00")
+        job_of_site.get(&sites[0])
     );
     // Another occurrence is another run.
     let next = a
@@ -757,16 +908,16 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     let client = raw(&server).await;
     let seq: i64 = client
         .query_one(
-            "SELECT job_seq FROM ledger WHERE site_id = 'site-00' AND occurrence = 7",
-            &[],
+            "SELECT job_seq FROM ledger WHERE site_id = $1 AND occurrence = 7",
+            &[&sites[0]],
         )
         .await
         .expect("entry")
         .get(0);
     let err = client
         .execute(
-            "INSERT INTO ledger (schedule_id, occurrence, site_id, job_seq) VALUES ($1, 7, 'site-00', $2)",
-            &[&schedule.id, &seq],
+            "INSERT INTO ledger (schedule_id, occurrence, site_id, job_seq) VALUES ($1, 7, $2, $3)",
+            &[&schedule.id, &sites[0], &seq],
         )
         .await
         .expect_err("a second entry for the same site");
@@ -795,7 +946,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
         Err(StoreError::ScheduleState { .. })
     ));
     assert!(
-        a.ledger_entry(&schedule.id, 9, "site-00")
+        a.ledger_entry(&schedule.id, 9, &sites[0])
             .await
             .expect("entry")
             .is_none()
@@ -909,9 +1060,11 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
     );
 
     // Engine a wakes up believing it still launches: its stale token writes nothing.
-    let (_dir, schedule) = approved_schedule(&["site-1"]);
+    let schedules = Redb::open();
+    let (schedule, sites) = approved(&schedules.store, 1);
+    let site = sites[0].as_str();
     let stale = a
-        .launch(plan(&schedule, 0, &["site-1"]), &schedule, first, t(3600))
+        .launch(plan(&schedule, 0, &[site]), &schedule, first, t(3600))
         .await;
     match stale {
         Err(e @ StoreError::Fenced { .. }) => {
@@ -923,13 +1076,13 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
         other => panic!("expected Fenced, got {other:?}"),
     }
     assert!(
-        a.ledger_entry(&schedule.id, 0, "site-1")
+        a.ledger_entry(&schedule.id, 0, site)
             .await
             .expect("entry")
             .is_none()
     );
     let launched = b
-        .launch(plan(&schedule, 0, &["site-1"]), &schedule, second, t(3600))
+        .launch(plan(&schedule, 0, &[site]), &schedule, second, t(3600))
         .await
         .expect("the holder launches");
     assert_eq!(launched.created.len(), 1);
