@@ -792,9 +792,11 @@ async fn an_unreachable_server_is_named() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let err = PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/yardmaster"))
-        .await
-        .expect_err("nothing listens there");
+    let err = PgStore::connect(&format!(
+        "postgres://postgres:hunter2@127.0.0.1:{port}/yardmaster"
+    ))
+    .await
+    .expect_err("nothing listens there");
     let text = err.to_string();
     assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
     assert!(
@@ -802,6 +804,10 @@ async fn an_unreachable_server_is_named() {
         "{text}"
     );
     assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password is not in messages: {text}"
+    );
 }
 
 fn plan(schedule: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPlan {
@@ -1193,6 +1199,26 @@ async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
             .expect("renew")
             .is_empty()
     );
+    // And whatever it still tries on them is refused, while they are left as they are.
+    let late = dead
+        .transition_held(
+            "engine-dead",
+            vec![(
+                ids[1].clone(),
+                vec![JobTransition::Load, JobTransition::Start],
+            )],
+            t(10),
+        )
+        .await
+        .expect("commit");
+    assert!(
+        matches!(&late[0], Err(StoreError::NotHeld { engine, .. }) if engine == "engine-dead"),
+        "{late:?}"
+    );
+    assert_eq!(
+        alive.get_job(&ids[1]).await.expect("read").status,
+        JobStatus::Pending
+    );
     // The requeued work goes to an engine that is alive.
     let retaken = alive
         .claim_pending("engine-alive", 10, LONG, t(11))
@@ -1204,6 +1230,19 @@ async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
         [ids[1].clone(), ids[2].clone(), ids[4].clone()]
             .into_iter()
             .collect()
+    );
+    let started = alive
+        .transition_held(
+            "engine-alive",
+            vec![(ids[1].clone(), vec![JobTransition::Start])],
+            t(11),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(
+        started[0].as_ref().map(|j| j.status).ok(),
+        Some(JobStatus::Running),
+        "{started:?}"
     );
     assert_eq!(
         alive

@@ -107,12 +107,34 @@ impl PgStore {
         items: Vec<(String, Vec<JobTransition>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.transition(items, None, now).await
+    }
+
+    /// [`PgStore::transition_each`] for an engine working on jobs it claimed: a job that
+    /// `engine` does not hold (its lease lapsed and the job was settled, or went to
+    /// another engine) is refused with [`StoreError::NotHeld`] and left as it is, so an
+    /// engine that stalled past its lease cannot move a job another engine now runs.
+    pub async fn transition_held(
+        &self,
+        engine: &str,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.transition(items, Some(engine), now).await
+    }
+
+    async fn transition(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        holder: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         transaction!(self, "transition jobs", |tx| async {
             let mut out = Vec::with_capacity(items.len());
             for (id, transitions) in &items {
                 let row = tx
                     .query_opt(
-                        "SELECT id, record::text FROM jobs WHERE id = $1 FOR UPDATE",
+                        "SELECT id, record::text, owner FROM jobs WHERE id = $1 FOR UPDATE",
                         &[id],
                     )
                     .await
@@ -121,6 +143,17 @@ impl PgStore {
                     out.push(Err(StoreError::not_found(KIND, id.as_str())));
                     continue;
                 };
+                if let Some(engine) = holder {
+                    let owner: Option<String> = col(&row, 2)?;
+                    if owner.as_deref() != Some(engine) {
+                        out.push(Err(StoreError::NotHeld {
+                            kind: KIND,
+                            id: id.clone(),
+                            engine: engine.to_owned(),
+                        }));
+                        continue;
+                    }
+                }
                 let mut job = job_of(&row)?;
                 match transitions.iter().try_for_each(|t| apply(&mut job, t, now)) {
                     Ok(()) => {}
