@@ -5,9 +5,14 @@
 //! redb store gives them, the serde records of `records.rs` as `jsonb`, beside the
 //! columns that queries and constraints need (a job's status, its owner's lease). The
 //! operations mirror the redb store's own (same names, arguments and errors) where the
-//! meaning is the same for one engine and for many, and the lifecycle rules are the same
-//! code: a job's transitions go through `jobs::apply`, the settlement of work left in
-//! flight through `records::in_flight_settlement`.
+//! meaning is the same for one engine and for many (`create_jobs`, `get_jobs`,
+//! `transition_each`, `append_event`, `get_event`), and take what several engines add
+//! where it is not: `recover` and `record_event_attempt` name the engine whose work they
+//! settle or record; `launch` carries the scheduler's fencing token and, while schedules
+//! and sites are still kept by the redb store, the schedule as the caller read it. The
+//! lifecycle rules are the same code: a job's transitions go through `jobs::apply`, the
+//! settlement of work left in flight through `records::in_flight_settlement`, an outbox
+//! attempt through `journal::apply_attempt`.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
@@ -29,8 +34,9 @@
 //! errors to [`StoreError`].
 //!
 //! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
-//! on a network the engines trust. Secrets never reach these tables unsealed; nothing
-//! stored here so far carries one.
+//! on a network the engines trust. Secrets never reach these tables unsealed: nothing
+//! stored here so far carries one (site credentials, backups and diffs, which the redb
+//! store seals, are not kept here yet).
 
 /// Runs `$body` (an `async` block that uses `$tx`, the transaction) in one transaction
 /// of `$store` (read committed; the operations lock the rows they change) and commits it;
