@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod bench;
 pub mod openai;
+pub mod postgres;
 
 /// How long a test waits for something the engine does eventually (a reload, a start).
 /// Generous on purpose: speed is the benchmarks' business, not the tests'.

@@ -110,6 +110,56 @@ pub enum StoreError {
 
     #[error("database: {0}")]
     Db(#[from] redb::Error),
+
+    /// The PostgreSQL server could not be reached (or no connection could be had in time).
+    #[error("PostgreSQL at {address} cannot be reached: {reason}")]
+    Unreachable { address: String, reason: String },
+
+    /// A statement failed in PostgreSQL; the server's own message is part of the text.
+    #[error("PostgreSQL, {operation}: {}", postgres_detail(source))]
+    Postgres {
+        operation: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// An engine recorded work on something it no longer holds: its claim lapsed and the
+    /// work went to another engine (or was settled).
+    #[error(
+        "{kind} {id} is not held by engine {engine}; its claim lapsed and it went on without it"
+    )]
+    NotHeld {
+        kind: &'static str,
+        id: String,
+        engine: String,
+    },
+
+    /// A write of a lease holder that has lost the lease: another engine holds it now (or
+    /// nobody does), with a larger fencing token.
+    #[error(
+        "lease {lease}: fencing token {token} is stale ({}); another engine took the lease over",
+        match current { Some(c) => format!("the lease is at token {c}"), None => "nobody holds the lease".to_owned() }
+    )]
+    Fenced {
+        lease: String,
+        token: u64,
+        current: Option<u64>,
+    },
+}
+
+/// A PostgreSQL error as an operator reads it: the server's message, its SQLSTATE and
+/// detail when the server sent one, else the client's own description.
+pub(crate) fn postgres_detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({}; {detail})", db.message(), db.code().code()),
+            None => format!("{} ({})", db.message(), db.code().code()),
+        },
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
 }
 
 macro_rules! from_redb {

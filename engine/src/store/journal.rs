@@ -158,30 +158,7 @@ impl Store {
         id: u64,
         attempt: &EventAttempt<'_>,
     ) -> Result<OutboxEvent, StoreError> {
-        let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
-        self.update_event(id, |e| {
-            e.attempts = e.attempts.saturating_add(1);
-            if let Some(org) = attempt.organization {
-                e.organization = Some(org.to_owned());
-            }
-            for done in attempt.delivered_to {
-                if !e.delivered_to.contains(done) {
-                    e.delivered_to.push(done.clone());
-                }
-            }
-            match (error, attempt.retry_at) {
-                (None, _) => e.state = OutboxState::Delivered,
-                (Some(error), Some(at)) => {
-                    e.last_error = Some(error);
-                    e.next_attempt_at = at;
-                }
-                (Some(error), None) => {
-                    e.last_error = Some(error);
-                    e.state = OutboxState::Dead;
-                    e.dead_at = Some(attempt.now);
-                }
-            }
-        })
+        self.update_event(id, |e| apply_attempt(e, attempt))
     }
 
     /// Moves a pending event's next attempt to `at` without counting an attempt: it
@@ -372,14 +349,14 @@ pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64
     Ok(seq)
 }
 
-pub(crate) fn push_event(
-    tx: &WriteTransaction,
+/// A new event, due at once: the same record in either store.
+pub(crate) fn new_event(
+    id: u64,
     kind: &str,
     payload: serde_json::Value,
     now: DateTime<Utc>,
-) -> Result<u64, StoreError> {
-    let id = take_seq(tx, META_OUTBOX_SEQ, 1)?;
-    let event = OutboxEvent {
+) -> OutboxEvent {
+    OutboxEvent {
         id,
         kind: kind.to_owned(),
         payload,
@@ -391,7 +368,45 @@ pub(crate) fn push_event(
         organization: None,
         delivered_to: Vec::new(),
         dead_at: None,
-    };
+    }
+}
+
+/// One attempt at a pending event: the deliveries it completed, its organization, and
+/// then delivered (no error), retried at `retry_at`, or dead. The same rule in either
+/// store.
+pub(crate) fn apply_attempt(e: &mut OutboxEvent, attempt: &EventAttempt<'_>) {
+    let error: Option<String> = attempt.error.map(|e| e.chars().take(1000).collect());
+    e.attempts = e.attempts.saturating_add(1);
+    if let Some(org) = attempt.organization {
+        e.organization = Some(org.to_owned());
+    }
+    for done in attempt.delivered_to {
+        if !e.delivered_to.contains(done) {
+            e.delivered_to.push(done.clone());
+        }
+    }
+    match (error, attempt.retry_at) {
+        (None, _) => e.state = OutboxState::Delivered,
+        (Some(error), Some(at)) => {
+            e.last_error = Some(error);
+            e.next_attempt_at = at;
+        }
+        (Some(error), None) => {
+            e.last_error = Some(error);
+            e.state = OutboxState::Dead;
+            e.dead_at = Some(attempt.now);
+        }
+    }
+}
+
+pub(crate) fn push_event(
+    tx: &WriteTransaction,
+    kind: &str,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let id = take_seq(tx, META_OUTBOX_SEQ, 1)?;
+    let event = new_event(id, kind, payload, now);
     tx.open_table(OUTBOX)?
         .insert(id, encode("event", &id.to_string(), &event)?.as_slice())?;
     tx.open_table(OUTBOX_DUE)?.insert((millis(now), id), ())?;

@@ -30,6 +30,7 @@ mod jobs;
 mod journal;
 pub mod listing;
 mod outcomes;
+pub mod postgres;
 mod records;
 mod redact;
 pub(crate) mod schedules;

@@ -25,6 +25,46 @@ pub const MAX_TARGETS: usize = 100_000;
 pub const MAX_PAGE: usize = 1000;
 /// Error code of a job that was running when the engine stopped and may have reached the router.
 pub const INTERRUPTED: &str = "interrupted";
+/// Why a job left running with its script possibly sent is failed rather than retried.
+const INTERRUPTED_MESSAGE: &str = "the engine stopped while this job was running; it was not retried \
+     because the script may have reached the router";
+
+/// What becomes of a job that an engine left in flight when it stopped (crashed, or
+/// stopped renewing its claims): running with its script possibly sent, it fails as
+/// `interrupted`, naming a dead-man rollback still armed on its router; loaded, or
+/// running before its script went out, it goes back to pending. `None` for a job not in
+/// flight. The PostgreSQL store settles expired claims by this rule; it is the rule of
+/// the redb store's `recover`.
+pub(crate) fn in_flight_settlement(job: &Job) -> Option<JobTransition> {
+    match job.status {
+        JobStatus::Running if job.sent => {
+            let message = match &job.rollback {
+                // Armed (or perhaps armed) and never disarmed: the router restores itself
+                // unless someone removes the entry, and nobody may take the job for a
+                // success.
+                Some(guard) if guard.disarmed_at.is_none() => format!(
+                    "{INTERRUPTED_MESSAGE}; a dead-man rollback was armed for it and not \
+                     disarmed: the router loads the backup taken before the script at {} \
+                     (scheduler entry `{}`, backup `{}.backup`) unless the entry is removed",
+                    guard.fires_at.to_rfc3339(),
+                    guard.name,
+                    guard.name
+                ),
+                _ => INTERRUPTED_MESSAGE.to_owned(),
+            };
+            Some(JobTransition::Fail {
+                error: JobError {
+                    code: INTERRUPTED.into(),
+                    message,
+                },
+                output: None,
+            })
+        }
+        JobStatus::Loaded | JobStatus::Running => Some(JobTransition::Requeue),
+        JobStatus::Pending | JobStatus::Completed | JobStatus::Failed | JobStatus::Deleted => None,
+    }
+}
+
 /// Error code of a job not started because its schedule was cancelled.
 pub const CANCELLED: &str = "cancelled";
 /// Error code of a job not run because its site was offline and the schedule said to skip it.

@@ -1,0 +1,387 @@
+//! Jobs in PostgreSQL: creation with the idempotency rule, reads, checked transitions,
+//! claims with leases, and the settlement of work an engine left in flight.
+//!
+//! A job's row holds its record and, while an engine works on it, that engine's id and
+//! the end of its lease. A claim takes pending jobs nobody else is taking (`FOR UPDATE
+//! SKIP LOCKED`), loads them and writes the lease in one transaction. A transition that
+//! takes a job out of flight (finished, or back to pending) clears the lease with it.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
+use crate::store::Recovery;
+use crate::store::error::StoreError;
+use crate::store::jobs::{apply, new_job};
+use crate::store::records::{Job, JobInput, JobStatus, JobTransition, in_flight_settlement};
+
+const KIND: &str = "job";
+
+/// The statuses of work in flight, which an engine holds under a lease.
+const HELD: [&str; 2] = ["loaded", "running"];
+
+impl PgStore {
+    /// Creates a job, or returns the job already created under the same idempotency key
+    /// (then `false`: nothing new was written and nothing will run again).
+    pub async fn create_job(
+        &self,
+        input: JobInput,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, bool), StoreError> {
+        let mut out = self.create_jobs(vec![input], now).await?;
+        out.pop()
+            .ok_or_else(|| StoreError::not_found(KIND, "new job"))
+    }
+
+    /// Creates many jobs in one transaction, with the idempotency rule of
+    /// [`PgStore::create_job`] for each. Two engines creating under the same key at once
+    /// create one job: the second waits on the first's row and returns it.
+    pub async fn create_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        inputs.iter().try_for_each(JobInput::validate)?;
+        transaction!(self, "create jobs", |tx| async {
+            let seqs = take_seqs(tx, inputs.len()).await?;
+            let mut out = Vec::with_capacity(inputs.len());
+            for (input, seq) in inputs.iter().zip(seqs) {
+                let job = new_job(input.clone(), seq, None, now);
+                if insert(tx, &job).await? {
+                    out.push((job, true));
+                    continue;
+                }
+                let row = tx
+                    .query_one(
+                        "SELECT id, record::text FROM jobs
+                         WHERE organization = $1 AND idempotency_key = $2",
+                        &[&job.organization, &job.idempotency_key],
+                    )
+                    .await
+                    .map_err(pg("read the job of an idempotency key"))?;
+                out.push((job_of(&row)?, false));
+            }
+            Ok(out)
+        })
+    }
+
+    pub async fn get_job(&self, id: &str) -> Result<Job, StoreError> {
+        let mut jobs = self.get_jobs(&[id.to_owned()]).await?;
+        jobs.pop().ok_or_else(|| StoreError::not_found(KIND, id))
+    }
+
+    /// Several jobs by id, in the order asked, read in one statement.
+    pub async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, record::text FROM jobs WHERE id = ANY($1)",
+                &[&ids],
+            )
+            .await
+            .map_err(pg("read jobs"))?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let job = job_of(row)?;
+            found.insert(job.id.clone(), job);
+        }
+        ids.iter()
+            .map(|id| {
+                found
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| StoreError::not_found(KIND, id.as_str()))
+            })
+            .collect()
+    }
+
+    /// Applies each job's transitions in order, all in one commit, with a separate outcome
+    /// per job: a job whose transitions are not all legal is left as it was and gets its
+    /// error, while the others are written. The outer error is the store's own (nothing
+    /// was written). The same legality as the redb store's: the same code decides it.
+    pub async fn transition_each(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.transition(items, None, now).await
+    }
+
+    /// [`PgStore::transition_each`] for an engine working on jobs it claimed: a job that
+    /// `engine` does not hold (its lease lapsed and the job was settled, or went to
+    /// another engine) is refused with [`StoreError::NotHeld`] and left as it is, so an
+    /// engine that stalled past its lease cannot move a job another engine now runs.
+    pub async fn transition_held(
+        &self,
+        engine: &str,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.transition(items, Some(engine), now).await
+    }
+
+    async fn transition(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        holder: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        transaction!(self, "transition jobs", |tx| async {
+            let mut out = Vec::with_capacity(items.len());
+            for (id, transitions) in &items {
+                let row = tx
+                    .query_opt(
+                        "SELECT id, record::text, owner FROM jobs WHERE id = $1 FOR UPDATE",
+                        &[id],
+                    )
+                    .await
+                    .map_err(pg("lock a job"))?;
+                let Some(row) = row else {
+                    out.push(Err(StoreError::not_found(KIND, id.as_str())));
+                    continue;
+                };
+                if let Some(engine) = holder {
+                    let owner: Option<String> = col(&row, 2)?;
+                    if owner.as_deref() != Some(engine) {
+                        out.push(Err(StoreError::NotHeld {
+                            kind: KIND,
+                            id: id.clone(),
+                            engine: engine.to_owned(),
+                        }));
+                        continue;
+                    }
+                }
+                let mut job = job_of(&row)?;
+                match transitions.iter().try_for_each(|t| apply(&mut job, t, now)) {
+                    Ok(()) => {}
+                    // Refused before anything of this job was written.
+                    Err(e @ StoreError::IllegalTransition { .. }) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+                if !transitions.is_empty() {
+                    update(tx, &job).await?;
+                }
+                out.push(Ok(job));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Takes up to `limit` pending jobs for `engine`, oldest first, and loads them: each
+    /// is held by `engine` until `ttl` from now by the database's clock, unless renewed
+    /// ([`PgStore::renew_claims`]). Jobs another engine is claiming at the same moment are
+    /// skipped, not waited for, so no job is taken twice and no claim blocks another.
+    pub async fn claim_pending(
+        &self,
+        engine: &str,
+        limit: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ttl = lease_millis(ttl);
+        transaction!(self, "claim pending jobs", |tx| async {
+            let rows = tx
+                .query(
+                    "SELECT id, record::text FROM jobs WHERE status = 'pending'
+                     ORDER BY seq_id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    &[&limit],
+                )
+                .await
+                .map_err(pg("find pending jobs"))?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let mut job = job_of(row)?;
+                apply(&mut job, &JobTransition::Load, now)?;
+                tx.execute(
+                    "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
+                         owner = $5,
+                         lease_expires_at = clock_timestamp() + $6::bigint * interval '1 millisecond'
+                     WHERE seq_id = $1",
+                    &[
+                        &big(KIND, "seq_id", job.seq_id)?,
+                        &encode(KIND, &job.id, &job)?,
+                        &job.status.as_str(),
+                        &job.sent,
+                        &engine,
+                        &ttl,
+                    ],
+                )
+                .await
+                .map_err(pg("claim a job"))?;
+                claimed.push(job);
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Extends `engine`'s lease on every job it still holds to `ttl` from now, and returns
+    /// their ids. A job missing from the answer is no longer this engine's: its lease
+    /// expired and it was settled ([`PgStore::expire_leases`]), so the engine must stop
+    /// working on it.
+    pub async fn renew_claims(
+        &self,
+        engine: &str,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        let ttl = lease_millis(ttl);
+        transaction!(self, "renew claims", |tx| async {
+            let rows = tx
+                .query(
+                    "UPDATE jobs
+                     SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
+                     WHERE owner = $1 AND status = ANY($3)
+                     RETURNING id",
+                    &[&engine, &ttl, &&HELD[..]],
+                )
+                .await
+                .map_err(pg("renew claims"))?;
+            rows.iter().map(|r| col(r, 0)).collect()
+        })
+    }
+
+    /// Settles the jobs whose lease has expired by the database's clock (their engine
+    /// stopped renewing it), as a restart settles a crashed engine's: running jobs whose
+    /// script may have been sent fail as `interrupted`; loaded jobs and running jobs whose
+    /// script never went out go back to pending, for any engine to claim. A job in flight
+    /// that nobody holds is settled too. `now` stamps the changes. Two engines expiring at
+    /// once settle each job once.
+    pub async fn expire_leases(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
+        self.settle(
+            "expire leases",
+            "SELECT id, record::text FROM jobs
+             WHERE status = ANY($1)
+               AND (owner IS NULL OR lease_expires_at < clock_timestamp())
+             ORDER BY seq_id FOR UPDATE SKIP LOCKED",
+            None,
+            now,
+        )
+        .await
+    }
+
+    /// Settles the jobs `engine` holds, expired or not, as [`PgStore::expire_leases`]
+    /// does: what an engine restarting under the same id does first, since whatever it
+    /// held before it stopped is in flight no more.
+    pub async fn recover(&self, engine: &str, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
+        self.settle(
+            "recover an engine's jobs",
+            "SELECT id, record::text FROM jobs
+             WHERE status = ANY($1) AND owner = $2
+             ORDER BY seq_id FOR UPDATE",
+            Some(engine),
+            now,
+        )
+        .await
+    }
+
+    async fn settle(
+        &self,
+        operation: &'static str,
+        select: &'static str,
+        engine: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Recovery, StoreError> {
+        transaction!(self, operation, |tx| async {
+            let held = &HELD[..];
+            let rows = match engine {
+                Some(engine) => tx.query(select, &[&held, &engine]).await,
+                None => tx.query(select, &[&held]).await,
+            }
+            .map_err(pg(operation))?;
+            let mut report = Recovery::default();
+            for row in &rows {
+                let mut job = job_of(row)?;
+                let Some(settlement) = in_flight_settlement(&job) else {
+                    continue;
+                };
+                apply(&mut job, &settlement, now)?;
+                update(tx, &job).await?;
+                match settlement {
+                    JobTransition::Requeue => report.requeued.push(job.id),
+                    _ => report.interrupted.push(job.id),
+                }
+            }
+            let pending = tx
+                .query_one("SELECT count(*) FROM jobs WHERE status = 'pending'", &[])
+                .await
+                .map_err(pg("count pending jobs"))?;
+            report.pending = col_u64(&pending, 0)?;
+            Ok(report)
+        })
+    }
+}
+
+/// `n` new job sequence numbers, in order.
+pub(super) async fn take_seqs(tx: &Transaction<'_>, n: usize) -> Result<Vec<u64>, StoreError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let rows = tx
+        .query(
+            "SELECT nextval('job_seq') FROM generate_series(1, $1::bigint)",
+            &[&n],
+        )
+        .await
+        .map_err(pg("take job sequence numbers"))?;
+    rows.iter().map(|r| col_u64(r, 0)).collect()
+}
+
+/// Writes a new job; `false` when its organization already has a job under its
+/// idempotency key (then nothing was written).
+pub(super) async fn insert(tx: &Transaction<'_>, job: &Job) -> Result<bool, StoreError> {
+    let n = tx
+        .execute(
+            "INSERT INTO jobs
+                 (seq_id, id, organization, site_id, idempotency_key, status, sent, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)
+             ON CONFLICT ON CONSTRAINT jobs_idempotency DO NOTHING",
+            &[
+                &big(KIND, "seq_id", job.seq_id)?,
+                &job.id,
+                &job.organization,
+                &job.site_id,
+                &job.idempotency_key,
+                &job.status.as_str(),
+                &job.sent,
+                &encode(KIND, &job.id, job)?,
+            ],
+        )
+        .await
+        .map_err(pg("insert a job"))?;
+    Ok(n == 1)
+}
+
+/// Writes a changed job. One that is no longer in flight is no longer held by anyone.
+async fn update(tx: &Transaction<'_>, job: &Job) -> Result<(), StoreError> {
+    let held = matches!(job.status, JobStatus::Loaded | JobStatus::Running);
+    tx.execute(
+        "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
+             owner = CASE WHEN $5 THEN owner END,
+             lease_expires_at = CASE WHEN $5 THEN lease_expires_at END
+         WHERE seq_id = $1",
+        &[
+            &big(KIND, "seq_id", job.seq_id)?,
+            &encode(KIND, &job.id, job)?,
+            &job.status.as_str(),
+            &job.sent,
+            &held,
+        ],
+    )
+    .await
+    .map_err(pg("update a job"))?;
+    Ok(())
+}
+
+/// The job of a row of `id, record::text`.
+fn job_of(row: &Row) -> Result<Job, StoreError> {
+    let id: String = col(row, 0)?;
+    let text: String = col(row, 1)?;
+    decode(KIND, &id, &text)
+}

@@ -1,0 +1,264 @@
+//! The store in PostgreSQL, for several engines sharing one database.
+//!
+//! [`PgStore::connect`] opens a pool of connections (tokio-postgres under deadpool) and
+//! brings the schema up to date before it returns. Records are kept in the shapes the
+//! redb store gives them, the serde records of `records.rs` as `jsonb`, beside the
+//! columns that queries and constraints need (a job's status, its owner's lease). The
+//! operations mirror the redb store's own (same names, arguments and errors) where the
+//! meaning is the same for one engine and for many (`create_jobs`, `get_jobs`,
+//! `transition_each`, `append_event`, `get_event`), and take what several engines add
+//! where it is not: `recover` and `record_event_attempt` name the engine whose work they
+//! settle or record; `launch` carries the scheduler's fencing token and, while schedules
+//! and sites are still kept by the redb store, the schedule as the caller read it. The
+//! lifecycle rules are the same code: a job's transitions go through `jobs::apply`, the
+//! settlement of work left in flight through `records::in_flight_settlement`, an outbox
+//! attempt through `journal::apply_attempt`.
+//!
+//! What several engines add:
+//! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
+//!   so whichever engine launches an occurrence, a site gets one job of it (`launch`);
+//! - one engine at a time holds the scheduler lease, with a fencing token that grows at
+//!   each change of holder; a launch carries its token and is refused once it is stale
+//!   (`leases`);
+//! - jobs are taken with a claim (`FOR UPDATE SKIP LOCKED`) that records the engine and
+//!   the end of its lease in the same transaction; an engine that stops renewing leaves
+//!   its jobs to [`PgStore::expire_leases`], which settles them as a local restart does.
+//!   Lease times are read from the database's clock, so engines need not agree on theirs;
+//! - outbox events are claimed the same way, delivered at least once, and in order per
+//!   job (`outbox`).
+//!
+//! Layout: `schema` (the versioned migrations, applied once under an advisory lock),
+//! `jobs` (creation, reads, transitions, claims, recovery), `launch` (the ledger),
+//! `leases` (the scheduler lease), `outbox` (events and their delivery). This module
+//! holds the pool, the one place transactions are opened, and the mapping of client
+//! errors to [`StoreError`].
+//!
+//! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
+//! on a network the engines trust. Secrets never reach these tables unsealed: nothing
+//! stored here so far carries one (site credentials, backups and diffs, which the redb
+//! store seals, are not kept here yet).
+
+/// Runs `$body` (an `async` block that uses `$tx`, the transaction) in one transaction
+/// of `$store` (read committed; the operations lock the rows they change) and commits it;
+/// evaluates to the block's result. A transaction the server aborted for a serialization
+/// failure or a deadlock is run again from the start, up to [`MAX_ATTEMPTS`] times; any
+/// other error rolls everything the block did back and is returned.
+///
+/// A macro, not a function taking an async closure: the block is awaited in place, so
+/// the operations' futures stay `Send` (a future returned through a higher-ranked
+/// closure bound is not proven `Send` by today's compiler).
+macro_rules! transaction {
+    ($store:expr, $operation:expr, |$tx:ident| $body:expr) => {{
+        let operation: &'static str = $operation;
+        let mut client = $store.client().await?;
+        let mut attempt: u32 = 1;
+        loop {
+            let owned = client
+                .transaction()
+                .await
+                .map_err($crate::store::postgres::pg(operation))?;
+            let outcome: Result<_, $crate::store::error::StoreError> = {
+                let $tx = &owned;
+                $body.await
+            };
+            let result = match outcome {
+                Ok(out) => owned
+                    .commit()
+                    .await
+                    .map(|()| out)
+                    .map_err($crate::store::postgres::pg(operation)),
+                Err(e) => {
+                    // The rollback's own failure says nothing the first error does not.
+                    let _ = owned.rollback().await;
+                    Err(e)
+                }
+            };
+            match result {
+                Err($crate::store::error::StoreError::Postgres { source, .. })
+                    if attempt < $crate::store::postgres::MAX_ATTEMPTS
+                        && $crate::store::postgres::retryable(&source) =>
+                {
+                    attempt += 1;
+                    tracing::debug!(operation, attempt, "PostgreSQL transaction run again");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+
+mod jobs;
+mod launch;
+mod leases;
+mod outbox;
+mod schema;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::error::{StoreError, postgres_detail};
+
+pub use leases::SCHEDULER_LEASE;
+
+/// Connections the pool keeps open at most.
+const POOL_SIZE: usize = 16;
+/// How long a caller waits for a connection (a new one, or one handed back).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How many times a transaction the server aborted for a serialization failure or a
+/// deadlock is run again before its error is returned.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The engine's durable state in PostgreSQL. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct PgStore {
+    pool: Pool,
+    /// `host:port/database`, for messages (never the password).
+    address: String,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user@host:port/database`) and
+    /// applies the migrations it lacks. Refuses a database written by a newer engine.
+    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            StoreError::invalid("store", "url", format!("not a PostgreSQL URL: {e}"))
+        })?;
+        let address = describe(&config);
+        // A connection the server closed (a restart, an idle timeout) is found out when
+        // it is handed out, and replaced, instead of failing the caller's first statement.
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Verified,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .wait_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| StoreError::Unreachable {
+                address: address.clone(),
+                reason: e.to_string(),
+            })?;
+        let store = PgStore { pool, address };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// `host:port/database` of the server, for messages.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(|e| StoreError::Unreachable {
+            address: self.address.clone(),
+            reason: match &e {
+                deadpool_postgres::PoolError::Backend(pg) => postgres_detail(pg),
+                other => other.to_string(),
+            },
+        })
+    }
+}
+
+/// Maps a client error in `operation` to the store's error.
+fn pg(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |source| StoreError::Postgres { operation, source }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+    )
+}
+
+/// `host:port/database` of a connection config.
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(i, host)| {
+            let port = config
+                .get_ports()
+                .get(i)
+                .or(config.get_ports().first())
+                .copied()
+                .unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}:{port}", path.display()),
+            }
+        })
+        .collect();
+    format!(
+        "{}/{}",
+        if hosts.is_empty() {
+            "localhost:5432".to_owned()
+        } else {
+            hosts.join(",")
+        },
+        config.get_dbname().unwrap_or("")
+    )
+}
+
+/// Column `i` of a row. A column of another type than the statement gives is the
+/// store's own bug; it is reported, not panicked on.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(pg("read a column"))
+}
+
+/// A `bigint` column the store writes from a `u64`.
+fn col_u64(row: &tokio_postgres::Row, i: usize) -> Result<u64, StoreError> {
+    Ok(col::<i64>(row, i)?.max(0) as u64)
+}
+
+/// A record's JSON, for a `jsonb` column written as `$n::text::jsonb`.
+fn encode<T: serde::Serialize>(
+    kind: &'static str,
+    id: &str,
+    value: &T,
+) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|source| StoreError::Encode {
+        kind,
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// A record from a `jsonb` column read as `record::text`.
+fn decode<T: serde::de::DeserializeOwned>(
+    kind: &'static str,
+    id: &str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Corrupt {
+        kind,
+        id: id.to_owned(),
+        source,
+    })
+}
+
+/// A `u64` of a record (a sequence number, an occurrence) as PostgreSQL's `bigint`.
+fn big(kind: &'static str, field: &'static str, n: u64) -> Result<i64, StoreError> {
+    i64::try_from(n).map_err(|_| StoreError::invalid(kind, field, "larger than 2^63 - 1"))
+}
+
+/// A lease's length in whole milliseconds, as the statements take it; at least one, at
+/// most a year (longer is not a lease).
+fn lease_millis(ttl: Duration) -> i64 {
+    const YEAR_MS: u128 = 365 * 24 * 3600 * 1000;
+    ttl.as_millis().clamp(1, YEAR_MS) as i64
+}

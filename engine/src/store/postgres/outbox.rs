@@ -1,0 +1,167 @@
+//! The transactional outbox in PostgreSQL, delivered by several engines.
+//!
+//! An event is written with the change that causes it and delivered at least once: an
+//! engine claims due events with a lease (`FOR UPDATE SKIP LOCKED`, owner and expiry in
+//! the claim's transaction), delivers them, and records the attempt; an engine that dies
+//! mid-delivery leaves its claims to lapse, and the events go to the next claimer. The
+//! events of one job are delivered in order: an event is not claimed while an earlier
+//! event of its job is still pending (claimed by someone, or waiting for a retry).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
+use crate::store::error::StoreError;
+use crate::store::journal::{EventAttempt, apply_attempt, new_event};
+use crate::store::records::{OutboxEvent, OutboxState};
+
+const KIND: &str = "event";
+
+impl PgStore {
+    /// Appends an event outside any other change.
+    pub async fn append_event(
+        &self,
+        kind: &str,
+        payload: serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        transaction!(self, "append an event", |tx| async {
+            let row = tx
+                .query_one("SELECT nextval('outbox_seq')", &[])
+                .await
+                .map_err(pg("take an event id"))?;
+            let event = new_event(col_u64(&row, 0)?, kind, payload.clone(), now);
+            let id = big(KIND, "id", event.id)?;
+            // The job an event concerns, whose events are delivered in order.
+            let job = event.payload.get("job_id").and_then(|v| v.as_str());
+            tx.execute(
+                "INSERT INTO outbox (id, job_id, state, next_attempt_at, record)
+                 VALUES ($1, $2, 'pending', $3, $4::text::jsonb)",
+                &[
+                    &id,
+                    &job,
+                    &event.next_attempt_at,
+                    &encode(KIND, &id.to_string(), &event)?,
+                ],
+            )
+            .await
+            .map_err(pg("append an event"))?;
+            Ok(event.id)
+        })
+    }
+
+    pub async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record::text FROM outbox WHERE id = $1",
+                &[&big(KIND, "id", id)?],
+            )
+            .await
+            .map_err(pg("read an event"))?
+            .ok_or_else(|| StoreError::not_found(KIND, id.to_string()))?;
+        decode(KIND, &id.to_string(), &col::<String>(&row, 0)?)
+    }
+
+    /// Takes up to `limit` pending events due at `now` for `engine`, oldest due first,
+    /// each held until `ttl` from now by the database's clock. Skipped: events another
+    /// engine holds under a live lease or is claiming at this moment, and events of a job
+    /// with an earlier event still pending.
+    pub async fn claim_events(
+        &self,
+        engine: &str,
+        now: DateTime<Utc>,
+        limit: usize,
+        ttl: Duration,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, crate::store::MAX_PAGE)).unwrap_or(1);
+        let ttl = lease_millis(ttl);
+        transaction!(self, "claim events", |tx| async {
+            let rows = tx
+                .query(
+                    "SELECT o.id, o.record::text FROM outbox o
+                     WHERE o.state = 'pending' AND o.next_attempt_at <= $1
+                       AND (o.owner IS NULL OR o.lease_expires_at < clock_timestamp())
+                       AND (o.job_id IS NULL OR NOT EXISTS (
+                           SELECT 1 FROM outbox e
+                           WHERE e.job_id = o.job_id AND e.state = 'pending' AND e.id < o.id))
+                     ORDER BY o.next_attempt_at, o.id
+                     LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    &[&now, &limit],
+                )
+                .await
+                .map_err(pg("find due events"))?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: i64 = col(row, 0)?;
+                tx.execute(
+                    "UPDATE outbox SET owner = $2,
+                         lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                     WHERE id = $1",
+                    &[&id, &engine, &ttl],
+                )
+                .await
+                .map_err(pg("claim an event"))?;
+                claimed.push(decode(KIND, &id.to_string(), &col::<String>(row, 1)?)?);
+            }
+            Ok(claimed)
+        })
+    }
+
+    /// Records `engine`'s attempt at an event it holds, as the redb store's
+    /// `record_event_attempt` does (delivered, retried at `retry_at`, or dead), and lets go
+    /// of it. Refused when the event is not `engine`'s any more (its lease lapsed and it
+    /// went to another engine, or it was settled): the other engine's attempt counts.
+    pub async fn record_event_attempt(
+        &self,
+        engine: &str,
+        id: u64,
+        attempt: &EventAttempt<'_>,
+    ) -> Result<OutboxEvent, StoreError> {
+        let key = id.to_string();
+        let id = big(KIND, "id", id)?;
+        transaction!(self, "record an event attempt", |tx| async {
+            let row = tx
+                .query_opt(
+                    "SELECT record::text, owner FROM outbox WHERE id = $1 FOR UPDATE",
+                    &[&id],
+                )
+                .await
+                .map_err(pg("lock an event"))?
+                .ok_or_else(|| StoreError::not_found(KIND, key.clone()))?;
+            let mut event: OutboxEvent = decode(KIND, &key, &col::<String>(&row, 0)?)?;
+            let owner: Option<String> = col(&row, 1)?;
+            if event.state != OutboxState::Pending || owner.as_deref() != Some(engine) {
+                return Err(StoreError::NotHeld {
+                    kind: KIND,
+                    id: key.clone(),
+                    engine: engine.to_owned(),
+                });
+            }
+            apply_attempt(&mut event, attempt);
+            tx.execute(
+                "UPDATE outbox SET state = $2, next_attempt_at = $3, record = $4::text::jsonb,
+                     owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1",
+                &[
+                    &id,
+                    &state_name(event.state),
+                    &event.next_attempt_at,
+                    &encode(KIND, &key, &event)?,
+                ],
+            )
+            .await
+            .map_err(pg("record an event attempt"))?;
+            Ok(event)
+        })
+    }
+}
+
+fn state_name(state: OutboxState) -> &'static str {
+    match state {
+        OutboxState::Pending => "pending",
+        OutboxState::Delivered => "delivered",
+        OutboxState::Dead => "dead",
+    }
+}

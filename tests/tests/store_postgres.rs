@@ -1,0 +1,1451 @@
+//! The PostgreSQL store against a real server (a private one per test, on loopback), and
+//! the start of the conformance suite: behaviour both stores have is written once, over
+//! [`Conformance`], and run against each.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
+use yardmaster::store::postgres::PgStore;
+use yardmaster::store::{
+    EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, Launch,
+    LaunchPlan, OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus,
+    ScheduledScript, Secret, SiteInput, Store, StoreError, User,
+};
+use yardmaster_tests::postgres::Postgres;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + secs, 0)
+        .single()
+        .expect("valid instant")
+}
+
+fn input(site: &str, key: Option<&str>) -> JobInput {
+    JobInput {
+        organization: "org1".into(),
+        site_id: site.into(),
+        request_id: None,
+        idempotency_key: key.map(str::to_owned),
+        description: "Log test message".into(),
+        script: ":log info test".into(),
+        make_backup: false,
+        express_execute: false,
+        needs_acknowledgement: true,
+        notify_url: None,
+        rollback_after_secs: None,
+        script_origin: None,
+    }
+}
+
+fn ids(jobs: &[(Job, bool)]) -> Vec<String> {
+    jobs.iter().map(|(j, _)| j.id.clone()).collect()
+}
+
+/// A lease long enough never to lapse during a test.
+const LONG: Duration = Duration::from_secs(600);
+
+/// Waits (polling) until `check` gives a value; panics after two minutes.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < yardmaster_tests::PATIENCE,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The conformance suite: one test body, both stores.
+
+/// The operations both stores offer with the same meaning, as an engine uses them.
+trait Conformance {
+    async fn create_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError>;
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>, StoreError>;
+    async fn transition_each(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError>;
+    /// Takes up to `n` pending jobs to work on, oldest first.
+    async fn take(&self, n: usize, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError>;
+    /// What the store does with the work in flight of an engine that stopped.
+    async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError>;
+    /// A schedule on `n` new sites, approved as an operator would approve it.
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>);
+    /// Launches an occurrence as the scheduler does.
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError>;
+}
+
+/// Makes `n` sites and a schedule on them in `store`, created by one user and approved by
+/// another, through the approval workflow; returns the schedule as approved and the
+/// sites' ids.
+fn approved(store: &Store, n: usize) -> (ScheduledScript, Vec<String>) {
+    for id in ["alice", "bob"] {
+        store
+            .put_user(&User {
+                id: id.into(),
+                name: id.into(),
+                email: format!("{id}@example.com"),
+                organization: "org1".into(),
+                created_at: t(0),
+            })
+            .expect("user");
+    }
+    let sites: Vec<String> = (0..n)
+        .map(|i| {
+            store
+                .create_site(
+                    SiteInput {
+                        organization: "org1".into(),
+                        name: format!("router-{i:03}"),
+                        address: "127.0.0.1".into(),
+                        port: Some(8728),
+                        transport: "routeros-api".into(),
+                        username: "admin".into(),
+                        password: Some(Secret::new("pw")),
+                        tls: Default::default(),
+                        tags: Vec::new(),
+                        private_key: None,
+                        private_key_passphrase: None,
+                        ssh: None,
+                    },
+                    t(0),
+                )
+                .expect("site")
+                .id
+        })
+        .collect();
+    let schedule = store
+        .create_schedule(
+            ScheduleInput {
+                organization: "org1".into(),
+                description: "bgp peers off".into(),
+                script: ":log info launched".into(),
+                sites: sites.clone(),
+                launch_at: Some(t(3600)),
+                created_by: "alice".into(),
+                ..ScheduleInput::default()
+            },
+            t(0),
+        )
+        .expect("schedule");
+    let bob = Principal {
+        user_id: "bob".into(),
+        organization: "org1".into(),
+        scopes: vec![SCOPE_AUTHORIZE.into()],
+    };
+    approval::approve(store, &schedule.id, &bob, None, OrgPolicy::default(), t(1))
+        .expect("approved");
+    let schedule = store.get_schedule(&schedule.id).expect("read");
+    assert_eq!(schedule.status, ScheduleStatus::Scheduled);
+    (schedule, sites)
+}
+
+struct Redb {
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+impl Redb {
+    fn open() -> Redb {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        Redb { _dir: dir, store }
+    }
+}
+
+impl Conformance for Redb {
+    async fn create_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        self.store.create_jobs(inputs, now)
+    }
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>, StoreError> {
+        self.store.get_jobs(ids)
+    }
+    async fn transition_each(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.store.transition_each(items, now)
+    }
+    async fn take(&self, n: usize, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        let pending = self
+            .store
+            .active_jobs(JobStatus::Pending, &Page::first(n))?;
+        let items = pending
+            .into_iter()
+            .map(|j| (j.id, vec![JobTransition::Load]))
+            .collect();
+        self.store
+            .transition_each(items, now)?
+            .into_iter()
+            .collect()
+    }
+    async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
+        self.store.recover(now)
+    }
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>) {
+        approved(&self.store, n)
+    }
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
+        self.store.launch(plan, now)
+    }
+}
+
+struct Pg {
+    store: PgStore,
+    /// Schedules and sites, which the redb store still keeps.
+    schedules: Redb,
+    /// The scheduler lease's fencing token, held for the whole test.
+    token: u64,
+    // Dropped after the store's pool: the server stops once nothing is connected.
+    _server: Postgres,
+}
+
+const ENGINE: &str = "engine-a";
+
+impl Pg {
+    async fn start() -> Pg {
+        let server = Postgres::start();
+        let store = PgStore::connect(&server.url()).await.expect("connect");
+        let token = store
+            .acquire_or_renew(ENGINE, LONG)
+            .await
+            .expect("lease")
+            .expect("the only engine");
+        Pg {
+            store,
+            schedules: Redb::open(),
+            token,
+            _server: server,
+        }
+    }
+}
+
+impl Conformance for Pg {
+    async fn create_jobs(
+        &self,
+        inputs: Vec<JobInput>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
+        self.store.create_jobs(inputs, now).await
+    }
+    async fn get_jobs(&self, ids: &[String]) -> Result<Vec<Job>, StoreError> {
+        self.store.get_jobs(ids).await
+    }
+    async fn transition_each(
+        &self,
+        items: Vec<(String, Vec<JobTransition>)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.store.transition_each(items, now).await
+    }
+    async fn take(&self, n: usize, now: DateTime<Utc>) -> Result<Vec<Job>, StoreError> {
+        self.store.claim_pending(ENGINE, n, LONG, now).await
+    }
+    async fn engine_stopped(&self, now: DateTime<Utc>) -> Result<Recovery, StoreError> {
+        self.store.recover(ENGINE, now).await
+    }
+    async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>) {
+        approved(&self.schedules.store, n)
+    }
+    async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
+        let schedule = self.schedules.store.get_schedule(&plan.schedule_id)?;
+        self.store.launch(plan, &schedule, self.token, now).await
+    }
+}
+
+/// Runs each named test body against a fresh redb store and a fresh PostgreSQL store.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod redb {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(&super::Redb::open()).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(&super::Pg::start().await).await;
+            })*
+        }
+    };
+}
+
+conformance!(
+    an_idempotency_key_creates_one_job,
+    reads_keep_the_order_asked_and_name_what_is_missing,
+    transition_each_settles_each_job_alone,
+    the_lifecycle_refuses_what_it_does_not_allow,
+    a_stopped_engines_sent_jobs_fail_and_the_rest_are_requeued,
+    an_occurrence_launches_once_per_site,
+);
+
+async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(3).await;
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let first = s
+        .launch(plan(&schedule, 0, &site_refs[..2]), t(3600))
+        .await
+        .expect("first batch");
+    assert_eq!(first.created.len(), 2);
+    assert!(first.already_launched.is_empty());
+    for job in &first.created {
+        let origin = job.origin.as_ref().expect("origin");
+        assert_eq!(
+            (origin.schedule_id.as_str(), origin.occurrence),
+            (schedule.id.as_str(), 0)
+        );
+        assert_eq!(
+            (
+                job.status,
+                job.script.as_str(),
+                job.description.as_str(),
+                job.express_execute
+            ),
+            (
+                JobStatus::Pending,
+                ":log info launched",
+                "bgp peers off",
+                true
+            )
+        );
+        assert!(job.endpoint.is_some(), "bound to how its site was reached");
+    }
+    // The whole occurrence again (a retry, a restart, a second scheduler): only the site
+    // not yet launched gets a job; the others are reported with the job they have.
+    let second = s
+        .launch(plan(&schedule, 0, &site_refs), t(3601))
+        .await
+        .expect("again");
+    assert_eq!(
+        second
+            .created
+            .iter()
+            .map(|j| j.site_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![site_refs[2]]
+    );
+    let mut expected: Vec<(String, String)> = first
+        .created
+        .iter()
+        .map(|j| (j.site_id.clone(), j.id.clone()))
+        .collect();
+    expected.sort();
+    let mut already = second.already_launched.clone();
+    already.sort();
+    assert_eq!(already, expected);
+    assert_eq!((second.run.total, second.run.pending), (3, 3));
+    let created: Vec<String> = first
+        .created
+        .iter()
+        .chain(&second.created)
+        .map(|j| j.id.clone())
+        .collect();
+    let stored = s.get_jobs(&created).await.expect("stored");
+    assert!(stored.iter().all(|j| j.status == JobStatus::Pending));
+
+    // Another approval than the schedule's, or a site it does not cover: nothing.
+    let mut stale = plan(&schedule, 1, &site_refs);
+    stale.approval = "an approval of something else".into();
+    let refused = s.launch(stale, t(7200)).await;
+    assert!(
+        matches!(refused, Err(StoreError::ScheduleState { .. })),
+        "{refused:?}"
+    );
+    let stray = s.launch(plan(&schedule, 1, &["elsewhere"]), t(7200)).await;
+    assert!(
+        matches!(stray, Err(StoreError::ScheduleState { .. })),
+        "{stray:?}"
+    );
+    assert_eq!(
+        s.take(10, t(7201)).await.expect("take").len(),
+        3,
+        "no other job was made"
+    );
+}
+
+async fn an_idempotency_key_creates_one_job(s: &impl Conformance) {
+    let first = s
+        .create_jobs(
+            vec![
+                input("s1", Some("k1")),
+                input("s1", Some("k1")),
+                input("s1", None),
+            ],
+            t(0),
+        )
+        .await
+        .expect("create");
+    assert!(first[0].1 && !first[1].1 && first[2].1, "{first:?}");
+    assert_eq!(first[0].0.id, first[1].0.id, "the same key names one job");
+    let again = s
+        .create_jobs(vec![input("s2", Some("k1"))], t(1))
+        .await
+        .expect("again");
+    assert!(!again[0].1);
+    assert_eq!(again[0].0, first[0].0, "the job as first created");
+    let mut other_org = input("s1", Some("k1"));
+    other_org.organization = "org2".into();
+    let other = s.create_jobs(vec![other_org], t(2)).await.expect("org2");
+    assert!(other[0].1, "keys are per organization");
+    assert_ne!(other[0].0.id, first[0].0.id);
+    assert!(
+        first[0].0.seq_id < first[2].0.seq_id && first[2].0.seq_id < other[0].0.seq_id,
+        "sequence numbers grow"
+    );
+    let bad = s
+        .create_jobs(
+            vec![
+                input("s1", None),
+                JobInput {
+                    script: " ".into(),
+                    ..input("s1", None)
+                },
+            ],
+            t(3),
+        )
+        .await;
+    assert!(
+        matches!(
+            bad,
+            Err(StoreError::Invalid {
+                field: "script",
+                ..
+            })
+        ),
+        "{bad:?}"
+    );
+}
+
+async fn reads_keep_the_order_asked_and_name_what_is_missing(s: &impl Conformance) {
+    let created = s
+        .create_jobs(
+            (0..4).map(|i| input(&format!("s{i}"), None)).collect(),
+            t(0),
+        )
+        .await
+        .expect("create");
+    let mut asked = ids(&created);
+    asked.reverse();
+    let jobs = s.get_jobs(&asked).await.expect("read");
+    assert_eq!(jobs.iter().map(|j| j.id.clone()).collect::<Vec<_>>(), asked);
+    assert_eq!(jobs[3], created[0].0, "stored as created");
+    let missing = s.get_jobs(&[asked[0].clone(), "nope".into()]).await;
+    assert!(
+        matches!(&missing, Err(StoreError::NotFound { kind: "job", id }) if id == "nope"),
+        "{missing:?}"
+    );
+}
+
+async fn transition_each_settles_each_job_alone(s: &impl Conformance) {
+    let ids = ids(&s
+        .create_jobs((0..3).map(|_| input("s1", None)).collect(), t(0))
+        .await
+        .expect("create"));
+    s.transition_each(vec![(ids[1].clone(), vec![JobTransition::Load])], t(1))
+        .await
+        .expect("commit")
+        .remove(0)
+        .expect("someone else took it");
+    let out = s
+        .transition_each(
+            vec![
+                (
+                    ids[0].clone(),
+                    vec![
+                        JobTransition::Load,
+                        JobTransition::Start,
+                        JobTransition::MarkSent,
+                    ],
+                ),
+                (
+                    ids[1].clone(),
+                    vec![JobTransition::Load, JobTransition::Start],
+                ),
+                ("missing".into(), vec![JobTransition::Load]),
+            ],
+            t(2),
+        )
+        .await
+        .expect("commit");
+    let first = out[0].as_ref().expect("legal");
+    assert_eq!(
+        (
+            first.status,
+            first.sent,
+            first.attempts,
+            first.loaded_at,
+            first.started_at
+        ),
+        (JobStatus::Running, true, 1, Some(t(2)), Some(t(2)))
+    );
+    assert!(
+        matches!(out[1], Err(StoreError::IllegalTransition { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert!(
+        matches!(out[2], Err(StoreError::NotFound { .. })),
+        "{:?}",
+        out[2]
+    );
+    let now = s.get_jobs(&ids).await.expect("read");
+    assert_eq!(now[0], *first, "written as returned");
+    assert_eq!(
+        (now[1].status, now[1].started_at),
+        (JobStatus::Loaded, None),
+        "a refused step writes nothing"
+    );
+    assert_eq!(now[2].status, JobStatus::Pending);
+}
+
+async fn the_lifecycle_refuses_what_it_does_not_allow(s: &impl Conformance) {
+    let id = s
+        .create_jobs(vec![input("s1", None)], t(0))
+        .await
+        .expect("create")[0]
+        .0
+        .id
+        .clone();
+    let step = |transition: JobTransition, at: i64| {
+        let id = id.clone();
+        async move {
+            s.transition_each(vec![(id, vec![transition])], t(at))
+                .await
+                .expect("commit")
+                .remove(0)
+        }
+    };
+    let refused = step(JobTransition::Complete { output: None }, 1).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::IllegalTransition {
+                from: JobStatus::Pending,
+                to: JobStatus::Completed,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        step(JobTransition::MarkSent, 1).await.is_err(),
+        "not running"
+    );
+    step(JobTransition::Start, 2).await.expect("start");
+    step(JobTransition::MarkSent, 3).await.expect("sent");
+    assert!(
+        step(JobTransition::Requeue, 4).await.is_err(),
+        "sent: never requeued"
+    );
+    assert!(
+        step(JobTransition::Delete, 4).await.is_err(),
+        "running: not deleted"
+    );
+    let done = step(
+        JobTransition::Complete {
+            output: Some("ok".into()),
+        },
+        5,
+    )
+    .await
+    .expect("complete");
+    assert_eq!(
+        (done.status, done.completed_at, done.output.as_deref()),
+        (JobStatus::Completed, Some(t(5)), Some("ok"))
+    );
+    assert!(step(JobTransition::Start, 6).await.is_err(), "finished");
+    let deleted = step(JobTransition::Delete, 7).await.expect("delete");
+    assert_eq!(deleted.deleted_at, Some(t(7)));
+}
+
+async fn a_stopped_engines_sent_jobs_fail_and_the_rest_are_requeued(s: &impl Conformance) {
+    let created = ids(&s
+        .create_jobs(
+            (0..6).map(|i| input(&format!("s{i}"), None)).collect(),
+            t(0),
+        )
+        .await
+        .expect("create"));
+    let taken = s.take(5, t(1)).await.expect("take");
+    assert_eq!(
+        taken.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        created[..5],
+        "oldest first"
+    );
+    assert!(taken.iter().all(|j| j.status == JobStatus::Loaded));
+    let guard = RollbackGuard {
+        name: "yardmaster-rollback-x1".into(),
+        fires_at: t(301),
+        backup_file: None,
+        scheduler_entry: None,
+        router_fires_at: None,
+        disarmed_at: None,
+        returned_at: None,
+    };
+    let out = s
+        .transition_each(
+            vec![
+                // Sent: it may have run, so it is failed, not run again.
+                (
+                    created[0].clone(),
+                    vec![JobTransition::Start, JobTransition::MarkSent],
+                ),
+                // Started, never sent: safe to run again.
+                (created[1].clone(), vec![JobTransition::Start]),
+                // created[2]: loaded only.
+                // Sent under a dead-man rollback that was never disarmed.
+                (
+                    created[3].clone(),
+                    vec![
+                        JobTransition::Start,
+                        JobTransition::MarkSent,
+                        JobTransition::Guard(guard),
+                    ],
+                ),
+                // Finished before the stop: left alone.
+                (
+                    created[4].clone(),
+                    vec![
+                        JobTransition::Start,
+                        JobTransition::MarkSent,
+                        JobTransition::Complete { output: None },
+                    ],
+                ),
+            ],
+            t(2),
+        )
+        .await
+        .expect("commit");
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+
+    let report = s.engine_stopped(t(10)).await.expect("recover");
+    let set = |v: &[String]| v.iter().cloned().collect::<BTreeSet<_>>();
+    assert_eq!(
+        set(&report.interrupted),
+        set(&[created[0].clone(), created[3].clone()])
+    );
+    assert_eq!(
+        set(&report.requeued),
+        set(&[created[1].clone(), created[2].clone()])
+    );
+    assert_eq!(report.pending, 3, "two requeued and one never taken");
+
+    let jobs = s.get_jobs(&created).await.expect("read");
+    let error = |j: &Job| j.error.clone().expect("an error");
+    assert_eq!(
+        (jobs[0].status, jobs[0].failed_at),
+        (JobStatus::Failed, Some(t(10)))
+    );
+    assert_eq!(error(&jobs[0]).code, INTERRUPTED);
+    assert!(
+        error(&jobs[0])
+            .message
+            .contains("may have reached the router")
+    );
+    assert!(!error(&jobs[0]).message.contains("dead-man"));
+    let guarded = error(&jobs[3]).message;
+    assert!(
+        guarded.contains("dead-man rollback") && guarded.contains("yardmaster-rollback-x1"),
+        "{guarded}"
+    );
+    for requeued in [&jobs[1], &jobs[2]] {
+        assert_eq!(
+            (requeued.status, requeued.loaded_at, requeued.started_at),
+            (JobStatus::Pending, None, None)
+        );
+    }
+    assert_eq!(jobs[4].status, JobStatus::Completed);
+    assert_eq!(jobs[5].status, JobStatus::Pending);
+
+    let again = s.engine_stopped(t(11)).await.expect("again");
+    assert_eq!(
+        again,
+        Recovery {
+            pending: 3,
+            ..Recovery::default()
+        },
+        "nothing left in flight"
+    );
+    let retaken = s.take(10, t(12)).await.expect("take again");
+    assert_eq!(retaken.len(), 3, "the requeued jobs run again");
+}
+
+/// The errors a stopped engine's sent jobs get, one plain and one under an armed dead-man
+/// rollback.
+async fn interrupted_errors(s: &impl Conformance) -> Vec<Option<JobError>> {
+    let created = ids(&s
+        .create_jobs(vec![input("s1", None), input("s2", None)], t(0))
+        .await
+        .expect("create"));
+    s.take(2, t(1)).await.expect("take");
+    let guard = RollbackGuard {
+        name: "yardmaster-rollback-y2".into(),
+        fires_at: t(601),
+        backup_file: Some("yardmaster-rollback-y2.backup".into()),
+        scheduler_entry: Some("yardmaster-rollback-y2".into()),
+        router_fires_at: None,
+        disarmed_at: None,
+        returned_at: None,
+    };
+    let sent = vec![JobTransition::Start, JobTransition::MarkSent];
+    let guarded = [sent.clone(), vec![JobTransition::Guard(guard)]].concat();
+    s.transition_each(
+        vec![(created[0].clone(), sent), (created[1].clone(), guarded)],
+        t(2),
+    )
+    .await
+    .expect("commit");
+    s.engine_stopped(t(10)).await.expect("recover");
+    let jobs = s.get_jobs(&created).await.expect("read");
+    jobs.into_iter().map(|j| j.error).collect()
+}
+
+#[tokio::test]
+async fn both_stores_tell_an_interrupted_job_the_same_way() {
+    let redb = interrupted_errors(&Redb::open()).await;
+    let postgres = interrupted_errors(&Pg::start().await).await;
+    assert!(redb.iter().all(Option::is_some), "{redb:?}");
+    assert_eq!(redb, postgres);
+}
+
+// ---------------------------------------------------------------------------------------
+// What only the PostgreSQL store does: several engines on one database.
+
+/// A raw client, to look at (or tamper with) the tables as another program would.
+async fn raw(server: &Postgres) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&server.url(), tokio_postgres::NoTls)
+        .await
+        .expect("raw connect");
+    tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn migrations_apply_once_even_when_engines_start_together() {
+    let server = Postgres::start();
+    let url = server.url();
+    let (a, b, c) = tokio::join!(
+        PgStore::connect(&url),
+        PgStore::connect(&url),
+        PgStore::connect(&url)
+    );
+    let (a, _b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
+    assert_eq!(a.schema_versions().await.expect("versions"), vec![1, 2]);
+    // Connecting again finds nothing to do and loses nothing.
+    a.create_job(input("s1", None), t(0)).await.expect("create");
+    let d = PgStore::connect(&url).await.expect("again");
+    assert_eq!(d.schema_versions().await.expect("versions"), vec![1, 2]);
+    let client = raw(&server).await;
+    let jobs: i64 = client
+        .query_one("SELECT count(*) FROM jobs", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(jobs, 1);
+
+    // A database a newer engine migrated is refused, naming both versions.
+    client
+        .execute("INSERT INTO schema_version (version) VALUES (1000)", &[])
+        .await
+        .expect("pretend newer");
+    match PgStore::connect(&url).await {
+        Err(
+            e @ StoreError::SchemaTooNew {
+                found: 1000,
+                supported: 2,
+                ..
+            },
+        ) => {
+            assert!(
+                e.to_string()
+                    .contains(&format!("127.0.0.1:{}", server.port())),
+                "{e}"
+            );
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let err = PgStore::connect(&format!(
+        "postgres://postgres:hunter2@127.0.0.1:{port}/yardmaster"
+    ))
+    .await
+    .expect_err("nothing listens there");
+    let text = err.to_string();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err:?}");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}/yardmaster")),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+    assert!(
+        !text.contains("hunter2"),
+        "the password is not in messages: {text}"
+    );
+}
+
+fn plan(schedule: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPlan {
+    LaunchPlan {
+        schedule_id: schedule.id.clone(),
+        occurrence,
+        scheduled_for: t(3600),
+        approval: schedule.approval.clone().unwrap_or_default(),
+        sites: sites.iter().map(|s| (*s).to_owned()).collect(),
+        more_batches: false,
+        next_launch_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url()).await.expect("a");
+    let b = PgStore::connect(&server.url()).await.expect("b");
+    let schedules = Redb::open();
+    let (schedule, sites) = approved(&schedules.store, 40);
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let token = a
+        .acquire_or_renew("engine-a", LONG)
+        .await
+        .expect("lease")
+        .expect("free");
+
+    // Two launches of the same occurrence at once (say, a retry racing the first): every
+    // site gets exactly one job, and each launch reports the other's.
+    let (x, y) = tokio::join!(
+        a.launch(plan(&schedule, 7, &site_refs), &schedule, token, t(3600)),
+        b.launch(plan(&schedule, 7, &site_refs), &schedule, token, t(3600))
+    );
+    let (x, y) = (x.expect("x"), y.expect("y"));
+    assert_eq!(
+        x.created.len() + y.created.len(),
+        sites.len(),
+        "one job per site"
+    );
+    let mut job_of_site = std::collections::BTreeMap::new();
+    for job in x.created.iter().chain(&y.created) {
+        assert!(
+            job_of_site
+                .insert(job.site_id.clone(), job.id.clone())
+                .is_none()
+        );
+        let origin = job.origin.as_ref().expect("origin");
+        assert_eq!(
+            (origin.schedule_id.as_str(), origin.occurrence),
+            (schedule.id.as_str(), 7)
+        );
+    }
+    for (site, job) in x.already_launched.iter().chain(&y.already_launched) {
+        assert_eq!(job_of_site.get(site), Some(job), "the job that exists");
+    }
+    assert_eq!(
+        x.already_launched.len() + y.already_launched.len(),
+        sites.len(),
+        "each site reported once as already launched"
+    );
+    let run = if x.run.total > y.run.total {
+        &x.run
+    } else {
+        &y.run
+    };
+    assert_eq!(
+        (run.total, run.pending),
+        (sites.len() as u64, sites.len() as u64)
+    );
+
+    // Again, later, from either engine: nothing new.
+    let again = b
+        .launch(
+            plan(&schedule, 7, &site_refs[..3]),
+            &schedule,
+            token,
+            t(3700),
+        )
+        .await
+        .expect("again");
+    assert!(again.created.is_empty());
+    assert_eq!(again.already_launched.len(), 3);
+    assert_eq!(
+        a.ledger_entry(&schedule.id, 7, &sites[0])
+            .await
+            .expect("entry")
+            .as_ref(),
+        job_of_site.get(&sites[0])
+    );
+    // Another occurrence is another run.
+    let next = a
+        .launch(
+            plan(&schedule, 8, &site_refs[..2]),
+            &schedule,
+            token,
+            t(7200),
+        )
+        .await
+        .expect("next");
+    assert_eq!(next.created.len(), 2);
+
+    // The constraint is the database's own: a writer that bypasses the store is refused.
+    let client = raw(&server).await;
+    let seq: i64 = client
+        .query_one(
+            "SELECT job_seq FROM ledger WHERE site_id = $1 AND occurrence = 7",
+            &[&sites[0]],
+        )
+        .await
+        .expect("entry")
+        .get(0);
+    let err = client
+        .execute(
+            "INSERT INTO ledger (schedule_id, occurrence, site_id, job_seq) VALUES ($1, 7, $2, $3)",
+            &[&schedule.id, &sites[0], &seq],
+        )
+        .await
+        .expect_err("a second entry for the same site");
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    );
+
+    // A site the approval did not cover, or another approval, launches nothing.
+    let stray = a
+        .launch(
+            plan(&schedule, 9, &["elsewhere"]),
+            &schedule,
+            token,
+            t(9000),
+        )
+        .await;
+    assert!(
+        matches!(stray, Err(StoreError::ScheduleState { .. })),
+        "{stray:?}"
+    );
+    let mut other = plan(&schedule, 9, &site_refs[..1]);
+    other.approval = "approval-0".into();
+    assert!(matches!(
+        a.launch(other, &schedule, token, t(9000)).await,
+        Err(StoreError::ScheduleState { .. })
+    ));
+    assert!(
+        a.ledger_entry(&schedule.id, 9, &sites[0])
+            .await
+            .expect("entry")
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_claiming_together_never_share_a_job_and_leave_none() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url()).await.expect("a");
+    let b = PgStore::connect(&server.url()).await.expect("b");
+    let created = a
+        .create_jobs(
+            (0..300).map(|i| input(&format!("s{i}"), None)).collect(),
+            t(0),
+        )
+        .await
+        .expect("create");
+    let drain = |store: PgStore, engine: &'static str| async move {
+        let mut mine = Vec::new();
+        loop {
+            let batch = store
+                .claim_pending(engine, 7, LONG, t(1))
+                .await
+                .expect("claim");
+            if batch.is_empty() {
+                return (store, mine);
+            }
+            mine.extend(batch.into_iter().map(|j| j.id));
+        }
+    };
+    let (ra, rb) = tokio::join!(
+        tokio::spawn(drain(a, "engine-a")),
+        tokio::spawn(drain(b, "engine-b"))
+    );
+    let (a, from_a) = ra.expect("engine a drains");
+    let (_b, from_b) = rb.expect("engine b drains");
+    let from_a: BTreeSet<String> = from_a.into_iter().collect();
+    let from_b: BTreeSet<String> = from_b.into_iter().collect();
+    assert!(from_a.is_disjoint(&from_b), "a job claimed by both engines");
+    let all: BTreeSet<String> = ids(&created).into_iter().collect();
+    let claimed: BTreeSet<String> = from_a.union(&from_b).cloned().collect();
+    assert_eq!(claimed, all, "every job claimed");
+    // The claim is on record: owner and lease, written with the job's status.
+    let client = raw(&server).await;
+    let rows = client
+        .query(
+            "SELECT owner, count(*) FROM jobs
+             WHERE status = 'loaded' AND lease_expires_at > now() GROUP BY owner ORDER BY owner",
+            &[],
+        )
+        .await
+        .expect("owners");
+    let owners: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let total: i64 = owners.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 300);
+    for (owner, n) in &owners {
+        let expected = if owner == "engine-a" {
+            from_a.len()
+        } else {
+            from_b.len()
+        };
+        assert_eq!(*n as usize, expected, "{owner}");
+    }
+    assert!(
+        a.claim_pending("engine-a", 10, LONG, t(2))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holder() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url()).await.expect("a");
+    let b = PgStore::connect(&server.url()).await.expect("b");
+    let first = a
+        .acquire_or_renew("engine-a", LONG)
+        .await
+        .expect("a")
+        .expect("free");
+    assert_eq!(
+        b.acquire_or_renew("engine-b", LONG).await.expect("b"),
+        None,
+        "held by a"
+    );
+    assert_eq!(
+        a.acquire_or_renew("engine-a", LONG).await.expect("renew"),
+        Some(first),
+        "a renewal keeps the token"
+    );
+    assert_eq!(
+        b.lease_holder("scheduler").await.expect("holder"),
+        Some(("engine-a".into(), first))
+    );
+    // Engine a stops renewing: its last renewal lapses almost at once.
+    a.acquire_or_renew("engine-a", Duration::from_millis(1))
+        .await
+        .expect("short")
+        .expect("held");
+    let second = eventually("the lease to lapse and move to b", || async {
+        b.acquire_or_renew("engine-b", LONG).await.expect("b")
+    })
+    .await;
+    assert!(second > first, "{second} after {first}");
+    assert_eq!(
+        a.acquire_or_renew("engine-a", LONG).await.expect("a"),
+        None,
+        "b holds it now"
+    );
+
+    // Engine a wakes up believing it still launches: its stale token writes nothing.
+    let schedules = Redb::open();
+    let (schedule, sites) = approved(&schedules.store, 1);
+    let site = sites[0].as_str();
+    let stale = a
+        .launch(plan(&schedule, 0, &[site]), &schedule, first, t(3600))
+        .await;
+    match stale {
+        Err(e @ StoreError::Fenced { .. }) => {
+            assert!(
+                e.to_string().contains(&format!("token {first} is stale")),
+                "{e}"
+            );
+        }
+        other => panic!("expected Fenced, got {other:?}"),
+    }
+    assert!(
+        a.ledger_entry(&schedule.id, 0, site)
+            .await
+            .expect("entry")
+            .is_none()
+    );
+    let launched = b
+        .launch(plan(&schedule, 0, &[site]), &schedule, second, t(3600))
+        .await
+        .expect("the holder launches");
+    assert_eq!(launched.created.len(), 1);
+
+    // A release hands the lease on without waiting, with a larger token still.
+    assert!(
+        b.release_lease("scheduler", "engine-b")
+            .await
+            .expect("release")
+    );
+    let third = a
+        .acquire_or_renew("engine-a", LONG)
+        .await
+        .expect("a")
+        .expect("released");
+    assert!(third > second);
+}
+
+#[tokio::test]
+async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
+    let server = Postgres::start();
+    let dead = PgStore::connect(&server.url()).await.expect("dead");
+    let alive = PgStore::connect(&server.url()).await.expect("alive");
+    let ids = ids(&alive
+        .create_jobs(
+            (0..5).map(|i| input(&format!("s{i}"), None)).collect(),
+            t(0),
+        )
+        .await
+        .expect("create"));
+    let claimed = dead
+        .claim_pending("engine-dead", 4, LONG, t(1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 4);
+    let out = dead
+        .transition_each(
+            vec![
+                (
+                    ids[0].clone(),
+                    vec![JobTransition::Start, JobTransition::MarkSent],
+                ),
+                (ids[1].clone(), vec![JobTransition::Start]),
+                (
+                    ids[3].clone(),
+                    vec![
+                        JobTransition::Start,
+                        JobTransition::MarkSent,
+                        JobTransition::Complete { output: None },
+                    ],
+                ),
+            ],
+            t(2),
+        )
+        .await
+        .expect("work");
+    assert!(out.iter().all(Result::is_ok));
+
+    // While its leases run, nobody touches its work.
+    assert_eq!(
+        alive.expire_leases(t(3)).await.expect("expire"),
+        Recovery {
+            pending: 1,
+            ..Recovery::default()
+        }
+    );
+    assert_eq!(
+        alive
+            .renew_claims("engine-dead", LONG)
+            .await
+            .expect("renew")
+            .len(),
+        3,
+        "the completed job is held no more"
+    );
+    // It stops renewing: its last renewal lapses almost at once.
+    dead.renew_claims("engine-dead", Duration::from_millis(1))
+        .await
+        .expect("renew");
+    let report = eventually("the dead engine's leases to lapse", || async {
+        let report = alive.expire_leases(t(10)).await.expect("expire");
+        (!report.interrupted.is_empty() || !report.requeued.is_empty()).then_some(report)
+    })
+    .await;
+    assert_eq!(report.interrupted, vec![ids[0].clone()]);
+    assert_eq!(report.requeued, vec![ids[1].clone(), ids[2].clone()]);
+    assert_eq!(report.pending, 3);
+    let jobs = alive.get_jobs(&ids).await.expect("read");
+    assert_eq!(jobs[0].status, JobStatus::Failed);
+    assert_eq!(
+        jobs[0].error.as_ref().map(|e| e.code.as_str()),
+        Some(INTERRUPTED)
+    );
+    assert_eq!(jobs[1].status, JobStatus::Pending);
+    assert_eq!(jobs[2].status, JobStatus::Pending);
+    assert_eq!(jobs[3].status, JobStatus::Completed);
+    let client = raw(&server).await;
+    let held: i64 = client
+        .query_one("SELECT count(*) FROM jobs WHERE owner IS NOT NULL", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(held, 0, "nothing is held by the dead engine any more");
+    // The engine that lost its claims learns it on its next renewal.
+    assert!(
+        dead.renew_claims("engine-dead", LONG)
+            .await
+            .expect("renew")
+            .is_empty()
+    );
+    // And whatever it still tries on them is refused, while they are left as they are.
+    let late = dead
+        .transition_held(
+            "engine-dead",
+            vec![(
+                ids[1].clone(),
+                vec![JobTransition::Load, JobTransition::Start],
+            )],
+            t(10),
+        )
+        .await
+        .expect("commit");
+    assert!(
+        matches!(&late[0], Err(StoreError::NotHeld { engine, .. }) if engine == "engine-dead"),
+        "{late:?}"
+    );
+    assert_eq!(
+        alive.get_job(&ids[1]).await.expect("read").status,
+        JobStatus::Pending
+    );
+    // The requeued work goes to an engine that is alive.
+    let retaken = alive
+        .claim_pending("engine-alive", 10, LONG, t(11))
+        .await
+        .expect("claim");
+    let retaken: BTreeSet<String> = retaken.into_iter().map(|j| j.id).collect();
+    assert_eq!(
+        retaken,
+        [ids[1].clone(), ids[2].clone(), ids[4].clone()]
+            .into_iter()
+            .collect()
+    );
+    let started = alive
+        .transition_held(
+            "engine-alive",
+            vec![(ids[1].clone(), vec![JobTransition::Start])],
+            t(11),
+        )
+        .await
+        .expect("commit");
+    assert_eq!(
+        started[0].as_ref().map(|j| j.status).ok(),
+        Some(JobStatus::Running),
+        "{started:?}"
+    );
+    assert_eq!(
+        alive
+            .expire_leases(t(12))
+            .await
+            .expect("expire")
+            .interrupted,
+        Vec::<String>::new()
+    );
+}
+
+#[tokio::test]
+async fn a_server_restart_loses_nothing_acknowledged_and_the_pool_reconnects() {
+    let mut server = Postgres::start();
+    let store = PgStore::connect(&server.url()).await.expect("connect");
+    let (before, _) = store
+        .create_job(input("s1", Some("before")), t(0))
+        .await
+        .expect("create");
+    let claimed = store
+        .claim_pending(ENGINE, 1, LONG, t(1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    let token = store
+        .acquire_or_renew(ENGINE, LONG)
+        .await
+        .expect("lease")
+        .expect("free");
+
+    server.restart();
+
+    // Every pooled connection died with the server; the pool replaces them.
+    let (after, created) = store
+        .create_job(input("s1", Some("after")), t(2))
+        .await
+        .expect("create after");
+    assert!(created);
+    let jobs = store
+        .get_jobs(&[before.id.clone(), after.id.clone()])
+        .await
+        .expect("read");
+    assert_eq!(
+        jobs[0].status,
+        JobStatus::Loaded,
+        "the acknowledged claim survived"
+    );
+    assert_eq!(jobs[0].id, before.id);
+    let (again, created) = store
+        .create_job(input("s1", Some("before")), t(3))
+        .await
+        .expect("again");
+    assert!(!created, "the idempotency key survived");
+    assert_eq!(again.id, before.id);
+    assert_eq!(
+        store.acquire_or_renew(ENGINE, LONG).await.expect("lease"),
+        Some(token),
+        "the lease survived"
+    );
+}
+
+#[tokio::test]
+async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url()).await.expect("a");
+    let b = PgStore::connect(&server.url()).await.expect("b");
+    let event = |job: &str, n: u32| serde_json::json!({"job_id": job, "n": n});
+    let x1 = a
+        .append_event("job.status", event("x", 1), t(0))
+        .await
+        .expect("x1");
+    let x2 = a
+        .append_event("job.status", event("x", 2), t(1))
+        .await
+        .expect("x2");
+    let y1 = a
+        .append_event("job.status", event("y", 1), t(2))
+        .await
+        .expect("y1");
+    let lone = a
+        .append_event("script.launched", serde_json::json!({}), t(3))
+        .await
+        .expect("lone");
+    let claimed_ids = |events: Vec<yardmaster::store::OutboxEvent>| {
+        events.into_iter().map(|e| e.id).collect::<Vec<_>>()
+    };
+
+    // Engine a takes what is due; x2 waits behind x1.
+    let first = a
+        .claim_events("engine-a", t(10), 10, LONG)
+        .await
+        .expect("claim");
+    assert_eq!(claimed_ids(first), vec![x1, y1, lone]);
+    assert!(
+        b.claim_events("engine-b", t(10), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "all held, or waiting behind a held one"
+    );
+
+    // x1 delivered: x2 is next, for whoever claims first.
+    let done = EventAttempt {
+        error: None,
+        retry_at: None,
+        organization: Some("org1"),
+        delivered_to: &[],
+        now: t(11),
+    };
+    let delivered = a
+        .record_event_attempt("engine-a", x1, &done)
+        .await
+        .expect("delivered");
+    assert_eq!(
+        (delivered.state, delivered.attempts),
+        (OutboxState::Delivered, 1)
+    );
+    assert_eq!(
+        claimed_ids(
+            b.claim_events("engine-b", t(12), 10, LONG)
+                .await
+                .expect("claim")
+        ),
+        vec![x2]
+    );
+    // An attempt by an engine that does not hold the event is refused.
+    let stolen = a.record_event_attempt("engine-a", x2, &done).await;
+    assert!(
+        matches!(stolen, Err(StoreError::NotHeld { .. })),
+        "{stolen:?}"
+    );
+
+    // y1 fails and is retried later: not due before then, and still first of its job.
+    let y2 = a
+        .append_event("job.status", event("y", 2), t(13))
+        .await
+        .expect("y2");
+    let failed = EventAttempt {
+        error: Some("connection refused"),
+        retry_at: Some(t(100)),
+        organization: None,
+        delivered_to: &[],
+        now: t(14),
+    };
+    let retried = a
+        .record_event_attempt("engine-a", y1, &failed)
+        .await
+        .expect("retry");
+    assert_eq!(
+        (
+            retried.state,
+            retried.next_attempt_at,
+            retried.last_error.as_deref()
+        ),
+        (OutboxState::Pending, t(100), Some("connection refused"))
+    );
+    assert!(
+        b.claim_events("engine-b", t(50), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "y1 is not due, and y2 waits behind it"
+    );
+
+    // Engine a dies holding `lone`: once its lease lapses, b delivers it (at least once).
+    assert!(
+        a.claim_events("engine-a", t(50), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = a.get_event(lone).await.expect("read");
+    assert_eq!(again.state, OutboxState::Pending);
+    let client = raw(&server).await;
+    client
+        .execute(
+            "UPDATE outbox SET lease_expires_at = clock_timestamp() - interval '1 second'
+             WHERE owner = 'engine-a'",
+            &[],
+        )
+        .await
+        .expect("a's leases lapse");
+    let taken = claimed_ids(
+        b.claim_events("engine-b", t(100), 10, LONG)
+            .await
+            .expect("claim"),
+    );
+    assert_eq!(taken, vec![lone, y1], "the lapsed claim, and y1 now due");
+    assert!(
+        a.record_event_attempt("engine-a", lone, &done)
+            .await
+            .is_err(),
+        "a lost it"
+    );
+    b.record_event_attempt("engine-b", y1, &done)
+        .await
+        .expect("y1 delivered");
+    assert_eq!(
+        claimed_ids(
+            b.claim_events("engine-b", t(101), 10, LONG)
+                .await
+                .expect("claim")
+        ),
+        vec![y2]
+    );
+}
