@@ -13,8 +13,7 @@ use super::crypto::new_id;
 use super::error::StoreError;
 use super::journal::push_audit;
 use super::records::{
-    AuditInput, INTERRUPTED, Job, JobChanges, JobError, JobInput, JobOrigin, JobStatus,
-    JobTransition, Page,
+    AuditInput, Job, JobChanges, JobInput, JobOrigin, JobStatus, JobTransition, Page,
 };
 use super::tables::{
     IDEMPOTENCY, JOB_BACKUPS, JOB_COUNTS, JOB_DIFFS, JOB_IDS, JOBS, JOBS_ACTIVE, JOBS_BY_SITE,
@@ -41,8 +40,6 @@ fn diff_record(id: &str, seq: u64) -> String {
 
 /// Largest backup the store keeps for one job.
 pub const MAX_BACKUP_BYTES: usize = 16 * 1024 * 1024;
-const INTERRUPTED_MESSAGE: &str = "the engine stopped while this job was running; it was not retried \
-     because the script may have reached the router";
 
 /// What [`Store::recover`] did to the jobs it found in flight.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -579,34 +576,14 @@ impl Store {
             let mut tables = JobTables::open(tx)?;
             for seq in in_flight {
                 let job = tables.get(seq)?;
-                if job.status == JobStatus::Running && job.sent {
-                    let message = match &job.rollback {
-                        // Armed (or perhaps armed) and never disarmed: the router restores
-                        // itself unless someone removes the entry, and nobody may take the
-                        // job for a success.
-                        Some(guard) if guard.disarmed_at.is_none() => format!(
-                            "{INTERRUPTED_MESSAGE}; a dead-man rollback was armed for it and \
-                             not disarmed: the router loads the backup taken before the script \
-                             at {} (scheduler entry `{}`, backup `{}.backup`) unless the entry \
-                             is removed",
-                            guard.fires_at.to_rfc3339(),
-                            guard.name,
-                            guard.name
-                        ),
-                        _ => INTERRUPTED_MESSAGE.to_owned(),
-                    };
-                    let error = JobError {
-                        code: INTERRUPTED.into(),
-                        message,
-                    };
-                    let fail = JobTransition::Fail {
-                        error,
-                        output: None,
-                    };
-                    tables.change(tx, seq, &[fail], now)?;
+                let Some(settle) = super::records::in_flight_settlement(&job) else {
+                    continue;
+                };
+                let interrupted = matches!(settle, JobTransition::Fail { .. });
+                tables.change(tx, seq, &[settle], now)?;
+                if interrupted {
                     report.interrupted.push(job.id);
                 } else {
-                    tables.change(tx, seq, &[JobTransition::Requeue], now)?;
                     report.requeued.push(job.id);
                 }
             }
@@ -890,6 +867,7 @@ fn notification(job: &Job, url: &str) -> serde_json::Value {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::store::records::INTERRUPTED;
     use crate::store::test_support::{open, t};
 
     pub(crate) fn input(site: &str, key: Option<&str>) -> JobInput {
