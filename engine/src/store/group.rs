@@ -104,6 +104,23 @@ impl Drop for Committing<'_> {
     }
 }
 
+/// A checked submission ready to queue, and where its answer will come.
+fn submission(
+    input: JobInput,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(Write, oneshot::Receiver<Created>), StoreError> {
+    input.validate()?;
+    let (reply, answer) = oneshot::channel();
+    let write = Write::Create {
+        input: Box::new(input),
+        actor: actor.to_owned(),
+        now,
+        reply,
+    };
+    Ok((write, answer))
+}
+
 fn gone(store: &Store) -> StoreError {
     StoreError::Io {
         path: store.path().display().to_string(),
@@ -123,14 +140,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(Job, bool), StoreError> {
-        input.validate()?;
-        let (reply, answer) = oneshot::channel();
-        let write = Write::Create {
-            input: Box::new(input),
-            actor: actor.to_owned(),
-            now,
-            reply,
-        };
+        let (write, answer) = submission(input, actor, now)?;
         if self.pipeline.push(write) {
             self.commit_queued();
         }
@@ -145,14 +155,7 @@ impl Store {
         actor: &str,
         now: DateTime<Utc>,
     ) -> Result<(Job, bool), StoreError> {
-        input.validate()?;
-        let (reply, answer) = oneshot::channel();
-        let write = Write::Create {
-            input: Box::new(input),
-            actor: actor.to_owned(),
-            now,
-            reply,
-        };
+        let (write, answer) = submission(input, actor, now)?;
         self.queue_write(write);
         answer.await.unwrap_or_else(|_| Err(gone(self)))
     }

@@ -547,6 +547,31 @@ pub struct Run {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl Run {
+    /// An occurrence launching now, before any of its jobs is counted.
+    pub(crate) fn launched(
+        schedule_id: &str,
+        occurrence: u64,
+        scheduled_for: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Run {
+        Run {
+            schedule_id: schedule_id.to_owned(),
+            occurrence,
+            scheduled_for,
+            status: RunStatus::Launched,
+            total: 0,
+            completed: 0,
+            failed: 0,
+            skipped: 0,
+            pending: 0,
+            awaiting_batches: false,
+            started_at: now,
+            finished_at: None,
+        }
+    }
+}
+
 /// A job's lifecycle (seed 001).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

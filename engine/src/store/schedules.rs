@@ -564,20 +564,7 @@ impl Store {
             let run_key = (plan.schedule_id.as_str(), plan.occurrence);
             let mut run = match tx.open_table(RUNS)?.get(run_key)? {
                 Some(bytes) => decode("run", &plan.schedule_id, bytes.value())?,
-                None => Run {
-                    schedule_id: plan.schedule_id.clone(),
-                    occurrence: plan.occurrence,
-                    scheduled_for: plan.scheduled_for,
-                    status: RunStatus::Launched,
-                    total: 0,
-                    completed: 0,
-                    failed: 0,
-                    skipped: 0,
-                    pending: 0,
-                    awaiting_batches: false,
-                    started_at: now,
-                    finished_at: None,
-                },
+                None => Run::launched(&plan.schedule_id, plan.occurrence, plan.scheduled_for, now),
             };
             let origin = JobOrigin { schedule_id: plan.schedule_id.clone(), occurrence: plan.occurrence };
             let description: String = old.description.chars().take(MAX_JOB_DESCRIPTION_CHARS).collect();

@@ -24,7 +24,7 @@ use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
 use crate::store::jobs::new_job;
 use crate::store::records::{
-    JobInput, JobOrigin, MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Run, RunStatus, ScheduleStatus,
+    JobInput, JobOrigin, MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Run, ScheduleStatus,
     ScheduledScript,
 };
 use crate::store::{Launch, LaunchPlan};
@@ -74,20 +74,7 @@ impl PgStore {
             fence(tx, SCHEDULER_LEASE, token).await?;
             // The run row is locked first: launches of one occurrence take turns, so the
             // second reads the first's tally.
-            let fresh = Run {
-                schedule_id: plan.schedule_id.clone(),
-                occurrence: plan.occurrence,
-                scheduled_for: plan.scheduled_for,
-                status: RunStatus::Launched,
-                total: 0,
-                completed: 0,
-                failed: 0,
-                skipped: 0,
-                pending: 0,
-                awaiting_batches: false,
-                started_at: now,
-                finished_at: None,
-            };
+            let fresh = Run::launched(&plan.schedule_id, plan.occurrence, plan.scheduled_for, now);
             tx.execute(
                 "INSERT INTO runs (schedule_id, occurrence, record)
                  VALUES ($1, $2, $3::text::jsonb) ON CONFLICT DO NOTHING",
