@@ -1208,7 +1208,7 @@ impl Runner {
     /// the jobs of a schedule run with that schedule's options, the others with defaults.
     /// Jobs left `running` are not touched: recovery has settled them already.
     pub async fn resume_pending(&self, shutdown: Shutdown) -> Result<RunReport, RunnerError> {
-        let pending = self.pending_jobs(None, true).await?;
+        let (pending, _) = self.pending_jobs(None, true).await?;
         let mut total = RunReport::default();
         let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();
         for job in pending {
@@ -1250,11 +1250,12 @@ impl Runner {
 
     /// Pending jobs queued after job number `after` (all of them with `None`), oldest
     /// first; with `scheduled` false, only the jobs of seed 001 (those without a schedule).
+    /// Also the number of the newest pending job read, kept or not.
     async fn pending_jobs(
         &self,
         after: Option<u64>,
         scheduled: bool,
-    ) -> Result<Vec<Job>, RunnerError> {
+    ) -> Result<(Vec<Job>, Option<u64>), RunnerError> {
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             let mut out = Vec::new();
@@ -1269,7 +1270,7 @@ impl Runner {
                         .filter(|job| scheduled || job.origin.is_none()),
                 );
             }
-            Ok(out)
+            Ok((out, page.after))
         })
         .await
         .map_err(|e| {
@@ -1296,8 +1297,10 @@ impl Runner {
         loop {
             let after = if everything { None } else { newest };
             match self.pending_jobs(after, false).await {
-                Ok(jobs) => {
-                    newest = newest.max(jobs.iter().map(|j| j.seq_id).max());
+                Ok((jobs, last_read)) => {
+                    // Past the scheduled jobs read too: those are the scheduler's, and
+                    // reading them again at every wake-up would cost a launch's worth.
+                    newest = newest.max(last_read);
                     let fresh: Vec<Job> = {
                         let mut handed = lock(&in_flight);
                         jobs.into_iter()

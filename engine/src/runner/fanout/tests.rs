@@ -633,3 +633,65 @@ async fn a_guarded_job_on_a_transport_without_rollback_fails_once_and_sends_noth
     assert_eq!(j.rollback, None, "nothing was planned on the router");
     assert_eq!(runs_of(&env.fleet, 0, "guarded-over-ssh"), 0);
 }
+
+/// A queued job on a router that never answers holds back nobody queued after it: the
+/// queue reader starts each newly queued job beside the ones still at work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_router_holds_back_no_job_queued_after_it() {
+    let settings = RunnerSettings {
+        job_timeout: Duration::from_secs(8),
+        ..quick()
+    };
+    let env = env(Ipv4Addr::new(127, 40, 12, 1), 1, Vec::new(), settings).await;
+    // Accepts connections (the kernel's backlog does) and never answers.
+    let silent = std::net::TcpListener::bind("127.40.12.200:0").expect("bind");
+    let silent_site = add_site(
+        &env.store,
+        "silent",
+        silent.local_addr().expect("addr"),
+        PASSWORD,
+    );
+    let site = add_site(&env.store, "r0", env.fleet.router(0).address(), PASSWORD);
+    let (signal, shutdown) = Shutdown::new();
+    let serve = tokio::spawn({
+        let runner = env.runner.clone();
+        async move { runner.serve(shutdown).await }
+    });
+    let (stuck, _) = env
+        .runner
+        .submit_async(
+            job_input(&silent_site, ":log info \"fanout-silent\"", false),
+            "tester",
+            env.shutdown.clone(),
+        )
+        .await
+        .expect("queued");
+    while job(&env.store, &stuck.id).status == JobStatus::Pending {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (next, _) = env
+        .runner
+        .submit_async(
+            job_input(&site, ":log info \"fanout-after-silent\"", false),
+            "tester",
+            env.shutdown.clone(),
+        )
+        .await
+        .expect("queued");
+    while !matches!(
+        job(&env.store, &next.id).status,
+        JobStatus::Completed | JobStatus::Failed
+    ) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(job(&env.store, &next.id).status, JobStatus::Completed);
+    assert_eq!(
+        job(&env.store, &stuck.id).status,
+        JobStatus::Running,
+        "the silent router's job is still waiting"
+    );
+    let _ = signal.send(true);
+    serve.await.expect("serve ends at shutdown");
+    assert_eq!(runs_of(&env.fleet, 0, "fanout-after-silent"), 1);
+    drop(silent);
+}
