@@ -140,7 +140,7 @@
 //! The bindings are generated from the WIT files in the repository's `wit/`, the
 //! single description of the contract. The SDK also builds natively, so a plugin's
 //! logic can be unit-tested with a plain `cargo test`: there, log lines go to standard
-//! error, no configuration key is set and connections fail.
+//! error, no configuration key is set, and connections and HTTP requests fail.
 
 #[doc(hidden)]
 pub mod bindings;
