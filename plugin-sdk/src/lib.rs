@@ -133,16 +133,21 @@
 //!   [`routeros::script_error`], which tells console output that reports an error.
 //! - With the `ssh` feature, `ssh`: SSH sessions made by the engine
 //!   (`yardmaster:host/ssh@1.1.0`, which needs an engine that provides host 1.1).
+//! - With the `http` feature, `http`: HTTP requests through wasi:http, with the HTTPS
+//!   and the allow-list done by the engine, timeouts, a capped (or truncating) read of
+//!   the response body, and one error kind per way a request fails.
 //!
 //! The bindings are generated from the WIT files in the repository's `wit/`, the
 //! single description of the contract. The SDK also builds natively, so a plugin's
 //! logic can be unit-tested with a plain `cargo test`: there, log lines go to standard
-//! error, no configuration key is set and connections fail.
+//! error, no configuration key is set, and connections and HTTP requests fail.
 
 #[doc(hidden)]
 pub mod bindings;
 pub mod config;
 pub mod generator;
+#[cfg(feature = "http")]
+pub mod http;
 mod info;
 pub mod log;
 pub mod net;
