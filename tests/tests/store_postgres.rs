@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
 use yardmaster::store::postgres::PgStore;
+use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
     EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, Launch,
     LaunchPlan, OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus,
@@ -1448,4 +1449,61 @@ async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
         ),
         vec![y2]
     );
+}
+
+/// The next change `listener` hears, waiting no longer than the tests' patience.
+async fn heard(listener: &mut yardmaster::store::postgres::changes::Listener) -> Change {
+    tokio::time::timeout(yardmaster_tests::PATIENCE, listener.next())
+        .await
+        .expect("a change heard in time")
+        .expect("still listening")
+}
+
+/// One engine hears what another announces, only once the announcing transaction has
+/// committed; a write that changes nothing announces nothing; after the server restarts,
+/// the listener reconnects, reports every kind of change once (what was announced
+/// meanwhile is lost), and hears again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_hear_each_others_changes_across_a_server_restart() {
+    let mut server = Postgres::start();
+    let first = PgStore::connect(&server.url()).await.expect("first engine");
+    let second = PgStore::connect(&server.url())
+        .await
+        .expect("second engine");
+    let mut listener = second.listen().await.expect("listen");
+
+    first
+        .create_jobs(vec![input("s1", Some("k1"))], t(0))
+        .await
+        .expect("jobs");
+    assert_eq!(heard(&mut listener).await, Change::Jobs);
+    // The same key again creates nothing, so nothing is announced before the schedules.
+    first
+        .create_jobs(vec![input("s1", Some("k1"))], t(1))
+        .await
+        .expect("found");
+    first.announce(Change::Schedules).await.expect("announce");
+    assert_eq!(heard(&mut listener).await, Change::Schedules);
+    first
+        .append_event("job.status", serde_json::json!({"job_id": "j1"}), t(2))
+        .await
+        .expect("event");
+    assert_eq!(heard(&mut listener).await, Change::Outbox);
+
+    tokio::task::block_in_place(|| server.restart());
+
+    let mut after = BTreeSet::new();
+    for _ in 0..Change::ALL.len() {
+        after.insert(heard(&mut listener).await.as_str());
+    }
+    assert_eq!(
+        after,
+        Change::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .collect::<BTreeSet<_>>(),
+        "every kind once after reconnecting"
+    );
+    first.announce(Change::Jobs).await.expect("announce after");
+    assert_eq!(heard(&mut listener).await, Change::Jobs);
 }

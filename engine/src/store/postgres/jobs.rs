@@ -6,6 +6,7 @@
 //! SKIP LOCKED`), loads them and writes the lease in one transaction. A transition that
 //! takes a job out of flight (finished, or back to pending) clears the lease with it.
 
+use super::changes::{Change, announce_in};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +64,9 @@ impl PgStore {
                     .await
                     .map_err(pg("read the job of an idempotency key"))?;
                 out.push((job_of(&row)?, false));
+            }
+            if out.iter().any(|(_, created)| *created) {
+                announce_in(tx, Change::Jobs).await?;
             }
             Ok(out)
         })
@@ -312,6 +316,9 @@ impl PgStore {
                 .await
                 .map_err(pg("count pending jobs"))?;
             report.pending = col_u64(&pending, 0)?;
+            if !report.requeued.is_empty() {
+                announce_in(tx, Change::Jobs).await?;
+            }
             Ok(report)
         })
     }

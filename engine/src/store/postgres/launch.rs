@@ -16,6 +16,7 @@
 //! schedules and sites to be kept here too; the runner still refuses a job whose site
 //! is no longer reached as its endpoint digest says.
 
+use super::changes::{Change, announce_in};
 use chrono::{DateTime, Utc};
 
 use super::jobs::{insert, take_seqs};
@@ -163,6 +164,9 @@ impl PgStore {
             )
             .await
             .map_err(pg("update a run"))?;
+            if !created.is_empty() {
+                announce_in(tx, Change::Jobs).await?;
+            }
             Ok(Launch {
                 run,
                 created,

@@ -25,11 +25,15 @@
 //!   its jobs to [`PgStore::expire_leases`], which settles them as a local restart does.
 //!   Lease times are read from the database's clock, so engines need not agree on theirs;
 //! - outbox events are claimed the same way, delivered at least once, and in order per
-//!   job (`outbox`).
+//!   job (`outbox`);
+//! - what one engine writes that others must act on (jobs queued or requeued, events
+//!   queued) is announced with `NOTIFY` in the same transaction, and each engine listens
+//!   on a connection of its own (`changes`).
 //!
 //! Layout: `schema` (the versioned migrations, applied once under an advisory lock),
 //! `jobs` (creation, reads, transitions, claims, recovery), `launch` (the ledger),
-//! `leases` (the scheduler lease), `outbox` (events and their delivery). This module
+//! `leases` (the scheduler lease), `outbox` (events and their delivery), `changes`
+//! (LISTEN/NOTIFY between engines). This module
 //! holds the pool, the one place transactions are opened, and the mapping of client
 //! errors to [`StoreError`].
 //!
@@ -87,6 +91,7 @@ macro_rules! transaction {
     }};
 }
 
+pub mod changes;
 mod jobs;
 mod launch;
 mod leases;
@@ -117,6 +122,8 @@ pub struct PgStore {
     pool: Pool,
     /// `host:port/database`, for messages (never the password).
     address: String,
+    /// How to reach the server, for connections outside the pool (the listener's).
+    config: tokio_postgres::Config,
 }
 
 impl PgStore {
@@ -130,7 +137,7 @@ impl PgStore {
         // A connection the server closed (a restart, an idle timeout) is found out when
         // it is handed out, and replaced, instead of failing the caller's first statement.
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Verified,
@@ -147,7 +154,11 @@ impl PgStore {
                 address: address.clone(),
                 reason: e.to_string(),
             })?;
-        let store = PgStore { pool, address };
+        let store = PgStore {
+            pool,
+            address,
+            config,
+        };
         store.migrate().await?;
         Ok(store)
     }

@@ -7,6 +7,7 @@
 //! events of one job are delivered in order: an event is not claimed while an earlier
 //! event of its job is still pending (claimed by someone, or waiting for a retry).
 
+use super::changes::{Change, announce_in};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,6 +48,7 @@ impl PgStore {
             )
             .await
             .map_err(pg("append an event"))?;
+            announce_in(tx, Change::Outbox).await?;
             Ok(event.id)
         })
     }
