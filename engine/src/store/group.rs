@@ -207,8 +207,14 @@ impl Store {
                 }
             })
             .unzip();
+        // Only a batch that may create jobs takes places in the job sequence.
+        let creates = work.iter().any(|w| matches!(w, Work::Create(..)));
         let outcome = self.write(|tx| {
-            let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
+            let mut seq = if creates {
+                take_seq(tx, META_JOB_SEQ, 0)?
+            } else {
+                0
+            };
             let mut tables = JobTables::open(tx)?;
             let mut done = Vec::with_capacity(work.len());
             for item in work {
@@ -227,7 +233,9 @@ impl Store {
                 });
             }
             tables.close()?;
-            set_job_seq(tx, seq - 1)?;
+            if creates {
+                set_job_seq(tx, seq - 1)?;
+            }
             Ok(done)
         });
         match outcome {

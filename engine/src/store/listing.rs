@@ -696,16 +696,7 @@ mod tests {
             ids.push(s.id);
         }
         let mut daily = input("acme", "Nightly cleanup", "alice");
-        daily.recurrence = Some(Recurrence {
-            kind: RecurrenceKind::Daily,
-            interval: None,
-            days_of_week: Vec::new(),
-            day_of_month: None,
-            start_date: t(0).date_naive(),
-            end_date: None,
-            start_time: chrono::NaiveTime::MIN,
-            timezone: "UTC".into(),
-        });
+        daily.recurrence = Some(recurrence(RecurrenceKind::Daily));
         std::thread::sleep(std::time::Duration::from_millis(2));
         let daily = store.create_schedule(daily, t(10)).expect("create");
         store
@@ -1060,15 +1051,10 @@ mod tests {
         drop(store);
 
         let store = Store::open(dir.path()).expect("migrated");
-        let version = store
-            .read(|tx| {
-                Ok(tx
-                    .open_table(META)?
-                    .get(META_SCHEMA_VERSION)?
-                    .map(|v| v.value()))
-            })
-            .expect("version");
-        assert_eq!(version, Some(SCHEMA_VERSION));
+        assert_eq!(
+            crate::store::test_support::schema_version(&store),
+            Some(SCHEMA_VERSION)
+        );
         assert_eq!(stored_and_recounted(&store).0, indexes);
         let after: Vec<_> = filters
             .iter()

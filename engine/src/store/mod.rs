@@ -170,4 +170,16 @@ pub(crate) mod test_support {
         let store = super::Store::open(dir.path()).expect("open store");
         (dir, store)
     }
+
+    /// The schema version the store's database records.
+    pub(crate) fn schema_version(store: &super::Store) -> Option<u64> {
+        store
+            .read(|tx| {
+                Ok(tx
+                    .open_table(super::tables::META)?
+                    .get(super::tables::META_SCHEMA_VERSION)?
+                    .map(|v| v.value()))
+            })
+            .expect("version")
+    }
 }

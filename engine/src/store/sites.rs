@@ -1539,15 +1539,10 @@ pub(crate) mod tests {
             store.site_password(&without.id),
             Err(StoreError::PasswordMissing { .. })
         ));
-        let version = store
-            .read(|tx| {
-                Ok(tx
-                    .open_table(META)?
-                    .get(META_SCHEMA_VERSION)?
-                    .map(|v| v.value()))
-            })
-            .expect("version");
-        assert_eq!(version, Some(SCHEMA_VERSION));
+        assert_eq!(
+            crate::store::test_support::schema_version(&store),
+            Some(SCHEMA_VERSION)
+        );
         let sealed = store
             .write(|tx| read_stored_site(tx, &with.id).map(|s| s.password))
             .expect("stored")
