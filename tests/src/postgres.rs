@@ -76,6 +76,12 @@ impl Postgres {
         self.url_for(DATABASE)
     }
 
+    /// The credential key the engines of a test share: any fixed key does, as long as
+    /// every engine on one database is given the same one.
+    pub fn credential_key() -> yardmaster::store::CredentialKey {
+        yardmaster::store::CredentialKey::Hex("5e".repeat(32))
+    }
+
     /// A connection URL for another database of this server.
     pub fn url_for(&self, database: &str) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{database}", self.port)

@@ -10,9 +10,10 @@ use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
-    EventAttempt, INTERRUPTED, Job, JobError, JobInput, JobStatus, JobTransition, Launch,
-    LaunchPlan, OutboxState, Page, Recovery, RollbackGuard, ScheduleInput, ScheduleStatus,
-    ScheduledScript, Secret, SiteInput, Store, StoreError, User,
+    AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobError, JobInput,
+    JobStatus, JobTransition, Launch, LaunchPlan, OutboxState, Page, Recovery, RollbackGuard,
+    ScheduleInput, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, Store, StoreError,
+    User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -88,6 +89,133 @@ trait Conformance {
     async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>);
     /// Launches an occurrence as the scheduler does.
     async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError>;
+    async fn create_site_by(&self, input: SiteInput, actor: &str) -> Result<Site, StoreError>;
+    async fn import_sites(
+        &self,
+        organization: &str,
+        inputs: Vec<SiteInput>,
+    ) -> Result<Result<Vec<Site>, Vec<(usize, StoreError)>>, StoreError>;
+    async fn update_site_by(&self, id: &str, input: SiteInput) -> Result<Site, StoreError>;
+    async fn login(&self, id: &str) -> Result<(Site, Secret, Endpoint), StoreError>;
+    async fn site_private_key(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Secret, Option<Secret>)>, StoreError>;
+    async fn remember_host_key(
+        &self,
+        id: &str,
+        key: &str,
+    ) -> Result<Result<(), String>, StoreError>;
+    async fn search_sites(
+        &self,
+        organization: &str,
+        name_contains: Option<&str>,
+        tag: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Site>, usize), StoreError>;
+    async fn list_sites(
+        &self,
+        organization: &str,
+        page: &Page<String>,
+    ) -> Result<Vec<Site>, StoreError>;
+    async fn site_ids_with_tag(
+        &self,
+        organization: &str,
+        tag: &str,
+    ) -> Result<Vec<String>, StoreError>;
+    async fn site_jobs(
+        &self,
+        id: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(Vec<Job>, usize), StoreError>;
+    async fn list_audit(&self, page: &Page<u64>) -> Result<Vec<AuditEntry>, StoreError>;
+    async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError>;
+    async fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError>;
+}
+
+/// The operations of [`Conformance`] that both stores offer under the same name and
+/// arguments, called on the field `$store`; `await` is given for the PostgreSQL store,
+/// whose operations are async.
+macro_rules! same_operations {
+    ($store:ident $(, $await:ident)?) => {
+        async fn create_site_by(&self, input: SiteInput, actor: &str) -> Result<Site, StoreError> {
+            self.$store.create_site_by(input, actor, t(0))$(.$await)?
+        }
+        async fn import_sites(
+            &self,
+            organization: &str,
+            inputs: Vec<SiteInput>,
+        ) -> Result<Result<Vec<Site>, Vec<(usize, StoreError)>>, StoreError> {
+            self.$store.import_sites(organization, inputs, "alice", t(0))$(.$await)?
+        }
+        async fn update_site_by(&self, id: &str, input: SiteInput) -> Result<Site, StoreError> {
+            self.$store.update_site_by(id, input, "alice", t(5))$(.$await)?
+        }
+        async fn login(&self, id: &str) -> Result<(Site, Secret, Endpoint), StoreError> {
+            self.$store.site_with_password_and_endpoint(id)$(.$await)?
+        }
+        async fn site_private_key(
+            &self,
+            id: &str,
+        ) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
+            self.$store.site_private_key(id)$(.$await)?
+        }
+        async fn remember_host_key(
+            &self,
+            id: &str,
+            key: &str,
+        ) -> Result<Result<(), String>, StoreError> {
+            self.$store.remember_host_key(id, key, t(9))$(.$await)?
+        }
+        async fn search_sites(
+            &self,
+            organization: &str,
+            name_contains: Option<&str>,
+            tag: Option<&str>,
+            offset: usize,
+            limit: usize,
+        ) -> Result<(Vec<Site>, usize), StoreError> {
+            self.$store
+                .search_sites(organization, name_contains, tag, offset, limit)$(.$await)?
+        }
+        async fn list_sites(
+            &self,
+            organization: &str,
+            page: &Page<String>,
+        ) -> Result<Vec<Site>, StoreError> {
+            self.$store.list_sites(organization, page)$(.$await)?
+        }
+        async fn site_ids_with_tag(
+            &self,
+            organization: &str,
+            tag: &str,
+        ) -> Result<Vec<String>, StoreError> {
+            self.$store.site_ids_with_tag(organization, tag)$(.$await)?
+        }
+        async fn site_jobs(
+            &self,
+            id: &str,
+            offset: usize,
+            limit: usize,
+        ) -> Result<(Vec<Job>, usize), StoreError> {
+            self.$store.site_jobs(id, offset, limit)$(.$await)?
+        }
+        async fn list_audit(&self, page: &Page<u64>) -> Result<Vec<AuditEntry>, StoreError> {
+            self.$store.list_audit(page)$(.$await)?
+        }
+        async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
+            self.$store.create_user(user)$(.$await)?
+        }
+        async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError> {
+            self.$store.get_user(organization, id)$(.$await)?
+        }
+        async fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError> {
+            self.$store.delete_user(organization, id)$(.$await)?
+        }
+    };
 }
 
 /// Makes `n` sites and a schedule on them in `store`, created by one user and approved by
@@ -208,6 +336,7 @@ impl Conformance for Redb {
     async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
         self.store.launch(plan, now)
     }
+    same_operations!(store);
 }
 
 struct Pg {
@@ -225,7 +354,9 @@ const ENGINE: &str = "engine-a";
 impl Pg {
     async fn start() -> Pg {
         let server = Postgres::start();
-        let store = PgStore::connect(&server.url()).await.expect("connect");
+        let store = PgStore::connect(&server.url(), &Postgres::credential_key())
+            .await
+            .expect("connect");
         let token = store
             .acquire_or_renew(ENGINE, LONG)
             .await
@@ -271,6 +402,7 @@ impl Conformance for Pg {
         let schedule = self.schedules.store.get_schedule(&plan.schedule_id)?;
         self.store.launch(plan, &schedule, self.token, now).await
     }
+    same_operations!(store, await);
 }
 
 /// Runs each named test body against a fresh redb store and a fresh PostgreSQL store.
@@ -298,7 +430,441 @@ conformance!(
     the_lifecycle_refuses_what_it_does_not_allow,
     a_stopped_engines_sent_jobs_fail_and_the_rest_are_requeued,
     an_occurrence_launches_once_per_site,
+    site_names_are_unique_per_organization_and_an_import_is_all_or_nothing,
+    a_changed_endpoint_clears_the_credentials_and_the_audit_says_why,
+    searches_filter_by_name_and_tag_in_name_order_with_a_total,
+    a_host_key_is_learned_once_and_never_replaced,
+    a_sites_jobs_are_paged_newest_first,
+    users_belong_to_their_organization,
 );
+
+fn router(organization: &str, name: &str) -> SiteInput {
+    SiteInput {
+        organization: organization.into(),
+        name: name.into(),
+        address: "192.0.2.1".into(),
+        port: Some(8728),
+        transport: "routeros-api".into(),
+        username: "admin".into(),
+        password: Some(Secret::new("s3cret-pw")),
+        tls: Default::default(),
+        tags: Vec::new(),
+        private_key: None,
+        private_key_passphrase: None,
+        ssh: None,
+    }
+}
+
+async fn site_names_are_unique_per_organization_and_an_import_is_all_or_nothing(
+    s: &impl Conformance,
+) {
+    let core = s
+        .create_site_by(router("org1", "core-1"), "alice")
+        .await
+        .expect("created");
+    assert!(core.has_password && !core.has_private_key);
+    let again = s.create_site_by(router("org1", "core-1"), "alice").await;
+    assert!(
+        matches!(&again, Err(StoreError::SiteNameTaken { name }) if name == "core-1"),
+        "{again:?}"
+    );
+    s.create_site_by(router("org2", "core-1"), "bob")
+        .await
+        .expect("another organization has names of its own");
+    let refused = s
+        .import_sites(
+            "org1",
+            vec![
+                router("org1", "edge-1"),
+                router("org1", "core-1"),
+                router("org1", "edge-1"),
+                router("org2", "edge-2"),
+                SiteInput {
+                    address: String::new(),
+                    ..router("org1", "edge-3")
+                },
+            ],
+        )
+        .await
+        .expect("checked")
+        .expect_err("refused");
+    let reasons: Vec<(usize, String)> = refused
+        .iter()
+        .map(|(i, e)| {
+            (
+                *i,
+                format!("{e:?}")
+                    .split([' ', '{', '('])
+                    .next()
+                    .unwrap_or("")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            (1, "SiteNameTaken".to_owned()),
+            (2, "SiteNameTaken".to_owned()),
+            (3, "Invalid".to_owned()),
+            (4, "Invalid".to_owned()),
+        ]
+    );
+    let listed = s.list_sites("org1", &Page::first(100)).await.expect("list");
+    assert_eq!(listed, vec![core.clone()], "a refused import wrote nothing");
+    let imported = s
+        .import_sites(
+            "org1",
+            vec![router("org1", "edge-1"), router("org1", "edge-2")],
+        )
+        .await
+        .expect("stored")
+        .expect("accepted");
+    assert_eq!(imported.len(), 2);
+    let listed = s.list_sites("org1", &Page::first(100)).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        ["core-1", "edge-1", "edge-2"],
+        "in creation order"
+    );
+    let after = s
+        .list_sites(
+            "org1",
+            &Page {
+                after: Some(listed[0].id.clone()),
+                limit: 1,
+            },
+        )
+        .await
+        .expect("page");
+    assert_eq!(after, vec![listed[1].clone()]);
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let actions: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|a| (a.action.as_str(), a.organization.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("site.created", "org1"),
+            ("site.created", "org2"),
+            ("site.imported", "org1")
+        ]
+    );
+    assert_eq!(audit[2].detail["count"], 2);
+    assert!(audit[0].seq < audit[1].seq && audit[1].seq < audit[2].seq);
+    assert!(
+        !serde_json::to_string(&audit)
+            .expect("json")
+            .contains("s3cret-pw"),
+        "the audit log never holds a password"
+    );
+}
+
+async fn a_changed_endpoint_clears_the_credentials_and_the_audit_says_why(s: &impl Conformance) {
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----";
+    let site = s
+        .create_site_by(
+            SiteInput {
+                private_key: Some(Secret::new(key)),
+                private_key_passphrase: Some(Secret::new("phrase")),
+                ..router("org1", "core-1")
+            },
+            "alice",
+        )
+        .await
+        .expect("created");
+    let (_, password, endpoint) = s.login(&site.id).await.expect("login");
+    assert_eq!(password.expose(), "s3cret-pw");
+    assert_eq!(
+        (endpoint.address.as_str(), endpoint.port),
+        ("192.0.2.1", Some(8728))
+    );
+    let (opened, phrase) = s
+        .site_private_key(&site.id)
+        .await
+        .expect("read")
+        .expect("a key");
+    assert_eq!(
+        (opened.expose(), phrase.map(|p| p.expose().to_owned())),
+        (key, Some("phrase".to_owned()))
+    );
+
+    // A rename keeps the credentials: the endpoint is the same.
+    let renamed = s
+        .update_site_by(
+            &site.id,
+            SiteInput {
+                password: None,
+                ..router("org1", "core-renamed")
+            },
+        )
+        .await
+        .expect("renamed");
+    assert!(renamed.has_password && renamed.has_private_key);
+    assert_eq!(
+        s.login(&site.id).await.expect("login").1.expose(),
+        "s3cret-pw"
+    );
+
+    // Another address without a new password: both secrets are gone.
+    let moved = s
+        .update_site_by(
+            &site.id,
+            SiteInput {
+                address: "198.51.100.7".into(),
+                password: None,
+                ..router("org1", "core-renamed")
+            },
+        )
+        .await
+        .expect("moved");
+    assert!(!moved.has_password && !moved.has_private_key);
+    let refused = s.login(&site.id).await;
+    assert!(
+        matches!(&refused, Err(StoreError::PasswordMissing { site: id, .. }) if *id == site.id),
+        "{refused:?}"
+    );
+    assert!(s.site_private_key(&site.id).await.expect("read").is_none());
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let last = audit.last().expect("a line");
+    assert_eq!(last.action, "site.updated");
+    assert_eq!(last.detail["password_cleared"], true);
+    assert_eq!(
+        last.detail["endpoint_changed"],
+        serde_json::json!(["address"])
+    );
+
+    // A new password for the new endpoint opens again; another organization's update
+    // does not find the site.
+    s.update_site_by(
+        &site.id,
+        SiteInput {
+            address: "198.51.100.7".into(),
+            password: Some(Secret::new("new-pw")),
+            ..router("org1", "core-renamed")
+        },
+    )
+    .await
+    .expect("password set");
+    assert_eq!(s.login(&site.id).await.expect("login").1.expose(), "new-pw");
+    let foreign = s
+        .update_site_by(&site.id, router("org2", "core-renamed"))
+        .await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+
+    // A rename onto a name the organization has is refused, and changes nothing.
+    s.create_site_by(router("org1", "edge-1"), "alice")
+        .await
+        .expect("second");
+    let clash = s
+        .update_site_by(
+            &site.id,
+            SiteInput {
+                address: "198.51.100.7".into(),
+                password: None,
+                ..router("org1", "edge-1")
+            },
+        )
+        .await;
+    assert!(
+        matches!(clash, Err(StoreError::SiteNameTaken { .. })),
+        "{clash:?}"
+    );
+    assert_eq!(
+        s.login(&site.id).await.expect("login").0.name,
+        "core-renamed"
+    );
+}
+
+async fn searches_filter_by_name_and_tag_in_name_order_with_a_total(s: &impl Conformance) {
+    let mut ids = std::collections::HashMap::new();
+    for (name, tags) in [
+        ("Edge-b", vec!["edge", "west"]),
+        ("core-1", vec!["core"]),
+        ("edge-a", vec!["edge", "west", "edge"]),
+        ("EDGE-c", vec!["edge"]),
+    ] {
+        let site = s
+            .create_site_by(
+                SiteInput {
+                    tags: tags.into_iter().map(str::to_owned).collect(),
+                    ..router("org1", name)
+                },
+                "alice",
+            )
+            .await
+            .expect("site");
+        ids.insert(name, site.id);
+    }
+    s.create_site_by(
+        SiteInput {
+            tags: vec!["edge".into()],
+            ..router("org2", "edge-z")
+        },
+        "bob",
+    )
+    .await
+    .expect("org2");
+    let names = |found: &(Vec<Site>, usize)| {
+        (
+            found.0.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
+            found.1,
+        )
+    };
+    let all = s
+        .search_sites("org1", None, None, 0, 10)
+        .await
+        .expect("all");
+    assert_eq!(
+        names(&all),
+        (
+            vec![
+                "EDGE-c".into(),
+                "Edge-b".into(),
+                "core-1".into(),
+                "edge-a".into()
+            ],
+            4
+        ),
+        "bytewise name order"
+    );
+    let edge = s
+        .search_sites("org1", Some("eDgE"), None, 1, 2)
+        .await
+        .expect("edge");
+    assert_eq!(names(&edge), (vec!["Edge-b".into(), "edge-a".into()], 3));
+    let west = s
+        .search_sites("org1", Some("edge"), Some("west"), 0, 10)
+        .await
+        .expect("west");
+    assert_eq!(names(&west), (vec!["Edge-b".into(), "edge-a".into()], 2));
+    let beyond = s
+        .search_sites("org1", None, None, 10, 10)
+        .await
+        .expect("beyond");
+    assert_eq!(
+        names(&beyond),
+        (vec![], 4),
+        "the total is told past the end too"
+    );
+    assert_eq!(
+        all.0[3].tags,
+        ["edge", "west"],
+        "tags are kept once each, sorted"
+    );
+    let mut tagged = vec![ids["Edge-b"].clone(), ids["edge-a"].clone()];
+    tagged.sort();
+    assert_eq!(
+        s.site_ids_with_tag("org1", "west").await.expect("tagged"),
+        tagged
+    );
+    assert!(
+        s.site_ids_with_tag("org2", "west")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+}
+
+async fn a_host_key_is_learned_once_and_never_replaced(s: &impl Conformance) {
+    let first = format!("SHA256:{}", "A".repeat(43));
+    let other = format!("SHA256:{}", "B".repeat(43));
+    let site = s
+        .create_site_by(
+            SiteInput {
+                transport: "ssh".into(),
+                port: Some(22),
+                ..router("org1", "linux-1")
+            },
+            "alice",
+        )
+        .await
+        .expect("site");
+    let before = s.login(&site.id).await.expect("login").2;
+    assert_eq!(
+        s.remember_host_key(&site.id, &first).await.expect("learn"),
+        Ok(())
+    );
+    assert_eq!(
+        s.remember_host_key(&site.id, &first).await.expect("again"),
+        Ok(())
+    );
+    assert_eq!(
+        s.remember_host_key(&site.id, &other)
+            .await
+            .expect("changed"),
+        Err(first.clone()),
+        "a changed key is refused, naming the one held"
+    );
+    let (stored, _, after) = s.login(&site.id).await.expect("login");
+    assert_eq!(stored.ssh.host_keys, std::slice::from_ref(&first));
+    assert_eq!(
+        after, before,
+        "a learned key is not part of the approved endpoint"
+    );
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let learned: Vec<&AuditEntry> = audit
+        .iter()
+        .filter(|a| a.action == "site.host_key_stored")
+        .collect();
+    assert_eq!(learned.len(), 1, "{audit:?}");
+    assert_eq!(learned[0].detail["host_key"], serde_json::json!(first));
+    let missing = s.remember_host_key("nope", &first).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+}
+
+async fn a_sites_jobs_are_paged_newest_first(s: &impl Conformance) {
+    let created = s
+        .create_jobs(
+            vec![
+                input("s1", None),
+                input("s2", None),
+                input("s1", None),
+                input("s1", None),
+            ],
+            t(0),
+        )
+        .await
+        .expect("jobs");
+    let (page, total) = s.site_jobs("s1", 1, 1).await.expect("page");
+    assert_eq!(total, 3);
+    assert_eq!(page, vec![created[2].0.clone()]);
+    let (page, total) = s.site_jobs("s1", 5, 10).await.expect("past the end");
+    assert_eq!((page.len(), total), (0, 3));
+    let (page, total) = s.site_jobs("s2", 0, 10).await.expect("s2");
+    assert_eq!((page, total), (vec![created[1].0.clone()], 1));
+}
+
+async fn users_belong_to_their_organization(s: &impl Conformance) {
+    let user = |org: &str, name: &str| User {
+        id: "u1".into(),
+        name: name.into(),
+        email: "u1@example.com".into(),
+        organization: org.into(),
+        created_at: t(0),
+    };
+    assert!(s.create_user(&user("org1", "Ana")).await.expect("create"));
+    assert!(!s.create_user(&user("org1", "Other")).await.expect("taken"));
+    assert!(
+        s.create_user(&user("org2", "Bea"))
+            .await
+            .expect("org2's own")
+    );
+    assert_eq!(s.get_user("org1", "u1").await.expect("read").name, "Ana");
+    assert_eq!(s.get_user("org2", "u1").await.expect("read").name, "Bea");
+    assert!(s.delete_user("org2", "u1").await.expect("delete"));
+    assert!(!s.delete_user("org2", "u1").await.expect("gone"));
+    let gone = s.get_user("org2", "u1").await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    assert_eq!(s.get_user("org1", "u1").await.expect("kept").name, "Ana");
+}
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {
     let (schedule, sites) = s.approved_schedule(3).await;
@@ -745,17 +1311,20 @@ async fn raw(server: &Postgres) -> tokio_postgres::Client {
 async fn migrations_apply_once_even_when_engines_start_together() {
     let server = Postgres::start();
     let url = server.url();
+    let key = Postgres::credential_key();
     let (a, b, c) = tokio::join!(
-        PgStore::connect(&url),
-        PgStore::connect(&url),
-        PgStore::connect(&url)
+        PgStore::connect(&url, &key),
+        PgStore::connect(&url, &key),
+        PgStore::connect(&url, &key)
     );
     let (a, _b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
-    assert_eq!(a.schema_versions().await.expect("versions"), vec![1, 2]);
+    assert_eq!(a.schema_versions().await.expect("versions"), vec![1, 2, 3]);
     // Connecting again finds nothing to do and loses nothing.
     a.create_job(input("s1", None), t(0)).await.expect("create");
-    let d = PgStore::connect(&url).await.expect("again");
-    assert_eq!(d.schema_versions().await.expect("versions"), vec![1, 2]);
+    let d = PgStore::connect(&url, &Postgres::credential_key())
+        .await
+        .expect("again");
+    assert_eq!(d.schema_versions().await.expect("versions"), vec![1, 2, 3]);
     let client = raw(&server).await;
     let jobs: i64 = client
         .query_one("SELECT count(*) FROM jobs", &[])
@@ -769,11 +1338,11 @@ async fn migrations_apply_once_even_when_engines_start_together() {
         .execute("INSERT INTO schema_version (version) VALUES (1000)", &[])
         .await
         .expect("pretend newer");
-    match PgStore::connect(&url).await {
+    match PgStore::connect(&url, &Postgres::credential_key()).await {
         Err(
             e @ StoreError::SchemaTooNew {
                 found: 1000,
-                supported: 2,
+                supported: 3,
                 ..
             },
         ) => {
@@ -793,9 +1362,10 @@ async fn an_unreachable_server_is_named() {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let err = PgStore::connect(&format!(
-        "postgres://postgres:hunter2@127.0.0.1:{port}/yardmaster"
-    ))
+    let err = PgStore::connect(
+        &format!("postgres://postgres:hunter2@127.0.0.1:{port}/yardmaster"),
+        &Postgres::credential_key(),
+    )
     .await
     .expect_err("nothing listens there");
     let text = err.to_string();
@@ -808,6 +1378,63 @@ async fn an_unreachable_server_is_named() {
     assert!(
         !text.contains("hunter2"),
         "the password is not in messages: {text}"
+    );
+}
+
+#[tokio::test]
+async fn engines_share_one_credential_key_and_the_database_holds_only_sealed_secrets() {
+    let server = Postgres::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("credentials.key");
+    let first = PgStore::connect(&server.url(), &CredentialKey::File(key_file.clone()))
+        .await
+        .expect("the first engine makes its key");
+    let site = first
+        .create_site(router("org1", "core-1"), t(0))
+        .await
+        .expect("site");
+
+    // A second engine given the same key reads what the first sealed.
+    let hex = hex::encode(std::fs::read(&key_file).expect("key"));
+    let second = PgStore::connect(&server.url(), &CredentialKey::Hex(hex))
+        .await
+        .expect("the same key as hex");
+    let (_, password) = second.site_with_password(&site.id).await.expect("login");
+    assert_eq!(password.expose(), "s3cret-pw");
+
+    // An engine with a key of its own is refused before it seals anything.
+    let other = dir.path().join("other.key");
+    let refused = PgStore::connect(&server.url(), &CredentialKey::File(other.clone())).await;
+    match refused {
+        Err(StoreError::Key { path, reason }) => {
+            assert_eq!(path, other.display().to_string());
+            assert!(reason.contains("same credential key"), "{reason}");
+        }
+        other => panic!("another key was accepted: {other:?}"),
+    }
+    let malformed = PgStore::connect(&server.url(), &CredentialKey::Hex("abcd".into())).await;
+    assert!(
+        matches!(&malformed, Err(StoreError::Key { reason, .. }) if reason.contains("64 hex digits")),
+        "{malformed:?}"
+    );
+
+    // What the tables hold: never the password, in any column.
+    let client = raw(&server).await;
+    let dump: String = client
+        .query_one(
+            "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM sites) AS t",
+            &[],
+        )
+        .await
+        .expect("dump")
+        .get(0);
+    assert!(
+        dump.contains("core-1") && dump.contains("ciphertext"),
+        "{dump}"
+    );
+    assert!(
+        !dump.contains("s3cret-pw"),
+        "a password in the clear: {dump}"
     );
 }
 
@@ -826,8 +1453,12 @@ fn plan(schedule: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     let server = Postgres::start();
-    let a = PgStore::connect(&server.url()).await.expect("a");
-    let b = PgStore::connect(&server.url()).await.expect("b");
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
     let schedules = Redb::open();
     let (schedule, sites) = approved(&schedules.store, 40);
     let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
@@ -963,8 +1594,12 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engines_claiming_together_never_share_a_job_and_leave_none() {
     let server = Postgres::start();
-    let a = PgStore::connect(&server.url()).await.expect("a");
-    let b = PgStore::connect(&server.url()).await.expect("b");
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
     let created = a
         .create_jobs(
             (0..300).map(|i| input(&format!("s{i}"), None)).collect(),
@@ -1029,8 +1664,12 @@ async fn engines_claiming_together_never_share_a_job_and_leave_none() {
 #[tokio::test]
 async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holder() {
     let server = Postgres::start();
-    let a = PgStore::connect(&server.url()).await.expect("a");
-    let b = PgStore::connect(&server.url()).await.expect("b");
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
     let first = a
         .acquire_or_renew("engine-a", LONG)
         .await
@@ -1111,8 +1750,12 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
 #[tokio::test]
 async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
     let server = Postgres::start();
-    let dead = PgStore::connect(&server.url()).await.expect("dead");
-    let alive = PgStore::connect(&server.url()).await.expect("alive");
+    let dead = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("dead");
+    let alive = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("alive");
     let ids = ids(&alive
         .create_jobs(
             (0..5).map(|i| input(&format!("s{i}"), None)).collect(),
@@ -1258,7 +1901,9 @@ async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
 #[tokio::test]
 async fn a_server_restart_loses_nothing_acknowledged_and_the_pool_reconnects() {
     let mut server = Postgres::start();
-    let store = PgStore::connect(&server.url()).await.expect("connect");
+    let store = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("connect");
     let (before, _) = store
         .create_job(input("s1", Some("before")), t(0))
         .await
@@ -1308,8 +1953,12 @@ async fn a_server_restart_loses_nothing_acknowledged_and_the_pool_reconnects() {
 #[tokio::test]
 async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
     let server = Postgres::start();
-    let a = PgStore::connect(&server.url()).await.expect("a");
-    let b = PgStore::connect(&server.url()).await.expect("b");
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
     let event = |job: &str, n: u32| serde_json::json!({"job_id": job, "n": n});
     let x1 = a
         .append_event("job.status", event("x", 1), t(0))
@@ -1466,8 +2115,10 @@ async fn heard(listener: &mut yardmaster::store::postgres::changes::Listener) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engines_hear_each_others_changes_across_a_server_restart() {
     let mut server = Postgres::start();
-    let first = PgStore::connect(&server.url()).await.expect("first engine");
-    let second = PgStore::connect(&server.url())
+    let first = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("first engine");
+    let second = PgStore::connect(&server.url(), &Postgres::credential_key())
         .await
         .expect("second engine");
     let mut listener = second.listen().await.expect("listen");

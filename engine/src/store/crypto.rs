@@ -62,20 +62,73 @@ impl std::fmt::Debug for Vault {
     }
 }
 
+/// Where a store's credential key comes from. Engines that share one database must all
+/// be given the same key: the database keeps a value sealed under it and refuses a key
+/// that does not open it.
+#[derive(Clone)]
+pub enum CredentialKey {
+    /// A file of 32 random bytes, readable by its owner only; created on first start
+    /// when missing (copy it to the other engines, or give them all one path).
+    File(std::path::PathBuf),
+    /// The key as 64 hex digits, as `YARDMASTER_CREDENTIAL_KEY` gives it.
+    Hex(String),
+}
+
+impl std::fmt::Debug for CredentialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl CredentialKey {
+    /// Where the key is, for messages; never the key.
+    pub fn describe(&self) -> String {
+        match self {
+            CredentialKey::File(path) => path.display().to_string(),
+            CredentialKey::Hex(_) => "YARDMASTER_CREDENTIAL_KEY".to_owned(),
+        }
+    }
+}
+
 impl Vault {
-    /// Reads the key from `dir`, creating it on first start.
-    pub(crate) fn open(dir: &Path) -> Result<Vault, StoreError> {
-        let path = dir.join(KEY_FILE);
+    /// The key `source` names; a file is created on first start.
+    pub(crate) fn from_source(source: &CredentialKey) -> Result<Vault, StoreError> {
         let key_err = |reason: String| StoreError::Key {
-            path: path.display().to_string(),
+            path: source.describe(),
             reason,
         };
-        let bytes = read_or_create_secret(&path, KEY_LEN).map_err(key_err)?;
+        let bytes = match source {
+            CredentialKey::File(path) => read_or_create_secret(path, KEY_LEN).map_err(key_err)?,
+            CredentialKey::Hex(text) => match hex::decode(text.trim()) {
+                Ok(bytes) if bytes.len() == KEY_LEN => bytes,
+                _ => {
+                    return Err(key_err(format!(
+                        "must be {} hex digits (for example from `openssl rand -hex {KEY_LEN}`)",
+                        KEY_LEN * 2
+                    )));
+                }
+            },
+        };
         let mut key = [0u8; KEY_LEN];
         key.copy_from_slice(&bytes);
         Ok(Vault {
             cipher: XChaCha20Poly1305::new(&key.into()),
         })
+    }
+
+    /// Reads the key from `dir`, creating it on first start.
+    pub(crate) fn open(dir: &Path) -> Result<Vault, StoreError> {
+        Vault::from_source(&CredentialKey::File(dir.join(KEY_FILE)))
+    }
+}
+
+impl Vault {
+    /// What a store keeps to recognise its key: a fixed text sealed under it.
+    pub(crate) const CHECK: &'static str = "yardmaster credential key check";
+
+    /// Whether `sealed` is [`Vault::CHECK`] sealed under this key.
+    pub(crate) fn opens_check(&self, sealed: &Sealed) -> bool {
+        self.open_sealed(Self::CHECK, sealed).as_deref() == Some(Self::CHECK)
     }
 
     /// Seals `plaintext` under `aad` (associated data): only the same `aad` opens it.
@@ -251,14 +304,40 @@ pub(crate) fn new_ulid() -> String {
 }
 
 /// A new identifier: a UUID version 7 (time-ordered, so ids created later sort later and
-/// index inserts append), with 74 random bits.
+/// index inserts append), with 74 random bits. Within one process the ids are strictly
+/// increasing: an id made in the same millisecond as the last one (or after the clock
+/// stepped back) is the last one plus one in its random bits (RFC 9562's monotonic
+/// random), so "in id order" is "in creation order" in one engine, and to the
+/// millisecond across engines.
 pub(crate) fn new_id() -> String {
-    let millis = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    /// The random part: 74 bits, 12 (`rand_a`) then 62 (`rand_b`).
+    const RANDOM_BITS: u32 = 74;
+    static LAST: std::sync::Mutex<(u64, u128)> = std::sync::Mutex::new((0, 0));
+    let now = u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0);
+    let (millis, random) = {
+        let mut last = LAST
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let next = if now > last.0 || last.1 + 1 >= 1 << RANDOM_BITS {
+            let mut fresh = [0u8; 16];
+            OsRng.fill_bytes(&mut fresh[6..]);
+            // The top bit is left clear: headroom for the increments that follow.
+            (
+                now.max(last.0),
+                u128::from_be_bytes(fresh) >> (128 - RANDOM_BITS + 1),
+            )
+        } else {
+            (last.0, last.1 + 1)
+        };
+        *last = next;
+        next
+    };
+    let rand_a = (random >> 62) as u16;
+    let rand_b = random & ((1 << 62) - 1);
     let mut bytes = [0u8; 16];
-    OsRng.fill_bytes(&mut bytes[6..]);
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
-    bytes[6] = (bytes[6] & 0x0f) | 0x70;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    bytes[6..8].copy_from_slice(&(0x7000 | rand_a).to_be_bytes());
+    bytes[8..].copy_from_slice(&((2u64 << 62) | rand_b as u64).to_be_bytes());
     let h = hex::encode(bytes);
     format!(
         "{}-{}-{}-{}-{}",
@@ -337,5 +416,17 @@ mod tests {
         assert_eq!(a.len(), 36);
         assert_eq!(&a[14..15], "7");
         assert!(a < b);
+        // Many in one millisecond still come out in order, each a valid version 7 UUID.
+        let burst: Vec<String> = (0..10_000).map(|_| new_id()).collect();
+        assert!(burst.windows(2).all(|w| w[0] < w[1]), "strictly increasing");
+        for id in &burst {
+            let uuid: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                uuid.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12]
+            );
+            assert!(uuid[2].starts_with('7'), "version 7: {id}");
+            assert!("89ab".contains(&uuid[3][..1]), "RFC 9562 variant: {id}");
+        }
     }
 }

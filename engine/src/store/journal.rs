@@ -329,13 +329,12 @@ pub struct EventAttempt<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Appends an audit line, with the values of password-like attributes anywhere in its
-/// detail (a script text included) redacted: the log is read more widely than secrets.
-pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64, StoreError> {
-    let seq = take_seq(tx, META_AUDIT_SEQ, 1)?;
+/// The audit line `seq` as either store keeps it, with the values of password-like
+/// attributes anywhere in its detail (a script text included) redacted.
+pub(crate) fn audit_entry(seq: u64, entry: AuditInput) -> AuditEntry {
     let mut detail = entry.detail;
     super::redact::json(&mut detail);
-    let entry = AuditEntry {
+    AuditEntry {
         seq,
         at: entry.at,
         organization: entry.organization,
@@ -343,7 +342,14 @@ pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64
         action: entry.action,
         target: entry.target,
         detail,
-    };
+    }
+}
+
+/// Appends an audit line, with the values of password-like attributes anywhere in its
+/// detail (a script text included) redacted: the log is read more widely than secrets.
+pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64, StoreError> {
+    let seq = take_seq(tx, META_AUDIT_SEQ, 1)?;
+    let entry = audit_entry(seq, entry);
     tx.open_table(AUDIT)?
         .insert(seq, encode("audit", &seq.to_string(), &entry)?.as_slice())?;
     Ok(seq)

@@ -54,6 +54,7 @@ pub use community::{
     CommunityContent, CommunityRepository, CommunityScript, CommunityStatus, CommunityUser,
     Submitted, git_blob_sha,
 };
+pub use crypto::CredentialKey;
 pub(crate) use crypto::read_or_create_secret;
 pub use error::StoreError;
 pub use group::Changes;

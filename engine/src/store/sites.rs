@@ -18,7 +18,7 @@ use redb::{ReadableMultimapTable, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use super::crypto::{Sealed, new_id};
+use super::crypto::{Sealed, Vault, new_id};
 use super::error::StoreError;
 use super::journal::push_audit;
 use super::records::{
@@ -148,13 +148,263 @@ fn endpoint_changes(old: &Site, new: &Site) -> Vec<&'static str> {
 
 /// What an update did to the site's password.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum PasswordChange {
+pub(super) enum PasswordChange {
     /// A new password came with the update.
     Set,
     /// The stored password (or its absence) stays: the endpoint is the same.
     Kept,
     /// The endpoint changed (these fields) and no new password came: the stored one is gone.
     Cleared(Vec<&'static str>),
+}
+
+// What a change to a site means, whatever store keeps it: each store reads the stored
+// site, calls one of these, and writes what it returns with its own indexes.
+
+/// A new site's stored form, under a fresh id: `input` (already validated) with its
+/// password and private key sealed for the site's endpoint.
+pub(super) fn new_site(
+    vault: &Vault,
+    input: SiteInput,
+    now: DateTime<Utc>,
+) -> Result<StoredSite, StoreError> {
+    let site = Site {
+        id: new_id(),
+        organization: input.organization,
+        name: input.name,
+        address: input.address,
+        port: input.port,
+        transport: input.transport,
+        username: input.username,
+        has_password: input.password.is_some(),
+        tls: input.tls,
+        tags: dedup(input.tags),
+        created_at: now,
+        updated_at: now,
+        has_private_key: input.private_key.is_some(),
+        ssh: input.ssh.unwrap_or_default(),
+    };
+    let password = input
+        .password
+        .as_ref()
+        .map(|p| vault.seal(&credential_aad(&site), p.expose()));
+    let private_key = seal_private_key(
+        vault,
+        &site,
+        &input.private_key,
+        &input.private_key_passphrase,
+    )?;
+    Ok(StoredSite {
+        site,
+        password,
+        private_key,
+        host_key_learned: false,
+    })
+}
+
+/// `old` with its fields replaced by `input` (already validated), and what became of its
+/// password. The organization cannot change: another one's is not found. `input.password
+/// == None` keeps the stored password only while the endpoint stays the same; the
+/// private key and a learned host key follow the same rule.
+pub(super) fn replaced(
+    vault: &Vault,
+    old: StoredSite,
+    input: SiteInput,
+    now: DateTime<Utc>,
+) -> Result<(StoredSite, PasswordChange), StoreError> {
+    if old.site.organization != input.organization {
+        return Err(StoreError::not_found(KIND, &old.site.id));
+    }
+    let old_site = old.site.clone();
+    let mut site = Site {
+        name: input.name,
+        address: input.address,
+        port: input.port,
+        transport: input.transport,
+        username: input.username,
+        tls: input.tls,
+        tags: dedup(input.tags),
+        updated_at: now,
+        ..old.site
+    };
+    let changed = endpoint_changes(&old_site, &site);
+    let same_endpoint = changed.is_empty();
+    let (password, change) = match (&input.password, old.password) {
+        (Some(p), _) => (
+            Some(vault.seal(&credential_aad(&site), p.expose())),
+            PasswordChange::Set,
+        ),
+        (None, kept) if changed.is_empty() => (kept, PasswordChange::Kept),
+        // Nothing to clear: the site had no password to begin with.
+        (None, None) => (None, PasswordChange::Kept),
+        (None, Some(_)) => (None, PasswordChange::Cleared(changed)),
+    };
+    site.has_password = password.is_some();
+    // The private key and the host keys follow the password's rule: they stay with
+    // the endpoint they were given for.
+    let private_key = match (&input.private_key, old.private_key) {
+        (Some(_), _) => seal_private_key(
+            vault,
+            &site,
+            &input.private_key,
+            &input.private_key_passphrase,
+        )?,
+        (None, kept) if same_endpoint => kept,
+        (None, _) => None,
+    };
+    site.has_private_key = private_key.is_some();
+    // A learned key stays learned while the same key comes back (a read, edit and
+    // write of the site); any other set of keys is the operator's pin.
+    let (ssh, host_key_learned) = match input.ssh {
+        Some(ssh) => {
+            let learned =
+                old.host_key_learned && same_endpoint && ssh.host_keys == old_site.ssh.host_keys;
+            (ssh, learned)
+        }
+        None if same_endpoint => (old_site.ssh.clone(), old.host_key_learned),
+        None => (
+            crate::store::SshSettings {
+                host_keys: Vec::new(),
+                platform: old_site.ssh.platform.clone(),
+            },
+            false,
+        ),
+    };
+    site.ssh = ssh;
+    Ok((
+        StoredSite {
+            site,
+            password,
+            private_key,
+            host_key_learned,
+        },
+        change,
+    ))
+}
+
+/// The audit line of an update (`site.updated`): whether the password was replaced, or
+/// cleared because the endpoint changed, never what it is.
+pub(super) fn update_audit(
+    site: &Site,
+    change: &PasswordChange,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> AuditInput {
+    let mut audit = site_audit(
+        "site.updated",
+        site,
+        actor,
+        *change == PasswordChange::Set,
+        now,
+    );
+    if let (PasswordChange::Cleared(fields), serde_json::Value::Object(detail)) =
+        (change, &mut audit.detail)
+    {
+        detail.insert("password_cleared".into(), true.into());
+        detail.insert("endpoint_changed".into(), serde_json::json!(fields));
+        detail.insert(
+            "reason".into(),
+            format!(
+                "the stored password was cleared because the endpoint changed ({}); \
+                 the site is not logged in to until a new password is set",
+                fields.join(", ")
+            )
+            .into(),
+        );
+    }
+    audit
+}
+
+/// What a job needs to log in: the site, its opened password and how it is reached. A
+/// site without a password is [`StoreError::PasswordMissing`] unless it logs in with its
+/// SSH key; a password that does not open for the site's endpoint is
+/// [`StoreError::Decrypt`].
+pub(super) fn login(
+    vault: &Vault,
+    stored: StoredSite,
+) -> Result<(Site, Secret, super::Endpoint), StoreError> {
+    let endpoint = super::Endpoint::of(&stored);
+    let Some(sealed) = &stored.password else {
+        // A site that logs in with its SSH key needs no password.
+        if stored.private_key.is_some() {
+            return Ok((stored.site, Secret::new(""), endpoint));
+        }
+        return Err(StoreError::PasswordMissing {
+            site: stored.site.id,
+            name: stored.site.name,
+        });
+    };
+    let password = vault
+        .open_sealed(&credential_aad(&stored.site), sealed)
+        .map(Secret::new)
+        .ok_or_else(|| StoreError::Decrypt {
+            site: stored.site.id.clone(),
+        })?;
+    Ok((stored.site, password, endpoint))
+}
+
+fn seal_private_key(
+    vault: &Vault,
+    site: &Site,
+    key: &Option<Secret>,
+    passphrase: &Option<Secret>,
+) -> Result<Option<Sealed>, StoreError> {
+    let Some(key) = key else {
+        return Ok(None);
+    };
+    let plain = PrivateKey {
+        key: key.expose().to_owned(),
+        passphrase: passphrase.as_ref().map(|p| p.expose().to_owned()),
+    };
+    let json = serde_json::to_string(&plain)
+        .map_err(|e| StoreError::invalid("site", "private_key", e.to_string()))?;
+    Ok(Some(vault.seal(&private_key_aad(site), &json)))
+}
+
+/// The site's SSH private key and its passphrase, opened for its current endpoint;
+/// `None` when it has none.
+pub(super) fn open_private_key(
+    vault: &Vault,
+    stored: &StoredSite,
+) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
+    let Some(sealed) = &stored.private_key else {
+        return Ok(None);
+    };
+    let decrypt = || StoreError::Decrypt {
+        site: stored.site.id.clone(),
+    };
+    let json = vault
+        .open_sealed(&private_key_aad(&stored.site), sealed)
+        .ok_or_else(decrypt)?;
+    let key: PrivateKey = serde_json::from_str(&json).map_err(|_| decrypt())?;
+    Ok(Some((
+        Secret::new(key.key),
+        key.passphrase.map(Secret::new),
+    )))
+}
+
+/// Trust on first use: a site with no host key learns `fingerprint`, and the answer is
+/// the audit line to write with it (`Ok(Some)`); a site that holds it already needs
+/// nothing (`Ok(None)`); a site that holds others is left as it is, and the answer is
+/// the first key it holds (`Err`), so a changed key never replaces the stored one.
+pub(super) fn learn_host_key(
+    stored: &mut StoredSite,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<AuditInput>, String> {
+    let keys = &stored.site.ssh.host_keys;
+    if keys.iter().any(|k| k == fingerprint) {
+        return Ok(None);
+    }
+    if let Some(first) = keys.first() {
+        return Err(first.clone());
+    }
+    stored.site.ssh.host_keys.push(fingerprint.to_owned());
+    stored.host_key_learned = true;
+    let mut audit = site_audit("site.host_key_stored", &stored.site, "engine", false, now);
+    if let serde_json::Value::Object(detail) = &mut audit.detail {
+        detail.insert("host_key".into(), fingerprint.into());
+    }
+    Ok(Some(audit))
 }
 
 impl Store {
@@ -264,46 +514,20 @@ impl Store {
         let mut sites = tx.open_table(SITES)?;
         let mut out = Vec::with_capacity(inputs.len());
         for input in inputs {
-            let id = new_id();
-            let name_key = (input.organization.as_str(), input.name.as_str());
+            let stored = new_site(&self.vault, input, now)?;
+            let site = stored.site.clone();
+            let id = site.id.clone();
+            let name_key = (site.organization.as_str(), site.name.as_str());
             if names.get(name_key)?.is_some() {
                 return Err(StoreError::SiteNameTaken {
-                    name: input.name.clone(),
+                    name: site.name.clone(),
                 });
             }
             names.insert(name_key, id.as_str())?;
-            let site = Site {
-                id: id.clone(),
-                organization: input.organization,
-                name: input.name,
-                address: input.address,
-                port: input.port,
-                transport: input.transport,
-                username: input.username,
-                has_password: input.password.is_some(),
-                tls: input.tls,
-                tags: dedup(input.tags),
-                created_at: now,
-                updated_at: now,
-                has_private_key: input.private_key.is_some(),
-                ssh: input.ssh.unwrap_or_default(),
-            };
-            let password = input
-                .password
-                .as_ref()
-                .map(|p| self.vault.seal(&credential_aad(&site), p.expose()));
-            let private_key =
-                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?;
             by_org.insert(site.organization.as_str(), id.as_str())?;
             for tag in &site.tags {
                 by_tag.insert((site.organization.as_str(), tag.as_str()), id.as_str())?;
             }
-            let stored = StoredSite {
-                site: site.clone(),
-                password,
-                private_key,
-                host_key_learned: false,
-            };
             sites.insert(id.as_str(), encode(KIND, &id, &stored)?.as_slice())?;
             out.push(site);
         }
@@ -356,28 +580,7 @@ impl Store {
         input.validate()?;
         self.write(|tx| {
             let (site, change) = self.replace_site(tx, id, input, now)?;
-            let mut audit = site_audit(
-                "site.updated",
-                &site,
-                actor,
-                change == PasswordChange::Set,
-                now,
-            );
-            if let (PasswordChange::Cleared(fields), serde_json::Value::Object(detail)) =
-                (&change, &mut audit.detail)
-            {
-                detail.insert("password_cleared".into(), true.into());
-                detail.insert("endpoint_changed".into(), serde_json::json!(fields));
-                detail.insert(
-                    "reason".into(),
-                    format!(
-                        "the stored password was cleared because the endpoint changed ({}); \
-                         the site is not logged in to until a new password is set",
-                        fields.join(", ")
-                    )
-                    .into(),
-                );
-            }
+            let audit = update_audit(&site, &change, actor, now);
             push_audit(tx, audit)?;
             Ok(site)
         })
@@ -406,80 +609,17 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(Site, PasswordChange), StoreError> {
         let old = read_stored_site(tx, id)?;
-        if old.site.organization != input.organization {
-            return Err(StoreError::not_found(KIND, id));
-        }
-        if old.site.name != input.name {
-            claim_name(tx, &input.organization, &input.name, id)?;
-            tx.open_table(SITE_NAMES)?
-                .remove((old.site.organization.as_str(), old.site.name.as_str()))?;
-        }
-        index_tags(tx, &old.site, false)?;
         let old_site = old.site.clone();
-        let mut site = Site {
-            name: input.name,
-            address: input.address,
-            port: input.port,
-            transport: input.transport,
-            username: input.username,
-            tls: input.tls,
-            tags: dedup(input.tags),
-            updated_at: now,
-            ..old.site
-        };
-        let changed = endpoint_changes(&old_site, &site);
-        let same_endpoint = changed.is_empty();
-        let (password, change) = match (&input.password, old.password) {
-            (Some(p), _) => (
-                Some(self.vault.seal(&credential_aad(&site), p.expose())),
-                PasswordChange::Set,
-            ),
-            (None, kept) if changed.is_empty() => (kept, PasswordChange::Kept),
-            // Nothing to clear: the site had no password to begin with.
-            (None, None) => (None, PasswordChange::Kept),
-            (None, Some(_)) => (None, PasswordChange::Cleared(changed)),
-        };
-        site.has_password = password.is_some();
-        // The private key and the host keys follow the password's rule: they stay with
-        // the endpoint they were given for.
-        let private_key = match (&input.private_key, old.private_key) {
-            (Some(_), _) => {
-                self.seal_private_key(&site, &input.private_key, &input.private_key_passphrase)?
-            }
-            (None, kept) if same_endpoint => kept,
-            (None, _) => None,
-        };
-        site.has_private_key = private_key.is_some();
-        // A learned key stays learned while the same key comes back (a read, edit and
-        // write of the site); any other set of keys is the operator's pin.
-        let (ssh, host_key_learned) = match input.ssh {
-            Some(ssh) => {
-                let learned = old.host_key_learned
-                    && same_endpoint
-                    && ssh.host_keys == old_site.ssh.host_keys;
-                (ssh, learned)
-            }
-            None if same_endpoint => (old_site.ssh.clone(), old.host_key_learned),
-            None => (
-                crate::store::SshSettings {
-                    host_keys: Vec::new(),
-                    platform: old_site.ssh.platform.clone(),
-                },
-                false,
-            ),
-        };
-        site.ssh = ssh;
-        index_tags(tx, &site, true)?;
-        put(
-            tx,
-            &StoredSite {
-                site: site.clone(),
-                password,
-                private_key,
-                host_key_learned,
-            },
-        )?;
-        Ok((site, change))
+        let (stored, change) = replaced(&self.vault, old, input, now)?;
+        if old_site.name != stored.site.name {
+            claim_name(tx, &stored.site.organization, &stored.site.name, id)?;
+            tx.open_table(SITE_NAMES)?
+                .remove((old_site.organization.as_str(), old_site.name.as_str()))?;
+        }
+        index_tags(tx, &old_site, false)?;
+        index_tags(tx, &stored.site, true)?;
+        put(tx, &stored)?;
+        Ok((stored.site, change))
     }
 
     pub fn get_site(&self, id: &str) -> Result<Site, StoreError> {
@@ -514,43 +654,7 @@ impl Store {
     ) -> Result<(Site, Secret, super::Endpoint), StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
-        let endpoint = super::Endpoint::of(&stored);
-        let Some(sealed) = &stored.password else {
-            // A site that logs in with its SSH key needs no password.
-            if stored.private_key.is_some() {
-                return Ok((stored.site, Secret::new(""), endpoint));
-            }
-            return Err(StoreError::PasswordMissing {
-                site: stored.site.id,
-                name: stored.site.name,
-            });
-        };
-        let password = self
-            .vault
-            .open_sealed(&credential_aad(&stored.site), sealed)
-            .map(Secret::new)
-            .ok_or_else(|| StoreError::Decrypt {
-                site: id.to_owned(),
-            })?;
-        Ok((stored.site, password, endpoint))
-    }
-
-    fn seal_private_key(
-        &self,
-        site: &Site,
-        key: &Option<Secret>,
-        passphrase: &Option<Secret>,
-    ) -> Result<Option<Sealed>, StoreError> {
-        let Some(key) = key else {
-            return Ok(None);
-        };
-        let plain = PrivateKey {
-            key: key.expose().to_owned(),
-            passphrase: passphrase.as_ref().map(|p| p.expose().to_owned()),
-        };
-        let json = serde_json::to_string(&plain)
-            .map_err(|e| StoreError::invalid("site", "private_key", e.to_string()))?;
-        Ok(Some(self.vault.seal(&private_key_aad(site), &json)))
+        login(&self.vault, stored)
     }
 
     /// The site's SSH private key and its passphrase, for the host's SSH login; `None`
@@ -561,21 +665,7 @@ impl Store {
     ) -> Result<Option<(Secret, Option<Secret>)>, StoreError> {
         let stored: Option<StoredSite> = self.read(|tx| load(&tx.open_table(SITES)?, KIND, id))?;
         let stored = stored.ok_or_else(|| StoreError::not_found(KIND, id))?;
-        let Some(sealed) = &stored.private_key else {
-            return Ok(None);
-        };
-        let decrypt = || StoreError::Decrypt {
-            site: id.to_owned(),
-        };
-        let json = self
-            .vault
-            .open_sealed(&private_key_aad(&stored.site), sealed)
-            .ok_or_else(decrypt)?;
-        let key: PrivateKey = serde_json::from_str(&json).map_err(|_| decrypt())?;
-        Ok(Some((
-            Secret::new(key.key),
-            key.passphrase.map(Secret::new),
-        )))
+        open_private_key(&self.vault, &stored)
     }
 
     /// Stores `fingerprint` as the site's host key when it has none (trust on first
@@ -590,23 +680,15 @@ impl Store {
     ) -> Result<Result<(), String>, StoreError> {
         self.write(|tx| {
             let mut stored = read_stored_site(tx, id)?;
-            let keys = &stored.site.ssh.host_keys;
-            if keys.iter().any(|k| k == fingerprint) {
-                return Ok(Ok(()));
+            match learn_host_key(&mut stored, fingerprint, now) {
+                Ok(Some(audit)) => {
+                    put(tx, &stored)?;
+                    push_audit(tx, audit)?;
+                    Ok(Ok(()))
+                }
+                Ok(None) => Ok(Ok(())),
+                Err(held) => Ok(Err(held)),
             }
-            if let Some(first) = keys.first() {
-                return Ok(Err(first.clone()));
-            }
-            stored.site.ssh.host_keys.push(fingerprint.to_owned());
-            stored.host_key_learned = true;
-            let site = stored.site.clone();
-            put(tx, &stored)?;
-            let mut audit = site_audit("site.host_key_stored", &site, "engine", false, now);
-            if let serde_json::Value::Object(detail) = &mut audit.detail {
-                detail.insert("host_key".into(), fingerprint.into());
-            }
-            push_audit(tx, audit)?;
-            Ok(Ok(()))
         })
     }
 
@@ -849,7 +931,7 @@ fn unfinished_jobs(tx: &WriteTransaction, id: &str) -> Result<u64, StoreError> {
 
 /// The audit line of a change to a site: what it is now, and whether a password came
 /// with the change; never the password.
-fn site_audit(
+pub(super) fn site_audit(
     action: &str,
     site: &Site,
     actor: &str,
@@ -919,7 +1001,7 @@ fn put(tx: &WriteTransaction, stored: &StoredSite) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn dedup(mut tags: Vec<String>) -> Vec<String> {
+pub(super) fn dedup(mut tags: Vec<String>) -> Vec<String> {
     tags.sort();
     tags.dedup();
     tags

@@ -33,14 +33,21 @@
 //! Layout: `schema` (the versioned migrations, applied once under an advisory lock),
 //! `jobs` (creation, reads, transitions, claims, recovery), `launch` (the ledger),
 //! `leases` (the scheduler lease), `outbox` (events and their delivery), `changes`
-//! (LISTEN/NOTIFY between engines). This module
-//! holds the pool, the one place transactions are opened, and the mapping of client
-//! errors to [`StoreError`].
+//! (LISTEN/NOTIFY between engines), `sites` (sites and their sealed credentials),
+//! `journal` (users and the audit log). This module holds the pool, the credential key,
+//! the one place transactions are opened, and the mapping of client errors to
+//! [`StoreError`].
+//!
+//! Secrets never reach these tables unsealed. Every engine on a database is given the
+//! same credential key ([`CredentialKey`]: a file, or `YARDMASTER_CREDENTIAL_KEY`); the
+//! database keeps a fixed text sealed under the first engine's key, and an engine whose
+//! key does not open it is refused at connect, before it seals anything the others could
+//! not open. Site passwords and private keys are sealed by the same code and under the
+//! same associated data as in the redb store. (Backups and diffs, which the redb store
+//! also seals, are not kept here yet.)
 //!
 //! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
-//! on a network the engines trust. Secrets never reach these tables unsealed: nothing
-//! stored here so far carries one (site credentials, backups and diffs, which the redb
-//! store seals, are not kept here yet).
+//! on a network the engines trust.
 
 /// Runs `$body` (an `async` block that uses `$tx`, the transaction) in one transaction
 /// of `$store` (read committed; the operations lock the rows they change) and commits it;
@@ -93,10 +100,12 @@ macro_rules! transaction {
 
 pub mod changes;
 mod jobs;
+mod journal;
 mod launch;
 mod leases;
 mod outbox;
 mod schema;
+mod sites;
 
 use std::time::Duration;
 
@@ -104,6 +113,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::crypto::{CredentialKey, Sealed, Vault};
 use super::error::{StoreError, postgres_detail};
 
 pub use leases::SCHEDULER_LEASE;
@@ -124,12 +134,16 @@ pub struct PgStore {
     address: String,
     /// How to reach the server, for connections outside the pool (the listener's).
     config: tokio_postgres::Config,
+    /// The credential key every engine on the database shares.
+    vault: Vault,
 }
 
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/database`) and
-    /// applies the migrations it lacks. Refuses a database written by a newer engine.
-    pub async fn connect(url: &str) -> Result<PgStore, StoreError> {
+    /// applies the migrations it lacks. Refuses a database written by a newer engine, and
+    /// a credential key other than the one the database's secrets are sealed under.
+    pub async fn connect(url: &str, key: &CredentialKey) -> Result<PgStore, StoreError> {
+        let vault = Vault::from_source(key)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             StoreError::invalid("store", "url", format!("not a PostgreSQL URL: {e}"))
         })?;
@@ -158,14 +172,56 @@ impl PgStore {
             pool,
             address,
             config,
+            vault,
         };
         store.migrate().await?;
+        store.check_key(key).await?;
         Ok(store)
     }
 
     /// `host:port/database` of the server, for messages.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Refuses `key` unless it opens the check value the database keeps; the first
+    /// engine to connect seals one under its key.
+    async fn check_key(&self, key: &CredentialKey) -> Result<(), StoreError> {
+        let mine = encode(
+            "fact",
+            "credential_key_check",
+            &self.vault.seal(Vault::CHECK, Vault::CHECK),
+        )?;
+        let kept = transaction!(self, "check the credential key", |tx| async {
+            tx.execute(
+                "INSERT INTO store_facts (name, value) VALUES ('credential_key_check', $1)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&mine],
+            )
+            .await
+            .map_err(pg("keep the credential key check"))?;
+            let row = tx
+                .query_one(
+                    "SELECT value FROM store_facts WHERE name = 'credential_key_check'",
+                    &[],
+                )
+                .await
+                .map_err(pg("read the credential key check"))?;
+            col::<String>(&row, 0)
+        })?;
+        let sealed: Sealed = decode("fact", "credential_key_check", &kept)?;
+        if self.vault.opens_check(&sealed) {
+            return Ok(());
+        }
+        Err(StoreError::Key {
+            path: key.describe(),
+            reason: format!(
+                "is not the key the secrets in {} are sealed under: every engine on one \
+                 database needs the same credential key (copy the first engine's key file, \
+                 or set the same YARDMASTER_CREDENTIAL_KEY on each)",
+                self.address
+            ),
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {

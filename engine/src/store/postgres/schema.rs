@@ -14,6 +14,7 @@ use crate::store::error::StoreError;
 const MIGRATIONS: &[(u64, &str)] = &[
     (1, include_str!("migrations/0001_jobs_ledger_leases.sql")),
     (2, include_str!("migrations/0002_outbox.sql")),
+    (3, include_str!("migrations/0003_sites_users_audit.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
