@@ -12,8 +12,8 @@ use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
     AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobError, JobInput,
     JobStatus, JobTransition, Launch, LaunchPlan, OutboxState, Page, Recovery, RollbackGuard,
-    ScheduleInput, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, Store, StoreError,
-    User,
+    ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, Store,
+    StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -132,6 +132,17 @@ trait Conformance {
     ) -> Result<(Vec<Job>, usize), StoreError>;
     async fn list_audit(&self, page: &Page<u64>) -> Result<Vec<AuditEntry>, StoreError>;
     async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
+    async fn create_schedule(&self, input: ScheduleInput) -> Result<ScheduledScript, StoreError>;
+    async fn get_schedule(&self, id: &str) -> Result<ScheduledScript, StoreError>;
+    async fn update_schedule(
+        &self,
+        id: &str,
+        patch: SchedulePatch,
+        by: &str,
+    ) -> Result<ScheduledScript, StoreError>;
+    async fn delete_schedule(&self, id: &str, by: &str) -> Result<(), StoreError>;
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledScript>, StoreError>;
+    async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError>;
     async fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError>;
 }
@@ -209,6 +220,36 @@ macro_rules! same_operations {
         async fn create_user(&self, user: &User) -> Result<bool, StoreError> {
             self.$store.create_user(user)$(.$await)?
         }
+        async fn create_schedule(
+            &self,
+            input: ScheduleInput,
+        ) -> Result<ScheduledScript, StoreError> {
+            self.$store.create_schedule(input, t(0))$(.$await)?
+        }
+        async fn get_schedule(&self, id: &str) -> Result<ScheduledScript, StoreError> {
+            self.$store.get_schedule(id)$(.$await)?
+        }
+        async fn update_schedule(
+            &self,
+            id: &str,
+            patch: SchedulePatch,
+            by: &str,
+        ) -> Result<ScheduledScript, StoreError> {
+            self.$store.update_schedule(id, patch, by, t(20))$(.$await)?
+        }
+        async fn delete_schedule(&self, id: &str, by: &str) -> Result<(), StoreError> {
+            self.$store.delete_schedule(id, by, t(30))$(.$await)?
+        }
+        async fn due_schedules(
+            &self,
+            now: DateTime<Utc>,
+        ) -> Result<Vec<ScheduledScript>, StoreError> {
+            self.$store.due_schedules(now, 100)$(.$await)?
+        }
+        async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+            self.$store
+                .next_due_at(&std::collections::HashSet::new())$(.$await)?
+        }
         async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError> {
             self.$store.get_user(organization, id)$(.$await)?
         }
@@ -222,65 +263,99 @@ macro_rules! same_operations {
 /// another, through the approval workflow; returns the schedule as approved and the
 /// sites' ids.
 fn approved(store: &Store, n: usize) -> (ScheduledScript, Vec<String>) {
-    for id in ["alice", "bob"] {
-        store
-            .put_user(&User {
-                id: id.into(),
-                name: id.into(),
-                email: format!("{id}@example.com"),
-                organization: "org1".into(),
-                created_at: t(0),
-            })
-            .expect("user");
+    for user in approvers() {
+        store.put_user(&user).expect("user");
     }
     let sites: Vec<String> = (0..n)
-        .map(|i| {
-            store
-                .create_site(
-                    SiteInput {
-                        organization: "org1".into(),
-                        name: format!("router-{i:03}"),
-                        address: "127.0.0.1".into(),
-                        port: Some(8728),
-                        transport: "routeros-api".into(),
-                        username: "admin".into(),
-                        password: Some(Secret::new("pw")),
-                        tls: Default::default(),
-                        tags: Vec::new(),
-                        private_key: None,
-                        private_key_passphrase: None,
-                        ssh: None,
-                    },
-                    t(0),
-                )
-                .expect("site")
-                .id
-        })
+        .map(|i| store.create_site(fleet_router(i), t(0)).expect("site").id)
         .collect();
     let schedule = store
-        .create_schedule(
-            ScheduleInput {
-                organization: "org1".into(),
-                description: "bgp peers off".into(),
-                script: ":log info launched".into(),
-                sites: sites.clone(),
-                launch_at: Some(t(3600)),
-                created_by: "alice".into(),
-                ..ScheduleInput::default()
-            },
-            t(0),
-        )
+        .create_schedule(schedule_input(&sites), t(0))
         .expect("schedule");
-    let bob = Principal {
-        user_id: "bob".into(),
-        organization: "org1".into(),
-        scopes: vec![SCOPE_AUTHORIZE.into()],
-    };
-    approval::approve(store, &schedule.id, &bob, None, OrgPolicy::default(), t(1))
-        .expect("approved");
+    approval::approve(
+        store,
+        &schedule.id,
+        &bob(),
+        None,
+        OrgPolicy::default(),
+        t(1),
+    )
+    .expect("approved");
     let schedule = store.get_schedule(&schedule.id).expect("read");
     assert_eq!(schedule.status, ScheduleStatus::Scheduled);
     (schedule, sites)
+}
+
+/// [`approved`] in the PostgreSQL store, through the same approval workflow.
+async fn approved_in(store: &PgStore, n: usize) -> (ScheduledScript, Vec<String>) {
+    for user in approvers() {
+        store.put_user(&user).await.expect("user");
+    }
+    let mut sites = Vec::with_capacity(n);
+    for i in 0..n {
+        let site = store
+            .create_site(fleet_router(i), t(0))
+            .await
+            .expect("site");
+        sites.push(site.id);
+    }
+    let schedule = store
+        .create_schedule(schedule_input(&sites), t(0))
+        .await
+        .expect("schedule");
+    approval::approve_in(
+        store,
+        &schedule.id,
+        &bob(),
+        None,
+        OrgPolicy::default(),
+        t(1),
+    )
+    .await
+    .expect("approved");
+    let schedule = store.get_schedule(&schedule.id).await.expect("read");
+    assert_eq!(schedule.status, ScheduleStatus::Scheduled);
+    (schedule, sites)
+}
+
+/// The schedule's author and its approver.
+fn approvers() -> [User; 2] {
+    ["alice", "bob"].map(|id| User {
+        id: id.into(),
+        name: id.into(),
+        email: format!("{id}@example.com"),
+        organization: "org1".into(),
+        created_at: t(0),
+    })
+}
+
+/// Router `i` of an approved schedule's fleet.
+fn fleet_router(i: usize) -> SiteInput {
+    SiteInput {
+        address: "127.0.0.1".into(),
+        password: Some(Secret::new("pw")),
+        ..router("org1", &format!("router-{i:03}"))
+    }
+}
+
+fn schedule_input(sites: &[String]) -> ScheduleInput {
+    ScheduleInput {
+        organization: "org1".into(),
+        description: "bgp peers off".into(),
+        script: ":log info launched".into(),
+        sites: sites.to_vec(),
+        launch_at: Some(t(3600)),
+        created_by: "alice".into(),
+        ..ScheduleInput::default()
+    }
+}
+
+fn bob() -> Principal {
+    Principal {
+        user_id: "bob".into(),
+        organization: "org1".into(),
+        scopes: vec![SCOPE_AUTHORIZE.into()],
+    }
 }
 
 struct Redb {
@@ -341,8 +416,6 @@ impl Conformance for Redb {
 
 struct Pg {
     store: PgStore,
-    /// Schedules and sites, which the redb store still keeps.
-    schedules: Redb,
     /// The scheduler lease's fencing token, held for the whole test.
     token: u64,
     // Dropped after the store's pool: the server stops once nothing is connected.
@@ -364,7 +437,6 @@ impl Pg {
             .expect("the only engine");
         Pg {
             store,
-            schedules: Redb::open(),
             token,
             _server: server,
         }
@@ -396,11 +468,10 @@ impl Conformance for Pg {
         self.store.recover(ENGINE, now).await
     }
     async fn approved_schedule(&self, n: usize) -> (ScheduledScript, Vec<String>) {
-        approved(&self.schedules.store, n)
+        approved_in(&self.store, n).await
     }
     async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
-        let schedule = self.schedules.store.get_schedule(&plan.schedule_id)?;
-        self.store.launch(plan, &schedule, self.token, now).await
+        self.store.launch(plan, self.token, now).await
     }
     same_operations!(store, await);
 }
@@ -436,6 +507,9 @@ conformance!(
     a_host_key_is_learned_once_and_never_replaced,
     a_sites_jobs_are_paged_newest_first,
     users_belong_to_their_organization,
+    schedule_edits_follow_one_set_of_rules,
+    an_approved_schedule_is_due_and_a_launched_one_cannot_be_deleted,
+    a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -864,6 +938,187 @@ async fn users_belong_to_their_organization(s: &impl Conformance) {
     let gone = s.get_user("org2", "u1").await;
     assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
     assert_eq!(s.get_user("org1", "u1").await.expect("kept").name, "Ana");
+}
+
+async fn schedule_edits_follow_one_set_of_rules(s: &impl Conformance) {
+    let created = s
+        .create_schedule(schedule_input(&["s1".to_owned()]))
+        .await
+        .expect("created");
+    assert_eq!(
+        (created.status, created.version, created.editors.clone()),
+        (ScheduleStatus::Unauthorized, 1, vec!["alice".to_owned()])
+    );
+    let taken = s.create_schedule(schedule_input(&["s2".to_owned()])).await;
+    assert!(
+        matches!(&taken, Err(StoreError::ScheduleNameTaken { name }) if name == "bgp peers off"),
+        "{taken:?}"
+    );
+    let unchanged = s
+        .update_schedule(&created.id, SchedulePatch::default(), "carol")
+        .await
+        .expect("nothing to change");
+    assert_eq!(unchanged, created, "an empty edit writes nothing");
+    let edited = s
+        .update_schedule(
+            &created.id,
+            SchedulePatch {
+                script: Some(":log info edited".into()),
+                ..SchedulePatch::default()
+            },
+            "carol",
+        )
+        .await
+        .expect("edited");
+    assert_eq!(
+        edited.version, 2,
+        "an edit of what is approved counts a version"
+    );
+    assert_eq!(edited.editors, ["alice", "carol"]);
+    assert_eq!(edited.updated_by.as_deref(), Some("carol"));
+    assert_eq!(s.get_schedule(&created.id).await.expect("read"), edited);
+    let renamed = s
+        .update_schedule(
+            &created.id,
+            SchedulePatch {
+                description: Some("bgp peers on".into()),
+                ..SchedulePatch::default()
+            },
+            "dave",
+        )
+        .await
+        .expect("renamed");
+    assert_eq!(
+        renamed.version, 2,
+        "a new name is not what an approval covers"
+    );
+    assert!(!renamed.editors.contains(&"dave".to_owned()));
+    s.create_schedule(schedule_input(&["s3".to_owned()]))
+        .await
+        .expect("the old name is free again");
+    let clash = s
+        .update_schedule(
+            &created.id,
+            SchedulePatch {
+                description: Some("bgp peers off".into()),
+                ..SchedulePatch::default()
+            },
+            "dave",
+        )
+        .await;
+    assert!(
+        matches!(clash, Err(StoreError::ScheduleNameTaken { .. })),
+        "{clash:?}"
+    );
+    let bad = s
+        .update_schedule(
+            &created.id,
+            SchedulePatch {
+                script: Some(" ".into()),
+                ..SchedulePatch::default()
+            },
+            "dave",
+        )
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid { .. })), "{bad:?}");
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "script.created",
+            "script.updated",
+            "script.updated",
+            "script.created"
+        ]
+    );
+    assert_eq!(audit[1].detail["changed"], serde_json::json!(["script"]));
+    s.delete_schedule(&created.id, "alice")
+        .await
+        .expect("deleted");
+    let gone = s.get_schedule(&created.id).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+}
+
+async fn an_approved_schedule_is_due_and_a_launched_one_cannot_be_deleted(s: &impl Conformance) {
+    assert_eq!(s.next_due_at().await.expect("none"), None);
+    let (schedule, sites) = s.approved_schedule(2).await;
+    assert_eq!(s.next_due_at().await.expect("due"), Some(t(3600)));
+    assert!(s.due_schedules(t(3599)).await.expect("early").is_empty());
+    let due = s.due_schedules(t(3600)).await.expect("due");
+    assert_eq!(
+        due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [schedule.id.as_str()]
+    );
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let launch = s
+        .launch(plan(&schedule, 0, &site_refs), t(3600))
+        .await
+        .expect("launched");
+    assert_eq!(launch.created.len(), 2);
+    let now = s.get_schedule(&schedule.id).await.expect("read");
+    assert_eq!(now.status, ScheduleStatus::Launched);
+    assert_eq!(now.started_at, Some(t(3600)));
+    assert!(
+        s.due_schedules(t(99_999))
+            .await
+            .expect("none due")
+            .is_empty()
+    );
+    let refused = s.delete_schedule(&schedule.id, "alice").await;
+    assert!(
+        matches!(&refused, Err(StoreError::ScheduleState { reason, .. }) if reason.contains("cancel it first")),
+        "{refused:?}"
+    );
+    s.get_schedule(&schedule.id).await.expect("still there");
+}
+
+async fn a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept(
+    s: &impl Conformance,
+) {
+    let (schedule, sites) = s.approved_schedule(2).await;
+    // The operator re-points one router after the approval.
+    s.update_site_by(
+        &sites[1],
+        SiteInput {
+            address: "203.0.113.9".into(),
+            password: Some(Secret::new("pw")),
+            ..router("org1", "router-001")
+        },
+    )
+    .await
+    .expect("re-pointed");
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let void = s.launch(plan(&schedule, 0, &site_refs), t(3600)).await;
+    match void {
+        Err(StoreError::ApprovalVoid { id, reasons }) => {
+            assert_eq!(id, schedule.id);
+            assert_eq!(
+                reasons,
+                [format!("site {} changed: address, credentials", sites[1])]
+            );
+        }
+        other => panic!("expected ApprovalVoid, got {other:?}"),
+    }
+    let now = s.get_schedule(&schedule.id).await.expect("read");
+    assert_eq!(
+        now.status,
+        ScheduleStatus::Unauthorized,
+        "the void was kept"
+    );
+    assert_eq!((now.approval, now.next_launch_at), (None, None));
+    assert_eq!(s.next_due_at().await.expect("nothing due"), None);
+    for site in &sites {
+        assert!(
+            s.site_jobs(site, 0, 10).await.expect("jobs").0.is_empty(),
+            "nothing ran"
+        );
+    }
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    assert_eq!(
+        audit.last().map(|a| a.action.as_str()),
+        Some("script.approval_voided")
+    );
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {
@@ -1318,13 +1573,14 @@ async fn migrations_apply_once_even_when_engines_start_together() {
         PgStore::connect(&url, &key)
     );
     let (a, _b, _c) = (a.expect("a"), b.expect("b"), c.expect("c"));
-    assert_eq!(a.schema_versions().await.expect("versions"), vec![1, 2, 3]);
+    let every: Vec<u64> = (1..=yardmaster::store::postgres::SCHEMA_VERSION).collect();
+    assert_eq!(a.schema_versions().await.expect("versions"), every);
     // Connecting again finds nothing to do and loses nothing.
     a.create_job(input("s1", None), t(0)).await.expect("create");
     let d = PgStore::connect(&url, &Postgres::credential_key())
         .await
         .expect("again");
-    assert_eq!(d.schema_versions().await.expect("versions"), vec![1, 2, 3]);
+    assert_eq!(d.schema_versions().await.expect("versions"), every);
     let client = raw(&server).await;
     let jobs: i64 = client
         .query_one("SELECT count(*) FROM jobs", &[])
@@ -1342,7 +1598,7 @@ async fn migrations_apply_once_even_when_engines_start_together() {
         Err(
             e @ StoreError::SchemaTooNew {
                 found: 1000,
-                supported: 3,
+                supported: yardmaster::store::postgres::SCHEMA_VERSION,
                 ..
             },
         ) => {
@@ -1459,8 +1715,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     let b = PgStore::connect(&server.url(), &Postgres::credential_key())
         .await
         .expect("b");
-    let schedules = Redb::open();
-    let (schedule, sites) = approved(&schedules.store, 40);
+    let (schedule, sites) = approved_in(&a, 40).await;
     let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
     let token = a
         .acquire_or_renew("engine-a", LONG)
@@ -1471,8 +1726,8 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     // Two launches of the same occurrence at once (say, a retry racing the first): every
     // site gets exactly one job, and each launch reports the other's.
     let (x, y) = tokio::join!(
-        a.launch(plan(&schedule, 7, &site_refs), &schedule, token, t(3600)),
-        b.launch(plan(&schedule, 7, &site_refs), &schedule, token, t(3600))
+        a.launch(plan(&schedule, 7, &site_refs), token, t(3600)),
+        b.launch(plan(&schedule, 7, &site_refs), token, t(3600))
     );
     let (x, y) = (x.expect("x"), y.expect("y"));
     assert_eq!(
@@ -1513,12 +1768,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
 
     // Again, later, from either engine: nothing new.
     let again = b
-        .launch(
-            plan(&schedule, 7, &site_refs[..3]),
-            &schedule,
-            token,
-            t(3700),
-        )
+        .launch(plan(&schedule, 7, &site_refs[..3]), token, t(3700))
         .await
         .expect("again");
     assert!(again.created.is_empty());
@@ -1532,12 +1782,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     );
     // Another occurrence is another run.
     let next = a
-        .launch(
-            plan(&schedule, 8, &site_refs[..2]),
-            &schedule,
-            token,
-            t(7200),
-        )
+        .launch(plan(&schedule, 8, &site_refs[..2]), token, t(7200))
         .await
         .expect("next");
     assert_eq!(next.created.len(), 2);
@@ -1566,12 +1811,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
 
     // A site the approval did not cover, or another approval, launches nothing.
     let stray = a
-        .launch(
-            plan(&schedule, 9, &["elsewhere"]),
-            &schedule,
-            token,
-            t(9000),
-        )
+        .launch(plan(&schedule, 9, &["elsewhere"]), token, t(9000))
         .await;
     assert!(
         matches!(stray, Err(StoreError::ScheduleState { .. })),
@@ -1580,7 +1820,7 @@ async fn an_occurrence_runs_once_per_site_whichever_engine_launches_it() {
     let mut other = plan(&schedule, 9, &site_refs[..1]);
     other.approval = "approval-0".into();
     assert!(matches!(
-        a.launch(other, &schedule, token, t(9000)).await,
+        a.launch(other, token, t(9000)).await,
         Err(StoreError::ScheduleState { .. })
     ));
     assert!(
@@ -1706,12 +1946,9 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
     );
 
     // Engine a wakes up believing it still launches: its stale token writes nothing.
-    let schedules = Redb::open();
-    let (schedule, sites) = approved(&schedules.store, 1);
+    let (schedule, sites) = approved_in(&b, 1).await;
     let site = sites[0].as_str();
-    let stale = a
-        .launch(plan(&schedule, 0, &[site]), &schedule, first, t(3600))
-        .await;
+    let stale = a.launch(plan(&schedule, 0, &[site]), first, t(3600)).await;
     match stale {
         Err(e @ StoreError::Fenced { .. }) => {
             assert!(
@@ -1728,7 +1965,7 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
             .is_none()
     );
     let launched = b
-        .launch(plan(&schedule, 0, &[site]), &schedule, second, t(3600))
+        .launch(plan(&schedule, 0, &[site]), second, t(3600))
         .await
         .expect("the holder launches");
     assert_eq!(launched.created.len(), 1);

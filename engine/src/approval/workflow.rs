@@ -198,6 +198,75 @@ pub fn approve(
     now: DateTime<Utc>,
 ) -> Result<Approved, ApprovalError> {
     let current = load(store, schedule_id, approver)?;
+    check_approver(&current, approver, policy)?;
+    let binding = store
+        .approval_binding(&current)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    let approval = Approval::prepare(&current, approver, token, binding, now)?;
+    let decided = store
+        .authorize_schedule(
+            schedule_id,
+            &approver.user_id,
+            &approval.hash,
+            policy.allow_self_approval,
+            Some(approval.next_launch_at),
+            approval.token_digest.as_deref(),
+            approval.decision.clone(),
+            now,
+        )
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    approval.outcome(decided)
+}
+
+/// [`approve`] on the PostgreSQL store: the same checks, decision and outcome, with the
+/// approval committed by [`PgStore::authorize_schedule`] under the same rules.
+pub async fn approve_in(
+    store: &crate::store::postgres::PgStore,
+    schedule_id: &str,
+    approver: &Principal,
+    token: Option<&str>,
+    policy: OrgPolicy,
+    now: DateTime<Utc>,
+) -> Result<Approved, ApprovalError> {
+    let current = match store.get_schedule(schedule_id).await {
+        Ok(s) if s.organization == approver.organization => s,
+        Ok(_) => {
+            return Err(ApprovalError::NotFound {
+                id: schedule_id.to_owned(),
+            });
+        }
+        Err(e) => return Err(ApprovalError::from_store(schedule_id, e)),
+    };
+    check_approver(&current, approver, policy)?;
+    let binding = store
+        .approval_binding(&current)
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    let approval = Approval::prepare(&current, approver, token, binding, now)?;
+    let decided = store
+        .authorize_schedule(
+            schedule_id,
+            &approver.user_id,
+            &approval.hash,
+            policy.allow_self_approval,
+            Some(approval.next_launch_at),
+            approval.token_digest.as_deref(),
+            approval.decision.clone(),
+            now,
+        )
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    approval.outcome(decided)
+}
+
+/// Whether `approver` may approve `current` as it was read: the scope, the status, the
+/// self-approval policy and the lint policy. The store checks the same again against the
+/// schedule it commits.
+fn check_approver(
+    current: &ScheduledScript,
+    approver: &Principal,
+    policy: OrgPolicy,
+) -> Result<(), ApprovalError> {
     if !approver.has_scope(SCOPE_AUTHORIZE) {
         return Err(ApprovalError::Forbidden {
             scope: SCOPE_AUTHORIZE,
@@ -205,106 +274,124 @@ pub fn approve(
     }
     if current.status != ScheduleStatus::Unauthorized {
         return Err(conflict(
-            schedule_id,
+            &current.id,
             format!(
                 "is {}; only an unauthorized schedule can be approved",
                 status_name(current.status)
             ),
         ));
     }
-    let own_work =
-        current.created_by == approver.user_id || current.editors.contains(&approver.user_id);
-    if own_work && !policy.allow_self_approval {
+    if shaped_by(current, approver) && !policy.allow_self_approval {
         return Err(ApprovalError::SelfApproval);
     }
-    // The binding computed below covers the script and the acknowledged list, and the
+    // The binding computed next covers the script and the acknowledged list, and the
     // store refuses the approval if either changed since this read: checking them here
     // checks what is approved.
     crate::lint::policy::check(&current.script, &current.acknowledged_risks)
-        .map_err(ApprovalError::Policy)?;
-    let (approval, targets) = store
-        .approval_binding(&current)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    let next_launch_at = next_launch(&current, now)?;
+        .map(drop)
+        .map_err(ApprovalError::Policy)
+}
 
-    let via = if token.is_some() { "link" } else { "scope" };
-    let audit = AuditInput {
-        at: now,
-        organization: current.organization.clone(),
-        actor: approver.user_id.clone(),
-        action: EVENT_AUTHORIZED.into(),
-        target: current.id.clone(),
-        detail: json!({
+fn shaped_by(current: &ScheduledScript, approver: &Principal) -> bool {
+    current.created_by == approver.user_id || current.editors.contains(&approver.user_id)
+}
+
+/// An approval as the approver asks for it, before the store decides.
+struct Approval {
+    hash: String,
+    next_launch_at: DateTime<Utc>,
+    token_digest: Option<String>,
+    decision: Decision,
+}
+
+impl Approval {
+    /// The approval of `current` under `binding` (its hash and targets as resolved now),
+    /// with the decision's audit line and event.
+    fn prepare(
+        current: &ScheduledScript,
+        approver: &Principal,
+        token: Option<&str>,
+        (approval, targets): (String, crate::store::Targets),
+        now: DateTime<Utc>,
+    ) -> Result<Approval, ApprovalError> {
+        let next_launch_at = next_launch(current, now)?;
+        let via = if token.is_some() { "link" } else { "scope" };
+        let audit = AuditInput {
+            at: now,
+            organization: current.organization.clone(),
+            actor: approver.user_id.clone(),
+            action: EVENT_AUTHORIZED.into(),
+            target: current.id.clone(),
+            detail: json!({
+                "approval": approval,
+                "version": current.version,
+                "editors": current.editors,
+                "sites": targets.sites,
+                "via": via,
+                "self_approval": shaped_by(current, approver),
+                "next_launch_at": next_launch_at,
+            }),
+        };
+        let payload = json!({
+            "schedule_id": current.id,
+            "organization": current.organization,
+            "description": current.description,
+            "created_by": current.created_by,
+            "authorized_by": approver.user_id,
+            "authorized_at": now,
             "approval": approval,
             "version": current.version,
-            "editors": current.editors,
-            "sites": targets.sites,
-            "via": via,
-            "self_approval": own_work,
+            "sites": targets.sites.len(),
             "next_launch_at": next_launch_at,
-        }),
-    };
-    let payload = json!({
-        "schedule_id": current.id,
-        "organization": current.organization,
-        "description": current.description,
-        "created_by": current.created_by,
-        "authorized_by": approver.user_id,
-        "authorized_at": now,
-        "approval": approval,
-        "version": current.version,
-        "sites": targets.sites.len(),
-        "next_launch_at": next_launch_at,
-        "notify": current.notify,
-    });
-    let decision = Decision {
-        audit,
-        event: EVENT_AUTHORIZED,
-        payload,
-    };
-    let token_digest = token.map(digest);
-    let schedule = match store
-        .authorize_schedule(
-            schedule_id,
-            &approver.user_id,
-            &approval,
-            policy.allow_self_approval,
-            Some(next_launch_at),
-            token_digest.as_deref(),
-            decision,
-            now,
-        )
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?
-    {
-        Ok(schedule) => schedule,
-        Err(Refusal::OwnWork) => return Err(ApprovalError::SelfApproval),
-        Err(Refusal::Token(TokenRejection::Expired)) => return Err(ApprovalError::ExpiredToken),
-        Err(Refusal::Token(TokenRejection::Used)) => {
-            return Err(ApprovalError::InvalidToken {
-                reason: "it has already been used",
-            });
-        }
-        Err(Refusal::Token(TokenRejection::Stale)) => {
-            return Err(ApprovalError::InvalidToken {
-                reason: "the scheduled script or one of its target sites changed after the link was sent; request authorization again",
-            });
-        }
-        Err(Refusal::Token(TokenRejection::NotRecipient)) => {
-            return Err(ApprovalError::InvalidToken {
-                reason: "it was sent to another user; only its recipient may approve with it",
-            });
-        }
-        Err(Refusal::Token(TokenRejection::Unknown)) => {
-            return Err(ApprovalError::InvalidToken {
-                reason: "it does not belong to this scheduled script",
-            });
-        }
-    };
-    Ok(Approved {
-        schedule,
-        next_launch_at,
-        via_link: token.is_some(),
-    })
+            "notify": current.notify,
+        });
+        Ok(Approval {
+            hash: approval,
+            next_launch_at,
+            token_digest: token.map(digest),
+            decision: Decision {
+                audit,
+                event: EVENT_AUTHORIZED,
+                payload,
+            },
+        })
+    }
+
+    /// What the approver is told of the store's decision.
+    fn outcome(self, decided: Result<ScheduledScript, Refusal>) -> Result<Approved, ApprovalError> {
+        let schedule = match decided {
+            Ok(schedule) => schedule,
+            Err(Refusal::OwnWork) => return Err(ApprovalError::SelfApproval),
+            Err(Refusal::Token(TokenRejection::Expired)) => {
+                return Err(ApprovalError::ExpiredToken);
+            }
+            Err(Refusal::Token(TokenRejection::Used)) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "it has already been used",
+                });
+            }
+            Err(Refusal::Token(TokenRejection::Stale)) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "the scheduled script or one of its target sites changed after the link was sent; request authorization again",
+                });
+            }
+            Err(Refusal::Token(TokenRejection::NotRecipient)) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "it was sent to another user; only its recipient may approve with it",
+                });
+            }
+            Err(Refusal::Token(TokenRejection::Unknown)) => {
+                return Err(ApprovalError::InvalidToken {
+                    reason: "it does not belong to this scheduled script",
+                });
+            }
+        };
+        Ok(Approved {
+            schedule,
+            next_launch_at: self.next_launch_at,
+            via_link: self.token_digest.is_some(),
+        })
+    }
 }
 
 /// Cancels a schedule that has not finished; a launched one stops before its unstarted

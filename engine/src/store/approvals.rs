@@ -88,26 +88,43 @@ pub(crate) fn use_approval_token(
         Some(bytes) => Some(decode(KIND, schedule_id, bytes.value())?),
         None => None,
     };
+    let token = match spend_token(found, schedule_id, approval, by, now) {
+        Ok(token) => token,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    tokens.insert(digest, encode(KIND, schedule_id, &token)?.as_slice())?;
+    Ok(Ok(token))
+}
+
+/// The token `found` (under the presented digest) marked used by `by`, when it approves
+/// `schedule_id` at `approval`; otherwise why not. The same rule in either store, which
+/// writes the token back only when it approves.
+pub(crate) fn spend_token(
+    found: Option<ApprovalToken>,
+    schedule_id: &str,
+    approval: &str,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<ApprovalToken, TokenRejection> {
     let mut token = match found {
         Some(t) if t.schedule_id == schedule_id => t,
-        _ => return Ok(Err(TokenRejection::Unknown)),
+        _ => return Err(TokenRejection::Unknown),
     };
     if token.recipient.as_deref() != Some(by) {
-        return Ok(Err(TokenRejection::NotRecipient));
+        return Err(TokenRejection::NotRecipient);
     }
     if token.used_at.is_some() {
-        return Ok(Err(TokenRejection::Used));
+        return Err(TokenRejection::Used);
     }
     if now >= token.expires_at {
-        return Ok(Err(TokenRejection::Expired));
+        return Err(TokenRejection::Expired);
     }
     if token.approval != approval {
-        return Ok(Err(TokenRejection::Stale));
+        return Err(TokenRejection::Stale);
     }
     token.used_at = Some(now);
     token.used_by = Some(by.to_owned());
-    tokens.insert(digest, encode(KIND, schedule_id, &token)?.as_slice())?;
-    Ok(Ok(token))
+    Ok(token)
 }
 
 impl Store {

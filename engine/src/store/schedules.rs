@@ -139,137 +139,18 @@ impl Store {
     ) -> Result<ScheduledScript, StoreError> {
         self.write_launches(|tx| {
             let old = get(tx, id)?;
-            if !matches!(
-                old.status,
-                ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
-            ) {
-                return Err(state(
-                    id,
-                    format!("cannot be edited once {:?}", old.status).to_lowercase(),
-                ));
-            }
-            let mut new = old.clone();
-            let SchedulePatch {
-                description,
-                script,
-                sites,
-                tags,
-                excluded_sites,
-                launch_at,
-                recurrence,
-                make_backup,
-                abort_if_offline,
-                test_site_id,
-                notify,
-                summary,
-                missed_runs,
-                rollout,
-                acknowledged_risks,
-                rollback_after_secs,
-            } = patch;
-            if let Some(v) = description {
-                new.description = v;
-            }
-            if let Some(v) = script {
-                if v != new.script {
-                    new.origin = None;
-                }
-                new.script = v;
-            }
-            if let Some(v) = sites {
-                new.sites = v;
-            }
-            if let Some(v) = tags {
-                new.tags = v;
-            }
-            if let Some(v) = excluded_sites {
-                new.excluded_sites = v;
-            }
-            if let Some(v) = launch_at {
-                new.launch_at = v;
-            }
-            if let Some(v) = recurrence {
-                new.recurrence = v;
-            }
-            if let Some(v) = make_backup {
-                new.make_backup = v;
-            }
-            if let Some(v) = abort_if_offline {
-                new.abort_if_offline = v;
-            }
-            if let Some(v) = test_site_id {
-                new.test_site_id = v;
-            }
-            if let Some(v) = notify {
-                new.notify = v;
-            }
-            if let Some(v) = summary {
-                new.summary = v;
-            }
-            if let Some(v) = missed_runs {
-                new.missed_runs = v;
-            }
-            if let Some(v) = rollout {
-                new.rollout = v;
-            }
-            if let Some(mut v) = acknowledged_risks {
-                crate::lint::policy::normalize(&mut v);
-                new.acknowledged_risks = v;
-            }
-            if let Some(v) = rollback_after_secs {
-                new.rollback_after_secs = v;
-            }
-            as_input(&new).validate()?;
-            let changed = changed_fields(&old, &new);
-            if changed.is_empty() {
+            let Some((new, audit)) = patched(&old, patch, by, now)? else {
                 return Ok(old);
-            }
+            };
             if old.script != new.script {
-                // The summary was of the old script: a new one is written for this one.
-                new.summary = None;
                 super::queue_summary(tx, super::SummaryOf::Schedule, &new.id, &new.script, now)?;
             }
-            // The lint policy is checked on the edited schedule whenever the script or
-            // its acknowledged risks change, in this transaction, so two edits racing
-            // each other cannot together leave a risk unacknowledged. Other edits leave
-            // a schedule written before the policy as it is; approving it checks it.
-            if changed
-                .iter()
-                .any(|f| matches!(*f, "script" | "acknowledged_risks"))
-            {
-                crate::lint::policy::check(&new.script, &new.acknowledged_risks)?;
-            }
-            let binding_changed = changed.iter().any(|f| BOUND_FIELDS.contains(f));
-            if binding_changed {
-                void_approval(&mut new);
-                new.version = old.version.saturating_add(1).max(2);
-                if !new.editors.iter().any(|e| e == by) {
-                    new.editors.push(by.to_owned());
-                }
-            }
-            new.updated_by = Some(by.to_owned());
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: new.organization.clone(),
-                    actor: by.to_owned(),
-                    action: AUDIT_UPDATED.into(),
-                    target: id.to_owned(),
-                    detail: json!({
-                        "changed": changed,
-                        "version": new.version,
-                        "deauthorized": binding_changed && old.status != ScheduleStatus::Unauthorized,
-                        "script_sha256": script_digest(&new.script),
-                    }),
-                },
-            )?;
+            push_audit(tx, audit)?;
             if new.description != old.description {
                 claim_name(tx, &new.organization, &new.description, id)?;
                 tx.open_table(SCHEDULE_NAMES)?
                     .remove((old.organization.as_str(), old.description.as_str()))?;
             }
-            new.updated_at = now;
             save(tx, Some(&old), &new)?;
             Ok(new)
         })
@@ -349,32 +230,17 @@ impl Store {
     ) -> Result<Result<ScheduledScript, Refusal>, StoreError> {
         self.write_launches(|tx| {
             let old = get(tx, id)?;
-            if old.status != ScheduleStatus::Unauthorized {
-                return Err(state(id, "only an unauthorized schedule can be authorized"));
-            }
-            if !allow_self_approval && shaped_by(&old, by) {
-                return Ok(Err(Refusal::OwnWork));
-            }
             let targets = resolve_in(tx, &old)?;
-            if crate::approval::approval_hash(&old, &targets) != approval {
-                return Err(state(
-                    id,
-                    "it or one of its target sites changed while it was being approved; review it again",
-                ));
+            if let Err(refusal) = may_authorize(&old, by, approval, allow_self_approval, &targets)?
+            {
+                return Ok(Err(refusal));
             }
             if let Some(digest) = token
                 && let Err(rejection) = use_approval_token(tx, digest, id, approval, by, now)?
             {
                 return Ok(Err(Refusal::Token(rejection)));
             }
-            let mut new = old.clone();
-            new.status = ScheduleStatus::Scheduled;
-            new.authorized_at = Some(now);
-            new.authorized_by = Some(by.to_owned());
-            new.approval = Some(approval.to_owned());
-            new.approved_targets = Some(targets);
-            new.next_launch_at = next_launch_at;
-            new.updated_at = now;
+            let new = authorized(&old, by, approval, targets, next_launch_at, now);
             save(tx, Some(&old), &new)?;
             decision.write(tx, now)?;
             Ok(Ok(new))
@@ -434,27 +300,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.write_launches(|tx| {
             let old = get(tx, id)?;
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: old.organization.clone(),
-                    actor: by.to_owned(),
-                    action: AUDIT_DELETED.into(),
-                    target: id.to_owned(),
-                    detail: json!({
-                        "description": old.description,
-                        "status": old.status,
-                        "version": old.version,
-                    }),
-                },
-            )?;
-            if old.status == ScheduleStatus::Launched {
-                return Err(state(
-                    id,
-                    "cannot be deleted while launched; cancel it first",
-                ));
-            }
+            push_audit(tx, deletion_audit(&old, by, now)?)?;
             unindex_due(tx, &old)?;
             super::listing::reindex(tx, Some(&old), None)?;
             tx.open_table(SCHEDULE_NAMES)?
@@ -540,34 +386,17 @@ impl Store {
         }
         self.write(|tx| {
             let old = get(tx, &plan.schedule_id)?;
-            if !matches!(old.status, ScheduleStatus::Scheduled | ScheduleStatus::Launched) {
-                return Err(state(&plan.schedule_id, format!("is {:?}, not scheduled", old.status).to_lowercase()));
-            }
-            if old.approval.as_deref() != Some(plan.approval.as_str()) {
-                return Err(state(&plan.schedule_id, "its approval does not cover this launch"));
-            }
             // What the approval covered is checked again here, in the transaction that
             // creates the jobs: the targets as they resolve now, each reached as it was.
             let targets = resolve_in(tx, &old)?;
-            if crate::approval::approval_hash(&old, &targets) != plan.approval {
+            if !still_approved(&old, &plan, &targets)? {
                 return Ok(Err(void_at_launch(tx, &old, &targets, now)?));
-            }
-            let covered = |site: &String| {
-                targets.sites.contains(site) || old.test_site_id.as_ref() == Some(site)
-            };
-            if let Some(site) = plan.sites.iter().find(|s| !covered(s)) {
-                return Err(state(
-                    &plan.schedule_id,
-                    format!("site {site} is not among the targets its approval covers"),
-                ));
             }
             let run_key = (plan.schedule_id.as_str(), plan.occurrence);
             let mut run = match tx.open_table(RUNS)?.get(run_key)? {
                 Some(bytes) => decode("run", &plan.schedule_id, bytes.value())?,
                 None => Run::launched(&plan.schedule_id, plan.occurrence, plan.scheduled_for, now),
             };
-            let origin = JobOrigin { schedule_id: plan.schedule_id.clone(), occurrence: plan.occurrence };
-            let description: String = old.description.chars().take(MAX_JOB_DESCRIPTION_CHARS).collect();
             let mut seq = take_seq(tx, META_JOB_SEQ, 0)?;
             let mut created = Vec::new();
             let mut already = Vec::new();
@@ -584,26 +413,7 @@ impl Store {
                         already.push((site.clone(), jobs.get(job_seq)?.id));
                         continue;
                     }
-                    let input = JobInput {
-                        organization: old.organization.clone(),
-                        site_id: site.clone(),
-                        request_id: None,
-                        idempotency_key: None,
-                        description: description.clone(),
-                        script: old.script.clone(),
-                        make_backup: old.make_backup,
-                        express_execute: true,
-                        needs_acknowledgement: true,
-                        notify_url: None,
-                        rollback_after_secs: old.rollback_after_secs,
-                        script_origin: None,
-                    };
-                    let mut job = new_job(input, seq, Some(origin.clone()), now);
-                    job.endpoint = targets
-                        .endpoints
-                        .iter()
-                        .find(|e| e.site_id == site)
-                        .map(Endpoint::digest);
+                    let job = launch_job(&old, &plan, &targets, &site, seq, now);
                     seq += 1;
                     jobs.insert(&job)?;
                     ledger.insert(key, job.seq_id)?;
@@ -613,28 +423,17 @@ impl Store {
             }
             set_job_seq(tx, seq - 1)?;
             let added = created.len() as u64;
-            run.total += added;
-            run.pending += added;
-            run.awaiting_batches = plan.more_batches;
-            let mut new = old.clone();
-            new.status = ScheduleStatus::Launched;
-            new.started_at = old.started_at.or(Some(now));
-            new.next_launch_at = plan.next_launch_at;
-            new.updated_at = now;
-            if run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none() {
-                finish_run(&mut run, &mut new, now);
-            }
+            let new = launched(&old, &mut run, &plan, added, now);
             put_run(tx, &run)?;
             save(tx, Some(&old), &new)?;
             if added > 0 {
-                push_event(
-                    tx,
-                    "script.launched",
-                    json!({"schedule_id": plan.schedule_id, "occurrence": plan.occurrence, "jobs": added}),
-                    now,
-                )?;
+                push_event(tx, EVENT_LAUNCHED, launched_payload(&plan, added), now)?;
             }
-            Ok(Ok(Launch { run, created, already_launched: already }))
+            Ok(Ok(Launch {
+                run,
+                created,
+                already_launched: already,
+            }))
         })?
         .map_err(|reasons| StoreError::ApprovalVoid {
             id: plan.schedule_id.clone(),
@@ -723,6 +522,241 @@ impl Store {
             Ok(Some(job.id))
         })
     }
+}
+
+/// `old` with `patch` applied by user `by`, and the edit's audit line; `None` when the
+/// patch changes nothing. The same rules in either store: changing what an approval
+/// covers returns the schedule to `unauthorized`, counts a new version and makes `by`
+/// one of its editors; a changed script drops the summary (the caller queues a new one);
+/// the lint policy is checked whenever the script or its acknowledged risks change.
+pub(super) fn patched(
+    old: &ScheduledScript,
+    patch: SchedulePatch,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<(ScheduledScript, AuditInput)>, StoreError> {
+    let id = old.id.as_str();
+    if !matches!(
+        old.status,
+        ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
+    ) {
+        return Err(state(
+            &old.id,
+            format!("cannot be edited once {:?}", old.status).to_lowercase(),
+        ));
+    }
+    let mut new = old.clone();
+    let SchedulePatch {
+        description,
+        script,
+        sites,
+        tags,
+        excluded_sites,
+        launch_at,
+        recurrence,
+        make_backup,
+        abort_if_offline,
+        test_site_id,
+        notify,
+        summary,
+        missed_runs,
+        rollout,
+        acknowledged_risks,
+        rollback_after_secs,
+    } = patch;
+    if let Some(v) = description {
+        new.description = v;
+    }
+    if let Some(v) = script {
+        if v != new.script {
+            new.origin = None;
+        }
+        new.script = v;
+    }
+    if let Some(v) = sites {
+        new.sites = v;
+    }
+    if let Some(v) = tags {
+        new.tags = v;
+    }
+    if let Some(v) = excluded_sites {
+        new.excluded_sites = v;
+    }
+    if let Some(v) = launch_at {
+        new.launch_at = v;
+    }
+    if let Some(v) = recurrence {
+        new.recurrence = v;
+    }
+    if let Some(v) = make_backup {
+        new.make_backup = v;
+    }
+    if let Some(v) = abort_if_offline {
+        new.abort_if_offline = v;
+    }
+    if let Some(v) = test_site_id {
+        new.test_site_id = v;
+    }
+    if let Some(v) = notify {
+        new.notify = v;
+    }
+    if let Some(v) = summary {
+        new.summary = v;
+    }
+    if let Some(v) = missed_runs {
+        new.missed_runs = v;
+    }
+    if let Some(v) = rollout {
+        new.rollout = v;
+    }
+    if let Some(mut v) = acknowledged_risks {
+        crate::lint::policy::normalize(&mut v);
+        new.acknowledged_risks = v;
+    }
+    if let Some(v) = rollback_after_secs {
+        new.rollback_after_secs = v;
+    }
+    as_input(&new).validate()?;
+    let changed = changed_fields(old, &new);
+    if changed.is_empty() {
+        return Ok(None);
+    }
+    if old.script != new.script {
+        // The summary was of the old script: a new one is written for this one.
+        new.summary = None;
+    }
+    // The lint policy is checked on the edited schedule whenever the script or
+    // its acknowledged risks change, in this transaction, so two edits racing
+    // each other cannot together leave a risk unacknowledged. Other edits leave
+    // a schedule written before the policy as it is; approving it checks it.
+    if changed
+        .iter()
+        .any(|f| matches!(*f, "script" | "acknowledged_risks"))
+    {
+        crate::lint::policy::check(&new.script, &new.acknowledged_risks)?;
+    }
+    let binding_changed = changed.iter().any(|f| BOUND_FIELDS.contains(f));
+    if binding_changed {
+        void_approval(&mut new);
+        new.version = old.version.saturating_add(1).max(2);
+        if !new.editors.iter().any(|e| e == by) {
+            new.editors.push(by.to_owned());
+        }
+    }
+    new.updated_by = Some(by.to_owned());
+    let audit = AuditInput {
+        at: now,
+        organization: new.organization.clone(),
+        actor: by.to_owned(),
+        action: AUDIT_UPDATED.into(),
+        target: id.to_owned(),
+        detail: json!({
+            "changed": changed,
+            "version": new.version,
+            "deauthorized": binding_changed && old.status != ScheduleStatus::Unauthorized,
+            "script_sha256": script_digest(&new.script),
+        }),
+    };
+    new.updated_at = now;
+    Ok(Some((new, audit)))
+}
+
+/// Whether `by` may authorize `old` under `approval`, given its targets as they resolve
+/// in the deciding transaction: an error when it is not unauthorized or its binding moved
+/// since the caller computed `approval`; `Refusal::OwnWork` when `by` shaped it and
+/// self-approval is not allowed.
+pub(super) fn may_authorize(
+    old: &ScheduledScript,
+    by: &str,
+    approval: &str,
+    allow_self_approval: bool,
+    targets: &Targets,
+) -> Result<Result<(), Refusal>, StoreError> {
+    if old.status != ScheduleStatus::Unauthorized {
+        return Err(state(
+            &old.id,
+            "only an unauthorized schedule can be authorized",
+        ));
+    }
+    if !allow_self_approval && shaped_by(old, by) {
+        return Ok(Err(Refusal::OwnWork));
+    }
+    if crate::approval::approval_hash(old, targets) != approval {
+        return Err(state(
+            &old.id,
+            "it or one of its target sites changed while it was being approved; review it again",
+        ));
+    }
+    Ok(Ok(()))
+}
+
+/// `old` authorized by `by` under `approval` and the targets it covers, due at
+/// `next_launch_at`.
+pub(super) fn authorized(
+    old: &ScheduledScript,
+    by: &str,
+    approval: &str,
+    targets: Targets,
+    next_launch_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> ScheduledScript {
+    let mut new = old.clone();
+    new.status = ScheduleStatus::Scheduled;
+    new.authorized_at = Some(now);
+    new.authorized_by = Some(by.to_owned());
+    new.approval = Some(approval.to_owned());
+    new.approved_targets = Some(targets);
+    new.next_launch_at = next_launch_at;
+    new.updated_at = now;
+    new
+}
+
+/// The audit line of a new schedule (`schedule.created`).
+pub(super) fn created_audit(schedule: &ScheduledScript) -> AuditInput {
+    AuditInput {
+        at: schedule.created_at,
+        organization: schedule.organization.clone(),
+        actor: schedule.created_by.clone(),
+        action: AUDIT_CREATED.into(),
+        target: schedule.id.clone(),
+        detail: json!({
+            "description": schedule.description,
+            "version": schedule.version,
+            "script_sha256": script_digest(&schedule.script),
+            "sites": schedule.sites,
+            "tags": schedule.tags,
+            "excluded_sites": schedule.excluded_sites,
+            "test_site_id": schedule.test_site_id,
+            "acknowledged_risks": schedule.acknowledged_risks,
+        }),
+    }
+}
+
+/// The audit line of a deletion by `by` (`schedule.deleted`); a launched schedule is
+/// refused: it is cancelled first.
+pub(super) fn deletion_audit(
+    old: &ScheduledScript,
+    by: &str,
+    now: DateTime<Utc>,
+) -> Result<AuditInput, StoreError> {
+    if old.status == ScheduleStatus::Launched {
+        return Err(state(
+            &old.id,
+            "cannot be deleted while launched; cancel it first",
+        ));
+    }
+    Ok(AuditInput {
+        at: now,
+        organization: old.organization.clone(),
+        actor: by.to_owned(),
+        action: AUDIT_DELETED.into(),
+        target: old.id.clone(),
+        detail: json!({
+            "description": old.description,
+            "status": old.status,
+            "version": old.version,
+        }),
+    })
 }
 
 /// Counts a finished job of a run, and settles the run (and a schedule with no further
@@ -973,6 +1007,27 @@ fn void_at_launch(
     now_targets: &Targets,
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
+    let void = voided(old, now_targets, now);
+    save(tx, Some(old), &void.schedule)?;
+    push_audit(tx, void.audit)?;
+    push_event(tx, EVENT_APPROVAL_VOIDED, void.event, now)?;
+    Ok(void.reasons)
+}
+
+/// A schedule whose approval a launch found void, as either store writes it.
+pub(super) struct Voided {
+    /// Back to `unauthorized`, its approval and next launch gone.
+    pub(super) schedule: ScheduledScript,
+    /// How the targets differ from those approved, in words an approver can act on.
+    pub(super) reasons: Vec<String>,
+    pub(super) audit: AuditInput,
+    /// The payload of the [`EVENT_APPROVAL_VOIDED`] event, naming whoever approved it
+    /// and its recipients.
+    pub(super) event: serde_json::Value,
+}
+
+/// What voiding `old`'s approval writes, given the targets found at launch.
+pub(super) fn voided(old: &ScheduledScript, now_targets: &Targets, now: DateTime<Utc>) -> Voided {
     let mut reasons = match &old.approved_targets {
         Some(approved) => targets::differences(approved, now_targets),
         None => Vec::new(),
@@ -980,42 +1035,148 @@ fn void_at_launch(
     if reasons.is_empty() {
         reasons.push("what runs is no longer what was approved".to_owned());
     }
-    let mut new = old.clone();
-    void_approval(&mut new);
-    new.updated_at = now;
-    save(tx, Some(old), &new)?;
+    let mut schedule = old.clone();
+    void_approval(&mut schedule);
+    schedule.updated_at = now;
     let mut recipients: Vec<String> = old.authorized_by.iter().cloned().collect();
     for user in &old.notify {
         if !recipients.contains(user) {
             recipients.push(user.clone());
         }
     }
-    push_audit(
-        tx,
-        AuditInput {
-            at: now,
-            organization: old.organization.clone(),
-            actor: "engine".into(),
-            action: EVENT_APPROVAL_VOIDED.into(),
-            target: old.id.clone(),
-            detail: json!({"approval": old.approval, "reasons": reasons}),
-        },
-    )?;
-    push_event(
-        tx,
-        EVENT_APPROVAL_VOIDED,
-        json!({
-            "schedule_id": old.id,
-            "organization": old.organization,
-            "description": old.description,
-            "authorized_by": old.authorized_by,
-            "approval": old.approval,
-            "reasons": reasons,
-            "recipients": recipients,
-        }),
-        now,
-    )?;
-    Ok(reasons)
+    let audit = AuditInput {
+        at: now,
+        organization: old.organization.clone(),
+        actor: "engine".into(),
+        action: EVENT_APPROVAL_VOIDED.into(),
+        target: old.id.clone(),
+        detail: json!({"approval": old.approval, "reasons": reasons}),
+    };
+    let event = json!({
+        "schedule_id": old.id,
+        "organization": old.organization,
+        "description": old.description,
+        "authorized_by": old.authorized_by,
+        "approval": old.approval,
+        "reasons": reasons,
+        "recipients": recipients,
+    });
+    Voided {
+        schedule,
+        reasons,
+        audit,
+        event,
+    }
+}
+
+/// Whether `plan` may launch `old` with the targets as they resolve now: `false` when
+/// they no longer hash to its approval (the caller voids it); an error when the schedule
+/// is not scheduled, the plan carries another approval, or names a site the approval
+/// does not cover. The same checks in either store, in the transaction that launches.
+pub(super) fn still_approved(
+    old: &ScheduledScript,
+    plan: &LaunchPlan,
+    targets: &Targets,
+) -> Result<bool, StoreError> {
+    if !matches!(
+        old.status,
+        ScheduleStatus::Scheduled | ScheduleStatus::Launched
+    ) {
+        return Err(state(
+            &plan.schedule_id,
+            format!("is {:?}, not scheduled", old.status).to_lowercase(),
+        ));
+    }
+    if old.approval.as_deref() != Some(plan.approval.as_str()) {
+        return Err(state(
+            &plan.schedule_id,
+            "its approval does not cover this launch",
+        ));
+    }
+    if crate::approval::approval_hash(old, targets) != plan.approval {
+        return Ok(false);
+    }
+    let covered =
+        |site: &String| targets.sites.contains(site) || old.test_site_id.as_ref() == Some(site);
+    if let Some(site) = plan.sites.iter().find(|s| !covered(s)) {
+        return Err(state(
+            &plan.schedule_id,
+            format!("site {site} is not among the targets its approval covers"),
+        ));
+    }
+    Ok(true)
+}
+
+/// The job a launch of `schedule` creates on `site`, numbered `seq`, bound to the
+/// endpoint the approval covered.
+pub(super) fn launch_job(
+    schedule: &ScheduledScript,
+    plan: &LaunchPlan,
+    targets: &Targets,
+    site: &str,
+    seq: u64,
+    now: DateTime<Utc>,
+) -> Job {
+    let input = JobInput {
+        organization: schedule.organization.clone(),
+        site_id: site.to_owned(),
+        request_id: None,
+        idempotency_key: None,
+        description: schedule
+            .description
+            .chars()
+            .take(MAX_JOB_DESCRIPTION_CHARS)
+            .collect(),
+        script: schedule.script.clone(),
+        make_backup: schedule.make_backup,
+        express_execute: true,
+        needs_acknowledgement: true,
+        notify_url: None,
+        rollback_after_secs: schedule.rollback_after_secs,
+        script_origin: None,
+    };
+    let origin = JobOrigin {
+        schedule_id: plan.schedule_id.clone(),
+        occurrence: plan.occurrence,
+    };
+    let mut job = new_job(input, seq, Some(origin), now);
+    job.endpoint = targets
+        .endpoints
+        .iter()
+        .find(|e| e.site_id == site)
+        .map(Endpoint::digest);
+    job
+}
+
+/// `old` once `plan` launched `added` jobs of its occurrence: launched, with its next
+/// launch moved; `run` counts the jobs, and is settled (with the schedule, when no
+/// occurrence follows) when nothing is left to run.
+pub(super) fn launched(
+    old: &ScheduledScript,
+    run: &mut Run,
+    plan: &LaunchPlan,
+    added: u64,
+    now: DateTime<Utc>,
+) -> ScheduledScript {
+    run.total += added;
+    run.pending += added;
+    run.awaiting_batches = plan.more_batches;
+    let mut new = old.clone();
+    new.status = ScheduleStatus::Launched;
+    new.started_at = old.started_at.or(Some(now));
+    new.next_launch_at = plan.next_launch_at;
+    new.updated_at = now;
+    if run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none() {
+        finish_run(run, &mut new, now);
+    }
+    new
+}
+
+/// The event a launch that created jobs announces.
+pub(super) const EVENT_LAUNCHED: &str = "script.launched";
+
+pub(super) fn launched_payload(plan: &LaunchPlan, added: u64) -> serde_json::Value {
+    json!({"schedule_id": plan.schedule_id, "occurrence": plan.occurrence, "jobs": added})
 }
 
 /// Hex sha256 of a script, for audit lines that must not copy it.
@@ -1058,7 +1219,7 @@ fn get(tx: &WriteTransaction, id: &str) -> Result<ScheduledScript, StoreError> {
     }
 }
 
-fn due_key(s: &ScheduledScript) -> Option<i64> {
+pub(super) fn due_key(s: &ScheduledScript) -> Option<i64> {
     match s.status {
         ScheduleStatus::Scheduled | ScheduleStatus::Launched => s.next_launch_at.map(millis),
         _ => None,
@@ -1073,7 +1234,7 @@ fn unindex_due(tx: &WriteTransaction, s: &ScheduledScript) -> Result<(), StoreEr
 }
 
 /// A new schedule from its input, checked (fields and lint policy), not yet stored.
-fn new_schedule(
+pub(super) fn new_schedule(
     mut input: ScheduleInput,
     now: DateTime<Utc>,
 ) -> Result<ScheduledScript, StoreError> {
@@ -1140,26 +1301,7 @@ fn insert_schedule(
         &schedule.script,
         now,
     )?;
-    push_audit(
-        tx,
-        AuditInput {
-            at: now,
-            organization: schedule.organization.clone(),
-            actor: schedule.created_by.clone(),
-            action: AUDIT_CREATED.into(),
-            target: schedule.id.clone(),
-            detail: json!({
-                "description": schedule.description,
-                "version": schedule.version,
-                "script_sha256": script_digest(&schedule.script),
-                "sites": schedule.sites,
-                "tags": schedule.tags,
-                "excluded_sites": schedule.excluded_sites,
-                "test_site_id": schedule.test_site_id,
-                "acknowledged_risks": schedule.acknowledged_risks,
-            }),
-        },
-    )?;
+    push_audit(tx, created_audit(&schedule))?;
     Ok(schedule)
 }
 

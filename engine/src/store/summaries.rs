@@ -26,7 +26,7 @@ pub enum SummaryOf {
 }
 
 impl SummaryOf {
-    fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             SummaryOf::Schedule => "schedule",
             SummaryOf::Template => "template",
@@ -77,15 +77,24 @@ pub(crate) fn queue_summary(
     script: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let bytes = queue_entry(id, script, now)?;
+    tx.open_table(SUMMARY_QUEUE)?
+        .insert((of.key(), id), bytes.as_slice())?;
+    Ok(())
+}
+
+/// A queue entry for a summary of `script`, as either store keeps it: due at once.
+pub(crate) fn queue_entry(
+    id: &str,
+    script: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<u8>, StoreError> {
     let entry = Entry {
         digest: digest(script),
         attempts: 0,
         due: millis(now),
     };
-    let bytes = encode(KIND, id, &entry)?;
-    tx.open_table(SUMMARY_QUEUE)?
-        .insert((of.key(), id), bytes.as_slice())?;
-    Ok(())
+    encode(KIND, id, &entry)
 }
 
 /// The record's content and its summary now, or `None` when it is gone.

@@ -72,25 +72,16 @@ where
     S: ReadableTable<&'static str, &'static [u8]>,
     T: ReadableMultimapTable<(&'static str, &'static str), &'static str>,
 {
-    let mut fleet: Vec<String> = schedule.sites.clone();
+    let mut tagged = Vec::new();
     for tag in &schedule.tags {
         for id in by_tag.get((schedule.organization.as_str(), tag.as_str()))? {
-            fleet.push(id?.value().to_owned());
+            tagged.push(id?.value().to_owned());
         }
     }
-    fleet.retain(|s| !schedule.excluded_sites.contains(s));
-    fleet.sort();
-    fleet.dedup();
-
-    let mut ids: Vec<&str> = fleet.iter().map(String::as_str).collect();
-    if let Some(test) = &schedule.test_site_id {
-        ids.push(test);
-    }
-    ids.sort_unstable();
-    ids.dedup();
+    let (fleet, ids) = reach(schedule, tagged);
     let mut endpoints = Vec::with_capacity(ids.len());
     for id in ids {
-        endpoints.push(endpoint(sites, &schedule.organization, id)?);
+        endpoints.push(endpoint(sites, &schedule.organization, &id)?);
     }
     Ok(Targets {
         sites: fleet,
@@ -98,23 +89,46 @@ where
     })
 }
 
+/// The fleet of `schedule` given the ids of its organization's sites that carry one of
+/// its tags (the listed sites and those, less the excluded ones, sorted, without repeats),
+/// and the ids whose endpoints an approval binds: the fleet's and the test site's.
+pub(crate) fn reach(schedule: &ScheduledScript, tagged: Vec<String>) -> (Vec<String>, Vec<String>) {
+    let mut fleet: Vec<String> = schedule.sites.clone();
+    fleet.extend(tagged);
+    fleet.retain(|s| !schedule.excluded_sites.contains(s));
+    fleet.sort();
+    fleet.dedup();
+    let mut ids = fleet.clone();
+    if let Some(test) = &schedule.test_site_id {
+        ids.push(test.clone());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    (fleet, ids)
+}
+
+/// How the site `id` is reached, given the site as stored (if it is): a site of another
+/// organization, or none, is an endpoint with `missing` set.
+pub(crate) fn endpoint_of(organization: &str, id: &str, stored: Option<&StoredSite>) -> Endpoint {
+    match stored {
+        Some(stored) if stored.site().organization == organization => Endpoint::of(stored),
+        _ => Endpoint {
+            site_id: id.to_owned(),
+            missing: true,
+            ..Endpoint::default()
+        },
+    }
+}
+
 pub(crate) fn endpoint<S>(sites: &S, organization: &str, id: &str) -> Result<Endpoint, StoreError>
 where
     S: ReadableTable<&'static str, &'static [u8]>,
 {
-    let missing = || Endpoint {
-        site_id: id.to_owned(),
-        missing: true,
-        ..Endpoint::default()
+    let stored: Option<StoredSite> = match sites.get(id)? {
+        Some(bytes) => Some(decode("site", id, bytes.value())?),
+        None => None,
     };
-    let Some(bytes) = sites.get(id)? else {
-        return Ok(missing());
-    };
-    let stored: StoredSite = decode("site", id, bytes.value())?;
-    if stored.site().organization != organization {
-        return Ok(missing());
-    }
-    Ok(Endpoint::of(&stored))
+    Ok(endpoint_of(organization, id, stored.as_ref()))
 }
 
 impl Endpoint {

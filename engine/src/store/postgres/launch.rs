@@ -7,26 +7,28 @@
 //! entry and the job, and the other waits for it to commit, finds the entry and reports
 //! that site as already launched, as the redb store's `launch` does.
 //!
-//! Schedules and sites are still kept by the redb store: the caller passes the schedule
-//! it read, and the launch checks that it may launch (its status, that its approval is
-//! the plan's, that every site of the plan is among the targets the approval covered)
-//! and takes each job's endpoint digest from those approved targets. What the redb
-//! launch also does in its transaction, resolving the targets again from the sites as
-//! they are now and moving the schedule's own status and next launch, waits for
-//! schedules and sites to be kept here too; the runner still refuses a job whose site
-//! is no longer reached as its endpoint digest says.
+//! The launch reads the schedule with its row locked and resolves its targets from the
+//! sites as they are now (their rows locked too), and judges them by the redb store's own
+//! code (`schedules::still_approved`): a schedule or a site that changed since the
+//! approval voids it, and the void (the schedule back to `unauthorized`, its audit line
+//! and event) is committed while the launch is refused with `ApprovalVoid`. The jobs,
+//! the run's tally and the schedule's new status and next launch are written together
+//! (`schedules::launch_job`, `schedules::launched`).
 
-use super::changes::{Change, announce_in};
 use chrono::{DateTime, Utc};
 
+use super::changes::{Change, announce_in};
 use super::jobs::{insert, take_seqs};
+use super::journal::push_audit;
 use super::leases::{SCHEDULER_LEASE, fence};
+use super::outbox::push_event;
+use super::schedules::{locked, put, resolve};
 use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
-use crate::store::jobs::new_job;
-use crate::store::records::{
-    JobInput, JobOrigin, MAX_JOB_DESCRIPTION_CHARS, MAX_TARGETS, Run, ScheduleStatus,
-    ScheduledScript,
+use crate::store::records::{MAX_TARGETS, Run};
+use crate::store::schedules::{
+    EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, launch_job, launched, launched_payload, still_approved,
+    voided,
 };
 use crate::store::{Launch, LaunchPlan};
 
@@ -41,7 +43,6 @@ impl PgStore {
     pub async fn launch(
         &self,
         plan: LaunchPlan,
-        schedule: &ScheduledScript,
         token: u64,
         now: DateTime<Utc>,
     ) -> Result<Launch, StoreError> {
@@ -52,27 +53,22 @@ impl PgStore {
                 format!("at most {MAX_TARGETS} per launch"),
             ));
         }
-        check_launchable(&plan, schedule)?;
         let occurrence = big("run", "occurrence", plan.occurrence)?;
         let mut sites = plan.sites.clone();
         sites.sort();
         sites.dedup();
-        let origin = JobOrigin {
-            schedule_id: plan.schedule_id.clone(),
-            occurrence: plan.occurrence,
-        };
-        let description: String = schedule
-            .description
-            .chars()
-            .take(MAX_JOB_DESCRIPTION_CHARS)
-            .collect();
-        let endpoints = schedule
-            .approved_targets
-            .as_ref()
-            .map(|t| t.endpoints.as_slice())
-            .unwrap_or_default();
-        transaction!(self, "launch", |tx| async {
+        let launch = transaction!(self, "launch", |tx| async {
             fence(tx, SCHEDULER_LEASE, token).await?;
+            let old = locked(tx, &plan.schedule_id).await?;
+            let targets = resolve(tx, &old).await?;
+            if !still_approved(&old, &plan, &targets)? {
+                let void = voided(&old, &targets, now);
+                put(tx, &void.schedule).await?;
+                push_audit(tx, void.audit).await?;
+                push_event(tx, EVENT_APPROVAL_VOIDED, void.event, now).await?;
+                announce_in(tx, Change::Schedules).await?;
+                return Ok(Err(void.reasons));
+            }
             // The run row is locked first: launches of one occurrence take turns, so the
             // second reads the first's tally.
             let fresh = Run::launched(&plan.schedule_id, plan.occurrence, plan.scheduled_for, now);
@@ -127,32 +123,13 @@ impl PgStore {
                     already.push((site.clone(), col(&row, 0)?));
                     continue;
                 }
-                let input = JobInput {
-                    organization: schedule.organization.clone(),
-                    site_id: site.clone(),
-                    request_id: None,
-                    idempotency_key: None,
-                    description: description.clone(),
-                    script: schedule.script.clone(),
-                    make_backup: schedule.make_backup,
-                    express_execute: true,
-                    needs_acknowledgement: true,
-                    notify_url: None,
-                    rollback_after_secs: schedule.rollback_after_secs,
-                    script_origin: None,
-                };
-                let mut job = new_job(input, seq, Some(origin.clone()), now);
-                job.endpoint = endpoints
-                    .iter()
-                    .find(|e| &e.site_id == site)
-                    .map(|e| e.digest());
+                let job = launch_job(&old, &plan, &targets, site, seq, now);
                 insert(tx, &job).await?;
                 created.push(job);
             }
             let added = created.len() as u64;
-            run.total += added;
-            run.pending += added;
-            run.awaiting_batches = plan.more_batches;
+            let new = launched(&old, &mut run, &plan, added, now);
+            put(tx, &new).await?;
             tx.execute(
                 "UPDATE runs SET record = $3::text::jsonb
                  WHERE schedule_id = $1 AND occurrence = $2",
@@ -164,14 +141,20 @@ impl PgStore {
             )
             .await
             .map_err(pg("update a run"))?;
-            if !created.is_empty() {
+            if added > 0 {
+                push_event(tx, EVENT_LAUNCHED, launched_payload(&plan, added), now).await?;
                 announce_in(tx, Change::Jobs).await?;
             }
-            Ok(Launch {
+            announce_in(tx, Change::Schedules).await?;
+            Ok(Ok(Launch {
                 run,
                 created,
                 already_launched: already,
-            })
+            }))
+        })?;
+        launch.map_err(|reasons| StoreError::ApprovalVoid {
+            id: plan.schedule_id.clone(),
+            reasons,
         })
     }
 
@@ -197,42 +180,4 @@ impl PgStore {
             .map_err(pg("read a ledger entry"))?;
         row.map(|r| col(&r, 0)).transpose()
     }
-}
-
-/// The checks the redb launch makes on the schedule it reads, made on the one passed.
-fn check_launchable(plan: &LaunchPlan, schedule: &ScheduledScript) -> Result<(), StoreError> {
-    let state = |reason: String| StoreError::ScheduleState {
-        id: plan.schedule_id.clone(),
-        reason,
-    };
-    if schedule.id != plan.schedule_id {
-        return Err(state(format!(
-            "the plan is for schedule {}, not {}",
-            plan.schedule_id, schedule.id
-        )));
-    }
-    if !matches!(
-        schedule.status,
-        ScheduleStatus::Scheduled | ScheduleStatus::Launched
-    ) {
-        return Err(state(
-            format!("is {:?}, not scheduled", schedule.status).to_lowercase(),
-        ));
-    }
-    if schedule.approval.as_deref() != Some(plan.approval.as_str()) {
-        return Err(state("its approval does not cover this launch".to_owned()));
-    }
-    let covered = |site: &String| {
-        schedule
-            .approved_targets
-            .as_ref()
-            .is_some_and(|t| t.sites.contains(site))
-            || schedule.test_site_id.as_ref() == Some(site)
-    };
-    if let Some(site) = plan.sites.iter().find(|s| !covered(s)) {
-        return Err(state(format!(
-            "site {site} is not among the targets its approval covers"
-        )));
-    }
-    Ok(())
 }

@@ -5,14 +5,21 @@
 //! redb store gives them, the serde records of `records.rs` as `jsonb`, beside the
 //! columns that queries and constraints need (a job's status, its owner's lease). The
 //! operations mirror the redb store's own (same names, arguments and errors) where the
-//! meaning is the same for one engine and for many (`create_jobs`, `get_jobs`,
-//! `transition_each`, `append_event`, `get_event`), and take what several engines add
-//! where it is not: `recover` and `record_event_attempt` name the engine whose work they
-//! settle or record; `launch` carries the scheduler's fencing token and, while schedules
-//! and sites are still kept by the redb store, the schedule as the caller read it. The
-//! lifecycle rules are the same code: a job's transitions go through `jobs::apply`, the
+//! meaning is the same for one engine and for many (jobs, sites, users, the audit log,
+//! schedules and their approval, `append_event`, `get_event`), and take what several
+//! engines add where it is not: `recover` and `record_event_attempt` name the engine
+//! whose work they settle or record; `launch` carries the scheduler's fencing token.
+//! The rules are the same code as the redb store's, pure functions both stores call
+//! between their reads and writes: a job's transitions go through `jobs::apply`, the
 //! settlement of work left in flight through `records::in_flight_settlement`, an outbox
-//! attempt through `journal::apply_attempt`.
+//! attempt through `journal::apply_attempt`, a site's changes through `sites::new_site`,
+//! `sites::replaced` and `sites::login`, a schedule's through `schedules::patched`,
+//! `schedules::may_authorize` and `schedules::still_approved`.
+//!
+//! Not kept here yet (the redb store's alone so far): cancelling a schedule, requesting
+//! authorization with approval links, the run tallies and outcomes that job transitions
+//! move, listings by filter, templates, community scripts, generated summaries, channels,
+//! backups and diffs. The engine runs on the redb store until these are.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
@@ -34,7 +41,8 @@
 //! `jobs` (creation, reads, transitions, claims, recovery), `launch` (the ledger),
 //! `leases` (the scheduler lease), `outbox` (events and their delivery), `changes`
 //! (LISTEN/NOTIFY between engines), `sites` (sites and their sealed credentials),
-//! `journal` (users and the audit log). This module holds the pool, the credential key,
+//! `journal` (users and the audit log), `schedules` (schedules, their approval, the due
+//! index and the targets an approval binds). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -104,6 +112,7 @@ mod journal;
 mod launch;
 mod leases;
 mod outbox;
+mod schedules;
 mod schema;
 mod sites;
 
@@ -117,6 +126,7 @@ use super::crypto::{CredentialKey, Sealed, Vault};
 use super::error::{StoreError, postgres_detail};
 
 pub use leases::SCHEDULER_LEASE;
+pub use schema::SCHEMA_VERSION;
 
 /// Connections the pool keeps open at most.
 const POOL_SIZE: usize = 16;

@@ -27,30 +27,12 @@ impl PgStore {
         payload: serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        transaction!(self, "append an event", |tx| async {
-            let row = tx
-                .query_one("SELECT nextval('outbox_seq')", &[])
-                .await
-                .map_err(pg("take an event id"))?;
-            let event = new_event(col_u64(&row, 0)?, kind, payload.clone(), now);
-            let id = big(KIND, "id", event.id)?;
-            // The job an event concerns, whose events are delivered in order.
-            let job = event.payload.get("job_id").and_then(|v| v.as_str());
-            tx.execute(
-                "INSERT INTO outbox (id, job_id, state, next_attempt_at, record)
-                 VALUES ($1, $2, 'pending', $3, $4::text::jsonb)",
-                &[
-                    &id,
-                    &job,
-                    &event.next_attempt_at,
-                    &encode(KIND, &id.to_string(), &event)?,
-                ],
-            )
-            .await
-            .map_err(pg("append an event"))?;
-            announce_in(tx, Change::Outbox).await?;
-            Ok(event.id)
-        })
+        transaction!(self, "append an event", |tx| push_event(
+            tx,
+            kind,
+            payload.clone(),
+            now
+        ))
     }
 
     pub async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
@@ -158,6 +140,38 @@ impl PgStore {
             Ok(event)
         })
     }
+}
+
+/// Appends an event in the caller's transaction, with the change that causes it, and
+/// announces it to the engines.
+pub(super) async fn push_event(
+    tx: &deadpool_postgres::Transaction<'_>,
+    kind: &str,
+    payload: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let row = tx
+        .query_one("SELECT nextval('outbox_seq')", &[])
+        .await
+        .map_err(pg("take an event id"))?;
+    let event = new_event(col_u64(&row, 0)?, kind, payload, now);
+    let id = big(KIND, "id", event.id)?;
+    // The job an event concerns, whose events are delivered in order.
+    let job = event.payload.get("job_id").and_then(|v| v.as_str());
+    tx.execute(
+        "INSERT INTO outbox (id, job_id, state, next_attempt_at, record)
+         VALUES ($1, $2, 'pending', $3, $4::text::jsonb)",
+        &[
+            &id,
+            &job,
+            &event.next_attempt_at,
+            &encode(KIND, &id.to_string(), &event)?,
+        ],
+    )
+    .await
+    .map_err(pg("append an event"))?;
+    announce_in(tx, Change::Outbox).await?;
+    Ok(event.id)
 }
 
 fn state_name(state: OutboxState) -> &'static str {

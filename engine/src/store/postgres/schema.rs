@@ -15,10 +15,11 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (1, include_str!("migrations/0001_jobs_ledger_leases.sql")),
     (2, include_str!("migrations/0002_outbox.sql")),
     (3, include_str!("migrations/0003_sites_users_audit.sql")),
+    (4, include_str!("migrations/0004_schedules.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
-pub(crate) const SCHEMA_VERSION: u64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+pub const SCHEMA_VERSION: u64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Key of the advisory lock held while migrating ("ym-schema" in ASCII).
 const MIGRATION_LOCK: i64 = 0x796d_2d73_6368_656d;
