@@ -11,9 +11,9 @@ use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
     AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobError, JobInput,
-    JobStatus, JobTransition, Launch, LaunchPlan, OutboxState, Page, Recovery, RollbackGuard,
-    ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, Store,
-    StoreError, User,
+    JobStatus, JobTransition, Launch, LaunchPlan, OutboxEvent, OutboxState, Page, Recovery,
+    RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
+    Secret, Site, SiteInput, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -143,6 +143,8 @@ trait Conformance {
     async fn delete_schedule(&self, id: &str, by: &str) -> Result<(), StoreError>;
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledScript>, StoreError>;
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError>;
+    async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError>;
     async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError>;
     async fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError>;
 }
@@ -245,6 +247,12 @@ macro_rules! same_operations {
             now: DateTime<Utc>,
         ) -> Result<Vec<ScheduledScript>, StoreError> {
             self.$store.due_schedules(now, 100)$(.$await)?
+        }
+        async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError> {
+            self.$store.get_run(schedule_id, occurrence)$(.$await)?
+        }
+        async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError> {
+            self.$store.list_events(page)$(.$await)?
         }
         async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
             self.$store
@@ -510,6 +518,7 @@ conformance!(
     schedule_edits_follow_one_set_of_rules,
     an_approved_schedule_is_due_and_a_launched_one_cannot_be_deleted,
     a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept,
+    a_run_settles_with_its_last_job_and_so_does_its_schedule,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1118,6 +1127,120 @@ async fn a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept
     assert_eq!(
         audit.last().map(|a| a.action.as_str()),
         Some("script.approval_voided")
+    );
+}
+
+fn complete() -> JobTransition {
+    JobTransition::Complete {
+        output: Some("done".into()),
+    }
+}
+
+async fn a_run_settles_with_its_last_job_and_so_does_its_schedule(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(3).await;
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let launch = s
+        .launch(plan(&schedule, 0, &site_refs), t(3600))
+        .await
+        .expect("launched");
+    let jobs: Vec<String> = launch.created.iter().map(|j| j.id.clone()).collect();
+    let taken = s.take(10, t(3601)).await.expect("taken");
+    assert_eq!(taken.len(), 3);
+    let sent = |id: &String| {
+        (
+            id.clone(),
+            vec![JobTransition::Start, JobTransition::MarkSent],
+        )
+    };
+    let fail = JobTransition::Fail {
+        error: JobError {
+            code: "script_error".into(),
+            message: "no such item".into(),
+        },
+        output: None,
+    };
+    let done = s
+        .transition_each(
+            vec![
+                (
+                    jobs[0].clone(),
+                    vec![JobTransition::Start, JobTransition::MarkSent, complete()],
+                ),
+                (
+                    jobs[1].clone(),
+                    vec![JobTransition::Start, JobTransition::MarkSent, fail],
+                ),
+                sent(&jobs[2]),
+            ],
+            t(3602),
+        )
+        .await
+        .expect("moved");
+    assert!(done.iter().all(Result::is_ok), "{done:?}");
+    let run = s.get_run(&schedule.id, 0).await.expect("run");
+    assert_eq!(
+        (
+            run.total,
+            run.pending,
+            run.completed,
+            run.failed,
+            run.finished_at
+        ),
+        (3, 1, 1, 1, None)
+    );
+    assert_eq!(
+        s.get_schedule(&schedule.id).await.expect("read").status,
+        ScheduleStatus::Launched
+    );
+    s.transition_each(vec![(jobs[2].clone(), vec![complete()])], t(3603))
+        .await
+        .expect("last")
+        .pop()
+        .expect("one")
+        .expect("completed");
+    let run = s.get_run(&schedule.id, 0).await.expect("run");
+    assert_eq!(
+        (
+            run.pending,
+            run.completed,
+            run.failed,
+            run.status,
+            run.finished_at
+        ),
+        (0, 2, 1, RunStatus::PartiallyFailed, Some(t(3603)))
+    );
+    assert_eq!(
+        s.get_schedule(&schedule.id).await.expect("read").status,
+        ScheduleStatus::PartiallyFailed,
+        "a one-time schedule takes its only run's outcome"
+    );
+    let events = s.list_events(&Page::first(100)).await.expect("events");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e.kind.as_str())
+        .filter(|k| k.starts_with("script.") && *k != "script.authorized")
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "script.launched",
+            "script.site_finished",
+            "script.site_finished",
+            "script.site_finished",
+            "script.run_finished"
+        ]
+    );
+    let finished = events
+        .iter()
+        .find(|e| e.kind == "script.run_finished")
+        .expect("run finished");
+    assert_eq!(finished.payload["status"], "partially_failed");
+    assert_eq!(
+        (
+            finished.payload["completed"].clone(),
+            finished.payload["failed"].clone()
+        ),
+        (2.into(), 1.into())
     );
 }
 

@@ -68,7 +68,7 @@ pub(crate) struct JobTables<'txn> {
 }
 
 /// What a job's change implies beyond its own record, in the order it happened.
-enum Effect {
+pub(crate) enum Effect {
     /// Its run's outcome, with the job as it was when it finished.
     SiteFinished(Box<Job>),
     /// A `job.status` event for its notify_url.
@@ -129,23 +129,7 @@ impl<'txn> JobTables<'txn> {
             return Ok(job);
         }
         let before = job.status;
-        let mut effects = Vec::new();
-        for transition in transitions {
-            let was = job.status;
-            apply(&mut job, transition, now)?;
-            if was.active_code().is_some()
-                && job.status.active_code().is_none()
-                && job.origin.is_some()
-            {
-                effects.push(Effect::SiteFinished(Box::new(job.clone())));
-            }
-            if was != job.status
-                && job.status != JobStatus::Pending
-                && let Some(url) = &job.notify_url
-            {
-                effects.push(Effect::Status(notification(&job, url)));
-            }
-        }
+        let effects = apply_all(&mut job, transitions, now)?;
         self.put(&job)?;
         if before != job.status {
             outcomes::record(&mut self.outcomes, &job)?;
@@ -743,19 +727,52 @@ fn site_finished(tx: &WriteTransaction, job: &Job, now: DateTime<Utc>) -> Result
     // The site's own outcome comes first, so it reaches receivers before the run's.
     journal::push_event(
         tx,
-        "script.site_finished",
-        json!({
-            "schedule_id": origin.schedule_id,
-            "occurrence": origin.occurrence,
-            "organization": job.organization,
-            "site_id": job.site_id,
-            "job_id": job.id,
-            "status": job.status,
-            "error": job.error,
-        }),
+        EVENT_SITE_FINISHED,
+        site_finished_payload(origin, job),
         now,
     )?;
     schedules::record_outcome(tx, origin, job, now)
+}
+
+/// The event a scheduled job that finished announces, before its run's outcome.
+pub(crate) const EVENT_SITE_FINISHED: &str = "script.site_finished";
+
+pub(crate) fn site_finished_payload(origin: &JobOrigin, job: &Job) -> serde_json::Value {
+    json!({
+        "schedule_id": origin.schedule_id,
+        "occurrence": origin.occurrence,
+        "organization": job.organization,
+        "site_id": job.site_id,
+        "job_id": job.id,
+        "status": job.status,
+        "error": job.error,
+    })
+}
+
+/// Applies `transitions` in order to `job`, and returns what the changes imply beyond
+/// the job's own record, in the order they happened: each with the job as it was at
+/// that change. On a refusal the error is returned and the caller discards `job`.
+pub(crate) fn apply_all(
+    job: &mut Job,
+    transitions: &[JobTransition],
+    now: DateTime<Utc>,
+) -> Result<Vec<Effect>, StoreError> {
+    let mut effects = Vec::new();
+    for transition in transitions {
+        let was = job.status;
+        apply(job, transition, now)?;
+        if was.active_code().is_some() && job.status.active_code().is_none() && job.origin.is_some()
+        {
+            effects.push(Effect::SiteFinished(Box::new(job.clone())));
+        }
+        if was != job.status
+            && job.status != JobStatus::Pending
+            && let Some(url) = &job.notify_url
+        {
+            effects.push(Effect::Status(notification(job, url)));
+        }
+    }
+    Ok(effects)
 }
 
 /// The job's lifecycle. Anything not listed here is refused, never written.

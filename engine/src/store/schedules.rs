@@ -771,15 +771,7 @@ pub(crate) fn record_outcome(
     let bytes = tx.open_table(RUNS)?.get(key)?.map(|b| b.value().to_vec());
     let Some(bytes) = bytes else { return Ok(()) };
     let mut run: Run = decode("run", &origin.schedule_id, &bytes)?;
-    run.pending = run.pending.saturating_sub(1);
-    match job.status {
-        JobStatus::Completed => run.completed += 1,
-        JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
-            run.skipped += 1
-        }
-        _ => run.failed += 1,
-    }
-    if run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none() {
+    if count_outcome(&mut run, job) {
         let schedule = tx
             .open_table(SCHEDULES)?
             .get(origin.schedule_id.as_str())?
@@ -794,24 +786,41 @@ pub(crate) fn record_outcome(
             // A deleted schedule keeps its runs; only the run is settled.
             None => settle(&mut run, now),
         }
-        push_event(
-            tx,
-            "script.run_finished",
-            json!({
-                "schedule_id": origin.schedule_id,
-                "occurrence": origin.occurrence,
-                "status": run.status,
-                "completed": run.completed,
-                "failed": run.failed,
-                "skipped": run.skipped,
-            }),
-            now,
-        )?;
+        push_event(tx, EVENT_RUN_FINISHED, run_finished_payload(&run), now)?;
     }
     put_run(tx, &run)
 }
 
-fn settle(run: &mut Run, now: DateTime<Utc>) {
+/// Counts the outcome of `job` (a job of `run` that finished) in `run`; `true` when it
+/// was the last the run waited for, and the caller settles the run (with its schedule,
+/// [`finish_run`], or alone when the schedule is gone, [`settle`]).
+pub(super) fn count_outcome(run: &mut Run, job: &Job) -> bool {
+    run.pending = run.pending.saturating_sub(1);
+    match job.status {
+        JobStatus::Completed => run.completed += 1,
+        JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
+            run.skipped += 1
+        }
+        _ => run.failed += 1,
+    }
+    run.pending == 0 && !run.awaiting_batches && run.finished_at.is_none()
+}
+
+/// The event a run that settled announces.
+pub(super) const EVENT_RUN_FINISHED: &str = "script.run_finished";
+
+pub(super) fn run_finished_payload(run: &Run) -> serde_json::Value {
+    json!({
+        "schedule_id": run.schedule_id,
+        "occurrence": run.occurrence,
+        "status": run.status,
+        "completed": run.completed,
+        "failed": run.failed,
+        "skipped": run.skipped,
+    })
+}
+
+pub(super) fn settle(run: &mut Run, now: DateTime<Utc>) {
     run.finished_at = Some(now);
     run.status = if run.failed == 0 {
         RunStatus::Completed
@@ -823,7 +832,7 @@ fn settle(run: &mut Run, now: DateTime<Utc>) {
 }
 
 /// Settles the run, and a launched schedule with no occurrence after it takes the run's outcome.
-fn finish_run(run: &mut Run, schedule: &mut ScheduledScript, now: DateTime<Utc>) {
+pub(super) fn finish_run(run: &mut Run, schedule: &mut ScheduledScript, now: DateTime<Utc>) {
     settle(run, now);
     if schedule.status == ScheduleStatus::Launched && schedule.next_launch_at.is_none() {
         schedule.status = match run.status {

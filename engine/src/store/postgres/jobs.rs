@@ -13,10 +13,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::launch::record_outcome;
+use super::outbox::push_event;
 use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
 use crate::store::Recovery;
 use crate::store::error::StoreError;
-use crate::store::jobs::{apply, new_job};
+use crate::store::jobs::{EVENT_SITE_FINISHED, Effect, apply_all, new_job, site_finished_payload};
 use crate::store::records::{Job, JobInput, JobStatus, JobTransition, in_flight_settlement};
 
 const KIND: &str = "job";
@@ -159,17 +161,18 @@ impl PgStore {
                     }
                 }
                 let mut job = job_of(&row)?;
-                match transitions.iter().try_for_each(|t| apply(&mut job, t, now)) {
-                    Ok(()) => {}
+                let effects = match apply_all(&mut job, transitions, now) {
+                    Ok(effects) => effects,
                     // Refused before anything of this job was written.
                     Err(e @ StoreError::IllegalTransition { .. }) => {
                         out.push(Err(e));
                         continue;
                     }
                     Err(e) => return Err(e),
-                }
+                };
                 if !transitions.is_empty() {
                     update(tx, &job).await?;
+                    follow(tx, effects, now).await?;
                 }
                 out.push(Ok(job));
             }
@@ -202,7 +205,7 @@ impl PgStore {
             let mut claimed = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut job = job_of(row)?;
-                apply(&mut job, &JobTransition::Load, now)?;
+                let effects = apply_all(&mut job, &[JobTransition::Load], now)?;
                 tx.execute(
                     "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
                          owner = $5,
@@ -219,6 +222,7 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg("claim a job"))?;
+                follow(tx, effects, now).await?;
                 claimed.push(job);
             }
             Ok(claimed)
@@ -304,8 +308,9 @@ impl PgStore {
                 let Some(settlement) = in_flight_settlement(&job) else {
                     continue;
                 };
-                apply(&mut job, &settlement, now)?;
+                let effects = apply_all(&mut job, std::slice::from_ref(&settlement), now)?;
                 update(tx, &job).await?;
+                follow(tx, effects, now).await?;
                 match settlement {
                     JobTransition::Requeue => report.requeued.push(job.id),
                     _ => report.interrupted.push(job.id),
@@ -322,6 +327,35 @@ impl PgStore {
             Ok(report)
         })
     }
+}
+
+/// Writes what a job's change implies, in the order it happened: `job.status` events for
+/// its notify_url and, for a scheduled job that finished, its site's event and its run's
+/// outcome (`launch::record_outcome`), as the redb store's `JobTables::change` does.
+async fn follow(
+    tx: &Transaction<'_>,
+    effects: Vec<Effect>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for effect in effects {
+        match effect {
+            Effect::Status(payload) => {
+                push_event(tx, "job.status", payload, now).await?;
+            }
+            Effect::SiteFinished(job) => {
+                let Some(origin) = &job.origin else { continue };
+                push_event(
+                    tx,
+                    EVENT_SITE_FINISHED,
+                    site_finished_payload(origin, &job),
+                    now,
+                )
+                .await?;
+                record_outcome(tx, origin, &job, now).await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `n` new job sequence numbers, in order.

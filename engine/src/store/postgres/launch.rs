@@ -22,13 +22,13 @@ use super::jobs::{insert, take_seqs};
 use super::journal::push_audit;
 use super::leases::{SCHEDULER_LEASE, fence};
 use super::outbox::push_event;
-use super::schedules::{locked, put, resolve};
+use super::schedules::{locked, locked_if_any, put, resolve};
 use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
-use crate::store::records::{MAX_TARGETS, Run};
+use crate::store::records::{Job, JobOrigin, MAX_TARGETS, Run};
 use crate::store::schedules::{
-    EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, launch_job, launched, launched_payload, still_approved,
-    voided,
+    EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, EVENT_RUN_FINISHED, count_outcome, finish_run,
+    launch_job, launched, launched_payload, run_finished_payload, settle, still_approved, voided,
 };
 use crate::store::{Launch, LaunchPlan};
 
@@ -158,6 +158,19 @@ impl PgStore {
         })
     }
 
+    pub async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record::text FROM runs WHERE schedule_id = $1 AND occurrence = $2",
+                &[&schedule_id, &big("run", "occurrence", occurrence)?],
+            )
+            .await
+            .map_err(pg("read a run"))?
+            .ok_or_else(|| StoreError::not_found("run", format!("{schedule_id}#{occurrence}")))?;
+        decode("run", schedule_id, &col::<String>(&row, 0)?)
+    }
+
     /// The job an occurrence created on a site, if it launched there.
     pub async fn ledger_entry(
         &self,
@@ -180,4 +193,49 @@ impl PgStore {
             .map_err(pg("read a ledger entry"))?;
         row.map(|r| col(&r, 0)).transpose()
     }
+}
+
+/// Counts a finished job of a run in the run's tally (its row locked), and settles the
+/// run when it was the last, with its schedule when that has no occurrence after it
+/// (`schedules::count_outcome`, `schedules::finish_run`), announcing the run's outcome.
+/// A job of a run that was never recorded (nothing launched it here) counts nowhere.
+pub(super) async fn record_outcome(
+    tx: &deadpool_postgres::Transaction<'_>,
+    origin: &JobOrigin,
+    job: &Job,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let occurrence = big("run", "occurrence", origin.occurrence)?;
+    let row = tx
+        .query_opt(
+            "SELECT record::text FROM runs WHERE schedule_id = $1 AND occurrence = $2 FOR UPDATE",
+            &[&origin.schedule_id, &occurrence],
+        )
+        .await
+        .map_err(pg("lock a run"))?;
+    let Some(row) = row else { return Ok(()) };
+    let mut run: Run = decode("run", &origin.schedule_id, &col::<String>(&row, 0)?)?;
+    if count_outcome(&mut run, job) {
+        match locked_if_any(tx, &origin.schedule_id).await? {
+            Some(old) => {
+                let mut new = old.clone();
+                finish_run(&mut run, &mut new, now);
+                put(tx, &new).await?;
+            }
+            // A deleted schedule keeps its runs; only the run is settled.
+            None => settle(&mut run, now),
+        }
+        push_event(tx, EVENT_RUN_FINISHED, run_finished_payload(&run), now).await?;
+    }
+    tx.execute(
+        "UPDATE runs SET record = $3::text::jsonb WHERE schedule_id = $1 AND occurrence = $2",
+        &[
+            &origin.schedule_id,
+            &occurrence,
+            &encode("run", &origin.schedule_id, &run)?,
+        ],
+    )
+    .await
+    .map_err(pg("update a run"))?;
+    Ok(())
 }

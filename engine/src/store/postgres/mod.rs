@@ -14,11 +14,13 @@
 //! settlement of work left in flight through `records::in_flight_settlement`, an outbox
 //! attempt through `journal::apply_attempt`, a site's changes through `sites::new_site`,
 //! `sites::replaced` and `sites::login`, a schedule's through `schedules::patched`,
-//! `schedules::may_authorize` and `schedules::still_approved`.
+//! `schedules::may_authorize` and `schedules::still_approved`, and what a job's change
+//! implies (its events, its run's tally and outcome) through `jobs::apply_all` and
+//! `schedules::count_outcome`.
 //!
 //! Not kept here yet (the redb store's alone so far): cancelling a schedule, requesting
-//! authorization with approval links, the run tallies and outcomes that job transitions
-//! move, listings by filter, templates, community scripts, generated summaries, channels,
+//! authorization with approval links, where each site of a run stands (`run_sites`),
+//! listings by filter, templates, community scripts, generated summaries, channels,
 //! backups and diffs. The engine runs on the redb store until these are.
 //!
 //! What several engines add:

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
 use crate::store::error::StoreError;
 use crate::store::journal::{EventAttempt, apply_attempt, new_event};
-use crate::store::records::{OutboxEvent, OutboxState};
+use crate::store::records::{OutboxEvent, OutboxState, Page};
 
 const KIND: &str = "event";
 
@@ -33,6 +33,26 @@ impl PgStore {
             payload.clone(),
             now
         ))
+    }
+
+    /// Events in id order, whatever their state; the cursor is the last id seen.
+    pub async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError> {
+        let after = big(KIND, "after", page.after.unwrap_or(0))?;
+        let limit = page.capped_limit() as i64;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, record::text FROM outbox WHERE id > $1 ORDER BY id LIMIT $2",
+                &[&after, &limit],
+            )
+            .await
+            .map_err(pg("list events"))?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, 0)?;
+                decode(KIND, &id.to_string(), &col::<String>(row, 1)?)
+            })
+            .collect()
     }
 
     pub async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {

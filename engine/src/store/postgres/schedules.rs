@@ -318,15 +318,24 @@ pub(super) async fn resolve(
 
 /// The schedule `id`, its row locked until the caller's transaction ends.
 pub(super) async fn locked(tx: &Transaction<'_>, id: &str) -> Result<ScheduledScript, StoreError> {
+    locked_if_any(tx, id)
+        .await?
+        .ok_or_else(|| StoreError::not_found(KIND, id))
+}
+
+/// [`locked`], or `None` when there is no schedule `id`.
+pub(super) async fn locked_if_any(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> Result<Option<ScheduledScript>, StoreError> {
     let row = tx
         .query_opt(
             "SELECT id, record::text FROM schedules WHERE id = $1 FOR UPDATE",
             &[&id],
         )
         .await
-        .map_err(pg("read a schedule"))?
-        .ok_or_else(|| StoreError::not_found(KIND, id))?;
-    schedule_of(&row)
+        .map_err(pg("read a schedule"))?;
+    row.map(|row| schedule_of(&row)).transpose()
 }
 
 async fn insert(tx: &Transaction<'_>, schedule: &ScheduledScript) -> Result<(), StoreError> {
