@@ -144,6 +144,8 @@ trait Conformance {
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledScript>, StoreError>;
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError>;
+    /// Cancels a schedule as its author would, through the approval workflow.
+    async fn cancel(&self, schedule_id: &str) -> Result<ScheduledScript, approval::ApprovalError>;
     async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError>;
     async fn get_user(&self, organization: &str, id: &str) -> Result<User, StoreError>;
     async fn delete_user(&self, organization: &str, id: &str) -> Result<bool, StoreError>;
@@ -358,6 +360,15 @@ fn schedule_input(sites: &[String]) -> ScheduleInput {
     }
 }
 
+/// The schedule's author, cancelling it.
+fn canceller() -> Principal {
+    Principal {
+        user_id: "alice".into(),
+        organization: "org1".into(),
+        scopes: vec![approval::SCOPE_UPDATE.into()],
+    }
+}
+
 fn bob() -> Principal {
     Principal {
         user_id: "bob".into(),
@@ -418,6 +429,9 @@ impl Conformance for Redb {
     }
     async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
         self.store.launch(plan, now)
+    }
+    async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
+        approval::cancel(&self.store, id, &canceller(), t(4000))
     }
     same_operations!(store);
 }
@@ -481,6 +495,9 @@ impl Conformance for Pg {
     async fn launch(&self, plan: LaunchPlan, now: DateTime<Utc>) -> Result<Launch, StoreError> {
         self.store.launch(plan, self.token, now).await
     }
+    async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
+        approval::cancel_in(&self.store, id, &canceller(), t(4000)).await
+    }
     same_operations!(store, await);
 }
 
@@ -519,6 +536,7 @@ conformance!(
     an_approved_schedule_is_due_and_a_launched_one_cannot_be_deleted,
     a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept,
     a_run_settles_with_its_last_job_and_so_does_its_schedule,
+    a_cancelled_schedule_fails_the_jobs_nobody_started_and_keeps_the_rest,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1241,6 +1259,70 @@ async fn a_run_settles_with_its_last_job_and_so_does_its_schedule(s: &impl Confo
             finished.payload["failed"].clone()
         ),
         (2.into(), 1.into())
+    );
+}
+
+async fn a_cancelled_schedule_fails_the_jobs_nobody_started_and_keeps_the_rest(
+    s: &impl Conformance,
+) {
+    let (schedule, sites) = s.approved_schedule(3).await;
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    let launch = s
+        .launch(plan(&schedule, 0, &site_refs), t(3600))
+        .await
+        .expect("launched");
+    let jobs: Vec<String> = launch.created.iter().map(|j| j.id.clone()).collect();
+    // One job is running with its script sent, one is loaded, one is still pending.
+    let taken = s.take(2, t(3601)).await.expect("taken");
+    assert_eq!(taken.len(), 2);
+    let running = taken[0].id.clone();
+    s.transition_each(
+        vec![(
+            running.clone(),
+            vec![JobTransition::Start, JobTransition::MarkSent],
+        )],
+        t(3602),
+    )
+    .await
+    .expect("started")
+    .pop()
+    .expect("one")
+    .expect("running");
+    let cancelled = s.cancel(&schedule.id).await.expect("cancelled");
+    assert_eq!(cancelled.status, ScheduleStatus::Cancelled);
+    assert_eq!(cancelled.next_launch_at, None);
+    let now = s.get_jobs(&jobs).await.expect("jobs");
+    for job in &now {
+        if job.id == running {
+            assert_eq!(job.status, JobStatus::Running, "a started job runs on");
+        } else {
+            assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+            assert_eq!(
+                job.error.as_ref().map(|e| e.code.as_str()),
+                Some("cancelled")
+            );
+        }
+    }
+    let run = s.get_run(&schedule.id, 0).await.expect("run");
+    assert_eq!((run.pending, run.failed, run.finished_at), (1, 2, None));
+    assert!(s.due_schedules(t(99_999)).await.expect("due").is_empty());
+    let again = s.cancel(&schedule.id).await;
+    assert!(
+        again.is_err(),
+        "a cancelled schedule is finished: {again:?}"
+    );
+    s.transition_each(vec![(running, vec![complete()])], t(3700))
+        .await
+        .expect("finished")
+        .pop()
+        .expect("one")
+        .expect("completed");
+    let run = s.get_run(&schedule.id, 0).await.expect("run");
+    assert_eq!((run.pending, run.status), (0, RunStatus::PartiallyFailed));
+    assert_eq!(
+        s.get_schedule(&schedule.id).await.expect("read").status,
+        ScheduleStatus::Cancelled,
+        "the last job's outcome does not undo the cancellation"
     );
 }
 

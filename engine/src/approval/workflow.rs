@@ -228,15 +228,7 @@ pub async fn approve_in(
     policy: OrgPolicy,
     now: DateTime<Utc>,
 ) -> Result<Approved, ApprovalError> {
-    let current = match store.get_schedule(schedule_id).await {
-        Ok(s) if s.organization == approver.organization => s,
-        Ok(_) => {
-            return Err(ApprovalError::NotFound {
-                id: schedule_id.to_owned(),
-            });
-        }
-        Err(e) => return Err(ApprovalError::from_store(schedule_id, e)),
-    };
+    let current = load_in(store, schedule_id, approver).await?;
     check_approver(&current, approver, policy)?;
     let binding = store
         .approval_binding(&current)
@@ -404,6 +396,34 @@ pub fn cancel(
     now: DateTime<Utc>,
 ) -> Result<ScheduledScript, ApprovalError> {
     let current = load(store, schedule_id, actor)?;
+    let decision = cancellation(&current, actor, now)?;
+    store
+        .cancel_schedule(schedule_id, decision, now)
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))
+}
+
+/// [`cancel`] on the PostgreSQL store.
+pub async fn cancel_in(
+    store: &crate::store::postgres::PgStore,
+    schedule_id: &str,
+    actor: &Principal,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, ApprovalError> {
+    let current = load_in(store, schedule_id, actor).await?;
+    let decision = cancellation(&current, actor, now)?;
+    store
+        .cancel_schedule(schedule_id, decision, now)
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))
+}
+
+/// The decision to cancel `current`, by `actor`, who needs `script:update` or
+/// `script:delete`.
+fn cancellation(
+    current: &ScheduledScript,
+    actor: &Principal,
+    now: DateTime<Utc>,
+) -> Result<Decision, ApprovalError> {
     if !actor.has_scope(SCOPE_UPDATE) && !actor.has_scope(SCOPE_DELETE) {
         return Err(ApprovalError::Forbidden {
             scope: SCOPE_UPDATE,
@@ -426,15 +446,11 @@ pub fn cancel(
         "previous_status": current.status,
         "notify": current.notify,
     });
-    let decision = Decision {
+    Ok(Decision {
         audit,
         event: EVENT_CANCELLED,
         payload,
-    };
-    let schedule = store
-        .cancel_schedule(schedule_id, decision, now)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    Ok(schedule)
+    })
 }
 
 /// The schedule an approval link was sent for, when the link would still approve it:
@@ -471,6 +487,19 @@ pub(crate) fn linked_schedule(
 /// schedule is not found, so ids of other organizations cannot be probed.
 fn load(store: &Store, id: &str, who: &Principal) -> Result<ScheduledScript, ApprovalError> {
     match store.get_schedule(id) {
+        Ok(s) if s.organization == who.organization => Ok(s),
+        Ok(_) => Err(ApprovalError::NotFound { id: id.to_owned() }),
+        Err(e) => Err(ApprovalError::from_store(id, e)),
+    }
+}
+
+/// [`load`] from the PostgreSQL store.
+async fn load_in(
+    store: &crate::store::postgres::PgStore,
+    id: &str,
+    who: &Principal,
+) -> Result<ScheduledScript, ApprovalError> {
+    match store.get_schedule(id).await {
         Ok(s) if s.organization == who.organization => Ok(s),
         Ok(_) => Err(ApprovalError::NotFound { id: id.to_owned() }),
         Err(e) => Err(ApprovalError::from_store(id, e)),

@@ -257,28 +257,11 @@ impl Store {
     ) -> Result<ScheduledScript, StoreError> {
         self.write_launches(|tx| {
             let old = get(tx, id)?;
-            if !matches!(
-                old.status,
-                ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled | ScheduleStatus::Launched
-            ) {
-                return Err(state(id, "is already finished"));
-            }
-            let mut new = old.clone();
-            new.status = ScheduleStatus::Cancelled;
-            new.cancelled_at = Some(now);
-            new.next_launch_at = None;
-            new.updated_at = now;
+            let new = cancelled(&old, now)?;
             save(tx, Some(&old), &new)?;
             // Jobs of this schedule that no runner has started never will: they fail now,
             // in the same transaction, so a restart cannot pick them up.
-            let error = JobError {
-                code: CANCELLED.into(),
-                message: "the schedule was cancelled before this job started".into(),
-            };
-            let fail = [JobTransition::Fail {
-                error,
-                output: None,
-            }];
+            let fail = [cancel_transition()];
             let unstarted = unstarted_jobs(tx, id)?;
             let mut jobs = JobTables::open(tx)?;
             for seq in unstarted {
@@ -709,6 +692,36 @@ pub(super) fn authorized(
     new.next_launch_at = next_launch_at;
     new.updated_at = now;
     new
+}
+
+/// `old` cancelled: refused once it has finished. It leaves the due index at once.
+pub(super) fn cancelled(
+    old: &ScheduledScript,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, StoreError> {
+    if !matches!(
+        old.status,
+        ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled | ScheduleStatus::Launched
+    ) {
+        return Err(state(&old.id, "is already finished"));
+    }
+    let mut new = old.clone();
+    new.status = ScheduleStatus::Cancelled;
+    new.cancelled_at = Some(now);
+    new.next_launch_at = None;
+    new.updated_at = now;
+    Ok(new)
+}
+
+/// What a cancelled schedule's jobs that no runner started go through.
+pub(super) fn cancel_transition() -> JobTransition {
+    JobTransition::Fail {
+        error: JobError {
+            code: CANCELLED.into(),
+            message: "the schedule was cancelled before this job started".into(),
+        },
+        output: None,
+    }
 }
 
 /// The audit line of a new schedule (`schedule.created`).

@@ -329,6 +329,29 @@ impl PgStore {
     }
 }
 
+/// Applies `transitions` to the job `id` in the caller's transaction (its row locked),
+/// writing it and what the change implies; an illegal transition is an error.
+pub(super) async fn change_in(
+    tx: &Transaction<'_>,
+    id: &str,
+    transitions: &[JobTransition],
+    now: DateTime<Utc>,
+) -> Result<Job, StoreError> {
+    let row = tx
+        .query_opt(
+            "SELECT id, record::text FROM jobs WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await
+        .map_err(pg("lock a job"))?
+        .ok_or_else(|| StoreError::not_found(KIND, id))?;
+    let mut job = job_of(&row)?;
+    let effects = apply_all(&mut job, transitions, now)?;
+    update(tx, &job).await?;
+    follow(tx, effects, now).await?;
+    Ok(job)
+}
+
 /// Writes what a job's change implies, in the order it happened: `job.status` events for
 /// its notify_url and, for a scheduled job that finished, its site's event and its run's
 /// outcome (`launch::record_outcome`), as the redb store's `JobTables::change` does.

@@ -16,6 +16,7 @@ use deadpool_postgres::Transaction;
 use tokio_postgres::error::SqlState;
 
 use super::changes::{Change, announce_in};
+use super::jobs::change_in;
 use super::journal::push_audit;
 use super::outbox::push_event;
 use super::{PgStore, col, decode, encode, pg};
@@ -24,8 +25,8 @@ use crate::store::approvals::{ApprovalToken, Decision, spend_token};
 use crate::store::error::StoreError;
 use crate::store::records::{Page, ScheduleInput, SchedulePatch, ScheduledScript};
 use crate::store::schedules::{
-    Refusal, authorized, created_audit, deletion_audit, due_key, may_authorize, new_schedule,
-    patched,
+    Refusal, authorized, cancel_transition, cancelled, created_audit, deletion_audit, due_key,
+    may_authorize, new_schedule, patched,
 };
 use crate::store::sites::StoredSite;
 use crate::store::summaries::queue_entry;
@@ -255,6 +256,43 @@ impl PgStore {
             push_event(tx, decision.event, decision.payload.clone(), now).await?;
             announce_in(tx, Change::Schedules).await?;
             Ok(Ok(new))
+        })
+    }
+
+    /// Cancels a schedule that has not finished, writing the decision with it; it leaves
+    /// the due index at once, and its jobs that no engine started (pending, or loaded by
+    /// an engine that has not begun them) fail as `cancelled` in the same transaction, so
+    /// no engine can start one after the commit: an engine holding one finds it no longer
+    /// held.
+    pub(crate) async fn cancel_schedule(
+        &self,
+        id: &str,
+        decision: Decision,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError> {
+        transaction!(self, "cancel a schedule", |tx| async {
+            let old = locked(tx, id).await?;
+            let new = cancelled(&old, now)?;
+            put(tx, &new).await?;
+            let unstarted: Vec<String> = tx
+                .query(
+                    "SELECT j.id FROM ledger l JOIN jobs j ON j.seq_id = l.job_seq
+                     WHERE l.schedule_id = $1 AND j.status IN ('pending', 'loaded')
+                     ORDER BY j.seq_id",
+                    &[&id],
+                )
+                .await
+                .map_err(pg("find a schedule's unstarted jobs"))?
+                .iter()
+                .map(|r| col(r, 0))
+                .collect::<Result<_, _>>()?;
+            for job in unstarted {
+                change_in(tx, &job, &[cancel_transition()], now).await?;
+            }
+            push_audit(tx, decision.audit.clone()).await?;
+            push_event(tx, decision.event, decision.payload.clone(), now).await?;
+            announce_in(tx, Change::Schedules).await?;
+            Ok(new)
         })
     }
 
