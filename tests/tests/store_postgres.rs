@@ -144,6 +144,18 @@ trait Conformance {
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledScript>, StoreError>;
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError>;
+    /// Asks for approval of a schedule as its author would, through the workflow.
+    async fn request(
+        &self,
+        schedule_id: &str,
+    ) -> Result<approval::Requested, approval::ApprovalError>;
+    /// Approves a schedule as `bob`, with the link's token.
+    async fn approve_by_link(
+        &self,
+        schedule_id: &str,
+        token: &str,
+    ) -> Result<approval::Approved, approval::ApprovalError>;
+    async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError>;
     /// Cancels a schedule as its author would, through the approval workflow.
     async fn cancel(&self, schedule_id: &str) -> Result<ScheduledScript, approval::ApprovalError>;
     async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError>;
@@ -253,6 +265,9 @@ macro_rules! same_operations {
         async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError> {
             self.$store.get_run(schedule_id, occurrence)$(.$await)?
         }
+        async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
+            self.$store.get_event(id)$(.$await)?
+        }
         async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError> {
             self.$store.list_events(page)$(.$await)?
         }
@@ -360,7 +375,10 @@ fn schedule_input(sites: &[String]) -> ScheduleInput {
     }
 }
 
-/// The schedule's author, cancelling it.
+/// How long an approval link is valid in these tests.
+const LINK_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// The schedule's author, asking for its approval or cancelling it.
 fn canceller() -> Principal {
     Principal {
         user_id: "alice".into(),
@@ -433,6 +451,23 @@ impl Conformance for Redb {
     async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
         approval::cancel(&self.store, id, &canceller(), t(4000))
     }
+    async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
+        approval::request(&self.store, id, &canceller(), t(10), LINK_TTL)
+    }
+    async fn approve_by_link(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<approval::Approved, approval::ApprovalError> {
+        approval::approve(
+            &self.store,
+            id,
+            &bob(),
+            Some(token),
+            OrgPolicy::default(),
+            t(11),
+        )
+    }
     same_operations!(store);
 }
 
@@ -498,6 +533,24 @@ impl Conformance for Pg {
     async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
         approval::cancel_in(&self.store, id, &canceller(), t(4000)).await
     }
+    async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
+        approval::request_in(&self.store, id, &canceller(), t(10), LINK_TTL).await
+    }
+    async fn approve_by_link(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<approval::Approved, approval::ApprovalError> {
+        approval::approve_in(
+            &self.store,
+            id,
+            &bob(),
+            Some(token),
+            OrgPolicy::default(),
+            t(11),
+        )
+        .await
+    }
     same_operations!(store, await);
 }
 
@@ -537,6 +590,7 @@ conformance!(
     a_site_changed_after_the_approval_voids_the_launch_and_the_void_is_kept,
     a_run_settles_with_its_last_job_and_so_does_its_schedule,
     a_cancelled_schedule_fails_the_jobs_nobody_started_and_keeps_the_rest,
+    an_approval_link_approves_once_and_only_for_its_recipient,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1324,6 +1378,51 @@ async fn a_cancelled_schedule_fails_the_jobs_nobody_started_and_keeps_the_rest(
         ScheduleStatus::Cancelled,
         "the last job's outcome does not undo the cancellation"
     );
+}
+
+async fn an_approval_link_approves_once_and_only_for_its_recipient(s: &impl Conformance) {
+    for user in approvers() {
+        s.create_user(&user).await.expect("user");
+    }
+    let site = s
+        .create_site_by(fleet_router(0), "alice")
+        .await
+        .expect("site");
+    let schedule = s
+        .create_schedule(schedule_input(std::slice::from_ref(&site.id)))
+        .await
+        .expect("schedule");
+    let requested = s.request(&schedule.id).await.expect("requested");
+    assert_eq!(
+        requested.recipients,
+        ["alice", "bob"],
+        "every user of the organization"
+    );
+    assert!(requested.schedule.authorization_requested_at.is_some());
+    let event = s.get_event(requested.event_id).await.expect("event");
+    assert_eq!(event.kind, "script.authorization_requested");
+    let link = |user: &str| {
+        let url = event.payload["links"][user]
+            .as_str()
+            .expect("a link")
+            .to_owned();
+        url.split("token=").nth(1).expect("a token").to_owned()
+    };
+    // Alice's link is hers: bob cannot approve with it.
+    let stolen = s.approve_by_link(&schedule.id, &link("alice")).await;
+    assert!(
+        matches!(stolen, Err(approval::ApprovalError::InvalidToken { .. })),
+        "{stolen:?}"
+    );
+    let approved = s
+        .approve_by_link(&schedule.id, &link("bob"))
+        .await
+        .expect("approved by link");
+    assert!(approved.via_link);
+    assert_eq!(approved.schedule.status, ScheduleStatus::Scheduled);
+    assert_eq!(approved.schedule.authorized_by.as_deref(), Some("bob"));
+    let again = s.approve_by_link(&schedule.id, &link("bob")).await;
+    assert!(again.is_err(), "a link approves once: {again:?}");
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

@@ -35,7 +35,7 @@ use chrono::TimeDelta;
 pub use binding::approval_hash;
 pub use workflow::{
     Approved, EVENT_AUTHORIZED, EVENT_CANCELLED, EVENT_REQUESTED, Requested, approve, approve_in,
-    cancel, cancel_in, request,
+    cancel, cancel_in, request, request_in,
 };
 pub(crate) use workflow::{linked_schedule, scheduler_rule};
 

@@ -62,124 +62,204 @@ pub fn request(
     link_ttl: TimeDelta,
 ) -> Result<Requested, ApprovalError> {
     let current = load(store, schedule_id, requester)?;
-    if !requester.has_scope(SCOPE_CREATE) && !requester.has_scope(SCOPE_UPDATE) {
-        return Err(ApprovalError::Forbidden {
-            scope: SCOPE_UPDATE,
-        });
-    }
-    if link_ttl <= TimeDelta::zero() {
-        return Err(ApprovalError::Invalid {
-            field: "link_ttl",
-            reason: "must be positive".into(),
-        });
-    }
-    let expires_at = now
-        .checked_add_signed(link_ttl)
-        .ok_or_else(|| ApprovalError::Invalid {
-            field: "link_ttl",
-            reason: "ends beyond the calendar".into(),
-        })?;
-    if current.status != ScheduleStatus::Unauthorized {
-        return Err(conflict(
-            schedule_id,
-            format!(
-                "is {}; only an unauthorized schedule asks for approval",
-                status_name(current.status)
-            ),
-        ));
-    }
-    // A schedule stored before the lint policy, or under older rules, is held to it
-    // before anyone is asked to approve it.
-    let lint = crate::lint::policy::check(&current.script, &current.acknowledged_risks)
-        .map_err(ApprovalError::Policy)?;
-    let findings = crate::lint::policy::shown_to_approvers(&lint);
+    let asked = Ask::check(&current, requester, now, link_ttl)?;
     // Bound to the version this request reads, targets included: an edit of the
     // schedule or of a target site after this point changes the hash, and the links
     // stop approving.
-    let schedule = current;
     let (approval, _) = store
-        .approval_binding(&schedule)
+        .approval_binding(&current)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-
-    let (recipients, recipients_from) = if schedule.notify.is_empty() {
-        let users = store
-            .organization_users(&schedule.organization)
-            .map_err(ApprovalError::Store)?;
-        (users.into_iter().map(|u| u.id).collect(), "organization")
+    let users = if current.notify.is_empty() {
+        store
+            .organization_users(&current.organization)
+            .map_err(ApprovalError::Store)?
     } else {
-        (schedule.notify.clone(), "notify")
+        Vec::new()
     };
-
-    // One link per recipient, bound to that recipient: a link forwarded to anyone
-    // else approves nothing.
-    let mut records = Vec::with_capacity(recipients.len());
-    let mut links = serde_json::Map::new();
-    for recipient in &recipients {
-        let token = new_token();
-        records.push(ApprovalToken {
-            digest: digest(&token),
-            schedule_id: schedule.id.clone(),
-            organization: schedule.organization.clone(),
-            approval: approval.clone(),
-            requested_by: requester.user_id.clone(),
-            recipient: Some(recipient.clone()),
-            created_at: now,
-            expires_at,
-            used_at: None,
-            used_by: None,
-        });
-        links.insert(
-            recipient.clone(),
-            format!("/scripts/scheduled/{}/authorize?token={token}", schedule.id).into(),
-        );
-    }
-    let audit = AuditInput {
-        at: now,
-        organization: schedule.organization.clone(),
-        actor: requester.user_id.clone(),
-        action: EVENT_REQUESTED.into(),
-        target: schedule.id.clone(),
-        detail: json!({
-            "approval": approval,
-            "version": schedule.version,
-            "recipients": recipients,
-            "expires_at": expires_at,
-        }),
-    };
-    // The outbox holds the links until the event is delivered and pruned; the token
-    // table holds only their digests.
-    let payload = json!({
-        "schedule_id": schedule.id,
-        "organization": schedule.organization,
-        "description": schedule.description,
-        "created_by": schedule.created_by,
-        "editors": schedule.editors,
-        "version": schedule.version,
-        "requested_by": requester.user_id,
-        "recipients": recipients,
-        "recipients_from": recipients_from,
-        "links": links,
-        "expires_at": expires_at,
-        "approval": approval,
-        // What the approver accepts beside the script: the linter's critical and high
-        // findings, and the risks the author acknowledged (covered by `approval`).
-        "findings": findings,
-        "acknowledged_risks": schedule.acknowledged_risks,
-    });
-    let decision = Decision {
-        audit,
-        event: EVENT_REQUESTED,
-        payload,
-    };
+    let (records, decision, requested) = asked.links(current, requester, approval, users, now);
     let (schedule, event_id) = store
         .request_authorization(schedule_id, &records, decision, now)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    Ok(Requested {
-        schedule,
-        event_id,
-        recipients,
-        expires_at,
-    })
+    Ok(requested(schedule, event_id))
+}
+
+/// [`request`] on the PostgreSQL store.
+pub async fn request_in(
+    store: &crate::store::postgres::PgStore,
+    schedule_id: &str,
+    requester: &Principal,
+    now: DateTime<Utc>,
+    link_ttl: TimeDelta,
+) -> Result<Requested, ApprovalError> {
+    let current = load_in(store, schedule_id, requester).await?;
+    let asked = Ask::check(&current, requester, now, link_ttl)?;
+    let (approval, _) = store
+        .approval_binding(&current)
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    let users = if current.notify.is_empty() {
+        store
+            .organization_users(&current.organization)
+            .await
+            .map_err(ApprovalError::Store)?
+    } else {
+        Vec::new()
+    };
+    let (records, decision, requested) = asked.links(current, requester, approval, users, now);
+    let (schedule, event_id) = store
+        .request_authorization(schedule_id, &records, decision, now)
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    Ok(requested(schedule, event_id))
+}
+
+/// A request for approval that may be made: when its links expire, and what the linter
+/// shows approvers.
+struct Ask {
+    expires_at: DateTime<Utc>,
+    findings: serde_json::Value,
+}
+
+impl Ask {
+    /// Whether `requester` may ask for approval of `current` now, with links valid for
+    /// `link_ttl`.
+    fn check(
+        current: &ScheduledScript,
+        requester: &Principal,
+        now: DateTime<Utc>,
+        link_ttl: TimeDelta,
+    ) -> Result<Ask, ApprovalError> {
+        let schedule_id = current.id.as_str();
+        if !requester.has_scope(SCOPE_CREATE) && !requester.has_scope(SCOPE_UPDATE) {
+            return Err(ApprovalError::Forbidden {
+                scope: SCOPE_UPDATE,
+            });
+        }
+        if link_ttl <= TimeDelta::zero() {
+            return Err(ApprovalError::Invalid {
+                field: "link_ttl",
+                reason: "must be positive".into(),
+            });
+        }
+        let expires_at =
+            now.checked_add_signed(link_ttl)
+                .ok_or_else(|| ApprovalError::Invalid {
+                    field: "link_ttl",
+                    reason: "ends beyond the calendar".into(),
+                })?;
+        if current.status != ScheduleStatus::Unauthorized {
+            return Err(conflict(
+                schedule_id,
+                format!(
+                    "is {}; only an unauthorized schedule asks for approval",
+                    status_name(current.status)
+                ),
+            ));
+        }
+        // A schedule stored before the lint policy, or under older rules, is held to it
+        // before anyone is asked to approve it.
+        let lint = crate::lint::policy::check(&current.script, &current.acknowledged_risks)
+            .map_err(ApprovalError::Policy)?;
+        let findings = crate::lint::policy::shown_to_approvers(&lint);
+        Ok(Ask {
+            expires_at,
+            findings: serde_json::to_value(findings).unwrap_or_default(),
+        })
+    }
+
+    /// The links to `schedule` under `approval`, one per recipient (its `notify` users
+    /// or, when it names none, `users`: every user of its organization), their records,
+    /// the request's decision, and how to report it once stored.
+    fn links(
+        self,
+        schedule: ScheduledScript,
+        requester: &Principal,
+        approval: String,
+        users: Vec<crate::store::User>,
+        now: DateTime<Utc>,
+    ) -> (
+        Vec<ApprovalToken>,
+        Decision,
+        impl FnOnce(ScheduledScript, u64) -> Requested,
+    ) {
+        let Ask {
+            expires_at,
+            findings,
+        } = self;
+        let (recipients, recipients_from): (Vec<String>, &str) = if schedule.notify.is_empty() {
+            (users.into_iter().map(|u| u.id).collect(), "organization")
+        } else {
+            (schedule.notify.clone(), "notify")
+        };
+        // One link per recipient, bound to that recipient: a link forwarded to anyone
+        // else approves nothing.
+        let mut records = Vec::with_capacity(recipients.len());
+        let mut links = serde_json::Map::new();
+        for recipient in &recipients {
+            let token = new_token();
+            records.push(ApprovalToken {
+                digest: digest(&token),
+                schedule_id: schedule.id.clone(),
+                organization: schedule.organization.clone(),
+                approval: approval.clone(),
+                requested_by: requester.user_id.clone(),
+                recipient: Some(recipient.clone()),
+                created_at: now,
+                expires_at,
+                used_at: None,
+                used_by: None,
+            });
+            links.insert(
+                recipient.clone(),
+                format!("/scripts/scheduled/{}/authorize?token={token}", schedule.id).into(),
+            );
+        }
+        let audit = AuditInput {
+            at: now,
+            organization: schedule.organization.clone(),
+            actor: requester.user_id.clone(),
+            action: EVENT_REQUESTED.into(),
+            target: schedule.id.clone(),
+            detail: json!({
+                "approval": approval,
+                "version": schedule.version,
+                "recipients": recipients,
+                "expires_at": expires_at,
+            }),
+        };
+        // The outbox holds the links until the event is delivered and pruned; the token
+        // table holds only their digests.
+        let payload = json!({
+            "schedule_id": schedule.id,
+            "organization": schedule.organization,
+            "description": schedule.description,
+            "created_by": schedule.created_by,
+            "editors": schedule.editors,
+            "version": schedule.version,
+            "requested_by": requester.user_id,
+            "recipients": recipients,
+            "recipients_from": recipients_from,
+            "links": links,
+            "expires_at": expires_at,
+            "approval": approval,
+            // What the approver accepts beside the script: the linter's critical and high
+            // findings, and the risks the author acknowledged (covered by `approval`).
+            "findings": findings,
+            "acknowledged_risks": schedule.acknowledged_risks,
+        });
+        let decision = Decision {
+            audit,
+            event: EVENT_REQUESTED,
+            payload,
+        };
+        let requested = move |schedule, event_id| Requested {
+            schedule,
+            event_id,
+            recipients,
+            expires_at,
+        };
+        (records, decision, requested)
+    }
 }
 
 /// Approves an unauthorized schedule as it stands, and schedules its next launch.

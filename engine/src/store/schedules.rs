@@ -173,15 +173,7 @@ impl Store {
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.write(|tx| {
             let old = get(tx, id)?;
-            if old.status != ScheduleStatus::Unauthorized {
-                return Err(state(
-                    id,
-                    "only an unauthorized schedule can ask for authorization",
-                ));
-            }
-            let mut new = old.clone();
-            new.authorization_requested_at = Some(now);
-            new.updated_at = now;
+            let new = requested(&old, now)?;
             save(tx, Some(&old), &new)?;
             let mut table = tx.open_table(APPROVAL_TOKENS)?;
             for (digest, bytes) in &encoded {
@@ -692,6 +684,23 @@ pub(super) fn authorized(
     new.next_launch_at = next_launch_at;
     new.updated_at = now;
     new
+}
+
+/// `old` once authorization was asked for; only an unauthorized schedule asks.
+pub(super) fn requested(
+    old: &ScheduledScript,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, StoreError> {
+    if old.status != ScheduleStatus::Unauthorized {
+        return Err(state(
+            &old.id,
+            "only an unauthorized schedule can ask for authorization",
+        ));
+    }
+    let mut new = old.clone();
+    new.authorization_requested_at = Some(now);
+    new.updated_at = now;
+    Ok(new)
 }
 
 /// `old` cancelled: refused once it has finished. It leaves the due index at once.

@@ -18,8 +18,8 @@
 //! implies (its events, its run's tally and outcome) through `jobs::apply_all` and
 //! `schedules::count_outcome`.
 //!
-//! Not kept here yet (the redb store's alone so far): cancelling a schedule, requesting
-//! authorization with approval links, where each site of a run stands (`run_sites`),
+//! Not kept here yet (the redb store's alone so far): where each site of a run stands
+//! (`run_sites`), the approval link's confirm page (`approval_token`),
 //! listings by filter, templates, community scripts, generated summaries, channels,
 //! backups and diffs. The engine runs on the redb store until these are.
 //!

@@ -26,7 +26,7 @@ use crate::store::error::StoreError;
 use crate::store::records::{Page, ScheduleInput, SchedulePatch, ScheduledScript};
 use crate::store::schedules::{
     Refusal, authorized, cancel_transition, cancelled, created_audit, deletion_audit, due_key,
-    may_authorize, new_schedule, patched,
+    may_authorize, new_schedule, patched, requested,
 };
 use crate::store::sites::StoredSite;
 use crate::store::summaries::queue_entry;
@@ -293,6 +293,36 @@ impl PgStore {
             push_event(tx, decision.event, decision.payload.clone(), now).await?;
             announce_in(tx, Change::Schedules).await?;
             Ok(new)
+        })
+    }
+
+    /// Records that authorization was requested, with the approval links' tokens (one
+    /// per recipient), the decision's audit line and its event, in one transaction: the
+    /// links are announced if and only if the request and its tokens exist. Returns the
+    /// schedule and the event's id.
+    pub(crate) async fn request_authorization(
+        &self,
+        id: &str,
+        tokens: &[ApprovalToken],
+        decision: Decision,
+        now: DateTime<Utc>,
+    ) -> Result<(ScheduledScript, u64), StoreError> {
+        transaction!(self, "request authorization", |tx| async {
+            let old = locked(tx, id).await?;
+            let schedule = requested(&old, now)?;
+            put(tx, &schedule).await?;
+            for token in tokens {
+                tx.execute(
+                    "INSERT INTO approval_tokens (digest, schedule_id, record)
+                     VALUES ($1, $2, $3::text::jsonb)",
+                    &[&token.digest, &id, &encode("approval token", id, token)?],
+                )
+                .await
+                .map_err(pg("write an approval token"))?;
+            }
+            push_audit(tx, decision.audit.clone()).await?;
+            let event = push_event(tx, decision.event, decision.payload.clone(), now).await?;
+            Ok((schedule, event))
         })
     }
 
