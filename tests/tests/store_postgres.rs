@@ -10,10 +10,10 @@ use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
-    AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobError, JobInput,
-    JobStatus, JobTransition, Launch, LaunchPlan, OutboxEvent, OutboxState, Page, Recovery,
-    RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
-    Secret, Site, SiteInput, Store, StoreError, User,
+    AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobChanges, JobError,
+    JobInput, JobStatus, JobTransition, Launch, LaunchPlan, OutboxEvent, OutboxState, Page,
+    Recovery, RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus,
+    ScheduledScript, Secret, Site, SiteInput, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -144,6 +144,27 @@ trait Conformance {
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledScript>, StoreError>;
     async fn next_due_at(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
     async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError>;
+    async fn delete_site_by(&self, id: &str) -> Result<Site, StoreError>;
+    async fn put_backup(&self, id: &str, backup: &[u8]) -> Result<(), StoreError>;
+    async fn get_backup(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn put_diff(&self, id: &str, diff: &str, changes: JobChanges) -> Result<(), StoreError>;
+    async fn get_diff(&self, id: &str) -> Result<Option<String>, StoreError>;
+    async fn job_by_idempotency_key(&self, org: &str, key: &str)
+    -> Result<Option<Job>, StoreError>;
+    async fn jobs_for_site(&self, site: &str, page: &Page<u64>) -> Result<Vec<Job>, StoreError>;
+    async fn active_jobs(
+        &self,
+        status: JobStatus,
+        page: &Page<u64>,
+    ) -> Result<Vec<Job>, StoreError>;
+    async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, StoreError>;
+    async fn transition_jobs(
+        &self,
+        changes: Vec<(String, JobTransition)>,
+    ) -> Result<Vec<Job>, StoreError>;
+    async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError>;
+    async fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError>;
+    async fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -264,6 +285,61 @@ macro_rules! same_operations {
         }
         async fn get_run(&self, schedule_id: &str, occurrence: u64) -> Result<Run, StoreError> {
             self.$store.get_run(schedule_id, occurrence)$(.$await)?
+        }
+        async fn delete_site_by(&self, id: &str) -> Result<Site, StoreError> {
+            self.$store.delete_site_by(id, "alice", t(50))$(.$await)?
+        }
+        async fn put_backup(&self, id: &str, backup: &[u8]) -> Result<(), StoreError> {
+            self.$store.put_backup(id, backup)$(.$await)?
+        }
+        async fn get_backup(&self, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.$store.get_backup(id)$(.$await)?
+        }
+        async fn put_diff(
+            &self,
+            id: &str,
+            diff: &str,
+            changes: JobChanges,
+        ) -> Result<(), StoreError> {
+            self.$store.put_diff(id, diff, changes)$(.$await)?
+        }
+        async fn get_diff(&self, id: &str) -> Result<Option<String>, StoreError> {
+            self.$store.get_diff(id)$(.$await)?
+        }
+        async fn job_by_idempotency_key(
+            &self,
+            org: &str,
+            key: &str,
+        ) -> Result<Option<Job>, StoreError> {
+            self.$store.job_by_idempotency_key(org, key)$(.$await)?
+        }
+        async fn jobs_for_site(&self, site: &str, page: &Page<u64>) -> Result<Vec<Job>, StoreError> {
+            self.$store.jobs_for_site(site, page)$(.$await)?
+        }
+        async fn active_jobs(
+            &self,
+            status: JobStatus,
+            page: &Page<u64>,
+        ) -> Result<Vec<Job>, StoreError> {
+            self.$store.active_jobs(status, page)$(.$await)?
+        }
+        async fn job_counts(&self) -> Result<Vec<(JobStatus, u64)>, StoreError> {
+            self.$store.job_counts()$(.$await)?
+        }
+        async fn transition_jobs(
+            &self,
+            changes: Vec<(String, JobTransition)>,
+        ) -> Result<Vec<Job>, StoreError> {
+            self.$store.transition_jobs(changes, t(60))$(.$await)?
+        }
+        async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
+            self.$store.last_run(schedule_id)$(.$await)?
+        }
+        async fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError> {
+            self.$store.list_runs(schedule_id, page)$(.$await)?
+        }
+        async fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError> {
+            self.$store.run_jobs(schedule_id, occurrence)$(.$await)?
         }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
@@ -591,6 +667,10 @@ conformance!(
     a_run_settles_with_its_last_job_and_so_does_its_schedule,
     a_cancelled_schedule_fails_the_jobs_nobody_started_and_keeps_the_rest,
     an_approval_link_approves_once_and_only_for_its_recipient,
+    a_site_is_deleted_only_once_nothing_needs_it,
+    backups_and_diffs_are_sealed_apart_and_bound_to_their_job,
+    jobs_are_read_by_key_by_site_and_by_status,
+    runs_are_listed_oldest_first_with_their_jobs,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1423,6 +1503,235 @@ async fn an_approval_link_approves_once_and_only_for_its_recipient(s: &impl Conf
     assert_eq!(approved.schedule.authorized_by.as_deref(), Some("bob"));
     let again = s.approve_by_link(&schedule.id, &link("bob")).await;
     assert!(again.is_err(), "a link approves once: {again:?}");
+}
+
+async fn a_site_is_deleted_only_once_nothing_needs_it(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(1).await;
+    let refused = s.delete_site_by(&sites[0]).await;
+    match refused {
+        Err(StoreError::SiteInUse {
+            schedules,
+            unfinished_jobs,
+            ..
+        }) => {
+            assert_eq!(schedules, [format!("bgp peers off ({})", schedule.id)]);
+            assert_eq!(unfinished_jobs, 0);
+        }
+        other => panic!("expected SiteInUse, got {other:?}"),
+    }
+    s.cancel(&schedule.id).await.expect("cancelled");
+    let busy = s
+        .create_site_by(fleet_router(7), "alice")
+        .await
+        .expect("another site");
+    s.create_jobs(vec![input(&busy.id, None)], t(60))
+        .await
+        .expect("a job on it");
+    let refused = s.delete_site_by(&busy.id).await;
+    assert!(
+        matches!(
+            refused,
+            Err(StoreError::SiteInUse {
+                unfinished_jobs: 1,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let gone = s.delete_site_by(&sites[0]).await.expect("deleted");
+    assert_eq!(gone.id, sites[0]);
+    let read = s.login(&sites[0]).await;
+    assert!(matches!(read, Err(StoreError::NotFound { .. })), "{read:?}");
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    assert_eq!(
+        audit.last().map(|a| a.action.as_str()),
+        Some("site.deleted")
+    );
+    s.create_site_by(fleet_router(0), "alice")
+        .await
+        .expect("its name is free again");
+}
+
+async fn backups_and_diffs_are_sealed_apart_and_bound_to_their_job(s: &impl Conformance) {
+    let created = s
+        .create_jobs(vec![input("s1", None), input("s1", None)], t(0))
+        .await
+        .expect("jobs");
+    let (with, without) = (&created[0].0.id, &created[1].0.id);
+    s.put_backup(with, b"/export\nset admin password=x")
+        .await
+        .expect("backup");
+    let changes = JobChanges {
+        added: 2,
+        removed: 1,
+        digest: "ab".repeat(32),
+    };
+    s.put_diff(with, "+ one\n+ two\n- three", changes.clone())
+        .await
+        .expect("diff");
+    assert_eq!(
+        s.get_backup(with).await.expect("read").as_deref(),
+        Some(&b"/export\nset admin password=x"[..])
+    );
+    assert_eq!(
+        s.get_diff(with).await.expect("read").as_deref(),
+        Some("+ one\n+ two\n- three")
+    );
+    let job = &s.get_jobs(std::slice::from_ref(with)).await.expect("job")[0];
+    assert!(job.has_backup);
+    assert_eq!(job.changes.as_ref(), Some(&changes));
+    assert_eq!(s.get_backup(without).await.expect("none"), None);
+    assert_eq!(s.get_diff(without).await.expect("none"), None);
+    let missing = s.get_backup("nope").await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let huge = vec![b'x'; 16 * 1024 * 1024 + 1];
+    let refused = s.put_backup(without, &huge).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid { .. })),
+        "{refused:?}"
+    );
+}
+
+async fn jobs_are_read_by_key_by_site_and_by_status(s: &impl Conformance) {
+    let created = s
+        .create_jobs(
+            vec![
+                input("s1", Some("k1")),
+                input("s1", None),
+                input("s2", None),
+                input("s1", None),
+            ],
+            t(0),
+        )
+        .await
+        .expect("jobs");
+    let ids = ids(&created);
+    let keyed = s.job_by_idempotency_key("org1", "k1").await.expect("read");
+    assert_eq!(keyed.map(|j| j.id), Some(ids[0].clone()));
+    assert_eq!(
+        s.job_by_idempotency_key("org2", "k1").await.expect("none"),
+        None
+    );
+    let newest = s.jobs_for_site("s1", &Page::first(2)).await.expect("page");
+    assert_eq!(
+        newest.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [ids[3].clone(), ids[1].clone()]
+    );
+    let older = s
+        .jobs_for_site(
+            "s1",
+            &Page {
+                limit: 2,
+                after: Some(newest[1].seq_id),
+            },
+        )
+        .await
+        .expect("next page");
+    assert_eq!(
+        older.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [ids[0].clone()]
+    );
+    // All or none: an illegal change in the batch leaves every job as it was.
+    let refused = s
+        .transition_jobs(vec![
+            (ids[0].clone(), JobTransition::Load),
+            (ids[1].clone(), complete()),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::IllegalTransition { .. })),
+        "{refused:?}"
+    );
+    let moved = s
+        .transition_jobs(vec![
+            (ids[0].clone(), JobTransition::Load),
+            (ids[1].clone(), JobTransition::Load),
+        ])
+        .await
+        .expect("loaded");
+    assert!(moved.iter().all(|j| j.status == JobStatus::Loaded));
+    let pending = s
+        .active_jobs(JobStatus::Pending, &Page::first(10))
+        .await
+        .expect("pending");
+    assert_eq!(
+        pending.iter().map(|j| j.id.clone()).collect::<Vec<_>>(),
+        [ids[2].clone(), ids[3].clone()]
+    );
+    assert!(
+        s.active_jobs(JobStatus::Completed, &Page::first(10))
+            .await
+            .expect("finished are not indexed")
+            .is_empty()
+    );
+    let counts = s.job_counts().await.expect("counts");
+    let count = |status| counts.iter().find(|(s, _)| *s == status).map(|(_, n)| *n);
+    assert_eq!(
+        (
+            count(JobStatus::Pending),
+            count(JobStatus::Loaded),
+            count(JobStatus::Failed)
+        ),
+        (Some(2), Some(2), Some(0))
+    );
+    assert_eq!(counts.len(), 6, "every status is listed");
+}
+
+async fn runs_are_listed_oldest_first_with_their_jobs(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(2).await;
+    assert_eq!(s.last_run(&schedule.id).await.expect("none yet"), None);
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    for occurrence in [0, 1] {
+        s.launch(
+            LaunchPlan {
+                next_launch_at: Some(t(7200)),
+                ..plan(&schedule, occurrence, &site_refs)
+            },
+            t(3600),
+        )
+        .await
+        .expect("launched");
+    }
+    let runs = s
+        .list_runs(&schedule.id, &Page::first(10))
+        .await
+        .expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.occurrence).collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let after = s
+        .list_runs(
+            &schedule.id,
+            &Page {
+                limit: 10,
+                after: Some(0),
+            },
+        )
+        .await
+        .expect("after 0");
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        s.last_run(&schedule.id)
+            .await
+            .expect("last")
+            .map(|r| r.occurrence),
+        Some(1)
+    );
+    let jobs = s.run_jobs(&schedule.id, 1).await.expect("jobs");
+    let mut sorted = sites.clone();
+    sorted.sort();
+    assert_eq!(
+        jobs.iter().map(|j| j.site_id.clone()).collect::<Vec<_>>(),
+        sorted
+    );
+    assert!(
+        jobs.iter()
+            .all(|j| j.origin.as_ref().is_some_and(|o| o.occurrence == 1))
+    );
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

@@ -29,12 +29,12 @@ pub const AUDIT_JOB_SUBMITTED: &str = "job.submitted";
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
 /// What a sealed backup is bound to: the job and its place in the sequence, so a sealed
 /// backup copied onto another job's row does not open.
-fn backup_record(id: &str, seq: u64) -> String {
+pub(super) fn backup_record(id: &str, seq: u64) -> String {
     format!("job-backup/{id}/{seq}")
 }
 
 /// What a sealed diff is bound to, as a backup is.
-fn diff_record(id: &str, seq: u64) -> String {
+pub(super) fn diff_record(id: &str, seq: u64) -> String {
     format!("job-diff/{id}/{seq}")
 }
 
@@ -582,7 +582,7 @@ impl Store {
 }
 
 /// Every job status, in lifecycle order.
-const STATUSES: [JobStatus; 6] = [
+pub(super) const STATUSES: [JobStatus; 6] = [
     JobStatus::Pending,
     JobStatus::Loaded,
     JobStatus::Running,

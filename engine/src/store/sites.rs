@@ -895,17 +895,24 @@ fn schedules_needing(tx: &WriteTransaction, site: &Site) -> Result<Vec<String>, 
             continue;
         };
         let schedule: ScheduledScript = decode("schedule", id, bytes.value())?;
-        let names_site = schedule.sites.contains(&site.id)
-            || schedule.test_site_id.as_deref() == Some(site.id.as_str());
-        let may_run = matches!(
-            schedule.status,
-            ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
-        ) || schedule.next_launch_at.is_some();
-        if names_site && may_run {
+        if needs_site(&schedule, &site.id) {
             out.push(format!("{} ({id})", schedule.description));
         }
     }
     Ok(out)
+}
+
+/// Whether `schedule` names the site `id` (by id, or as its test site) and may still
+/// launch: not yet authorized, scheduled, or recurring with an occurrence to come. Such a
+/// schedule keeps the site from being deleted.
+pub(super) fn needs_site(schedule: &ScheduledScript, id: &str) -> bool {
+    let names_site =
+        schedule.sites.iter().any(|s| s == id) || schedule.test_site_id.as_deref() == Some(id);
+    let may_run = matches!(
+        schedule.status,
+        ScheduleStatus::Unauthorized | ScheduleStatus::Scheduled
+    ) || schedule.next_launch_at.is_some();
+    names_site && may_run
 }
 
 /// How many of the site's jobs are pending, loaded or running.

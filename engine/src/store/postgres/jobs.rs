@@ -116,6 +116,38 @@ impl PgStore {
         self.transition(items, None, now).await
     }
 
+    /// Applies one checked transition and returns the job as it is now.
+    pub async fn transition_job(
+        &self,
+        id: &str,
+        transition: JobTransition,
+        now: DateTime<Utc>,
+    ) -> Result<Job, StoreError> {
+        let mut out = self
+            .transition_jobs(vec![(id.to_owned(), transition)], now)
+            .await?;
+        out.pop().ok_or_else(|| StoreError::not_found(KIND, id))
+    }
+
+    /// Applies several transitions in one transaction: all of them, or none if any is
+    /// illegal.
+    pub async fn transition_jobs(
+        &self,
+        changes: Vec<(String, JobTransition)>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        transaction!(self, "transition jobs", |tx| async {
+            let mut out = Vec::with_capacity(changes.len());
+            for (id, transition) in &changes {
+                out.push(change_in(tx, id, std::slice::from_ref(transition), now).await?);
+            }
+            if out.iter().any(|j| j.status == JobStatus::Pending) {
+                announce_in(tx, Change::Jobs).await?;
+            }
+            Ok(out)
+        })
+    }
+
     /// [`PgStore::transition_each`] for an engine working on jobs it claimed: a job that
     /// `engine` does not hold (its lease lapsed and the job was settled, or went to
     /// another engine) is refused with [`StoreError::NotHeld`] and left as it is, so an

@@ -25,7 +25,7 @@ use super::outbox::push_event;
 use super::schedules::{locked, locked_if_any, put, resolve};
 use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
-use crate::store::records::{Job, JobOrigin, MAX_TARGETS, Run};
+use crate::store::records::{Job, JobOrigin, MAX_TARGETS, Page, Run};
 use crate::store::schedules::{
     EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, EVENT_RUN_FINISHED, count_outcome, finish_run,
     launch_job, launched, launched_payload, run_finished_payload, settle, still_approved, voided,
@@ -169,6 +169,57 @@ impl PgStore {
             .map_err(pg("read a run"))?
             .ok_or_else(|| StoreError::not_found("run", format!("{schedule_id}#{occurrence}")))?;
         decode("run", schedule_id, &col::<String>(&row, 0)?)
+    }
+
+    /// The run of a schedule's latest occurrence, if it ever launched.
+    pub async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
+        let mut runs = self
+            .runs_where(
+                "SELECT record::text FROM runs WHERE schedule_id = $1
+                 ORDER BY occurrence DESC LIMIT 1",
+                schedule_id,
+                &[],
+            )
+            .await?;
+        Ok(runs.pop())
+    }
+
+    /// A schedule's run history, oldest occurrence first; the cursor is the last
+    /// occurrence seen.
+    pub async fn list_runs(
+        &self,
+        schedule_id: &str,
+        page: &Page<u64>,
+    ) -> Result<Vec<Run>, StoreError> {
+        let after = page
+            .after
+            .map_or(-1, |a| i64::try_from(a).unwrap_or(i64::MAX));
+        let limit = page.capped_limit() as i64;
+        self.runs_where(
+            "SELECT record::text FROM runs WHERE schedule_id = $1 AND occurrence > $2
+             ORDER BY occurrence LIMIT $3",
+            schedule_id,
+            &[&after, &limit],
+        )
+        .await
+    }
+
+    async fn runs_where(
+        &self,
+        select: &str,
+        schedule_id: &str,
+        rest: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<Vec<Run>, StoreError> {
+        let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = vec![&schedule_id];
+        params.extend_from_slice(rest);
+        let client = self.client().await?;
+        let rows = client
+            .query(select, &params)
+            .await
+            .map_err(pg("read runs"))?;
+        rows.iter()
+            .map(|row| decode("run", schedule_id, &col::<String>(row, 0)?))
+            .collect()
     }
 
     /// The job an occurrence created on a site, if it launched there.

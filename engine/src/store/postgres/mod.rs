@@ -20,8 +20,9 @@
 //!
 //! Not kept here yet (the redb store's alone so far): where each site of a run stands
 //! (`run_sites`), the approval link's confirm page (`approval_token`),
-//! listings by filter, templates, community scripts, generated summaries, channels,
-//! backups and diffs. The engine runs on the redb store until these are.
+//! listings by filter, templates, community scripts, generated summaries, channels, and
+//! the outbox's delivery bookkeeping for the API (due, dead and pruned events). The
+//! engine runs on the redb store until these are.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
@@ -44,7 +45,8 @@
 //! `leases` (the scheduler lease), `outbox` (events and their delivery), `changes`
 //! (LISTEN/NOTIFY between engines), `sites` (sites and their sealed credentials),
 //! `journal` (users and the audit log), `schedules` (schedules, their approval, the due
-//! index and the targets an approval binds). This module holds the pool, the credential key,
+//! index and the targets an approval binds), `artifacts` (job reads beyond one id, a
+//! run's jobs, backups and diffs). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -53,8 +55,8 @@
 //! database keeps a fixed text sealed under the first engine's key, and an engine whose
 //! key does not open it is refused at connect, before it seals anything the others could
 //! not open. Site passwords and private keys are sealed by the same code and under the
-//! same associated data as in the redb store. (Backups and diffs, which the redb store
-//! also seals, are not kept here yet.)
+//! same associated data as in the redb store, and so are jobs' backups and diffs
+//! (`artifacts`).
 //!
 //! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
 //! on a network the engines trust.
@@ -108,6 +110,7 @@ macro_rules! transaction {
     }};
 }
 
+mod artifacts;
 pub mod changes;
 mod jobs;
 mod journal;

@@ -16,6 +16,7 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (2, include_str!("migrations/0002_outbox.sql")),
     (3, include_str!("migrations/0003_sites_users_audit.sql")),
     (4, include_str!("migrations/0004_schedules.sql")),
+    (5, include_str!("migrations/0005_job_artifacts.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.

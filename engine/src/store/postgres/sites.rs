@@ -14,10 +14,10 @@ use super::journal::push_audit;
 use super::{PgStore, col, decode, encode, pg};
 use crate::store::Endpoint;
 use crate::store::error::StoreError;
-use crate::store::records::{AuditInput, Job, Page, Secret, Site, SiteInput};
+use crate::store::records::{AuditInput, Job, Page, ScheduledScript, Secret, Site, SiteInput};
 use crate::store::sites::{
-    Refused, StoredSite, learn_host_key, login, new_site, open_private_key, replaced, site_audit,
-    update_audit,
+    Refused, StoredSite, learn_host_key, login, needs_site, new_site, open_private_key, replaced,
+    site_audit, update_audit,
 };
 
 const KIND: &str = "site";
@@ -189,6 +189,79 @@ impl PgStore {
             }
             Ok(stored.site)
         })
+    }
+
+    /// Removes a site, unless a schedule that may still run targets it or a job on it is
+    /// unfinished (`StoreError::SiteInUse`, naming them).
+    pub async fn delete_site(&self, id: &str) -> Result<(), StoreError> {
+        self.remove_site(id, None, Utc::now()).await.map(drop)
+    }
+
+    /// [`PgStore::delete_site`] by `actor`, with its audit line (`site.deleted`) in the
+    /// same commit.
+    pub async fn delete_site_by(
+        &self,
+        id: &str,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        self.remove_site(id, Some(actor), now).await
+    }
+
+    async fn remove_site(
+        &self,
+        id: &str,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Site, StoreError> {
+        transaction!(self, "delete a site", |tx| async {
+            let old = locked(tx, id).await?;
+            let site = old.site;
+            let rows = tx
+                .query(
+                    "SELECT id, record::text FROM schedules WHERE organization = $1 ORDER BY id",
+                    &[&site.organization],
+                )
+                .await
+                .map_err(pg("read the schedules of an organization"))?;
+            let mut schedules = Vec::new();
+            for row in &rows {
+                let schedule_id: String = col(row, 0)?;
+                let schedule: ScheduledScript =
+                    decode("schedule", &schedule_id, &col::<String>(row, 1)?)?;
+                if needs_site(&schedule, id) {
+                    schedules.push(format!("{} ({schedule_id})", schedule.description));
+                }
+            }
+            let unfinished = tx
+                .query_one(
+                    "SELECT count(*) FROM jobs
+                     WHERE site_id = $1 AND status IN ('pending', 'loaded', 'running')",
+                    &[&id],
+                )
+                .await
+                .map_err(pg("count a site's unfinished jobs"))?;
+            let unfinished_jobs = col::<i64>(&unfinished, 0)?.max(0) as u64;
+            if !schedules.is_empty() || unfinished_jobs > 0 {
+                return Err(StoreError::SiteInUse {
+                    name: site.name.clone(),
+                    schedules,
+                    unfinished_jobs,
+                });
+            }
+            tx.execute("DELETE FROM sites WHERE id = $1", &[&id])
+                .await
+                .map_err(pg("delete a site"))?;
+            if let Some(actor) = actor {
+                push_audit(tx, site_audit("site.deleted", &site, actor, false, now)).await?;
+            }
+            Ok(site)
+        })
+    }
+
+    /// The site's decrypted password, for the transport that logs in to it.
+    pub async fn site_password(&self, id: &str) -> Result<Secret, StoreError> {
+        Ok(self.site_with_password(id).await?.1)
     }
 
     pub async fn get_site(&self, id: &str) -> Result<Site, StoreError> {
