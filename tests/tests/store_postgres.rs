@@ -165,6 +165,19 @@ trait Conformance {
     async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError>;
     async fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError>;
     async fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError>;
+    async fn append_event(&self, kind: &str, payload: serde_json::Value)
+    -> Result<u64, StoreError>;
+    /// Records an attempt at event `id` for `org`, as the deliverer does: delivered
+    /// (`error: None`) or given up (dead).
+    async fn attempt(
+        &self,
+        id: u64,
+        org: &str,
+        error: Option<&str>,
+    ) -> Result<OutboxEvent, StoreError>;
+    async fn dead_events(&self, org: &str) -> Result<Vec<OutboxEvent>, StoreError>;
+    async fn retry_dead_event(&self, org: &str, id: u64) -> Result<OutboxEvent, StoreError>;
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -341,6 +354,22 @@ macro_rules! same_operations {
         async fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError> {
             self.$store.run_jobs(schedule_id, occurrence)$(.$await)?
         }
+        async fn append_event(
+            &self,
+            kind: &str,
+            payload: serde_json::Value,
+        ) -> Result<u64, StoreError> {
+            self.$store.append_event(kind, payload, t(0))$(.$await)?
+        }
+        async fn dead_events(&self, org: &str) -> Result<Vec<OutboxEvent>, StoreError> {
+            self.$store.dead_events(org, &Page::first(100))$(.$await)?
+        }
+        async fn retry_dead_event(&self, org: &str, id: u64) -> Result<OutboxEvent, StoreError> {
+            self.$store.retry_dead_event(org, id, t(70))$(.$await)?
+        }
+        async fn prune_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+            self.$store.prune_events(before, 100)$(.$await)?
+        }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
         }
@@ -451,6 +480,17 @@ fn schedule_input(sites: &[String]) -> ScheduleInput {
     }
 }
 
+/// The deliverer's last attempt at an event for `org`: delivered, or dead with `error`.
+fn attempt_of<'a>(org: &'a str, error: Option<&'a str>) -> EventAttempt<'a> {
+    EventAttempt {
+        error,
+        retry_at: None,
+        organization: Some(org),
+        delivered_to: &[],
+        now: t(100),
+    }
+}
+
 /// How long an approval link is valid in these tests.
 const LINK_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
@@ -526,6 +566,14 @@ impl Conformance for Redb {
     }
     async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
         approval::cancel(&self.store, id, &canceller(), t(4000))
+    }
+    async fn attempt(
+        &self,
+        id: u64,
+        org: &str,
+        error: Option<&str>,
+    ) -> Result<OutboxEvent, StoreError> {
+        self.store.record_event_attempt(id, &attempt_of(org, error))
     }
     async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
         approval::request(&self.store, id, &canceller(), t(10), LINK_TTL)
@@ -609,6 +657,19 @@ impl Conformance for Pg {
     async fn cancel(&self, id: &str) -> Result<ScheduledScript, approval::ApprovalError> {
         approval::cancel_in(&self.store, id, &canceller(), t(4000)).await
     }
+    async fn attempt(
+        &self,
+        id: u64,
+        org: &str,
+        error: Option<&str>,
+    ) -> Result<OutboxEvent, StoreError> {
+        // Claims every due event for this engine; one claimed by an earlier call stays
+        // this engine's, and recording an attempt at one it does not hold is refused.
+        self.store.claim_events(ENGINE, t(100), 100, LONG).await?;
+        self.store
+            .record_event_attempt(ENGINE, id, &attempt_of(org, error))
+            .await
+    }
     async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
         approval::request_in(&self.store, id, &canceller(), t(10), LINK_TTL).await
     }
@@ -671,6 +732,7 @@ conformance!(
     backups_and_diffs_are_sealed_apart_and_bound_to_their_job,
     jobs_are_read_by_key_by_site_and_by_status,
     runs_are_listed_oldest_first_with_their_jobs,
+    dead_letters_are_kept_per_organization_until_retried_and_delivered_events_are_pruned,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1732,6 +1794,61 @@ async fn runs_are_listed_oldest_first_with_their_jobs(s: &impl Conformance) {
         jobs.iter()
             .all(|j| j.origin.as_ref().is_some_and(|o| o.occurrence == 1))
     );
+}
+
+async fn dead_letters_are_kept_per_organization_until_retried_and_delivered_events_are_pruned(
+    s: &impl Conformance,
+) {
+    let lost = s
+        .append_event("script.launched", serde_json::json!({"n": 1}))
+        .await
+        .expect("event");
+    let sent = s
+        .append_event("script.launched", serde_json::json!({"n": 2}))
+        .await
+        .expect("event");
+    let dead = s
+        .attempt(lost, "org1", Some("410 Gone"))
+        .await
+        .expect("dead");
+    assert_eq!(dead.state, OutboxState::Dead);
+    let delivered = s.attempt(sent, "org1", None).await.expect("delivered");
+    assert_eq!(delivered.state, OutboxState::Delivered);
+    let letters = s.dead_events("org1").await.expect("dead letters");
+    assert_eq!(letters.iter().map(|e| e.id).collect::<Vec<_>>(), [lost]);
+    assert!(s.dead_events("org2").await.expect("none").is_empty());
+    let foreign = s.retry_dead_event("org2", lost).await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    let not_dead = s.retry_dead_event("org1", sent).await;
+    assert!(
+        matches!(not_dead, Err(StoreError::NotFound { .. })),
+        "{not_dead:?}"
+    );
+    let retried = s.retry_dead_event("org1", lost).await.expect("retried");
+    assert_eq!(
+        (
+            retried.state,
+            retried.attempts,
+            retried.next_attempt_at,
+            retried.dead_at
+        ),
+        (OutboxState::Pending, 0, t(70), None)
+    );
+    assert!(s.dead_events("org1").await.expect("none").is_empty());
+    // Pruning removes delivered events only, and only those created before the bound.
+    assert_eq!(s.prune_events(t(0)).await.expect("none that old"), 0);
+    assert_eq!(s.prune_events(t(1)).await.expect("pruned"), 1);
+    let left: Vec<u64> = s
+        .list_events(&Page::first(100))
+        .await
+        .expect("events")
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    assert_eq!(left, [lost], "the retried event stays");
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

@@ -247,10 +247,7 @@ impl Store {
                 return Err(StoreError::not_found("dead letter", key));
             }
             tx.open_table(OUTBOX_DEAD)?.remove((org.as_str(), id))?;
-            event.state = OutboxState::Pending;
-            event.attempts = 0;
-            event.next_attempt_at = now;
-            event.dead_at = None;
+            revived(&mut event, now);
             tx.open_table(OUTBOX_DUE)?.insert((millis(now), id), ())?;
             events.insert(id, encode("event", &key, &event)?.as_slice())?;
             Ok(event)
@@ -353,6 +350,15 @@ pub(crate) fn push_audit(tx: &WriteTransaction, entry: AuditInput) -> Result<u64
     tx.open_table(AUDIT)?
         .insert(seq, encode("audit", &seq.to_string(), &entry)?.as_slice())?;
     Ok(seq)
+}
+
+/// A dead letter put back in the queue, due at `now`, with a fresh count of attempts:
+/// the same in either store.
+pub(crate) fn revived(event: &mut OutboxEvent, now: DateTime<Utc>) {
+    event.state = OutboxState::Pending;
+    event.attempts = 0;
+    event.next_attempt_at = now;
+    event.dead_at = None;
 }
 
 /// A new event, due at once: the same record in either store.

@@ -20,9 +20,8 @@
 //!
 //! Not kept here yet (the redb store's alone so far): where each site of a run stands
 //! (`run_sites`), the approval link's confirm page (`approval_token`),
-//! listings by filter, templates, community scripts, generated summaries, channels, and
-//! the outbox's delivery bookkeeping for the API (due, dead and pruned events). The
-//! engine runs on the redb store until these are.
+//! listings by filter, templates, community scripts, generated summaries and channels.
+//! The engine runs on the redb store until these are.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 
 use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
 use crate::store::error::StoreError;
-use crate::store::journal::{EventAttempt, apply_attempt, new_event};
+use crate::store::journal::{EventAttempt, apply_attempt, new_event, revived};
 use crate::store::records::{OutboxEvent, OutboxState, Page};
 
 const KIND: &str = "event";
@@ -146,19 +146,111 @@ impl PgStore {
             apply_attempt(&mut event, attempt);
             tx.execute(
                 "UPDATE outbox SET state = $2, next_attempt_at = $3, record = $4::text::jsonb,
-                     owner = NULL, lease_expires_at = NULL
+                     organization = $5, owner = NULL, lease_expires_at = NULL
                  WHERE id = $1",
                 &[
                     &id,
                     &state_name(event.state),
                     &event.next_attempt_at,
                     &encode(KIND, &key, &event)?,
+                    &event.organization,
                 ],
             )
             .await
             .map_err(pg("record an event attempt"))?;
             Ok(event)
         })
+    }
+}
+
+impl PgStore {
+    /// An organization's dead letters, oldest first; the cursor is the last id seen.
+    pub async fn dead_events(
+        &self,
+        organization: &str,
+        page: &Page<u64>,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        let after = big(KIND, "after", page.after.unwrap_or(0))?;
+        let limit = page.capped_limit() as i64;
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, record::text FROM outbox
+                 WHERE state = 'dead' AND organization = $1 AND id > $2
+                 ORDER BY id LIMIT $3",
+                &[&organization, &after, &limit],
+            )
+            .await
+            .map_err(pg("list dead letters"))?;
+        rows.iter()
+            .map(|row| {
+                let id: i64 = col(row, 0)?;
+                decode(KIND, &id.to_string(), &col::<String>(row, 1)?)
+            })
+            .collect()
+    }
+
+    /// Puts a dead letter of `organization` back in the queue, due at `now`, with a fresh
+    /// count of attempts (`journal::revived`), and announces it. Deliveries it already
+    /// completed are not repeated. Another organization's event, or one that is not dead,
+    /// is not found.
+    pub async fn retry_dead_event(
+        &self,
+        organization: &str,
+        id: u64,
+        now: DateTime<Utc>,
+    ) -> Result<OutboxEvent, StoreError> {
+        let key = id.to_string();
+        let id = big(KIND, "id", id)?;
+        transaction!(self, "retry a dead letter", |tx| async {
+            let row = tx
+                .query_opt(
+                    "SELECT record::text FROM outbox
+                     WHERE id = $1 AND state = 'dead' AND organization = $2 FOR UPDATE",
+                    &[&id, &organization],
+                )
+                .await
+                .map_err(pg("lock a dead letter"))?
+                .ok_or_else(|| StoreError::not_found("dead letter", key.clone()))?;
+            let mut event: OutboxEvent = decode(KIND, &key, &col::<String>(&row, 0)?)?;
+            revived(&mut event, now);
+            tx.execute(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = $2,
+                     record = $3::text::jsonb
+                 WHERE id = $1",
+                &[&id, &event.next_attempt_at, &encode(KIND, &key, &event)?],
+            )
+            .await
+            .map_err(pg("retry a dead letter"))?;
+            announce_in(tx, Change::Outbox).await?;
+            Ok(event)
+        })
+    }
+
+    /// Removes up to `limit` delivered events created before `before`, oldest first, and
+    /// returns how many went; pending events and dead letters are never removed.
+    pub async fn prune_events(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        // Events are numbered in creation order, so the oldest delivered ones come first;
+        // `created_at` is read from the record, as the redb store reads it.
+        let n = client
+            .execute(
+                "DELETE FROM outbox WHERE id IN (
+                     SELECT id FROM outbox
+                     WHERE state = 'delivered'
+                       AND (record->>'created_at')::timestamptz < $1
+                     ORDER BY id LIMIT $2
+                 )",
+                &[&before, &limit],
+            )
+            .await
+            .map_err(pg("prune delivered events"))?;
+        Ok(n as usize)
     }
 }
 
