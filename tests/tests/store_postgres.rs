@@ -11,9 +11,9 @@ use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
     AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobChanges, JobError,
-    JobInput, JobStatus, JobTransition, Launch, LaunchPlan, OutboxEvent, OutboxState, Page,
-    Recovery, RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus,
-    ScheduledScript, Secret, Site, SiteInput, Store, StoreError, User,
+    JobInput, JobStatus, JobTransition, LatestRun, Launch, LaunchPlan, OutboxEvent, OutboxState,
+    Page, Recovery, RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus,
+    ScheduledScript, Secret, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -163,6 +163,7 @@ trait Conformance {
         changes: Vec<(String, JobTransition)>,
     ) -> Result<Vec<Job>, StoreError>;
     async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError>;
+    async fn latest_runs(&self, schedule_ids: &[&str]) -> Result<Vec<LatestRun>, StoreError>;
     async fn list_runs(&self, schedule_id: &str, page: &Page<u64>) -> Result<Vec<Run>, StoreError>;
     async fn run_jobs(&self, schedule_id: &str, occurrence: u64) -> Result<Vec<Job>, StoreError>;
     async fn append_event(&self, kind: &str, payload: serde_json::Value)
@@ -344,6 +345,9 @@ macro_rules! same_operations {
             changes: Vec<(String, JobTransition)>,
         ) -> Result<Vec<Job>, StoreError> {
             self.$store.transition_jobs(changes, t(60))$(.$await)?
+        }
+        async fn latest_runs(&self, schedule_ids: &[&str]) -> Result<Vec<LatestRun>, StoreError> {
+            self.$store.latest_runs(schedule_ids)$(.$await)?
         }
         async fn last_run(&self, schedule_id: &str) -> Result<Option<Run>, StoreError> {
             self.$store.last_run(schedule_id)$(.$await)?
@@ -733,6 +737,7 @@ conformance!(
     jobs_are_read_by_key_by_site_and_by_status,
     runs_are_listed_oldest_first_with_their_jobs,
     dead_letters_are_kept_per_organization_until_retried_and_delivered_events_are_pruned,
+    the_latest_run_tells_where_each_site_stands,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1849,6 +1854,71 @@ async fn dead_letters_are_kept_per_organization_until_retried_and_delivered_even
         .map(|e| e.id)
         .collect();
     assert_eq!(left, [lost], "the retried event stays");
+}
+
+async fn the_latest_run_tells_where_each_site_stands(s: &impl Conformance) {
+    let (schedule, sites) = s.approved_schedule(3).await;
+    let site_refs: Vec<&str> = sites.iter().map(String::as_str).collect();
+    for occurrence in [0, 1] {
+        s.launch(
+            LaunchPlan {
+                next_launch_at: Some(t(7200)),
+                ..plan(&schedule, occurrence, &site_refs)
+            },
+            t(3600),
+        )
+        .await
+        .expect("launched");
+    }
+    let jobs = s.run_jobs(&schedule.id, 1).await.expect("jobs");
+    let skipped = JobTransition::Fail {
+        error: JobError {
+            code: "skipped".into(),
+            message: "offline".into(),
+        },
+        output: None,
+    };
+    s.transition_each(
+        vec![
+            (
+                jobs[0].id.clone(),
+                vec![JobTransition::Start, JobTransition::MarkSent, complete()],
+            ),
+            (jobs[1].id.clone(), vec![skipped]),
+        ],
+        t(3700),
+    )
+    .await
+    .expect("moved");
+    let changes = JobChanges {
+        added: 1,
+        removed: 0,
+        digest: "cd".repeat(32),
+    };
+    s.put_diff(&jobs[0].id, "+ one", changes.clone())
+        .await
+        .expect("diff");
+    let latest = s
+        .latest_runs(&[schedule.id.as_str(), "never-launched"])
+        .await
+        .expect("latest");
+    assert_eq!(latest.len(), 2);
+    assert_eq!(latest[1], LatestRun::default());
+    assert_eq!(latest[0].run.as_ref().map(|r| r.occurrence), Some(1));
+    let expected: Vec<SiteOutcome> = jobs
+        .iter()
+        .zip([
+            (SiteState::Completed, Some(changes)),
+            (SiteState::Skipped, None),
+            (SiteState::Pending, None),
+        ])
+        .map(|(job, (state, changes))| SiteOutcome {
+            site_id: job.site_id.clone(),
+            state,
+            changes,
+        })
+        .collect();
+    assert_eq!(latest[0].sites, expected);
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

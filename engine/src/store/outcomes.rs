@@ -42,11 +42,14 @@ pub struct LatestRun {
 
 impl SiteState {
     pub(crate) fn of(job: &Job) -> SiteState {
-        match job.status {
+        SiteState::of_status(job.status, job.error.as_ref().map(|e| e.code.as_str()))
+    }
+
+    /// Where a site stands whose job has `status`, and failed with `error_code` if it did.
+    pub(crate) fn of_status(status: JobStatus, error_code: Option<&str>) -> SiteState {
+        match status {
             JobStatus::Completed => SiteState::Completed,
-            JobStatus::Failed if job.error.as_ref().is_some_and(|e| e.code == SKIPPED) => {
-                SiteState::Skipped
-            }
+            JobStatus::Failed if error_code == Some(SKIPPED) => SiteState::Skipped,
             JobStatus::Failed | JobStatus::Deleted => SiteState::Failed,
             JobStatus::Pending | JobStatus::Loaded | JobStatus::Running => SiteState::Pending,
         }

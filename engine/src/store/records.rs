@@ -605,6 +605,20 @@ impl JobStatus {
             JobStatus::Deleted => "deleted",
         }
     }
+
+    /// The status [`JobStatus::as_str`] names.
+    pub fn parse(name: &str) -> Option<JobStatus> {
+        [
+            JobStatus::Pending,
+            JobStatus::Loaded,
+            JobStatus::Running,
+            JobStatus::Completed,
+            JobStatus::Failed,
+            JobStatus::Deleted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
+    }
 }
 
 impl std::fmt::Display for JobStatus {

@@ -25,11 +25,12 @@ use super::outbox::push_event;
 use super::schedules::{locked, locked_if_any, put, resolve};
 use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
-use crate::store::records::{Job, JobOrigin, MAX_TARGETS, Page, Run};
+use crate::store::records::{Job, JobChanges, JobOrigin, JobStatus, MAX_TARGETS, Page, Run};
 use crate::store::schedules::{
     EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, EVENT_RUN_FINISHED, count_outcome, finish_run,
     launch_job, launched, launched_payload, run_finished_payload, settle, still_approved, voided,
 };
+use crate::store::{LatestRun, SiteOutcome, SiteState};
 use crate::store::{Launch, LaunchPlan};
 
 const KIND: &str = "schedule";
@@ -169,6 +170,87 @@ impl PgStore {
             .map_err(pg("read a run"))?
             .ok_or_else(|| StoreError::not_found("run", format!("{schedule_id}#{occurrence}")))?;
         decode("run", schedule_id, &col::<String>(&row, 0)?)
+    }
+
+    /// The latest run of each schedule named, with where each of its sites stands (in
+    /// site order), all from one snapshot; a schedule that never launched gets an empty
+    /// [`LatestRun`]. Where a site stands is read from its job's status, error code and
+    /// diff shape, so it always equals a recount.
+    pub async fn latest_runs(&self, schedule_ids: &[&str]) -> Result<Vec<LatestRun>, StoreError> {
+        let ids: Vec<&str> = schedule_ids.to_vec();
+        let (runs, sites) = transaction!(self, "read the latest runs", |tx| async {
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await
+                .map_err(pg("take a snapshot"))?;
+            let runs = tx
+                .query(
+                    "SELECT DISTINCT ON (schedule_id) schedule_id, occurrence, record::text
+                     FROM runs WHERE schedule_id = ANY($1)
+                     ORDER BY schedule_id, occurrence DESC",
+                    &[&ids],
+                )
+                .await
+                .map_err(pg("read the latest runs"))?;
+            let mut wanted_ids = Vec::with_capacity(runs.len());
+            let mut wanted_occurrences = Vec::with_capacity(runs.len());
+            for row in &runs {
+                wanted_ids.push(col::<String>(row, 0)?);
+                wanted_occurrences.push(col::<i64>(row, 1)?);
+            }
+            let sites = tx
+                .query(
+                    "SELECT l.schedule_id, l.site_id, j.status, j.record->'error'->>'code',
+                            (j.record->'changes')::text
+                     FROM unnest($1::text[], $2::bigint[]) AS want(schedule_id, occurrence)
+                     JOIN ledger l ON l.schedule_id = want.schedule_id
+                                  AND l.occurrence = want.occurrence
+                     JOIN jobs j ON j.seq_id = l.job_seq
+                     ORDER BY l.schedule_id, l.site_id COLLATE \"C\"",
+                    &[&wanted_ids, &wanted_occurrences],
+                )
+                .await
+                .map_err(pg("read the sites of the latest runs"))?;
+            Ok((runs, sites))
+        })?;
+        let mut latest: std::collections::HashMap<String, LatestRun> =
+            std::collections::HashMap::with_capacity(runs.len());
+        for row in &runs {
+            let id: String = col(row, 0)?;
+            let run: Run = decode("run", &id, &col::<String>(row, 2)?)?;
+            latest.insert(
+                id,
+                LatestRun {
+                    run: Some(run),
+                    sites: Vec::new(),
+                },
+            );
+        }
+        for row in &sites {
+            let id: String = col(row, 0)?;
+            let site_id: String = col(row, 1)?;
+            let status: String = col(row, 2)?;
+            let status = JobStatus::parse(&status).ok_or_else(|| StoreError::Corrupt {
+                kind: "job",
+                id: site_id.clone(),
+                source: serde::de::Error::custom(format!("unknown status {status}")),
+            })?;
+            let code: Option<String> = col(row, 3)?;
+            let changes: Option<JobChanges> = match col::<Option<String>>(row, 4)? {
+                Some(text) => decode("job", &site_id, &text)?,
+                None => None,
+            };
+            if let Some(run) = latest.get_mut(&id) {
+                run.sites.push(SiteOutcome {
+                    site_id,
+                    state: SiteState::of_status(status, code.as_deref()),
+                    changes,
+                });
+            }
+        }
+        Ok(schedule_ids
+            .iter()
+            .map(|id| latest.remove(*id).unwrap_or_default())
+            .collect())
     }
 
     /// The run of a schedule's latest occurrence, if it ever launched.

@@ -18,8 +18,11 @@
 //! implies (its events, its run's tally and outcome) through `jobs::apply_all` and
 //! `schedules::count_outcome`.
 //!
-//! Not kept here yet (the redb store's alone so far): where each site of a run stands
-//! (`run_sites`), the approval link's confirm page (`approval_token`),
+//! Where each site of a run stands is read from the run's jobs (`latest_runs`), so it
+//! always equals a recount; the redb store keeps it beside the run instead.
+//!
+//! Not kept here yet (the redb store's alone so far): the approval link's confirm page
+//! (`approval_token`),
 //! listings by filter, templates, community scripts, generated summaries and channels.
 //! The engine runs on the redb store until these are.
 //!
