@@ -7,13 +7,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use yardmaster::approval::{self, OrgPolicy, Principal, SCOPE_AUTHORIZE};
+use yardmaster::store::listing::{ScheduleFilter, ScheduleListing, ScheduleType};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
     AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobChanges, JobError,
     JobInput, JobStatus, JobTransition, LatestRun, Launch, LaunchPlan, OutboxEvent, OutboxState,
-    Page, Recovery, RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus,
-    ScheduledScript, Secret, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, User,
+    Page, Recovery, Recurrence, RecurrenceKind, RollbackGuard, Run, RunStatus, ScheduleInput,
+    SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, SiteOutcome,
+    SiteState, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -133,6 +135,17 @@ trait Conformance {
     async fn list_audit(&self, page: &Page<u64>) -> Result<Vec<AuditEntry>, StoreError>;
     async fn create_user(&self, user: &User) -> Result<bool, StoreError>;
     async fn create_schedule(&self, input: ScheduleInput) -> Result<ScheduledScript, StoreError>;
+    async fn create_schedule_at(
+        &self,
+        input: ScheduleInput,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduledScript, StoreError>;
+    async fn filter_schedules(
+        &self,
+        filter: &ScheduleFilter,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<ScheduleListing, StoreError>;
     async fn get_schedule(&self, id: &str) -> Result<ScheduledScript, StoreError>;
     async fn update_schedule(
         &self,
@@ -276,6 +289,22 @@ macro_rules! same_operations {
             input: ScheduleInput,
         ) -> Result<ScheduledScript, StoreError> {
             self.$store.create_schedule(input, t(0))$(.$await)?
+        }
+        async fn create_schedule_at(
+            &self,
+            input: ScheduleInput,
+            now: DateTime<Utc>,
+        ) -> Result<ScheduledScript, StoreError> {
+            self.$store.create_schedule(input, now)$(.$await)?
+        }
+        async fn filter_schedules(
+            &self,
+            filter: &ScheduleFilter,
+            offset: usize,
+            limit: Option<usize>,
+        ) -> Result<ScheduleListing, StoreError> {
+            self.$store
+                .filter_schedules("org1", filter, offset, limit)$(.$await)?
         }
         async fn get_schedule(&self, id: &str) -> Result<ScheduledScript, StoreError> {
             self.$store.get_schedule(id)$(.$await)?
@@ -738,6 +767,7 @@ conformance!(
     runs_are_listed_oldest_first_with_their_jobs,
     dead_letters_are_kept_per_organization_until_retried_and_delivered_events_are_pruned,
     the_latest_run_tells_where_each_site_stands,
+    listings_filter_by_ids_name_frequency_creator_and_creation_time,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -1919,6 +1949,137 @@ async fn the_latest_run_tells_where_each_site_stands(s: &impl Conformance) {
         })
         .collect();
     assert_eq!(latest[0].sites, expected);
+}
+
+async fn listings_filter_by_ids_name_frequency_creator_and_creation_time(s: &impl Conformance) {
+    let daily = Recurrence {
+        kind: RecurrenceKind::Daily,
+        interval: None,
+        days_of_week: Vec::new(),
+        day_of_month: None,
+        start_date: chrono::NaiveDate::from_ymd_opt(2030, 1, 1).expect("date"),
+        end_date: None,
+        start_time: chrono::NaiveTime::from_hms_opt(3, 0, 0).expect("time"),
+        timezone: "UTC".into(),
+    };
+    let mut made = Vec::new();
+    for (i, (name, by, recurring)) in [
+        ("Backup core", "alice", false),
+        ("backup EDGE", "bob", true),
+        ("Rotate keys", "alice", true),
+        ("Ärger backup", "carol", false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let input = ScheduleInput {
+            description: name.into(),
+            created_by: by.into(),
+            recurrence: recurring.then(|| daily.clone()),
+            launch_at: (!recurring).then(|| t(3600)),
+            ..schedule_input(&["s1".to_owned()])
+        };
+        made.push(
+            s.create_schedule_at(input, t(i as i64 * 100))
+                .await
+                .expect("schedule")
+                .id,
+        );
+    }
+    let names = |listing: &ScheduleListing| {
+        (
+            listing
+                .items
+                .iter()
+                .map(|s| s.description.clone())
+                .collect::<Vec<_>>(),
+            listing.total,
+        )
+    };
+    let all = s
+        .filter_schedules(&ScheduleFilter::default(), 1, Some(2))
+        .await
+        .expect("all");
+    assert_eq!(
+        names(&all),
+        (vec!["backup EDGE".into(), "Rotate keys".into()], 4),
+        "creation order, paged, with the total"
+    );
+    let cases: Vec<(ScheduleFilter, Vec<&str>)> = vec![
+        (
+            ScheduleFilter {
+                name: Some("BACKUP".into()),
+                ..ScheduleFilter::default()
+            },
+            vec!["Backup core", "backup EDGE", "Ärger backup"],
+        ),
+        (
+            ScheduleFilter {
+                name: Some("ärger".into()),
+                ..ScheduleFilter::default()
+            },
+            vec!["Ärger backup"],
+        ),
+        (
+            ScheduleFilter {
+                schedule_type: Some(ScheduleType::Recurring),
+                created_by: Some("alice".into()),
+                ..ScheduleFilter::default()
+            },
+            vec!["Rotate keys"],
+        ),
+        (
+            ScheduleFilter {
+                frequency: Some(RecurrenceKind::OneTime),
+                ..ScheduleFilter::default()
+            },
+            vec!["Backup core", "Ärger backup"],
+        ),
+        (
+            ScheduleFilter {
+                frequency: Some(RecurrenceKind::Daily),
+                schedule_type: Some(ScheduleType::OneTime),
+                ..ScheduleFilter::default()
+            },
+            vec![],
+        ),
+        (
+            ScheduleFilter {
+                created_from: Some(t(100)),
+                created_to: Some(t(200)),
+                ..ScheduleFilter::default()
+            },
+            vec!["backup EDGE", "Rotate keys"],
+        ),
+        (
+            ScheduleFilter {
+                ids: Some(vec![made[3].clone(), made[0].clone(), "other".into()]),
+                ..ScheduleFilter::default()
+            },
+            vec!["Backup core", "Ärger backup"],
+        ),
+    ];
+    for (filter, want) in cases {
+        let got = s.filter_schedules(&filter, 0, None).await.expect("listing");
+        let want: Vec<String> = want.into_iter().map(str::to_owned).collect();
+        assert_eq!(names(&got), (want.clone(), want.len() as u64), "{filter:?}");
+    }
+    let beyond = s
+        .filter_schedules(
+            &ScheduleFilter {
+                name: Some("backup".into()),
+                ..ScheduleFilter::default()
+            },
+            10,
+            Some(5),
+        )
+        .await
+        .expect("beyond");
+    assert_eq!(
+        names(&beyond),
+        (vec![], 3),
+        "the total is told past the end too"
+    );
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

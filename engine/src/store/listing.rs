@@ -103,7 +103,7 @@ pub(crate) fn frequency_code(kind: RecurrenceKind) -> u8 {
     }
 }
 
-fn frequency_of(s: &ScheduledScript) -> RecurrenceKind {
+pub(crate) fn frequency_of(s: &ScheduledScript) -> RecurrenceKind {
     s.recurrence
         .as_ref()
         .map_or(RecurrenceKind::OneTime, |r| r.kind)
@@ -143,7 +143,7 @@ impl ScheduleFilter {
 
     /// The frequency codes the type and frequency conditions leave (all when neither is
     /// given: `None`).
-    fn codes(&self) -> Option<Vec<u8>> {
+    pub(crate) fn codes(&self) -> Option<Vec<u8>> {
         if self.frequency.is_none() && self.schedule_type.is_none() {
             return None;
         }

@@ -23,7 +23,7 @@
 //!
 //! Not kept here yet (the redb store's alone so far): the approval link's confirm page
 //! (`approval_token`),
-//! listings by filter, templates, community scripts, generated summaries and channels.
+//! templates, community scripts, generated summaries and channels.
 //! The engine runs on the redb store until these are.
 //!
 //! What several engines add:

@@ -23,6 +23,7 @@ use super::{PgStore, col, decode, encode, pg};
 use crate::store::SummaryOf;
 use crate::store::approvals::{ApprovalToken, Decision, spend_token};
 use crate::store::error::StoreError;
+use crate::store::listing::{ScheduleFilter, ScheduleListing, frequency_code, frequency_of};
 use crate::store::records::{Page, ScheduleInput, SchedulePatch, ScheduledScript};
 use crate::store::schedules::{
     Refusal, authorized, cancel_transition, cancelled, created_audit, deletion_audit, due_key,
@@ -144,6 +145,75 @@ impl PgStore {
             announce_in(tx, Change::Schedules).await?;
             Ok(())
         })
+    }
+
+    /// The schedules of `organization` that match `filter`, in creation (id) order,
+    /// skipping `offset` of them and returning at most `limit` (all when `None`), with the
+    /// number that match in all: the conditions of `ScheduleFilter::matches`, on the
+    /// columns kept with each schedule, counted and paged in one statement.
+    pub async fn filter_schedules(
+        &self,
+        organization: &str,
+        filter: &ScheduleFilter,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<ScheduleListing, StoreError> {
+        let codes: Option<Vec<i16>> = filter
+            .codes()
+            .map(|codes| codes.into_iter().map(i16::from).collect());
+        if codes.as_ref().is_some_and(Vec::is_empty) {
+            return Ok(ScheduleListing {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
+        let name = filter.name.as_ref().map(|n| n.to_lowercase());
+        let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+        let limit = limit.map_or(i64::MAX, |l| i64::try_from(l).unwrap_or(i64::MAX));
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "WITH matching AS (
+                     SELECT id, record FROM schedules
+                     WHERE organization = $1
+                       AND ($2::text[] IS NULL OR id = ANY($2))
+                       AND ($3::text IS NULL OR strpos(name_lower, $3) > 0)
+                       AND ($4::smallint[] IS NULL OR frequency = ANY($4))
+                       AND ($5::timestamptz IS NULL OR created_at >= $5)
+                       AND ($6::timestamptz IS NULL OR created_at <= $6)
+                       AND ($7::text IS NULL OR created_by = $7)
+                 )
+                 SELECT (SELECT count(*) FROM matching), page.id, page.record::text
+                 FROM (SELECT 1) AS one
+                 LEFT JOIN LATERAL (
+                     SELECT id, record FROM matching ORDER BY id OFFSET $8 LIMIT $9
+                 ) AS page ON true",
+                &[
+                    &organization,
+                    &filter.ids,
+                    &name,
+                    &codes,
+                    &filter.created_from,
+                    &filter.created_to,
+                    &filter.created_by,
+                    &offset,
+                    &limit,
+                ],
+            )
+            .await
+            .map_err(pg("list schedules"))?;
+        let mut total = 0;
+        let mut items = Vec::with_capacity(rows.len());
+        for row in &rows {
+            total = col::<i64>(row, 0)?.max(0) as u64;
+            if let (Some(id), Some(record)) = (
+                col::<Option<String>>(row, 1)?,
+                col::<Option<String>>(row, 2)?,
+            ) {
+                items.push(decode(KIND, &id, &record)?);
+            }
+        }
+        Ok(ScheduleListing { items, total })
     }
 
     /// Schedules whose next launch is at or before `now`, earliest first.
@@ -409,14 +479,19 @@ pub(super) async fn locked_if_any(
 async fn insert(tx: &Transaction<'_>, schedule: &ScheduledScript) -> Result<(), StoreError> {
     let n = tx
         .execute(
-            "INSERT INTO schedules (id, organization, description, due_at, record)
-             VALUES ($1, $2, $3, $4, $5::text::jsonb)
+            "INSERT INTO schedules (id, organization, description, due_at, name_lower,
+                 frequency, created_at, created_by, record)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)
              ON CONFLICT ON CONSTRAINT schedules_name_once DO NOTHING",
             &[
                 &schedule.id,
                 &schedule.organization,
                 &schedule.description,
                 &due_key(schedule),
+                &schedule.description.to_lowercase(),
+                &frequency(schedule),
+                &schedule.created_at,
+                &schedule.created_by,
                 &encode(KIND, &schedule.id, schedule)?,
             ],
         )
@@ -436,12 +511,15 @@ pub(super) async fn put(
     schedule: &ScheduledScript,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "UPDATE schedules SET description = $2, due_at = $3, record = $4::text::jsonb
+        "UPDATE schedules SET description = $2, due_at = $3, name_lower = $4, frequency = $5,
+             record = $6::text::jsonb
          WHERE id = $1",
         &[
             &schedule.id,
             &schedule.description,
             &due_key(schedule),
+            &schedule.description.to_lowercase(),
+            &frequency(schedule),
             &encode(KIND, &schedule.id, schedule)?,
         ],
     )
@@ -475,6 +553,11 @@ async fn queue_summary(
     .await
     .map_err(pg("queue a summary"))?;
     Ok(())
+}
+
+/// The frequency code a listing filters on (`listing::frequency_code`).
+fn frequency(schedule: &ScheduledScript) -> i16 {
+    i16::from(frequency_code(frequency_of(schedule)))
 }
 
 fn schedule_of(row: &tokio_postgres::Row) -> Result<ScheduledScript, StoreError> {

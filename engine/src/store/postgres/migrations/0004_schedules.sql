@@ -3,16 +3,25 @@
 -- The `ScheduledScript` record, beside the columns lookups read. `due_at` is the next
 -- launch (unix milliseconds) of a schedule that may launch (scheduled or launched), null
 -- otherwise: the launcher reads the schedules due from its index. A description is
--- unique within its organization by a constraint, whichever engine writes it.
+-- unique within its organization by a constraint, whichever engine writes it. What a
+-- listing filters on is kept as the engine computes it: the description lowercased
+-- (`name_lower`), the recurrence's frequency code (0 one-time, 1 hourly, 2 daily,
+-- 3 weekly, 4 monthly), the creation time and the creator.
 CREATE TABLE schedules (
     id text COLLATE "C" PRIMARY KEY,
     organization text NOT NULL,
     description text NOT NULL,
     due_at bigint,
+    name_lower text NOT NULL,
+    frequency smallint NOT NULL,
+    created_at timestamptz NOT NULL,
+    created_by text NOT NULL,
     record jsonb NOT NULL,
     CONSTRAINT schedules_name_once UNIQUE (organization, description)
 );
 CREATE INDEX schedules_by_organization ON schedules (organization, id);
+CREATE INDEX schedules_by_creator ON schedules (organization, created_by, id);
+CREATE INDEX schedules_by_created ON schedules (organization, created_at);
 CREATE INDEX schedules_due ON schedules (due_at, id) WHERE due_at IS NOT NULL;
 
 -- One entry per record whose summary is to be written (kind: schedule, template or
