@@ -11,11 +11,11 @@ use yardmaster::store::listing::{ScheduleFilter, ScheduleListing, ScheduleType};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
-    AuditEntry, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobChanges, JobError,
-    JobInput, JobStatus, JobTransition, LatestRun, Launch, LaunchPlan, OutboxEvent, OutboxState,
-    Page, Recovery, Recurrence, RecurrenceKind, RollbackGuard, Run, RunStatus, ScheduleInput,
-    SchedulePatch, ScheduleStatus, ScheduledScript, Secret, Site, SiteInput, SiteOutcome,
-    SiteState, Store, StoreError, User,
+    AuditEntry, Channel, ChannelInput, ChannelKind, CredentialKey, Endpoint, EventAttempt,
+    INTERRUPTED, Job, JobChanges, JobError, JobInput, JobStatus, JobTransition, LatestRun, Launch,
+    LaunchPlan, OutboxEvent, OutboxState, Page, Recovery, Recurrence, RecurrenceKind,
+    RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
+    Secret, SecretGeneration, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -192,6 +192,24 @@ trait Conformance {
     async fn dead_events(&self, org: &str) -> Result<Vec<OutboxEvent>, StoreError>;
     async fn retry_dead_event(&self, org: &str, id: u64) -> Result<OutboxEvent, StoreError>;
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+    async fn create_channel(&self, input: ChannelInput) -> Result<Channel, StoreError>;
+    async fn list_channels(&self, org: &str) -> Result<Vec<Channel>, StoreError>;
+    async fn get_channel(&self, org: &str, id: &str) -> Result<Channel, StoreError>;
+    async fn channel_secrets(
+        &self,
+        org: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
+    async fn rotate_channel_secret(
+        &self,
+        org: &str,
+        id: &str,
+        secret: &str,
+    ) -> Result<(Channel, Option<DateTime<Utc>>), StoreError>;
+    async fn delete_channel(&self, org: &str, id: &str) -> Result<Channel, StoreError>;
+    async fn rotate_notify_secret(&self, org: &str) -> Result<SecretGeneration, StoreError>;
+    async fn notify_secret_generation(&self, org: &str) -> Result<SecretGeneration, StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -403,6 +421,45 @@ macro_rules! same_operations {
         async fn prune_events(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
             self.$store.prune_events(before, 100)$(.$await)?
         }
+        async fn create_channel(&self, input: ChannelInput) -> Result<Channel, StoreError> {
+            self.$store.create_channel(input, t(0))$(.$await)?
+        }
+        async fn list_channels(&self, org: &str) -> Result<Vec<Channel>, StoreError> {
+            self.$store.list_channels(org)$(.$await)?
+        }
+        async fn get_channel(&self, org: &str, id: &str) -> Result<Channel, StoreError> {
+            self.$store.get_channel(org, id)$(.$await)?
+        }
+        async fn channel_secrets(
+            &self,
+            org: &str,
+            id: &str,
+            now: DateTime<Utc>,
+        ) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+            self.$store.channel_secrets(org, id, now)$(.$await)?
+        }
+        async fn rotate_channel_secret(
+            &self,
+            org: &str,
+            id: &str,
+            secret: &str,
+        ) -> Result<(Channel, Option<DateTime<Utc>>), StoreError> {
+            self.$store
+                .rotate_channel_secret(org, id, secret, GRACE, "alice", t(100))$(.$await)?
+        }
+        async fn delete_channel(&self, org: &str, id: &str) -> Result<Channel, StoreError> {
+            self.$store.delete_channel(org, id)$(.$await)?
+        }
+        async fn rotate_notify_secret(&self, org: &str) -> Result<SecretGeneration, StoreError> {
+            self.$store
+                .rotate_notify_secret(org, "alice", GRACE, t(100))$(.$await)?
+        }
+        async fn notify_secret_generation(
+            &self,
+            org: &str,
+        ) -> Result<SecretGeneration, StoreError> {
+            self.$store.notify_secret_generation(org)$(.$await)?
+        }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
         }
@@ -523,6 +580,9 @@ fn attempt_of<'a>(org: &'a str, error: Option<&'a str>) -> EventAttempt<'a> {
         now: t(100),
     }
 }
+
+/// How long a rotated secret keeps signing beside the new one in these tests.
+const GRACE: chrono::TimeDelta = chrono::TimeDelta::minutes(10);
 
 /// How long an approval link is valid in these tests.
 const LINK_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
@@ -768,6 +828,7 @@ conformance!(
     dead_letters_are_kept_per_organization_until_retried_and_delivered_events_are_pruned,
     the_latest_run_tells_where_each_site_stands,
     listings_filter_by_ids_name_frequency_creator_and_creation_time,
+    channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -2079,6 +2140,133 @@ async fn listings_filter_by_ids_name_frequency_creator_and_creation_time(s: &imp
         names(&beyond),
         (vec![], 3),
         "the total is told past the end too"
+    );
+}
+
+async fn channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period(s: &impl Conformance) {
+    let channel = |org: &str, name: &str, kind: ChannelKind| ChannelInput {
+        organization: org.into(),
+        name: name.into(),
+        kind,
+        plugin: None,
+        events: vec!["script.*".into()],
+        settings: std::collections::BTreeMap::from([("url".into(), "https://h.example/x".into())]),
+        secrets: std::collections::BTreeMap::from([("secret".into(), "first".into())]),
+        created_by: "alice".into(),
+    };
+    let hook = s
+        .create_channel(channel("org1", "ops", ChannelKind::Webhook))
+        .await
+        .expect("webhook");
+    assert_eq!(
+        (hook.plugin.as_str(), hook.secret_settings.clone()),
+        ("webhook", vec!["secret".to_owned()])
+    );
+    let mail = s
+        .create_channel(channel("org1", "mail", ChannelKind::Email))
+        .await
+        .expect("email");
+    let taken = s
+        .create_channel(channel("org1", "ops", ChannelKind::Email))
+        .await;
+    assert!(
+        matches!(taken, Err(StoreError::Invalid { field: "name", .. })),
+        "{taken:?}"
+    );
+    s.create_channel(channel("org2", "ops", ChannelKind::Webhook))
+        .await
+        .expect("names are per organization");
+    let listed = s.list_channels("org1").await.expect("list");
+    assert_eq!(listed, vec![hook.clone(), mail.clone()]);
+    let foreign = s.get_channel("org2", &hook.id).await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    let secrets = s
+        .channel_secrets("org1", &hook.id, t(1))
+        .await
+        .expect("secrets");
+    assert_eq!(secrets.get("secret").map(String::as_str), Some("first"));
+
+    let (rotated, until) = s
+        .rotate_channel_secret("org1", &hook.id, "second")
+        .await
+        .expect("rotated");
+    assert_eq!(until, Some(t(100) + GRACE));
+    assert_eq!(rotated.id, hook.id);
+    let during = s
+        .channel_secrets("org1", &hook.id, t(101))
+        .await
+        .expect("secrets");
+    assert_eq!(
+        (
+            during.get("secret").map(String::as_str),
+            during.get("previous_secret").map(String::as_str)
+        ),
+        (Some("second"), Some("first"))
+    );
+    let after = s
+        .channel_secrets("org1", &hook.id, t(100) + GRACE)
+        .await
+        .expect("secrets");
+    assert_eq!(
+        after.get("previous_secret"),
+        None,
+        "the old secret stops signing"
+    );
+    let email = s.rotate_channel_secret("org1", &mail.id, "x").await;
+    assert!(
+        matches!(email, Err(StoreError::Invalid { field: "kind", .. })),
+        "{email:?}"
+    );
+    let wrong_org = s.rotate_channel_secret("org2", &hook.id, "x").await;
+    assert!(
+        matches!(wrong_org, Err(StoreError::NotFound { .. })),
+        "{wrong_org:?}"
+    );
+    let wrong_org = s.delete_channel("org2", &hook.id).await;
+    assert!(
+        matches!(wrong_org, Err(StoreError::NotFound { .. })),
+        "{wrong_org:?}"
+    );
+    s.delete_channel("org1", &hook.id).await.expect("deleted");
+    assert_eq!(s.list_channels("org1").await.expect("list"), vec![mail]);
+
+    assert_eq!(
+        s.notify_secret_generation("org1").await.expect("none yet"),
+        SecretGeneration::default()
+    );
+    let first = s.rotate_notify_secret("org1").await.expect("rotated");
+    let second = s.rotate_notify_secret("org1").await.expect("rotated again");
+    assert_eq!((first.generation, second.generation), (1, 2));
+    assert_eq!(second.previous_at(t(101)), Some(1));
+    assert_eq!(
+        s.notify_secret_generation("org1").await.expect("read"),
+        second
+    );
+    assert_eq!(
+        s.notify_secret_generation("org2")
+            .await
+            .expect("read")
+            .generation,
+        0
+    );
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "channel.secret_rotated",
+            "notify.secret_rotated",
+            "notify.secret_rotated"
+        ]
+    );
+    assert!(
+        !serde_json::to_string(&audit)
+            .expect("json")
+            .contains("second"),
+        "no secret in the audit log"
     );
 }
 

@@ -13,7 +13,7 @@ use redb::{ReadableMultimapTable, ReadableTable};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use super::crypto::{Sealed, new_id};
+use super::crypto::{Sealed, Vault, new_id};
 use super::error::StoreError;
 use super::journal::push_audit;
 use super::records::AuditInput;
@@ -90,8 +90,8 @@ pub struct ChannelInput {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Stored {
-    channel: Channel,
+pub(super) struct Stored {
+    pub(super) channel: Channel,
     secrets: BTreeMap<String, Sealed>,
     /// A webhook's signing secret before its last rotation, and until when it still
     /// signs beside the new one.
@@ -157,31 +157,11 @@ impl Store {
                 Some(bytes) => decode("notify secret", organization, bytes.value())?,
                 None => SecretGeneration::default(),
             };
-            let generation = current.generation.checked_add(1).ok_or_else(|| {
-                StoreError::invalid("notify secret", "generation", "rotated too often")
-            })?;
-            let next = SecretGeneration {
-                generation,
-                rotated_at: Some(now),
-                previous_until: (grace > TimeDelta::zero()).then(|| now + grace),
-            };
+            let (next, audit) = next_generation(organization, &current, actor, grace, now)?;
             let bytes = encode("notify secret", organization, &next)?;
             table.insert(organization, bytes.as_slice())?;
             drop(table);
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: organization.to_owned(),
-                    actor: actor.to_owned(),
-                    action: AUDIT_NOTIFY_SECRET_ROTATED.to_owned(),
-                    target: organization.to_owned(),
-                    detail: serde_json::json!({
-                        "generation": next.generation,
-                        "previous_until": next.previous_until,
-                    }),
-                },
-            )?;
+            push_audit(tx, audit)?;
             Ok(next)
         })
     }
@@ -192,35 +172,10 @@ impl Store {
         input: ChannelInput,
         now: DateTime<Utc>,
     ) -> Result<Channel, StoreError> {
-        let id = new_id();
-        let secrets: BTreeMap<String, Sealed> = input
-            .secrets
-            .iter()
-            .map(|(k, v)| (k.clone(), self.vault.seal(&id, v)))
-            .collect();
-        let channel = Channel {
-            id: id.clone(),
-            organization: input.organization,
-            name: input.name,
-            kind: input.kind,
-            plugin: input
-                .plugin
-                .unwrap_or_else(|| input.kind.default_plugin().to_owned()),
-            events: input.events,
-            settings: input.settings,
-            secret_settings: secrets.keys().cloned().collect(),
-            created_by: input.created_by,
-            created_at: now,
-        };
-        let bytes = encode(
-            KIND,
-            &id,
-            &Stored {
-                channel: channel.clone(),
-                secrets,
-                previous: None,
-            },
-        )?;
+        let stored = new_channel(&self.vault, input, now);
+        let channel = stored.channel.clone();
+        let id = channel.id.clone();
+        let bytes = encode(KIND, &id, &stored)?;
         self.write(|tx| {
             let mut by_org = tx.open_multimap_table(CHANNELS_BY_ORG)?;
             let mut channels = tx.open_table(CHANNELS)?;
@@ -231,23 +186,12 @@ impl Store {
                 if let Some(bytes) = channels.get(other_id.as_str())? {
                     let other: Stored = decode(KIND, &other_id, bytes.value())?;
                     if other.channel.name == channel.name {
-                        return Err(StoreError::invalid(
-                            KIND,
-                            "name",
-                            format!(
-                                "the organization already has a channel named `{}`",
-                                channel.name
-                            ),
-                        ));
+                        return Err(name_taken(&channel.name));
                     }
                 }
             }
             if count >= MAX_CHANNELS_PER_ORG {
-                return Err(StoreError::invalid(
-                    KIND,
-                    "name",
-                    format!("an organization has at most {MAX_CHANNELS_PER_ORG} channels"),
-                ));
+                return Err(too_many());
             }
             channels.insert(id.as_str(), bytes.as_slice())?;
             by_org.insert(channel.organization.as_str(), id.as_str())?;
@@ -292,24 +236,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<BTreeMap<String, String>, StoreError> {
         let stored = self.stored_channel(organization, id)?;
-        let open = |sealed: &Sealed| {
-            self.vault
-                .open_sealed(id, sealed)
-                .ok_or_else(|| StoreError::Decrypt {
-                    site: format!("channel {id}"),
-                })
-        };
-        let mut secrets = stored
-            .secrets
-            .iter()
-            .map(|(k, sealed)| open(sealed).map(|v| (k.clone(), v)))
-            .collect::<Result<BTreeMap<_, _>, _>>()?;
-        if let Some((sealed, until)) = &stored.previous
-            && now < *until
-        {
-            secrets.insert("previous_secret".to_owned(), open(sealed)?);
-        }
-        Ok(secrets)
+        open_secrets(&self.vault, &stored, now)
     }
 
     /// Gives a webhook channel of `organization` the signing secret `secret`; the one it
@@ -326,47 +253,16 @@ impl Store {
     ) -> Result<(Channel, Option<DateTime<Utc>>), StoreError> {
         self.write(|tx| {
             let mut channels = tx.open_table(CHANNELS)?;
-            let mut stored: Stored = match channels.get(id)? {
+            let stored: Stored = match channels.get(id)? {
                 Some(bytes) => decode(KIND, id, bytes.value())?,
                 None => return Err(StoreError::not_found(KIND, id)),
             };
-            if stored.channel.organization != organization {
-                return Err(StoreError::not_found(KIND, id));
-            }
-            if stored.channel.kind != ChannelKind::Webhook {
-                return Err(StoreError::invalid(
-                    KIND,
-                    "kind",
-                    "only a webhook channel signs with a secret; an email channel's password \
-                     changes by creating the channel again",
-                ));
-            }
-            let until = (grace > TimeDelta::zero()).then(|| now + grace);
-            stored.previous = match (stored.secrets.remove("secret"), until) {
-                (Some(old), Some(until)) => Some((old, until)),
-                _ => None,
-            };
-            stored
-                .secrets
-                .insert("secret".to_owned(), self.vault.seal(id, secret));
-            stored.channel.secret_settings = stored.secrets.keys().cloned().collect();
+            let (stored, until, audit) =
+                rotated(&self.vault, stored, organization, secret, grace, actor, now)?;
             let bytes = encode(KIND, id, &stored)?;
             channels.insert(id, bytes.as_slice())?;
             drop(channels);
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: organization.to_owned(),
-                    actor: actor.to_owned(),
-                    action: AUDIT_CHANNEL_SECRET_ROTATED.to_owned(),
-                    target: id.to_owned(),
-                    detail: serde_json::json!({
-                        "channel": stored.channel.name,
-                        "previous_until": until,
-                    }),
-                },
-            )?;
+            push_audit(tx, audit)?;
             Ok((stored.channel, until))
         })
     }
@@ -402,6 +298,160 @@ impl Store {
             Ok(stored)
         })
     }
+}
+
+// What a change to channels means, whatever store keeps them.
+
+/// A new channel's stored form, under a fresh id, its secrets sealed for it.
+pub(super) fn new_channel(vault: &Vault, input: ChannelInput, now: DateTime<Utc>) -> Stored {
+    let id = new_id();
+    let secrets: BTreeMap<String, Sealed> = input
+        .secrets
+        .iter()
+        .map(|(k, v)| (k.clone(), vault.seal(&id, v)))
+        .collect();
+    let channel = Channel {
+        id,
+        organization: input.organization,
+        name: input.name,
+        kind: input.kind,
+        plugin: input
+            .plugin
+            .unwrap_or_else(|| input.kind.default_plugin().to_owned()),
+        events: input.events,
+        settings: input.settings,
+        secret_settings: secrets.keys().cloned().collect(),
+        created_by: input.created_by,
+        created_at: now,
+    };
+    Stored {
+        channel,
+        secrets,
+        previous: None,
+    }
+}
+
+pub(super) fn name_taken(name: &str) -> StoreError {
+    StoreError::invalid(
+        KIND,
+        "name",
+        format!("the organization already has a channel named `{name}`"),
+    )
+}
+
+pub(super) fn too_many() -> StoreError {
+    StoreError::invalid(
+        KIND,
+        "name",
+        format!("an organization has at most {MAX_CHANNELS_PER_ORG} channels"),
+    )
+}
+
+/// The channel's secret settings in the clear; just after a rotation, `previous_secret`
+/// too.
+pub(super) fn open_secrets(
+    vault: &Vault,
+    stored: &Stored,
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let id = stored.channel.id.as_str();
+    let open = |sealed: &Sealed| {
+        vault
+            .open_sealed(id, sealed)
+            .ok_or_else(|| StoreError::Decrypt {
+                site: format!("channel {id}"),
+            })
+    };
+    let mut secrets = stored
+        .secrets
+        .iter()
+        .map(|(k, sealed)| open(sealed).map(|v| (k.clone(), v)))
+        .collect::<Result<BTreeMap<_, _>, _>>()?;
+    if let Some((sealed, until)) = &stored.previous
+        && now < *until
+    {
+        secrets.insert("previous_secret".to_owned(), open(sealed)?);
+    }
+    Ok(secrets)
+}
+
+/// `stored` with the signing secret `secret`, the one it had signing beside it for
+/// `grace`; until when it does, and the rotation's audit line by `actor`. Another
+/// organization's channel is not found; only a webhook channel signs.
+pub(super) fn rotated(
+    vault: &Vault,
+    mut stored: Stored,
+    organization: &str,
+    secret: &str,
+    grace: TimeDelta,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> Result<(Stored, Option<DateTime<Utc>>, AuditInput), StoreError> {
+    let id = stored.channel.id.clone();
+    if stored.channel.organization != organization {
+        return Err(StoreError::not_found(KIND, &id));
+    }
+    if stored.channel.kind != ChannelKind::Webhook {
+        return Err(StoreError::invalid(
+            KIND,
+            "kind",
+            "only a webhook channel signs with a secret; an email channel's password \
+             changes by creating the channel again",
+        ));
+    }
+    let until = (grace > TimeDelta::zero()).then(|| now + grace);
+    stored.previous = match (stored.secrets.remove("secret"), until) {
+        (Some(old), Some(until)) => Some((old, until)),
+        _ => None,
+    };
+    stored
+        .secrets
+        .insert("secret".to_owned(), vault.seal(&id, secret));
+    stored.channel.secret_settings = stored.secrets.keys().cloned().collect();
+    let audit = AuditInput {
+        at: now,
+        organization: organization.to_owned(),
+        actor: actor.to_owned(),
+        action: AUDIT_CHANNEL_SECRET_ROTATED.to_owned(),
+        target: id.clone(),
+        detail: serde_json::json!({
+            "channel": stored.channel.name,
+            "previous_until": until,
+        }),
+    };
+    Ok((stored, until, audit))
+}
+
+/// The notify-url secret after `current`, the previous one signing beside it for
+/// `grace`, and the rotation's audit line by `actor`.
+pub(super) fn next_generation(
+    organization: &str,
+    current: &SecretGeneration,
+    actor: &str,
+    grace: TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<(SecretGeneration, AuditInput), StoreError> {
+    let generation = current
+        .generation
+        .checked_add(1)
+        .ok_or_else(|| StoreError::invalid("notify secret", "generation", "rotated too often"))?;
+    let next = SecretGeneration {
+        generation,
+        rotated_at: Some(now),
+        previous_until: (grace > TimeDelta::zero()).then(|| now + grace),
+    };
+    let audit = AuditInput {
+        at: now,
+        organization: organization.to_owned(),
+        actor: actor.to_owned(),
+        action: AUDIT_NOTIFY_SECRET_ROTATED.to_owned(),
+        target: organization.to_owned(),
+        detail: serde_json::json!({
+            "generation": next.generation,
+            "previous_until": next.previous_until,
+        }),
+    };
+    Ok((next, audit))
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@
 //!
 //! Not kept here yet (the redb store's alone so far): the approval link's confirm page
 //! (`approval_token`),
-//! templates, community scripts, generated summaries and channels.
+//! templates, community scripts and generated summaries.
 //! The engine runs on the redb store until these are.
 //!
 //! What several engines add:
@@ -48,7 +48,8 @@
 //! (LISTEN/NOTIFY between engines), `sites` (sites and their sealed credentials),
 //! `journal` (users and the audit log), `schedules` (schedules, their approval, the due
 //! index and the targets an approval binds), `artifacts` (job reads beyond one id, a
-//! run's jobs, backups and diffs). This module holds the pool, the credential key,
+//! run's jobs, backups and diffs), `channels` (notification channels and signing
+//! secrets). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -58,7 +59,7 @@
 //! key does not open it is refused at connect, before it seals anything the others could
 //! not open. Site passwords and private keys are sealed by the same code and under the
 //! same associated data as in the redb store, and so are jobs' backups and diffs
-//! (`artifacts`).
+//! (`artifacts`) and channels' secret settings (`channels`).
 //!
 //! Connections are made without TLS (`NoTls`): point the store at a server on loopback or
 //! on a network the engines trust.
@@ -114,6 +115,7 @@ macro_rules! transaction {
 
 mod artifacts;
 pub mod changes;
+mod channels;
 mod jobs;
 mod journal;
 mod launch;

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (4, include_str!("migrations/0004_schedules.sql")),
     (5, include_str!("migrations/0005_job_artifacts.sql")),
     (6, include_str!("migrations/0006_outbox_dead_letters.sql")),
+    (7, include_str!("migrations/0007_channels.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
