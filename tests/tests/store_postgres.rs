@@ -15,7 +15,8 @@ use yardmaster::store::{
     INTERRUPTED, Job, JobChanges, JobError, JobInput, JobStatus, JobTransition, LatestRun, Launch,
     LaunchPlan, OutboxEvent, OutboxState, Page, Recovery, Recurrence, RecurrenceKind,
     RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
-    Secret, SecretGeneration, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, User,
+    Secret, SecretGeneration, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, Template,
+    TemplateInput, TemplateVersion, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -210,6 +211,32 @@ trait Conformance {
     async fn delete_channel(&self, org: &str, id: &str) -> Result<Channel, StoreError>;
     async fn rotate_notify_secret(&self, org: &str) -> Result<SecretGeneration, StoreError>;
     async fn notify_secret_generation(&self, org: &str) -> Result<SecretGeneration, StoreError>;
+    async fn create_template(
+        &self,
+        org: &str,
+        input: TemplateInput,
+    ) -> Result<Template, StoreError>;
+    async fn get_template(&self, org: &str, id: &str) -> Result<Template, StoreError>;
+    async fn list_templates(&self, org: &str) -> Result<Vec<Template>, StoreError>;
+    async fn update_template(
+        &self,
+        org: &str,
+        id: &str,
+        input: TemplateInput,
+        expected: Option<u64>,
+    ) -> Result<Template, StoreError>;
+    async fn delete_template(&self, org: &str, id: &str) -> Result<(), StoreError>;
+    async fn template_versions(
+        &self,
+        org: &str,
+        id: &str,
+    ) -> Result<Vec<TemplateVersion>, StoreError>;
+    async fn template_version(
+        &self,
+        org: &str,
+        id: &str,
+        n: u64,
+    ) -> Result<TemplateVersion, StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -459,6 +486,47 @@ macro_rules! same_operations {
             org: &str,
         ) -> Result<SecretGeneration, StoreError> {
             self.$store.notify_secret_generation(org)$(.$await)?
+        }
+        async fn create_template(
+            &self,
+            org: &str,
+            input: TemplateInput,
+        ) -> Result<Template, StoreError> {
+            self.$store.create_template(org, "alice", input, t(0))$(.$await)?
+        }
+        async fn get_template(&self, org: &str, id: &str) -> Result<Template, StoreError> {
+            self.$store.get_template(org, id)$(.$await)?
+        }
+        async fn list_templates(&self, org: &str) -> Result<Vec<Template>, StoreError> {
+            self.$store.list_templates(org)$(.$await)?
+        }
+        async fn update_template(
+            &self,
+            org: &str,
+            id: &str,
+            input: TemplateInput,
+            expected: Option<u64>,
+        ) -> Result<Template, StoreError> {
+            self.$store
+                .update_template(org, id, "bob", input, expected, t(10))$(.$await)?
+        }
+        async fn delete_template(&self, org: &str, id: &str) -> Result<(), StoreError> {
+            self.$store.delete_template(org, id, "alice", t(20))$(.$await)?
+        }
+        async fn template_versions(
+            &self,
+            org: &str,
+            id: &str,
+        ) -> Result<Vec<TemplateVersion>, StoreError> {
+            self.$store.template_versions(org, id)$(.$await)?
+        }
+        async fn template_version(
+            &self,
+            org: &str,
+            id: &str,
+            n: u64,
+        ) -> Result<TemplateVersion, StoreError> {
+            self.$store.template_version(org, id, n)$(.$await)?
         }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
@@ -829,6 +897,7 @@ conformance!(
     the_latest_run_tells_where_each_site_stands,
     listings_filter_by_ids_name_frequency_creator_and_creation_time,
     channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period,
+    templates_keep_every_version_and_belong_to_their_organization,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -2267,6 +2336,103 @@ async fn channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period(s: &i
             .expect("json")
             .contains("second"),
         "no secret in the audit log"
+    );
+}
+
+async fn templates_keep_every_version_and_belong_to_their_organization(s: &impl Conformance) {
+    let input = |content: &str| TemplateInput {
+        name: "set ntp".into(),
+        description: "points the router at our NTP servers".into(),
+        content: content.into(),
+        metadata: std::collections::BTreeMap::from([("team".into(), "noc".into())]),
+        variables: Vec::new(),
+    };
+    let first = s
+        .create_template("org1", input("/system ntp client set enabled=yes"))
+        .await
+        .expect("created");
+    assert_eq!((first.version, first.author.as_str()), (1, "alice"));
+    let other = s
+        .create_template("org2", input("/system identity print"))
+        .await
+        .expect("org2's");
+    let foreign = s.get_template("org2", &first.id).await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    let stale = s
+        .update_template("org1", &first.id, input("/ip dns print"), Some(7))
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(StoreError::Invalid {
+                field: "version",
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    let second = s
+        .update_template("org1", &first.id, input("/ip dns print"), Some(1))
+        .await
+        .expect("edited");
+    assert_eq!((second.version, second.updated_by.as_str()), (2, "bob"));
+    assert_eq!(second.created_at, first.created_at);
+    let bad = s.update_template("org1", &first.id, input(""), None).await;
+    assert!(matches!(bad, Err(StoreError::Invalid { .. })), "{bad:?}");
+    let versions = s
+        .template_versions("org1", &first.id)
+        .await
+        .expect("versions");
+    assert_eq!(
+        versions
+            .iter()
+            .map(|v| (v.version, v.content.as_str(), v.author.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (2, "/ip dns print", "bob"),
+            (1, "/system ntp client set enabled=yes", "alice")
+        ]
+    );
+    assert_eq!(
+        s.template_version("org1", &first.id, 1)
+            .await
+            .expect("v1")
+            .content,
+        "/system ntp client set enabled=yes"
+    );
+    let missing = s.template_version("org1", &first.id, 3).await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound { .. })),
+        "{missing:?}"
+    );
+    let foreign = s.template_versions("org2", &first.id).await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    assert_eq!(s.list_templates("org1").await.expect("list"), vec![second]);
+    let foreign = s.delete_template("org1", &other.id).await;
+    assert!(
+        matches!(foreign, Err(StoreError::NotFound { .. })),
+        "{foreign:?}"
+    );
+    s.delete_template("org1", &first.id).await.expect("deleted");
+    assert!(s.list_templates("org1").await.expect("list").is_empty());
+    let gone = s.template_version("org1", &first.id, 1).await;
+    assert!(matches!(gone, Err(StoreError::NotFound { .. })), "{gone:?}");
+    let audit = s.list_audit(&Page::first(100)).await.expect("audit");
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "template.created",
+            "template.created",
+            "template.updated",
+            "template.deleted"
+        ]
     );
 }
 

@@ -154,7 +154,7 @@ impl TemplateInput {
     }
 }
 
-fn version_of(t: &Template) -> TemplateVersion {
+pub(super) fn version_of(t: &Template) -> TemplateVersion {
     TemplateVersion {
         version: t.version,
         name: t.name.clone(),
@@ -202,45 +202,16 @@ impl Store {
         input: TemplateInput,
         now: DateTime<Utc>,
     ) -> Result<Template, StoreError> {
-        input.validate()?;
-        let t = Template {
-            id: new_id(),
-            organization: org.to_owned(),
-            name: input.name,
-            description: input.description,
-            content: input.content,
-            metadata: input.metadata,
-            variables: input.variables,
-            author: author.to_owned(),
-            updated_by: author.to_owned(),
-            version: 1,
-            created_at: now,
-            updated_at: now,
-            summary: None,
-        };
+        let t = new_template(org, author, input, now)?;
         self.write(|tx| {
             let mut by_org = tx.open_multimap_table(TEMPLATES_BY_ORG)?;
             if by_org.get(org)?.count() >= MAX_TEMPLATES_PER_ORG {
-                return Err(StoreError::invalid(
-                    KIND,
-                    "organization",
-                    format!("holds the most templates allowed, {MAX_TEMPLATES_PER_ORG}"),
-                ));
+                return Err(too_many());
             }
             by_org.insert(org, t.id.as_str())?;
             put(tx, &t)?;
             super::queue_summary(tx, super::SummaryOf::Template, &t.id, &t.content, now)?;
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: org.to_owned(),
-                    actor: author.to_owned(),
-                    action: AUDIT_TEMPLATE_CREATED.into(),
-                    target: t.id.clone(),
-                    detail: json!({"name": t.name, "version": t.version}),
-                },
-            )?;
+            push_audit(tx, template_audit(AUDIT_TEMPLATE_CREATED, &t, author, now))?;
             Ok(t)
         })
     }
@@ -278,56 +249,15 @@ impl Store {
         expected_version: Option<u64>,
         now: DateTime<Utc>,
     ) -> Result<Template, StoreError> {
-        input.validate()?;
         self.write(|tx| {
             let old = owned(&tx.open_table(TEMPLATES)?, org, id)?;
-            if let Some(v) = expected_version
-                && v != old.version
-            {
-                return Err(StoreError::invalid(
-                    KIND,
-                    "version",
-                    format!("the template is at version {}, not {v}", old.version),
-                ));
+            let content_changed = old.content != input.content;
+            let t = edited(old, by, input, expected_version, now)?;
+            if content_changed {
+                super::queue_summary(tx, super::SummaryOf::Template, id, &t.content, now)?;
             }
-            if old.version >= MAX_TEMPLATE_VERSIONS {
-                return Err(StoreError::invalid(
-                    KIND,
-                    "version",
-                    format!("a template keeps at most {MAX_TEMPLATE_VERSIONS} versions"),
-                ));
-            }
-            if input.content != old.content {
-                super::queue_summary(tx, super::SummaryOf::Template, id, &input.content, now)?;
-            }
-            let t = Template {
-                summary: if input.content == old.content {
-                    old.summary.clone()
-                } else {
-                    None
-                },
-                name: input.name,
-                description: input.description,
-                content: input.content,
-                metadata: input.metadata,
-                variables: input.variables,
-                updated_by: by.to_owned(),
-                version: old.version + 1,
-                updated_at: now,
-                ..old
-            };
             put(tx, &t)?;
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: org.to_owned(),
-                    actor: by.to_owned(),
-                    action: AUDIT_TEMPLATE_UPDATED.into(),
-                    target: t.id.clone(),
-                    detail: json!({"name": t.name, "version": t.version}),
-                },
-            )?;
+            push_audit(tx, template_audit(AUDIT_TEMPLATE_UPDATED, &t, by, now))?;
             Ok(t)
         })
     }
@@ -348,17 +278,7 @@ impl Store {
             for v in 1..=t.version {
                 versions.remove((id, v))?;
             }
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: org.to_owned(),
-                    actor: by.to_owned(),
-                    action: AUDIT_TEMPLATE_DELETED.into(),
-                    target: id.to_owned(),
-                    detail: json!({"name": t.name, "versions": t.version}),
-                },
-            )?;
+            push_audit(tx, deletion_audit(&t, by, now))?;
             Ok(())
         })
     }
@@ -399,6 +319,115 @@ impl Store {
                 )),
             }
         })
+    }
+}
+
+// What a change to templates means, whatever store keeps them.
+
+/// A new private template of `org` by `author`, at version 1, its fields checked.
+pub(super) fn new_template(
+    org: &str,
+    author: &str,
+    input: TemplateInput,
+    now: DateTime<Utc>,
+) -> Result<Template, StoreError> {
+    input.validate()?;
+    Ok(Template {
+        id: new_id(),
+        organization: org.to_owned(),
+        name: input.name,
+        description: input.description,
+        content: input.content,
+        metadata: input.metadata,
+        variables: input.variables,
+        author: author.to_owned(),
+        updated_by: author.to_owned(),
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        summary: None,
+    })
+}
+
+/// `old` edited by `by` into its next version. `expected_version`, when given, must be
+/// the current one; a template keeps at most [`MAX_TEMPLATE_VERSIONS`]. The summary stays
+/// while the content does; otherwise it is gone (`None`) and the caller queues a new one.
+pub(super) fn edited(
+    old: Template,
+    by: &str,
+    input: TemplateInput,
+    expected_version: Option<u64>,
+    now: DateTime<Utc>,
+) -> Result<Template, StoreError> {
+    input.validate()?;
+    if let Some(v) = expected_version
+        && v != old.version
+    {
+        return Err(StoreError::invalid(
+            KIND,
+            "version",
+            format!("the template is at version {}, not {v}", old.version),
+        ));
+    }
+    if old.version >= MAX_TEMPLATE_VERSIONS {
+        return Err(StoreError::invalid(
+            KIND,
+            "version",
+            format!("a template keeps at most {MAX_TEMPLATE_VERSIONS} versions"),
+        ));
+    }
+    Ok(Template {
+        summary: if input.content == old.content {
+            old.summary.clone()
+        } else {
+            None
+        },
+        name: input.name,
+        description: input.description,
+        content: input.content,
+        metadata: input.metadata,
+        variables: input.variables,
+        updated_by: by.to_owned(),
+        version: old.version + 1,
+        updated_at: now,
+        ..old
+    })
+}
+
+pub(super) fn too_many() -> StoreError {
+    StoreError::invalid(
+        KIND,
+        "organization",
+        format!("holds the most templates allowed, {MAX_TEMPLATES_PER_ORG}"),
+    )
+}
+
+/// The audit line of a template written (`action`) by `actor`.
+pub(super) fn template_audit(
+    action: &str,
+    t: &Template,
+    actor: &str,
+    now: DateTime<Utc>,
+) -> AuditInput {
+    AuditInput {
+        at: now,
+        organization: t.organization.clone(),
+        actor: actor.to_owned(),
+        action: action.into(),
+        target: t.id.clone(),
+        detail: json!({"name": t.name, "version": t.version}),
+    }
+}
+
+/// The audit line of a template's deletion with its versions.
+pub(super) fn deletion_audit(t: &Template, by: &str, now: DateTime<Utc>) -> AuditInput {
+    AuditInput {
+        at: now,
+        organization: t.organization.clone(),
+        actor: by.to_owned(),
+        action: AUDIT_TEMPLATE_DELETED.into(),
+        target: t.id.clone(),
+        detail: json!({"name": t.name, "versions": t.version}),
     }
 }
 

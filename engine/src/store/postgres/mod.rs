@@ -23,7 +23,7 @@
 //!
 //! Not kept here yet (the redb store's alone so far): the approval link's confirm page
 //! (`approval_token`),
-//! templates, community scripts and generated summaries.
+//! community scripts and generated summaries.
 //! The engine runs on the redb store until these are.
 //!
 //! What several engines add:
@@ -49,7 +49,7 @@
 //! `journal` (users and the audit log), `schedules` (schedules, their approval, the due
 //! index and the targets an approval binds), `artifacts` (job reads beyond one id, a
 //! run's jobs, backups and diffs), `channels` (notification channels and signing
-//! secrets). This module holds the pool, the credential key,
+//! secrets), `templates` (private templates and their versions). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -124,6 +124,7 @@ mod outbox;
 mod schedules;
 mod schema;
 mod sites;
+mod templates;
 
 use std::time::Duration;
 

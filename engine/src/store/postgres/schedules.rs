@@ -543,12 +543,24 @@ async fn queue_summary(
     script: &str,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    queue_summary_of(tx, SummaryOf::Schedule, id, script, now).await
+}
+
+/// Queues a summary of `script` for the record `id` of kind `of`, replacing one queued
+/// before.
+pub(super) async fn queue_summary_of(
+    tx: &Transaction<'_>,
+    of: SummaryOf,
+    id: &str,
+    script: &str,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let entry = String::from_utf8(queue_entry(id, script, now)?)
         .map_err(|e| StoreError::invalid("summary", "entry", e.to_string()))?;
     tx.execute(
         "INSERT INTO summary_queue (kind, id, entry) VALUES ($1, $2, $3::text::jsonb)
          ON CONFLICT (kind, id) DO UPDATE SET entry = EXCLUDED.entry",
-        &[&SummaryOf::Schedule.key(), &id, &entry],
+        &[&of.key(), &id, &entry],
     )
     .await
     .map_err(pg("queue a summary"))?;

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (5, include_str!("migrations/0005_job_artifacts.sql")),
     (6, include_str!("migrations/0006_outbox_dead_letters.sql")),
     (7, include_str!("migrations/0007_channels.sql")),
+    (8, include_str!("migrations/0008_templates.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
