@@ -11,12 +11,13 @@ use yardmaster::store::listing::{ScheduleFilter, ScheduleListing, ScheduleType};
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::postgres::changes::Change;
 use yardmaster::store::{
-    AuditEntry, Channel, ChannelInput, ChannelKind, CredentialKey, Endpoint, EventAttempt,
-    INTERRUPTED, Job, JobChanges, JobError, JobInput, JobStatus, JobTransition, LatestRun, Launch,
-    LaunchPlan, OutboxEvent, OutboxState, Page, Recovery, Recurrence, RecurrenceKind,
-    RollbackGuard, Run, RunStatus, ScheduleInput, SchedulePatch, ScheduleStatus, ScheduledScript,
-    Secret, SecretGeneration, Site, SiteInput, SiteOutcome, SiteState, Store, StoreError, Template,
-    TemplateInput, TemplateVersion, User,
+    AuditEntry, Channel, ChannelInput, ChannelKind, CommunityContent, CommunityScript,
+    CommunityStatus, CredentialKey, Endpoint, EventAttempt, INTERRUPTED, Job, JobChanges, JobError,
+    JobInput, JobStatus, JobTransition, LatestRun, Launch, LaunchPlan, OutboxEvent, OutboxState,
+    Page, Recovery, Recurrence, RecurrenceKind, RollbackGuard, Run, RunStatus, ScheduleInput,
+    SchedulePatch, ScheduleStatus, ScheduledScript, Secret, SecretGeneration, Site, SiteInput,
+    SiteOutcome, SiteState, Store, StoreError, Submitted, Template, TemplateInput, TemplateVersion,
+    User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -237,6 +238,18 @@ trait Conformance {
         id: &str,
         n: u64,
     ) -> Result<TemplateVersion, StoreError>;
+    async fn submit_community_script(&self, url: &str) -> Result<Submitted, StoreError>;
+    async fn next_community_job(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(i64, CommunityScript)>, StoreError>;
+    async fn finish_community_job(
+        &self,
+        queued_at: i64,
+        id: &str,
+        outcome: Result<CommunityContent, (String, Option<DateTime<Utc>>)>,
+    ) -> Result<CommunityScript, StoreError>;
+    async fn list_community_scripts(&self) -> Result<Vec<CommunityScript>, StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -527,6 +540,28 @@ macro_rules! same_operations {
             n: u64,
         ) -> Result<TemplateVersion, StoreError> {
             self.$store.template_version(org, id, n)$(.$await)?
+        }
+        async fn submit_community_script(&self, url: &str) -> Result<Submitted, StoreError> {
+            self.$store
+                .submit_community_script("org1", "alice", url, None, None, t(0))$(.$await)?
+        }
+        async fn next_community_job(
+            &self,
+            now: DateTime<Utc>,
+        ) -> Result<Option<(i64, CommunityScript)>, StoreError> {
+            self.$store.next_community_job(now)$(.$await)?
+        }
+        async fn finish_community_job(
+            &self,
+            queued_at: i64,
+            id: &str,
+            outcome: Result<CommunityContent, (String, Option<DateTime<Utc>>)>,
+        ) -> Result<CommunityScript, StoreError> {
+            self.$store
+                .finish_community_job(queued_at, id, outcome, t(1))$(.$await)?
+        }
+        async fn list_community_scripts(&self) -> Result<Vec<CommunityScript>, StoreError> {
+            self.$store.list_community_scripts()$(.$await)?
         }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
@@ -898,6 +933,7 @@ conformance!(
     listings_filter_by_ids_name_frequency_creator_and_creation_time,
     channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period,
     templates_keep_every_version_and_belong_to_their_organization,
+    a_community_submission_is_processed_once_and_known_by_its_pinned_source,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -2433,6 +2469,114 @@ async fn templates_keep_every_version_and_belong_to_their_organization(s: &impl 
             "template.updated",
             "template.deleted"
         ]
+    );
+}
+
+async fn a_community_submission_is_processed_once_and_known_by_its_pinned_source(
+    s: &impl Conformance,
+) {
+    let url = "https://raw.githubusercontent.com/a/b/main/x.rsc";
+    let Submitted::New(first) = s.submit_community_script(url).await.expect("submitted") else {
+        panic!("a new submission");
+    };
+    assert_eq!(first.status, CommunityStatus::Processing);
+    assert_eq!(
+        s.submit_community_script(url).await.expect("again"),
+        Submitted::Existing(first.clone()),
+        "one queued submission per source"
+    );
+    let (at, taken) = s
+        .next_community_job(t(0))
+        .await
+        .expect("next")
+        .expect("queued");
+    assert_eq!(taken.id, first.id);
+    let retried = s
+        .finish_community_job(at, &first.id, Err(("busy".into(), Some(t(5)))))
+        .await
+        .expect("retry later");
+    assert_eq!(
+        (retried.attempts, retried.failure.as_deref()),
+        (1, Some("busy"))
+    );
+    assert!(
+        s.next_community_job(t(1)).await.expect("next").is_none(),
+        "not due yet"
+    );
+    let (at, again) = s
+        .next_community_job(t(5))
+        .await
+        .expect("next")
+        .expect("due again");
+    assert_eq!(again.id, first.id);
+    let stale = s
+        .finish_community_job(at - 1, &first.id, Err(("late".into(), None)))
+        .await;
+    assert!(
+        matches!(stale, Err(StoreError::NotFound { .. })),
+        "{stale:?}"
+    );
+    let commit = "c".repeat(40);
+    let done = s
+        .finish_community_job(
+            at,
+            &first.id,
+            Ok(CommunityContent {
+                name: "x.rsc".into(),
+                content: "hello\n".into(),
+                commit: commit.clone(),
+                ..CommunityContent::default()
+            }),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!((done.status, done.attempts), (CommunityStatus::Ready, 2));
+    assert_eq!(
+        done.sha.as_deref(),
+        Some("ce013625030ba8dba906f756967f9e9ca394464a")
+    );
+    assert!(
+        s.next_community_job(t(99)).await.expect("next").is_none(),
+        "nothing left"
+    );
+    let pinned = format!("https://github.com/a/b/blob/{commit}/x.rsc");
+    let Submitted::New(other) = s
+        .submit_community_script(&pinned)
+        .await
+        .expect("new source")
+    else {
+        panic!("another source is a new submission");
+    };
+    let (at, _) = s
+        .next_community_job(t(99))
+        .await
+        .expect("next")
+        .expect("queued");
+    let fetched = s
+        .finish_community_job(
+            at,
+            &other.id,
+            Ok(CommunityContent {
+                content: "pinned\n".into(),
+                commit: commit.clone(),
+                ..CommunityContent::default()
+            }),
+        )
+        .await
+        .expect("fetched");
+    assert_eq!(
+        s.submit_community_script(&pinned).await.expect("again"),
+        Submitted::Existing(fetched),
+        "a pinned source already fetched is that script"
+    );
+    assert_eq!(
+        s.list_community_scripts()
+            .await
+            .expect("list")
+            .iter()
+            .map(|c| c.id.clone())
+            .collect::<Vec<_>>(),
+        [first.id.clone(), other.id]
     );
 }
 

@@ -152,12 +152,10 @@ impl Store {
             if refreshed_from.is_none() {
                 let table = tx.open_table(COMMUNITY)?;
                 // A URL naming a commit, fetched before: the same file at the same commit.
-                if let Some(commit) = github_url
-                    .split('/')
-                    .find(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                if let Some(commit) = pinned_commit(github_url)
                     && let Some(id) = tx
                         .open_table(COMMUNITY_BY_SOURCE)?
-                        .get((github_url, commit.to_ascii_lowercase().as_str()))?
+                        .get((github_url, commit.as_str()))?
                     && let Some(s) = load::<CommunityScript>(&table, KIND, id.value())?
                 {
                     return Ok(Submitted::Existing(s));
@@ -173,35 +171,11 @@ impl Store {
                     }
                 }
             }
-            let s = CommunityScript {
-                id: new_ulid(),
-                status: CommunityStatus::Processing,
-                failure: None,
-                github_url: github_url.to_owned(),
-                readme_url: readme_url.map(str::to_owned),
-                refreshed_from: refreshed_from.map(str::to_owned),
-                fetched: None,
-                sha: None,
-                sha256: None,
-                attempts: 0,
-                summary: None,
-                created_at: now,
-                updated_at: now,
-            };
+            let s = new_submission(github_url, readme_url, refreshed_from, now);
             put(tx, &s)?;
             tx.open_table(COMMUNITY_QUEUE)?
                 .insert((millis(now), s.id.as_str()), 0)?;
-            push_audit(
-                tx,
-                AuditInput {
-                    at: now,
-                    organization: org.to_owned(),
-                    actor: by.to_owned(),
-                    action: AUDIT_COMMUNITY_SUBMITTED.into(),
-                    target: s.id.clone(),
-                    detail: json!({"github_url": github_url, "readme_url": readme_url, "refreshed_from": refreshed_from}),
-                },
-            )?;
+            push_audit(tx, submission_audit(org, by, &s, now))?;
             Ok(Submitted::New(s))
         })
     }
@@ -243,37 +217,19 @@ impl Store {
                 .remove((queued_at, id))?
                 .map(|v| v.value())
                 .ok_or_else(|| StoreError::not_found("queued community script", id))?;
-            let mut s: CommunityScript = load(&tx.open_table(COMMUNITY)?, KIND, id)?
+            let s: CommunityScript = load(&tx.open_table(COMMUNITY)?, KIND, id)?
                 .ok_or_else(|| StoreError::not_found(KIND, id))?;
-            s.attempts = attempts + 1;
-            s.updated_at = now;
-            match outcome {
-                Ok(content) => {
-                    s.sha = Some(git_blob_sha(content.content.as_bytes()));
-                    s.sha256 = Some(sha256(content.content.as_bytes()));
-                    s.status = CommunityStatus::Ready;
-                    s.failure = None;
-                    tx.open_table(COMMUNITY_BY_SOURCE)?.insert(
-                        (s.github_url.as_str(), content.commit.as_str()),
-                        s.id.as_str(),
-                    )?;
-                    super::queue_summary(
-                        tx,
-                        super::SummaryOf::Community,
-                        &s.id,
-                        &content.content,
-                        now,
-                    )?;
-                    s.fetched = Some(content);
+            let (s, finish) = finished(s, attempts, outcome, now);
+            match finish {
+                Finish::Ready { commit, content } => {
+                    tx.open_table(COMMUNITY_BY_SOURCE)?
+                        .insert((s.github_url.as_str(), commit.as_str()), s.id.as_str())?;
+                    super::queue_summary(tx, super::SummaryOf::Community, &s.id, &content, now)?;
                 }
-                Err((reason, Some(retry_at))) => {
-                    s.failure = Some(reason);
-                    queue.insert((millis(retry_at), id), s.attempts)?;
+                Finish::Retry(at) => {
+                    queue.insert((millis(at), id), s.attempts)?;
                 }
-                Err((reason, None)) => {
-                    s.status = CommunityStatus::Failed;
-                    s.failure = Some(reason);
-                }
+                Finish::Failed => {}
             }
             drop(queue);
             put(tx, &s)?;
@@ -299,6 +255,108 @@ impl Store {
             Ok(out)
         })
     }
+}
+
+// What a submission and its processing mean, whatever store keeps them.
+
+/// The commit a source URL pins, lowercased: a 40-hex-digit path segment.
+pub(super) fn pinned_commit(github_url: &str) -> Option<String> {
+    github_url
+        .split('/')
+        .find(|s| s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+}
+
+/// A new submission, processing.
+pub(super) fn new_submission(
+    github_url: &str,
+    readme_url: Option<&str>,
+    refreshed_from: Option<&str>,
+    now: DateTime<Utc>,
+) -> CommunityScript {
+    CommunityScript {
+        id: new_ulid(),
+        status: CommunityStatus::Processing,
+        failure: None,
+        github_url: github_url.to_owned(),
+        readme_url: readme_url.map(str::to_owned),
+        refreshed_from: refreshed_from.map(str::to_owned),
+        fetched: None,
+        sha: None,
+        sha256: None,
+        attempts: 0,
+        summary: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// The audit line of a submission by `by` of `org`.
+pub(super) fn submission_audit(
+    org: &str,
+    by: &str,
+    s: &CommunityScript,
+    now: DateTime<Utc>,
+) -> AuditInput {
+    AuditInput {
+        at: now,
+        organization: org.to_owned(),
+        actor: by.to_owned(),
+        action: AUDIT_COMMUNITY_SUBMITTED.into(),
+        target: s.id.clone(),
+        detail: json!({
+            "github_url": s.github_url,
+            "readme_url": s.readme_url,
+            "refreshed_from": s.refreshed_from,
+        }),
+    }
+}
+
+/// What else a processed submission needs written.
+pub(super) enum Finish {
+    /// Fetched: the source (its URL and `commit`) now names it, and a summary of
+    /// `content` is to be written.
+    Ready { commit: String, content: String },
+    /// Tried again at this time.
+    Retry(DateTime<Utc>),
+    /// Given up.
+    Failed,
+}
+
+/// `s` after an attempt (its `attempts` before it given) with `outcome`: the fetched
+/// content with its digests, a failure to retry at a time, or a failure for good.
+pub(super) fn finished(
+    mut s: CommunityScript,
+    attempts: u32,
+    outcome: Result<CommunityContent, (String, Option<DateTime<Utc>>)>,
+    now: DateTime<Utc>,
+) -> (CommunityScript, Finish) {
+    s.attempts = attempts + 1;
+    s.updated_at = now;
+    let finish = match outcome {
+        Ok(content) => {
+            s.sha = Some(git_blob_sha(content.content.as_bytes()));
+            s.sha256 = Some(sha256(content.content.as_bytes()));
+            s.status = CommunityStatus::Ready;
+            s.failure = None;
+            let finish = Finish::Ready {
+                commit: content.commit.clone(),
+                content: content.content.clone(),
+            };
+            s.fetched = Some(content);
+            finish
+        }
+        Err((reason, Some(retry_at))) => {
+            s.failure = Some(reason);
+            Finish::Retry(retry_at)
+        }
+        Err((reason, None)) => {
+            s.status = CommunityStatus::Failed;
+            s.failure = Some(reason);
+            Finish::Failed
+        }
+    };
+    (s, finish)
 }
 
 #[cfg(test)]

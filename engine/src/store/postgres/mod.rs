@@ -23,7 +23,7 @@
 //!
 //! Not kept here yet (the redb store's alone so far): the approval link's confirm page
 //! (`approval_token`),
-//! community scripts and generated summaries.
+//! generated summaries.
 //! The engine runs on the redb store until these are.
 //!
 //! What several engines add:
@@ -49,7 +49,8 @@
 //! `journal` (users and the audit log), `schedules` (schedules, their approval, the due
 //! index and the targets an approval binds), `artifacts` (job reads beyond one id, a
 //! run's jobs, backups and diffs), `channels` (notification channels and signing
-//! secrets), `templates` (private templates and their versions). This module holds the pool, the credential key,
+//! secrets), `templates` (private templates and their versions), `community` (community
+//! script submissions, their queue shared by the engines, and their sources). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -116,6 +117,7 @@ macro_rules! transaction {
 mod artifacts;
 pub mod changes;
 mod channels;
+mod community;
 mod jobs;
 mod journal;
 mod launch;

@@ -20,6 +20,7 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (6, include_str!("migrations/0006_outbox_dead_letters.sql")),
     (7, include_str!("migrations/0007_channels.sql")),
     (8, include_str!("migrations/0008_templates.sql")),
+    (9, include_str!("migrations/0009_community.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
