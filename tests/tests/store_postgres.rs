@@ -16,8 +16,8 @@ use yardmaster::store::{
     JobInput, JobStatus, JobTransition, LatestRun, Launch, LaunchPlan, OutboxEvent, OutboxState,
     Page, Recovery, Recurrence, RecurrenceKind, RollbackGuard, Run, RunStatus, ScheduleInput,
     SchedulePatch, ScheduleStatus, ScheduledScript, Secret, SecretGeneration, Site, SiteInput,
-    SiteOutcome, SiteState, Store, StoreError, Submitted, Template, TemplateInput, TemplateVersion,
-    User,
+    SiteOutcome, SiteState, Store, StoreError, Submitted, SummaryOf, SummaryTask, Template,
+    TemplateInput, TemplateVersion, User,
 };
 use yardmaster_tests::postgres::Postgres;
 
@@ -250,6 +250,13 @@ trait Conformance {
         outcome: Result<CommunityContent, (String, Option<DateTime<Utc>>)>,
     ) -> Result<CommunityScript, StoreError>;
     async fn list_community_scripts(&self) -> Result<Vec<CommunityScript>, StoreError>;
+    async fn due_summaries(&self, now: DateTime<Utc>) -> Result<Vec<SummaryTask>, StoreError>;
+    async fn finish_summary(
+        &self,
+        task: &SummaryTask,
+        summary: Option<&str>,
+        retry_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError>;
     /// Asks for approval of a schedule as its author would, through the workflow.
     async fn request(
         &self,
@@ -562,6 +569,17 @@ macro_rules! same_operations {
         }
         async fn list_community_scripts(&self) -> Result<Vec<CommunityScript>, StoreError> {
             self.$store.list_community_scripts()$(.$await)?
+        }
+        async fn due_summaries(&self, now: DateTime<Utc>) -> Result<Vec<SummaryTask>, StoreError> {
+            self.$store.due_summaries(now, 100)$(.$await)?
+        }
+        async fn finish_summary(
+            &self,
+            task: &SummaryTask,
+            summary: Option<&str>,
+            retry_at: Option<DateTime<Utc>>,
+        ) -> Result<(), StoreError> {
+            self.$store.finish_summary(task, summary, retry_at)$(.$await)?
         }
         async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError> {
             self.$store.get_event(id)$(.$await)?
@@ -934,6 +952,7 @@ conformance!(
     channels_keep_their_secrets_sealed_and_rotate_with_a_grace_period,
     templates_keep_every_version_and_belong_to_their_organization,
     a_community_submission_is_processed_once_and_known_by_its_pinned_source,
+    a_summary_is_kept_only_for_the_content_it_summarizes,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -2578,6 +2597,85 @@ async fn a_community_submission_is_processed_once_and_known_by_its_pinned_source
             .collect::<Vec<_>>(),
         [first.id.clone(), other.id]
     );
+}
+
+async fn a_summary_is_kept_only_for_the_content_it_summarizes(s: &impl Conformance) {
+    let schedule = s
+        .create_schedule(schedule_input(&["s1".to_owned()]))
+        .await
+        .expect("schedule");
+    let template = |content: &str| TemplateInput {
+        name: "ntp".into(),
+        description: "ntp".into(),
+        content: content.into(),
+        metadata: std::collections::BTreeMap::new(),
+        variables: Vec::new(),
+    };
+    let tpl = s
+        .create_template("org1", template("/system ntp client print"))
+        .await
+        .expect("template");
+    let due = s.due_summaries(t(0)).await.expect("due");
+    let of = |kind: SummaryOf| {
+        due.iter()
+            .find(|task| task.of == kind)
+            .cloned()
+            .expect("a task of each kind")
+    };
+    let (for_schedule, for_template) = (of(SummaryOf::Schedule), of(SummaryOf::Template));
+    assert_eq!(due.len(), 2);
+    assert_eq!(
+        (
+            for_schedule.id.as_str(),
+            for_schedule.script.as_str(),
+            for_schedule.attempts
+        ),
+        (schedule.id.as_str(), ":log info launched", 0)
+    );
+    assert_eq!(for_template.script, "/system ntp client print");
+    s.finish_summary(&for_schedule, Some("Logs a line."), None)
+        .await
+        .expect("stored");
+    assert_eq!(
+        s.get_schedule(&schedule.id)
+            .await
+            .expect("read")
+            .summary
+            .as_deref(),
+        Some("Logs a line.")
+    );
+    // No summary yet for the template: tried again later.
+    s.finish_summary(&for_template, None, Some(t(60)))
+        .await
+        .expect("requeued");
+    assert!(s.due_summaries(t(1)).await.expect("none due").is_empty());
+    let again = s.due_summaries(t(60)).await.expect("due again");
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        (again[0].id.as_str(), again[0].attempts),
+        (tpl.id.as_str(), 1)
+    );
+    // The template changes meanwhile: a summary of the old content is not stored, and the
+    // entry for the new content stays.
+    s.update_template(
+        "org1",
+        &tpl.id,
+        template("/system ntp client set enabled=yes"),
+        None,
+    )
+    .await
+    .expect("edited");
+    s.finish_summary(&again[0], Some("Prints the NTP client."), None)
+        .await
+        .expect("stale");
+    assert_eq!(
+        s.get_template("org1", &tpl.id).await.expect("read").summary,
+        None
+    );
+    let fresh = s.due_summaries(t(60)).await.expect("due");
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].script, "/system ntp client set enabled=yes");
+    assert_ne!(fresh[0].digest, again[0].digest);
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

@@ -34,7 +34,7 @@ impl SummaryOf {
         }
     }
 
-    fn from_key(key: &str) -> Option<SummaryOf> {
+    pub(crate) fn from_key(key: &str) -> Option<SummaryOf> {
         Some(match key {
             "schedule" => SummaryOf::Schedule,
             "template" => SummaryOf::Template,
@@ -45,11 +45,11 @@ impl SummaryOf {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry {
-    digest: String,
-    attempts: u32,
+pub(super) struct Entry {
+    pub(super) digest: String,
+    pub(super) attempts: u32,
     /// Unix milliseconds.
-    due: i64,
+    pub(super) due: i64,
 }
 
 /// A summary to write.
@@ -65,7 +65,7 @@ pub struct SummaryTask {
     pub current: Option<String>,
 }
 
-fn digest(script: &str) -> String {
+pub(super) fn digest(script: &str) -> String {
     hex::encode(Sha256::digest(script.as_bytes()))
 }
 
@@ -240,21 +240,33 @@ impl Store {
                 }
             }
             let mut queue = tx.open_table(SUMMARY_QUEUE)?;
-            match (retry_at, now_content) {
-                (Some(at), Some(_)) => {
-                    let entry = Entry {
-                        digest: task.digest.clone(),
-                        attempts: task.attempts + 1,
-                        due: millis(at),
-                    };
+            match requeued(task, retry_at, now_content.is_some()) {
+                Some(entry) => {
                     let bytes = encode(KIND, &task.id, &entry)?;
                     queue.insert(key, bytes.as_slice())?;
                 }
-                _ => {
+                None => {
                     queue.remove(key)?;
                 }
             }
             Ok(())
         })
+    }
+}
+
+/// The queue entry a finished task leaves: queued again for `retry_at` while its record
+/// exists (a better summary later), or none.
+pub(super) fn requeued(
+    task: &SummaryTask,
+    retry_at: Option<DateTime<Utc>>,
+    record_exists: bool,
+) -> Option<Entry> {
+    match (retry_at, record_exists) {
+        (Some(at), true) => Some(Entry {
+            digest: task.digest.clone(),
+            attempts: task.attempts + 1,
+            due: millis(at),
+        }),
+        _ => None,
     }
 }

@@ -21,10 +21,9 @@
 //! Where each site of a run stands is read from the run's jobs (`latest_runs`), so it
 //! always equals a recount; the redb store keeps it beside the run instead.
 //!
-//! Not kept here yet (the redb store's alone so far): the approval link's confirm page
-//! (`approval_token`),
-//! generated summaries.
-//! The engine runs on the redb store until these are.
+//! Not kept here yet: the approval link's confirm page (`approval_token`). The engine
+//! runs on the redb store until it is, and until its workers use the claims and leases
+//! this store offers.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
@@ -50,7 +49,8 @@
 //! index and the targets an approval binds), `artifacts` (job reads beyond one id, a
 //! run's jobs, backups and diffs), `channels` (notification channels and signing
 //! secrets), `templates` (private templates and their versions), `community` (community
-//! script submissions, their queue shared by the engines, and their sources). This module holds the pool, the credential key,
+//! script submissions, their queue shared by the engines, and their sources),
+//! `summaries` (the summaries still to write). This module holds the pool, the credential key,
 //! the one place transactions are opened, and the mapping of client errors to
 //! [`StoreError`].
 //!
@@ -126,6 +126,7 @@ mod outbox;
 mod schedules;
 mod schema;
 mod sites;
+mod summaries;
 mod templates;
 
 use std::time::Duration;
