@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
-use super::launch::record_outcome;
-use super::outbox::push_event;
+use super::launch::record_outcomes;
+use super::outbox::push_events;
 use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
 use crate::store::Recovery;
 use crate::store::error::StoreError;
@@ -169,6 +169,7 @@ impl PgStore {
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         transaction!(self, "transition jobs", |tx| async {
             let mut out = Vec::with_capacity(items.len());
+            let mut implied = Vec::new();
             for (id, transitions) in &items {
                 let row = tx
                     .query_opt(
@@ -204,10 +205,11 @@ impl PgStore {
                 };
                 if !transitions.is_empty() {
                     update(tx, &job).await?;
-                    follow(tx, effects, now).await?;
+                    implied.extend(effects);
                 }
                 out.push(Ok(job));
             }
+            follow(tx, implied, now).await?;
             Ok(out)
         })
     }
@@ -235,28 +237,31 @@ impl PgStore {
                 .await
                 .map_err(pg("find pending jobs"))?;
             let mut claimed = Vec::with_capacity(rows.len());
+            let mut effects = Vec::with_capacity(rows.len());
             for row in &rows {
                 let mut job = job_of(row)?;
-                let effects = apply_all(&mut job, &[JobTransition::Load], now)?;
-                tx.execute(
-                    "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
-                         owner = $5,
-                         lease_expires_at = clock_timestamp() + $6::bigint * interval '1 millisecond'
-                     WHERE seq_id = $1",
-                    &[
-                        &big(KIND, "seq_id", job.seq_id)?,
-                        &encode(KIND, &job.id, &job)?,
-                        &job.status.as_str(),
-                        &job.sent,
-                        &engine,
-                        &ttl,
-                    ],
-                )
-                .await
-                .map_err(pg("claim a job"))?;
-                follow(tx, effects, now).await?;
+                effects.push(apply_all(&mut job, &[JobTransition::Load], now)?);
                 claimed.push(job);
             }
+            // Every claimed job in one statement, then what each change implies, in order.
+            let seqs = claimed
+                .iter()
+                .map(|j| big(KIND, "seq_id", j.seq_id))
+                .collect::<Result<Vec<i64>, _>>()?;
+            let records = claimed
+                .iter()
+                .map(|j| encode(KIND, &j.id, j))
+                .collect::<Result<Vec<String>, _>>()?;
+            tx.execute(
+                "UPDATE jobs SET record = t.record::jsonb, status = 'loaded', owner = $3,
+                     lease_expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
+                 FROM unnest($1::bigint[], $2::text[]) AS t(seq, record)
+                 WHERE jobs.seq_id = t.seq",
+                &[&seqs, &records, &engine, &ttl],
+            )
+            .await
+            .map_err(pg("claim jobs"))?;
+            follow(tx, effects.into_iter().flatten().collect(), now).await?;
             Ok(claimed)
         })
     }
@@ -384,33 +389,30 @@ pub(super) async fn change_in(
     Ok(job)
 }
 
-/// Writes what a job's change implies, in the order it happened: `job.status` events for
-/// its notify_url and, for a scheduled job that finished, its site's event and its run's
-/// outcome (`launch::record_outcome`), as the redb store's `JobTables::change` does.
+/// Writes what the changes of a transaction's jobs imply, as the redb store's
+/// `JobTables::change` does: `job.status` events for a job's notify_url and, for a
+/// scheduled job that finished, its site's event and its run's outcome
+/// (`launch::record_outcomes`). The events of each job keep the order its changes happened
+/// in; all of them are written in one statement.
 async fn follow(
     tx: &Transaction<'_>,
     effects: Vec<Effect>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
+    let mut events: Vec<(&'static str, serde_json::Value)> = Vec::new();
+    let mut finished: Vec<Job> = Vec::new();
     for effect in effects {
         match effect {
-            Effect::Status(payload) => {
-                push_event(tx, "job.status", payload, now).await?;
-            }
+            Effect::Status(payload) => events.push(("job.status", payload)),
             Effect::SiteFinished(job) => {
                 let Some(origin) = &job.origin else { continue };
-                push_event(
-                    tx,
-                    EVENT_SITE_FINISHED,
-                    site_finished_payload(origin, &job),
-                    now,
-                )
-                .await?;
-                record_outcome(tx, origin, &job, now).await?;
+                events.push((EVENT_SITE_FINISHED, site_finished_payload(origin, &job)));
+                finished.push(*job);
             }
         }
     }
-    Ok(())
+    events.extend(record_outcomes(tx, &finished, now).await?);
+    push_events(tx, events, now).await
 }
 
 /// `n` new job sequence numbers, in order.
@@ -452,6 +454,53 @@ pub(super) async fn insert(tx: &Transaction<'_>, job: &Job) -> Result<bool, Stor
         .await
         .map_err(pg("insert a job"))?;
     Ok(n == 1)
+}
+
+/// Writes new jobs in one statement. They carry no idempotency key (a launch's jobs), so
+/// none can be refused: a conflict is the store's own error.
+pub(super) async fn insert_all(tx: &Transaction<'_>, jobs: &[Job]) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut seqs = Vec::with_capacity(jobs.len());
+    let mut ids = Vec::with_capacity(jobs.len());
+    let mut organizations = Vec::with_capacity(jobs.len());
+    let mut sites = Vec::with_capacity(jobs.len());
+    let mut keys = Vec::with_capacity(jobs.len());
+    let mut statuses = Vec::with_capacity(jobs.len());
+    let mut sent = Vec::with_capacity(jobs.len());
+    let mut records = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        seqs.push(big(KIND, "seq_id", job.seq_id)?);
+        ids.push(job.id.as_str());
+        organizations.push(job.organization.as_str());
+        sites.push(job.site_id.as_str());
+        keys.push(job.idempotency_key.as_deref());
+        statuses.push(job.status.as_str());
+        sent.push(job.sent);
+        records.push(encode(KIND, &job.id, job)?);
+    }
+    tx.execute(
+        "INSERT INTO jobs
+             (seq_id, id, organization, site_id, idempotency_key, status, sent, record)
+         SELECT seq, id, org, site, key, status, sent, record::jsonb
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                     $7::boolean[], $8::text[])
+             AS t(seq, id, org, site, key, status, sent, record)",
+        &[
+            &seqs,
+            &ids,
+            &organizations,
+            &sites,
+            &keys,
+            &statuses,
+            &sent,
+            &records,
+        ],
+    )
+    .await
+    .map_err(pg("insert jobs"))?;
+    Ok(())
 }
 
 /// Writes a changed job. One that is no longer in flight is no longer held by anyone.

@@ -18,14 +18,14 @@
 use chrono::{DateTime, Utc};
 
 use super::changes::{Change, announce_in};
-use super::jobs::{insert, take_seqs};
+use super::jobs::{insert_all, take_seqs};
 use super::journal::push_audit;
 use super::leases::{SCHEDULER_LEASE, fence};
 use super::outbox::push_event;
 use super::schedules::{locked, locked_if_any, put, resolve};
 use super::{PgStore, big, col, decode, encode, pg};
 use crate::store::error::StoreError;
-use crate::store::records::{Job, JobChanges, JobOrigin, JobStatus, MAX_TARGETS, Page, Run};
+use crate::store::records::{Job, JobChanges, JobStatus, MAX_TARGETS, Page, Run};
 use crate::store::schedules::{
     EVENT_APPROVAL_VOIDED, EVENT_LAUNCHED, EVENT_RUN_FINISHED, count_outcome, finish_run,
     launch_job, launched, launched_payload, run_finished_payload, settle, still_approved, voided,
@@ -94,39 +94,51 @@ impl PgStore {
                 .map_err(pg("lock a run"))?;
             let mut run: Run = decode("run", &plan.schedule_id, &col::<String>(&row, 0)?)?;
 
+            // The whole batch in a few statements: every site's ledger entry at once
+            // (sites in order, so two launches of one occurrence lock entries in the same
+            // order and the second waits for the first instead of deadlocking), then the
+            // jobs of the sites whose entry this launch wrote, then the jobs the other
+            // sites already have.
             let seqs = take_seqs(tx, sites.len()).await?;
-            let mut created = Vec::new();
+            let seq_params = seqs
+                .iter()
+                .map(|&seq| big("job", "seq_id", seq))
+                .collect::<Result<Vec<i64>, _>>()?;
+            let entered: std::collections::HashSet<String> = tx
+                .query(
+                    "INSERT INTO ledger (schedule_id, occurrence, site_id, job_seq)
+                     SELECT $1, $2, site, seq FROM unnest($3::text[], $4::bigint[]) AS t(site, seq)
+                     ON CONFLICT ON CONSTRAINT ledger_once DO NOTHING
+                     RETURNING site_id",
+                    &[&plan.schedule_id, &occurrence, &sites, &seq_params],
+                )
+                .await
+                .map_err(pg("write ledger entries"))?
+                .iter()
+                .map(|row| col::<String>(row, 0))
+                .collect::<Result<_, _>>()?;
+            let created: Vec<Job> = sites
+                .iter()
+                .zip(seqs)
+                .filter(|(site, _)| entered.contains(*site))
+                .map(|(site, seq)| launch_job(&old, &plan, &targets, site, seq, now))
+                .collect();
+            insert_all(tx, &created).await?;
             let mut already = Vec::new();
-            for (site, seq) in sites.iter().zip(seqs) {
-                let entered = tx
-                    .execute(
-                        "INSERT INTO ledger (schedule_id, occurrence, site_id, job_seq)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT ON CONSTRAINT ledger_once DO NOTHING",
-                        &[
-                            &plan.schedule_id,
-                            &occurrence,
-                            site,
-                            &big("job", "seq_id", seq)?,
-                        ],
+            if entered.len() < sites.len() {
+                let others: Vec<&String> = sites.iter().filter(|s| !entered.contains(*s)).collect();
+                let rows = tx
+                    .query(
+                        "SELECT l.site_id, j.id FROM ledger l JOIN jobs j ON j.seq_id = l.job_seq
+                         WHERE l.schedule_id = $1 AND l.occurrence = $2 AND l.site_id = ANY($3)
+                         ORDER BY l.site_id COLLATE \"C\"",
+                        &[&plan.schedule_id, &occurrence, &others],
                     )
                     .await
-                    .map_err(pg("write a ledger entry"))?;
-                if entered == 0 {
-                    let row = tx
-                        .query_one(
-                            "SELECT j.id FROM ledger l JOIN jobs j ON j.seq_id = l.job_seq
-                             WHERE l.schedule_id = $1 AND l.occurrence = $2 AND l.site_id = $3",
-                            &[&plan.schedule_id, &occurrence, site],
-                        )
-                        .await
-                        .map_err(pg("read a ledger entry"))?;
-                    already.push((site.clone(), col(&row, 0)?));
-                    continue;
+                    .map_err(pg("read ledger entries"))?;
+                for row in &rows {
+                    already.push((col::<String>(row, 0)?, col::<String>(row, 1)?));
                 }
-                let job = launch_job(&old, &plan, &targets, site, seq, now);
-                insert(tx, &job).await?;
-                created.push(job);
             }
             let added = created.len() as u64;
             let new = launched(&old, &mut run, &plan, added, now);
@@ -328,47 +340,65 @@ impl PgStore {
     }
 }
 
-/// Counts a finished job of a run in the run's tally (its row locked), and settles the
-/// run when it was the last, with its schedule when that has no occurrence after it
-/// (`schedules::count_outcome`, `schedules::finish_run`), announcing the run's outcome.
-/// A job of a run that was never recorded (nothing launched it here) counts nowhere.
-pub(super) async fn record_outcome(
+/// Counts finished jobs in their runs' tallies, each run's row locked once (runs in key
+/// order, so transactions take them in the same order), and settles a run when its last
+/// job is counted, with its schedule when that has no occurrence after it
+/// (`schedules::count_outcome`, `schedules::finish_run`). Returns the events of the runs
+/// that settled. A job of a run that was never recorded (nothing launched it here) counts
+/// nowhere.
+pub(super) async fn record_outcomes(
     tx: &deadpool_postgres::Transaction<'_>,
-    origin: &JobOrigin,
-    job: &Job,
+    jobs: &[Job],
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    let occurrence = big("run", "occurrence", origin.occurrence)?;
-    let row = tx
-        .query_opt(
-            "SELECT record::text FROM runs WHERE schedule_id = $1 AND occurrence = $2 FOR UPDATE",
-            &[&origin.schedule_id, &occurrence],
+) -> Result<Vec<(&'static str, serde_json::Value)>, StoreError> {
+    let mut by_run: std::collections::BTreeMap<(&str, u64), Vec<&Job>> =
+        std::collections::BTreeMap::new();
+    for job in jobs {
+        if let Some(origin) = &job.origin {
+            by_run
+                .entry((origin.schedule_id.as_str(), origin.occurrence))
+                .or_default()
+                .push(job);
+        }
+    }
+    let mut events = Vec::new();
+    for ((schedule_id, occurrence), finished) in by_run {
+        let occurrence = big("run", "occurrence", occurrence)?;
+        let row = tx
+            .query_opt(
+                "SELECT record::text FROM runs WHERE schedule_id = $1 AND occurrence = $2
+                 FOR UPDATE",
+                &[&schedule_id, &occurrence],
+            )
+            .await
+            .map_err(pg("lock a run"))?;
+        let Some(row) = row else { continue };
+        let mut run: Run = decode("run", schedule_id, &col::<String>(&row, 0)?)?;
+        for job in finished {
+            if !count_outcome(&mut run, job) {
+                continue;
+            }
+            match locked_if_any(tx, schedule_id).await? {
+                Some(old) => {
+                    let mut new = old.clone();
+                    finish_run(&mut run, &mut new, now);
+                    put(tx, &new).await?;
+                }
+                // A deleted schedule keeps its runs; only the run is settled.
+                None => settle(&mut run, now),
+            }
+            events.push((EVENT_RUN_FINISHED, run_finished_payload(&run)));
+        }
+        tx.execute(
+            "UPDATE runs SET record = $3::text::jsonb WHERE schedule_id = $1 AND occurrence = $2",
+            &[
+                &schedule_id,
+                &occurrence,
+                &encode("run", schedule_id, &run)?,
+            ],
         )
         .await
-        .map_err(pg("lock a run"))?;
-    let Some(row) = row else { return Ok(()) };
-    let mut run: Run = decode("run", &origin.schedule_id, &col::<String>(&row, 0)?)?;
-    if count_outcome(&mut run, job) {
-        match locked_if_any(tx, &origin.schedule_id).await? {
-            Some(old) => {
-                let mut new = old.clone();
-                finish_run(&mut run, &mut new, now);
-                put(tx, &new).await?;
-            }
-            // A deleted schedule keeps its runs; only the run is settled.
-            None => settle(&mut run, now),
-        }
-        push_event(tx, EVENT_RUN_FINISHED, run_finished_payload(&run), now).await?;
+        .map_err(pg("update a run"))?;
     }
-    tx.execute(
-        "UPDATE runs SET record = $3::text::jsonb WHERE schedule_id = $1 AND occurrence = $2",
-        &[
-            &origin.schedule_id,
-            &occurrence,
-            &encode("run", &origin.schedule_id, &run)?,
-        ],
-    )
-    .await
-    .map_err(pg("update a run"))?;
-    Ok(())
+    Ok(events)
 }

@@ -286,6 +286,50 @@ pub(super) async fn push_event(
     Ok(event.id)
 }
 
+/// Appends events in the caller's transaction, in order (their ids increase in the
+/// order given), in one statement, and announces them once.
+pub(super) async fn push_events(
+    tx: &deadpool_postgres::Transaction<'_>,
+    events: Vec<(&'static str, serde_json::Value)>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = tx
+        .query(
+            "SELECT nextval('outbox_seq') FROM generate_series(1, $1::bigint)",
+            &[&(events.len() as i64)],
+        )
+        .await
+        .map_err(pg("take event ids"))?;
+    let mut ids = Vec::with_capacity(events.len());
+    let mut jobs: Vec<Option<String>> = Vec::with_capacity(events.len());
+    let mut records = Vec::with_capacity(events.len());
+    for (row, (kind, payload)) in rows.iter().zip(events) {
+        let event = new_event(col_u64(row, 0)?, kind, payload, now);
+        let id = big(KIND, "id", event.id)?;
+        jobs.push(
+            event
+                .payload
+                .get("job_id")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+        );
+        records.push(encode(KIND, &id.to_string(), &event)?);
+        ids.push(id);
+    }
+    tx.execute(
+        "INSERT INTO outbox (id, job_id, state, next_attempt_at, record)
+         SELECT id, job_id, 'pending', $3, record::jsonb
+         FROM unnest($1::bigint[], $2::text[], $4::text[]) AS t(id, job_id, record)",
+        &[&ids, &jobs, &now, &records],
+    )
+    .await
+    .map_err(pg("append events"))?;
+    announce_in(tx, Change::Outbox).await
+}
+
 fn state_name(state: OutboxState) -> &'static str {
     match state {
         OutboxState::Pending => "pending",
