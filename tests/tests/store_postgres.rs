@@ -269,6 +269,12 @@ trait Conformance {
         token: &str,
     ) -> Result<approval::Approved, approval::ApprovalError>;
     async fn get_event(&self, id: u64) -> Result<OutboxEvent, StoreError>;
+    /// The schedule an approval link's confirm page shows, if the link still approves it.
+    async fn linked(
+        &self,
+        schedule_id: &str,
+        token: &str,
+    ) -> Result<Option<ScheduledScript>, approval::ApprovalError>;
     /// Cancels a schedule as its author would, through the approval workflow.
     async fn cancel(&self, schedule_id: &str) -> Result<ScheduledScript, approval::ApprovalError>;
     async fn list_events(&self, page: &Page<u64>) -> Result<Vec<OutboxEvent>, StoreError>;
@@ -792,6 +798,13 @@ impl Conformance for Redb {
     async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
         approval::request(&self.store, id, &canceller(), t(10), LINK_TTL)
     }
+    async fn linked(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<Option<ScheduledScript>, approval::ApprovalError> {
+        approval::linked_schedule(&self.store, id, token, t(11))
+    }
     async fn approve_by_link(
         &self,
         id: &str,
@@ -886,6 +899,13 @@ impl Conformance for Pg {
     }
     async fn request(&self, id: &str) -> Result<approval::Requested, approval::ApprovalError> {
         approval::request_in(&self.store, id, &canceller(), t(10), LINK_TTL).await
+    }
+    async fn linked(
+        &self,
+        id: &str,
+        token: &str,
+    ) -> Result<Option<ScheduledScript>, approval::ApprovalError> {
+        approval::linked_schedule_in(&self.store, id, token, t(11)).await
     }
     async fn approve_by_link(
         &self,
@@ -1770,6 +1790,19 @@ async fn an_approval_link_approves_once_and_only_for_its_recipient(s: &impl Conf
             .to_owned();
         url.split("token=").nth(1).expect("a token").to_owned()
     };
+    // The confirm page shows the schedule to whoever holds a link that still approves it,
+    // and nothing for any other token.
+    let shown = s
+        .linked(&schedule.id, &link("bob"))
+        .await
+        .expect("confirm page");
+    assert_eq!(shown.map(|s| s.id), Some(schedule.id.clone()));
+    assert_eq!(
+        s.linked(&schedule.id, "not-a-token")
+            .await
+            .expect("nothing"),
+        None
+    );
     // Alice's link is hers: bob cannot approve with it.
     let stolen = s.approve_by_link(&schedule.id, &link("alice")).await;
     assert!(
@@ -1785,6 +1818,11 @@ async fn an_approval_link_approves_once_and_only_for_its_recipient(s: &impl Conf
     assert_eq!(approved.schedule.authorized_by.as_deref(), Some("bob"));
     let again = s.approve_by_link(&schedule.id, &link("bob")).await;
     assert!(again.is_err(), "a link approves once: {again:?}");
+    assert_eq!(
+        s.linked(&schedule.id, &link("bob")).await.expect("used"),
+        None,
+        "a used link shows nothing"
+    );
 }
 
 async fn a_site_is_deleted_only_once_nothing_needs_it(s: &impl Conformance) {

@@ -538,7 +538,7 @@ fn cancellation(
 /// unchanged (targets included) since. Whoever holds such a link was sent it to review
 /// the schedule, so its confirm page may show what is being approved; any other token
 /// learns nothing.
-pub(crate) fn linked_schedule(
+pub fn linked_schedule(
     store: &Store,
     schedule_id: &str,
     token: &str,
@@ -547,11 +547,9 @@ pub(crate) fn linked_schedule(
     let found = store
         .approval_token(&digest(token))
         .map_err(ApprovalError::Store)?;
-    let Some(link) =
-        found.filter(|t| t.schedule_id == schedule_id && t.used_at.is_none() && now < t.expires_at)
-    else {
+    if !link_open(found.as_ref(), schedule_id, now) {
         return Ok(None);
-    };
+    }
     let schedule = match store.get_schedule(schedule_id) {
         Ok(s) if s.status == ScheduleStatus::Unauthorized => s,
         Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
@@ -560,7 +558,42 @@ pub(crate) fn linked_schedule(
     let (approval, _) = store
         .approval_binding(&schedule)
         .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    Ok((approval == link.approval).then_some(schedule))
+    Ok(found
+        .filter(|link| link.approval == approval)
+        .map(|_| schedule))
+}
+
+/// [`linked_schedule`] on the PostgreSQL store.
+pub async fn linked_schedule_in(
+    store: &crate::store::postgres::PgStore,
+    schedule_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ScheduledScript>, ApprovalError> {
+    let found = store
+        .approval_token(&digest(token))
+        .await
+        .map_err(ApprovalError::Store)?;
+    if !link_open(found.as_ref(), schedule_id, now) {
+        return Ok(None);
+    }
+    let schedule = match store.get_schedule(schedule_id).await {
+        Ok(s) if s.status == ScheduleStatus::Unauthorized => s,
+        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(ApprovalError::Store(e)),
+    };
+    let (approval, _) = store
+        .approval_binding(&schedule)
+        .await
+        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
+    Ok(found
+        .filter(|link| link.approval == approval)
+        .map(|_| schedule))
+}
+
+/// Whether `found` is a link issued for `schedule_id`, unused and unexpired at `now`.
+fn link_open(found: Option<&ApprovalToken>, schedule_id: &str, now: DateTime<Utc>) -> bool {
+    found.is_some_and(|t| t.schedule_id == schedule_id && t.used_at.is_none() && now < t.expires_at)
 }
 
 /// The schedule, if it exists and belongs to the caller's organization; any other

@@ -21,9 +21,8 @@
 //! Where each site of a run stands is read from the run's jobs (`latest_runs`), so it
 //! always equals a recount; the redb store keeps it beside the run instead.
 //!
-//! Not kept here yet: the approval link's confirm page (`approval_token`). The engine
-//! runs on the redb store until it is, and until its workers use the claims and leases
-//! this store offers.
+//! The engine runs on the redb store until its operations reach this store through one
+//! interface and its workers use the claims and leases this store offers.
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,

@@ -396,6 +396,23 @@ impl PgStore {
         })
     }
 
+    /// The approval token with this digest, if one was issued.
+    pub(crate) async fn approval_token(
+        &self,
+        digest: &str,
+    ) -> Result<Option<ApprovalToken>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT record::text FROM approval_tokens WHERE digest = $1",
+                &[&digest],
+            )
+            .await
+            .map_err(pg("read an approval token"))?;
+        row.map(|row| decode("approval token", digest, &col::<String>(&row, 0)?))
+            .transpose()
+    }
+
     /// The approval binding of a schedule as it stands, with its targets resolved now
     /// from the sites kept here: what an approver is shown and approves.
     pub async fn approval_binding(
