@@ -973,6 +973,7 @@ conformance!(
     templates_keep_every_version_and_belong_to_their_organization,
     a_community_submission_is_processed_once_and_known_by_its_pinned_source,
     a_summary_is_kept_only_for_the_content_it_summarizes,
+    a_job_named_twice_in_one_batch_moves_twice_in_order,
 );
 
 fn router(organization: &str, name: &str) -> SiteInput {
@@ -2714,6 +2715,44 @@ async fn a_summary_is_kept_only_for_the_content_it_summarizes(s: &impl Conforman
     assert_eq!(fresh.len(), 1);
     assert_eq!(fresh[0].script, "/system ntp client set enabled=yes");
     assert_ne!(fresh[0].digest, again[0].digest);
+}
+
+async fn a_job_named_twice_in_one_batch_moves_twice_in_order(s: &impl Conformance) {
+    let created = s
+        .create_jobs(vec![input("s1", None), input("s2", None)], t(0))
+        .await
+        .expect("jobs");
+    let (a, b) = (created[0].0.id.clone(), created[1].0.id.clone());
+    let out = s
+        .transition_each(
+            vec![
+                (a.clone(), vec![JobTransition::Load]),
+                (b.clone(), vec![complete()]),
+                (a.clone(), vec![JobTransition::Start]),
+            ],
+            t(1),
+        )
+        .await
+        .expect("moved");
+    assert_eq!(
+        out[0].as_ref().map(|j| j.status).ok(),
+        Some(JobStatus::Loaded)
+    );
+    assert!(
+        matches!(out[1], Err(StoreError::IllegalTransition { .. })),
+        "{:?}",
+        out[1]
+    );
+    assert_eq!(
+        out[2].as_ref().map(|j| j.status).ok(),
+        Some(JobStatus::Running)
+    );
+    let now = s.get_jobs(&[a, b]).await.expect("read");
+    assert_eq!(
+        (now[0].status, now[1].status),
+        (JobStatus::Running, JobStatus::Pending),
+        "the refused job is left as it was"
+    );
 }
 
 async fn an_occurrence_launches_once_per_site(s: &impl Conformance) {

@@ -168,32 +168,43 @@ impl PgStore {
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
         transaction!(self, "transition jobs", |tx| async {
+            // Every job of the batch locked in one statement, in sequence order, so
+            // transactions moving overlapping jobs take their locks in the same order.
+            let ids: Vec<&str> = items.iter().map(|(id, _)| id.as_str()).collect();
+            let rows = tx
+                .query(
+                    "SELECT id, record::text, owner FROM jobs WHERE id = ANY($1)
+                     ORDER BY seq_id FOR UPDATE",
+                    &[&ids],
+                )
+                .await
+                .map_err(pg("lock jobs"))?;
+            // Each job as this batch has left it so far, and who holds it.
+            let mut current: std::collections::HashMap<String, (Job, Option<String>)> =
+                std::collections::HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let job = job_of(row)?;
+                current.insert(job.id.clone(), (job, col(row, 2)?));
+            }
             let mut out = Vec::with_capacity(items.len());
             let mut implied = Vec::new();
+            let mut changed: Vec<String> = Vec::new();
             for (id, transitions) in &items {
-                let row = tx
-                    .query_opt(
-                        "SELECT id, record::text, owner FROM jobs WHERE id = $1 FOR UPDATE",
-                        &[id],
-                    )
-                    .await
-                    .map_err(pg("lock a job"))?;
-                let Some(row) = row else {
+                let Some((stored, owner)) = current.get_mut(id) else {
                     out.push(Err(StoreError::not_found(KIND, id.as_str())));
                     continue;
                 };
-                if let Some(engine) = holder {
-                    let owner: Option<String> = col(&row, 2)?;
-                    if owner.as_deref() != Some(engine) {
-                        out.push(Err(StoreError::NotHeld {
-                            kind: KIND,
-                            id: id.clone(),
-                            engine: engine.to_owned(),
-                        }));
-                        continue;
-                    }
+                if let Some(engine) = holder
+                    && owner.as_deref() != Some(engine)
+                {
+                    out.push(Err(StoreError::NotHeld {
+                        kind: KIND,
+                        id: id.clone(),
+                        engine: engine.to_owned(),
+                    }));
+                    continue;
                 }
-                let mut job = job_of(&row)?;
+                let mut job = stored.clone();
                 let effects = match apply_all(&mut job, transitions, now) {
                     Ok(effects) => effects,
                     // Refused before anything of this job was written.
@@ -204,11 +215,23 @@ impl PgStore {
                     Err(e) => return Err(e),
                 };
                 if !transitions.is_empty() {
-                    update(tx, &job).await?;
+                    if !held(job.status) {
+                        *owner = None;
+                    }
+                    *stored = job.clone();
+                    if !changed.contains(id) {
+                        changed.push(id.clone());
+                    }
                     implied.extend(effects);
                 }
                 out.push(Ok(job));
             }
+            let jobs: Vec<&Job> = changed
+                .iter()
+                .filter_map(|id| current.get(id))
+                .map(|(j, _)| j)
+                .collect();
+            update_all(tx, &jobs).await?;
             follow(tx, implied, now).await?;
             Ok(out)
         })
@@ -500,6 +523,43 @@ pub(super) async fn insert_all(tx: &Transaction<'_>, jobs: &[Job]) -> Result<(),
     )
     .await
     .map_err(pg("insert jobs"))?;
+    Ok(())
+}
+
+/// Whether a job in `status` is held by an engine (in flight).
+fn held(status: JobStatus) -> bool {
+    matches!(status, JobStatus::Loaded | JobStatus::Running)
+}
+
+/// Writes changed jobs in one statement; one that is no longer in flight is no longer
+/// held by anyone.
+async fn update_all(tx: &Transaction<'_>, jobs: &[&Job]) -> Result<(), StoreError> {
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let mut seqs = Vec::with_capacity(jobs.len());
+    let mut records = Vec::with_capacity(jobs.len());
+    let mut statuses = Vec::with_capacity(jobs.len());
+    let mut sent = Vec::with_capacity(jobs.len());
+    let mut still_held = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        seqs.push(big(KIND, "seq_id", job.seq_id)?);
+        records.push(encode(KIND, &job.id, job)?);
+        statuses.push(job.status.as_str());
+        sent.push(job.sent);
+        still_held.push(held(job.status));
+    }
+    tx.execute(
+        "UPDATE jobs SET record = t.record::jsonb, status = t.status, sent = t.sent,
+             owner = CASE WHEN t.held THEN jobs.owner END,
+             lease_expires_at = CASE WHEN t.held THEN jobs.lease_expires_at END
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::boolean[])
+             AS t(seq, record, status, sent, held)
+         WHERE jobs.seq_id = t.seq",
+        &[&seqs, &records, &statuses, &sent, &still_held],
+    )
+    .await
+    .map_err(pg("update jobs"))?;
     Ok(())
 }
 
