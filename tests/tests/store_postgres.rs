@@ -3328,6 +3328,30 @@ async fn engines_share_one_credential_key_and_the_database_holds_only_sealed_sec
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_summary_is_taken_by_one_engine_at_a_time() {
+    let server = Postgres::start();
+    let key = Postgres::credential_key();
+    let a = PgStore::connect(&server.url(), &key).await.expect("a");
+    let b = PgStore::connect(&server.url(), &key).await.expect("b");
+    let schedule = a
+        .create_schedule(schedule_input(&["s1".to_owned()]), t(0))
+        .await
+        .expect("schedule");
+    let (x, y) = tokio::join!(a.due_summaries(t(0), 10), b.due_summaries(t(0), 10));
+    let (x, y) = (x.expect("a reads"), y.expect("b reads"));
+    assert_eq!(x.len() + y.len(), 1, "one engine takes it: {x:?} {y:?}");
+    let task = x.into_iter().chain(y).next().expect("the task");
+    assert_eq!(task.id, schedule.id);
+    assert!(b.due_summaries(t(0), 10).await.expect("b").is_empty());
+    // No summary yet: queued again for later, and free for any engine then.
+    a.finish_summary(&task, None, Some(t(60)))
+        .await
+        .expect("requeued");
+    let again = b.due_summaries(t(60), 10).await.expect("b again");
+    assert_eq!(again.iter().map(|t| t.attempts).collect::<Vec<_>>(), [1]);
+}
+
 fn plan(schedule: &ScheduledScript, occurrence: u64, sites: &[&str]) -> LaunchPlan {
     LaunchPlan {
         schedule_id: schedule.id.clone(),

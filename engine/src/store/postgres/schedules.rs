@@ -576,7 +576,7 @@ pub(super) async fn queue_summary_of(
         .map_err(|e| StoreError::invalid("summary", "entry", e.to_string()))?;
     tx.execute(
         "INSERT INTO summary_queue (kind, id, entry) VALUES ($1, $2, $3::text::jsonb)
-         ON CONFLICT (kind, id) DO UPDATE SET entry = EXCLUDED.entry",
+         ON CONFLICT (kind, id) DO UPDATE SET entry = EXCLUDED.entry, taken_until = NULL",
         &[&of.key(), &id, &entry],
     )
     .await

@@ -4,9 +4,10 @@
 //!
 //! A summary is stored only while the record's content is still the one summarized; the
 //! entry is then kept for a retry or removed by the redb store's rule
-//! (`summaries::requeued`). Engines that read the queue at once may both summarize a
-//! record; the second's write finds the entry gone or its own digest, and changes nothing
-//! the first did not.
+//! (`summaries::requeued`). Several engines share the queue: reading the due entries takes
+//! them for [`TAKEN_FOR_SECS`] (`FOR UPDATE SKIP LOCKED`), so two engines do not both ask
+//! the generator for one summary; an entry queued again, or replaced by newer content, is
+//! free at once, and one whose engine stopped is taken again after that time.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
@@ -17,6 +18,9 @@ use crate::store::summaries::{Entry, digest, requeued};
 use crate::store::{CommunityScript, ScheduledScript, SummaryOf, SummaryTask, Template};
 
 const KIND: &str = "summary";
+
+/// How long an engine holds the summaries it took before another may take them.
+const TAKEN_FOR_SECS: i64 = 300;
 
 impl PgStore {
     /// Up to `limit` summaries due at `now`, with the content they are for; a task whose
@@ -30,13 +34,21 @@ impl PgStore {
         transaction!(self, "read the due summaries", |tx| async {
             let rows = tx
                 .query(
-                    "SELECT kind, id, entry::text FROM summary_queue
-                     WHERE (entry->>'due')::bigint <= $1
-                     ORDER BY kind, id LIMIT $2",
-                    &[&now.timestamp_millis(), &limit],
+                    "UPDATE summary_queue q
+                     SET taken_until = clock_timestamp() + $3::bigint * interval '1 second'
+                     FROM (
+                         SELECT kind, id FROM summary_queue
+                         WHERE (entry->>'due')::bigint <= $1
+                           AND (taken_until IS NULL OR taken_until < clock_timestamp())
+                         ORDER BY kind, id LIMIT $2
+                         FOR UPDATE SKIP LOCKED
+                     ) AS due
+                     WHERE q.kind = due.kind AND q.id = due.id
+                     RETURNING q.kind, q.id, q.entry::text",
+                    &[&now.timestamp_millis(), &limit, &TAKEN_FOR_SECS],
                 )
                 .await
-                .map_err(pg("read the summary queue"))?;
+                .map_err(pg("take the due summaries"))?;
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let kind: String = col(row, 0)?;
@@ -55,6 +67,8 @@ impl PgStore {
                     current,
                 });
             }
+            // In the queue's order, as the redb store reads it.
+            out.sort_by(|a, b| (a.of.key(), &a.id).cmp(&(b.of.key(), &b.id)));
             Ok(out)
         })
     }
@@ -94,7 +108,8 @@ impl PgStore {
                 Some(entry) => {
                     tx.execute(
                         "INSERT INTO summary_queue (kind, id, entry) VALUES ($1, $2, $3::text::jsonb)
-                         ON CONFLICT (kind, id) DO UPDATE SET entry = EXCLUDED.entry",
+                         ON CONFLICT (kind, id)
+                         DO UPDATE SET entry = EXCLUDED.entry, taken_until = NULL",
                         &[&kind, &task.id, &encode(KIND, &task.id, &entry)?],
                     )
                     .await

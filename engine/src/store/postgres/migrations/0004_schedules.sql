@@ -25,11 +25,14 @@ CREATE INDEX schedules_by_created ON schedules (organization, created_at);
 CREATE INDEX schedules_due ON schedules (due_at, id) WHERE due_at IS NOT NULL;
 
 -- One entry per record whose summary is to be written (kind: schedule, template or
--- community), replaced when its content changes again before it is written.
+-- community), replaced when its content changes again before it is written. An engine
+-- takes due entries for a while (`taken_until`), so two engines do not both ask the
+-- generator for one summary; an entry whose engine stopped is taken again after that.
 CREATE TABLE summary_queue (
     kind text NOT NULL,
     id text NOT NULL,
     entry jsonb NOT NULL,
+    taken_until timestamptz,
     PRIMARY KEY (kind, id)
 );
 
