@@ -24,6 +24,7 @@
 //! A schedule of another organization is reported as not found, never as forbidden, so
 //! its existence does not leak.
 
+mod backing;
 mod binding;
 mod workflow;
 

@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::backing::{Backing, at_once};
 use super::{
     ApprovalError, OrgPolicy, Principal, SCOPE_AUTHORIZE, SCOPE_CREATE, SCOPE_DELETE, SCOPE_UPDATE,
 };
@@ -61,26 +62,7 @@ pub fn request(
     now: DateTime<Utc>,
     link_ttl: TimeDelta,
 ) -> Result<Requested, ApprovalError> {
-    let current = load(store, schedule_id, requester)?;
-    let asked = Ask::check(&current, requester, now, link_ttl)?;
-    // Bound to the version this request reads, targets included: an edit of the
-    // schedule or of a target site after this point changes the hash, and the links
-    // stop approving.
-    let (approval, _) = store
-        .approval_binding(&current)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    let users = if current.notify.is_empty() {
-        store
-            .organization_users(&current.organization)
-            .map_err(ApprovalError::Store)?
-    } else {
-        Vec::new()
-    };
-    let (records, decision, requested) = asked.links(current, requester, approval, users, now);
-    let (schedule, event_id) = store
-        .request_authorization(schedule_id, &records, decision, now)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    Ok(requested(schedule, event_id))
+    at_once(request_with(store, schedule_id, requester, now, link_ttl))
 }
 
 /// [`request`] on the PostgreSQL store.
@@ -91,8 +73,21 @@ pub async fn request_in(
     now: DateTime<Utc>,
     link_ttl: TimeDelta,
 ) -> Result<Requested, ApprovalError> {
-    let current = load_in(store, schedule_id, requester).await?;
+    request_with(store, schedule_id, requester, now, link_ttl).await
+}
+
+async fn request_with(
+    store: &impl Backing,
+    schedule_id: &str,
+    requester: &Principal,
+    now: DateTime<Utc>,
+    link_ttl: TimeDelta,
+) -> Result<Requested, ApprovalError> {
+    let current = load(store, schedule_id, requester).await?;
     let asked = Ask::check(&current, requester, now, link_ttl)?;
+    // Bound to the version this request reads, targets included: an edit of the
+    // schedule or of a target site after this point changes the hash, and the links
+    // stop approving.
     let (approval, _) = store
         .approval_binding(&current)
         .await
@@ -277,29 +272,18 @@ pub fn approve(
     policy: OrgPolicy,
     now: DateTime<Utc>,
 ) -> Result<Approved, ApprovalError> {
-    let current = load(store, schedule_id, approver)?;
-    check_approver(&current, approver, policy)?;
-    let binding = store
-        .approval_binding(&current)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    let approval = Approval::prepare(&current, approver, token, binding, now)?;
-    let decided = store
-        .authorize_schedule(
-            schedule_id,
-            &approver.user_id,
-            &approval.hash,
-            policy.allow_self_approval,
-            Some(approval.next_launch_at),
-            approval.token_digest.as_deref(),
-            approval.decision.clone(),
-            now,
-        )
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    approval.outcome(decided)
+    at_once(approve_with(
+        store,
+        schedule_id,
+        approver,
+        token,
+        policy,
+        now,
+    ))
 }
 
 /// [`approve`] on the PostgreSQL store: the same checks, decision and outcome, with the
-/// approval committed by [`PgStore::authorize_schedule`] under the same rules.
+/// approval committed by the PostgreSQL store under the same rules.
 pub async fn approve_in(
     store: &crate::store::postgres::PgStore,
     schedule_id: &str,
@@ -308,7 +292,18 @@ pub async fn approve_in(
     policy: OrgPolicy,
     now: DateTime<Utc>,
 ) -> Result<Approved, ApprovalError> {
-    let current = load_in(store, schedule_id, approver).await?;
+    approve_with(store, schedule_id, approver, token, policy, now).await
+}
+
+async fn approve_with(
+    store: &impl Backing,
+    schedule_id: &str,
+    approver: &Principal,
+    token: Option<&str>,
+    policy: OrgPolicy,
+    now: DateTime<Utc>,
+) -> Result<Approved, ApprovalError> {
+    let current = load(store, schedule_id, approver).await?;
     check_approver(&current, approver, policy)?;
     let binding = store
         .approval_binding(&current)
@@ -475,11 +470,7 @@ pub fn cancel(
     actor: &Principal,
     now: DateTime<Utc>,
 ) -> Result<ScheduledScript, ApprovalError> {
-    let current = load(store, schedule_id, actor)?;
-    let decision = cancellation(&current, actor, now)?;
-    store
-        .cancel_schedule(schedule_id, decision, now)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))
+    at_once(cancel_with(store, schedule_id, actor, now))
 }
 
 /// [`cancel`] on the PostgreSQL store.
@@ -489,7 +480,16 @@ pub async fn cancel_in(
     actor: &Principal,
     now: DateTime<Utc>,
 ) -> Result<ScheduledScript, ApprovalError> {
-    let current = load_in(store, schedule_id, actor).await?;
+    cancel_with(store, schedule_id, actor, now).await
+}
+
+async fn cancel_with(
+    store: &impl Backing,
+    schedule_id: &str,
+    actor: &Principal,
+    now: DateTime<Utc>,
+) -> Result<ScheduledScript, ApprovalError> {
+    let current = load(store, schedule_id, actor).await?;
     let decision = cancellation(&current, actor, now)?;
     store
         .cancel_schedule(schedule_id, decision, now)
@@ -544,28 +544,21 @@ pub fn linked_schedule(
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<ScheduledScript>, ApprovalError> {
-    let found = store
-        .approval_token(&digest(token))
-        .map_err(ApprovalError::Store)?;
-    if !link_open(found.as_ref(), schedule_id, now) {
-        return Ok(None);
-    }
-    let schedule = match store.get_schedule(schedule_id) {
-        Ok(s) if s.status == ScheduleStatus::Unauthorized => s,
-        Ok(_) | Err(crate::store::StoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(ApprovalError::Store(e)),
-    };
-    let (approval, _) = store
-        .approval_binding(&schedule)
-        .map_err(|e| ApprovalError::from_store(schedule_id, e))?;
-    Ok(found
-        .filter(|link| link.approval == approval)
-        .map(|_| schedule))
+    at_once(linked_with(store, schedule_id, token, now))
 }
 
 /// [`linked_schedule`] on the PostgreSQL store.
 pub async fn linked_schedule_in(
     store: &crate::store::postgres::PgStore,
+    schedule_id: &str,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ScheduledScript>, ApprovalError> {
+    linked_with(store, schedule_id, token, now).await
+}
+
+async fn linked_with(
+    store: &impl Backing,
     schedule_id: &str,
     token: &str,
     now: DateTime<Utc>,
@@ -598,17 +591,8 @@ fn link_open(found: Option<&ApprovalToken>, schedule_id: &str, now: DateTime<Utc
 
 /// The schedule, if it exists and belongs to the caller's organization; any other
 /// schedule is not found, so ids of other organizations cannot be probed.
-fn load(store: &Store, id: &str, who: &Principal) -> Result<ScheduledScript, ApprovalError> {
-    match store.get_schedule(id) {
-        Ok(s) if s.organization == who.organization => Ok(s),
-        Ok(_) => Err(ApprovalError::NotFound { id: id.to_owned() }),
-        Err(e) => Err(ApprovalError::from_store(id, e)),
-    }
-}
-
-/// [`load`] from the PostgreSQL store.
-async fn load_in(
-    store: &crate::store::postgres::PgStore,
+async fn load(
+    store: &impl Backing,
     id: &str,
     who: &Principal,
 ) -> Result<ScheduledScript, ApprovalError> {

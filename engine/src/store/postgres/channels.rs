@@ -12,7 +12,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use deadpool_postgres::Transaction;
 
 use super::journal::push_audit;
-use super::{PgStore, col, decode, encode, pg};
+use super::{PgStore, col, decode, encode, pg, take_turns};
 use crate::store::channels::{
     MAX_CHANNELS_PER_ORG, Stored, name_taken, new_channel, next_generation, open_secrets, rotated,
     too_many,
@@ -97,12 +97,7 @@ impl PgStore {
         let channel = stored.channel.clone();
         let record = encode(KIND, &channel.id, &stored)?;
         transaction!(self, "create a channel", |tx| async {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('channels:' || $1))",
-                &[&channel.organization],
-            )
-            .await
-            .map_err(pg("lock an organization's channels"))?;
+            take_turns(tx, "channels", &channel.organization).await?;
             let row = tx
                 .query_one(
                     "SELECT count(*), count(*) FILTER (WHERE name = $2)

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::journal::push_audit;
 use super::schedules::queue_summary_of;
-use super::{PgStore, col, decode, encode, pg};
+use super::{PgStore, col, decode, encode, pg, take_turns};
 use crate::store::community::{Finish, finished, new_submission, pinned_commit, submission_audit};
 use crate::store::error::StoreError;
 use crate::store::{CommunityContent, CommunityScript, Submitted, SummaryOf};
@@ -38,12 +38,7 @@ impl PgStore {
         transaction!(self, "submit a community script", |tx| async {
             if refreshed_from.is_none() {
                 // Submissions of one URL take turns, so two at once make one script.
-                tx.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext('community:' || $1))",
-                    &[&github_url],
-                )
-                .await
-                .map_err(pg("lock a community source"))?;
+                take_turns(tx, "community", github_url).await?;
                 if let Some(commit) = pinned_commit(github_url) {
                     let row = tx
                         .query_opt(

@@ -369,7 +369,7 @@ impl PgStore {
                     continue;
                 };
                 let effects = apply_all(&mut job, std::slice::from_ref(&settlement), now)?;
-                update(tx, &job).await?;
+                update_all(tx, &[&job]).await?;
                 follow(tx, effects, now).await?;
                 match settlement {
                     JobTransition::Requeue => report.requeued.push(job.id),
@@ -407,7 +407,7 @@ pub(super) async fn change_in(
         .ok_or_else(|| StoreError::not_found(KIND, id))?;
     let mut job = job_of(&row)?;
     let effects = apply_all(&mut job, transitions, now)?;
-    update(tx, &job).await?;
+    update_all(tx, &[&job]).await?;
     follow(tx, effects, now).await?;
     Ok(job)
 }
@@ -435,7 +435,7 @@ async fn follow(
         }
     }
     events.extend(record_outcomes(tx, &finished, now).await?);
-    push_events(tx, events, now).await
+    push_events(tx, events, now).await.map(drop)
 }
 
 /// `n` new job sequence numbers, in order.
@@ -560,27 +560,6 @@ async fn update_all(tx: &Transaction<'_>, jobs: &[&Job]) -> Result<(), StoreErro
     )
     .await
     .map_err(pg("update jobs"))?;
-    Ok(())
-}
-
-/// Writes a changed job. One that is no longer in flight is no longer held by anyone.
-async fn update(tx: &Transaction<'_>, job: &Job) -> Result<(), StoreError> {
-    let held = matches!(job.status, JobStatus::Loaded | JobStatus::Running);
-    tx.execute(
-        "UPDATE jobs SET record = $2::text::jsonb, status = $3, sent = $4,
-             owner = CASE WHEN $5 THEN owner END,
-             lease_expires_at = CASE WHEN $5 THEN lease_expires_at END
-         WHERE seq_id = $1",
-        &[
-            &big(KIND, "seq_id", job.seq_id)?,
-            &encode(KIND, &job.id, job)?,
-            &job.status.as_str(),
-            &job.sent,
-            &held,
-        ],
-    )
-    .await
-    .map_err(pg("update a job"))?;
     Ok(())
 }
 

@@ -257,6 +257,23 @@ impl PgStore {
     }
 }
 
+/// Takes the transaction-scoped advisory lock named `scope:key` (say, one organization's
+/// channels): transactions taking the same one run their checks and writes in turn. Names
+/// are hashed to the lock's key, so a collision only makes two names take turns.
+async fn take_turns(
+    tx: &deadpool_postgres::Transaction<'_>,
+    scope: &str,
+    key: &str,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1 || ':' || $2))",
+        &[&scope, &key],
+    )
+    .await
+    .map_err(pg("take an advisory lock"))?;
+    Ok(())
+}
+
 /// Maps a client error in `operation` to the store's error.
 fn pg(operation: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |source| StoreError::Postgres { operation, source }

@@ -255,46 +255,27 @@ impl PgStore {
 }
 
 /// Appends an event in the caller's transaction, with the change that causes it, and
-/// announces it to the engines.
+/// announces it to the engines; returns its id.
 pub(super) async fn push_event(
     tx: &deadpool_postgres::Transaction<'_>,
     kind: &str,
     payload: serde_json::Value,
     now: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
-    let row = tx
-        .query_one("SELECT nextval('outbox_seq')", &[])
-        .await
-        .map_err(pg("take an event id"))?;
-    let event = new_event(col_u64(&row, 0)?, kind, payload, now);
-    let id = big(KIND, "id", event.id)?;
-    // The job an event concerns, whose events are delivered in order.
-    let job = event.payload.get("job_id").and_then(|v| v.as_str());
-    tx.execute(
-        "INSERT INTO outbox (id, job_id, state, next_attempt_at, record)
-         VALUES ($1, $2, 'pending', $3, $4::text::jsonb)",
-        &[
-            &id,
-            &job,
-            &event.next_attempt_at,
-            &encode(KIND, &id.to_string(), &event)?,
-        ],
-    )
-    .await
-    .map_err(pg("append an event"))?;
-    announce_in(tx, Change::Outbox).await?;
-    Ok(event.id)
+    let mut ids = push_events(tx, vec![(kind, payload)], now).await?;
+    ids.pop()
+        .ok_or_else(|| StoreError::not_found(KIND, "new event"))
 }
 
 /// Appends events in the caller's transaction, in order (their ids increase in the
-/// order given), in one statement, and announces them once.
+/// order given), in one statement, and announces them once; returns their ids.
 pub(super) async fn push_events(
     tx: &deadpool_postgres::Transaction<'_>,
-    events: Vec<(&'static str, serde_json::Value)>,
+    events: Vec<(&str, serde_json::Value)>,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<Vec<u64>, StoreError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let rows = tx
         .query(
@@ -327,7 +308,8 @@ pub(super) async fn push_events(
     )
     .await
     .map_err(pg("append events"))?;
-    announce_in(tx, Change::Outbox).await
+    announce_in(tx, Change::Outbox).await?;
+    Ok(ids.into_iter().map(|id| id.max(0) as u64).collect())
 }
 
 fn state_name(state: OutboxState) -> &'static str {

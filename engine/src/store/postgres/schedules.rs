@@ -62,7 +62,8 @@ impl PgStore {
         transaction!(self, "create schedules", |tx| async {
             for schedule in &schedules {
                 insert(tx, schedule).await?;
-                queue_summary(tx, &schedule.id, &schedule.script, now).await?;
+                queue_summary_of(tx, SummaryOf::Schedule, &schedule.id, &schedule.script, now)
+                    .await?;
                 push_audit(tx, created_audit(schedule)).await?;
             }
             announce_in(tx, Change::Schedules).await?;
@@ -119,7 +120,7 @@ impl PgStore {
                 return Ok(old);
             };
             if old.script != new.script {
-                queue_summary(tx, &new.id, &new.script, now).await?;
+                queue_summary_of(tx, SummaryOf::Schedule, &new.id, &new.script, now).await?;
             }
             push_audit(tx, audit).await?;
             put(tx, &new).await?;
@@ -551,16 +552,6 @@ pub(super) async fn put(
         }
     })?;
     Ok(())
-}
-
-/// Queues a summary of a schedule's script, replacing one queued before.
-async fn queue_summary(
-    tx: &Transaction<'_>,
-    id: &str,
-    script: &str,
-    now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    queue_summary_of(tx, SummaryOf::Schedule, id, script, now).await
 }
 
 /// Queues a summary of `script` for the record `id` of kind `of`, replacing one queued

@@ -10,7 +10,7 @@ use deadpool_postgres::Transaction;
 
 use super::journal::push_audit;
 use super::schedules::queue_summary_of;
-use super::{PgStore, big, col, decode, encode, pg};
+use super::{PgStore, big, col, decode, encode, pg, take_turns};
 use crate::store::error::StoreError;
 use crate::store::templates::{
     MAX_TEMPLATES_PER_ORG, deletion_audit, edited, new_template, template_audit, too_many,
@@ -34,12 +34,7 @@ impl PgStore {
     ) -> Result<Template, StoreError> {
         let t = new_template(org, author, input, now)?;
         transaction!(self, "create a template", |tx| async {
-            tx.execute(
-                "SELECT pg_advisory_xact_lock(hashtext('templates:' || $1))",
-                &[&org],
-            )
-            .await
-            .map_err(pg("lock an organization's templates"))?;
+            take_turns(tx, "templates", org).await?;
             let row = tx
                 .query_one(
                     "SELECT count(*) FROM templates WHERE organization = $1",
