@@ -24,7 +24,6 @@
 //! A schedule of another organization is reported as not found, never as forbidden, so
 //! its existence does not leak.
 
-mod backing;
 mod binding;
 mod workflow;
 

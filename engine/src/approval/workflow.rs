@@ -13,7 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::backing::{Backing, at_once};
+use crate::store::backend::Approvals;
 use super::{
     ApprovalError, OrgPolicy, Principal, SCOPE_AUTHORIZE, SCOPE_CREATE, SCOPE_DELETE, SCOPE_UPDATE,
 };
@@ -76,8 +76,8 @@ pub async fn request_in(
     request_with(store, schedule_id, requester, now, link_ttl).await
 }
 
-async fn request_with(
-    store: &impl Backing,
+pub(crate) async fn request_with(
+    store: &impl Approvals,
     schedule_id: &str,
     requester: &Principal,
     now: DateTime<Utc>,
@@ -295,8 +295,8 @@ pub async fn approve_in(
     approve_with(store, schedule_id, approver, token, policy, now).await
 }
 
-async fn approve_with(
-    store: &impl Backing,
+pub(crate) async fn approve_with(
+    store: &impl Approvals,
     schedule_id: &str,
     approver: &Principal,
     token: Option<&str>,
@@ -483,8 +483,8 @@ pub async fn cancel_in(
     cancel_with(store, schedule_id, actor, now).await
 }
 
-async fn cancel_with(
-    store: &impl Backing,
+pub(crate) async fn cancel_with(
+    store: &impl Approvals,
     schedule_id: &str,
     actor: &Principal,
     now: DateTime<Utc>,
@@ -557,8 +557,8 @@ pub async fn linked_schedule_in(
     linked_with(store, schedule_id, token, now).await
 }
 
-async fn linked_with(
-    store: &impl Backing,
+pub(crate) async fn linked_with(
+    store: &impl Approvals,
     schedule_id: &str,
     token: &str,
     now: DateTime<Utc>,
@@ -592,7 +592,7 @@ fn link_open(found: Option<&ApprovalToken>, schedule_id: &str, now: DateTime<Utc
 /// The schedule, if it exists and belongs to the caller's organization; any other
 /// schedule is not found, so ids of other organizations cannot be probed.
 async fn load(
-    store: &impl Backing,
+    store: &impl Approvals,
     id: &str,
     who: &Principal,
 ) -> Result<ScheduledScript, ApprovalError> {
@@ -695,4 +695,16 @@ fn new_token() -> String {
 
 fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The output of a workflow step on the redb store, whose operations never wait: the
+/// step completes the first time it is polled.
+fn at_once<T>(step: impl Future<Output = T>) -> T {
+    let mut step = std::pin::pin!(step);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match step.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(out) => out,
+        // Unreachable: nothing in the redb store's operations returns `Pending`.
+        std::task::Poll::Pending => unreachable!("a step on the redb store waited"),
+    }
 }

@@ -702,7 +702,7 @@ pub(crate) fn set_job_seq(tx: &WriteTransaction, last: u64) -> Result<(), StoreE
 }
 
 /// The audit line of a job someone submitted.
-fn submitted(job: &Job, actor: &str, now: DateTime<Utc>) -> AuditInput {
+pub(crate) fn submitted(job: &Job, actor: &str, now: DateTime<Utc>) -> AuditInput {
     AuditInput {
         at: now,
         organization: job.organization.clone(),

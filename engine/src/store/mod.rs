@@ -21,6 +21,7 @@
 //! restart times with an optimised build.)
 
 pub(crate) mod approvals;
+pub mod backend;
 mod channels;
 mod community;
 mod crypto;
@@ -56,6 +57,7 @@ pub use community::{
 };
 pub use crypto::CredentialKey;
 pub(crate) use crypto::read_or_create_secret;
+pub use backend::{Backend, Operations};
 pub use error::StoreError;
 pub use group::Changes;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};

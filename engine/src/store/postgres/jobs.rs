@@ -13,12 +13,15 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::Row;
 
+use super::journal::push_audit;
 use super::launch::record_outcomes;
 use super::outbox::push_events;
 use super::{PgStore, big, col, col_u64, decode, encode, lease_millis, pg};
 use crate::store::Recovery;
 use crate::store::error::StoreError;
-use crate::store::jobs::{EVENT_SITE_FINISHED, Effect, apply_all, new_job, site_finished_payload};
+use crate::store::jobs::{
+    EVENT_SITE_FINISHED, Effect, apply_all, new_job, site_finished_payload, submitted,
+};
 use crate::store::records::{Job, JobInput, JobStatus, JobTransition, in_flight_settlement};
 
 const KIND: &str = "job";
@@ -47,6 +50,29 @@ impl PgStore {
         inputs: Vec<JobInput>,
         now: DateTime<Utc>,
     ) -> Result<Vec<(Job, bool)>, StoreError> {
+        self.create_jobs_by(inputs, None, now).await
+    }
+
+    /// [`PgStore::create_job`] on behalf of `actor`: a job it creates is written with an
+    /// audit line (`job.submitted`) in the same transaction, as the redb store's
+    /// `create_job_by` does; a job found under the idempotency key writes nothing.
+    pub async fn create_job_by(
+        &self,
+        input: JobInput,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, bool), StoreError> {
+        let mut out = self.create_jobs_by(vec![input], Some(actor), now).await?;
+        out.pop()
+            .ok_or_else(|| StoreError::not_found(KIND, "new job"))
+    }
+
+    async fn create_jobs_by(
+        &self,
+        inputs: Vec<JobInput>,
+        actor: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(Job, bool)>, StoreError> {
         inputs.iter().try_for_each(JobInput::validate)?;
         transaction!(self, "create jobs", |tx| async {
             let seqs = take_seqs(tx, inputs.len()).await?;
@@ -54,6 +80,9 @@ impl PgStore {
             for (input, seq) in inputs.iter().zip(seqs) {
                 let job = new_job(input.clone(), seq, None, now);
                 if insert(tx, &job).await? {
+                    if let Some(actor) = actor {
+                        push_audit(tx, submitted(&job, actor, now)).await?;
+                    }
                     out.push((job, true));
                     continue;
                 }
@@ -113,7 +142,7 @@ impl PgStore {
         items: Vec<(String, Vec<JobTransition>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
-        self.transition(items, None, now).await
+        self.transition(items, None, None, now).await
     }
 
     /// Applies one checked transition and returns the job as it is now.
@@ -158,15 +187,34 @@ impl PgStore {
         items: Vec<(String, Vec<JobTransition>)>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
-        self.transition(items, Some(engine), now).await
+        self.transition(items, Some(engine), None, now).await
+    }
+
+    /// [`PgStore::transition_held`] that also claims: a pending job (nobody's) is moved
+    /// by `engine`, and if it is left in flight (`Load`), taken by `engine` in the same
+    /// transaction, held until `ttl`
+    /// from now by the database's clock (renewed with [`PgStore::renew_claims`]). Two
+    /// engines claiming one job at once take turns on its row; the second finds it loaded
+    /// and is refused with [`StoreError::IllegalTransition`], so a job is run by one
+    /// engine only. Any other job must be held by `engine`.
+    pub async fn claim_and_transition(
+        &self,
+        engine: &str,
+        items: Vec<(String, Vec<JobTransition>)>,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        self.transition(items, Some(engine), Some(ttl), now).await
     }
 
     async fn transition(
         &self,
         items: Vec<(String, Vec<JobTransition>)>,
         holder: Option<&str>,
+        claim_ttl: Option<Duration>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<Job, StoreError>>, StoreError> {
+        let claim_ttl = claim_ttl.map(lease_millis);
         transaction!(self, "transition jobs", |tx| async {
             // Every job of the batch locked in one statement, in sequence order, so
             // transactions moving overlapping jobs take their locks in the same order.
@@ -189,12 +237,16 @@ impl PgStore {
             let mut out = Vec::with_capacity(items.len());
             let mut implied = Vec::new();
             let mut changed: Vec<String> = Vec::new();
+            let mut claimed: Vec<&str> = Vec::new();
             for (id, transitions) in &items {
                 let Some((stored, owner)) = current.get_mut(id) else {
                     out.push(Err(StoreError::not_found(KIND, id.as_str())));
                     continue;
                 };
+                // A pending job is nobody's: an engine may claim it, or end it unstarted.
+                let claims = claim_ttl.is_some() && stored.status == JobStatus::Pending;
                 if let Some(engine) = holder
+                    && !claims
                     && owner.as_deref() != Some(engine)
                 {
                     out.push(Err(StoreError::NotHeld {
@@ -217,6 +269,9 @@ impl PgStore {
                 if !transitions.is_empty() {
                     if !held(job.status) {
                         *owner = None;
+                    } else if claims && let Some(engine) = holder {
+                        *owner = Some(engine.to_owned());
+                        claimed.push(id.as_str());
                     }
                     *stored = job.clone();
                     if !changed.contains(id) {
@@ -232,6 +287,19 @@ impl PgStore {
                 .map(|(j, _)| j)
                 .collect();
             update_all(tx, &jobs).await?;
+            if let (Some(engine), Some(ttl)) = (holder, claim_ttl)
+                && !claimed.is_empty()
+            {
+                // Still in flight after this batch: held by this engine from now on.
+                tx.execute(
+                    "UPDATE jobs SET owner = $2,
+                         lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                     WHERE id = ANY($1) AND status = ANY($4)",
+                    &[&claimed, &engine, &ttl, &&HELD[..]],
+                )
+                .await
+                .map_err(pg("claim jobs"))?;
+            }
             follow(tx, implied, now).await?;
             Ok(out)
         })
