@@ -17,7 +17,8 @@ use tokio::sync::Notify;
 use crate::plugins::script_source::{Entry, SourceError};
 use crate::plugins::{Failure, PluginHost};
 use crate::store::{
-    CommunityContent, CommunityRepository, CommunityUser, MAX_SCHEDULE_SCRIPT_CHARS, Store,
+    Backend, CommunityContent, CommunityRepository, CommunityUser, MAX_SCHEDULE_SCRIPT_CHARS,
+    Operations,
 };
 
 /// The script-source plugin the library fetches through.
@@ -39,45 +40,42 @@ impl Wake {
 
 /// Processes the queue until `shutdown` resolves.
 pub async fn run(
-    store: Arc<Store>,
+    store: Arc<Backend>,
     plugins: PluginHost,
     wake: Wake,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
-        let next = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.next_community_job(Utc::now())).await
-        };
+        let next = store
+            .off_thread(|store| async move { store.next_community_job(Utc::now()).await })
+            .await;
         match next {
-            Ok(Ok(Some((queued_at, script)))) => {
+            Ok(Some((queued_at, script))) => {
                 let outcome = tokio::select! {
                     () = &mut shutdown => return,
                     outcome = fetch(&plugins, &script.github_url, script.readme_url.as_deref(), script.attempts) => outcome,
                 };
-                let store = store.clone();
                 let id = script.id.clone();
-                let recorded = tokio::task::spawn_blocking(move || {
-                    store.finish_community_job(queued_at, &id, outcome, Utc::now())
-                })
-                .await;
+                let recorded = store
+                    .off_thread(move |store| async move {
+                        store
+                            .finish_community_job(queued_at, &id, outcome, Utc::now())
+                            .await
+                    })
+                    .await;
                 match recorded {
-                    Ok(Ok(s)) => tracing::info!(
+                    Ok(s) => tracing::info!(
                         id = %s.id,
                         status = ?s.status,
                         failure = s.failure.as_deref().unwrap_or(""),
                         "community script processed"
                     ),
-                    Ok(Err(e)) => {
-                        tracing::error!(error = %e, "recording a community script failed")
-                    }
                     Err(e) => tracing::error!(error = %e, "recording a community script failed"),
                 }
                 continue;
             }
-            Ok(Ok(None)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "reading the community queue failed"),
+            Ok(None) => {}
             Err(e) => tracing::error!(error = %e, "reading the community queue failed"),
         }
         tokio::select! {

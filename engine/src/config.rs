@@ -59,6 +59,15 @@
 //! # SSH: offer the algorithms RouterOS 6 needs after the modern ones (default true).
 //! [ssh]
 //! legacy_algorithms = true
+//!
+//! # Several engines on one PostgreSQL database instead of the embedded store in
+//! # data_dir. Every engine is given the same credential key (this file, or the key as
+//! # 64 hex digits in YARDMASTER_CREDENTIAL_KEY); the default is data_dir's own.
+//! [store]
+//! url = "postgres://yardmaster@db.example:5432/yardmaster"
+//! credential_key_file = "/etc/yardmaster/credentials.key"
+//! engine = "engine-a"   # this engine's name in claims and leases; default: made once
+//!                       # per data_dir and kept there
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
@@ -66,7 +75,8 @@
 //! `YARDMASTER_AUTH_PUBLIC_KEY_PEM`. A key source set in the environment replaces the
 //! file's, so `jwks_file` from one and `public_key_pem` from the other never mix.
 //! `YARDMASTER_TLS_CA_FILE` sets `[tls] ca_file`. `YARDMASTER_SITES_ALLOW` (entries
-//! separated by commas) replaces `[sites] allow`.
+//! separated by commas) replaces `[sites] allow`. `YARDMASTER_STORE_URL` (and `serve
+//! --store-url`) sets `[store] url`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -124,6 +134,23 @@ struct FileConfig {
     sites: FileSites,
     #[serde(default)]
     ssh: FileSsh,
+    #[serde(default)]
+    store: StoreSettings,
+}
+
+/// The `[store]` section: where the engine keeps its state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// A PostgreSQL URL (`postgres://user@host:port/database`) that several engines share;
+    /// unset, the embedded store in `data_dir`.
+    pub url: Option<String>,
+    /// The credential key file every engine on the database reads; unset, the key in
+    /// `data_dir`. `YARDMASTER_CREDENTIAL_KEY` (64 hex digits) wins over both.
+    pub credential_key_file: Option<PathBuf>,
+    /// This engine's name in claims and leases, unique among the engines of a database;
+    /// unset, a name made on first start and kept in `data_dir`.
+    pub engine: Option<String>,
 }
 
 /// The `[ssh]` section: what the host offers in SSH key exchange.
@@ -379,6 +406,8 @@ pub struct Overrides {
     pub tls_ca_file: Option<PathBuf>,
     /// `[sites] allow` as comma-separated entries (`YARDMASTER_SITES_ALLOW`).
     pub sites_allow: Option<String>,
+    /// `[store] url` (`YARDMASTER_STORE_URL`).
+    pub store_url: Option<String>,
 }
 
 /// Resource limits for one plugin's calls.
@@ -453,6 +482,8 @@ pub struct Config {
     /// with SHA-256, hmac-sha1, ssh-rsa, aes-ctr) after the modern ones (`[ssh]
     /// legacy_algorithms`, on by default).
     pub ssh_legacy_algorithms: bool,
+    /// Where the state is kept (`[store]`): the embedded store unless a URL is set.
+    pub store: StoreSettings,
 }
 
 impl Default for Config {
@@ -476,6 +507,7 @@ impl Default for Config {
             organizations: BTreeMap::new(),
             sites_allow: crate::plugins::SiteAllow::default(),
             ssh_legacy_algorithms: true,
+            store: StoreSettings::default(),
         }
     }
 }
@@ -491,6 +523,7 @@ impl Config {
             listen: env_var("YARDMASTER_LISTEN"),
             tls_ca_file: env_var("YARDMASTER_TLS_CA_FILE").map(PathBuf::from),
             sites_allow: env_var("YARDMASTER_SITES_ALLOW"),
+            store_url: env_var("YARDMASTER_STORE_URL"),
         };
         let file = file
             .map(Path::to_path_buf)
@@ -631,6 +664,7 @@ impl Config {
         if let Some(legacy) = parsed.ssh.legacy_algorithms {
             config.ssh_legacy_algorithms = legacy;
         }
+        config.store = parsed.store;
         let mut ca_file = parsed.tls.ca_file;
         let mut sites_allow = parsed.sites.allow;
         for layer in [env, flags] {
@@ -655,6 +689,28 @@ impl Config {
             if let Some(addr) = &layer.listen {
                 listen = Some(addr.clone());
             }
+            if let Some(url) = &layer.store_url {
+                config.store.url = Some(url.clone());
+            }
+        }
+        if let Some(url) = &config.store.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(value_error(
+                "store.url",
+                "must be a PostgreSQL URL like postgres://user@host:5432/database",
+            ));
+        }
+        if config
+            .store
+            .engine
+            .as_deref()
+            .is_some_and(|name| !crate::store::backend::valid_engine_name(name))
+        {
+            return Err(value_error(
+                "store.engine",
+                "must be 1 to 64 letters, digits, '-', '_' or '.'",
+            ));
         }
         if let Some(entries) = sites_allow {
             config.sites_allow = crate::plugins::SiteAllow::parse(&entries)

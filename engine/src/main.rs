@@ -64,6 +64,10 @@ struct ServeArgs {
     /// The address the HTTP API listens on [env: YARDMASTER_LISTEN; default: 127.0.0.1:8080]
     #[arg(long)]
     listen: Option<String>,
+    /// A PostgreSQL database several engines share, instead of the embedded store in the
+    /// data dir [env: YARDMASTER_STORE_URL]
+    #[arg(long, value_name = "postgres://USER@HOST:PORT/DATABASE")]
+    store_url: Option<String>,
     /// Hosts whose notification URLs may use plain http; https is required otherwise
     #[arg(
         long,
@@ -147,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 data_dir: args.data_dir,
                 plugins_dir: args.plugins_dir,
                 listen: args.listen,
+                store_url: args.store_url,
                 ..Overrides::default()
             };
             let mut config = Config::load(args.config.as_deref(), &flags)?;

@@ -13,6 +13,9 @@ use crate::config::Config;
 use crate::plugins::{self, Change, HostOptions, PluginHost};
 use crate::runner::fanout::{RunReport, Runner};
 use crate::scheduler::launcher::Launcher;
+use crate::store::backend::CLAIM_TTL;
+use crate::store::postgres::PgStore;
+use crate::store::{Backend, CredentialKey, Store};
 
 /// The longest the launcher sleeps between looks at the due schedules. It wakes for the
 /// earliest launch, and whenever a schedule is created, edited, approved, cancelled or
@@ -136,17 +139,15 @@ pub async fn run(
         path: config.plugins_dir.display().to_string(),
         source,
     })?;
-    let store =
-        crate::store::Store::open(&config.data_dir).map_err(|source| ServeError::Store {
-            path: config.data_dir.display().to_string(),
-            source,
-        })?;
-    // Before anything runs: a job left running by a crash is failed as interrupted when
-    // its script may have reached the router, and queued again when it cannot have.
+    let store = Arc::new(open_store(&config).await?);
+    // Before anything runs: a job this engine left running when it stopped is failed as
+    // interrupted when its script may have reached the router, and queued again when it
+    // cannot have.
     let recovery = store
         .recover(chrono::Utc::now())
+        .await
         .map_err(|source| ServeError::Store {
-            path: config.data_dir.display().to_string(),
+            path: store.describe(),
             source,
         })?;
     if !recovery.interrupted.is_empty() || !recovery.requeued.is_empty() {
@@ -156,7 +157,10 @@ pub async fn run(
             "recovered jobs left running by the last stop"
         );
     }
-    let store = Arc::new(store);
+    store.listen().await.map_err(|source| ServeError::Store {
+        path: store.describe(),
+        source,
+    })?;
     let config = size_concurrency(config);
     let host = PluginHost::new(HostOptions::from_config(&config)).map_err(ServeError::Plugins)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -244,6 +248,10 @@ pub async fn run(
         }
     );
     let watcher = tokio::spawn(plugins::watch(host.clone(), stopped.clone().wait()));
+    let leases = store
+        .as_postgres()
+        .is_some()
+        .then(|| tokio::spawn(keep_claims(store.clone(), stopped.clone())));
     let jobs = {
         let (runner, stopped) = (runner.clone(), stopped.clone());
         tokio::spawn(async move {
@@ -278,6 +286,9 @@ pub async fn run(
     ready.store(false, Ordering::Release);
     let _ = stop.send(true);
     let _ = watcher.await;
+    if let Some(leases) = leases {
+        let _ = leases.await;
+    }
     let _ = scheduler.await;
     let _ = deliverer.await;
     let _ = jobs.await;
@@ -286,6 +297,75 @@ pub async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(ServeError::Http(e)),
         Err(e) => Err(ServeError::Http(std::io::Error::other(e.to_string()))),
+    }
+}
+
+/// Opens the store the configuration names: the PostgreSQL database of `[store] url`
+/// (its migrations applied, its credential key checked), listened to for what the other
+/// engines change; otherwise the embedded store in the data dir.
+async fn open_store(config: &Config) -> Result<Backend, ServeError> {
+    let Some(url) = &config.store.url else {
+        let store = Store::open(&config.data_dir).map_err(|source| ServeError::Store {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        return Ok(Backend::redb(store));
+    };
+    // The URL may hold a password: messages name the setting, and the store's own
+    // errors the server's address.
+    let failed = |source| ServeError::Store {
+        path: "the PostgreSQL database of [store] url".to_owned(),
+        source,
+    };
+    let key = match std::env::var("YARDMASTER_CREDENTIAL_KEY") {
+        Ok(hex) if !hex.is_empty() => CredentialKey::Hex(hex),
+        _ => CredentialKey::File(
+            config
+                .store
+                .credential_key_file
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join(crate::store::CREDENTIAL_KEY_FILE)),
+        ),
+    };
+    let engine =
+        crate::store::backend::engine_name(&config.data_dir, config.store.engine.as_deref())
+            .map_err(failed)?;
+    let store = PgStore::connect(url, &key).await.map_err(failed)?;
+    tracing::info!(
+        "keeping state in PostgreSQL at {} as engine {engine} (credential key: {})",
+        store.address(),
+        key.describe()
+    );
+    Ok(Backend::postgres(store, engine))
+}
+
+/// On a shared store, until shutdown: keeps this engine's claims on the jobs it runs
+/// alive, and settles the jobs whose engine stopped renewing theirs (any engine may: two
+/// settle each job once), as a restart settles a crashed engine's own.
+async fn keep_claims(store: Arc<Backend>, stopped: Shutdown) {
+    let Some(shared) = store.as_postgres() else {
+        return;
+    };
+    let every = CLAIM_TTL / 3;
+    loop {
+        if let Err(e) = shared.store.renew_claims(&shared.engine, CLAIM_TTL).await {
+            tracing::warn!(error = %e, "cannot renew this engine's claims on its jobs");
+        }
+        match shared.store.expire_leases(chrono::Utc::now()).await {
+            Ok(settled) if !settled.interrupted.is_empty() || !settled.requeued.is_empty() => {
+                tracing::warn!(
+                    interrupted = settled.interrupted.len(),
+                    requeued = settled.requeued.len(),
+                    "settled the jobs of an engine that stopped renewing its claims"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot settle lapsed claims"),
+        }
+        tokio::select! {
+            () = stopped.clone().wait() => return,
+            () = tokio::time::sleep(every) => {}
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use chrono::{TimeDelta, Utc};
 use crate::api::GENERATOR_PLUGIN;
 use crate::plugins::PluginHost;
 use crate::plugins::{Failure, generator::GenerateError};
-use crate::store::{Store, SummaryTask};
+use crate::store::{Backend, Operations, SummaryTask};
 
 /// How often the queue is read.
 const POLL: Duration = Duration::from_secs(1);
@@ -26,35 +26,35 @@ const MAX_CHARS: usize = 500;
 
 /// Works the queue until `shutdown` resolves.
 pub async fn run(
-    store: Arc<Store>,
+    store: Arc<Backend>,
     plugins: PluginHost,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
     loop {
-        let due = {
-            let store = store.clone();
-            tokio::task::spawn_blocking(move || store.due_summaries(Utc::now(), 16)).await
-        };
+        let due = store
+            .off_thread(|store| async move { store.due_summaries(Utc::now(), 16).await })
+            .await;
         let tasks = match due {
-            Ok(Ok(tasks)) => tasks,
-            Ok(Err(e)) => {
+            Ok(tasks) => tasks,
+            Err(e) => {
                 tracing::error!(error = %e, "reading the summary queue failed");
                 Vec::new()
             }
-            Err(_) => Vec::new(),
         };
         for task in tasks {
             let outcome = tokio::select! {
                 () = &mut shutdown => return,
                 outcome = summarize(&plugins, &task) => outcome,
             };
-            let store = store.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                store.finish_summary(&task, outcome.0.as_deref(), outcome.1)
-            })
-            .await;
-            if let Ok(Err(e)) = written {
+            let written = store
+                .off_thread(move |store| async move {
+                    store
+                        .finish_summary(&task, outcome.0.as_deref(), outcome.1)
+                        .await
+                })
+                .await;
+            if let Err(e) = written {
                 tracing::error!(error = %e, "storing a summary failed");
             }
         }

@@ -160,7 +160,11 @@ async fn launch(routers: usize) -> Result<(), String> {
             None => "replies immediate (LAUNCH_DELAY_MS=100 for latency mode)".to_owned(),
         }
     );
-    let runner = Runner::new(store.clone(), host, settings);
+    let runner = Runner::new(
+        std::sync::Arc::new(yardmaster::store::Backend::Redb(store.clone())),
+        host,
+        settings,
+    );
     let (_signal, shutdown) = Shutdown::new();
     let (rss_before, _) = bench::memory();
     let before = bench::Seen::of(&fleet, routers);

@@ -13,8 +13,8 @@ use yardmaster::scheduler::launcher::{Launcher, Outcome};
 use yardmaster::server::Shutdown;
 use yardmaster::simulate::Profile;
 use yardmaster::store::{
-    JobInput, JobStatus, ScheduleInput, ScheduleStatus, ScheduledScript, Secret, SiteInput, Store,
-    User,
+    Backend, JobInput, JobStatus, ScheduleInput, ScheduleStatus, ScheduledScript, Secret,
+    SiteInput, Store, User,
 };
 use yardmaster_tests::{InProcessFleet, bundled_host, fleet};
 
@@ -54,14 +54,18 @@ async fn world(bind: Ipv4Addr, routers: usize) -> World {
         sites.push(site.id);
     }
     let runner = Runner::new(
-        store.clone(),
+        Arc::new(Backend::Redb(store.clone())),
         host,
         RunnerSettings {
             job_timeout: Duration::from_secs(30),
             ..RunnerSettings::default()
         },
     );
-    let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_millis(200));
+    let launcher = Launcher::new(
+        runner.store().clone(),
+        runner.clone(),
+        Duration::from_millis(200),
+    );
     let (stop, shutdown) = Shutdown::new();
     World {
         fleet,
@@ -751,7 +755,11 @@ async fn a_schedule_approved_while_the_launcher_sleeps_launches_on_its_time_with
     let w = world(Ipv4Addr::new(127, 6, 31, 1), 2).await;
     // A tick of an hour: the launcher looks once at start, finds nothing, and would not
     // look again within this test unless the approval woke it.
-    let launcher = Launcher::new(w.store.clone(), w.runner.clone(), Duration::from_secs(3600));
+    let launcher = Launcher::new(
+        w.runner.store().clone(),
+        w.runner.clone(),
+        Duration::from_secs(3600),
+    );
     let serving = tokio::spawn({
         let (launcher, shutdown) = (launcher.clone(), w.shutdown.clone());
         async move { launcher.serve(shutdown).await }

@@ -269,14 +269,18 @@ async fn a_scheduled_script_runs_once_on_each_of_50_routers_of_both_profiles() {
         sites.push(site.id);
     }
     let runner = Runner::new(
-        store.clone(),
+        std::sync::Arc::new(yardmaster::store::Backend::Redb(store.clone())),
         host,
         RunnerSettings {
             job_timeout: Duration::from_secs(60),
             ..RunnerSettings::default()
         },
     );
-    let launcher = Launcher::new(store.clone(), runner.clone(), Duration::from_millis(200));
+    let launcher = Launcher::new(
+        runner.store().clone(),
+        runner.clone(),
+        Duration::from_millis(200),
+    );
     let (_stop, shutdown) = Shutdown::new();
 
     let schedule = approved(&store, "scheduled over ssh");

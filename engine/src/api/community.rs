@@ -27,7 +27,7 @@ use super::support::{self, blocking};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
 use crate::lint::{LintReport, lint};
-use crate::store::{CommunityScript, CommunityStatus, Submitted};
+use crate::store::{CommunityScript, CommunityStatus, Operations, Submitted};
 
 const PATH: &str = "/scripts/community-scripts";
 const DEFAULT_PER_PAGE: usize = 15;
@@ -223,18 +223,19 @@ async fn queue(
     readme_url: Option<String>,
     refreshed_from: Option<String>,
 ) -> Result<(StatusCode, Json<CommunityView>), ApiError> {
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let user = caller.user_id().to_owned();
-    let submitted = blocking(move || {
-        Ok(store.submit_community_script(
-            &org,
-            &user,
-            &github_url,
-            readme_url.as_deref(),
-            refreshed_from.as_deref(),
-            Utc::now(),
-        )?)
+    let submitted = blocking(&state.store, move |store| async move {
+        Ok(store
+            .submit_community_script(
+                &org,
+                &user,
+                &github_url,
+                readme_url.as_deref(),
+                refreshed_from.as_deref(),
+                Utc::now(),
+            )
+            .await?)
     })
     .await?;
     Ok(match submitted {
@@ -302,9 +303,11 @@ async fn refresh(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<CommunityView>), ApiError> {
     caller.require(scopes::SCRIPT_CREATE)?;
-    let store = state.store.clone();
     let lookup = id.clone();
-    let old = blocking(move || Ok(store.get_community_script(&lookup)?)).await?;
+    let old = blocking(&state.store, move |store| async move {
+        Ok(store.get_community_script(&lookup).await?)
+    })
+    .await?;
     queue(&state, &caller, old.github_url, old.readme_url, Some(id)).await
 }
 
@@ -328,8 +331,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<CommunityView>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let store = state.store.clone();
-    let s = blocking(move || Ok(store.get_community_script(&id)?)).await?;
+    let s = blocking(&state.store, move |store| async move {
+        Ok(store.get_community_script(&id).await?)
+    })
+    .await?;
     Ok(Json(view(s, true)))
 }
 
@@ -395,8 +400,10 @@ async fn list(
         .search
         .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().to_lowercase());
-    let store = state.store.clone();
-    let all = blocking(move || Ok(store.list_community_scripts()?)).await?;
+    let all = blocking(&state.store, |store| async move {
+        Ok(store.list_community_scripts().await?)
+    })
+    .await?;
     let matching: Vec<CommunityView> = all
         .into_iter()
         .filter(|s| status.is_none_or(|st| s.status == st))

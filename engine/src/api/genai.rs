@@ -25,7 +25,7 @@ use crate::auth::scopes;
 use crate::lint::{Severity, lint};
 use crate::plugins::generator::{Request, Turn};
 use crate::plugins::{Failure, PluginKind};
-use crate::store::AuditInput;
+use crate::store::{AuditInput, Operations};
 
 /// The generator plugin the route uses.
 pub const GENERATOR_PLUGIN: &str = "openai";
@@ -168,14 +168,15 @@ async fn generate(
         context.push(("routeros-version".into(), v));
     }
     if let Some(site_id) = body.site_id {
-        let store = state.store.clone();
         let org = caller.org().to_owned();
-        let site = blocking(move || match store.get_site(&site_id) {
-            Ok(site) if site.organization == org => Ok(site),
-            _ => Err(ApiError::validation(
-                "site_id",
-                format!("no site {site_id} in your organization"),
-            )),
+        let site = blocking(&state.store, move |store| async move {
+            match store.get_site(&site_id).await {
+                Ok(site) if site.organization == org => Ok(site),
+                _ => Err(ApiError::validation(
+                    "site_id",
+                    format!("no site {site_id} in your organization"),
+                )),
+            }
         })
         .await?;
         context.push(("site-name".into(), site.name));
@@ -266,7 +267,6 @@ async fn generate(
             }
         }
     };
-    let store = state.store.clone();
     let audit = AuditInput {
         at: Utc::now(),
         organization: caller.org().to_owned(),
@@ -282,7 +282,10 @@ async fn generate(
             "response_id": response_id,
         }),
     };
-    blocking(move || Ok(store.append_audit(audit)?)).await?;
+    blocking(&state.store, move |store| async move {
+        Ok(store.append_audit(audit).await?)
+    })
+    .await?;
     Ok(Json(GenReply {
         response: vec![result],
         token_usage: usage,

@@ -43,7 +43,7 @@ use crate::auth::scopes::{SCRIPT_RUN, SCRIPT_VIEW, SITE_BACKUP};
 use crate::plugins::{CallError, Failure, transport};
 use crate::runner::execute::{self, ExecError};
 use crate::runner::fanout::RunnerError;
-use crate::store::{AuditInput, Job, JobInput, JobStatus, Site, StoreError};
+use crate::store::{AuditInput, Job, JobInput, JobStatus, Operations, Site, StoreError};
 
 /// Longest `command` of a synchronous call.
 const MAX_COMMAND_CHARS: usize = 200;
@@ -401,10 +401,11 @@ pub(super) async fn site_target(
     state: &AppState,
     site: &Site,
 ) -> Result<(Site, transport::Target), ApiError> {
-    let store = state.store.clone();
     let id = site.id.clone();
-    let (site, password) =
-        blocking(move || store.site_with_password(&id).map_err(ApiError::from)).await?;
+    let (site, password) = blocking(&state.store, move |store| async move {
+        store.site_with_password(&id).await.map_err(ApiError::from)
+    })
+    .await?;
     let target = transport::Target {
         site_id: site.id.clone(),
         address: site.address.clone(),
@@ -494,8 +495,10 @@ async fn synchronous(
             "transport": site.transport,
         }),
     };
-    let store = state.store.clone();
-    blocking(move || store.append_audit(audit).map_err(ApiError::from)).await?;
+    blocking(&state.store, move |store| async move {
+        store.append_audit(audit).await.map_err(ApiError::from)
+    })
+    .await?;
     // Counted against the organization's share of the plugin calls at once: a caller
     // sending commands to routers that never answer fills its own share, not the engine.
     let rows = crate::plugins::on_behalf_of(
@@ -687,10 +690,10 @@ async fn router_jobs(
     caller.require(SCRIPT_VIEW)?;
     let (page, page_size, offset) = query(paging)?.resolve()?;
     let site = site_of(&state, &caller, router_id).await?;
-    let store = state.store.clone();
-    let (jobs, total) = blocking(move || {
+    let (jobs, total) = blocking(&state.store, move |store| async move {
         store
             .site_jobs(&site.id, offset, page_size)
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -727,10 +730,10 @@ async fn show(
     let may_read_backup = caller.0.has_scope(SITE_BACKUP);
     let store = &state.store;
     let org = caller.org();
-    // A point read, served on this worker: a few records from the page cache cost less
-    // than the hop to the blocking pool.
-    let (job, backup, diff) = (|| {
-        let job = match store.get_job(&id) {
+    // A point read, awaited in place: on redb a few records from the page cache cost
+    // less than the hop to the blocking pool.
+    let (job, backup, diff) = async {
+        let job = match store.get_job(&id).await {
             Ok(job) if job.organization == org => job,
             Ok(_) | Err(StoreError::NotFound { .. }) => {
                 return Err(ApiError::not_found(format!(
@@ -740,16 +743,17 @@ async fn show(
             Err(e) => return Err(e.into()),
         };
         let backup = if job.has_backup && may_read_backup {
-            store.get_backup(&job.id)?
+            store.get_backup(&job.id).await?
         } else {
             None
         };
         let diff = match job.changes {
-            Some(_) => store.get_diff(&job.id)?,
+            Some(_) => store.get_diff(&job.id).await?,
             None => None,
         };
         Ok::<_, ApiError>((job, backup, diff))
-    })()?;
+    }
+    .await?;
     let diff_masked = diff.is_some() && !may_read_backup;
     let diff = diff.map(|d| {
         if may_read_backup {
@@ -834,6 +838,7 @@ mod tests {
 
     use super::super::sites::testing::{call, json};
     use crate::api::test_support::{TestState, state};
+    use crate::store::Operations;
 
     async fn site(t: &TestState, org: &str, name: &str) -> String {
         let token = t.token("admin", org, &["site:manage"]);
@@ -875,6 +880,7 @@ mod tests {
             .state
             .store
             .jobs_for_site(&router, &crate::store::Page::first(10))
+            .await
             .expect("jobs")
             .into_iter()
             .find(|j| j.request_id == request)
@@ -884,6 +890,7 @@ mod tests {
         t.state
             .store
             .put_backup(&id, export.as_bytes())
+            .await
             .expect("backup");
         let uri = format!("/api/jobs/{id}");
 
@@ -929,6 +936,7 @@ mod tests {
             .state
             .store
             .jobs_for_site(&router, &crate::store::Page::first(10))
+            .await
             .expect("jobs");
         assert!(jobs.is_empty(), "{jobs:?}");
         // A risky script is no syntax error: a job carries no acknowledgement.
@@ -1070,6 +1078,7 @@ mod tests {
             .state
             .store
             .list_audit(&crate::store::Page::first(100))
+            .await
             .expect("audit");
         let submitted: Vec<_> = audit
             .iter()

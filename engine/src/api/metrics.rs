@@ -22,12 +22,14 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{Method, StatusCode, header};
+use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use super::support::blocking;
 use super::{ApiError, AppState};
+use crate::store::Operations;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -280,16 +282,10 @@ fn render(state: &AppState, jobs: &[(crate::store::JobStatus, u64)]) -> String {
     )
 )]
 async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let store = state.store.clone();
-    let jobs = tokio::task::spawn_blocking(move || store.job_counts())
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("counting jobs: {e}"),
-            )
-        })??;
+    let jobs = blocking(&state.store, move |store| async move {
+        Ok(store.job_counts().await?)
+    })
+    .await?;
     let body = render(&state, &jobs);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response())
 }
@@ -310,7 +306,7 @@ pub(super) fn routes() -> Router<AppState> {
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
-    use axum::http::Request;
+    use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
     use super::*;
@@ -382,6 +378,7 @@ mod tests {
                 .expect("job input"),
                 chrono::Utc::now(),
             )
+            .await
             .expect("job");
         // A route with a parameter is filed under its template, whatever the id.
         for name in ["one", "two"] {

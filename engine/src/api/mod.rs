@@ -34,7 +34,7 @@ use axum::Router;
 use crate::auth::Authenticator;
 use crate::plugins::PluginHost;
 use crate::runner::fanout::Runner;
-use crate::store::Store;
+use crate::store::Backend;
 
 pub use auth::Caller;
 pub use error::ApiError;
@@ -45,7 +45,7 @@ pub use routes::{Access, Route, routes};
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Arc<Store>,
+    pub store: Arc<Backend>,
     /// Runs jobs; asynchronous submissions and synchronous calls go through it.
     pub runner: Runner,
     pub auth: Arc<Authenticator>,
@@ -117,7 +117,7 @@ pub(crate) mod test_support {
     use crate::config::Config;
     use crate::plugins::{HostOptions, PluginHost};
     use crate::runner::fanout::Runner;
-    use crate::store::Store;
+    use crate::store::{Backend, Store};
 
     /// The state, and what must live as long as it does.
     pub(crate) struct TestState {
@@ -152,7 +152,7 @@ pub(crate) mod test_support {
         // Route tests point sites at loopback.
         options.sites_allow = crate::plugins::SiteAllow::with_loopback();
         let plugins = PluginHost::new(options).expect("plugin host");
-        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let store = Arc::new(Backend::redb(Store::open(dir.path()).expect("store")));
         let (stop, shutdown) = crate::server::Shutdown::new();
         let state = AppState {
             runner: Runner::new(store.clone(), plugins.clone(), Default::default()),

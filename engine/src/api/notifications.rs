@@ -29,8 +29,8 @@ use super::support::{blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{PLUGIN_MANAGE, PLUGIN_VIEW};
 use crate::store::{
-    Channel, ChannelInput, ChannelKind, MAX_NAME_CHARS, OutboxEvent, Page, SecretGeneration,
-    StoreError,
+    Channel, ChannelInput, ChannelKind, MAX_NAME_CHARS, Operations, OutboxEvent, Page,
+    SecretGeneration, StoreError,
 };
 
 /// Settings each kind of channel takes; anything else is refused by name.
@@ -512,9 +512,11 @@ async fn list_channels(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ChannelView>>, ApiError> {
     caller.require(PLUGIN_VIEW)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let channels = blocking(move || store.list_channels(&org).map_err(ApiError::from)).await?;
+    let channels = blocking(&state.store, move |store| async move {
+        store.list_channels(&org).await.map_err(ApiError::from)
+    })
+    .await?;
     Ok(Json(channels.into_iter().map(ChannelView::from).collect()))
 }
 
@@ -542,10 +544,10 @@ async fn create_channel(
 ) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
     caller.require(PLUGIN_MANAGE)?;
     let (input, secret) = json_body(body)?.into_input(&state, &caller)?;
-    let store = state.store.clone();
-    let channel = blocking(move || {
+    let channel = blocking(&state.store, move |store| async move {
         store
             .create_channel(input, Utc::now())
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -580,9 +582,11 @@ async fn show_channel(
     Path(id): Path<String>,
 ) -> Result<Json<ChannelView>, ApiError> {
     caller.require(PLUGIN_VIEW)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let channel = blocking(move || store.get_channel(&org, &id).map_err(ApiError::from)).await?;
+    let channel = blocking(&state.store, move |store| async move {
+        store.get_channel(&org, &id).await.map_err(ApiError::from)
+    })
+    .await?;
     Ok(Json(channel.into()))
 }
 
@@ -607,9 +611,14 @@ async fn delete_channel(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let channel = blocking(move || store.delete_channel(&org, &id).map_err(ApiError::from)).await?;
+    let channel = blocking(&state.store, move |store| async move {
+        store
+            .delete_channel(&org, &id)
+            .await
+            .map_err(ApiError::from)
+    })
+    .await?;
     tracing::info!(channel = %channel.id, actor = caller.user_id(), "notification channel removed");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -640,13 +649,14 @@ async fn rotate_channel_secret(
 ) -> Result<Json<RotatedChannel>, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
     let grace = query(params)?.grace()?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let actor = caller.user_id().to_owned();
     let secret = random_secret();
     let shown = secret.clone();
-    let (channel, previous_until) = blocking(move || {
-        Ok(store.rotate_channel_secret(&org, &id, &secret, grace, &actor, Utc::now())?)
+    let (channel, previous_until) = blocking(&state.store, move |store| async move {
+        Ok(store
+            .rotate_channel_secret(&org, &id, &secret, grace, &actor, Utc::now())
+            .await?)
     })
     .await?;
     tracing::info!(channel = %channel.id, actor = caller.user_id(), "channel signing secret rotated");
@@ -688,9 +698,11 @@ async fn dead_letters(
         limit,
         after: params.after,
     };
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let events = blocking(move || store.dead_events(&org, &page).map_err(ApiError::from)).await?;
+    let events = blocking(&state.store, move |store| async move {
+        store.dead_events(&org, &page).await.map_err(ApiError::from)
+    })
+    .await?;
     let next_after = (events.len() == limit)
         .then(|| events.last().map(|e| e.id))
         .flatten();
@@ -725,11 +737,11 @@ async fn retry_dead_letter(
     let id: u64 = id
         .parse()
         .map_err(|_| ApiError::not_found(format!("no dead letter `{id}` in your organization")))?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let event = blocking(move || {
+    let event = blocking(&state.store, move |store| async move {
         store
             .retry_dead_event(&org, id, Utc::now())
+            .await
             .map_err(|e| match e {
                 StoreError::NotFound { .. } => {
                     ApiError::not_found(format!("no dead letter {id} in your organization"))
@@ -764,9 +776,11 @@ async fn signing_secret(
     State(state): State<AppState>,
 ) -> Result<Json<SigningSecret>, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let generation = blocking(move || Ok(store.notify_secret_generation(&org)?)).await?;
+    let generation = blocking(&state.store, move |store| async move {
+        Ok(store.notify_secret_generation(&org).await?)
+    })
+    .await?;
     Ok(Json(SigningSecret::of(
         &state.notifications,
         caller.org(),
@@ -799,12 +813,13 @@ async fn rotate_signing_secret(
 ) -> Result<Json<SigningSecret>, ApiError> {
     caller.require(PLUGIN_MANAGE)?;
     let grace = query(params)?.grace()?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let actor = caller.user_id().to_owned();
     let now = Utc::now();
-    let generation =
-        blocking(move || Ok(store.rotate_notify_secret(&org, &actor, grace, now)?)).await?;
+    let generation = blocking(&state.store, move |store| async move {
+        Ok(store.rotate_notify_secret(&org, &actor, grace, now).await?)
+    })
+    .await?;
     tracing::info!(
         organization = caller.org(),
         actor = caller.user_id(),
@@ -878,6 +893,7 @@ mod tests {
     use tower::ServiceExt;
 
     use crate::api::test_support::state;
+    use crate::store::Operations;
 
     async fn call(
         app: &axum::Router,
@@ -1045,6 +1061,7 @@ mod tests {
             .state
             .store
             .list_audit(&crate::store::Page::first(10))
+            .await
             .expect("audit");
         let rotations = audit
             .iter()
@@ -1091,6 +1108,7 @@ mod tests {
             .state
             .store
             .channel_secrets("org1", &id, chrono::Utc::now())
+            .await
             .expect("secrets");
         assert_eq!(secrets["secret"], secret);
         assert_eq!(
@@ -1188,6 +1206,7 @@ mod tests {
                 json!({"job_id": "j", "customer_id": "org1"}),
                 chrono::Utc::now(),
             )
+            .await
             .expect("event");
         store
             .record_event_attempt(
@@ -1200,6 +1219,7 @@ mod tests {
                     now: chrono::Utc::now(),
                 },
             )
+            .await
             .expect("dead");
         let app = crate::api::app(t.state.clone());
         let admin = t.token("ada", "org1", &["plugin:view", "plugin:manage"]);

@@ -29,7 +29,7 @@ use crate::auth::scopes;
 use crate::plugins::{
     CallError, Failure, PluginKind, PluginStatus, Transport, generator, notifier, transport,
 };
-use crate::store::{AuditInput, Site};
+use crate::store::{AuditInput, Operations, Site};
 
 /// Kind names as the API writes them.
 const KIND_EXAMPLE: &str = "transport";
@@ -492,10 +492,13 @@ async fn transport_call(
     let handle = state.plugins.transport(name).map_err(call_error)?;
     let (site, target) = target.resolve(state, caller, name).await?;
     // SSH sessions of this call get the site's key and host keys, as a job's do.
-    let (store, of) = (state.store.clone(), site.clone());
-    let site_ssh =
-        blocking(move || crate::runner::fanout::site_ssh(&store, &of).map_err(ApiError::from))
-            .await?;
+    let of = site.clone();
+    let site_ssh = blocking(&state.store, move |store| async move {
+        crate::runner::fanout::site_ssh(&store, &of)
+            .await
+            .map_err(ApiError::from)
+    })
+    .await?;
     let handle = handle.with_ssh(site_ssh);
     let audit = AuditInput {
         at: Utc::now(),
@@ -505,8 +508,10 @@ async fn transport_call(
         target: site.id.clone(),
         detail: json!({ "plugin": handle.plugin().id(), "operation": operation }),
     };
-    let store = state.store.clone();
-    blocking(move || store.append_audit(audit).map_err(ApiError::from)).await?;
+    blocking(&state.store, move |store| async move {
+        store.append_audit(audit).await.map_err(ApiError::from)
+    })
+    .await?;
     Ok((handle, target))
 }
 

@@ -52,7 +52,7 @@ use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::{SITE_MANAGE, SITE_VIEW};
 use crate::plugins::SiteAllow;
 use crate::store::{
-    DEFAULT_TRANSPORT, Secret, Site, SiteInput, SshSettings, StoreError, TlsSettings,
+    DEFAULT_TRANSPORT, Operations, Secret, Site, SiteInput, SshSettings, StoreError, TlsSettings,
 };
 
 /// Largest import body.
@@ -389,9 +389,9 @@ pub(super) async fn site_of(
     caller: &Caller,
     id: String,
 ) -> Result<Site, ApiError> {
-    // A point read, served on this worker: one record from the page cache costs less
-    // than the hop to the blocking pool.
-    match state.store.get_site(&id) {
+    // A point read, served on this worker: on redb one record from the page cache
+    // costs less than the hop to the blocking pool.
+    match state.store.get_site(&id).await {
         Ok(site) if site.organization == caller.org() => Ok(site),
         Ok(_) | Err(StoreError::NotFound { .. }) => Err(ApiError::not_found(format!(
             "no site {id} in your organization"
@@ -424,9 +424,8 @@ async fn list(
     caller.require(SITE_VIEW)?;
     let (page, page_size, offset) = query(paging)?.resolve()?;
     let filter = query(filter)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let (sites, total) = blocking(move || {
+    let (sites, total) = blocking(&state.store, move |store| async move {
         store
             .search_sites(
                 &org,
@@ -435,6 +434,7 @@ async fn list(
                 offset,
                 page_size,
             )
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -473,11 +473,11 @@ async fn create(
     let input = site_input(json_body(body)?, caller.org())
         .and_then(|input| permitted(state.plugins.sites_allow(), input))
         .map_err(FieldError::into_api)?;
-    let store = state.store.clone();
     let actor = caller.user_id().to_owned();
-    let site = blocking(move || {
+    let site = blocking(&state.store, move |store| async move {
         store
             .create_site_by(input, &actor, Utc::now())
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -541,12 +541,12 @@ async fn update(
     let input = site_input(body, caller.org())
         .and_then(|input| permitted(state.plugins.sites_allow(), input))
         .map_err(FieldError::into_api)?;
-    let store = state.store.clone();
     let actor = caller.user_id().to_owned();
     let id = old.id.clone();
-    let site = blocking(move || {
+    let site = blocking(&state.store, move |store| async move {
         store
             .update_site_by(&id, input, &actor, Utc::now())
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -586,12 +586,12 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     caller.require(SITE_MANAGE)?;
     let site = site_of(&state, &caller, id).await?;
-    let store = state.store.clone();
     let id = site.id.clone();
     let actor = caller.user_id().to_owned();
-    blocking(move || {
+    blocking(&state.store, move |store| async move {
         store
             .delete_site_by(&id, &actor, Utc::now())
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -772,10 +772,14 @@ async fn import(
     if !errors.is_empty() {
         // The good rows are still checked against the organization's names, so one
         // answer lists every bad row.
-        let store = state.store.clone();
         let org = org.clone();
-        let refused =
-            blocking(move || store.check_import(&org, &inputs).map_err(ApiError::from)).await?;
+        let refused = blocking(&state.store, move |store| async move {
+            store
+                .check_import(&org, &inputs)
+                .await
+                .map_err(ApiError::from)
+        })
+        .await?;
         errors.extend(refused.into_iter().map(|(i, e)| {
             let e = FieldError::from(e);
             RowError {
@@ -787,11 +791,11 @@ async fn import(
         errors.sort_by_key(|e| e.row);
         return Ok(rejected(total, errors));
     }
-    let store = state.store.clone();
     let actor = caller.user_id().to_owned();
-    let outcome = blocking(move || {
+    let outcome = blocking(&state.store, move |store| async move {
         store
             .import_sites(&org, inputs, &actor, Utc::now())
+            .await
             .map_err(ApiError::from)
     })
     .await?;
@@ -1136,6 +1140,7 @@ mod tests {
 
     use super::testing::{call, json};
     use crate::api::test_support::{TestState, state};
+    use crate::store::Operations;
 
     const SECRET: &str = "s3cret-never-shown";
 
@@ -1196,7 +1201,7 @@ mod tests {
         assert_eq!(updated["name"], "r1-renamed");
         assert_eq!(updated["has_password"], true);
         assert_eq!(
-            t.state.store.site_password(&id).expect("pw").expose(),
+            t.state.store.site_password(&id).await.expect("pw").expose(),
             SECRET
         );
 
@@ -1225,6 +1230,7 @@ mod tests {
             .state
             .store
             .list_audit(&crate::store::Page::first(10))
+            .await
             .expect("audit");
         let actions: Vec<(&str, &str, bool)> = audit
             .iter()
@@ -1273,13 +1279,14 @@ mod tests {
         assert_eq!(status, StatusCode::OK, "{text}");
         assert_eq!(updated["has_password"], false);
         assert!(matches!(
-            t.state.store.site_password(&id),
+            t.state.store.site_password(&id).await,
             Err(crate::store::StoreError::PasswordMissing { .. })
         ));
         let audit = t
             .state
             .store
             .list_audit(&crate::store::Page::first(10))
+            .await
             .expect("audit");
         let line = audit
             .iter()
@@ -1326,7 +1333,7 @@ mod tests {
         .await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
         assert_eq!(
-            t.state.store.get_site(&id).expect("site").address,
+            t.state.store.get_site(&id).await.expect("site").address,
             "192.0.2.10"
         );
         let mut bad = site("m2");
@@ -1404,7 +1411,7 @@ mod tests {
         let (status, _, _) = create(&t, &other, &site("r1")).await;
         assert_eq!(status, StatusCode::CREATED);
         assert!(
-            t.state.store.get_site(&id).is_ok(),
+            t.state.store.get_site(&id).await.is_ok(),
             "the other org's delete did nothing"
         );
     }
@@ -1574,13 +1581,14 @@ mod tests {
         assert_eq!(report["created"], 2);
         let id = report["results"][0]["id"].as_str().expect("id");
         assert_eq!(
-            t.state.store.site_password(id).expect("pw").expose(),
+            t.state.store.site_password(id).await.expect("pw").expose(),
             "pa,ss\"word"
         );
         let second = t
             .state
             .store
             .get_site(report["results"][1]["id"].as_str().expect("id"))
+            .await
             .expect("site");
         assert!(second.tls.enabled && !second.has_password && second.port.is_none());
 

@@ -10,22 +10,23 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::ApiError;
-use crate::store::MAX_PAGE;
+use crate::store::{Backend, MAX_PAGE};
+use std::sync::Arc;
 
 /// Page size when the caller names none.
 pub(super) const DEFAULT_PAGE_SIZE: usize = 50;
 
-/// Runs store work on the blocking pool: a commit waits for the disk.
-pub(super) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("a store task failed: {e}"),
-        )
-    })?
+/// Runs store work where it holds up no async worker ([`Backend::off_thread`]): on the
+/// blocking pool for redb, whose commits wait for the disk.
+pub(super) async fn blocking<T, F>(
+    store: &Arc<Backend>,
+    work: impl FnOnce(Arc<Backend>) -> F + Send + 'static,
+) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Send + 'static,
+{
+    store.off_thread(work).await
 }
 
 /// A JSON body, or the error that says what is wrong with it: 413 when it is too

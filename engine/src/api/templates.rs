@@ -28,7 +28,7 @@ use super::support::{self, blocking};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes;
 use crate::lint::{LintReport, lint};
-use crate::store::{Template, TemplateInput, TemplateVersion};
+use crate::store::{Operations, Template, TemplateInput, TemplateVersion};
 use crate::templates::{GlobalTemplate, Variable, VariableType, render};
 
 /// Templates per page when the caller does not say.
@@ -313,9 +313,11 @@ async fn list(
         );
     }
     if private {
-        let store = state.store.clone();
         let org = caller.org().to_owned();
-        let mine = blocking(move || Ok(store.list_templates(&org)?)).await?;
+        let mine = blocking(&state.store, move |store| async move {
+            Ok(store.list_templates(&org).await?)
+        })
+        .await?;
         all.extend(
             mine.into_iter()
                 .filter(|t| matches(&t.name, &t.description))
@@ -376,10 +378,14 @@ async fn create(
         metadata: body.metadata.unwrap_or_default(),
         variables: body.variables.unwrap_or_default(),
     };
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let user = caller.user_id().to_owned();
-    let t = blocking(move || Ok(store.create_template(&org, &user, input, Utc::now())?)).await?;
+    let t = blocking(&state.store, move |store| async move {
+        Ok(store
+            .create_template(&org, &user, input, Utc::now())
+            .await?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(with_lint(t.into()))))
 }
 
@@ -393,9 +399,11 @@ async fn find(state: &AppState, caller: &Caller, id: String) -> Result<TemplateV
     if let Some(t) = state.templates.get(&id) {
         return Ok(t.into());
     }
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let t = blocking(move || Ok(store.get_template(&org, &id)?)).await?;
+    let t = blocking(&state.store, move |store| async move {
+        Ok(store.get_template(&org, &id).await?)
+    })
+    .await?;
     Ok(t.into())
 }
 
@@ -449,11 +457,10 @@ async fn update(
     caller.require(scopes::SCRIPT_UPDATE)?;
     refuse_global(&state, &id, "edit")?;
     let body = support::json_body(body)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let user = caller.user_id().to_owned();
-    let t = blocking(move || {
-        let current = store.get_template(&org, &id)?;
+    let t = blocking(&state.store, move |store| async move {
+        let current = store.get_template(&org, &id).await?;
         let input = TemplateInput {
             name: body.name,
             description: body.description,
@@ -461,7 +468,9 @@ async fn update(
             metadata: body.metadata.unwrap_or(current.metadata),
             variables: body.variables.unwrap_or(current.variables),
         };
-        Ok(store.update_template(&org, &id, &user, input, body.version, Utc::now())?)
+        Ok(store
+            .update_template(&org, &id, &user, input, body.version, Utc::now())
+            .await?)
     })
     .await?;
     Ok(Json(with_lint(t.into())))
@@ -489,10 +498,12 @@ async fn delete_one(
 ) -> Result<StatusCode, ApiError> {
     caller.require(scopes::SCRIPT_DELETE)?;
     refuse_global(&state, &id, "remove")?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let user = caller.user_id().to_owned();
-    blocking(move || Ok(store.delete_template(&org, &id, &user, Utc::now())?)).await?;
+    blocking(&state.store, move |store| async move {
+        Ok(store.delete_template(&org, &id, &user, Utc::now()).await?)
+    })
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -564,9 +575,11 @@ async fn versions(
             created_at: t.updated_at,
         }]));
     }
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let all = blocking(move || Ok(store.template_versions(&org, &id)?)).await?;
+    let all = blocking(&state.store, move |store| async move {
+        Ok(store.template_versions(&org, &id).await?)
+    })
+    .await?;
     Ok(Json(
         all.into_iter()
             .map(|v| VersionSummary {
@@ -628,9 +641,11 @@ async fn version(
             created_at: t.updated_at,
         }));
     }
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let v = blocking(move || Ok(store.template_version(&org, &id, n)?)).await?;
+    let v = blocking(&state.store, move |store| async move {
+        Ok(store.template_version(&org, &id, n).await?)
+    })
+    .await?;
     Ok(Json(v.into()))
 }
 
@@ -691,17 +706,16 @@ async fn render_template(
             )));
         }
         (None, wanted) => {
-            let store = state.store.clone();
             let org = caller.org().to_owned();
             let id = id.clone();
-            blocking(move || {
+            blocking(&state.store, move |store| async move {
                 Ok(match wanted {
                     Some(n) => {
-                        let v = store.template_version(&org, &id, n)?;
+                        let v = store.template_version(&org, &id, n).await?;
                         (v.version, v.content, v.variables)
                     }
                     None => {
-                        let t = store.get_template(&org, &id)?;
+                        let t = store.get_template(&org, &id).await?;
                         (t.version, t.content, t.variables)
                     }
                 })

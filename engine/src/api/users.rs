@@ -27,7 +27,8 @@ use super::error::ErrorBody;
 use super::support::{Paging, blocking, json_body, query};
 use super::{ApiError, AppState, Caller};
 use crate::auth::scopes::SITE_MANAGE;
-use crate::store::{MAX_NAME_CHARS, StoreError, User};
+use crate::store::backend::Approvals;
+use crate::store::{MAX_NAME_CHARS, Operations, StoreError, User};
 
 /// Longest email address (RFC 5321's path limit).
 const MAX_EMAIL_CHARS: usize = 254;
@@ -184,10 +185,11 @@ async fn list(
 ) -> Result<Json<UserPage>, ApiError> {
     let (page, page_size, offset) = query(paging)?.resolve()?;
     let needle = query(filter)?.name.map(|n| n.to_lowercase());
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let mut users =
-        blocking(move || store.organization_users(&org).map_err(ApiError::from)).await?;
+    let mut users = blocking(&state.store, move |store| async move {
+        store.organization_users(&org).await.map_err(ApiError::from)
+    })
+    .await?;
     if let Some(needle) = needle.filter(|n| !n.is_empty()) {
         users.retain(|u| {
             u.name.to_lowercase().contains(&needle) || u.email.to_lowercase().contains(&needle)
@@ -234,9 +236,11 @@ async fn create(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require(SITE_MANAGE)?;
     let user = json_body(body)?.into_user(caller.org(), Utc::now())?;
-    let store = state.store.clone();
     let stored = user.clone();
-    let created = blocking(move || store.create_user(&stored).map_err(ApiError::from)).await?;
+    let created = blocking(&state.store, move |store| async move {
+        store.create_user(&stored).await.map_err(ApiError::from)
+    })
+    .await?;
     if !created {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -270,12 +274,13 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    let store = state.store.clone();
     let org = caller.org().to_owned();
-    let user = blocking(move || match store.get_user(&org, &id) {
-        Ok(user) => Ok(user),
-        Err(StoreError::NotFound { .. }) => Err(no_such_user(&id)),
-        Err(e) => Err(e.into()),
+    let user = blocking(&state.store, move |store| async move {
+        match store.get_user(&org, &id).await {
+            Ok(user) => Ok(user),
+            Err(StoreError::NotFound { .. }) => Err(no_such_user(&id)),
+            Err(e) => Err(e.into()),
+        }
     })
     .await?;
     Ok(Json(user.into()))
@@ -308,10 +313,12 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(SITE_MANAGE)?;
-    let store = state.store.clone();
     let org = caller.org().to_owned();
     let user = id.clone();
-    let removed = blocking(move || store.delete_user(&org, &user).map_err(ApiError::from)).await?;
+    let removed = blocking(&state.store, move |store| async move {
+        store.delete_user(&org, &user).await.map_err(ApiError::from)
+    })
+    .await?;
     if !removed {
         return Err(no_such_user(&id));
     }
@@ -340,6 +347,7 @@ mod tests {
 
     use super::super::sites::testing::{call, json};
     use crate::api::test_support::state;
+    use crate::store::Operations;
 
     #[tokio::test]
     async fn create_list_show_with_scopes_and_organizations() {
@@ -444,7 +452,12 @@ mod tests {
         assert_eq!(status, StatusCode::CONFLICT);
         assert_eq!(err["code"], "user_exists");
         assert_eq!(
-            t.state.store.get_user("globex", "bob").expect("user").name,
+            t.state
+                .store
+                .get_user("globex", "bob")
+                .await
+                .expect("user")
+                .name,
             "Bob Globex"
         );
 
@@ -454,14 +467,19 @@ mod tests {
         let (status, _, _) = json(&t.state, "GET", "/users/bob", Some(&globex), None).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
         assert_eq!(
-            t.state.store.get_user("acme", "bob").expect("user").email,
+            t.state
+                .store
+                .get_user("acme", "bob")
+                .await
+                .expect("user")
+                .email,
             "bob@acme.example"
         );
         let reader = t.token("carol", "acme", &["script:view", "site:view"]);
         let (status, err, _) = json(&t.state, "DELETE", "/users/bob", Some(&reader), None).await;
         assert_eq!(status, StatusCode::FORBIDDEN);
         assert_eq!(err["code"], "missing_scope");
-        assert!(t.state.store.get_user("acme", "bob").is_ok());
+        assert!(t.state.store.get_user("acme", "bob").await.is_ok());
     }
 
     #[tokio::test]

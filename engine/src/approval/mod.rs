@@ -33,11 +33,11 @@ mod tests;
 use chrono::TimeDelta;
 
 pub use binding::approval_hash;
-pub(crate) use workflow::scheduler_rule;
 pub use workflow::{
     Approved, EVENT_AUTHORIZED, EVENT_CANCELLED, EVENT_REQUESTED, Requested, approve, approve_in,
     cancel, cancel_in, linked_schedule, linked_schedule_in, request, request_in,
 };
+pub(crate) use workflow::{approve_with, cancel_with, linked_with, request_with, scheduler_rule};
 
 use crate::store::StoreError;
 

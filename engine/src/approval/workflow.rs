@@ -13,12 +13,12 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::store::backend::Approvals;
 use super::{
     ApprovalError, OrgPolicy, Principal, SCOPE_AUTHORIZE, SCOPE_CREATE, SCOPE_DELETE, SCOPE_UPDATE,
 };
 use crate::scheduler::{self, RecurrenceSpec, ScheduleType};
 use crate::store::approvals::{ApprovalToken, Decision, TokenRejection};
+use crate::store::backend::Approvals;
 use crate::store::schedules::Refusal;
 use crate::store::{
     AuditInput, Recurrence, RecurrenceKind, ScheduleStatus, ScheduledScript, Store,

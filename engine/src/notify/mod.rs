@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 
 use crate::plugins::{Describe, Failure, PluginHost};
 use crate::server::Shutdown;
-use crate::store::{EventAttempt, OutboxEvent, Store, StoreError};
+use crate::store::{Backend, EventAttempt, Operations, OutboxEvent, StoreError};
 
 pub(crate) use render::escape as escape_html;
 pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
@@ -143,7 +143,7 @@ enum Outcome {
 
 /// Delivers outbox events until shutdown.
 pub struct Deliverer {
-    store: Arc<Store>,
+    store: Arc<Backend>,
     plugins: PluginHost,
     notifications: Notifications,
     /// Per order key, the earliest event being retried: later events of the key wait
@@ -152,7 +152,11 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(store: Arc<Store>, plugins: PluginHost, notifications: Notifications) -> Deliverer {
+    pub fn new(
+        store: Arc<Backend>,
+        plugins: PluginHost,
+        notifications: Notifications,
+    ) -> Deliverer {
         Deliverer {
             store,
             plugins,
@@ -163,7 +167,7 @@ impl Deliverer {
 
     /// Runs until `shutdown`. A delivery cut short by it is made again after a restart.
     pub async fn serve(self: Arc<Self>, shutdown: Shutdown) {
-        if let Err(e) = self.recover_order() {
+        if let Err(e) = self.recover_order().await {
             tracing::error!(error = %e, "cannot read the pending notifications");
         }
         let stop = shutdown.wait();
@@ -186,7 +190,7 @@ impl Deliverer {
             if Utc::now() - last_prune > TimeDelta::hours(1) {
                 last_prune = Utc::now();
                 let before = Utc::now() - TimeDelta::days(RETENTION_DAYS);
-                match self.store.prune_events(before, 10_000) {
+                match self.store.prune_events(before, 10_000).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(pruned = n, "pruned delivered notifications"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune delivered notifications"),
@@ -196,14 +200,21 @@ impl Deliverer {
                 tokio::select! {
                     _ = &mut stop => return,
                     _ = tokio::time::sleep(pause) => {}
+                    // Queued through another engine of a shared store.
+                    () = self.store.outbox_changed() => {}
                 }
             }
         }
     }
 
     /// After a restart: the earliest pending event of each key holds back the later ones.
-    fn recover_order(&self) -> Result<(), StoreError> {
-        let mut pending = self.store.pending_events(usize::MAX)?;
+    /// A shared store keeps that order itself: it hands out no event of a job while an
+    /// earlier one of the job is pending.
+    async fn recover_order(&self) -> Result<(), StoreError> {
+        let Some(store) = self.store.as_redb() else {
+            return Ok(());
+        };
+        let mut pending = store.pending_events(usize::MAX)?;
         pending.sort_by_key(|e| e.id);
         let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
         for event in pending {
@@ -217,7 +228,7 @@ impl Deliverer {
     /// One round: the due events, grouped by order key; groups run at once, each in order.
     /// Returns how many events were read.
     async fn round(self: Arc<Self>) -> Result<usize, StoreError> {
-        let due = self.store.due_events(Utc::now(), BATCH)?;
+        let due = self.store.due_events(Utc::now(), BATCH).await?;
         let read = due.len();
         let mut groups: Vec<(String, Vec<OutboxEvent>)> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
@@ -248,10 +259,10 @@ impl Deliverer {
         let mut hold: Option<DateTime<Utc>> = None;
         for event in events {
             if hold.is_none() {
-                hold = self.held_back(key, event.id);
+                hold = self.held_back(key, event.id).await;
             }
             if let Some(at) = hold {
-                if let Err(e) = self.store.defer_event(event.id, at) {
+                if let Err(e) = self.store.defer_event(event.id, at).await {
                     tracing::warn!(event = event.id, error = %e, "cannot defer a notification");
                 }
                 continue;
@@ -264,26 +275,24 @@ impl Deliverer {
             };
             // A durable commit: off the async workers, which the runner's jobs share (on a
             // small machine one blocked worker is half the engine).
-            let (store, id, org) = (self.store.clone(), event.id, organization.clone());
-            let recorded = tokio::task::spawn_blocking(move || {
-                store.record_event_attempt(
-                    id,
-                    &EventAttempt {
-                        error: error.as_deref(),
-                        retry_at,
-                        organization: org.as_deref(),
-                        delivered_to: &done,
-                        now: Utc::now(),
-                    },
-                )
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(StoreError::Io {
-                    path: "record a notification attempt".into(),
-                    source: std::io::Error::other(e.to_string()),
+            let (id, org) = (event.id, organization.clone());
+            let recorded = self
+                .store
+                .off_thread(move |store| async move {
+                    store
+                        .record_event_attempt(
+                            id,
+                            &EventAttempt {
+                                error: error.as_deref(),
+                                retry_at,
+                                organization: org.as_deref(),
+                                delivered_to: &done,
+                                now: Utc::now(),
+                            },
+                        )
+                        .await
                 })
-            });
+                .await;
             if let Err(e) = recorded {
                 tracing::error!(event = event.id, error = %e, "cannot record a notification attempt");
                 return;
@@ -312,20 +321,25 @@ impl Deliverer {
     }
 
     /// When an earlier event of `key` is still waiting, the time `id` must wait for.
-    fn held_back(&self, key: &str, id: u64) -> Option<DateTime<Utc>> {
-        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-        let (first, at) = *blocked.get(key)?;
+    async fn held_back(&self, key: &str, id: u64) -> Option<DateTime<Utc>> {
+        let (first, at) = {
+            let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+            *blocked.get(key)?
+        };
         if first >= id {
             return None;
         }
-        match self.store.get_event(first) {
+        match self.store.get_event(first).await {
             Ok(e) if e.state == crate::store::OutboxState::Pending => {
                 let soon = Utc::now() + TimeDelta::milliseconds(500);
                 Some(at.max(e.next_attempt_at).max(soon))
             }
             // Delivered, dead or pruned by someone else: it holds nothing back any more.
             _ => {
-                blocked.remove(key);
+                let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+                if blocked.get(key).is_some_and(|(held, _)| *held == first) {
+                    blocked.remove(key);
+                }
                 None
             }
         }
@@ -342,7 +356,7 @@ impl Deliverer {
             allow_http: &self.notifications.inner.config.allow_http,
             signing_secret: &secret,
         };
-        let plan = match route::plan(&routing, event) {
+        let plan = match route::plan(&routing, event).await {
             Ok(plan) => plan,
             Err(e) => {
                 return (

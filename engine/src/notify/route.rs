@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::render::{self, Context};
 use crate::plugins::net::Reach;
 use crate::plugins::notifier::{Channel as WireChannel, Event as WireEvent, Recipient};
-use crate::store::{ChannelKind, OutboxEvent, Store, StoreError};
+use crate::store::{Backend, ChannelKind, Operations, OutboxEvent, StoreError};
 
 /// Event kinds that reach people; any other event is recorded as delivered to no one.
 pub const NOTIFIED: &[&str] = &[
@@ -70,11 +70,11 @@ pub(crate) struct Plan {
 
 /// What the router needs from outside the store.
 pub(crate) struct Routing<'a> {
-    pub store: &'a Store,
+    pub store: &'a Backend,
     pub public_url: &'a str,
     pub allow_http: &'a [String],
     /// The secret of an organization's generation (see
-    /// [`Store::notify_secret_generation`]) that signs deliveries to a job's notify URL.
+    /// [`Operations::notify_secret_generation`]) that signs deliveries to a job's notify URL.
     pub signing_secret: &'a (dyn Fn(&str, u32) -> String + Sync),
 }
 
@@ -92,13 +92,13 @@ pub(crate) fn order_key(event: &OutboxEvent) -> String {
     }
 }
 
-pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, StoreError> {
+pub(crate) async fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, StoreError> {
     if !NOTIFIED.contains(&event.kind.as_str()) {
         return Ok(Plan::default());
     }
     let payload = &event.payload;
     let schedule = match payload.get("schedule_id").and_then(Value::as_str) {
-        Some(id) => match routing.store.get_schedule(id) {
+        Some(id) => match routing.store.get_schedule(id).await {
             Ok(s) => Some(s),
             Err(StoreError::NotFound { .. }) => None,
             Err(e) => return Err(e),
@@ -166,7 +166,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
     } else {
         strings(payload.get("notify"))
     };
-    let people = resolve_users(routing.store, &organization, &user_ids)?;
+    let people = resolve_users(routing.store, &organization, &user_ids).await?;
 
     let mut deliveries = Vec::new();
     if event.kind == "job.status"
@@ -181,7 +181,10 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
             })
             .collect();
         let body = format!("{{{}}}", fields.join(","));
-        let generation = routing.store.notify_secret_generation(&organization)?;
+        let generation = routing
+            .store
+            .notify_secret_generation(&organization)
+            .await?;
         let secret = |generation| (routing.signing_secret)(&organization, generation);
         let mut settings = vec![
             ("url".into(), url.to_owned()),
@@ -225,7 +228,7 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
             payload,
             recipients,
         };
-    for channel in routing.store.list_channels(&organization)? {
+    for channel in routing.store.list_channels(&organization).await? {
         if !channel.takes(&event.kind) {
             continue;
         }
@@ -233,7 +236,8 @@ pub(crate) fn plan(routing: &Routing<'_>, event: &OutboxEvent) -> Result<Plan, S
         settings.extend(
             routing
                 .store
-                .channel_secrets(&organization, &channel.id, Utc::now())?,
+                .channel_secrets(&organization, &channel.id, Utc::now())
+                .await?,
         );
         let shown = match channel.kind {
             ChannelKind::Email => &message,
@@ -349,14 +353,14 @@ fn strings(value: Option<&Value>) -> Vec<String> {
 
 /// The addresses of `ids` that are users of `organization`; others are left out (and
 /// logged), so an event never reaches a mailbox outside its organization.
-fn resolve_users(
-    store: &Store,
+async fn resolve_users(
+    store: &Backend,
     organization: &str,
     ids: &[String],
 ) -> Result<Vec<(String, Recipient)>, StoreError> {
     let mut out: Vec<(String, Recipient)> = Vec::new();
     for id in ids {
-        match store.get_user(organization, id) {
+        match store.get_user(organization, id).await {
             Ok(user) if !user.email.is_empty() => {
                 if !out.iter().any(|(_, r)| r.address == user.email) {
                     out.push((

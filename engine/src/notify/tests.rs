@@ -6,7 +6,7 @@ use super::route::{self, Routing};
 use super::*;
 use chrono::TimeDelta;
 
-use crate::store::{ChannelInput, ChannelKind, Page, User};
+use crate::store::{ChannelInput, ChannelKind, Page, Store, User};
 
 fn store() -> (tempfile::TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -14,7 +14,10 @@ fn store() -> (tempfile::TempDir, Arc<Store>) {
     (dir, store)
 }
 
-fn routing<'a>(store: &'a Store, secret: &'a (dyn Fn(&str, u32) -> String + Sync)) -> Routing<'a> {
+fn routing<'a>(
+    store: &'a Backend,
+    secret: &'a (dyn Fn(&str, u32) -> String + Sync),
+) -> Routing<'a> {
     Routing {
         store,
         public_url: "https://ym.example/",
@@ -58,8 +61,8 @@ fn backoff_doubles_within_its_cap_with_jitter() {
     }
 }
 
-#[test]
-fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
+#[tokio::test]
+async fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     let (_dir, store) = store();
     let event = {
         let id = store
@@ -80,7 +83,9 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     };
     let notifications = Notifications::with_key(NotifyConfig::default(), b"k", String::new());
     let secret = |org: &str, generation| notifications.signing_secret(org, generation);
-    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let plan = route::plan(&routing(&Backend::Redb(store.clone()), &secret), &event)
+        .await
+        .expect("plan");
     assert_eq!(plan.organization.as_deref(), Some("org1"));
     assert_eq!(plan.deliveries.len(), 1);
     let d = &plan.deliveries[0];
@@ -118,7 +123,9 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     assert_eq!(rotated.generation, 1);
     assert_eq!(rotated.previous_at(now), Some(0));
     assert_eq!(rotated.previous_at(now + TimeDelta::hours(2)), None);
-    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let plan = route::plan(&routing(&Backend::Redb(store.clone()), &secret), &event)
+        .await
+        .expect("plan");
     let setting = |k: &str| setting_of(&plan, k);
     assert_eq!(
         setting("secret"),
@@ -136,7 +143,9 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     store
         .rotate_notify_secret("org1", "admin", TimeDelta::zero(), now)
         .expect("rotate");
-    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let plan = route::plan(&routing(&Backend::Redb(store.clone()), &secret), &event)
+        .await
+        .expect("plan");
     let setting = |k: &str| setting_of(&plan, k);
     assert_eq!(
         setting("secret"),
@@ -156,8 +165,8 @@ fn a_job_notify_url_gets_exactly_the_seed_payload_signed_per_organization() {
     assert_eq!(rotations[0].actor, "admin");
 }
 
-#[test]
-fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
+#[tokio::test]
+async fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
     let (_dir, store) = store();
     for u in [
         user("ada", "org1"),
@@ -216,7 +225,9 @@ fn an_approval_link_goes_only_to_the_authorizers_mailboxes() {
         .expect("event");
     let event = store.get_event(id).expect("get");
     let secret = |_: &str, _| String::new();
-    let plan = route::plan(&routing(&store, &secret), &event).expect("plan");
+    let plan = route::plan(&routing(&Backend::Redb(store.clone()), &secret), &event)
+        .await
+        .expect("plan");
     assert_eq!(plan.deliveries.len(), 2);
     for d in &plan.deliveries {
         if d.plugin == "email" {
@@ -260,7 +271,7 @@ async fn without_its_plugin_an_event_is_retried_in_order_then_dead() {
         ..NotifyConfig::default()
     };
     let deliverer = Arc::new(Deliverer::new(
-        store.clone(),
+        Arc::new(Backend::Redb(store.clone())),
         plugins,
         Notifications::with_key(config, b"k", String::new()),
     ));
@@ -367,8 +378,8 @@ fn signing_labels_cannot_collide_across_organizations() {
     );
 }
 
-#[test]
-fn a_notify_url_reaches_only_its_receiver_and_a_channel_its_allow_list_and_listed_hosts() {
+#[tokio::test]
+async fn a_notify_url_reaches_only_its_receiver_and_a_channel_its_allow_list_and_listed_hosts() {
     use crate::plugins::net::{Grant, Reach};
     let (_dir, store) = store();
     store
@@ -399,11 +410,12 @@ fn a_notify_url_reaches_only_its_receiver_and_a_channel_its_allow_list_and_liste
     let event = store.get_event(id).expect("get");
     let secret = |_: &str, _| "s".to_owned();
     let allow_http = vec!["hooks.internal".to_owned()];
+    let backend = Backend::Redb(store.clone());
     let routing = Routing {
         allow_http: &allow_http,
-        ..routing(&store, &secret)
+        ..routing(&backend, &secret)
     };
-    let plan = route::plan(&routing, &event).expect("plan");
+    let plan = route::plan(&routing, &event).await.expect("plan");
     let reach = |key: &str| {
         plan.deliveries
             .iter()

@@ -139,7 +139,9 @@ impl Algorithms {
 
 /// Called with the first host key seen for a site that has none pinned; it stores the
 /// key, or says why it could not (another call stored a different one first).
-pub(crate) type RememberKey = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+pub(crate) type RememberKey = dyn Fn(String) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+    + Send
+    + Sync;
 
 /// What the host holds for one call that serves a site: the site's private key (never
 /// shown to the plugin) and its host keys.
@@ -215,7 +217,7 @@ impl std::fmt::Display for HostKeyRefusal {
 }
 
 /// The decision on a host key, made before anything is sent.
-fn judge(
+async fn judge(
     presented: &str,
     asked: &ssh::HostKeyPolicy,
     site: Option<&SiteSsh>,
@@ -247,9 +249,11 @@ fn judge(
     // later session must show it.
     if let Some(site) = site {
         if let Some(remember) = &site.remember {
-            return remember(presented).map_err(|stored| HostKeyRefusal::Changed {
-                expected: vec![stored],
-                presented: presented.to_owned(),
+            return remember(presented.to_owned()).await.map_err(|stored| {
+                HostKeyRefusal::Changed {
+                    expected: vec![stored],
+                    presented: presented.to_owned(),
+                }
             });
         }
         return Ok(());
@@ -286,7 +290,7 @@ impl client::Handler for Handler {
             return Ok(false);
         };
         let presented = fingerprint(key);
-        let verdict = judge(&presented, &self.policy, self.site.as_deref());
+        let verdict = judge(&presented, &self.policy, self.site.as_deref()).await;
         let accepted = verdict.is_ok();
         if let (Err(refusal), Some(site)) = (&verdict, &self.site) {
             site.note(refusal.clone());
@@ -736,20 +740,23 @@ mod tests {
             private_key: None,
             host_keys: keys.iter().map(|s| s.to_string()).collect(),
             remember: store.map(|store| {
-                Box::new(move |fp: &str| {
-                    store.lock().expect("lock").push(fp.to_owned());
-                    Ok(())
+                Box::new(move |fp: String| {
+                    store.lock().expect("lock").push(fp);
+                    Box::pin(std::future::ready(Ok(())))
+                        as std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
                 }) as Box<RememberKey>
             }),
             refused: Mutex::new(None),
         }
     }
 
-    #[test]
-    fn a_site_key_wins_over_what_the_plugin_asks() {
+    #[tokio::test]
+    async fn a_site_key_wins_over_what_the_plugin_asks() {
         let s = site(&["SHA256:a"], None);
         // The plugin would accept anything; the site's pin still decides.
-        let err = judge("SHA256:b", &policy(&["SHA256:b"], true), Some(&s)).expect_err("refused");
+        let err = judge("SHA256:b", &policy(&["SHA256:b"], true), Some(&s))
+            .await
+            .expect_err("refused");
         assert_eq!(
             err,
             HostKeyRefusal::Changed {
@@ -757,26 +764,38 @@ mod tests {
                 presented: "SHA256:b".into()
             }
         );
-        assert!(judge("SHA256:a", &policy(&[], false), Some(&s)).is_ok());
+        assert!(
+            judge("SHA256:a", &policy(&[], false), Some(&s))
+                .await
+                .is_ok()
+        );
     }
 
-    #[test]
-    fn a_site_without_keys_stores_the_first() {
+    #[tokio::test]
+    async fn a_site_without_keys_stores_the_first() {
         let stored = Arc::new(Mutex::new(Vec::new()));
         let s = site(&[], Some(stored.clone()));
-        judge("SHA256:first", &policy(&[], false), Some(&s)).expect("first use");
+        judge("SHA256:first", &policy(&[], false), Some(&s))
+            .await
+            .expect("first use");
         assert_eq!(
             *stored.lock().expect("lock"),
             vec!["SHA256:first".to_string()]
         );
     }
 
-    #[test]
-    fn without_a_site_unknown_keys_need_accept_first() {
-        let err = judge("SHA256:x", &policy(&[], false), None).expect_err("refused");
+    #[tokio::test]
+    async fn without_a_site_unknown_keys_need_accept_first() {
+        let err = judge("SHA256:x", &policy(&[], false), None)
+            .await
+            .expect_err("refused");
         assert!(matches!(err, HostKeyRefusal::Unknown { .. }));
-        assert!(judge("SHA256:x", &policy(&[], true), None).is_ok());
-        assert!(judge("SHA256:x", &policy(&["SHA256:y"], true), None).is_err());
+        assert!(judge("SHA256:x", &policy(&[], true), None).await.is_ok());
+        assert!(
+            judge("SHA256:x", &policy(&["SHA256:y"], true), None)
+                .await
+                .is_err()
+        );
     }
 
     #[test]

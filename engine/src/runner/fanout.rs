@@ -25,7 +25,7 @@
 //! job starts. The failure-rate halt counts a job's end before its slot is given back,
 //! so the next job is judged with it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +43,8 @@ use super::rollback;
 use crate::plugins::{PluginHost, Transport, transport};
 use crate::server::Shutdown;
 use crate::store::{
-    Changes, Job, JobError, JobInput, JobStatus, JobTransition, Page, SKIPPED, Store, StoreError,
+    Backend, Changes, Job, JobError, JobInput, JobStatus, JobTransition, Operations, Page, SKIPPED,
+    StoreError,
 };
 
 /// Error code of a job not started because its run was halted.
@@ -193,7 +194,7 @@ impl std::fmt::Debug for Runner {
 }
 
 struct Inner {
-    store: Arc<Store>,
+    store: Arc<Backend>,
     plugins: PluginHost,
     settings: RunnerSettings,
     global: Arc<Semaphore>,
@@ -202,6 +203,28 @@ struct Inner {
     /// Express jobs started by `submit_async`, awaited by `drain`.
     background: Mutex<JoinSet<()>>,
     wake: Notify,
+    /// Runs being launched here, by schedule and occurrence, with how many holds each:
+    /// their launch starts their jobs, so the queue reader leaves them alone.
+    held_runs: Arc<Mutex<HashMap<(String, u64), usize>>>,
+}
+
+/// Keeps a run's jobs out of the queue reader's hands until dropped
+/// ([`Runner::hold_run`]).
+pub struct RunHold {
+    runs: Arc<Mutex<HashMap<(String, u64), usize>>>,
+    key: (String, u64),
+}
+
+impl Drop for RunHold {
+    fn drop(&mut self) {
+        let mut runs = lock(&self.runs);
+        if let Some(n) = runs.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                runs.remove(&self.key);
+            }
+        }
+    }
 }
 
 /// Whether the signal has fired, without waiting.
@@ -282,7 +305,7 @@ impl Tally {
 
 impl Runner {
     /// Makes a runner; call inside a tokio runtime.
-    pub fn new(store: Arc<Store>, plugins: PluginHost, settings: RunnerSettings) -> Runner {
+    pub fn new(store: Arc<Backend>, plugins: PluginHost, settings: RunnerSettings) -> Runner {
         Runner {
             inner: Arc::new(Inner {
                 store,
@@ -295,11 +318,24 @@ impl Runner {
                 settings,
                 background: Mutex::new(JoinSet::new()),
                 wake: Notify::new(),
+                held_runs: Arc::default(),
             }),
         }
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    /// Marks a run as launched by this engine until the hold is dropped: on a shared
+    /// store, the queue reader does not start its jobs meanwhile, so a canary batch and
+    /// the halts are judged by the launch alone.
+    pub fn hold_run(&self, schedule_id: &str, occurrence: u64) -> RunHold {
+        let key = (schedule_id.to_owned(), occurrence);
+        *lock(&self.inner.held_runs).entry(key.clone()).or_insert(0) += 1;
+        RunHold {
+            runs: self.inner.held_runs.clone(),
+            key,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Backend> {
         &self.inner.store
     }
 
@@ -335,24 +371,21 @@ impl Runner {
         options: RunOptions,
         shutdown: Shutdown,
     ) -> Result<RunReport, RunnerError> {
-        let store = self.inner.store.clone();
-        let jobs = tokio::task::spawn_blocking(move || -> Result<Vec<Job>, StoreError> {
-            match selection {
-                Selection::Run {
-                    schedule_id,
-                    occurrence,
-                } => store.run_jobs(&schedule_id, occurrence),
-                Selection::Jobs(ids) => store.get_jobs(&ids),
-                Selection::Read(jobs) => Ok(jobs),
-            }
-        })
-        .await
-        .map_err(|e| {
-            RunnerError::Store(StoreError::Io {
-                path: "read jobs".into(),
-                source: std::io::Error::other(e.to_string()),
+        let jobs = self
+            .inner
+            .store
+            .off_thread(move |store| async move {
+                match selection {
+                    Selection::Run {
+                        schedule_id,
+                        occurrence,
+                    } => store.run_jobs(&schedule_id, occurrence).await,
+                    Selection::Jobs(ids) => store.get_jobs(&ids).await,
+                    Selection::Read(jobs) => Ok(jobs),
+                }
             })
-        })??;
+            .await
+            .map_err(RunnerError::Store)?;
         let (pending, others): (Vec<Job>, Vec<Job>) = jobs
             .into_iter()
             .partition(|j| j.status == JobStatus::Pending);
@@ -539,11 +572,12 @@ impl Runner {
 
     /// The site's target and its transport, read fresh for each attempt so an edited
     /// site or a reloaded plugin is picked up between retries.
-    fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
+    async fn prepare(&self, job: &Job) -> Result<(Transport, transport::Target), ExecError> {
         let (site, password, endpoint) = self
             .inner
             .store
             .site_with_password_and_endpoint(&job.site_id)
+            .await
             .map_err(|e| {
                 let code = match e {
                     StoreError::NotFound { .. } => SITE_NOT_FOUND,
@@ -580,12 +614,14 @@ impl Runner {
             .plugins
             .transport(&site.transport)
             .map_err(|e| ExecError::from(crate::plugins::Failure::Call(e)))?;
-        let site_ssh = site_ssh(&self.inner.store, &site).map_err(|e| ExecError {
-            code: CREDENTIALS.into(),
-            message: e.to_string(),
-            category: None,
-            maybe_sent: false,
-        })?;
+        let site_ssh = site_ssh(&self.inner.store, &site)
+            .await
+            .map_err(|e| ExecError {
+                code: CREDENTIALS.into(),
+                message: e.to_string(),
+                category: None,
+                maybe_sent: false,
+            })?;
         let transport = transport.with_ssh(site_ssh);
         let tls = site.tls.enabled.then(|| transport::TlsSettings {
             verify: site.tls.verify,
@@ -646,7 +682,7 @@ impl Runner {
 
         // Reads only; a job whose site is gone, or has no password to log in with, fails
         // without being claimed for a run.
-        let mut prepared = self.prepare(&job);
+        let mut prepared = self.prepare(&job).await;
         if let Err(e) = &prepared
             && matches!(
                 e.code.as_str(),
@@ -729,7 +765,7 @@ impl Runner {
             backoff = (backoff * 2).min(settings.backoff_max);
             attempts += 1;
             marked = false;
-            prepared = self.prepare(&job);
+            prepared = self.prepare(&job).await;
         }
     }
 
@@ -831,13 +867,13 @@ impl Runner {
             None
         };
         if let Some(config) = &backup {
-            let (store, id, bytes) = (
-                self.inner.store.clone(),
-                job.id.clone(),
-                config.clone().into_bytes(),
-            );
-            let stored = tokio::task::spawn_blocking(move || store.put_backup(&id, &bytes)).await;
-            if !matches!(stored, Ok(Ok(()))) {
+            let (id, bytes) = (job.id.clone(), config.clone().into_bytes());
+            let stored = self
+                .inner
+                .store
+                .off_thread(move |store| async move { store.put_backup(&id, &bytes).await })
+                .await;
+            if stored.is_err() {
                 // A script without the backup that was asked for is not run.
                 return Attempt::Failed(ExecError {
                     code: "backup".into(),
@@ -1095,10 +1131,13 @@ impl Runner {
 
     async fn finish_completed(&self, id: &str, run: ScriptOutcome) -> Outcome {
         if let Some((diff, changes)) = run.diff {
-            let (store, job) = (self.inner.store.clone(), id.to_owned());
-            let stored =
-                tokio::task::spawn_blocking(move || store.put_diff(&job, &diff, changes)).await;
-            if !matches!(stored, Ok(Ok(()))) {
+            let job = id.to_owned();
+            let stored = self
+                .inner
+                .store
+                .off_thread(move |store| async move { store.put_diff(&job, &diff, changes).await })
+                .await;
+            if stored.is_err() {
                 tracing::warn!(job = %id, "the diff of what the script changed could not be stored");
             }
         }
@@ -1228,6 +1267,7 @@ impl Runner {
                     .inner
                     .store
                     .get_schedule(schedule_id)
+                    .await
                     .map(|s| RunOptions::for_schedule(&s))
                     .unwrap_or_default(),
                 None => RunOptions::default(),
@@ -1256,30 +1296,25 @@ impl Runner {
         after: Option<u64>,
         scheduled: bool,
     ) -> Result<(Vec<Job>, Option<u64>), RunnerError> {
-        let store = self.inner.store.clone();
-        tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
-            let mut out = Vec::new();
-            let mut page = Page::first(crate::store::MAX_PAGE);
-            page.after = after;
-            loop {
-                let jobs = store.active_jobs(JobStatus::Pending, &page)?;
-                let Some(last) = jobs.last() else { break };
-                page.after = Some(last.seq_id);
-                out.extend(
-                    jobs.into_iter()
-                        .filter(|job| scheduled || job.origin.is_none()),
-                );
-            }
-            Ok((out, page.after))
-        })
-        .await
-        .map_err(|e| {
-            RunnerError::Store(StoreError::Io {
-                path: "pending jobs".into(),
-                source: std::io::Error::other(e.to_string()),
+        self.inner
+            .store
+            .off_thread(move |store| async move {
+                let mut out = Vec::new();
+                let mut page = Page::first(crate::store::MAX_PAGE);
+                page.after = after;
+                loop {
+                    let jobs = store.active_jobs(JobStatus::Pending, &page).await?;
+                    let Some(last) = jobs.last() else { break };
+                    page.after = Some(last.seq_id);
+                    out.extend(
+                        jobs.into_iter()
+                            .filter(|job| scheduled || job.origin.is_none()),
+                    );
+                }
+                Ok((out, page.after))
             })
-        })?
-        .map_err(RunnerError::Store)
+            .await
+            .map_err(RunnerError::Store)
     }
 
     /// Runs queued seed 001 jobs (not express) until shutdown. Woken by `submit_async`, it
@@ -1289,6 +1324,9 @@ impl Runner {
     /// Jobs of schedules are left to the scheduler, which runs them with their run's
     /// options.
     pub async fn serve(&self, shutdown: Shutdown) {
+        if self.inner.store.as_postgres().is_some() {
+            return self.serve_shared(shutdown).await;
+        }
         // Jobs handed to a run and not back yet: a full read never hands them out twice.
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut runs = JoinSet::new();
@@ -1308,23 +1346,13 @@ impl Runner {
                             .collect()
                     };
                     if !fresh.is_empty() {
-                        let ids: Vec<String> = fresh.iter().map(|j| j.id.clone()).collect();
-                        let (runner, in_flight) = (self.clone(), in_flight.clone());
-                        let shutdown = shutdown.clone();
-                        runs.spawn(async move {
-                            let run = runner.run_jobs(
-                                Selection::Read(fresh),
-                                RunOptions::default(),
-                                shutdown,
-                            );
-                            if let Err(e) = run.await {
-                                tracing::error!(error = %e, "queued jobs could not run");
-                            }
-                            let mut handed = lock(&in_flight);
-                            for id in &ids {
-                                handed.remove(id);
-                            }
-                        });
+                        self.hand_out(
+                            fresh,
+                            RunOptions::default(),
+                            &in_flight,
+                            &shutdown,
+                            &mut runs,
+                        );
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "could not read the pending jobs"),
@@ -1339,6 +1367,123 @@ impl Runner {
         }
         while runs.join_next().await.is_some() {}
         self.drain().await;
+    }
+}
+
+impl Runner {
+    /// [`Runner::serve`] on a store several engines share: every engine starts any
+    /// pending job, each taken by one engine in the transaction that claims it (the
+    /// others are refused and leave it). Woken by jobs queued here or announced by
+    /// another engine, and every `poll_interval`, it reads every pending job: the jobs
+    /// of a schedule run with their schedule's options; those of a run with a canary
+    /// batch or a failure-rate halt only on the engine holding the scheduler lease, so
+    /// one engine judges the run (its launcher, or after it stopped, the engine that
+    /// took the lease over); and none of a run this engine's launcher is starting.
+    async fn serve_shared(&self, shutdown: Shutdown) {
+        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+        let mut runs = JoinSet::new();
+        loop {
+            match self.pending_jobs(None, true).await {
+                Ok((jobs, _)) => {
+                    for (options, jobs) in self.shareable(jobs, &in_flight).await {
+                        self.hand_out(jobs, options, &in_flight, &shutdown, &mut runs);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "could not read the pending jobs"),
+            }
+            while runs.try_join_next().is_some() {}
+            tokio::select! {
+                biased;
+                () = shutdown.clone().wait() => break,
+                () = self.inner.wake.notified() => {}
+                () = self.inner.store.jobs_changed() => {}
+                () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
+            }
+        }
+        while runs.join_next().await.is_some() {}
+        self.drain().await;
+    }
+
+    /// Runs `jobs` (handed out, in `in_flight`) in `runs`, and takes them out of
+    /// `in_flight` when the run is over.
+    fn hand_out(
+        &self,
+        jobs: Vec<Job>,
+        options: RunOptions,
+        in_flight: &Arc<Mutex<HashSet<String>>>,
+        shutdown: &Shutdown,
+        runs: &mut JoinSet<()>,
+    ) {
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let (runner, in_flight) = (self.clone(), in_flight.clone());
+        let shutdown = shutdown.clone();
+        runs.spawn(async move {
+            let run = runner.run_jobs(Selection::Read(jobs), options, shutdown);
+            if let Err(e) = run.await {
+                tracing::error!(error = %e, "queued jobs could not run");
+            }
+            let mut handed = lock(&in_flight);
+            for id in &ids {
+                handed.remove(id);
+            }
+        });
+    }
+
+    /// The pending jobs this engine may start now, grouped by the options they run
+    /// with, and marked as handed out in `in_flight`.
+    async fn shareable(
+        &self,
+        jobs: Vec<Job>,
+        in_flight: &Mutex<HashSet<String>>,
+    ) -> Vec<(RunOptions, Vec<Job>)> {
+        let lease = self
+            .inner
+            .store
+            .as_postgres()
+            .is_some_and(|shared| shared.holds_scheduler_lease());
+        let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();
+        {
+            let handed = lock(in_flight);
+            let held = lock(&self.inner.held_runs);
+            for job in jobs {
+                let origin = job
+                    .origin
+                    .as_ref()
+                    .map(|o| (o.schedule_id.clone(), o.occurrence));
+                if handed.contains(&job.id) || origin.as_ref().is_some_and(|o| held.contains_key(o))
+                {
+                    continue;
+                }
+                match groups.iter_mut().find(|(o, _)| *o == origin) {
+                    Some((_, jobs)) => jobs.push(job),
+                    None => groups.push((origin, vec![job])),
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(groups.len());
+        for (origin, jobs) in groups {
+            let options = match &origin {
+                None => RunOptions::default(),
+                Some((schedule_id, _)) => match self.inner.store.get_schedule(schedule_id).await {
+                    Ok(schedule) => RunOptions::for_schedule(&schedule),
+                    // Deleted since: its jobs were failed with it, or will be.
+                    Err(StoreError::NotFound { .. }) => continue,
+                    Err(e) => {
+                        tracing::warn!(schedule = %schedule_id, error = %e, "cannot read a schedule's options; its jobs wait");
+                        continue;
+                    }
+                },
+            };
+            if (options.canary > 0 || options.halt_failure_rate.is_some()) && !lease {
+                continue;
+            }
+            let mut handed = lock(in_flight);
+            for job in &jobs {
+                handed.insert(job.id.clone());
+            }
+            out.push((options, jobs));
+        }
+        out
     }
 }
 
@@ -1432,24 +1577,31 @@ pub(crate) fn ssh_options(site: &crate::store::Site) -> Vec<(String, String)> {
 
 /// What the host holds for `site`'s SSH sessions: its private key, its host keys, and
 /// where the first key seen is stored when none is pinned.
-pub(crate) fn site_ssh(
-    store: &Arc<Store>,
+pub(crate) async fn site_ssh(
+    store: &Arc<Backend>,
     site: &crate::store::Site,
 ) -> Result<Arc<crate::plugins::SiteSsh>, StoreError> {
-    let private_key = store.site_private_key(&site.id)?.map(|(key, passphrase)| {
-        (
-            key.expose().to_owned(),
-            passphrase.map(|p| p.expose().to_owned()),
-        )
-    });
+    let private_key = store
+        .site_private_key(&site.id)
+        .await?
+        .map(|(key, passphrase)| {
+            (
+                key.expose().to_owned(),
+                passphrase.map(|p| p.expose().to_owned()),
+            )
+        });
     let (store, id) = (store.clone(), site.id.clone());
-    let remember = move |fingerprint: &str| match store.remember_host_key(
-        &id,
-        fingerprint,
-        chrono::Utc::now(),
-    ) {
-        Ok(verdict) => verdict,
-        Err(e) => Err(format!("(the key could not be stored: {e})")),
+    let remember = move |fingerprint: String| {
+        let (store, id) = (store.clone(), id.clone());
+        Box::pin(async move {
+            match store
+                .remember_host_key(&id, &fingerprint, chrono::Utc::now())
+                .await
+            {
+                Ok(verdict) => verdict,
+                Err(e) => Err(format!("(the key could not be stored: {e})")),
+            }
+        }) as std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
     };
     Ok(Arc::new(crate::plugins::SiteSsh {
         site_id: site.id.clone(),

@@ -5,6 +5,7 @@
 //! launched only if it succeeded.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,12 +15,20 @@ use tokio::task::JoinSet;
 use crate::approval;
 use crate::runner::fanout::{RunOptions, Runner, Selection};
 use crate::server::Shutdown;
-use crate::store::{JobStatus, LaunchPlan, MissedRunPolicy, ScheduledScript, Store, StoreError};
+use crate::store::{
+    Backend, JobStatus, LaunchPlan, MissedRunPolicy, Operations, ScheduledScript, StoreError,
+};
 
 use super::MissedRuns;
 
 /// Most due schedules one look takes; with more due, the launcher looks again at once.
 const DUE_BATCH: usize = 100;
+
+/// How long the scheduler lease lasts without renewal: after its holder stops, another
+/// engine takes the launcher over within this.
+pub const LEASE_TTL: Duration = Duration::from_secs(10);
+/// How often the lease holder renews it, and a waiting engine looks for it.
+const LEASE_RENEW: Duration = Duration::from_secs(3);
 
 /// How late a `run_once` schedule may still launch a missed occurrence.
 const GRACE: TimeDelta = TimeDelta::hours(1);
@@ -38,12 +47,16 @@ pub enum Outcome {
 /// Launches due schedules. Cheap to clone.
 #[derive(Clone)]
 pub struct Launcher {
-    store: Arc<Store>,
+    store: Arc<Backend>,
     runner: Runner,
     tick: Duration,
     /// Schedules being launched by this process; a schedule stays due while its test
     /// site runs, and must not be launched a second time meanwhile.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// On a shared store: the scheduler lease's fencing token while this engine holds
+    /// it, 0 while it does not. Every launch carries it, and the store refuses a launch
+    /// whose token an engine that took the lease over has outgrown.
+    token: Arc<AtomicU64>,
 }
 
 /// Takes a schedule out of `in_flight` when its launch task ends, however it ends.
@@ -69,13 +82,49 @@ impl std::fmt::Debug for Launcher {
 }
 
 impl Launcher {
-    pub fn new(store: Arc<Store>, runner: Runner, tick: Duration) -> Launcher {
+    pub fn new(store: Arc<Backend>, runner: Runner, tick: Duration) -> Launcher {
         Launcher {
             store,
             runner,
             tick,
             in_flight: Arc::default(),
+            token: Arc::default(),
         }
+    }
+
+    /// The fencing token launches carry (0 on redb, which has one scheduler).
+    fn token(&self) -> u64 {
+        self.token.load(Ordering::Acquire)
+    }
+
+    /// Whether this engine may launch now: always on redb; on a shared store, while it
+    /// holds the scheduler lease, which this takes or renews. One engine at a time holds
+    /// it; when its holder stops renewing, another takes it over once it lapses.
+    async fn hold_lease(&self) -> bool {
+        let Some(shared) = self.store.as_postgres() else {
+            return true;
+        };
+        let held = shared
+            .store
+            .acquire_or_renew(&shared.engine, LEASE_TTL)
+            .await;
+        let token = match held {
+            Ok(token) => token.unwrap_or(0),
+            Err(e) => {
+                // Unknown: launches go on with the token held, which the store checks.
+                tracing::warn!(error = %e, "cannot renew the scheduler lease");
+                return self.token() != 0;
+            }
+        };
+        shared.set_scheduler_lease(token != 0);
+        let before = self.token.swap(token, Ordering::AcqRel);
+        if before != token {
+            match token {
+                0 => tracing::warn!("another engine holds the scheduler lease; not launching"),
+                t => tracing::info!(token = t, "this engine holds the scheduler lease"),
+            }
+        }
+        token != 0
     }
 
     /// Launches due schedules until shutdown: it sleeps until the earliest launch the
@@ -86,28 +135,36 @@ impl Launcher {
         let mut runs = JoinSet::new();
         loop {
             let now = Utc::now();
-            let due = {
-                let store = self.store.clone();
-                tokio::task::spawn_blocking(move || store.due_schedules(now, DUE_BATCH)).await
-            };
             let mut more_due = false;
-            match due {
-                Ok(Ok(schedules)) => {
-                    more_due = schedules.len() == DUE_BATCH;
-                    for schedule in schedules {
-                        self.start(schedule, now, &shutdown, &mut runs);
+            if self.hold_lease().await {
+                let due = self
+                    .store
+                    .off_thread(
+                        move |store| async move { store.due_schedules(now, DUE_BATCH).await },
+                    )
+                    .await;
+                match due {
+                    Ok(schedules) => {
+                        more_due = schedules.len() == DUE_BATCH;
+                        for schedule in schedules {
+                            self.start(schedule, now, &shutdown, &mut runs);
+                        }
                     }
+                    Err(e) => tracing::error!(error = %e, "cannot read due schedules"),
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "cannot read due schedules"),
-                Err(e) => tracing::error!(error = %e, "due schedules lookup stopped"),
             }
             // Reap finished runs so the set does not grow.
             while runs.try_join_next().is_some() {}
-            let wait = if more_due {
+            let mut wait = if more_due {
                 Duration::ZERO
             } else {
                 self.wait_for_next(now).await
             };
+            if self.store.as_postgres().is_some() {
+                // The lease is renewed well before it lapses, and looked for as often by
+                // an engine waiting to take it over.
+                wait = wait.min(LEASE_RENEW);
+            }
             tokio::select! {
                 biased;
                 () = shutdown.clone().wait() => break,
@@ -158,16 +215,18 @@ impl Launcher {
     /// most a tick. One that was due already at the look made at `looked` and is not
     /// being launched (its launch failed) is looked at again after a tick, not at once.
     async fn wait_for_next(&self, looked: DateTime<Utc>) -> Duration {
-        let store = self.store.clone();
         let busy = self
             .in_flight
             .lock()
             .map(|set| set.clone())
             .unwrap_or_default();
-        let next = tokio::task::spawn_blocking(move || store.next_due_at(&busy)).await;
+        let next = self
+            .store
+            .off_thread(move |store| async move { store.next_due_at(&busy).await })
+            .await;
         let now = Utc::now();
         match next {
-            Ok(Ok(Some(at))) if at > looked => {
+            Ok(Some(at)) if at > looked => {
                 (at - now).to_std().unwrap_or(Duration::ZERO).min(self.tick)
             }
             _ => self.tick,
@@ -197,7 +256,7 @@ impl Launcher {
             ),
             None => None,
         };
-        let last = self.store.last_run(&schedule.id)?;
+        let last = self.store.last_run(&schedule.id).await?;
         // A run whose test site went first and whose fleet batch never launched (the
         // engine stopped in between) is finished before anything new starts.
         let unfinished = last
@@ -219,7 +278,7 @@ impl Launcher {
                 match due.launch {
                     Some(o) => (o.index, o.at, next),
                     None => {
-                        self.store.set_next_launch(&schedule.id, next, now)?;
+                        self.store.set_next_launch(&schedule.id, next, now).await?;
                         return Ok(Outcome::Waiting { next });
                     }
                 }
@@ -249,10 +308,17 @@ impl Launcher {
             schedule_id: schedule.id.clone(),
             occurrence,
         };
+        // From before its jobs exist: this run's jobs are this launch's to start, with
+        // its canary and halts, not the runner's queue reader's.
+        let _hold = self.runner.hold_run(&schedule.id, occurrence);
         let mut launched = 0;
         if let Some(test_site) = &schedule.test_site_id {
             fleet.retain(|s| s != test_site);
-            let first = match self.store.launch(plan(vec![test_site.clone()], true), now) {
+            let first = match self
+                .store
+                .launch(plan(vec![test_site.clone()], true), self.token(), now)
+                .await
+            {
                 Err(e @ StoreError::ApprovalVoid { .. }) => {
                     return Ok(Outcome::Refused(e.to_string()));
                 }
@@ -265,18 +331,25 @@ impl Launcher {
                 .map_err(|e| LaunchError::Runner(e.to_string()))?;
             let passed = self
                 .store
-                .run_jobs(&schedule.id, occurrence)?
+                .run_jobs(&schedule.id, occurrence)
+                .await?
                 .iter()
                 .any(|job| job.site_id == *test_site && job.status == JobStatus::Completed);
             if !passed {
                 // The fleet is not launched: the run closes with the test site's failure.
-                self.store.launch(plan(Vec::new(), false), Utc::now())?;
+                self.store
+                    .launch(plan(Vec::new(), false), self.token(), Utc::now())
+                    .await?;
                 return Ok(Outcome::Refused(format!(
                     "the test site {test_site} did not complete the script; the fleet was not launched"
                 )));
             }
         }
-        let rest = match self.store.launch(plan(fleet, false), Utc::now()) {
+        let rest = match self
+            .store
+            .launch(plan(fleet, false), self.token(), Utc::now())
+            .await
+        {
             Err(e @ StoreError::ApprovalVoid { .. }) => {
                 return Ok(Outcome::Refused(e.to_string()));
             }

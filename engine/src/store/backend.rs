@@ -18,23 +18,79 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::Notify;
 
+use super::approvals::{ApprovalToken, Decision};
 use super::listing::{ScheduleFilter, ScheduleListing};
 use super::postgres::PgStore;
 use super::postgres::changes::Change;
-use super::approvals::{ApprovalToken, Decision};
 use super::schedules::Refusal;
 use super::sites::Refused;
 use super::{
     AuditEntry, AuditInput, Changes, Channel, ChannelInput, CommunityContent, CommunityScript,
-    Endpoint, EventAttempt, Job, JobChanges, JobInput, JobStatus, JobTransition, LatestRun,
-    Launch, LaunchPlan, OutboxEvent, Page, Recovery, Run, ScheduleInput, SchedulePatch,
-    ScheduledScript, Secret, SecretGeneration, Site, SiteInput, Store, StoreError, Submitted,
-    SummaryTask, Targets, Template, TemplateInput, TemplateVersion, User,
+    Endpoint, EventAttempt, Job, JobChanges, JobInput, JobStatus, JobTransition, LatestRun, Launch,
+    LaunchPlan, OutboxEvent, Page, Recovery, Run, ScheduleInput, SchedulePatch, ScheduledScript,
+    Secret, SecretGeneration, Site, SiteInput, Store, StoreError, Submitted, SummaryTask, Targets,
+    Template, TemplateInput, TemplateVersion, User,
 };
 
 /// How long an engine holds a job it claimed, or a notification it is delivering,
 /// without renewing the claim; an engine that stops for longer leaves them to the others.
 pub const CLAIM_TTL: Duration = Duration::from_secs(30);
+
+/// Whether `name` may name an engine in claims and leases.
+pub fn valid_engine_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// The name this engine goes by on a shared store: `configured`, or the one kept in
+/// `data_dir` (made on first start from the host name and a random suffix), so an engine
+/// restarted on the same data dir settles the work it left in flight.
+pub fn engine_name(
+    data_dir: &std::path::Path,
+    configured: Option<&str>,
+) -> Result<String, StoreError> {
+    if let Some(name) = configured {
+        return Ok(name.to_owned());
+    }
+    let path = data_dir.join(ENGINE_FILE);
+    let io = |source| StoreError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if valid_engine_name(text.trim()) => return Ok(text.trim().to_owned()),
+        Ok(_) => {
+            return Err(StoreError::invalid(
+                "store",
+                "engine",
+                format!("{} does not hold an engine name", path.display()),
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let host: String = std::fs::read_to_string("/etc/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(40)
+        .collect();
+    let id = super::crypto::new_id();
+    let suffix = &id[id.len().saturating_sub(8)..];
+    let name = if host.is_empty() {
+        format!("engine-{suffix}")
+    } else {
+        format!("{host}-{suffix}")
+    };
+    std::fs::write(&path, format!("{name}\n")).map_err(io)?;
+    Ok(name)
+}
+
+/// The file in the data dir that keeps the engine's name.
+pub const ENGINE_FILE: &str = "engine-name";
 
 /// Declares [`Operations`] and implements it for both stores and for [`Backend`], from
 /// one list of signatures: the redb store answers with its synchronous operation of the
@@ -174,7 +230,7 @@ pub enum Backend {
     /// The embedded store, for one engine.
     Redb(Arc<Store>),
     /// A PostgreSQL database that several engines share.
-    Postgres(Shared),
+    Postgres(Box<Shared>),
 }
 
 /// One engine's place on a shared PostgreSQL store.
@@ -190,6 +246,21 @@ pub struct Shared {
     jobs: Notify,
     /// Signalled when notifications were queued, for the deliverer.
     outbox: Notify,
+    /// Whether this engine held the scheduler lease when it last looked.
+    scheduler: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// Whether this engine held the scheduler lease when it last took or renewed it.
+    pub fn holds_scheduler_lease(&self) -> bool {
+        self.scheduler.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records whether this engine holds the scheduler lease.
+    pub fn set_scheduler_lease(&self, held: bool) {
+        self.scheduler
+            .store(held, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Backend {
@@ -200,13 +271,14 @@ impl Backend {
 
     /// `store`, shared with other engines, as the engine named `engine`.
     pub fn postgres(store: PgStore, engine: impl Into<String>) -> Backend {
-        Backend::Postgres(Shared {
+        Backend::Postgres(Box::new(Shared {
             store,
             engine: engine.into(),
             launches: Notify::new(),
             jobs: Notify::new(),
             outbox: Notify::new(),
-        })
+            scheduler: std::sync::atomic::AtomicBool::new(false),
+        }))
     }
 
     /// The embedded store, when the engine runs on it.
@@ -236,13 +308,14 @@ impl Backend {
     /// Runs `work` on the store where it does not hold up the async workers: on a
     /// blocking thread for redb (whose operations wait on the disk), in place for
     /// PostgreSQL (whose operations wait on the network without holding a thread).
-    pub async fn off_thread<T, F>(
+    pub async fn off_thread<T, E, F>(
         self: &Arc<Self>,
         work: impl FnOnce(Arc<Backend>) -> F + Send + 'static,
-    ) -> Result<T, StoreError>
+    ) -> Result<T, E>
     where
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         match &**self {
             Backend::Redb(_) => {
@@ -250,10 +323,10 @@ impl Backend {
                 tokio::task::spawn_blocking(move || runtime.block_on(work(store)))
                     .await
                     .unwrap_or_else(|e| {
-                        Err(StoreError::Io {
+                        Err(E::from(StoreError::Io {
                             path: "a store task".into(),
                             source: std::io::Error::other(e.to_string()),
-                        })
+                        }))
                     })
             }
             Backend::Postgres(_) => work(self.clone()).await,
@@ -315,8 +388,12 @@ impl Backend {
         let weak = Arc::downgrade(self);
         tokio::spawn(async move {
             while let Some(change) = listener.next().await {
-                let Some(backend) = weak.upgrade() else { return };
-                let Backend::Postgres(shared) = &*backend else { return };
+                let Some(backend) = weak.upgrade() else {
+                    return;
+                };
+                let Backend::Postgres(shared) = &*backend else {
+                    return;
+                };
                 match change {
                     Change::Schedules => shared.launches.notify_one(),
                     Change::Jobs => shared.jobs.notify_one(),

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::StoreError;
 
-pub(crate) const KEY_FILE: &str = "credentials.key";
+pub const KEY_FILE: &str = "credentials.key";
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 24;
 

@@ -47,6 +47,7 @@ mod crash_tests;
 
 use std::path::{Path, PathBuf};
 
+pub use backend::{Backend, Operations};
 pub use channels::{
     AUDIT_CHANNEL_SECRET_ROTATED, AUDIT_NOTIFY_SECRET_ROTATED, Channel, ChannelInput, ChannelKind,
     MAX_CHANNELS_PER_ORG, SecretGeneration,
@@ -55,9 +56,8 @@ pub use community::{
     CommunityContent, CommunityRepository, CommunityScript, CommunityStatus, CommunityUser,
     Submitted, git_blob_sha,
 };
-pub use crypto::CredentialKey;
 pub(crate) use crypto::read_or_create_secret;
-pub use backend::{Backend, Operations};
+pub use crypto::{CredentialKey, KEY_FILE as CREDENTIAL_KEY_FILE};
 pub use error::StoreError;
 pub use group::Changes;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};

@@ -81,8 +81,12 @@ pub async fn run(schedules: usize, spacing: Duration) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map_err(|refused| format!("sites refused: {refused:?}"))?;
 
-    let runner = Runner::new(store.clone(), host, RunnerSettings::default());
-    let launcher = Launcher::new(store.clone(), runner, TICK);
+    let runner = Runner::new(
+        std::sync::Arc::new(yardmaster::store::Backend::Redb(store.clone())),
+        host,
+        RunnerSettings::default(),
+    );
+    let launcher = Launcher::new(runner.store().clone(), runner, TICK);
     let (_signal, shutdown) = Shutdown::new();
     // The launcher is asleep before the first schedule exists, as in a running engine.
     let serving = tokio::spawn({

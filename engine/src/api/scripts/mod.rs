@@ -18,7 +18,8 @@
 //! Scopes: `script:view` to read, `script:create`, `script:update`, `script:delete`,
 //! `script:authorize`. A schedule of another organization is answered 404.
 //!
-//! Store and approval calls block on disk, so handlers run them on the blocking pool.
+//! Store and approval calls wait on the disk (redb) or the database (PostgreSQL), so
+//! handlers run them off the async workers.
 
 mod model;
 pub(crate) mod pages;
@@ -43,7 +44,9 @@ use super::support::{self, blocking};
 use super::{ApiError, AppState, Caller};
 use crate::approval;
 use crate::auth::scopes;
-use crate::store::{Page, ScheduleInput, SchedulePatch, ScheduledScript, Store, StoreError};
+use crate::store::{
+    Backend, Operations, Page, ScheduleInput, SchedulePatch, ScheduledScript, StoreError,
+};
 use model::{
     ApproveBody, AuthorizationRequestData, AuthorizationRequested, BulkDeleteBody, BulkDeleted,
     CreateBody, ListData, ListResponse, OccurrenceView, OccurrencesView, RunView, RunsPage,
@@ -127,8 +130,8 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The schedule, if it belongs to the caller's organization; any other is not found.
-fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, ApiError> {
-    match store.get_schedule(id) {
+async fn owned(store: &Backend, id: &str, caller: &Caller) -> Result<ScheduledScript, ApiError> {
+    match store.get_schedule(id).await {
         Ok(s) if s.organization == caller.org() => Ok(s),
         Ok(_) => Err(not_found(id)),
         Err(e) => Err(e.into()),
@@ -137,9 +140,13 @@ fn owned(store: &Store, id: &str, caller: &Caller) -> Result<ScheduledScript, Ap
 
 /// The schedule as the API shows it, with the progress of its latest run and what it
 /// changed.
-fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<ScheduleView, ApiError> {
+async fn view(
+    store: &Backend,
+    s: ScheduledScript,
+    now: DateTime<Utc>,
+) -> Result<ScheduleView, ApiError> {
     let id = s.id.clone();
-    let mut views = views(store, vec![s], now)?;
+    let mut views = views(store, vec![s], now).await?;
     views
         .pop()
         .ok_or_else(|| ApiError::not_found(format!("schedule {id}")))
@@ -147,35 +154,33 @@ fn view(store: &Store, s: ScheduledScript, now: DateTime<Utc>) -> Result<Schedul
 
 /// Several schedules as the API shows them; their latest runs are read in one snapshot,
 /// from where each site stands rather than from the jobs themselves.
-fn views(
-    store: &Store,
+async fn views(
+    store: &Backend,
     schedules: Vec<ScheduledScript>,
     now: DateTime<Utc>,
 ) -> Result<Vec<ScheduleView>, ApiError> {
     let ids: Vec<&str> = schedules.iter().map(|s| s.id.as_str()).collect();
-    let latest = store.latest_runs(&ids)?;
-    schedules
-        .into_iter()
-        .zip(latest)
-        .map(|(s, latest)| {
-            let progress = progress_of(store, &s, &latest)?;
-            let changes = crate::runner::diff::summarize_sites(
-                latest
-                    .sites
-                    .iter()
-                    .map(|site| (site.site_id.as_str(), site.changes.as_ref())),
-            );
-            let mut view = ScheduleView::new(s, progress, now);
-            view.changes = changes;
-            Ok(view)
-        })
-        .collect()
+    let latest = store.latest_runs(&ids).await?;
+    let mut views = Vec::with_capacity(schedules.len());
+    for (s, latest) in schedules.into_iter().zip(latest) {
+        let progress = progress_of(store, &s, &latest).await?;
+        let changes = crate::runner::diff::summarize_sites(
+            latest
+                .sites
+                .iter()
+                .map(|site| (site.site_id.as_str(), site.changes.as_ref())),
+        );
+        let mut view = ScheduleView::new(s, progress, now);
+        view.changes = changes;
+        views.push(view);
+    }
+    Ok(views)
 }
 
 /// Where the schedule's latest run stands, site by site; before the fleet is launched,
 /// the sites its tags reach now are pending too.
-fn progress_of(
-    store: &Store,
+async fn progress_of(
+    store: &Backend,
     s: &ScheduledScript,
     latest: &crate::store::LatestRun,
 ) -> Result<model::Progress, ApiError> {
@@ -186,7 +191,7 @@ fn progress_of(
     let mut tagged = Vec::new();
     if awaiting {
         for tag in &s.tags {
-            tagged.extend(store.site_ids_with_tag(&s.organization, tag)?);
+            tagged.extend(store.site_ids_with_tag(&s.organization, tag).await?);
         }
     }
     Ok(model::progress(s, latest, &tagged))
@@ -213,19 +218,18 @@ async fn progress(
     Path(id): Path<String>,
 ) -> Result<Json<model::Progress>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let store = state.store.clone();
-    let p = blocking(move || {
-        let s = owned(&store, &id, &caller)?;
-        let latest = store.latest_runs(&[s.id.as_str()])?;
-        progress_of(&store, &s, latest.first().unwrap_or(&Default::default()))
+    let p = blocking(&state.store, move |store| async move {
+        let s = owned(&store, &id, &caller).await?;
+        let latest = store.latest_runs(&[s.id.as_str()]).await?;
+        progress_of(&store, &s, latest.first().unwrap_or(&Default::default())).await
     })
     .await?;
     Ok(Json(p))
 }
 
 /// Every site named must be a site of the organization; a schedule must target something.
-fn check_targets(
-    store: &Store,
+async fn check_targets(
+    store: &Backend,
     org: &str,
     sites: &[String],
     tags: &[String],
@@ -237,13 +241,13 @@ fn check_targets(
             "name at least one site (or a tag in `tags`)",
         ));
     }
-    let known = |id: &str| match store.get_site(id) {
+    let known = async |id: &str| match store.get_site(id).await {
         Ok(site) => Ok(site.organization == org),
         Err(StoreError::NotFound { .. }) => Ok(false),
         Err(e) => Err(ApiError::from(e)),
     };
     for id in sites {
-        if !known(id)? {
+        if !known(id).await? {
             return Err(ApiError::validation(
                 "sites",
                 format!("no site `{id}` in your organization"),
@@ -251,7 +255,7 @@ fn check_targets(
         }
     }
     if let Some(id) = test_site
-        && !known(id)?
+        && !known(id).await?
     {
         return Err(ApiError::validation(
             "test_site_id",
@@ -271,13 +275,13 @@ fn window(text: Option<&str>) -> Result<Option<u32>, ApiError> {
 /// Every site named (and the test site) must be reached through a transport that can arm
 /// a dead-man rollback; a site a tag brings in is checked when its job runs, and fails
 /// there before anything is sent.
-fn check_rollback(
+async fn check_rollback(
     state: &AppState,
     sites: &[String],
     test_site: Option<&str>,
 ) -> Result<(), ApiError> {
     for id in sites.iter().map(String::as_str).chain(test_site) {
-        let site = state.store.get_site(id)?;
+        let site = state.store.get_site(id).await?;
         super::jobs::check_rollback(state, &site)?;
     }
     Ok(())
@@ -332,30 +336,35 @@ async fn list(
     // The commit count is read before the store is: a page kept under it can only be
     // as new as what it says, or newer.
     let now = Utc::now();
-    let moment = pages::Moment {
-        generation: state.store.generation(),
-        second: now.timestamp(),
-    };
-    let key = serde_json::to_string(&pairs).unwrap_or_default();
-    let slot = state.listings.slot(moment, &org, &key);
-    let page = slot
-        .get_or_try_init(|| async {
-            let store = state.store.clone();
-            let organization = org.clone();
-            let data = blocking(move || list_data(&store, &organization, &query, now, MAX_UNPAGED))
-                .await?;
-            let body = serde_json::to_vec(&ListResponse {
-                status: "ok".into(),
-                message: "List of scheduled scripts".into(),
-                data,
-            })
-            .map_err(|e| {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            })?;
-            Ok::<_, ApiError>(Bytes::from(body))
+    let generation = state.store.generation();
+    let render = || async {
+        let organization = org.clone();
+        let data = blocking(&state.store, move |store| async move {
+            list_data(&store, &organization, &query, now, MAX_UNPAGED).await
         })
-        .await?
-        .clone();
+        .await?;
+        let body = serde_json::to_vec(&ListResponse {
+            status: "ok".into(),
+            message: "List of scheduled scripts".into(),
+            data,
+        })
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        Ok::<_, ApiError>(Bytes::from(body))
+    };
+    // A store that cannot tell whether anything changed (one other engines write too)
+    // keeps no pages: every listing is read and rendered anew.
+    let page = match generation {
+        Some(generation) => {
+            let moment = pages::Moment {
+                generation,
+                second: now.timestamp(),
+            };
+            let key = serde_json::to_string(&pairs).unwrap_or_default();
+            let slot = state.listings.slot(moment, &org, &key);
+            slot.get_or_try_init(render).await?.clone()
+        }
+        None => render().await?,
+    };
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -369,8 +378,8 @@ async fn list(
 /// A page of runs carrying at most `max_jobs` jobs over all of them: it ends before the
 /// first run that no longer fits, and a first run too large alone is cut short
 /// (`jobs_truncated`). `next_after` then points past the last run shown.
-fn runs_page(
-    store: &Store,
+async fn runs_page(
+    store: &Backend,
     id: &str,
     runs: Vec<crate::store::Run>,
     limit: usize,
@@ -381,7 +390,7 @@ fn runs_page(
     let mut views: Vec<RunView> = Vec::new();
     let mut ended_early = false;
     for run in runs {
-        let (jobs, total) = store.run_jobs_limited(id, run.occurrence, budget)?;
+        let (jobs, total) = store.run_jobs_limited(id, run.occurrence, budget).await?;
         if total > budget && !views.is_empty() {
             ended_early = true;
             break;
@@ -403,8 +412,8 @@ fn runs_page(
 /// One listing's data. Unpaged (`paginate=false`), it holds every match, so more than
 /// `max_unpaged` matches are refused with 422 `too_many_to_list` rather than cut short: a
 /// client can never take a partial list for the whole one.
-fn list_data(
-    store: &Store,
+async fn list_data(
+    store: &Backend,
     org: &str,
     query: &ListQuery,
     now: DateTime<Utc>,
@@ -415,7 +424,9 @@ fn list_data(
         // One past the cap is enough to know the cap is passed; no more is decoded.
         None => (0, max_unpaged.saturating_add(1)),
     };
-    let listing = store.filter_schedules(org, &query.filter, offset, Some(limit))?;
+    let listing = store
+        .filter_schedules(org, &query.filter, offset, Some(limit))
+        .await?;
     if query.paging.is_none() && listing.total > max_unpaged as u64 {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -427,7 +438,7 @@ fn list_data(
             ),
         ));
     }
-    let registries = views(store, listing.items, now)?;
+    let registries = views(store, listing.items, now).await?;
     Ok(ListData {
         registries,
         paginate: query.paging.is_some(),
@@ -506,19 +517,20 @@ async fn create(
         ..ScheduleInput::default()
     };
     let store = state.store.clone();
-    let view = blocking(move || {
+    let view = blocking(&store, move |store| async move {
         check_targets(
             &store,
             &input.organization,
             &input.sites,
             &input.tags,
             input.test_site_id.as_deref(),
-        )?;
+        )
+        .await?;
         if input.rollback_after_secs.is_some() {
-            check_rollback(&state, &input.sites, input.test_site_id.as_deref())?;
+            check_rollback(&state, &input.sites, input.test_site_id.as_deref()).await?;
         }
-        let created = store.create_schedule(input, now)?;
-        view(&store, created, now)
+        let created = store.create_schedule(input, now).await?;
+        view(&store, created, now).await
     })
     .await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -578,16 +590,17 @@ pub(super) async fn library_script(
                 }
             },
             None => {
-                let store = state.store.clone();
                 let org = caller.org().to_owned();
                 let (id, wanted) = (id.clone(), choice.template_version);
-                blocking(move || {
+                blocking(&state.store, move |store| async move {
                     let found = match wanted {
                         Some(n) => store
                             .template_version(&org, &id, n)
+                            .await
                             .map(|v| (v.version, v.content, v.variables)),
                         None => store
                             .get_template(&org, &id)
+                            .await
                             .map(|t| (t.version, t.content, t.variables)),
                     };
                     found.map_err(|e| match e {
@@ -616,16 +629,18 @@ pub(super) async fn library_script(
         ));
     }
     let id = choice.community_script_id.unwrap_or_default();
-    let store = state.store.clone();
     let lookup = id.clone();
-    let s = blocking(move || {
-        store.get_community_script(&lookup).map_err(|e| match e {
-            StoreError::NotFound { .. } => ApiError::validation(
-                "community_script_id",
-                format!("no community script {lookup}"),
-            ),
-            other => other.into(),
-        })
+    let s = blocking(&state.store, move |store| async move {
+        store
+            .get_community_script(&lookup)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound { .. } => ApiError::validation(
+                    "community_script_id",
+                    format!("no community script {lookup}"),
+                ),
+                other => other.into(),
+            })
     })
     .await?;
     match (s.status, s.fetched, s.sha256) {
@@ -693,10 +708,9 @@ async fn bulk_delete(
             format!("at most {MAX_BULK} ids at once"),
         ));
     }
-    let store = state.store.clone();
-    let deleted = blocking(move || {
+    let deleted = blocking(&state.store, move |store| async move {
         for id in &ids {
-            let s = owned(&store, id, &caller)?;
+            let s = owned(&store, id, &caller).await?;
             if s.status == crate::store::ScheduleStatus::Launched {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -707,7 +721,7 @@ async fn bulk_delete(
         }
         let now = Utc::now();
         for id in &ids {
-            store.delete_schedule(id, caller.user_id(), now)?;
+            store.delete_schedule(id, caller.user_id(), now).await?;
         }
         Ok(ids)
     })
@@ -739,11 +753,10 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     caller.require(scopes::SCRIPT_VIEW)?;
-    let store = state.store.clone();
     let now = Utc::now();
-    let mut view = blocking(move || {
-        let s = owned(&store, &id, &caller)?;
-        view(&store, s, now)
+    let mut view = blocking(&state.store, move |store| async move {
+        let s = owned(&store, &id, &caller).await?;
+        view(&store, s, now).await
     })
     .await?;
     view.lint = Some(crate::lint::lint(&view.script));
@@ -780,9 +793,9 @@ async fn update(
     caller.require(scopes::SCRIPT_UPDATE)?;
     let now = Utc::now();
     let store = state.store.clone();
-    let view = blocking(move || {
+    let view = blocking(&store, move |store| async move {
         // A schedule that is not the caller's is not found, whatever the body says.
-        let current = owned(&store, &id, &caller)?;
+        let current = owned(&store, &id, &caller).await?;
         let Json(body) = body?;
         if let Some(Some(at)) = body.launch_at {
             future(at, now)?;
@@ -821,7 +834,7 @@ async fn update(
                 Some(t) => t.as_deref(),
                 None => current.test_site_id.as_deref(),
             };
-            check_targets(&store, caller.org(), sites, tags, test_site)?;
+            check_targets(&store, caller.org(), sites, tags, test_site).await?;
         }
         let guarded = match patch.rollback_after_secs {
             Some(secs) => secs.is_some(),
@@ -833,10 +846,12 @@ async fn update(
                 Some(t) => t.as_deref(),
                 None => current.test_site_id.as_deref(),
             };
-            check_rollback(&state, sites, test_site)?;
+            check_rollback(&state, sites, test_site).await?;
         }
-        let updated = store.update_schedule(&id, patch, caller.user_id(), now)?;
-        view(&store, updated, now)
+        let updated = store
+            .update_schedule(&id, patch, caller.user_id(), now)
+            .await?;
+        view(&store, updated, now).await
     })
     .await?;
     Ok(Json(view))
@@ -865,10 +880,11 @@ async fn delete_one(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     caller.require(scopes::SCRIPT_DELETE)?;
-    let store = state.store.clone();
-    blocking(move || {
-        owned(&store, &id, &caller)?;
-        store.delete_schedule(&id, caller.user_id(), Utc::now())?;
+    blocking(&state.store, move |store| async move {
+        owned(&store, &id, &caller).await?;
+        store
+            .delete_schedule(&id, caller.user_id(), Utc::now())
+            .await?;
         Ok(())
     })
     .await?;
@@ -920,12 +936,13 @@ async fn request_authorization(
         return confirm_page(&state.store, id, token).await;
     }
     let caller = caller?;
-    let store = state.store.clone();
     let now = Utc::now();
-    let data = blocking(move || {
-        let requested = approval::request(&store, &id, &caller.0, now, approval::DEFAULT_LINK_TTL)?;
+    let data = blocking(&state.store, move |store| async move {
+        let requested =
+            approval::request_with(&*store, &id, &caller.0, now, approval::DEFAULT_LINK_TTL)
+                .await?;
         Ok(AuthorizationRequestData {
-            schedule: view(&store, requested.schedule, now)?,
+            schedule: view(&store, requested.schedule, now).await?,
             recipients: requested.recipients,
             expires_at: requested.expires_at,
         })
@@ -946,10 +963,10 @@ async fn request_authorization(
 /// when its button POSTs the token with the approver's bearer token. The page needs no
 /// authentication, so it shows the schedule's name, the linter's critical and high
 /// findings and the acknowledged risks only while the token is one that would still
-/// approve the schedule as it stands ([`approval::linked_schedule`]): the recipient
+/// approve the schedule as it stands ([`approval::linked_with`]): the recipient
 /// reviewing it. Any other token gets the page without them.
 async fn confirm_page(
-    store: &std::sync::Arc<Store>,
+    store: &std::sync::Arc<Backend>,
     id: String,
     token: String,
 ) -> Result<Response, ApiError> {
@@ -969,15 +986,9 @@ async fn confirm_page(
     if !plain(&id, crate::store::MAX_NAME_CHARS) {
         return Err(not_found(&id));
     }
-    let store = store.clone();
     let (lookup_id, lookup_token) = (id.clone(), token.clone());
-    let linked = blocking(move || {
-        Ok(approval::linked_schedule(
-            &store,
-            &lookup_id,
-            &lookup_token,
-            Utc::now(),
-        )?)
+    let linked = blocking(store, move |store| async move {
+        Ok(approval::linked_with(&*store, &lookup_id, &lookup_token, Utc::now()).await?)
     })
     .await?;
     let review = match linked {
@@ -1136,17 +1147,17 @@ async fn approve(
                 }
             })?
     };
-    let store = state.store.clone();
     let now = Utc::now();
     let policy = state
         .organizations
         .get(&caller.0.organization)
         .copied()
         .unwrap_or_default();
-    let view = blocking(move || {
+    let view = blocking(&state.store, move |store| async move {
         let approved =
-            approval::approve(&store, &id, &caller.0, body.token.as_deref(), policy, now)?;
-        view(&store, approved.schedule, now)
+            approval::approve_with(&*store, &id, &caller.0, body.token.as_deref(), policy, now)
+                .await?;
+        view(&store, approved.schedule, now).await
     })
     .await?;
     Ok(Json(view))
@@ -1174,11 +1185,10 @@ async fn cancel(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduleView>, ApiError> {
-    let store = state.store.clone();
     let now = Utc::now();
-    let view = blocking(move || {
-        let cancelled = approval::cancel(&store, &id, &caller.0, now)?;
-        view(&store, cancelled, now)
+    let view = blocking(&state.store, move |store| async move {
+        let cancelled = approval::cancel_with(&*store, &id, &caller.0, now).await?;
+        view(&store, cancelled, now).await
     })
     .await?;
     Ok(Json(view))
@@ -1245,9 +1255,11 @@ async fn occurrences(
         1,
         crate::scheduler::MAX_PREVIEW as u64,
     )? as usize;
-    let store = state.store.clone();
     let now = Utc::now();
-    let s = blocking(move || owned(&store, &id, &caller)).await?;
+    let s = blocking(&state.store, move |store| async move {
+        owned(&store, &id, &caller).await
+    })
+    .await?;
     use crate::store::ScheduleStatus as S;
     let over = matches!(
         s.status,
@@ -1332,11 +1344,10 @@ async fn runs(
         Some(after) => Some(whole("after", Some(after), 0, 0, i64::MAX as u64)?),
         None => None,
     };
-    let store = state.store.clone();
-    let page = blocking(move || {
-        owned(&store, &id, &caller)?;
-        let runs = store.list_runs(&id, &Page { limit, after })?;
-        runs_page(&store, &id, runs, limit, MAX_RUN_JOBS)
+    let page = blocking(&state.store, move |store| async move {
+        owned(&store, &id, &caller).await?;
+        let runs = store.list_runs(&id, &Page { limit, after }).await?;
+        runs_page(&store, &id, runs, limit, MAX_RUN_JOBS).await
     })
     .await?;
     Ok(Json(page))

@@ -5,6 +5,10 @@
 //! commit or the next second makes every kept page stale. Requests that find the same
 //! page missing share one rendering: the first renders it, the others wait for it. At
 //! most [`MAX_PAGES`] pages are kept; past that, all are dropped and kept anew.
+//!
+//! Only a store that knows its commit count ([`crate::store::Backend::generation`])
+//! has its pages kept: on one that other engines write too, nothing says a kept page is
+//! still current, so every listing is read and rendered anew.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

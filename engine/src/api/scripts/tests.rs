@@ -9,7 +9,7 @@ use tower::ServiceExt;
 
 use crate::api::test_support::{TestState, state};
 use crate::auth::scopes;
-use crate::store::{JobTransition, LaunchPlan, SiteInput};
+use crate::store::{JobTransition, LaunchPlan, Operations, SiteInput};
 
 const ALL: &[&str] = &[
     scopes::SCRIPT_VIEW,
@@ -27,10 +27,10 @@ struct World {
     foreign_site: String,
 }
 
-fn world() -> World {
+async fn world() -> World {
     let t = state();
     let now = Utc::now();
-    let site = |org: &str, name: &str| {
+    let site = async |org: &str, name: &str| {
         t.state
             .store
             .create_site(
@@ -50,11 +50,15 @@ fn world() -> World {
                 },
                 now,
             )
+            .await
             .expect("site")
             .id
     };
-    let sites = (0..3).map(|i| site("acme", &format!("r{i}"))).collect();
-    let foreign_site = site("globex", "g0");
+    let mut sites = Vec::new();
+    for i in 0..3 {
+        sites.push(site("acme", &format!("r{i}")).await);
+    }
+    let foreign_site = site("globex", "g0").await;
     World {
         t,
         sites,
@@ -167,6 +171,8 @@ impl World {
             .t
             .state
             .store
+            .as_redb()
+            .expect("redb")
             .due_events(Utc::now() + TimeDelta::days(1), 1000)
             .expect("events");
         let link = events
@@ -193,7 +199,7 @@ fn assert_error(status: StatusCode, body: &Value, want: u16, code: &str) {
 
 #[tokio::test]
 async fn create_answers_every_seed_field_and_show_reads_it_back() {
-    let w = world();
+    let w = world().await;
     let (status, created) = w
         .call(
             "POST",
@@ -262,7 +268,7 @@ async fn create_answers_every_seed_field_and_show_reads_it_back() {
 
 #[tokio::test]
 async fn bad_bodies_are_400_or_422_naming_the_field() {
-    let w = world();
+    let w = world().await;
     let alice = w.alice();
     let (status, body, _) = w
         .raw(
@@ -332,7 +338,7 @@ async fn bad_bodies_are_400_or_422_naming_the_field() {
 
 #[tokio::test]
 async fn a_name_is_unique_within_an_organization() {
-    let w = world();
+    let w = world().await;
     w.create("Firewall update").await;
     let (status, body) = w
         .call(
@@ -377,7 +383,7 @@ async fn a_name_is_unique_within_an_organization() {
 /// from another organization 404 (and never the schedule's data), with it a success.
 #[tokio::test]
 async fn every_route_needs_its_scope_and_hides_other_organizations() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Matrix").await;
     let one = format!("/scripts/scheduled/{id}");
     let routes: Vec<(&str, String, Option<Value>, &[&str])> = vec![
@@ -489,7 +495,7 @@ async fn every_route_needs_its_scope_and_hides_other_organizations() {
 
 #[tokio::test]
 async fn four_eyes_the_creator_cannot_approve_and_another_user_can() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Four eyes").await;
     let uri = format!("/scripts/scheduled/{id}/authorize");
     let (status, body) = w.call("POST", &uri, &w.alice(), None).await;
@@ -528,7 +534,7 @@ async fn four_eyes_the_creator_cannot_approve_and_another_user_can() {
 
 #[tokio::test]
 async fn an_organization_that_allows_self_approval_lets_the_creator_approve() {
-    let mut w = world();
+    let mut w = world().await;
     w.t.state.organizations = std::sync::Arc::new(
         [(
             "acme".to_owned(),
@@ -585,7 +591,7 @@ async fn an_organization_that_allows_self_approval_lets_the_creator_approve() {
 
 #[tokio::test]
 async fn a_get_of_authorize_never_approves_and_the_link_confirms_with_a_post() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Linked").await;
     let uri = format!("/scripts/scheduled/{id}/authorize");
     let show = format!("/scripts/scheduled/{id}");
@@ -680,7 +686,7 @@ async fn a_get_of_authorize_never_approves_and_the_link_confirms_with_a_post() {
 
 #[tokio::test]
 async fn whoever_edited_what_runs_cannot_approve_it_by_scope_or_by_link() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Rewritten by bob").await;
     let one = format!("/scripts/scheduled/{id}");
     let uri = format!("{one}/authorize");
@@ -741,7 +747,7 @@ async fn whoever_edited_what_runs_cannot_approve_it_by_scope_or_by_link() {
 
 #[tokio::test]
 async fn an_edit_of_what_runs_resets_authorization_and_other_edits_do_not() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Editable").await;
     let one = format!("/scripts/scheduled/{id}");
     w.approve(&id).await;
@@ -796,7 +802,7 @@ async fn an_edit_of_what_runs_resets_authorization_and_other_edits_do_not() {
 
 #[tokio::test]
 async fn listing_filters_and_pages() {
-    let w = world();
+    let w = world().await;
     let mut ids = Vec::new();
     for i in 0..7 {
         // Ids begin with the creation millisecond: one apart keeps their order.
@@ -921,7 +927,7 @@ async fn listing_filters_and_pages() {
 
 #[tokio::test]
 async fn occurrences_preview_the_next_launches() {
-    let w = world();
+    let w = world().await;
     let mut body = w.body("Weekly");
     body["launch_at"] = Value::Null;
     body["recurrence"] = json!({
@@ -1017,7 +1023,7 @@ async fn occurrences_preview_the_next_launches() {
 
 #[tokio::test]
 async fn runs_and_progress_follow_the_jobs_of_a_launch() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Launched").await;
     let one = format!("/scripts/scheduled/{id}");
     let (status, _) = w
@@ -1031,7 +1037,7 @@ async fn runs_and_progress_follow_the_jobs_of_a_launch() {
 
     // Launch as the scheduler would, then finish two of the jobs.
     let store = &w.t.state.store;
-    let schedule = store.get_schedule(&id).expect("schedule");
+    let schedule = store.get_schedule(&id).await.expect("schedule");
     let now = Utc::now();
     let launch = store
         .launch(
@@ -1044,8 +1050,10 @@ async fn runs_and_progress_follow_the_jobs_of_a_launch() {
                 more_batches: false,
                 next_launch_at: None,
             },
+            0,
             now,
         )
+        .await
         .expect("launch");
     let jobs: Vec<_> = launch.created.iter().map(|j| j.id.clone()).collect();
     for (job, last) in [
@@ -1070,6 +1078,7 @@ async fn runs_and_progress_follow_the_jobs_of_a_launch() {
                 ],
                 now,
             )
+            .await
             .expect("transitions");
     }
     let (_, shown) = w.call("GET", &one, &w.alice(), None).await;
@@ -1180,7 +1189,7 @@ async fn the_openapi_document_describes_every_route() {
 
 #[tokio::test]
 async fn extreme_dates_are_answered_without_a_server_error() {
-    let w = world();
+    let w = world().await;
     let bodies = [
         json!({"launch_at": "+262142-12-31T23:59:59Z"}),
         json!({"launch_at": null, "recurrence": {"schedule_type": "HOURLY", "hourly_interval": 8784,
@@ -1223,23 +1232,28 @@ async fn extreme_dates_are_answered_without_a_server_error() {
 
 #[tokio::test]
 async fn an_unpaged_listing_past_its_cap_is_refused_not_cut_short() {
-    let w = world();
+    let w = world().await;
     for i in 0..4 {
         w.create(&format!("Listed {i}")).await;
     }
     let store = &w.t.state.store;
     let unpaged =
         super::query::ListQuery::parse(&[("paginate".into(), "false".into())]).expect("query");
-    let err =
-        super::list_data(store, "acme", &unpaged, Utc::now(), 3).expect_err("4 matches, cap 3");
+    let err = super::list_data(store, "acme", &unpaged, Utc::now(), 3)
+        .await
+        .expect_err("4 matches, cap 3");
     assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(err.code, "too_many_to_list");
     assert!(err.message.contains("4 schedules match"), "{}", err.message);
-    let all = super::list_data(store, "acme", &unpaged, Utc::now(), 4).expect("at the cap");
+    let all = super::list_data(store, "acme", &unpaged, Utc::now(), 4)
+        .await
+        .expect("at the cap");
     assert_eq!(all.registries.len(), 4);
     // Pages are not capped by it.
     let paged = super::query::ListQuery::parse(&[("page_size".into(), "2".into())]).expect("query");
-    let page = super::list_data(store, "acme", &paged, Utc::now(), 1).expect("paged");
+    let page = super::list_data(store, "acme", &paged, Utc::now(), 1)
+        .await
+        .expect("paged");
     assert_eq!((page.registries.len(), page.total), (2, 4));
     // Through the route, under the real cap, every match comes back.
     let (status, body) = w
@@ -1251,11 +1265,11 @@ async fn an_unpaged_listing_past_its_cap_is_refused_not_cut_short() {
 
 #[tokio::test]
 async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
-    let w = world();
+    let w = world().await;
     let id = w.create("Many runs").await;
     w.approve(&id).await;
     let store = &w.t.state.store;
-    let schedule = store.get_schedule(&id).expect("schedule");
+    let schedule = store.get_schedule(&id).await.expect("schedule");
     let now = Utc::now();
     for occurrence in 0..3 {
         store
@@ -1269,17 +1283,22 @@ async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
                     more_batches: true,
                     next_launch_at: None,
                 },
+                0,
                 now,
             )
+            .await
             .expect("launch");
     }
-    let runs = |after| {
+    let runs = async |after| {
         store
             .list_runs(&id, &crate::store::Page { limit: 10, after })
+            .await
             .expect("runs")
     };
     // Three runs of three jobs; seven jobs fit: two whole runs, the page ends there.
-    let page = super::runs_page(store, &id, runs(None), 10, 7).expect("page");
+    let page = super::runs_page(store, &id, runs(None).await, 10, 7)
+        .await
+        .expect("page");
     assert_eq!(page.runs.len(), 2);
     assert!(
         page.runs
@@ -1287,11 +1306,15 @@ async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
             .all(|r| r.jobs.len() == 3 && !r.jobs_truncated)
     );
     assert_eq!(page.next_after, Some(1), "the rest is on the next page");
-    let rest = super::runs_page(store, &id, runs(Some(1)), 10, 7).expect("page");
+    let rest = super::runs_page(store, &id, runs(Some(1)).await, 10, 7)
+        .await
+        .expect("page");
     assert_eq!(rest.runs.len(), 1);
     assert_eq!(rest.next_after, None);
     // A run larger than the whole budget is shown alone, cut short, and says so.
-    let page = super::runs_page(store, &id, runs(None), 10, 2).expect("page");
+    let page = super::runs_page(store, &id, runs(None).await, 10, 2)
+        .await
+        .expect("page");
     assert_eq!(page.runs.len(), 1);
     assert_eq!(page.runs[0].jobs.len(), 2);
     assert!(page.runs[0].jobs_truncated);
@@ -1313,7 +1336,7 @@ async fn a_page_of_runs_carries_a_bounded_number_of_jobs() {
 
 #[tokio::test]
 async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
-    let w = world();
+    let w = world().await;
     let mut body = w.body("risky");
     body["script"] = json!(":log info \"x\"\n/system reset-configuration");
     body["acknowledged_risks"] = json!(["factory-reset"]);
@@ -1341,7 +1364,7 @@ async fn show_carries_the_lint_of_the_script_and_the_listing_does_not() {
 
 #[tokio::test]
 async fn a_script_with_a_syntax_error_is_refused_naming_its_line_and_column() {
-    let w = world();
+    let w = world().await;
     let mut body = w.body("broken");
     body["script"] = json!(":log info \"ok\"\n:put (1 + 2");
     let (status, refused) = w
@@ -1377,7 +1400,7 @@ async fn a_script_with_a_syntax_error_is_refused_naming_its_line_and_column() {
 
 #[tokio::test]
 async fn critical_findings_need_their_rule_ids_in_acknowledged_risks() {
-    let w = world();
+    let w = world().await;
     let script = "/system reset-configuration no-defaults=yes\n/user remove [find name=old]";
     let with = |acks: Value| {
         let mut body = w.body("reset");
@@ -1454,7 +1477,7 @@ async fn critical_findings_need_their_rule_ids_in_acknowledged_risks() {
 
 #[tokio::test]
 async fn the_approval_covers_the_acknowledged_risks() {
-    let w = world();
+    let w = world().await;
     let mut body = w.body("acknowledged");
     body["script"] = json!("/system reset-configuration\n/user remove [find name=old]");
     body["acknowledged_risks"] = json!(["factory-reset"]);
@@ -1527,7 +1550,7 @@ async fn the_approval_covers_the_acknowledged_risks() {
 
 #[tokio::test]
 async fn the_request_and_the_confirm_page_show_approvers_the_findings() {
-    let w = world();
+    let w = world().await;
     let mut body = w.body("shown");
     body["script"] = json!(
         ":log info \"go\"\n/system reset-configuration\n/user remove [find name=old]\n/system reboot"
@@ -1546,6 +1569,8 @@ async fn the_request_and_the_confirm_page_show_approvers_the_findings() {
     let events =
         w.t.state
             .store
+            .as_redb()
+            .expect("redb")
             .due_events(Utc::now() + TimeDelta::days(1), 1000)
             .expect("events");
     let event = events

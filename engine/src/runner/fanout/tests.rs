@@ -14,7 +14,7 @@ use super::*;
 use crate::config::Limits;
 use crate::plugins::HostOptions;
 use crate::simulate::{Fault, FaultKind, Fleet, FleetConfig, Profile};
-use crate::store::{Secret, SiteInput, TlsSettings};
+use crate::store::{Secret, SiteInput, Store, TlsSettings};
 
 const PASSWORD: &str = "pw";
 
@@ -69,7 +69,7 @@ async fn env(bind: Ipv4Addr, routers: usize, faults: Vec<Fault>, settings: Runne
     .expect("host");
     host.reconcile().await;
     let store = Arc::new(Store::open(dir.path().join("data")).expect("store"));
-    let runner = Runner::new(store.clone(), host, settings);
+    let runner = Runner::new(Arc::new(Backend::Redb(store.clone())), host, settings);
     let (signal, shutdown) = Shutdown::new();
     Env {
         fleet,

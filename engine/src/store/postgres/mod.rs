@@ -21,8 +21,11 @@
 //! Where each site of a run stands is read from the run's jobs (`latest_runs`), so it
 //! always equals a recount; the redb store keeps it beside the run instead.
 //!
-//! The engine runs on the redb store until its operations reach this store through one
-//! interface and its workers use the claims and leases this store offers.
+//! The engine reaches this store through [`crate::store::Backend`], which names the engine
+//! in its claims and leases: its runner claims jobs as it starts them
+//! ([`PgStore::claim_and_transition`]), its launcher holds the scheduler lease, its
+//! deliverer claims notifications, and every engine renews its claims and settles those
+//! that lapsed (`serve`'s `keep_claims`).
 //!
 //! What several engines add:
 //! - the never-twice ledger is a `UNIQUE (schedule_id, occurrence, site_id)` constraint,
