@@ -13,7 +13,6 @@ use crate::config::Config;
 use crate::plugins::{self, Change, HostOptions, PluginHost};
 use crate::runner::fanout::{RunReport, Runner};
 use crate::scheduler::launcher::Launcher;
-use crate::store::backend::CLAIM_TTL;
 use crate::store::postgres::PgStore;
 use crate::store::{Backend, CredentialKey, Store};
 
@@ -248,10 +247,10 @@ pub async fn run(
         }
     );
     let watcher = tokio::spawn(plugins::watch(host.clone(), stopped.clone().wait()));
-    let leases = store
-        .as_postgres()
-        .is_some()
-        .then(|| tokio::spawn(keep_claims(store.clone(), stopped.clone())));
+    let leases = store.as_postgres().is_some().then(|| {
+        let (runner, stopped) = (runner.clone(), stopped.clone());
+        tokio::spawn(async move { runner.keep_claims(stopped).await })
+    });
     let jobs = {
         let (runner, stopped) = (runner.clone(), stopped.clone());
         tokio::spawn(async move {
@@ -337,36 +336,6 @@ async fn open_store(config: &Config) -> Result<Backend, ServeError> {
         key.describe()
     );
     Ok(Backend::postgres(store, engine))
-}
-
-/// On a shared store, until shutdown: keeps this engine's claims on the jobs it runs
-/// alive, and settles the jobs whose engine stopped renewing theirs (any engine may: two
-/// settle each job once), as a restart settles a crashed engine's own.
-async fn keep_claims(store: Arc<Backend>, stopped: Shutdown) {
-    let Some(shared) = store.as_postgres() else {
-        return;
-    };
-    let every = CLAIM_TTL / 3;
-    loop {
-        if let Err(e) = shared.store.renew_claims(&shared.engine, CLAIM_TTL).await {
-            tracing::warn!(error = %e, "cannot renew this engine's claims on its jobs");
-        }
-        match shared.store.expire_leases(chrono::Utc::now()).await {
-            Ok(settled) if !settled.interrupted.is_empty() || !settled.requeued.is_empty() => {
-                tracing::warn!(
-                    interrupted = settled.interrupted.len(),
-                    requeued = settled.requeued.len(),
-                    "settled the jobs of an engine that stopped renewing its claims"
-                );
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot settle lapsed claims"),
-        }
-        tokio::select! {
-            () = stopped.clone().wait() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
 }
 
 /// Reads the global templates from `templates_dir` and keeps them in step with it until

@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use yardmaster::store::{Operations, Secret, SiteInput, User};
+
 pub mod bench;
 pub mod openai;
 pub mod postgres;
@@ -135,6 +137,146 @@ fn dechunk(mut body: &str) -> String {
         body = rest[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// A fleet of simulated routers in its own `yardmaster simulate` process (plain API on
+/// port 8728, user `admin`, password `pw`), stopped when dropped.
+pub struct Simulator {
+    child: Child,
+    first: [u8; 4],
+}
+
+impl Simulator {
+    /// Starts `routers` routers, the first at `first` and each next one at the next
+    /// address, with `extra` arguments (`--fault ...`); returns once the last answers.
+    pub fn start(routers: usize, first: [u8; 4], extra: &[&str]) -> Simulator {
+        let child = Command::new(binary())
+            .args(["simulate", "--routers", &routers.to_string(), "--bind"])
+            .arg(std::net::Ipv4Addr::from(first).to_string())
+            .args(["--no-tls", "--password", "pw"])
+            .args(extra)
+            .env("YARDMASTER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the simulator");
+        let simulator = Simulator { child, first };
+        let last = simulator.addr(routers - 1);
+        eventually("the last simulated router to answer", || {
+            TcpStream::connect_timeout(&last, Duration::from_millis(200))
+                .ok()
+                .map(|_| ())
+        });
+        simulator
+    }
+
+    /// Router `i`'s API address.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        let base = u32::from_be_bytes(self.first) + i as u32;
+        SocketAddr::from((base.to_be_bytes(), 8728))
+    }
+
+    /// A site of `organization` for router `i`, named `router-<i>`, over the API
+    /// transport, tagged `tags`.
+    pub fn site(&self, organization: &str, i: usize, tags: &[&str]) -> SiteInput {
+        let addr = self.addr(i);
+        SiteInput {
+            organization: organization.into(),
+            name: format!("router-{i}"),
+            address: addr.ip().to_string(),
+            port: Some(addr.port()),
+            transport: "routeros-api".into(),
+            username: "admin".into(),
+            password: Some(Secret::new("pw")),
+            tls: Default::default(),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            private_key: None,
+            private_key_passphrase: None,
+            ssh: None,
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes what an admin would before a launch, through either store: the users `alice`
+/// (who creates schedules) and `bob` (who approves them) of `organization`, and a site
+/// per router of `fleet` tagged `fleet`. Returns each site's id with its router's index.
+pub async fn seed(
+    store: &impl Operations,
+    fleet: &Simulator,
+    organization: &str,
+    routers: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let now = chrono::Utc::now();
+    for id in ["alice", "bob"] {
+        store
+            .put_user(&User {
+                id: id.into(),
+                name: id.into(),
+                email: format!("{id}@example.com"),
+                organization: organization.into(),
+                created_at: now,
+            })
+            .await
+            .expect("user");
+    }
+    let inputs = (0..routers)
+        .map(|i| fleet.site(organization, i, &["fleet"]))
+        .collect();
+    store
+        .import_sites(organization, inputs, "admin", now)
+        .await
+        .expect("import")
+        .expect("every site accepted")
+        .into_iter()
+        .map(|site| {
+            let i = site.name["router-".len()..].parse().expect("index");
+            (site.id, i)
+        })
+        .collect()
+}
+
+/// How many lines of a simulated router's log (`yardmaster simulate --password pw`) are
+/// `message`, asked over its RouterOS API as user `admin`: the router's own count of the
+/// times a script ran there.
+pub fn logged(router: SocketAddr, message: &str) -> usize {
+    use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
+    let mut stream = TcpStream::connect_timeout(&router, Duration::from_secs(5)).expect("router");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut decoder = Decoder::new();
+    let send = |words: &[&str], stream: &mut TcpStream| {
+        stream.write_all(&encode_sentence(words)).expect("write");
+    };
+    let mut read_until_done = |stream: &mut TcpStream| -> usize {
+        let mut rows = 0;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Some(sentence) = decoder.next_sentence().expect("protocol") {
+                match Reply::parse(&sentence).expect("reply") {
+                    Reply::Re { .. } => rows += 1,
+                    Reply::Done { .. } => return rows,
+                    Reply::Trap { message, .. } => panic!("router {router}: {message}"),
+                    _ => {}
+                }
+            }
+            let n = stream.read(&mut buf).expect("read");
+            assert!(n > 0, "router {router} closed the connection");
+            decoder.feed(&buf[..n]);
+        }
+    };
+    send(&["/login", "=name=admin", "=password=pw"], &mut stream);
+    read_until_done(&mut stream);
+    send(&["/log/print", &format!("?message={message}")], &mut stream);
+    read_until_done(&mut stream)
 }
 
 /// A running engine on a temporary folder, killed when dropped.

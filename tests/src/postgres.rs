@@ -162,7 +162,7 @@ impl Postgres {
         // nothing else), the socket inside the directory, and durable commits.
         let conf = format!(
             "\nlisten_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\n\
-             fsync = on\nsynchronous_commit = on\nmax_connections = 40\nshared_buffers = 16MB\n",
+             fsync = on\nsynchronous_commit = on\nmax_connections = 100\nshared_buffers = 16MB\n",
             self.port,
             self.socket_dir().display()
         );

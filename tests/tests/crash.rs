@@ -4,68 +4,16 @@
 //! store must account for every job.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use yardmaster::approval::{self, OrgPolicy, Principal};
-use yardmaster::store::{JobStatus, ScheduleInput, Secret, SiteInput, Store, User};
-use yardmaster_plugin_sdk::routeros::{Decoder, Reply, encode_sentence};
-use yardmaster_tests::{Engine, EngineOptions, binary, eventually};
+use yardmaster::store::{JobStatus, ScheduleInput, Store};
+use yardmaster_tests::{Engine, EngineOptions, Simulator, eventually, logged, seed};
 
 const ROUTERS: usize = 2_000;
 const MESSAGE: &str = "crash-test-ran";
 const FIRST: [u8; 4] = [127, 8, 0, 1];
-
-struct Simulator(Child);
-
-impl Drop for Simulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn router_addr(i: usize) -> SocketAddr {
-    let base = u32::from_be_bytes(FIRST) + i as u32;
-    SocketAddr::from((base.to_be_bytes(), 8728))
-}
-
-/// How many times router `i` logged the script, asked over the RouterOS API.
-fn runs_on(i: usize) -> usize {
-    let mut stream =
-        TcpStream::connect_timeout(&router_addr(i), Duration::from_secs(5)).expect("router");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut decoder = Decoder::new();
-    let send = |words: &[&str], stream: &mut TcpStream| {
-        stream.write_all(&encode_sentence(words)).expect("write");
-    };
-    let mut read_until_done = |stream: &mut TcpStream| -> usize {
-        let mut rows = 0;
-        let mut buf = [0u8; 4096];
-        loop {
-            while let Some(sentence) = decoder.next_sentence().expect("protocol") {
-                match Reply::parse(&sentence).expect("reply") {
-                    Reply::Re { .. } => rows += 1,
-                    Reply::Done { .. } => return rows,
-                    Reply::Trap { message, .. } => panic!("router {i}: {message}"),
-                    _ => {}
-                }
-            }
-            let n = stream.read(&mut buf).expect("read");
-            assert!(n > 0, "router {i} closed the connection");
-            decoder.feed(&buf[..n]);
-        }
-    };
-    send(&["/login", "=name=admin", "=password=pw"], &mut stream);
-    read_until_done(&mut stream);
-    send(&["/log/print", &format!("?message={MESSAGE}")], &mut stream);
-    read_until_done(&mut stream)
-}
 
 /// A small deterministic spread of kill moments, different on every run.
 fn kill_after(round: u32) -> Duration {
@@ -79,71 +27,19 @@ fn kill_after(round: u32) -> Duration {
 
 #[test]
 fn sigkill_during_a_launch_never_runs_a_script_twice() {
-    let simulator = Simulator(
-        Command::new(binary())
-            .args([
-                "simulate",
-                "--routers",
-                &ROUTERS.to_string(),
-                "--bind",
-                "127.8.0.1",
-                "--no-tls",
-            ])
-            .args(["--password", "pw"])
-            .env("YARDMASTER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("simulator"),
-    );
-    eventually("the last simulated router to answer", || {
-        TcpStream::connect_timeout(&router_addr(ROUTERS - 1), Duration::from_millis(200))
-            .ok()
-            .map(|_| ())
-    });
+    let simulator = Simulator::start(ROUTERS, FIRST, &[]);
 
     // Seed the engine's state as an admin would have: sites, a schedule, a second
     // person's approval.
     let dir = tempfile::tempdir().expect("tmp");
-    let mut sites: BTreeMap<String, usize> = BTreeMap::new();
+    let sites: BTreeMap<String, usize>;
     let schedule_id = {
         let store = Store::open(dir.path().join("data")).expect("store");
         let now = Utc::now();
-        for id in ["alice", "bob"] {
-            store
-                .put_user(&User {
-                    id: id.into(),
-                    name: id.into(),
-                    email: format!("{id}@example.com"),
-                    organization: "acme".into(),
-                    created_at: now,
-                })
-                .expect("user");
-        }
-        for i in 0..ROUTERS {
-            let addr = router_addr(i);
-            let site = store
-                .create_site(
-                    SiteInput {
-                        organization: "acme".into(),
-                        name: format!("router-{i}"),
-                        address: addr.ip().to_string(),
-                        port: Some(addr.port()),
-                        transport: "routeros-api".into(),
-                        username: "admin".into(),
-                        password: Some(Secret::new("pw")),
-                        tls: Default::default(),
-                        tags: vec!["fleet".into()],
-                        private_key: None,
-                        private_key_passphrase: None,
-                        ssh: None,
-                    },
-                    now,
-                )
-                .expect("site");
-            sites.insert(site.id, i);
-        }
+        sites = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(seed(&store, &simulator, "acme", ROUTERS));
         let schedule = store
             .create_schedule(
                 ScheduleInput {
@@ -227,7 +123,7 @@ fn sigkill_during_a_launch_never_runs_a_script_twice() {
     let (mut completed, mut interrupted) = (0, 0);
     for job in &jobs {
         let i = sites[&job.site_id];
-        let runs = runs_on(i);
+        let runs = logged(simulator.addr(i), MESSAGE);
         assert!(runs <= 1, "router {i} ran the script {runs} times");
         match job.status {
             JobStatus::Completed => {

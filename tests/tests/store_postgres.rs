@@ -3642,6 +3642,123 @@ async fn the_scheduler_lease_moves_only_after_it_lapses_and_fences_the_old_holde
     assert!(third > second);
 }
 
+/// The runner's path: a pending job is claimed by the transition that loads it, once;
+/// only the jobs an engine still works on are renewed, and the others lapse.
+#[tokio::test]
+async fn a_job_is_claimed_as_it_is_loaded_and_only_the_work_under_way_is_renewed() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
+    let ids = ids(&a
+        .create_jobs(
+            (0..3).map(|i| input(&format!("s{i}"), None)).collect(),
+            t(0),
+        )
+        .await
+        .expect("create"));
+    let start = |id: &String| {
+        (
+            id.clone(),
+            vec![
+                JobTransition::Load,
+                JobTransition::Start,
+                JobTransition::MarkSent,
+            ],
+        )
+    };
+    // Both engines go for the first job at once: one takes it, the other is refused.
+    let (first, second) = tokio::join!(
+        a.claim_and_transition("engine-a", vec![start(&ids[0])], LONG, t(1)),
+        b.claim_and_transition("engine-b", vec![start(&ids[0])], LONG, t(1)),
+    );
+    let (first, second) = (first.expect("a"), second.expect("b"));
+    let taken = [&first[0], &second[0]].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(taken, 1, "{first:?} {second:?}");
+    let (holder, other) = if first[0].is_ok() {
+        (&a, "engine-b")
+    } else {
+        (&b, "engine-a")
+    };
+    let holder_name = if first[0].is_ok() {
+        "engine-a"
+    } else {
+        "engine-b"
+    };
+    let lost = if first[0].is_ok() {
+        &second[0]
+    } else {
+        &first[0]
+    };
+    assert!(matches!(lost, Err(StoreError::NotHeld { .. })), "{lost:?}");
+    // The other engine may not move the job the first one holds.
+    let refused = holder
+        .claim_and_transition(
+            other,
+            vec![(ids[0].clone(), vec![JobTransition::Retry])],
+            LONG,
+            t(2),
+        )
+        .await
+        .expect("refused in its answer");
+    assert!(
+        matches!(refused[0], Err(StoreError::NotHeld { .. })),
+        "{refused:?}"
+    );
+    // A pending job is nobody's: ending it unstarted (a halt) needs no claim.
+    let halted = holder
+        .claim_and_transition(
+            other,
+            vec![(
+                ids[2].clone(),
+                vec![JobTransition::Fail {
+                    error: JobError {
+                        code: "halted".into(),
+                        message: "halted".into(),
+                    },
+                    output: None,
+                }],
+            )],
+            LONG,
+            t(2),
+        )
+        .await
+        .expect("halt");
+    assert_eq!(
+        halted[0].as_ref().expect("failed").status,
+        JobStatus::Failed
+    );
+    // The holder claims a second job, then renews only the first: the second lapses and
+    // is settled as a dead engine's would be (sent: interrupted).
+    let second_claim = holder
+        .claim_and_transition(
+            holder_name,
+            vec![start(&ids[1])],
+            Duration::from_millis(1),
+            t(3),
+        )
+        .await
+        .expect("claim");
+    assert!(second_claim[0].is_ok());
+    let renewed = holder
+        .renew_claims_of(holder_name, std::slice::from_ref(&ids[0]), LONG)
+        .await
+        .expect("renew");
+    assert_eq!(renewed, vec![ids[0].clone()]);
+    let report = eventually("the unrenewed claim to lapse", || async {
+        let report = a.expire_leases(t(10)).await.expect("expire");
+        (!report.interrupted.is_empty()).then_some(report)
+    })
+    .await;
+    assert_eq!(report.interrupted, vec![ids[1].clone()]);
+    let jobs = a.get_jobs(&ids).await.expect("read");
+    assert_eq!(jobs[0].status, JobStatus::Running, "still held and at work");
+    assert_eq!(jobs[1].status, JobStatus::Failed);
+}
+
 #[tokio::test]
 async fn a_dead_engines_claims_expire_into_requeued_and_interrupted_jobs() {
     let server = Postgres::start();

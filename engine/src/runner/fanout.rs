@@ -42,10 +42,16 @@ use super::execute::{self, ExecError};
 use super::rollback;
 use crate::plugins::{PluginHost, Transport, transport};
 use crate::server::Shutdown;
+use crate::store::backend::CLAIM_TTL;
 use crate::store::{
     Backend, Changes, Job, JobError, JobInput, JobStatus, JobTransition, Operations, Page, SKIPPED,
     StoreError,
 };
+
+/// How long, on a shared store, the runner keeps recording a job's change while the
+/// database is out of reach, before it leaves the job to be settled as a crashed
+/// engine's.
+const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
 /// Error code of a job not started because its run was halted.
 pub const HALTED: &str = "halted";
@@ -203,9 +209,34 @@ struct Inner {
     /// Express jobs started by `submit_async`, awaited by `drain`.
     background: Mutex<JoinSet<()>>,
     wake: Notify,
+    /// Jobs this engine is at work on, from before their claim to after their end is
+    /// recorded: the claims renewed on a shared store.
+    working: Arc<Mutex<HashSet<String>>>,
     /// Runs being launched here, by schedule and occurrence, with how many holds each:
     /// their launch starts their jobs, so the queue reader leaves them alone.
     held_runs: Arc<Mutex<HashMap<(String, u64), usize>>>,
+}
+
+/// A job in [`Inner::working`] until dropped.
+struct Working {
+    set: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Working {
+    fn new(set: &Arc<Mutex<HashSet<String>>>, id: &str) -> Working {
+        lock(set).insert(id.to_owned());
+        Working {
+            set: set.clone(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Working {
+    fn drop(&mut self) {
+        lock(&self.set).remove(&self.id);
+    }
 }
 
 /// Keeps a run's jobs out of the queue reader's hands until dropped
@@ -319,6 +350,7 @@ impl Runner {
                 background: Mutex::new(JoinSet::new()),
                 wake: Notify::new(),
                 held_runs: Arc::default(),
+                working: Arc::default(),
             }),
         }
     }
@@ -344,12 +376,68 @@ impl Runner {
     }
 
     /// Commits transitions of several jobs together with the other job writes queued.
+    /// On a shared store, a commit that failed because the database was out of reach
+    /// is made again, with a growing pause, for up to [`STORE_PATIENCE`]: a database
+    /// restart or failover does not lose what a job did. A commit whose connection broke
+    /// may have taken effect; made again, it is refused for a job already moved, and
+    /// that job is left to lapse and be settled (see [`Runner::keep_claims`]).
     async fn commit(&self, items: Changes) -> Result<Vec<Result<Job, StoreError>>, RunnerError> {
-        self.inner
-            .store
-            .change_jobs(items, Utc::now())
-            .await
-            .map_err(RunnerError::Commit)
+        let store = &self.inner.store;
+        if store.as_redb().is_some() {
+            return store
+                .change_jobs(items, Utc::now())
+                .await
+                .map_err(RunnerError::Commit);
+        }
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match store.change_jobs(items.clone(), Utc::now()).await {
+                Err(e) if e.is_transient() && started.elapsed() + pause < STORE_PATIENCE => {
+                    tracing::warn!(error = %e, "the store is out of reach; recording again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other.map_err(RunnerError::Commit),
+            }
+        }
+    }
+
+    /// On a shared store, until `shutdown`: keeps this engine's claims alive on the jobs
+    /// it is at work on (and on no other job it may hold: a claim whose commit was lost,
+    /// or a job whose end could not be recorded, lapses), and settles the jobs whose
+    /// engine stopped renewing its claims, as a restart settles a crashed engine's own
+    /// (any engine may; each job is settled once). Nothing to do on redb.
+    pub async fn keep_claims(&self, shutdown: Shutdown) {
+        let Some(shared) = self.inner.store.as_postgres() else {
+            return;
+        };
+        loop {
+            let working: Vec<String> = lock(&self.inner.working).iter().cloned().collect();
+            if !working.is_empty()
+                && let Err(e) = shared
+                    .store
+                    .renew_claims_of(&shared.engine, &working, CLAIM_TTL)
+                    .await
+            {
+                tracing::warn!(error = %e, "cannot renew this engine's claims on its jobs");
+            }
+            match shared.store.expire_leases(Utc::now()).await {
+                Ok(settled) if !settled.interrupted.is_empty() || !settled.requeued.is_empty() => {
+                    tracing::warn!(
+                        interrupted = settled.interrupted.len(),
+                        requeued = settled.requeued.len(),
+                        "settled the jobs of lapsed claims"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot settle lapsed claims"),
+            }
+            tokio::select! {
+                () = shutdown.clone().wait() => return,
+                () = tokio::time::sleep(CLAIM_TTL / 3) => {}
+            }
+        }
     }
 
     async fn commit_one(
@@ -617,7 +705,13 @@ impl Runner {
         let site_ssh = site_ssh(&self.inner.store, &site)
             .await
             .map_err(|e| ExecError {
-                code: CREDENTIALS.into(),
+                // A store out of reach is tried again, as for the site's own read.
+                code: if e.is_transient() {
+                    "store"
+                } else {
+                    CREDENTIALS
+                }
+                .into(),
                 message: e.to_string(),
                 category: None,
                 maybe_sent: false,
@@ -654,6 +748,7 @@ impl Runner {
         slot: Slot,
     ) -> Outcome {
         let id = job.id.clone();
+        let _working = Working::new(&self.inner.working, &id);
         let end = self.work(job, options, shutdown).await;
         // Noted before the slot is free, so the next dispatch judges with this job in.
         tally.note(&end);
@@ -1247,6 +1342,10 @@ impl Runner {
     /// the jobs of a schedule run with that schedule's options, the others with defaults.
     /// Jobs left `running` are not touched: recovery has settled them already.
     pub async fn resume_pending(&self, shutdown: Shutdown) -> Result<RunReport, RunnerError> {
+        if self.inner.store.as_postgres().is_some() {
+            // Every engine's queue reader takes them ([`Runner::serve`]).
+            return Ok(RunReport::default());
+        }
         let (pending, _) = self.pending_jobs(None, true).await?;
         let mut total = RunReport::default();
         let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();

@@ -216,6 +216,28 @@ impl StoreError {
         }
     }
 
+    /// True when the database could not be reached or its connection was lost (a
+    /// restart, a failover, a network cut): the same operation may succeed once it is
+    /// back. Whether a commit whose connection broke took effect is not known, so what
+    /// is run again must be refused when it already happened (the store's transitions
+    /// are: a job cannot end twice).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Unreachable { .. } => true,
+            StoreError::Postgres { source, .. } => {
+                source.is_closed()
+                    || source.code().is_some_and(|code| {
+                        let code = code.code();
+                        // Class 08: connection exception; 57P01-57P03: the server is
+                        // shutting down, crashed, or not accepting connections yet.
+                        code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03")
+                    })
+                    || source.code().is_none()
+            }
+            _ => false,
+        }
+    }
+
     /// True for the errors a client caused by naming something that is already taken.
     pub fn is_conflict(&self) -> bool {
         matches!(

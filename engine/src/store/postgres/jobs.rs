@@ -190,13 +190,13 @@ impl PgStore {
         self.transition(items, Some(engine), None, now).await
     }
 
-    /// [`PgStore::transition_held`] that also claims: a pending job (nobody's) is moved
-    /// by `engine`, and if it is left in flight (`Load`), taken by `engine` in the same
-    /// transaction, held until `ttl`
-    /// from now by the database's clock (renewed with [`PgStore::renew_claims`]). Two
-    /// engines claiming one job at once take turns on its row; the second finds it loaded
-    /// and is refused with [`StoreError::IllegalTransition`], so a job is run by one
-    /// engine only. Any other job must be held by `engine`.
+    /// [`PgStore::transition_held`] that also claims: a pending job (nobody's) may be
+    /// moved by `engine`, and one it leaves in flight (`Load`) is taken by `engine` in the
+    /// same transaction, held until `ttl` from now by the database's clock (renewed with
+    /// [`PgStore::renew_claims_of`]). Two engines claiming one job at once take turns on
+    /// its row; the second finds it held by the first and is refused with
+    /// [`StoreError::NotHeld`] (or [`StoreError::IllegalTransition`] once it ended), so a
+    /// job is run by one engine only. Any other job must be held by `engine`.
     pub async fn claim_and_transition(
         &self,
         engine: &str,
@@ -366,6 +366,28 @@ impl PgStore {
         engine: &str,
         ttl: Duration,
     ) -> Result<Vec<String>, StoreError> {
+        self.renew(engine, None, ttl).await
+    }
+
+    /// [`PgStore::renew_claims`] for the jobs `ids` only, those `engine` is still at work
+    /// on: a job it holds but no longer works on (its end could not be recorded, or a
+    /// claim whose commit was lost with its connection) is left to lapse, and is then
+    /// settled as a crashed engine's is. Returns the ids renewed.
+    pub async fn renew_claims_of(
+        &self,
+        engine: &str,
+        ids: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.renew(engine, Some(ids), ttl).await
+    }
+
+    async fn renew(
+        &self,
+        engine: &str,
+        ids: Option<&[String]>,
+        ttl: Duration,
+    ) -> Result<Vec<String>, StoreError> {
         let ttl = lease_millis(ttl);
         transaction!(self, "renew claims", |tx| async {
             let rows = tx
@@ -373,8 +395,9 @@ impl PgStore {
                     "UPDATE jobs
                      SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
                      WHERE owner = $1 AND status = ANY($3)
+                       AND ($4::text[] IS NULL OR id = ANY($4))
                      RETURNING id",
-                    &[&engine, &ttl, &&HELD[..]],
+                    &[&engine, &ttl, &&HELD[..], &ids],
                 )
                 .await
                 .map_err(pg("renew claims"))?;
