@@ -12,11 +12,13 @@
 //! was written (refused, auth, TLS, denied, no plugin); any other failure is final.
 //!
 //! Claims: `Load` (pending -> loaded) succeeds for one caller only, so two runners (or a
-//! runner and `resume_pending`) given the same job never both run it.
+//! runner and `resume_pending`) given the same job never both run it. On a store several
+//! engines share, the same transition records the engine that took the job, and every
+//! later change of the job must come from that engine ([`Backend::change_jobs`]).
 //!
-//! Store writes go through the store's group commit ([`Store::change_jobs`]): the
-//! transitions of concurrent jobs and the API's new submissions queued while a commit
-//! syncs are written together in the next one. A caller waits for its own commit, so a
+//! Store writes go through [`Backend::change_jobs`]; on redb that is the store's group
+//! commit: the transitions of concurrent jobs and the API's new submissions queued while
+//! a commit syncs are written together in the next one. A caller waits for its own commit, so a
 //! `MarkSent` is never later than the call that sends the script; batching only shares
 //! the sync among concurrent writers.
 //!
@@ -775,8 +777,26 @@ impl Runner {
         let deadline = Instant::now() + settings.job_timeout;
         let id = job.id.clone();
 
+        // On a store several engines share, the others may be after the same job: it is
+        // claimed before anything is read for it, so the engines that lose read nothing.
+        let shared = self.inner.store.as_postgres().is_some();
+        if shared {
+            match self.commit_one(&id, vec![JobTransition::Load]).await {
+                Ok(_) => {}
+                Err(RunnerError::Store(_)) => return End::Outcome(Outcome::NotRun),
+                Err(e) => {
+                    tracing::error!(job = %id, error = %e, "could not claim a job; it stays pending");
+                    return End::Outcome(Outcome::LeftPending);
+                }
+            }
+        }
+        let load = if shared {
+            Vec::new()
+        } else {
+            vec![JobTransition::Load]
+        };
         // Reads only; a job whose site is gone, or has no password to log in with, fails
-        // without being claimed for a run.
+        // without being claimed for a run (on one engine's store).
         let mut prepared = self.prepare(&job).await;
         if let Err(e) = &prepared
             && matches!(
@@ -784,13 +804,14 @@ impl Runner {
                 SITE_NOT_FOUND | SITE_CHANGED | PASSWORD_MISSING
             )
         {
-            return End::Failed(vec![JobTransition::Load], e.clone());
+            return End::Failed(load, e.clone());
         }
         let direct = prepared.is_ok()
             && !options.abort_if_offline
             && !job.make_backup
             && job.rollback_after_secs.is_none();
-        let mut claim = vec![JobTransition::Load, JobTransition::Start];
+        let mut claim = load;
+        claim.push(JobTransition::Start);
         if direct {
             claim.push(JobTransition::MarkSent);
         }
@@ -1541,6 +1562,18 @@ impl Runner {
             .as_postgres()
             .is_some_and(|shared| shared.holds_scheduler_lease());
         let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();
+        // Each engine starts at its own place in the queue, so engines reading the same
+        // pending jobs go for different ones first.
+        let mut jobs = jobs;
+        if let Some(shared) = self.inner.store.as_postgres()
+            && !jobs.is_empty()
+        {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            shared.engine.hash(&mut hasher);
+            let turn = (hasher.finish() % jobs.len() as u64) as usize;
+            jobs.rotate_left(turn);
+        }
         {
             let handed = lock(in_flight);
             let held = lock(&self.inner.held_runs);

@@ -12,11 +12,11 @@
 //! blocking thread on redb, and awaited in place on PostgreSQL.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use super::approvals::{ApprovalToken, Decision};
 use super::listing::{ScheduleFilter, ScheduleListing};
@@ -236,7 +236,7 @@ pub enum Backend {
 /// One engine's place on a shared PostgreSQL store.
 #[derive(Debug)]
 pub struct Shared {
-    pub store: PgStore,
+    pub store: Arc<PgStore>,
     /// This engine's name in claims and leases; unique among the engines of a database.
     pub engine: String,
     /// Signalled when a schedule may have moved its next launch (here or on another
@@ -248,6 +248,76 @@ pub struct Shared {
     outbox: Notify,
     /// Whether this engine held the scheduler lease when it last looked.
     scheduler: std::sync::atomic::AtomicBool,
+    /// Job changes waiting to share a transaction.
+    changes: Arc<Mutex<Pending>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("queued", &self.writes.len())
+            .field("committing", &self.committing)
+            .finish()
+    }
+}
+
+/// What a batch of job changes is answered: each job's outcome, inside the commit's.
+type Changed = Result<Vec<Result<Job, StoreError>>, StoreError>;
+
+/// Job changes queued for the next transaction, and whether a committer is at work.
+#[derive(Default)]
+struct Pending {
+    writes: Vec<(Changes, oneshot::Sender<Changed>)>,
+    committing: bool,
+}
+
+/// Commits the queued job changes of `engine`, batch after batch, until none is left:
+/// each batch in one transaction, each caller answered with its own jobs' outcomes (or
+/// the transaction's error). The transaction commits once for all of them, as the redb
+/// store's group commit syncs once.
+async fn commit_changes(store: Arc<PgStore>, engine: String, pending: Arc<Mutex<Pending>>) {
+    loop {
+        let writes = {
+            let mut queue = pending.lock().unwrap_or_else(PoisonError::into_inner);
+            if queue.writes.is_empty() {
+                queue.committing = false;
+                return;
+            }
+            std::mem::take(&mut queue.writes)
+        };
+        let sizes: Vec<usize> = writes.iter().map(|(items, _)| items.len()).collect();
+        let (items, replies): (Vec<Changes>, Vec<_>) = writes.into_iter().unzip();
+        let outcome = store
+            .claim_and_transition(&engine, items.concat(), CLAIM_TTL, Utc::now())
+            .await;
+        match outcome {
+            Ok(results) => {
+                let mut results = results.into_iter();
+                for (size, reply) in sizes.into_iter().zip(replies) {
+                    let _ = reply.send(Ok(results.by_ref().take(size).collect()));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let transient = e.is_transient();
+                for reply in replies {
+                    // Each caller gets the error; a transient one stays transient, so
+                    // the caller knows to try again.
+                    let _ = reply.send(Err(if transient {
+                        StoreError::Unreachable {
+                            address: store.address().to_owned(),
+                            reason: message.clone(),
+                        }
+                    } else {
+                        StoreError::Io {
+                            path: store.address().to_owned(),
+                            source: std::io::Error::other(message.clone()),
+                        }
+                    }));
+                }
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -272,12 +342,13 @@ impl Backend {
     /// `store`, shared with other engines, as the engine named `engine`.
     pub fn postgres(store: PgStore, engine: impl Into<String>) -> Backend {
         Backend::Postgres(Box::new(Shared {
-            store,
+            store: Arc::new(store),
             engine: engine.into(),
             launches: Notify::new(),
             jobs: Notify::new(),
             outbox: Notify::new(),
             scheduler: std::sync::atomic::AtomicBool::new(false),
+            changes: Arc::default(),
         }))
     }
 
@@ -419,10 +490,11 @@ impl Backend {
         }
     }
 
-    /// Moves several jobs, each through its own transitions, as this engine: on redb in
-    /// the shared group commit; on PostgreSQL a pending job is claimed by this engine in
-    /// the same transaction (or refused, when another engine took it first), and a job
-    /// in flight must be this engine's ([`StoreError::NotHeld`] otherwise).
+    /// Moves several jobs, each through its own transitions, as this engine, in a commit
+    /// shared with the other job changes queued meanwhile (redb's group commit; on
+    /// PostgreSQL one transaction per batch). On PostgreSQL a pending job is claimed by
+    /// this engine in that transaction (or refused, when another engine took it first),
+    /// and a job in flight must be this engine's ([`StoreError::NotHeld`] otherwise).
     pub async fn change_jobs(
         &self,
         items: Changes,
@@ -431,10 +503,29 @@ impl Backend {
         match self {
             Backend::Redb(store) => store.change_jobs(items, now).await,
             Backend::Postgres(shared) => {
-                shared
-                    .store
-                    .claim_and_transition(&shared.engine, items, CLAIM_TTL, now)
-                    .await
+                let (reply, answer) = oneshot::channel();
+                let lead = {
+                    let mut queue = shared
+                        .changes
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner);
+                    queue.writes.push((items, reply));
+                    !std::mem::replace(&mut queue.committing, true)
+                };
+                if lead {
+                    // A task of its own, so a caller that stops waiting stops nobody.
+                    tokio::spawn(commit_changes(
+                        shared.store.clone(),
+                        shared.engine.clone(),
+                        shared.changes.clone(),
+                    ));
+                }
+                answer.await.unwrap_or_else(|_| {
+                    Err(StoreError::Unreachable {
+                        address: shared.store.address().to_owned(),
+                        reason: "the commit holding this change ended without an answer".into(),
+                    })
+                })
             }
         }
     }

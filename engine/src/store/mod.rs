@@ -1,12 +1,15 @@
-//! The durable store: every record the engine must never lose, in one redb file.
+//! The durable store: every record the engine must never lose, in one redb file for one
+//! engine ([`Store`]), or in a PostgreSQL database several engines share
+//! ([`postgres::PgStore`]). The engine reaches either through [`Backend`]: the operations
+//! both offer with the same meaning are one trait, [`Operations`] (`backend`), and what
+//! depends on which engine asks (claims, the scheduler's fencing token) is `Backend`'s.
 //!
 //! `Store::open(data_dir)` opens (or creates) `yardmaster.redb` and the credential key
 //! beside it, checks the schema version, and hands out a small set of domain operations.
 //! Each operation is one transaction that writes a state change together with everything
 //! it implies: a launch writes its jobs and their ledger entries, a job's status change
 //! writes its index entries, its run's progress and the outbox event that announces it.
-//! Callers never see a transaction, so the same operations could later be served by a
-//! distributed store.
+//! Callers never see a transaction, so the PostgreSQL store serves the same operations.
 //!
 //! Layout: `tables` holds every table definition; `records` the serde types; `txn` the
 //! one place transactions are opened; `sites`, `schedules`, `jobs` and `journal` (users,
