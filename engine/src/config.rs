@@ -68,6 +68,7 @@
 //! credential_key_file = "/etc/yardmaster/credentials.key"
 //! engine = "engine-a"   # this engine's name in claims and leases; default: made once
 //!                       # per data_dir and kept there
+//! max_connections = 16  # the engine's pool (plus one connection listening)
 //! ```
 //!
 //! Each `[auth]` key has an environment variable: `YARDMASTER_AUTH_ISSUER`,
@@ -151,6 +152,9 @@ pub struct StoreSettings {
     /// This engine's name in claims and leases, unique among the engines of a database;
     /// unset, a name made on first start and kept in `data_dir`.
     pub engine: Option<String>,
+    /// Connections this engine keeps open to the database at most (its pool; one more
+    /// listens for the other engines' changes); unset, 16.
+    pub max_connections: Option<usize>,
 }
 
 /// The `[ssh]` section: what the host offers in SSH key exchange.
@@ -703,6 +707,16 @@ impl Config {
         }
         if config
             .store
+            .max_connections
+            .is_some_and(|n| !(2..=1000).contains(&n))
+        {
+            return Err(value_error(
+                "store.max_connections",
+                "must be from 2 to 1000",
+            ));
+        }
+        if config
+            .store
             .engine
             .as_deref()
             .is_some_and(|name| !crate::store::backend::valid_engine_name(name))
@@ -883,6 +897,54 @@ mod tests {
             err.to_string().contains("unknown field `self_approval`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_store_is_embedded_unless_a_postgresql_url_is_given_and_flags_win() {
+        let none = Overrides::default();
+        let embedded = Config::resolve(None, None, &none, &none).expect("defaults");
+        assert_eq!(embedded.store, StoreSettings::default());
+        let text = "[store]\nurl = \"postgres://ym@db:5432/ym\"\n\
+                    credential_key_file = \"/etc/ym/credentials.key\"\nengine = \"engine-a\"\n";
+        let file = Config::resolve(None, Some(text), &none, &none).expect("resolves");
+        assert_eq!(file.store.url.as_deref(), Some("postgres://ym@db:5432/ym"));
+        assert_eq!(
+            file.store.credential_key_file.as_deref(),
+            Some(Path::new("/etc/ym/credentials.key"))
+        );
+        assert_eq!(file.store.engine.as_deref(), Some("engine-a"));
+        let env = Overrides {
+            store_url: Some("postgres://ym@env:5432/ym".into()),
+            ..Overrides::default()
+        };
+        let flags = Overrides {
+            store_url: Some("postgresql://ym@flag:5432/ym".into()),
+            ..Overrides::default()
+        };
+        let layered = Config::resolve(None, Some(text), &env, &none).expect("env");
+        assert_eq!(
+            layered.store.url.as_deref(),
+            Some("postgres://ym@env:5432/ym")
+        );
+        let layered = Config::resolve(None, Some(text), &env, &flags).expect("flags");
+        assert_eq!(
+            layered.store.url.as_deref(),
+            Some("postgresql://ym@flag:5432/ym")
+        );
+        let err = Config::resolve(
+            None,
+            Some("[store]\nurl = \"mysql://db/ym\"\n"),
+            &none,
+            &none,
+        )
+        .expect_err("not PostgreSQL");
+        assert!(err.to_string().contains("store.url"), "{err}");
+        let err = Config::resolve(None, Some("[store]\nmax_connections = 1\n"), &none, &none)
+            .expect_err("too small a pool");
+        assert!(err.to_string().contains("store.max_connections"), "{err}");
+        let err = Config::resolve(None, Some("[store]\nengine = \"a b\"\n"), &none, &none)
+            .expect_err("a name with a space");
+        assert!(err.to_string().contains("store.engine"), "{err}");
     }
 
     #[test]

@@ -329,7 +329,13 @@ async fn open_store(config: &Config) -> Result<Backend, ServeError> {
     let engine =
         crate::store::backend::engine_name(&config.data_dir, config.store.engine.as_deref())
             .map_err(failed)?;
-    let store = PgStore::connect(url, &key).await.map_err(failed)?;
+    let pool = config
+        .store
+        .max_connections
+        .unwrap_or(crate::store::postgres::POOL_SIZE);
+    let store = PgStore::connect_with(url, &key, pool)
+        .await
+        .map_err(failed)?;
     tracing::info!(
         "keeping state in PostgreSQL at {} as engine {engine} (credential key: {})",
         store.address(),

@@ -23,11 +23,12 @@ const ORG: &str = "acme";
 /// How late every router answers: long enough for a launch to be caught under way.
 const REPLY_DELAY_MS: u32 = 150;
 
-/// The three engines' configuration: the shared database and credential key, and few
-/// jobs at once each, so a launch lasts long enough to be interrupted.
+/// The three engines' configuration: the shared database and credential key, a small
+/// pool each, and few jobs at once each, so a launch lasts long enough to be interrupted.
 fn config(pg: &Postgres, key_file: &std::path::Path) -> String {
     format!(
-        "[store]\nurl = \"{}\"\ncredential_key_file = \"{}\"\n\n[runner]\nmax_jobs = 120\n",
+        "[store]\nurl = \"{}\"\ncredential_key_file = \"{}\"\nmax_connections = 8\n\n\
+         [runner]\nmax_jobs = 120\n",
         pg.url(),
         key_file.display()
     )

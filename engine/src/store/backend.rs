@@ -632,3 +632,32 @@ operations! {
         ) -> Result<ScheduledScript, StoreError>;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_engine_keeps_the_name_it_made_on_first_start_unless_one_is_configured() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let first = engine_name(dir.path(), None).expect("made");
+        assert!(valid_engine_name(&first), "{first}");
+        assert_eq!(engine_name(dir.path(), None).expect("kept"), first);
+        let other = tempfile::tempdir().expect("tmp");
+        assert_ne!(engine_name(other.path(), None).expect("made"), first);
+        assert_eq!(
+            engine_name(dir.path(), Some("engine-a")).expect("configured"),
+            "engine-a"
+        );
+        std::fs::write(dir.path().join(ENGINE_FILE), "not a name\n").expect("write");
+        assert!(engine_name(dir.path(), None).is_err());
+    }
+
+    #[test]
+    fn engine_names_are_short_and_plain() {
+        assert!(valid_engine_name("vm-01.a_b"));
+        assert!(!valid_engine_name(""));
+        assert!(!valid_engine_name("a b"));
+        assert!(!valid_engine_name(&"x".repeat(65)));
+    }
+}

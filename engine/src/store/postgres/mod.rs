@@ -143,8 +143,9 @@ use super::error::{StoreError, postgres_detail};
 pub use leases::SCHEDULER_LEASE;
 pub use schema::SCHEMA_VERSION;
 
-/// Connections the pool keeps open at most.
-const POOL_SIZE: usize = 16;
+/// Connections the pool keeps open at most, unless told otherwise
+/// ([`PgStore::connect_with`], `[store] max_connections`).
+pub const POOL_SIZE: usize = 16;
 /// How long a caller waits for a connection (a new one, or one handed back).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many times a transaction the server aborted for a serialization failure or a
@@ -168,6 +169,16 @@ impl PgStore {
     /// applies the migrations it lacks. Refuses a database written by a newer engine, and
     /// a credential key other than the one the database's secrets are sealed under.
     pub async fn connect(url: &str, key: &CredentialKey) -> Result<PgStore, StoreError> {
+        PgStore::connect_with(url, key, POOL_SIZE).await
+    }
+
+    /// [`PgStore::connect`] with a pool of at most `pool_size` connections (at least 2:
+    /// a transaction and a read beside it).
+    pub async fn connect_with(
+        url: &str,
+        key: &CredentialKey,
+        pool_size: usize,
+    ) -> Result<PgStore, StoreError> {
         let vault = Vault::from_source(key)?;
         let config: tokio_postgres::Config = url.parse().map_err(|e: tokio_postgres::Error| {
             StoreError::invalid("store", "url", format!("not a PostgreSQL URL: {e}"))
@@ -183,7 +194,7 @@ impl PgStore {
             },
         );
         let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+            .max_size(pool_size.max(2))
             .runtime(Runtime::Tokio1)
             .create_timeout(Some(CONNECT_TIMEOUT))
             .wait_timeout(Some(CONNECT_TIMEOUT))
