@@ -55,6 +55,10 @@ use crate::store::{
 /// engine's.
 const STORE_PATIENCE: Duration = Duration::from_secs(30);
 
+/// On a shared store, how long the queue reader gathers wake-ups (jobs ending, jobs
+/// queued) before it reads the queue again.
+const GATHER: Duration = Duration::from_millis(50);
+
 /// Error code of a job not started because its run was halted.
 pub const HALTED: &str = "halted";
 /// Error code of a job that did not finish within its timeout.
@@ -151,6 +155,8 @@ pub enum Selection {
     /// Jobs read already: each is claimed as any other, so one no longer pending by the
     /// time its turn comes is left alone.
     Read(Vec<Job>),
+    /// Jobs this engine has claimed already on a shared store (loaded, held by it).
+    Claimed(Vec<Job>),
     Run {
         schedule_id: String,
         occurrence: u64,
@@ -461,6 +467,7 @@ impl Runner {
         options: RunOptions,
         shutdown: Shutdown,
     ) -> Result<RunReport, RunnerError> {
+        let claimed = matches!(selection, Selection::Claimed(_));
         let jobs = self
             .inner
             .store
@@ -471,14 +478,14 @@ impl Runner {
                         occurrence,
                     } => store.run_jobs(&schedule_id, occurrence).await,
                     Selection::Jobs(ids) => store.get_jobs(&ids).await,
-                    Selection::Read(jobs) => Ok(jobs),
+                    Selection::Read(jobs) | Selection::Claimed(jobs) => Ok(jobs),
                 }
             })
             .await
             .map_err(RunnerError::Store)?;
-        let (pending, others): (Vec<Job>, Vec<Job>) = jobs
-            .into_iter()
-            .partition(|j| j.status == JobStatus::Pending);
+        let (pending, others): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| {
+            j.status == JobStatus::Pending || (claimed && j.status == JobStatus::Loaded)
+        });
         let tally = Arc::new(Tally::default());
         tally
             .not_run
@@ -755,6 +762,10 @@ impl Runner {
         // Noted before the slot is free, so the next dispatch judges with this job in.
         tally.note(&end);
         drop(slot);
+        if self.inner.store.as_postgres().is_some() {
+            // Room for another job: the queue reader claims as many as there is room for.
+            self.inner.wake.notify_one();
+        }
         match end {
             End::Outcome(outcome) => outcome,
             End::Completed(run) => self.finish_completed(&id, run).await,
@@ -780,7 +791,8 @@ impl Runner {
         // On a store several engines share, the others may be after the same job: it is
         // claimed before anything is read for it, so the engines that lose read nothing.
         let shared = self.inner.store.as_postgres().is_some();
-        if shared {
+        // A job claimed in bulk by the queue reader is loaded already.
+        if shared && job.status == JobStatus::Pending {
             match self.commit_one(&id, vec![JobTransition::Load]).await {
                 Ok(_) => {}
                 Err(RunnerError::Store(_)) => return End::Outcome(Outcome::NotRun),
@@ -1467,7 +1479,7 @@ impl Runner {
                     };
                     if !fresh.is_empty() {
                         self.hand_out(
-                            fresh,
+                            Selection::Read(fresh),
                             RunOptions::default(),
                             &in_flight,
                             &shutdown,
@@ -1492,21 +1504,48 @@ impl Runner {
 
 impl Runner {
     /// [`Runner::serve`] on a store several engines share: every engine starts any
-    /// pending job, each taken by one engine in the transaction that claims it (the
-    /// others are refused and leave it). Woken by jobs queued here or announced by
-    /// another engine, and every `poll_interval`, it reads every pending job: the jobs
-    /// of a schedule run with their schedule's options; those of a run with a canary
-    /// batch or a failure-rate halt only on the engine holding the scheduler lease, so
-    /// one engine judges the run (its launcher, or after it stopped, the engine that
-    /// took the lease over); and none of a run this engine's launcher is starting.
+    /// pending job. Woken by jobs queued here or announced by another engine, by a job
+    /// of its own ending, and every `poll_interval`, it reads every pending job and
+    /// chooses those it may start: the jobs of a schedule run with their schedule's
+    /// options; those of a run with a canary batch or a failure-rate halt only on the
+    /// engine holding the scheduler lease, so one engine judges the run (its launcher,
+    /// or after it stopped, the engine that took the lease over); and none of a run this
+    /// engine's launcher is starting. Of those it claims as many as it has free slots in
+    /// one transaction, passing over the jobs other engines hold or are claiming
+    /// (`SKIP LOCKED`), so engines share a queue without racing for its jobs.
     async fn serve_shared(&self, shutdown: Shutdown) {
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let mut runs = JoinSet::new();
         loop {
-            match self.pending_jobs(None, true).await {
+            // With every slot taken, there is nothing to claim: the queue is read again
+            // once a job ends.
+            let mut room = self.inner.global.available_permits();
+            let pending = if room == 0 {
+                Ok((Vec::new(), None))
+            } else {
+                self.pending_jobs(None, true).await
+            };
+            match pending {
                 Ok((jobs, _)) => {
                     for (options, jobs) in self.shareable(jobs, &in_flight).await {
-                        self.hand_out(jobs, options, &in_flight, &shutdown, &mut runs);
+                        if room == 0 {
+                            break;
+                        }
+                        let ids: Vec<String> = jobs.into_iter().map(|j| j.id).collect();
+                        match self.claim_among(&ids, room).await {
+                            Ok(claimed) if !claimed.is_empty() => {
+                                room = room.saturating_sub(claimed.len());
+                                let mut handed = lock(&in_flight);
+                                for job in &claimed {
+                                    handed.insert(job.id.clone());
+                                }
+                                drop(handed);
+                                let selection = Selection::Claimed(claimed);
+                                self.hand_out(selection, options, &in_flight, &shutdown, &mut runs);
+                            }
+                            Ok(_) => {}
+                            Err(e) => tracing::warn!(error = %e, "could not claim pending jobs"),
+                        }
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "could not read the pending jobs"),
@@ -1519,26 +1558,45 @@ impl Runner {
                 () = self.inner.store.jobs_changed() => {}
                 () = tokio::time::sleep(self.inner.settings.poll_interval) => {}
             }
+            // Jobs end many at a time: one read answers the ends of a short while.
+            tokio::time::sleep(GATHER).await;
         }
         while runs.join_next().await.is_some() {}
         self.drain().await;
     }
 
-    /// Runs `jobs` (handed out, in `in_flight`) in `runs`, and takes them out of
-    /// `in_flight` when the run is over.
+    /// Claims up to `room` of the pending jobs `ids` for this engine, in one transaction.
+    async fn claim_among(&self, ids: &[String], room: usize) -> Result<Vec<Job>, StoreError> {
+        let Some(shared) = self.inner.store.as_postgres() else {
+            return Ok(Vec::new());
+        };
+        shared
+            .store
+            .claim_among(&shared.engine, ids, room, CLAIM_TTL, Utc::now())
+            .await
+    }
+
+    /// Runs the jobs `selection` names (read or claimed, handed out, in `in_flight`) in
+    /// `runs`, and takes them out of `in_flight` when the run is over.
     fn hand_out(
         &self,
-        jobs: Vec<Job>,
+        selection: Selection,
         options: RunOptions,
         in_flight: &Arc<Mutex<HashSet<String>>>,
         shutdown: &Shutdown,
         runs: &mut JoinSet<()>,
     ) {
-        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let ids: Vec<String> = match &selection {
+            Selection::Read(jobs) | Selection::Claimed(jobs) => {
+                jobs.iter().map(|j| j.id.clone()).collect()
+            }
+            Selection::Jobs(ids) => ids.clone(),
+            Selection::Run { .. } => Vec::new(),
+        };
         let (runner, in_flight) = (self.clone(), in_flight.clone());
         let shutdown = shutdown.clone();
         runs.spawn(async move {
-            let run = runner.run_jobs(Selection::Read(jobs), options, shutdown);
+            let run = runner.run_jobs(selection, options, shutdown);
             if let Err(e) = run.await {
                 tracing::error!(error = %e, "queued jobs could not run");
             }
@@ -1549,8 +1607,8 @@ impl Runner {
         });
     }
 
-    /// The pending jobs this engine may start now, grouped by the options they run
-    /// with, and marked as handed out in `in_flight`.
+    /// The pending jobs this engine may start now (none it has handed out), grouped by
+    /// the options they run with.
     async fn shareable(
         &self,
         jobs: Vec<Job>,
@@ -1562,18 +1620,6 @@ impl Runner {
             .as_postgres()
             .is_some_and(|shared| shared.holds_scheduler_lease());
         let mut groups: Vec<(Origin, Vec<Job>)> = Vec::new();
-        // Each engine starts at its own place in the queue, so engines reading the same
-        // pending jobs go for different ones first.
-        let mut jobs = jobs;
-        if let Some(shared) = self.inner.store.as_postgres()
-            && !jobs.is_empty()
-        {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            shared.engine.hash(&mut hasher);
-            let turn = (hasher.finish() % jobs.len() as u64) as usize;
-            jobs.rotate_left(turn);
-        }
         {
             let handed = lock(in_flight);
             let held = lock(&self.inner.held_runs);
@@ -1608,10 +1654,6 @@ impl Runner {
             };
             if (options.canary > 0 || options.halt_failure_rate.is_some()) && !lease {
                 continue;
-            }
-            let mut handed = lock(in_flight);
-            for job in &jobs {
-                handed.insert(job.id.clone());
             }
             out.push((options, jobs));
         }

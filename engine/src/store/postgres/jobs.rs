@@ -316,14 +316,40 @@ impl PgStore {
         ttl: Duration,
         now: DateTime<Utc>,
     ) -> Result<Vec<Job>, StoreError> {
+        self.claim(engine, None, limit, ttl, now).await
+    }
+
+    /// [`PgStore::claim_pending`] among the jobs `ids` only: an engine that has chosen
+    /// which jobs it may run (by their schedule's options) takes as many of them as it
+    /// has room for, skipping those another engine holds or is claiming.
+    pub async fn claim_among(
+        &self,
+        engine: &str,
+        ids: &[String],
+        limit: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
+        self.claim(engine, Some(ids), limit, ttl, now).await
+    }
+
+    async fn claim(
+        &self,
+        engine: &str,
+        among: Option<&[String]>,
+        limit: usize,
+        ttl: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Job>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let ttl = lease_millis(ttl);
         transaction!(self, "claim pending jobs", |tx| async {
             let rows = tx
                 .query(
-                    "SELECT id, record::text FROM jobs WHERE status = 'pending'
+                    "SELECT id, record::text FROM jobs
+                     WHERE status = 'pending' AND ($2::text[] IS NULL OR id = ANY($2))
                      ORDER BY seq_id LIMIT $1 FOR UPDATE SKIP LOCKED",
-                    &[&limit],
+                    &[&limit, &among],
                 )
                 .await
                 .map_err(pg("find pending jobs"))?;
