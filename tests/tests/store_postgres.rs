@@ -4110,6 +4110,34 @@ async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
         ),
         vec![y2]
     );
+    // A held event put off is let go until its new time; only its holder may put it off.
+    assert!(
+        a.defer_event("engine-a", y2, t(200)).await.is_err(),
+        "not a's"
+    );
+    let deferred = b
+        .defer_event("engine-b", y2, t(200))
+        .await
+        .expect("deferred");
+    assert_eq!(deferred.next_attempt_at, t(200));
+    assert_eq!(deferred.state, OutboxState::Pending);
+    assert!(
+        a.claim_events("engine-a", t(150), 10, LONG)
+            .await
+            .expect("claim")
+            .iter()
+            .all(|e| e.id != y2),
+        "not before its time"
+    );
+    assert_eq!(
+        claimed_ids(
+            a.claim_events("engine-a", t(200), 10, LONG)
+                .await
+                .expect("claim")
+        ),
+        vec![y2],
+        "free for any engine once due"
+    );
 }
 
 /// The next change `listener` hears, waiting no longer than the tests' patience.

@@ -113,10 +113,6 @@ impl PgStore {
         })
     }
 
-    /// Records `engine`'s attempt at an event it holds, as the redb store's
-    /// `record_event_attempt` does (delivered, retried at `retry_at`, or dead), and lets go
-    /// of it. Refused when the event is not `engine`'s any more (its lease lapsed and it
-    /// went to another engine, or it was settled): the other engine's attempt counts.
     /// Lets go of an event `engine` holds without attempting it, to be taken again at
     /// `at` (a delivery that must wait for an earlier one). Refused as
     /// [`PgStore::record_event_attempt`] is when the event is not `engine`'s.
@@ -126,48 +122,40 @@ impl PgStore {
         id: u64,
         at: DateTime<Utc>,
     ) -> Result<OutboxEvent, StoreError> {
-        let key = id.to_string();
-        let id = big(KIND, "id", id)?;
-        transaction!(self, "defer an event", |tx| async {
-            let row = tx
-                .query_opt(
-                    "SELECT record::text, owner FROM outbox WHERE id = $1 FOR UPDATE",
-                    &[&id],
-                )
-                .await
-                .map_err(pg("lock an event"))?
-                .ok_or_else(|| StoreError::not_found(KIND, key.clone()))?;
-            let mut event: OutboxEvent = decode(KIND, &key, &col::<String>(&row, 0)?)?;
-            let owner: Option<String> = col(&row, 1)?;
-            if event.state != OutboxState::Pending || owner.as_deref() != Some(engine) {
-                return Err(StoreError::NotHeld {
-                    kind: KIND,
-                    id: key.clone(),
-                    engine: engine.to_owned(),
-                });
-            }
-            event.next_attempt_at = at;
-            tx.execute(
-                "UPDATE outbox SET next_attempt_at = $2, record = $3::text::jsonb,
-                     owner = NULL, lease_expires_at = NULL
-                 WHERE id = $1",
-                &[&id, &event.next_attempt_at, &encode(KIND, &key, &event)?],
-            )
-            .await
-            .map_err(pg("defer an event"))?;
-            Ok(event)
+        self.let_go(engine, id, "defer an event", |event| {
+            event.next_attempt_at = at
         })
+        .await
     }
 
+    /// Records `engine`'s attempt at an event it holds, as the redb store's
+    /// `record_event_attempt` does (delivered, retried at `retry_at`, or dead), and lets go
+    /// of it. Refused when the event is not `engine`'s any more (its lease lapsed and it
+    /// went to another engine, or it was settled): the other engine's attempt counts.
     pub async fn record_event_attempt(
         &self,
         engine: &str,
         id: u64,
         attempt: &EventAttempt<'_>,
     ) -> Result<OutboxEvent, StoreError> {
+        self.let_go(engine, id, "record an event attempt", |event| {
+            apply_attempt(event, attempt)
+        })
+        .await
+    }
+
+    /// Changes an event `engine` holds with `change` and lets go of it, in one
+    /// transaction; refused ([`StoreError::NotHeld`]) when the event is not `engine`'s.
+    async fn let_go(
+        &self,
+        engine: &str,
+        id: u64,
+        operation: &'static str,
+        change: impl Fn(&mut OutboxEvent) + Sync,
+    ) -> Result<OutboxEvent, StoreError> {
         let key = id.to_string();
         let id = big(KIND, "id", id)?;
-        transaction!(self, "record an event attempt", |tx| async {
+        transaction!(self, operation, |tx| async {
             let row = tx
                 .query_opt(
                     "SELECT record::text, owner FROM outbox WHERE id = $1 FOR UPDATE",
@@ -185,7 +173,7 @@ impl PgStore {
                     engine: engine.to_owned(),
                 });
             }
-            apply_attempt(&mut event, attempt);
+            change(&mut event);
             tx.execute(
                 "UPDATE outbox SET state = $2, next_attempt_at = $3, record = $4::text::jsonb,
                      organization = $5, owner = NULL, lease_expires_at = NULL
@@ -199,7 +187,7 @@ impl PgStore {
                 ],
             )
             .await
-            .map_err(pg("record an event attempt"))?;
+            .map_err(pg(operation))?;
             Ok(event)
         })
     }
