@@ -20,21 +20,12 @@ use serde_json::json;
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::{CredentialKey, Store};
 use yardmaster_tests::postgres::Postgres;
-use yardmaster_tests::{Engine, EngineOptions, Simulator, binary, http_as, seed};
+use yardmaster_tests::{Engine, Simulator, binary, http_as, seed};
 
 const FIRST: [u8; 4] = [127, 40, 0, 1];
 const ORG: &str = "bench";
 /// From the approval to `launch_at`: every engine is up and idle when the clock starts.
 const LEAD: TimeDelta = TimeDelta::seconds(5);
-
-fn start(config: &str, reuse: Option<tempfile::TempDir>) -> Engine {
-    Engine::start(EngineOptions {
-        bundled: true,
-        config: config.to_owned(),
-        reuse,
-        ..EngineOptions::default()
-    })
-}
 
 /// Creates the schedule through `creator`, approves it through `approver`, and returns
 /// its id and launch time.
@@ -137,7 +128,9 @@ fn measure(
     };
     let count = engines.unwrap_or(1);
     let mut reuse = reuse;
-    let running: Vec<Engine> = (0..count).map(|_| start(&config, reuse.take())).collect();
+    let running: Vec<Engine> = (0..count)
+        .map(|_| Engine::start_bundled(&config, reuse.take()))
+        .collect();
     let (id, launch_at) = schedule(&running[0], &running[1 % count]);
     let (done_at, completed) = finish(&running[0], &id, routers);
     let took = (done_at - launch_at).num_milliseconds() as f64 / 1000.0;

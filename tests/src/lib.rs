@@ -391,6 +391,17 @@ impl Engine {
         engine
     }
 
+    /// An engine with the bundled plugins and `config` appended to its configuration,
+    /// on a fresh folder or on `reuse` (a restart).
+    pub fn start_bundled(config: &str, reuse: Option<tempfile::TempDir>) -> Engine {
+        Engine::start(EngineOptions {
+            bundled: true,
+            config: config.to_owned(),
+            reuse,
+            ..EngineOptions::default()
+        })
+    }
+
     pub fn plugins_dir(&self) -> PathBuf {
         self.dir.path().join("plugins")
     }

@@ -15,7 +15,7 @@ use serde_json::json;
 use yardmaster::store::postgres::{PgStore, SCHEDULER_LEASE};
 use yardmaster::store::{CredentialKey, JobStatus};
 use yardmaster_tests::postgres::Postgres;
-use yardmaster_tests::{Engine, EngineOptions, PATIENCE, Simulator, logged, seed};
+use yardmaster_tests::{Engine, PATIENCE, Simulator, logged, seed};
 
 const ROUTERS: usize = 2_000;
 const FIRST: [u8; 4] = [127, 30, 0, 1];
@@ -32,15 +32,6 @@ fn config(pg: &Postgres, key_file: &std::path::Path) -> String {
         pg.url(),
         key_file.display()
     )
-}
-
-fn start(config: &str, reuse: Option<tempfile::TempDir>) -> Engine {
-    Engine::start(EngineOptions {
-        bundled: true,
-        config: config.to_owned(),
-        reuse,
-        ..EngineOptions::default()
-    })
 }
 
 /// The name an engine goes by in claims and leases, as it keeps it in its data dir.
@@ -233,7 +224,9 @@ fn three_engines_share_a_launch_and_survive_kills_and_a_database_restart() {
     });
 
     let config = config(&pg, &key_file);
-    let mut engines: Vec<Option<Engine>> = (0..3).map(|_| Some(start(&config, None))).collect();
+    let mut engines: Vec<Option<Engine>> = (0..3)
+        .map(|_| Some(Engine::start_bundled(&config, None)))
+        .collect();
     let names: Vec<String> = engines
         .iter()
         .map(|e| name_of(e.as_ref().expect("engine")))
@@ -311,7 +304,7 @@ fn three_engines_share_a_launch_and_survive_kills_and_a_database_restart() {
     // The killed engines come back under their names; a second launch, and the database
     // restarted while it is under way.
     for (i, dir) in killed {
-        engines[i] = Some(start(&config, Some(dir)));
+        engines[i] = Some(Engine::start_bundled(&config, Some(dir)));
     }
     let second = schedule_through(
         engines[survivor].as_ref().expect("engine"),

@@ -5,7 +5,6 @@
 //! launched only if it succeeded.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,10 +52,6 @@ pub struct Launcher {
     /// Schedules being launched by this process; a schedule stays due while its test
     /// site runs, and must not be launched a second time meanwhile.
     in_flight: Arc<Mutex<HashSet<String>>>,
-    /// On a shared store: the scheduler lease's fencing token while this engine holds
-    /// it, 0 while it does not. Every launch carries it, and the store refuses a launch
-    /// whose token an engine that took the lease over has outgrown.
-    token: Arc<AtomicU64>,
 }
 
 /// Takes a schedule out of `in_flight` when its launch task ends, however it ends.
@@ -88,13 +83,16 @@ impl Launcher {
             runner,
             tick,
             in_flight: Arc::default(),
-            token: Arc::default(),
         }
     }
 
-    /// The fencing token launches carry (0 on redb, which has one scheduler).
+    /// The fencing token launches carry: the scheduler lease's while this engine holds
+    /// it (the store refuses a launch whose token an engine that took the lease over has
+    /// outgrown); 0 on redb, which has one scheduler.
     fn token(&self) -> u64 {
-        self.token.load(Ordering::Acquire)
+        self.store
+            .as_postgres()
+            .map_or(0, |shared| shared.scheduler_token())
     }
 
     /// Whether this engine may launch now: always on redb; on a shared store, while it
@@ -116,8 +114,7 @@ impl Launcher {
                 return self.token() != 0;
             }
         };
-        shared.set_scheduler_lease(token != 0);
-        let before = self.token.swap(token, Ordering::AcqRel);
+        let before = shared.set_scheduler_token(token);
         if before != token {
             match token {
                 0 => tracing::warn!("another engine holds the scheduler lease; not launching"),

@@ -246,8 +246,9 @@ pub struct Shared {
     jobs: Notify,
     /// Signalled when notifications were queued, for the deliverer.
     outbox: Notify,
-    /// Whether this engine held the scheduler lease when it last looked.
-    scheduler: std::sync::atomic::AtomicBool,
+    /// The scheduler lease's fencing token while this engine holds the lease, 0 while
+    /// it does not (as of its launcher's last look).
+    scheduler: std::sync::atomic::AtomicU64,
     /// Job changes waiting to share a transaction.
     changes: Arc<Mutex<Pending>>,
 }
@@ -323,13 +324,19 @@ async fn commit_changes(store: Arc<PgStore>, engine: String, pending: Arc<Mutex<
 impl Shared {
     /// Whether this engine held the scheduler lease when it last took or renewed it.
     pub fn holds_scheduler_lease(&self) -> bool {
+        self.scheduler_token() != 0
+    }
+
+    /// The fencing token of the scheduler lease this engine holds; 0 when it holds none.
+    pub fn scheduler_token(&self) -> u64 {
         self.scheduler.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Records whether this engine holds the scheduler lease.
-    pub fn set_scheduler_lease(&self, held: bool) {
+    /// Records the token of the lease this engine now holds (0: none); returns the one
+    /// it replaces.
+    pub fn set_scheduler_token(&self, token: u64) -> u64 {
         self.scheduler
-            .store(held, std::sync::atomic::Ordering::Release);
+            .swap(token, std::sync::atomic::Ordering::AcqRel)
     }
 }
 
@@ -347,7 +354,7 @@ impl Backend {
             launches: Notify::new(),
             jobs: Notify::new(),
             outbox: Notify::new(),
-            scheduler: std::sync::atomic::AtomicBool::new(false),
+            scheduler: std::sync::atomic::AtomicU64::new(0),
             changes: Arc::default(),
         }))
     }
