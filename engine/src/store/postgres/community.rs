@@ -96,11 +96,11 @@ impl PgStore {
             let row = tx
                 .query_opt(
                     "UPDATE community_queue
-                     SET taken_until = clock_timestamp() + $2::bigint * interval '1 second'
+                     SET taken_until = statement_timestamp() + $2::bigint * interval '1 second'
                      WHERE id = (
                          SELECT id FROM community_queue
                          WHERE due_at <= $1
-                           AND (taken_until IS NULL OR taken_until < clock_timestamp())
+                           AND (taken_until IS NULL OR taken_until < statement_timestamp())
                          ORDER BY due_at, id LIMIT 1
                          FOR UPDATE SKIP LOCKED
                      )

@@ -293,7 +293,7 @@ impl PgStore {
                 // Still in flight after this batch: held by this engine from now on.
                 tx.execute(
                     "UPDATE jobs SET owner = $2,
-                         lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                         lease_expires_at = statement_timestamp() + $3::bigint * interval '1 millisecond'
                      WHERE id = ANY($1) AND status = ANY($4)",
                     &[&claimed, &engine, &ttl, &&HELD[..]],
                 )
@@ -371,7 +371,7 @@ impl PgStore {
                 .collect::<Result<Vec<String>, _>>()?;
             tx.execute(
                 "UPDATE jobs SET record = t.record::jsonb, status = 'loaded', owner = $3,
-                     lease_expires_at = clock_timestamp() + $4::bigint * interval '1 millisecond'
+                     lease_expires_at = statement_timestamp() + $4::bigint * interval '1 millisecond'
                  FROM unnest($1::bigint[], $2::text[]) AS t(seq, record)
                  WHERE jobs.seq_id = t.seq",
                 &[&seqs, &records, &engine, &ttl],
@@ -419,7 +419,7 @@ impl PgStore {
             let rows = tx
                 .query(
                     "UPDATE jobs
-                     SET lease_expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
+                     SET lease_expires_at = statement_timestamp() + $2::bigint * interval '1 millisecond'
                      WHERE owner = $1 AND status = ANY($3)
                        AND ($4::text[] IS NULL OR id = ANY($4))
                      RETURNING id",
@@ -442,7 +442,7 @@ impl PgStore {
             "expire leases",
             "SELECT id, record::text FROM jobs
              WHERE status = ANY($1)
-               AND (owner IS NULL OR lease_expires_at < clock_timestamp())
+               AND (owner IS NULL OR lease_expires_at < statement_timestamp())
              ORDER BY seq_id FOR UPDATE SKIP LOCKED",
             None,
             now,

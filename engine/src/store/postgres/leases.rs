@@ -42,13 +42,13 @@ impl PgStore {
             let row = tx
                 .query_opt(
                     "INSERT INTO leases AS l (name, holder, token, expires_at)
-                     VALUES ($1, $2, 1, clock_timestamp() + $3::bigint * interval '1 millisecond')
+                     VALUES ($1, $2, 1, statement_timestamp() + $3::bigint * interval '1 millisecond')
                      ON CONFLICT (name) DO UPDATE SET
                          token = CASE WHEN l.holder = EXCLUDED.holder THEN l.token
                                       ELSE l.token + 1 END,
                          holder = EXCLUDED.holder,
                          expires_at = EXCLUDED.expires_at
-                     WHERE l.holder = EXCLUDED.holder OR l.expires_at < clock_timestamp()
+                     WHERE l.holder = EXCLUDED.holder OR l.expires_at < statement_timestamp()
                      RETURNING token",
                     &[&lease, &engine, &ttl],
                 )
@@ -80,7 +80,7 @@ impl PgStore {
         let row = client
             .query_opt(
                 "SELECT holder, token FROM leases
-                 WHERE name = $1 AND expires_at >= clock_timestamp()",
+                 WHERE name = $1 AND expires_at >= statement_timestamp()",
                 &[&lease],
             )
             .await

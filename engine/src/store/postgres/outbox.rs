@@ -86,7 +86,7 @@ impl PgStore {
                 .query(
                     "SELECT o.id, o.record::text FROM outbox o
                      WHERE o.state = 'pending' AND o.next_attempt_at <= $1
-                       AND (o.owner IS NULL OR o.lease_expires_at < clock_timestamp())
+                       AND (o.owner IS NULL OR o.lease_expires_at < statement_timestamp())
                        AND (o.job_id IS NULL OR NOT EXISTS (
                            SELECT 1 FROM outbox e
                            WHERE e.job_id = o.job_id AND e.state = 'pending' AND e.id < o.id))
@@ -101,7 +101,7 @@ impl PgStore {
                 let id: i64 = col(row, 0)?;
                 tx.execute(
                     "UPDATE outbox SET owner = $2,
-                         lease_expires_at = clock_timestamp() + $3::bigint * interval '1 millisecond'
+                         lease_expires_at = statement_timestamp() + $3::bigint * interval '1 millisecond'
                      WHERE id = $1",
                     &[&id, &engine, &ttl],
                 )

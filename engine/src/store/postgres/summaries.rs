@@ -35,11 +35,11 @@ impl PgStore {
             let rows = tx
                 .query(
                     "UPDATE summary_queue q
-                     SET taken_until = clock_timestamp() + $3::bigint * interval '1 second'
+                     SET taken_until = statement_timestamp() + $3::bigint * interval '1 second'
                      FROM (
                          SELECT kind, id FROM summary_queue
                          WHERE (entry->>'due')::bigint <= $1
-                           AND (taken_until IS NULL OR taken_until < clock_timestamp())
+                           AND (taken_until IS NULL OR taken_until < statement_timestamp())
                          ORDER BY kind, id LIMIT $2
                          FOR UPDATE SKIP LOCKED
                      ) AS due
