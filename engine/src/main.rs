@@ -136,7 +136,7 @@ fn main() -> ExitCode {
 /// Runs a command; false when it ran but did not succeed (a watched script that failed).
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
-        Command::Token(command) => yardmaster::cli::token::run(command).map(|()| true),
+        Command::Token(command) => yardmaster::cli::token::run(command).await.map(|()| true),
         Command::Site(args) => yardmaster::cli::site(args).await,
         Command::Template(args) => yardmaster::cli::template(args).await,
         Command::Community(args) => yardmaster::cli::community(args).await,

@@ -171,18 +171,33 @@ pub async fn run(
     let addr = listener.local_addr().unwrap_or(config.listen);
     let ready = Arc::new(AtomicBool::new(false));
     let (stop, stopped) = Shutdown::new();
-    let auth = crate::auth::Authenticator::open_with_issuer(&config.data_dir, config.auth.as_ref())
+    let token_key = store
+        .signing_secret(
+            &config.data_dir,
+            crate::auth::KEY_FILE,
+            crate::auth::KEY_LEN,
+        )
+        .await
+        .map_err(|e| ServeError::Auth(format!("token key {e}")))?;
+    let auth = crate::auth::Authenticator::with_issuer(&token_key, config.auth.as_ref())
         .map_err(|e| ServeError::Auth(e.to_string()))?;
     if let Some(issuer) = auth.issuer() {
         tracing::info!("accepting RS256 tokens issued by {issuer}");
     }
     let runner = Runner::new(store.clone(), host.clone(), config.runner.clone());
-    let notifications = crate::notify::Notifications::open(
+    let notify_key = store
+        .signing_secret(
+            &config.data_dir,
+            crate::notify::SIGNING_KEY_FILE,
+            crate::notify::SIGNING_KEY_LEN,
+        )
+        .await
+        .map_err(ServeError::Notify)?;
+    let notifications = crate::notify::Notifications::with_key(
         config.notify.clone(),
-        &config.data_dir,
+        &notify_key,
         format!("http://{addr}"),
-    )
-    .map_err(ServeError::Notify)?;
+    );
     match config.sites_allow.entries() {
         Some(list) => tracing::info!("sites may point at: {} ([sites] allow)", list.join(", ")),
         None => tracing::info!(
@@ -310,13 +325,37 @@ async fn open_store(config: &Config) -> Result<Backend, ServeError> {
         })?;
         return Ok(Backend::redb(store));
     };
-    // The URL may hold a password: messages name the setting, and the store's own
-    // errors the server's address.
-    let failed = |source| ServeError::Store {
-        path: "the PostgreSQL database of [store] url".to_owned(),
-        source,
-    };
-    let key = match std::env::var("YARDMASTER_CREDENTIAL_KEY") {
+    let engine =
+        crate::store::backend::engine_name(&config.data_dir, config.store.engine.as_deref())
+            .map_err(shared_store_error)?;
+    let pool = config
+        .store
+        .max_connections
+        .unwrap_or(crate::store::postgres::POOL_SIZE);
+    let store = connect_shared(config, url, pool).await?;
+    tracing::info!(
+        "keeping state in PostgreSQL at {} as engine {engine} (credential key: {})",
+        store.address(),
+        credential_key(config).describe()
+    );
+    Ok(Backend::postgres(store, engine))
+}
+
+/// Connects to the PostgreSQL database at `url` with a pool of `pool` connections, with
+/// the credential key the configuration names: `YARDMASTER_CREDENTIAL_KEY`, else `[store]
+/// credential_key_file`, else `credentials.key` in the data dir.
+pub(crate) async fn connect_shared(
+    config: &Config,
+    url: &str,
+    pool: usize,
+) -> Result<PgStore, ServeError> {
+    PgStore::connect_with(url, &credential_key(config), pool)
+        .await
+        .map_err(shared_store_error)
+}
+
+fn credential_key(config: &Config) -> CredentialKey {
+    match std::env::var("YARDMASTER_CREDENTIAL_KEY") {
         Ok(hex) if !hex.is_empty() => CredentialKey::Hex(hex),
         _ => CredentialKey::File(
             config
@@ -325,23 +364,16 @@ async fn open_store(config: &Config) -> Result<Backend, ServeError> {
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join(crate::store::CREDENTIAL_KEY_FILE)),
         ),
-    };
-    let engine =
-        crate::store::backend::engine_name(&config.data_dir, config.store.engine.as_deref())
-            .map_err(failed)?;
-    let pool = config
-        .store
-        .max_connections
-        .unwrap_or(crate::store::postgres::POOL_SIZE);
-    let store = PgStore::connect_with(url, &key, pool)
-        .await
-        .map_err(failed)?;
-    tracing::info!(
-        "keeping state in PostgreSQL at {} as engine {engine} (credential key: {})",
-        store.address(),
-        key.describe()
-    );
-    Ok(Backend::postgres(store, engine))
+    }
+}
+
+/// The URL may hold a password: messages name the setting, and the store's own errors
+/// the server's address.
+fn shared_store_error(source: crate::store::StoreError) -> ServeError {
+    ServeError::Store {
+        path: "the PostgreSQL database of [store] url".to_owned(),
+        source,
+    }
 }
 
 /// Reads the global templates from `templates_dir` and keeps them in step with it until

@@ -20,7 +20,7 @@ use serde_json::json;
 use yardmaster::store::postgres::PgStore;
 use yardmaster::store::{CredentialKey, Store};
 use yardmaster_tests::postgres::Postgres;
-use yardmaster_tests::{Engine, Simulator, binary, http_as, seed};
+use yardmaster_tests::{Engine, Simulator, binary, http_as, seed, shared_token_key};
 
 const FIRST: [u8; 4] = [127, 40, 0, 1];
 const ORG: &str = "bench";
@@ -99,6 +99,7 @@ fn measure(
 ) -> String {
     let mut pg = None;
     let mut keys = None;
+    let mut token_key = None;
     let (config, reuse) = match engines {
         None => {
             let dir = tempfile::tempdir().expect("dir");
@@ -115,6 +116,7 @@ fn measure(
                     .await
                     .expect("connect");
                 seed(&store, fleet, ORG, routers).await;
+                token_key = Some(shared_token_key(&store).await);
             });
             let config = format!(
                 "[store]\nurl = \"{}\"\ncredential_key_file = \"{}\"\n",
@@ -131,6 +133,9 @@ fn measure(
     let running: Vec<Engine> = (0..count)
         .map(|_| Engine::start_bundled(&config, reuse.take()))
         .collect();
+    if let Some(key) = &token_key {
+        running.iter().for_each(|engine| engine.sign_with(key));
+    }
     let (id, launch_at) = schedule(&running[0], &running[1 % count]);
     let (done_at, completed) = finish(&running[0], &id, routers);
     let took = (done_at - launch_at).num_milliseconds() as f64 / 1000.0;

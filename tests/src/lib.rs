@@ -205,6 +205,20 @@ impl Drop for Simulator {
     }
 }
 
+/// The token key the engines on the shared `store` sign with, read from the database as
+/// an engine without a key file of its own reads it (see [`Engine::sign_with`]).
+pub async fn shared_token_key(store: &yardmaster::store::postgres::PgStore) -> Vec<u8> {
+    let empty = tempfile::tempdir().expect("an empty data dir");
+    yardmaster::store::backend::signing_secret(
+        Some(store),
+        empty.path(),
+        yardmaster::auth::KEY_FILE,
+        yardmaster::auth::KEY_LEN,
+    )
+    .await
+    .expect("the shared token key")
+}
+
 /// Writes what an admin would before a launch, through either store: the users `alice`
 /// (who creates schedules) and `bob` (who approves them) of `organization`, and a site
 /// per router of `fleet` tagged `fleet`. Returns each site's id with its router's index.
@@ -288,6 +302,8 @@ pub struct Engine {
     /// The token [`Engine::get`] and [`Engine::post`] send: every scope, `engine:admin`
     /// included, made on first use.
     admin: std::sync::OnceLock<String>,
+    /// The key tokens are signed with, when not the data dir's (see [`Engine::sign_with`]).
+    token_key: std::sync::OnceLock<Vec<u8>>,
 }
 
 /// The user and organization of the tokens [`Engine::token`] issues.
@@ -374,6 +390,7 @@ impl Engine {
             child,
             log,
             admin: std::sync::OnceLock::new(),
+            token_key: std::sync::OnceLock::new(),
         };
         engine.addr = eventually("the engine to listen", || {
             if let Ok(Some(status)) = engine.child.try_wait() {
@@ -416,8 +433,18 @@ impl Engine {
         self.dir.path().join("data")
     }
 
+    /// Signs this engine's tokens with `key` from now on, instead of the data dir's: the
+    /// key the engines on a shared store share, read from the database. Set once, before
+    /// the first token.
+    pub fn sign_with(&self, key: &[u8]) {
+        assert!(
+            self.token_key.set(key.to_vec()).is_ok() && self.admin.get().is_none(),
+            "sign_with is called once, before any token is made"
+        );
+    }
+
     /// A token for [`TEST_USER`] of [`TEST_ORG`] with `scopes` (`&["all"]` for every
-    /// one), valid for an hour, signed with the key the engine keeps in its data dir.
+    /// one), valid for an hour, signed with the engine's token key (its data dir's, or [`Engine::sign_with`]'s).
     pub fn token(&self, scopes: &[&str]) -> String {
         self.token_for(TEST_USER, TEST_ORG, scopes, 3600)
     }
@@ -444,9 +471,12 @@ impl Engine {
             "exp": now + ttl_secs,
         }))
         .expect("claims");
-        yardmaster::auth::Authenticator::open(&self.data_dir())
-            .expect("the engine's token key")
-            .issue(&claims)
+        match self.token_key.get() {
+            Some(key) => yardmaster::auth::Authenticator::from_secret(key),
+            None => yardmaster::auth::Authenticator::open(&self.data_dir())
+                .expect("the engine's token key"),
+        }
+        .issue(&claims)
     }
 
     fn admin_token(&self) -> &str {

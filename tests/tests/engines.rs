@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
+use yardmaster::auth::KEY_FILE;
+use yardmaster::notify::SIGNING_KEY_FILE;
 use yardmaster::store::postgres::{PgStore, SCHEDULER_LEASE};
 use yardmaster::store::{CredentialKey, JobStatus};
 use yardmaster_tests::postgres::Postgres;
-use yardmaster_tests::{Engine, PATIENCE, Simulator, logged, seed};
+use yardmaster_tests::{Engine, PATIENCE, Simulator, binary, logged, seed, shared_token_key};
 
 const ROUTERS: usize = 2_000;
 const FIRST: [u8; 4] = [127, 30, 0, 1];
@@ -231,6 +233,45 @@ fn three_engines_share_a_launch_and_survive_kills_and_a_database_restart() {
         .iter()
         .map(|e| name_of(e.as_ref().expect("engine")))
         .collect();
+    // Every engine signs and checks tokens with the key kept sealed in the database, and
+    // none made one of its own.
+    let token_key = runtime.block_on(shared_token_key(&store));
+    for engine in engines.iter().flatten() {
+        assert!(!engine.data_dir().join(KEY_FILE).exists());
+        assert!(!engine.data_dir().join(SIGNING_KEY_FILE).exists());
+        engine.sign_with(&token_key);
+    }
+    // A token `yardmaster token create` makes with the third engine's configuration is
+    // taken by the first.
+    let made = std::process::Command::new(binary())
+        .args(["token", "create", "--sub", "carol", "--org", ORG])
+        .args(["--scopes", "script:view", "--config"])
+        .arg(
+            engines[2]
+                .as_ref()
+                .expect("engine")
+                .dir
+                .path()
+                .join("yardmaster.toml"),
+        )
+        .arg("--data-dir")
+        .arg(engines[2].as_ref().expect("engine").data_dir())
+        .env_remove("YARDMASTER_CONFIG")
+        .env_remove("YARDMASTER_DATA_DIR")
+        .output()
+        .expect("yardmaster token create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let carol = String::from_utf8(made.stdout).expect("utf-8");
+    let listed = engines[0]
+        .as_ref()
+        .expect("engine")
+        .get_as("/scripts/scheduled", Some(carol.trim()))
+        .expect("list");
+    assert_eq!(listed.status, 200, "{}", listed.body);
 
     // Created through the first engine, approved through the second.
     let first = schedule_through(
@@ -304,7 +345,9 @@ fn three_engines_share_a_launch_and_survive_kills_and_a_database_restart() {
     // The killed engines come back under their names; a second launch, and the database
     // restarted while it is under way.
     for (i, dir) in killed {
-        engines[i] = Some(Engine::start_bundled(&config, Some(dir)));
+        let engine = Engine::start_bundled(&config, Some(dir));
+        engine.sign_with(&token_key);
+        engines[i] = Some(engine);
     }
     let second = schedule_through(
         engines[survivor].as_ref().expect("engine"),

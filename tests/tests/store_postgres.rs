@@ -3328,6 +3328,95 @@ async fn engines_share_one_credential_key_and_the_database_holds_only_sealed_sec
     );
 }
 
+#[tokio::test]
+async fn engines_sign_with_one_key_kept_sealed_and_the_first_engines_file_seeds_it() {
+    use std::os::unix::fs::PermissionsExt;
+    use yardmaster::store::backend::signing_secret;
+
+    let server = Postgres::start();
+    let key = Postgres::credential_key();
+    let a = PgStore::connect(&server.url(), &key).await.expect("a");
+    let b = PgStore::connect(&server.url(), &key).await.expect("b");
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("data dir"))
+        .collect();
+    // The first engine's data dir already holds a token key: what it signed before the
+    // engines shared a database still holds.
+    let own = [0x5au8; 32];
+    let file = dirs[0].path().join("jwt.key");
+    std::fs::write(&file, own).expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let first = signing_secret(Some(&a), dirs[0].path(), "jwt.key", 32)
+        .await
+        .expect("first");
+    assert_eq!(first, own);
+    // Another engine, with no key file, gets the same key and writes no file.
+    let second = signing_secret(Some(&b), dirs[1].path(), "jwt.key", 32)
+        .await
+        .expect("second");
+    assert_eq!(second, own);
+    assert!(!dirs[1].path().join("jwt.key").exists());
+    // A key file of its own is not used.
+    let stray = dirs[2].path().join("jwt.key");
+    std::fs::write(&stray, [0x11u8; 32]).expect("write");
+    std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let third = signing_secret(Some(&b), dirs[2].path(), "jwt.key", 32)
+        .await
+        .expect("third");
+    assert_eq!(third, own);
+    // Each secret is kept apart: the notification key is another random one.
+    let notify = signing_secret(Some(&b), dirs[1].path(), "notify.key", 32)
+        .await
+        .expect("notify");
+    assert_eq!(notify.len(), 32);
+    assert_ne!(notify, own);
+    assert_eq!(
+        signing_secret(Some(&a), dirs[0].path(), "notify.key", 32)
+            .await
+            .expect("notify again"),
+        notify
+    );
+    // A key file readable by others is refused, not offered.
+    std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let refused = signing_secret(Some(&b), dirs[2].path(), "jwt.key", 32)
+        .await
+        .expect_err("a key file readable by others");
+    assert!(refused.contains("chmod 600"), "{refused}");
+
+    // The database holds neither in the clear.
+    let client = raw(&server).await;
+    let dump: String = client
+        .query_one(
+            "SELECT string_agg(t::text, ' ') FROM (SELECT * FROM store_facts) AS t",
+            &[],
+        )
+        .await
+        .expect("dump")
+        .get(0);
+    assert!(dump.contains("ciphertext"), "{dump}");
+    for secret in [&own[..], &notify[..]] {
+        assert!(
+            !dump.contains(&hex::encode(secret)),
+            "a key in the clear: {dump}"
+        );
+    }
+    // Without a shared store, the key is the data dir's file, made on first use.
+    let alone = tempfile::tempdir().expect("data dir");
+    let made = signing_secret(None, alone.path(), "jwt.key", 32)
+        .await
+        .expect("made");
+    assert_eq!(
+        std::fs::read(alone.path().join("jwt.key")).expect("file"),
+        made
+    );
+    assert_eq!(
+        signing_secret(None, alone.path(), "jwt.key", 32)
+            .await
+            .expect("read"),
+        made
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_summary_is_taken_by_one_engine_at_a_time() {
     let server = Postgres::start();

@@ -4,8 +4,8 @@
 //! within `org`), `org` (the organization every resource it reaches belongs to),
 //! `scopes` (a list, or a space-separated string as OAuth servers write it), `exp` and
 //! `iat`. The engine signs and verifies HS256 tokens with a 32-byte key it creates in
-//! the data dir on first start (`jwt.key`, mode 0600); `yardmaster token create` issues
-//! them. [`Authenticator::verify`] turns a token into the [`Principal`] that every
+//! the data dir on first start (`jwt.key`, mode 0600), or that engines sharing a
+//! PostgreSQL store keep sealed in it; `yardmaster token create` issues them. [`Authenticator::verify`] turns a token into the [`Principal`] that every
 //! authorization decision takes.
 //!
 //! An operator may also trust an external issuer (`[auth]` in the config): its RS256
@@ -31,7 +31,7 @@ use crate::config::{IssuerKeys, IssuerSettings};
 
 /// File name of the HS256 signing key inside the data dir.
 pub const KEY_FILE: &str = "jwt.key";
-const KEY_LEN: usize = 32;
+pub const KEY_LEN: usize = 32;
 /// Tokens longer than this are refused unread: a header is never a place to buffer.
 const MAX_TOKEN_LEN: usize = 8 * 1024;
 
@@ -209,13 +209,14 @@ impl Authenticator {
         Ok(Authenticator::from_secret(&key))
     }
 
-    /// [`Authenticator::open`], also trusting the RS256 tokens of `issuer` when set; its
-    /// keys are read now, so a wrong file stops the engine at start with its reason.
-    pub fn open_with_issuer(
-        data_dir: &Path,
+    /// An authenticator for the HS256 `secret`, also trusting the RS256 tokens of
+    /// `issuer` when set; its keys are read now, so a wrong file stops the engine at start
+    /// with its reason.
+    pub fn with_issuer(
+        secret: &[u8],
         issuer: Option<&IssuerSettings>,
     ) -> Result<Authenticator, KeyError> {
-        let mut auth = Authenticator::open(data_dir)?;
+        let mut auth = Authenticator::from_secret(secret);
         if let Some(settings) = issuer {
             let loaded = issuer::Issuer::load(settings).map_err(|reason| KeyError {
                 path: match &settings.keys {
@@ -549,9 +550,9 @@ mod tests {
             format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
         }
 
-        fn with_issuer(dir: &Path, keys: IssuerKeys, audience: Option<&str>) -> Authenticator {
-            Authenticator::open_with_issuer(
-                dir,
+        fn trusting(keys: IssuerKeys, audience: Option<&str>) -> Authenticator {
+            Authenticator::with_issuer(
+                &[7; KEY_LEN],
                 Some(&IssuerSettings {
                     issuer: ISSUER.into(),
                     audience: audience.map(str::to_owned),
@@ -574,7 +575,7 @@ mod tests {
         #[test]
         fn a_token_of_the_issuer_verifies_by_its_kid() {
             let dir = tempfile::tempdir().expect("dir");
-            let auth = with_issuer(dir.path(), jwks(dir.path(), ISSUER_JWKS), None);
+            let auth = trusting(jwks(dir.path(), ISSUER_JWKS), None);
             assert_eq!(auth.issuer(), Some(ISSUER));
             let token = rs256(ISSUER_KEY, kid("issuer-2026"), &claims(json!({})));
             let principal = auth.verify(&token, now()).expect("valid");
@@ -594,19 +595,11 @@ mod tests {
         fn a_pem_key_verifies_as_text_or_as_a_file() {
             let dir = tempfile::tempdir().expect("dir");
             let token = rs256(ISSUER_KEY, kid("any"), &claims(json!({})));
-            let inline = with_issuer(
-                dir.path(),
-                IssuerKeys::PublicKeyPem(ISSUER_PEM.into()),
-                None,
-            );
+            let inline = trusting(IssuerKeys::PublicKeyPem(ISSUER_PEM.into()), None);
             assert!(inline.verify(&token, now()).is_ok());
             let path = dir.path().join("issuer.pem");
             std::fs::write(&path, ISSUER_PEM).expect("write pem");
-            let from_file = with_issuer(
-                dir.path(),
-                IssuerKeys::PublicKeyPem(path.display().to_string()),
-                None,
-            );
+            let from_file = trusting(IssuerKeys::PublicKeyPem(path.display().to_string()), None);
             assert!(from_file.verify(&token, now()).is_ok());
             let wrong = rs256(OTHER_KEY, kid("any"), &claims(json!({})));
             assert_eq!(from_file.verify(&wrong, now()), Err(AuthError::Signature));
@@ -615,7 +608,7 @@ mod tests {
         #[test]
         fn another_key_or_an_unknown_kid_is_refused() {
             let dir = tempfile::tempdir().expect("dir");
-            let auth = with_issuer(dir.path(), jwks(dir.path(), ISSUER_JWKS), None);
+            let auth = trusting(jwks(dir.path(), ISSUER_JWKS), None);
             let forged = rs256(OTHER_KEY, kid("issuer-2026"), &claims(json!({})));
             assert_eq!(auth.verify(&forged, now()), Err(AuthError::Signature));
             let unnamed = rs256(OTHER_KEY, json!({"alg": "RS256"}), &claims(json!({})));
@@ -639,7 +632,7 @@ mod tests {
         fn a_rotated_jwks_file_is_read_again_for_an_unknown_kid() {
             let dir = tempfile::tempdir().expect("dir");
             let keys = jwks(dir.path(), ISSUER_JWKS);
-            let auth = with_issuer(dir.path(), keys.clone(), None);
+            let auth = trusting(keys.clone(), None);
             let rotated = rs256(OTHER_KEY, kid("other-2026"), &claims(json!({})));
             jwks(dir.path(), BOTH_JWKS);
             // Too soon after the last read: the file is not read on every request.
@@ -656,11 +649,7 @@ mod tests {
         #[test]
         fn issuer_audience_and_expiry_are_checked() {
             let dir = tempfile::tempdir().expect("dir");
-            let auth = with_issuer(
-                dir.path(),
-                jwks(dir.path(), ISSUER_JWKS),
-                Some("yardmaster"),
-            );
+            let auth = trusting(jwks(dir.path(), ISSUER_JWKS), Some("yardmaster"));
             let sign = |extra: Value| rs256(ISSUER_KEY, kid("issuer-2026"), &claims(extra));
 
             assert!(
@@ -717,12 +706,7 @@ mod tests {
 
         #[test]
         fn the_issuer_key_is_never_an_hmac_secret() {
-            let dir = tempfile::tempdir().expect("dir");
-            let auth = with_issuer(
-                dir.path(),
-                IssuerKeys::PublicKeyPem(ISSUER_PEM.into()),
-                None,
-            );
+            let auth = trusting(IssuerKeys::PublicKeyPem(ISSUER_PEM.into()), None);
             let body = claims(json!({}));
             // What an attacker knows of the issuer: its PEM text, its DER, its modulus.
             let der = base64::engine::general_purpose::STANDARD
@@ -761,8 +745,8 @@ mod tests {
         fn a_bad_key_file_stops_the_start_with_its_reason() {
             let dir = tempfile::tempdir().expect("dir");
             let open = |keys: IssuerKeys| {
-                Authenticator::open_with_issuer(
-                    dir.path(),
+                Authenticator::with_issuer(
+                    &[7; KEY_LEN],
                     Some(&IssuerSettings {
                         issuer: ISSUER.into(),
                         audience: None,

@@ -2,7 +2,8 @@
 //!
 //! The key is `jwt.key` in the data dir, found through the same configuration `serve`
 //! reads (flags, then `YARDMASTER_*` variables, then the file, then the defaults), and
-//! created there when the engine has not started yet.
+//! created there when the engine has not started yet; with `[store] url`, it is the key
+//! the engines on that database share, read from it with the credential key.
 
 use std::path::PathBuf;
 
@@ -61,15 +62,16 @@ pub fn parse_ttl(text: &str) -> Result<TimeDelta, String> {
 }
 
 /// Runs `yardmaster token ...`.
-pub fn run(command: TokenCommand) -> anyhow::Result<()> {
+pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     let TokenCommand::Create(args) = command;
-    let token = create(&args)?;
+    let token = create(&args).await?;
     println!("{token}");
     Ok(())
 }
 
-/// Issues the token `args` describe.
-pub fn create(args: &CreateArgs) -> anyhow::Result<String> {
+/// Issues the token `args` describe, signed with the key of the engine's store: the data
+/// dir's, or on a shared store (`[store] url`) the one every engine on it shares.
+pub async fn create(args: &CreateArgs) -> anyhow::Result<String> {
     if args.sub.trim().is_empty() {
         anyhow::bail!("--sub: the user id must not be empty");
     }
@@ -89,7 +91,19 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<String> {
             config.data_dir.display()
         )
     })?;
-    let auth = Authenticator::open(&config.data_dir)?;
+    let shared = match &config.store.url {
+        Some(url) => Some(crate::server::connect_shared(&config, url, 2).await?),
+        None => None,
+    };
+    let key = crate::store::backend::signing_secret(
+        shared.as_ref(),
+        &config.data_dir,
+        crate::auth::KEY_FILE,
+        crate::auth::KEY_LEN,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("token key {e}"))?;
+    let auth = Authenticator::from_secret(&key);
     let claims = Claims::new(args.sub.trim(), args.org.trim(), scopes, Utc::now(), ttl);
     Ok(auth.issue(&claims))
 }
@@ -109,10 +123,12 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_created_token_verifies_with_the_engines_key() {
+    #[tokio::test]
+    async fn a_created_token_verifies_with_the_engines_key() {
         let dir = tempfile::tempdir().expect("dir");
-        let token = create(&args(dir.path(), "script:view,script:create", "1h")).expect("token");
+        let token = create(&args(dir.path(), "script:view,script:create", "1h"))
+            .await
+            .expect("token");
         let auth = Authenticator::open(&dir.path().join("data")).expect("key");
         let principal = auth.verify(&token, Utc::now()).expect("valid");
         assert_eq!(principal.user_id, "alice");
@@ -122,34 +138,43 @@ mod tests {
         assert!(auth.verify(&token, later).is_err());
     }
 
-    #[test]
-    fn unknown_scopes_and_bad_ttls_are_refused_by_name() {
+    #[tokio::test]
+    async fn unknown_scopes_and_bad_ttls_are_refused_by_name() {
         let dir = tempfile::tempdir().expect("dir");
-        let e =
-            create(&args(dir.path(), "script:fly", "1h")).expect_err("an unknown scope is refused");
+        let e = create(&args(dir.path(), "script:fly", "1h"))
+            .await
+            .expect_err("an unknown scope is refused");
         assert!(e.to_string().contains("script:fly"), "{e}");
         for ttl in ["0s", "soon", "24", "100000d"] {
-            let e = create(&args(dir.path(), "all", ttl)).expect_err("a bad ttl is refused");
+            let e = create(&args(dir.path(), "all", ttl))
+                .await
+                .expect_err("a bad ttl is refused");
             assert!(e.to_string().starts_with("--ttl"), "{ttl}: {e}");
         }
         assert_eq!(parse_ttl("7d"), Ok(TimeDelta::days(7)));
     }
 
-    #[test]
-    fn engine_admin_is_granted_only_when_named() {
+    #[tokio::test]
+    async fn engine_admin_is_granted_only_when_named() {
         let dir = tempfile::tempdir().expect("dir");
-        let auth = |scopes: &str| {
-            let token = create(&args(dir.path(), scopes, "1h")).expect("token");
+        let auth = async |scopes: &str| {
+            let token = create(&args(dir.path(), scopes, "1h"))
+                .await
+                .expect("token");
             Authenticator::open(&dir.path().join("data"))
                 .expect("key")
                 .verify(&token, Utc::now())
                 .expect("valid")
         };
-        let all = auth("all");
+        let all = auth("all").await;
         assert!(all.has_scope(crate::auth::scopes::PLUGIN_MANAGE));
         assert!(!all.has_scope(crate::auth::scopes::ENGINE_ADMIN));
-        assert!(auth("all,engine:admin").has_scope(crate::auth::scopes::ENGINE_ADMIN));
-        let alone = auth("engine:admin");
+        assert!(
+            auth("all,engine:admin")
+                .await
+                .has_scope(crate::auth::scopes::ENGINE_ADMIN)
+        );
+        let alone = auth("engine:admin").await;
         assert_eq!(alone.scopes, vec!["engine:admin"]);
     }
 }

@@ -36,8 +36,13 @@ pub(crate) use render::escape as escape_html;
 pub use route::{JOB_PAYLOAD_FIELDS, NOTIFIED};
 pub use settings::{NotifyConfig, check_notify_url, check_url};
 
-/// The file in the data dir holding the key that signs deliveries to notify URLs.
+/// The file in the data dir holding the key that signs deliveries to notify URLs (on a
+/// shared store, the name of the one the engines share).
 pub const SIGNING_KEY_FILE: &str = "notify.key";
+
+/// Length of the signing key, in bytes.
+pub const SIGNING_KEY_LEN: usize = 32;
+
 /// Events read per round.
 const BATCH: usize = 256;
 /// Events of different jobs delivered at once.
@@ -69,19 +74,8 @@ impl std::fmt::Debug for Notifications {
 }
 
 impl Notifications {
-    /// Reads (or creates) the signing key in `data_dir`.
-    pub fn open(
-        config: NotifyConfig,
-        data_dir: &std::path::Path,
-        public_url: String,
-    ) -> Result<Notifications, String> {
-        let path = data_dir.join(SIGNING_KEY_FILE);
-        let key = crate::store::read_or_create_secret(&path, 32)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(Notifications::with_key(config, &key, public_url))
-    }
-
-    /// Settings over a key held in memory (tests).
+    /// Settings over the signing key `key`: the data dir's `notify.key`, or on a shared
+    /// store the one every engine shares.
     pub fn with_key(config: NotifyConfig, key: &[u8], public_url: String) -> Notifications {
         let public_url = config.public_url.clone().unwrap_or(public_url);
         Notifications {

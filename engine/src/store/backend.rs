@@ -44,6 +44,46 @@ pub fn valid_engine_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// The signing secret of `len` bytes kept as `file` in `data_dir` (the token key, the
+/// notification key). On the embedded store it is that file, made on first start. On a
+/// shared store it is kept sealed in the database, so every engine signs and checks with
+/// the same one: the first engine to ask offers its own file (so what it signed before
+/// still holds) or a new random secret, and a file that differs from the shared secret
+/// is left unused, with a warning.
+pub async fn signing_secret(
+    shared: Option<&PgStore>,
+    data_dir: &std::path::Path,
+    file: &str,
+    len: usize,
+) -> Result<Vec<u8>, String> {
+    let path = data_dir.join(file);
+    let at = |reason| format!("{}: {reason}", path.display());
+    let Some(store) = shared else {
+        return super::read_or_create_secret(&path, len).map_err(at);
+    };
+    let local = super::existing_secret(&path, len).map_err(at)?;
+    let offered = local.clone().unwrap_or_else(|| super::random_secret(len));
+    let kept = store
+        .shared_secret(file, &offered)
+        .await
+        .map_err(|e| format!("the shared {file}: {e}"))?;
+    if kept.len() != len {
+        return Err(format!(
+            "the shared {file} in {} holds {} bytes, not {len}",
+            store.address(),
+            kept.len()
+        ));
+    }
+    if local.is_some_and(|local| local != kept) {
+        tracing::warn!(
+            "{} is not the {file} the engines on {} share, and is not used: the shared one is",
+            path.display(),
+            store.address()
+        );
+    }
+    Ok(kept)
+}
+
 /// The name this engine goes by on a shared store: `configured`, or the one kept in
 /// `data_dir` (made on first start from the host name and a random suffix), so an engine
 /// restarted on the same data dir settles the work it left in flight.
@@ -373,6 +413,17 @@ impl Backend {
             Backend::Redb(_) => None,
             Backend::Postgres(shared) => Some(shared),
         }
+    }
+
+    /// [`signing_secret`] on this store.
+    pub async fn signing_secret(
+        &self,
+        data_dir: &std::path::Path,
+        file: &str,
+        len: usize,
+    ) -> Result<Vec<u8>, String> {
+        let shared = self.as_postgres().map(|shared| &*shared.store);
+        signing_secret(shared, data_dir, file, len).await
     }
 
     /// Where the state is, for messages.

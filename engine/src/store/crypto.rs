@@ -225,26 +225,43 @@ pub(crate) fn read_or_create_secret(path: &Path, len: usize) -> Result<Vec<u8>, 
         .open(path)
     {
         Ok(mut file) => {
-            let mut key = vec![0u8; len];
-            OsRng.fill_bytes(&mut key);
+            let key = random_secret(len);
             file.write_all(&key)
                 .and_then(|()| file.sync_all())
                 .map_err(|e| format!("cannot write: {e}"))?;
             Ok(key)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            check_private(path)?;
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-            if bytes.len() != len {
-                return Err(format!(
-                    "holds {} bytes, not {len}; restore the original key file",
-                    bytes.len()
-                ));
-            }
-            Ok(bytes)
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_secret(path, len),
         Err(e) => Err(format!("cannot create: {e}")),
     }
+}
+
+/// The secret of `len` bytes kept at `path`, or `None` when there is no such file.
+pub(crate) fn existing_secret(path: &Path, len: usize) -> Result<Option<Vec<u8>>, String> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => read_secret(path, len).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot stat: {e}")),
+    }
+}
+
+/// `len` random bytes from the operating system's generator.
+pub(crate) fn random_secret(len: usize) -> Vec<u8> {
+    let mut key = vec![0u8; len];
+    OsRng.fill_bytes(&mut key);
+    key
+}
+
+fn read_secret(path: &Path, len: usize) -> Result<Vec<u8>, String> {
+    check_private(path)?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() != len {
+        return Err(format!(
+            "holds {} bytes, not {len}; restore the original key file",
+            bytes.len()
+        ));
+    }
+    Ok(bytes)
 }
 
 trait Mode0600 {

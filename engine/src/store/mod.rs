@@ -59,8 +59,8 @@ pub use community::{
     CommunityContent, CommunityRepository, CommunityScript, CommunityStatus, CommunityUser,
     Submitted, git_blob_sha,
 };
-pub(crate) use crypto::read_or_create_secret;
 pub use crypto::{CredentialKey, KEY_FILE as CREDENTIAL_KEY_FILE};
+pub(crate) use crypto::{existing_secret, random_secret, read_or_create_secret};
 pub use error::StoreError;
 pub use group::Changes;
 pub use jobs::{AUDIT_JOB_SUBMITTED, Recovery};

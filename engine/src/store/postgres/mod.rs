@@ -260,6 +260,37 @@ impl PgStore {
         })
     }
 
+    /// The signing secret `name` every engine on the database shares (the token key, the
+    /// notification key): the first engine to ask keeps `offered` sealed under the
+    /// credential key, and every engine, that one included, gets back what is kept. The
+    /// database never holds it in the clear.
+    pub async fn shared_secret(&self, name: &str, offered: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let fact = format!("secret:{name}");
+        let mine = encode("fact", name, &self.vault.seal(&fact, &hex::encode(offered)))?;
+        let kept = transaction!(self, "keep a shared secret", |tx| async {
+            tx.execute(
+                "INSERT INTO store_facts (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&fact, &mine],
+            )
+            .await
+            .map_err(pg("keep a shared secret"))?;
+            let row = tx
+                .query_one("SELECT value FROM store_facts WHERE name = $1", &[&fact])
+                .await
+                .map_err(pg("read a shared secret"))?;
+            col::<String>(&row, 0)
+        })?;
+        let sealed: Sealed = decode("fact", name, &kept)?;
+        self.vault
+            .open_sealed(&fact, &sealed)
+            .and_then(|text| hex::decode(text).ok())
+            .ok_or_else(|| StoreError::Key {
+                path: self.address.clone(),
+                reason: format!("the shared secret `{name}` does not open with this key"),
+            })
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Unreachable {
             address: self.address.clone(),
