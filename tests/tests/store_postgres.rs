@@ -4052,6 +4052,86 @@ async fn a_server_restart_loses_nothing_acknowledged_and_the_pool_reconnects() {
 }
 
 #[tokio::test]
+async fn an_engine_keeps_its_claims_on_events_it_has_not_settled() {
+    let server = Postgres::start();
+    let a = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("a");
+    let b = PgStore::connect(&server.url(), &Postgres::credential_key())
+        .await
+        .expect("b");
+    let mut ids = Vec::new();
+    for job in ["x", "y", "z"] {
+        ids.push(
+            a.append_event("job.status", serde_json::json!({"job_id": job}), t(0))
+                .await
+                .expect("append"),
+        );
+    }
+    let short = Duration::from_millis(300);
+    let taken = a
+        .claim_events("engine-a", t(1), 10, short)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 3);
+    // x is settled; y and z are still at work, and their claims are renewed.
+    let done = EventAttempt {
+        error: None,
+        retry_at: None,
+        organization: Some("org1"),
+        delivered_to: &[],
+        now: t(2),
+    };
+    a.record_event_attempt("engine-a", ids[0], &done)
+        .await
+        .expect("x delivered");
+    assert_eq!(
+        a.renew_event_claims("engine-a", &ids, LONG)
+            .await
+            .expect("renew"),
+        vec![ids[1], ids[2]],
+        "only what it still holds"
+    );
+    assert!(
+        b.renew_event_claims("engine-b", &ids, LONG)
+            .await
+            .expect("renew")
+            .is_empty(),
+        "an engine renews only its own claims"
+    );
+    // Long past the first lease, nobody else takes them.
+    tokio::time::sleep(short * 2).await;
+    assert!(
+        b.claim_events("engine-b", t(3), 10, LONG)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // Left to lapse, z goes to the next claimer, and a's renewal no longer has it.
+    a.renew_event_claims("engine-a", &[ids[2]], Duration::from_millis(1))
+        .await
+        .expect("shorten");
+    let retaken = eventually("z's claim to lapse", || async {
+        let got = b
+            .claim_events("engine-b", t(3), 10, LONG)
+            .await
+            .expect("claim");
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(
+        retaken.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert_eq!(
+        a.renew_event_claims("engine-a", &ids, LONG)
+            .await
+            .expect("renew"),
+        vec![ids[1]]
+    );
+}
+
+#[tokio::test]
 async fn outbox_events_are_claimed_once_at_a_time_and_in_order_per_job() {
     let server = Postgres::start();
     let a = PgStore::connect(&server.url(), &Postgres::credential_key())

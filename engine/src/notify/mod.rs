@@ -20,7 +20,7 @@ mod render;
 mod route;
 mod settings;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -236,20 +236,57 @@ impl Deliverer {
                 }
             }
         }
-        let mut tasks = JoinSet::new();
-        for (key, mut events) in groups {
-            events.sort_by_key(|e| e.id);
-            while tasks.len() >= CONCURRENCY {
-                let _ = tasks.join_next().await;
+        // What this round holds and has not settled yet; on a shared store its claims are
+        // kept alive while groups wait their turn or a delivery takes long.
+        let held: Arc<Mutex<BTreeSet<u64>>> = Arc::new(Mutex::new(
+            groups
+                .iter()
+                .flat_map(|(_, e)| e.iter().map(|e| e.id))
+                .collect(),
+        ));
+        let work = async {
+            let mut tasks = JoinSet::new();
+            for (key, mut events) in groups {
+                events.sort_by_key(|e| e.id);
+                while tasks.len() >= CONCURRENCY {
+                    let _ = tasks.join_next().await;
+                }
+                let (this, held) = (self.clone(), held.clone());
+                tasks.spawn(async move { this.run_group(&key, events, &held).await });
             }
-            let this = self.clone();
-            tasks.spawn(async move { this.run_group(&key, events).await });
+            while tasks.join_next().await.is_some() {}
+        };
+        tokio::select! {
+            () = work => {}
+            () = self.keep_claimed(&held) => {}
         }
-        while tasks.join_next().await.is_some() {}
         Ok(read)
     }
 
-    async fn run_group(&self, key: &str, events: Vec<OutboxEvent>) {
+    /// Renews the claims on the events in `held` every third of a claim's life, while
+    /// the round works on them; returns never.
+    async fn keep_claimed(&self, held: &Mutex<BTreeSet<u64>>) {
+        if self.store.as_postgres().is_none() {
+            return std::future::pending().await;
+        }
+        loop {
+            tokio::time::sleep(crate::store::backend::CLAIM_TTL / 3).await;
+            let ids: Vec<u64> = held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .copied()
+                .collect();
+            if let Err(e) = self.store.renew_event_claims(&ids).await {
+                tracing::warn!(error = %e, "cannot renew this engine's claims on notifications");
+            }
+        }
+    }
+
+    async fn run_group(&self, key: &str, events: Vec<OutboxEvent>, held: &Mutex<BTreeSet<u64>>) {
+        let settled = |id: u64| {
+            held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        };
         let mut hold: Option<DateTime<Utc>> = None;
         for event in events {
             if hold.is_none() {
@@ -259,6 +296,7 @@ impl Deliverer {
                 if let Err(e) = self.store.defer_event(event.id, at).await {
                     tracing::warn!(event = event.id, error = %e, "cannot defer a notification");
                 }
+                settled(event.id);
                 continue;
             }
             let (outcome, organization, done) = self.attempt(&event).await;
@@ -287,6 +325,7 @@ impl Deliverer {
                         .await
                 })
                 .await;
+            settled(event.id);
             if let Err(e) = recorded {
                 tracing::error!(event = event.id, error = %e, "cannot record a notification attempt");
                 return;

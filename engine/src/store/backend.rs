@@ -648,6 +648,20 @@ impl Backend {
         }
     }
 
+    /// Keeps this engine's claims alive on the notifications `ids` it has taken and not
+    /// yet settled (on PostgreSQL; nothing to do on redb, where no other engine takes
+    /// them).
+    pub async fn renew_event_claims(&self, ids: &[u64]) -> Result<(), StoreError> {
+        match self {
+            Backend::Redb(_) => Ok(()),
+            Backend::Postgres(shared) => shared
+                .store
+                .renew_event_claims(&shared.engine, ids, CLAIM_TTL)
+                .await
+                .map(drop),
+        }
+    }
+
     /// Puts a due notification off until `at` without attempting it.
     pub async fn defer_event(&self, id: u64, at: DateTime<Utc>) -> Result<OutboxEvent, StoreError> {
         match self {

@@ -113,6 +113,36 @@ impl PgStore {
         })
     }
 
+    /// Extends `engine`'s leases on the events `ids` it still holds to `ttl` from now (a
+    /// delivery taking longer than a lease, or events waiting their turn in a round).
+    /// Returns the ids renewed: an event missing from them lapsed and may have gone to
+    /// another engine.
+    pub async fn renew_event_claims(
+        &self,
+        engine: &str,
+        ids: &[u64],
+        ttl: Duration,
+    ) -> Result<Vec<u64>, StoreError> {
+        let ids = ids
+            .iter()
+            .map(|&id| big(KIND, "id", id))
+            .collect::<Result<Vec<i64>, _>>()?;
+        let ttl = lease_millis(ttl);
+        transaction!(self, "renew event claims", |tx| async {
+            let rows = tx
+                .query(
+                    "UPDATE outbox
+                     SET lease_expires_at = statement_timestamp() + $3::bigint * interval '1 millisecond'
+                     WHERE owner = $1 AND state = 'pending' AND id = ANY($2)
+                     RETURNING id",
+                    &[&engine, &ids, &ttl],
+                )
+                .await
+                .map_err(pg("renew event claims"))?;
+            rows.iter().map(|row| col_u64(row, 0)).collect()
+        })
+    }
+
     /// Lets go of an event `engine` holds without attempting it, to be taken again at
     /// `at` (a delivery that must wait for an earlier one). Refused as
     /// [`PgStore::record_event_attempt`] is when the event is not `engine`'s.
