@@ -3612,7 +3612,7 @@ async fn engines_claiming_together_never_share_a_job_and_leave_none() {
         tokio::spawn(drain(b, "engine-b"))
     );
     let (a, from_a) = ra.expect("engine a drains");
-    let (_b, from_b) = rb.expect("engine b drains");
+    let (b, from_b) = rb.expect("engine b drains");
     let from_a: BTreeSet<String> = from_a.into_iter().collect();
     let from_b: BTreeSet<String> = from_b.into_iter().collect();
     assert!(from_a.is_disjoint(&from_b), "a job claimed by both engines");
@@ -3646,6 +3646,56 @@ async fn engines_claiming_together_never_share_a_job_and_leave_none() {
             .expect("claim")
             .is_empty()
     );
+
+    // Both engines finish their jobs at once, in small batches: the counts the jobs
+    // table's triggers keep equal a count of the table all along.
+    let finish = async |store: &PgStore, engine: &'static str, mine: &BTreeSet<String>| {
+        let mine: Vec<String> = mine.iter().cloned().collect();
+        for (n, batch) in mine.chunks(9).map(<[String]>::to_vec).enumerate() {
+            let end = if n % 3 == 0 {
+                JobTransition::Fail {
+                    error: yardmaster::store::JobError {
+                        code: "x".into(),
+                        message: "x".into(),
+                    },
+                    output: None,
+                }
+            } else {
+                JobTransition::Complete { output: None }
+            };
+            let items = batch
+                .into_iter()
+                .map(|id| (id, vec![JobTransition::Start, end.clone()]))
+                .collect();
+            let out = store
+                .transition_held(engine, items, t(3))
+                .await
+                .expect("end");
+            assert!(out.iter().all(Result::is_ok), "{out:?}");
+        }
+    };
+    tokio::join!(
+        finish(&a, "engine-a", &from_a),
+        finish(&b, "engine-b", &from_b)
+    );
+    let recount = client
+        .query("SELECT status, count(*) FROM jobs GROUP BY status", &[])
+        .await
+        .expect("recount");
+    let recount: BTreeSet<(String, u64)> = recount
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+        .collect();
+    let kept: BTreeSet<(String, u64)> = a
+        .job_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(status, n)| (status.as_str().to_owned(), n))
+        .collect();
+    assert_eq!(kept, recount);
+    assert_eq!(kept.iter().map(|(_, n)| n).sum::<u64>(), 300);
 }
 
 #[tokio::test]

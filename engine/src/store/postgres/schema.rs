@@ -21,6 +21,7 @@ const MIGRATIONS: &[(u64, &str)] = &[
     (7, include_str!("migrations/0007_channels.sql")),
     (8, include_str!("migrations/0008_templates.sql")),
     (9, include_str!("migrations/0009_community.sql")),
+    (10, include_str!("migrations/0010_job_counts.sql")),
 ];
 
 /// The schema version this engine writes: the last migration's.
