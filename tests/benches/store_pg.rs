@@ -289,6 +289,34 @@ async fn postgres(
         .await
         .map_err(|e| e.to_string())?;
     check(jobs, run_record.completed, run_record.total)?;
+    // What `/metrics` reads: the kept counts, beside a count of the table.
+    let start = Instant::now();
+    for _ in 0..COUNT_READS {
+        let counts = first.job_counts().await.map_err(|e| e.to_string())?;
+        let completed = counts
+            .iter()
+            .find(|(s, _)| *s == JobStatus::Completed)
+            .map_or(0, |(_, n)| *n);
+        check(jobs, completed, jobs as u64)?;
+    }
+    let counts = start.elapsed() / COUNT_READS;
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    let start = Instant::now();
+    for _ in 0..COUNT_READS {
+        client
+            .query("SELECT status, count(*) FROM jobs GROUP BY status", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let recount = start.elapsed() / COUNT_READS;
+    println!(
+        "  job counts for /metrics: {:.2} ms kept, {:.2} ms counting the table",
+        counts.as_secs_f64() * 1e3,
+        recount.as_secs_f64() * 1e3
+    );
     Ok(Figures { launch, run })
 }
 
@@ -301,6 +329,9 @@ fn check(jobs: usize, completed: u64, total: u64) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// Reads of the job counts timed, to average.
+const COUNT_READS: u32 = 50;
 
 fn main() {
     let args: Vec<String> = std::env::args()

@@ -322,8 +322,16 @@ async fn a_scheduled_script_runs_once_on_each_of_50_routers_of_both_profiles() {
         })
         .collect();
     assert_eq!(runs, vec![1; 50]);
-    // Every router was reached over SSH, with its profile's host key now pinned.
-    assert!(routers.iter().all(|r| r.ssh_logins() == ["admin+cet1024w"]));
+    // Every router was reached over SSH, with its profile's host key now pinned. (A
+    // connection that failed before the script went out may be made again, so a router
+    // can see more than one login; each gives the same name and terminal options.)
+    for router in &routers {
+        let logins = router.ssh_logins();
+        assert!(
+            !logins.is_empty() && logins.iter().all(|l| l == "admin+cet1024w"),
+            "{logins:?}"
+        );
+    }
     for (i, site) in sites.iter().enumerate() {
         let site = store.get_site(site).expect("site");
         let fleet = if i < 25 { &old } else { &new };
