@@ -3343,9 +3343,11 @@ async fn engines_sign_with_one_key_kept_sealed_and_the_first_engines_file_seeds_
     // The first engine's data dir already holds a token key: what it signed before the
     // engines shared a database still holds.
     let own = [0x5au8; 32];
-    let file = dirs[0].path().join("jwt.key");
-    std::fs::write(&file, own).expect("write");
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let key_file = |path: &std::path::Path, key: [u8; 32]| {
+        std::fs::write(path, key).expect("write");
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    };
+    key_file(&dirs[0].path().join("jwt.key"), own);
     let first = signing_secret(Some(&a), dirs[0].path(), "jwt.key", 32)
         .await
         .expect("first");
@@ -3358,8 +3360,7 @@ async fn engines_sign_with_one_key_kept_sealed_and_the_first_engines_file_seeds_
     assert!(!dirs[1].path().join("jwt.key").exists());
     // A key file of its own is not used.
     let stray = dirs[2].path().join("jwt.key");
-    std::fs::write(&stray, [0x11u8; 32]).expect("write");
-    std::fs::set_permissions(&stray, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    key_file(&stray, [0x11u8; 32]);
     let third = signing_secret(Some(&b), dirs[2].path(), "jwt.key", 32)
         .await
         .expect("third");
