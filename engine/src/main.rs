@@ -127,10 +127,24 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", described(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error with its causes, each said once: most of the engine's errors already name
+/// their cause in their own message, and a cause is added only when it says more.
+fn described(e: &anyhow::Error) -> String {
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 /// Runs a command; false when it ran but did not succeed (a watched script that failed).
@@ -306,4 +320,24 @@ async fn plugin_inspect(file: &std::path::Path, json: bool) -> anyhow::Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::described;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot listen on port 1: {source}")]
+    struct Listen {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_said_once_and_a_context_keeps_its_cause() {
+        let busy = || std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use");
+        let named = anyhow::Error::from(Listen { source: busy() });
+        assert_eq!(described(&named), "cannot listen on port 1: address in use");
+        let wrapped = anyhow::Error::from(busy()).context("cannot start");
+        assert_eq!(described(&wrapped), "cannot start: address in use");
+    }
 }

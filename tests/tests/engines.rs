@@ -241,6 +241,18 @@ fn three_engines_share_a_launch_and_survive_kills_and_a_database_restart() {
         assert!(!engine.data_dir().join(SIGNING_KEY_FILE).exists());
         engine.sign_with(&token_key);
     }
+    // Every engine signs deliveries to an organization's notify URLs with one secret.
+    let secrets: Vec<serde_json::Value> = engines
+        .iter()
+        .flatten()
+        .map(|engine| {
+            let answer = engine.get("/notifications/signing-secret").expect("secret");
+            assert_eq!(answer.status, 200, "{}", answer.body);
+            answer.body["secret"].clone()
+        })
+        .collect();
+    assert!(secrets[0].is_string(), "{secrets:?}");
+    assert!(secrets.iter().all(|s| *s == secrets[0]), "{secrets:?}");
     // A token `yardmaster token create` makes with the third engine's configuration is
     // taken by the first.
     let made = std::process::Command::new(binary())
