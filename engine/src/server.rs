@@ -178,7 +178,7 @@ pub async fn run(
             crate::auth::KEY_LEN,
         )
         .await
-        .map_err(|e| ServeError::Auth(format!("token key {e}")))?;
+        .map_err(ServeError::Auth)?;
     let auth = crate::auth::Authenticator::with_issuer(&token_key, config.auth.as_ref())
         .map_err(|e| ServeError::Auth(e.to_string()))?;
     if let Some(issuer) = auth.issuer() {
