@@ -96,20 +96,25 @@ impl PgStore {
                 )
                 .await
                 .map_err(pg("find due events"))?;
-            let mut claimed = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let id: i64 = col(row, 0)?;
-                tx.execute(
-                    "UPDATE outbox SET owner = $2,
-                         lease_expires_at = statement_timestamp() + $3::bigint * interval '1 millisecond'
-                     WHERE id = $1",
-                    &[&id, &engine, &ttl],
-                )
-                .await
-                .map_err(pg("claim an event"))?;
-                claimed.push(decode(KIND, &id.to_string(), &col::<String>(row, 1)?)?);
+            let ids = rows
+                .iter()
+                .map(|row| col::<i64>(row, 0))
+                .collect::<Result<Vec<i64>, _>>()?;
+            if ids.is_empty() {
+                return Ok(Vec::new());
             }
-            Ok(claimed)
+            tx.execute(
+                "UPDATE outbox SET owner = $2,
+                     lease_expires_at = statement_timestamp() + $3::bigint * interval '1 millisecond'
+                 WHERE id = ANY($1)",
+                &[&ids, &engine, &ttl],
+            )
+            .await
+            .map_err(pg("claim events"))?;
+            rows.iter()
+                .zip(&ids)
+                .map(|(row, id)| decode(KIND, &id.to_string(), &col::<String>(row, 1)?))
+                .collect()
         })
     }
 
