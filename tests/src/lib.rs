@@ -444,7 +444,8 @@ impl Engine {
     }
 
     /// A token for [`TEST_USER`] of [`TEST_ORG`] with `scopes` (`&["all"]` for every
-    /// one), valid for an hour, signed with the engine's token key (its data dir's, or [`Engine::sign_with`]'s).
+    /// one), valid for an hour, signed with the engine's token key (its data dir's, or
+    /// [`Engine::sign_with`]'s).
     pub fn token(&self, scopes: &[&str]) -> String {
         self.token_for(TEST_USER, TEST_ORG, scopes, 3600)
     }

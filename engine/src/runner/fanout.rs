@@ -1479,7 +1479,8 @@ impl Runner {
                     };
                     if !fresh.is_empty() {
                         self.hand_out(
-                            Selection::Read(fresh),
+                            fresh,
+                            Selection::Read,
                             RunOptions::default(),
                             &in_flight,
                             &shutdown,
@@ -1540,8 +1541,14 @@ impl Runner {
                                     handed.insert(job.id.clone());
                                 }
                                 drop(handed);
-                                let selection = Selection::Claimed(claimed);
-                                self.hand_out(selection, options, &in_flight, &shutdown, &mut runs);
+                                self.hand_out(
+                                    claimed,
+                                    Selection::Claimed,
+                                    options,
+                                    &in_flight,
+                                    &shutdown,
+                                    &mut runs,
+                                );
                             }
                             Ok(_) => {}
                             Err(e) => tracing::warn!(error = %e, "could not claim pending jobs"),
@@ -1576,23 +1583,20 @@ impl Runner {
             .await
     }
 
-    /// Runs the jobs `selection` names (read or claimed, handed out, in `in_flight`) in
-    /// `runs`, and takes them out of `in_flight` when the run is over.
+    /// Runs `jobs` (handed out, in `in_flight`) in `runs` as the selection `read_as`
+    /// makes of them (read, or claimed already), and takes them out of `in_flight` when
+    /// the run is over.
     fn hand_out(
         &self,
-        selection: Selection,
+        jobs: Vec<Job>,
+        read_as: fn(Vec<Job>) -> Selection,
         options: RunOptions,
         in_flight: &Arc<Mutex<HashSet<String>>>,
         shutdown: &Shutdown,
         runs: &mut JoinSet<()>,
     ) {
-        let ids: Vec<String> = match &selection {
-            Selection::Read(jobs) | Selection::Claimed(jobs) => {
-                jobs.iter().map(|j| j.id.clone()).collect()
-            }
-            Selection::Jobs(ids) => ids.clone(),
-            Selection::Run { .. } => Vec::new(),
-        };
+        let ids: Vec<String> = jobs.iter().map(|j| j.id.clone()).collect();
+        let selection = read_as(jobs);
         let (runner, in_flight) = (self.clone(), in_flight.clone());
         let shutdown = shutdown.clone();
         runs.spawn(async move {

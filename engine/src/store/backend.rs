@@ -293,15 +293,6 @@ pub struct Shared {
     changes: Arc<Mutex<Pending>>,
 }
 
-impl std::fmt::Debug for Pending {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pending")
-            .field("queued", &self.writes.len())
-            .field("committing", &self.committing)
-            .finish()
-    }
-}
-
 /// What a batch of job changes is answered: each job's outcome, inside the commit's.
 type Changed = Result<Vec<Result<Job, StoreError>>, StoreError>;
 
@@ -310,6 +301,15 @@ type Changed = Result<Vec<Result<Job, StoreError>>, StoreError>;
 struct Pending {
     writes: Vec<(Changes, oneshot::Sender<Changed>)>,
     committing: bool,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("queued", &self.writes.len())
+            .field("committing", &self.committing)
+            .finish()
+    }
 }
 
 /// Commits the queued job changes of `engine`, batch after batch, until none is left:

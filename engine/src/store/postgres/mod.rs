@@ -228,23 +228,7 @@ impl PgStore {
             "credential_key_check",
             &self.vault.seal(Vault::CHECK, Vault::CHECK),
         )?;
-        let kept = transaction!(self, "check the credential key", |tx| async {
-            tx.execute(
-                "INSERT INTO store_facts (name, value) VALUES ('credential_key_check', $1)
-                 ON CONFLICT (name) DO NOTHING",
-                &[&mine],
-            )
-            .await
-            .map_err(pg("keep the credential key check"))?;
-            let row = tx
-                .query_one(
-                    "SELECT value FROM store_facts WHERE name = 'credential_key_check'",
-                    &[],
-                )
-                .await
-                .map_err(pg("read the credential key check"))?;
-            col::<String>(&row, 0)
-        })?;
+        let kept = self.keep_fact("credential_key_check", &mine).await?;
         let sealed: Sealed = decode("fact", "credential_key_check", &kept)?;
         if self.vault.opens_check(&sealed) {
             return Ok(());
@@ -267,20 +251,7 @@ impl PgStore {
     pub async fn shared_secret(&self, name: &str, offered: &[u8]) -> Result<Vec<u8>, StoreError> {
         let fact = format!("secret:{name}");
         let mine = encode("fact", name, &self.vault.seal(&fact, &hex::encode(offered)))?;
-        let kept = transaction!(self, "keep a shared secret", |tx| async {
-            tx.execute(
-                "INSERT INTO store_facts (name, value) VALUES ($1, $2)
-                 ON CONFLICT (name) DO NOTHING",
-                &[&fact, &mine],
-            )
-            .await
-            .map_err(pg("keep a shared secret"))?;
-            let row = tx
-                .query_one("SELECT value FROM store_facts WHERE name = $1", &[&fact])
-                .await
-                .map_err(pg("read a shared secret"))?;
-            col::<String>(&row, 0)
-        })?;
+        let kept = self.keep_fact(&fact, &mine).await?;
         let sealed: Sealed = decode("fact", name, &kept)?;
         self.vault
             .open_sealed(&fact, &sealed)
@@ -289,6 +260,25 @@ impl PgStore {
                 path: self.address.clone(),
                 reason: format!("the shared secret `{name}` does not open with this key"),
             })
+    }
+
+    /// Keeps `offered` as the fact `name` unless the database has one already, and
+    /// returns the one kept: whichever engine asks first decides it for all of them.
+    async fn keep_fact(&self, name: &str, offered: &str) -> Result<String, StoreError> {
+        transaction!(self, "keep a store fact", |tx| async {
+            tx.execute(
+                "INSERT INTO store_facts (name, value) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING",
+                &[&name, &offered],
+            )
+            .await
+            .map_err(pg("keep a store fact"))?;
+            let row = tx
+                .query_one("SELECT value FROM store_facts WHERE name = $1", &[&name])
+                .await
+                .map_err(pg("read a store fact"))?;
+            col::<String>(&row, 0)
+        })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
